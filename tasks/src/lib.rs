@@ -1,0 +1,1 @@
+//! nodeprep task DSL.

@@ -1,0 +1,1 @@
+//! Container and VM harness for nodeprep integration tests.

@@ -1,0 +1,5 @@
+//! Library side of the runner: what both the `xtask` binary and the integration tests use
+//! (test image, lab containers).
+
+pub mod image;
+pub mod lab;
