@@ -1,0 +1,419 @@
+//! The run context: host, facts, state cache, mode, and the record of every step.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::facts::Facts;
+use crate::host::{Cmd, Host, Output};
+use crate::state::{self, FileState, Probe, State};
+
+/// Apply changes, or only say what would change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    #[default]
+    Apply,
+    Check,
+}
+
+/// What a task did. `#[must_use]`: a handler decides on it (`if c.changed() { restart }`).
+#[must_use = "a Change tells whether handlers must run"]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Unchanged,
+    Changed,
+    /// Not done, with the reason (e.g. the kernel belongs to a container's host).
+    Skipped(String),
+}
+
+impl Change {
+    pub fn changed(&self) -> bool {
+        matches!(self, Change::Changed)
+    }
+
+    pub fn from_bool(changed: bool) -> Change {
+        if changed { Change::Changed } else { Change::Unchanged }
+    }
+}
+
+impl std::ops::BitOr for Change {
+    type Output = Change;
+    /// Changed wins over Skipped, which wins over Unchanged.
+    fn bitor(self, rhs: Change) -> Change {
+        match (self, rhs) {
+            (Change::Changed, _) | (_, Change::Changed) => Change::Changed,
+            (Change::Skipped(a), _) => Change::Skipped(a),
+            (_, Change::Skipped(b)) => Change::Skipped(b),
+            _ => Change::Unchanged,
+        }
+    }
+}
+
+impl std::ops::BitOrAssign for Change {
+    fn bitor_assign(&mut self, rhs: Change) {
+        *self = std::mem::replace(self, Change::Unchanged) | rhs;
+    }
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Changed,
+    Skipped(String),
+    Failed(String),
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Changed => "changed",
+            Outcome::Skipped(_) => "skipped",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+}
+
+/// A modifying action, in the order it was (or, in check mode, would have been) taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// A command that changes the host.
+    Run(String),
+    /// A file replaced (or created) with this mode and owner.
+    Write { path: String, mode: u32, owner: String, group: String },
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Run(cmd) => write!(f, "run {cmd}"),
+            Action::Write { path, mode, owner, group } => write!(f, "write {path} {mode:04o} {owner}:{group}"),
+        }
+    }
+}
+
+/// One step of a playbook, as recorded.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub name: String,
+    pub outcome: Outcome,
+    pub duration: Duration,
+    /// Unified diffs of the files the step changed (or would change).
+    pub diffs: Vec<String>,
+    pub actions: Vec<Action>,
+}
+
+/// What the runner hears while a playbook runs.
+#[derive(Debug, Clone)]
+pub enum Event {
+    StepStarted { host: String, name: String },
+    StepFinished { host: String, record: Record },
+    /// A long operation (package install, system update) is under way.
+    Progress { host: String, message: String },
+}
+
+pub type Sink = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// Run settings.
+#[derive(Clone, Default)]
+pub struct Options {
+    pub mode: Mode,
+    /// Compute diffs of changed files (always on in check mode).
+    pub diff: bool,
+    /// Only these steps run (empty: all).
+    pub only: Vec<String>,
+    /// These steps are skipped.
+    pub skip: Vec<String>,
+    /// Extra files for the state probe (beyond what the task families always read).
+    pub probe: Probe,
+    /// Receives events as they happen.
+    pub sink: Option<Sink>,
+    /// Keep a copy of every replaced file under /var/backups/nodeprep (on by default in the runner).
+    pub backup: bool,
+}
+
+pub struct Ctx {
+    host: Box<dyn Host>,
+    facts: Facts,
+    state: State,
+    opts: Options,
+    records: Vec<Record>,
+    current: Option<Current>,
+    commands: u32,
+    actions: Vec<Action>,
+    stamp: u64,
+}
+
+struct Current {
+    diffs: Vec<String>,
+    actions: Vec<Action>,
+}
+
+impl Ctx {
+    /// Connects: runs the state probe (facts and state in one round trip).
+    pub fn connect(host: Box<dyn Host>, opts: Options) -> Result<Ctx> {
+        let probe = crate::default_probe().files(&opts.probe.files.iter().collect::<Vec<_>>()).programs(
+            &opts.probe.programs.iter().collect::<Vec<_>>(),
+        );
+        let script = state::probe_script(&probe);
+        let out = host.run(&Cmd::new(&["sh", "-s"]).stdin(script))?;
+        let state = state::parse_probe(&out.stdout_str(), &probe).map_err(|e| e.on_host(host.name()))?;
+        let facts = facts_from_state(&state).map_err(|e| e.on_host(host.name()))?;
+        let mut cx = Ctx::with_state(host, facts, state, opts);
+        cx.commands = 1;
+        Ok(cx)
+    }
+
+    /// A context over a known state: what tests use to feed recorded facts.
+    pub fn with_state(host: Box<dyn Host>, facts: Facts, state: State, opts: Options) -> Ctx {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Ctx { host, facts, state, opts, records: Vec::new(), current: None, commands: 0, actions: Vec::new(), stamp }
+    }
+
+    pub fn host_name(&self) -> &str {
+        self.host.name()
+    }
+
+    pub fn facts(&self) -> &Facts {
+        &self.facts
+    }
+
+    pub fn check_mode(&self) -> bool {
+        self.opts.mode == Mode::Check
+    }
+
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    /// Every modifying action of the run, in order.
+    pub fn actions(&self) -> &[Action] {
+        &self.actions
+    }
+
+    /// Commands sent to the host so far (the probe included).
+    pub fn commands_sent(&self) -> u32 {
+        self.commands
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn state_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+
+    pub fn close(&self) {
+        self.host.close();
+    }
+
+    /// Runs one named step, records its outcome and duration, and tells the sink.
+    pub fn step(&mut self, name: &str, f: impl FnOnce(&mut Ctx) -> Result<Change>) -> Result<Change> {
+        let selected = (self.opts.only.is_empty() || self.opts.only.iter().any(|o| o == name))
+            && !self.opts.skip.iter().any(|s| s == name);
+        let start = Instant::now();
+        self.emit(Event::StepStarted { host: self.host_name().to_string(), name: name.to_string() });
+        let result = if selected {
+            self.current = Some(Current { diffs: Vec::new(), actions: Vec::new() });
+            f(self)
+        } else {
+            Ok(Change::Skipped("not selected (--only/--skip)".into()))
+        };
+        let cur = self.current.take().unwrap_or(Current { diffs: Vec::new(), actions: Vec::new() });
+        let outcome = match &result {
+            Ok(Change::Unchanged) => Outcome::Ok,
+            Ok(Change::Changed) => Outcome::Changed,
+            Ok(Change::Skipped(why)) => Outcome::Skipped(why.clone()),
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+        let record =
+            Record { name: name.to_string(), outcome, duration: start.elapsed(), diffs: cur.diffs, actions: cur.actions };
+        self.records.push(record.clone());
+        self.emit(Event::StepFinished { host: self.host_name().to_string(), record });
+        result.map_err(|e| e.on_host(self.host.name()))
+    }
+
+    /// Reports progress of a long operation.
+    pub fn progress(&self, message: impl Into<String>) {
+        self.emit(Event::Progress { host: self.host_name().to_string(), message: message.into() });
+    }
+
+    fn emit(&self, event: Event) {
+        if let Some(sink) = &self.opts.sink {
+            sink(&event);
+        }
+    }
+
+    /// Runs a read-only command (always, also in check mode).
+    pub fn query(&mut self, argv: &[&str]) -> Result<Output> {
+        self.commands += 1;
+        self.host.exec(&Cmd::new(argv))
+    }
+
+    /// Runs a command that changes the host; in check mode it is only recorded. Fails on a
+    /// non-zero exit. Returns `None` in check mode.
+    pub fn apply(&mut self, argv: &[&str]) -> Result<Option<Output>> {
+        self.apply_cmd(Cmd::new(argv))
+    }
+
+    /// As [`Ctx::apply`], with stdin.
+    pub fn apply_cmd(&mut self, cmd: Cmd) -> Result<Option<Output>> {
+        self.record_action(Action::Run(cmd.display()));
+        if self.check_mode() {
+            return Ok(None);
+        }
+        self.commands += 1;
+        self.host.run(&cmd).map(Some)
+    }
+
+    /// As [`Ctx::apply`] but a non-zero exit is returned, not raised.
+    pub fn apply_unchecked(&mut self, argv: &[&str]) -> Result<Option<Output>> {
+        let cmd = Cmd::new(argv);
+        self.record_action(Action::Run(cmd.display()));
+        if self.check_mode() {
+            return Ok(None);
+        }
+        self.commands += 1;
+        self.host.exec(&cmd).map(Some)
+    }
+
+    fn record_action(&mut self, action: Action) {
+        if let Some(cur) = &mut self.current {
+            cur.actions.push(action.clone());
+        }
+        self.actions.push(action);
+    }
+
+    pub(crate) fn record_diff(&mut self, diff: String) {
+        if let Some(cur) = &mut self.current {
+            cur.diffs.push(diff);
+        }
+    }
+
+    pub fn diff_wanted(&self) -> bool {
+        self.opts.diff || self.check_mode()
+    }
+
+    /// A file as the host has it (`None`: absent), through the cache.
+    pub fn file(&mut self, path: &str) -> Result<Option<FileState>> {
+        if let Some(known) = self.state.files.get(path) {
+            return Ok(known.clone());
+        }
+        let probe = Probe::default().files(&[path]);
+        let script = state::probe_script(&Probe { files: probe.files.clone(), ..Probe::default() });
+        // Only the file part of the probe matters here; the fixed part is cheap.
+        self.commands += 1;
+        let out = self.host.run(&Cmd::new(&["sh", "-s"]).stdin(script))?;
+        let read = state::parse_probe(&out.stdout_str(), &probe).map_err(|e| e.on_host(self.host.name()))?;
+        let file = read.files.get(path).cloned().flatten();
+        self.state.files.insert(path.to_string(), file.clone());
+        Ok(file)
+    }
+
+    /// Replaces a file atomically: written to a temporary file beside it, mode and owner set,
+    /// then renamed over it. A crash leaves either the old file or the new one, never half of
+    /// one. The old file is backed up first when backups are on.
+    pub fn write_file(&mut self, path: &str, content: &[u8], mode: u32, owner: &str, group: &str) -> Result<()> {
+        check_path(path)?;
+        self.record_action(Action::Write { path: path.into(), mode, owner: owner.into(), group: group.into() });
+        if !self.check_mode() {
+            let backup = match self.state.files.get(path) {
+                Some(Some(_)) | None if self.opts.backup => format!("/var/backups/nodeprep{path}.{}", self.stamp),
+                _ => String::new(),
+            };
+            let mode_s = format!("{mode:04o}");
+            let cmd = Cmd::new(&["sh", "-c", WRITE_SCRIPT, "nodeprep-write", path, &mode_s, owner, group, &backup])
+                .stdin(content.to_vec());
+            self.commands += 1;
+            self.host.run(&cmd)?;
+        }
+        self.state.files.insert(
+            path.to_string(),
+            Some(FileState { mode, owner: owner.into(), group: group.into(), is_dir: false, content: content.to_vec() }),
+        );
+        Ok(())
+    }
+
+    /// Packages known installed (name → version); read once per run.
+    pub fn packages(&mut self) -> Result<&std::collections::BTreeMap<String, String>> {
+        if self.state.packages.is_none() {
+            let script = "if command -v rpm >/dev/null 2>&1; then rpm -qa --qf '%{NAME} %{VERSION}-%{RELEASE}\\n'; \
+                          else dpkg-query -W -f '${db:Status-Abbrev}|${Package}|${Version}\\n' | sed -n 's/^ii *|//p' | tr '|' ' '; fi";
+            let out = self.query(&["sh", "-c", script])?;
+            let map = out
+                .stdout_str()
+                .lines()
+                .filter_map(|l| {
+                    let mut it = l.split_whitespace();
+                    Some((it.next()?.to_string(), it.next().unwrap_or("").to_string()))
+                })
+                .collect();
+            self.state.packages = Some(map);
+        }
+        Ok(self.state.packages.as_ref().expect("just filled"))
+    }
+}
+
+/// Paths tasks write must be absolute and plain.
+fn check_path(path: &str) -> Result<()> {
+    if !path.starts_with('/') || path.contains('\n') || path.contains("/../") || path.ends_with('/') {
+        return Err(Error::new(ErrorKind::Invalid, format!("refusing to write to {path:?}: not a plain absolute path")));
+    }
+    Ok(())
+}
+
+/// `sh -c WRITE_SCRIPT nodeprep-write PATH MODE OWNER GROUP BACKUP`, contents on stdin.
+const WRITE_SCRIPT: &str = r#"set -eu
+umask 022
+p=$1; d=$(dirname -- "$p")
+mkdir -p -- "$d"
+t=$(mktemp -- "$d/.nodeprep.XXXXXX")
+trap 'rm -f -- "$t"' EXIT INT TERM HUP
+cat > "$t"
+chown -- "$3:$4" "$t"
+chmod -- "$2" "$t"
+if [ -n "$5" ] && [ -f "$p" ]; then mkdir -p -- "$(dirname -- "$5")"; cp -p -- "$p" "$5"; fi
+mv -f -- "$t" "$p"
+trap - EXIT INT TERM HUP
+"#;
+
+fn facts_from_state(state: &State) -> Result<Facts> {
+    let os_release = state.facts.get("os-release").map(String::as_str).unwrap_or("");
+    let mut facts = Facts::from_os_release(os_release)?;
+    facts.systemd = state.facts.get("systemd").is_some_and(|v| v.trim() == "yes");
+    facts.container = state
+        .facts
+        .get("container")
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty() && v != "none");
+    facts.hostname = state.facts.get("hostname").map(|v| v.trim().to_string()).unwrap_or_default();
+    Ok(facts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_combines() {
+        assert_eq!(Change::Unchanged | Change::Changed, Change::Changed);
+        assert_eq!(Change::Skipped("x".into()) | Change::Unchanged, Change::Skipped("x".into()));
+        assert_eq!(Change::Skipped("x".into()) | Change::Changed, Change::Changed);
+        let mut c = Change::Unchanged;
+        c |= Change::Unchanged;
+        assert!(!c.changed());
+    }
+
+    #[test]
+    fn write_path_checked() {
+        assert!(check_path("etc/x").is_err());
+        assert!(check_path("/etc/../x").is_err());
+        assert!(check_path("/etc/x\ny").is_err());
+        assert!(check_path("/etc/sysctl.d/99-kubernetes-cri.conf").is_ok());
+    }
+}

@@ -1,0 +1,148 @@
+//! The `Host` layer: the only place in nodeprep that spawns processes for a target. A command is
+//! an argv vector (never a shell string); transports quote it for the remote shell.
+//!
+//! Transports: [`Local`] (this machine, through duct), [`Ssh`] (the system OpenSSH client with
+//! one ControlMaster socket per host), [`Docker`] (`docker exec`), and [`Recorder`] for tests
+//! that assert the plan of commands without any host.
+
+mod docker;
+mod local;
+mod recorder;
+mod ssh;
+
+pub use docker::Docker;
+pub use local::Local;
+pub use recorder::Recorder;
+pub use ssh::{Ssh, SshConfig};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// A command to run on a host: argv and optional stdin (secrets travel on stdin, never argv).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Cmd {
+    pub argv: Vec<String>,
+    pub stdin: Option<Vec<u8>>,
+}
+
+impl Cmd {
+    pub fn new<S: AsRef<str>>(argv: &[S]) -> Cmd {
+        Cmd { argv: argv.iter().map(|s| s.as_ref().to_string()).collect(), stdin: None }
+    }
+
+    pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Cmd {
+        self.stdin = Some(input.into());
+        self
+    }
+
+    /// The command as a shell would read it; stdin is never shown.
+    pub fn display(&self) -> String {
+        shell_join(&self.argv)
+    }
+}
+
+impl std::fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display())?;
+        if self.stdin.is_some() {
+            f.write_str(" <stdin>")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a command left behind.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    /// Exit code; `None` when killed by a signal.
+    pub status: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.status == Some(0)
+    }
+
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// A machine commands can be run on.
+pub trait Host: Send + Sync {
+    /// The inventory name of the host.
+    fn name(&self) -> &str;
+
+    /// Runs `cmd`. `Ok` whatever the exit status; `Err` only when the command could not be
+    /// run at all (transport failure: unreachable, authentication, host key).
+    fn exec(&self, cmd: &Cmd) -> Result<Output>;
+
+    /// Runs `cmd` and fails unless it exits 0, with an error naming host, command and stderr.
+    fn run(&self, cmd: &Cmd) -> Result<Output> {
+        let out = self.exec(cmd)?;
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(command_failed(cmd, &out).on_host(self.name()))
+        }
+    }
+
+    /// Releases connections (ssh ControlMaster). Called by the runner at the end of a run.
+    fn close(&self) {}
+}
+
+pub(crate) fn command_failed(cmd: &Cmd, out: &Output) -> Error {
+    let status = match out.status {
+        Some(code) => format!("exit status {code}"),
+        None => "killed by a signal".to_string(),
+    };
+    Error::new(ErrorKind::Command, format!("`{}` failed ({status})", short(&cmd.display())))
+        .with_stderr(&out.stderr)
+}
+
+/// Long commands (inline scripts) are cut in messages.
+fn short(s: &str) -> String {
+    let first = s.lines().next().unwrap_or("");
+    if first.len() > 160 || s.contains('\n') {
+        let cut: String = first.chars().take(160).collect();
+        format!("{cut}…")
+    } else {
+        first.to_string()
+    }
+}
+
+/// Quotes one word for a POSIX shell: as is when it is made of safe characters only.
+pub fn shell_quote(word: &str) -> String {
+    let safe = !word.is_empty()
+        && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b));
+    if safe { word.to_string() } else { format!("'{}'", word.replace('\'', r"'\''")) }
+}
+
+pub fn shell_join<S: AsRef<str>>(argv: &[S]) -> String {
+    argv.iter().map(|w| shell_quote(w.as_ref())).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("abc-1.2/x"), "abc-1.2/x");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote("$(id)`x`;\n"), "'$(id)`x`;\n'");
+        assert_eq!(shell_join(&["echo", "a;b", "c"]), "echo 'a;b' c");
+    }
+
+    #[test]
+    fn quoting_survives_a_real_shell() {
+        let nasty = ["a b", "it's", "$(echo PWNED)", "`id`", "x;y", "line\nbreak", "\\", "\"q\""];
+        for word in nasty {
+            let out = Local::new("t").exec(&Cmd::new(&["sh", "-c", &format!("printf %s {}", shell_quote(word))])).unwrap();
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), word);
+        }
+    }
+}

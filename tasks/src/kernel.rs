@@ -1,0 +1,187 @@
+//! The kernel side of a Kubernetes node: swap, sysctl settings, kernel modules. Each comes as a
+//! persistent part (a file, applied at boot) and a live part (applied now). Inside a container
+//! the kernel belongs to the container's host: the live part is skipped with that reason.
+
+use crate::ctx::{Change, Ctx};
+use crate::error::{Error, ErrorKind, Result};
+use crate::file::{self, Perm};
+
+pub const FSTAB: &str = "/etc/fstab";
+pub const SWAPS: &str = "/proc/swaps";
+pub const MODULES: &str = "/proc/modules";
+
+/// Files and directories these tasks read, for the state probe.
+pub fn probe_files() -> Vec<String> {
+    let mut v = vec![FSTAB.to_string(), SWAPS.to_string(), MODULES.to_string()];
+    for key in ["net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables", "net.ipv4.ip_forward"] {
+        v.push(sysctl_path(key));
+    }
+    for m in ["overlay", "br_netfilter"] {
+        v.push(format!("/sys/module/{m}"));
+    }
+    v
+}
+
+fn container_reason(cx: &Ctx, what: &str) -> Option<String> {
+    cx.facts().container.as_ref().map(|c| {
+        format!("inside a container ({c}) the kernel belongs to the container's host: {what}")
+    })
+}
+
+/// Active swap areas, from /proc/swaps.
+pub fn active_swaps(swaps: &str) -> Vec<String> {
+    swaps.lines().skip(1).filter_map(|l| l.split_whitespace().next()).map(|p| p.replace("\\040", " ")).collect()
+}
+
+/// No swap is active: `swapoff` each active area.
+pub fn swap_off(cx: &mut Ctx) -> Result<Change> {
+    let swaps = cx.file(SWAPS)?.map(|f| f.text()).unwrap_or_default();
+    let active = active_swaps(&swaps);
+    if active.is_empty() {
+        return Ok(Change::Unchanged);
+    }
+    if let Some(reason) = container_reason(cx, &format!("cannot turn off {}", active.join(", "))) {
+        return Ok(Change::Skipped(reason));
+    }
+    for area in &active {
+        cx.apply(&["swapoff", area])?;
+    }
+    update_cached(cx, SWAPS, "Filename\tType\tSize\tUsed\tPriority\n");
+    Ok(Change::Changed)
+}
+
+/// No active swap line in /etc/fstab (they are commented out, not deleted).
+pub fn fstab_swap_disabled(cx: &mut Ctx) -> Result<Change> {
+    file::lines_commented(cx, FSTAB, is_swap_entry)
+}
+
+/// An fstab entry of type swap.
+pub fn is_swap_entry(line: &str) -> bool {
+    line.split_whitespace().nth(2) == Some("swap")
+}
+
+pub fn sysctl_path(key: &str) -> String {
+    format!("/proc/sys/{}", key.replace('.', "/"))
+}
+
+/// Renders a sysctl.d file.
+pub fn render_sysctl(settings: &[(&str, &str)]) -> String {
+    let mut s = String::from("# Managed by nodeprep.\n");
+    for (k, v) in settings {
+        s.push_str(&format!("{k} = {v}\n"));
+    }
+    s
+}
+
+/// The settings are persisted in `path` (a file of /etc/sysctl.d).
+pub fn sysctl_file(cx: &mut Ctx, path: &str, settings: &[(&str, &str)]) -> Result<Change> {
+    file::content(cx, path, &render_sysctl(settings), Perm::CONFIG)
+}
+
+/// The live kernel has the settings: `sysctl --system` when any differs (or `force`, when a
+/// sysctl file just changed). Keys that do not exist yet (a module not loaded) count as
+/// different.
+pub fn sysctl_applied(cx: &mut Ctx, settings: &[(&str, &str)], force: bool) -> Result<Change> {
+    let mut differ = Vec::new();
+    for (k, v) in settings {
+        let live = cx.file(&sysctl_path(k))?.map(|f| f.text().trim().to_string());
+        if live.as_deref() != Some(*v) {
+            differ.push(format!("{k}={}", live.unwrap_or_else(|| "(absent)".into())));
+        }
+    }
+    if differ.is_empty() && !force {
+        return Ok(Change::Unchanged);
+    }
+    if let Some(reason) = container_reason(cx, &format!("live values left as they are ({})", differ.join(", "))) {
+        return Ok(Change::Skipped(reason));
+    }
+    cx.apply(&["sysctl", "--system"])?;
+    for (k, v) in settings {
+        update_cached(cx, &sysctl_path(k), &format!("{v}\n"));
+    }
+    if differ.is_empty() { Ok(Change::Changed) } else { verify_sysctl(cx, settings) }
+}
+
+/// After `sysctl --system`, read the keys back: a later file overriding ours would leave them
+/// wrong, and that must fail loudly.
+fn verify_sysctl(cx: &mut Ctx, settings: &[(&str, &str)]) -> Result<Change> {
+    if cx.check_mode() {
+        return Ok(Change::Changed);
+    }
+    let paths: Vec<String> = settings.iter().map(|(k, _)| sysctl_path(k)).collect();
+    let mut argv = vec!["cat"];
+    argv.extend(paths.iter().map(String::as_str));
+    let out = cx.query(&argv)?;
+    let text = out.stdout_str();
+    let got: Vec<&str> = text.lines().collect();
+    let wrong: Vec<String> = settings
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, v))| got.get(*i).map(|g| g.trim()) != Some(*v))
+        .map(|(i, (k, v))| format!("{k} is {} (want {v})", got.get(i).copied().unwrap_or("absent")))
+        .collect();
+    if wrong.is_empty() {
+        Ok(Change::Changed)
+    } else {
+        Err(Error::new(
+            ErrorKind::Command,
+            format!("after `sysctl --system`: {}; a later file in /etc/sysctl.d or /run/sysctl.d overrides it", wrong.join(", ")),
+        ))
+    }
+}
+
+/// The modules are listed in `path` (a file of /etc/modules-load.d), loaded at boot.
+pub fn modules_file(cx: &mut Ctx, path: &str, modules: &[&str]) -> Result<Change> {
+    let mut s = String::from("# Managed by nodeprep.\n");
+    for m in modules {
+        s.push_str(m);
+        s.push('\n');
+    }
+    file::content(cx, path, &s, Perm::CONFIG)
+}
+
+/// The modules are loaded now (or built in): `modprobe` those that are not.
+pub fn modules_loaded(cx: &mut Ctx, modules: &[&str]) -> Result<Change> {
+    let mut missing = Vec::new();
+    for m in modules {
+        let loaded = cx.file(&format!("/sys/module/{m}"))?.is_some();
+        if !loaded {
+            missing.push(*m);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(Change::Unchanged);
+    }
+    if let Some(reason) = container_reason(cx, &format!("cannot load {}", missing.join(", "))) {
+        return Ok(Change::Skipped(reason));
+    }
+    for m in &missing {
+        cx.apply(&["modprobe", m])?;
+        let dir = crate::state::FileState { mode: 0o755, owner: "root".into(), group: "root".into(), is_dir: true, content: Vec::new() };
+        cx.state_mut().files.insert(format!("/sys/module/{m}"), Some(dir));
+    }
+    Ok(Change::Changed)
+}
+
+fn update_cached(cx: &mut Ctx, path: &str, content: &str) {
+    let f = crate::state::FileState { mode: 0o644, owner: "root".into(), group: "root".into(), is_dir: false, content: content.as_bytes().to_vec() };
+    cx.state_mut().files.insert(path.to_string(), Some(f));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swaps_parsed() {
+        let s = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n/swapfile                               file\t\t1048572\t\t0\t\t-2\n/dev/dm-1 partition 2 0 -3\n";
+        assert_eq!(active_swaps(s), vec!["/swapfile", "/dev/dm-1"]);
+        assert!(active_swaps("Filename Type Size Used Priority\n").is_empty());
+    }
+
+    #[test]
+    fn sysctl_rendered() {
+        assert_eq!(render_sysctl(&[("net.ipv4.ip_forward", "1")]), "# Managed by nodeprep.\nnet.ipv4.ip_forward = 1\n");
+        assert_eq!(sysctl_path("net.ipv4.ip_forward"), "/proc/sys/net/ipv4/ip_forward");
+    }
+}

@@ -1,0 +1,80 @@
+//! Packages: presence read from rpm / dpkg (through the state cache), installs with tdnf, apt
+//! or dnf in one transaction per call.
+
+use crate::ctx::{Change, Ctx};
+use crate::error::Result;
+use crate::facts::OsFamily;
+
+/// Every package in `names` is installed; the missing ones go in one transaction.
+pub fn installed(cx: &mut Ctx, names: &[&str]) -> Result<Change> {
+    let have = cx.packages()?;
+    let missing: Vec<&str> = names.iter().copied().filter(|n| !have.contains_key(*n)).collect();
+    if missing.is_empty() {
+        return Ok(Change::Unchanged);
+    }
+    cx.progress(format!("installing {}", missing.join(" ")));
+    let os = cx.facts().os;
+    if os == OsFamily::Debian {
+        apt_update_once(cx)?;
+    }
+    let mut argv = install_argv(os);
+    argv.extend(missing.iter().copied());
+    cx.apply(&argv)?;
+    after_install(cx, &missing);
+    Ok(Change::Changed)
+}
+
+/// The command that installs packages, without the names.
+pub fn install_argv(os: OsFamily) -> Vec<&'static str> {
+    match os {
+        OsFamily::Photon => vec!["tdnf", "install", "-y", "--quiet"],
+        OsFamily::Rhel => vec!["dnf", "install", "-y", "--quiet"],
+        OsFamily::Debian => vec![
+            "env",
+            "DEBIAN_FRONTEND=noninteractive",
+            "apt-get",
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "-o",
+            "DPkg::Lock::Timeout=120",
+        ],
+    }
+}
+
+/// `apt-get update` at most once per run, before the first install.
+pub fn apt_update_once(cx: &mut Ctx) -> Result<()> {
+    if cx.state().facts.contains_key("apt-updated") {
+        return Ok(());
+    }
+    cx.apply(&["apt-get", "update", "-q", "-o", "DPkg::Lock::Timeout=120"])?;
+    cx.state_mut().facts.insert("apt-updated".into(), "yes".into());
+    Ok(())
+}
+
+/// After an install: the named packages are present (versions unknown until read again), and
+/// unit files may have appeared.
+fn after_install(cx: &mut Ctx, names: &[&str]) {
+    let check = cx.check_mode();
+    let state = cx.state_mut();
+    if check {
+        if let Some(p) = &mut state.packages {
+            for n in names {
+                p.insert(n.to_string(), String::new());
+            }
+        }
+    } else {
+        state.packages = None;
+    }
+    state.facts.insert("units-stale".into(), "yes".into());
+}
+
+/// The installed version of a package, if it is installed.
+pub fn version(cx: &mut Ctx, name: &str) -> Result<Option<String>> {
+    Ok(cx.packages()?.get(name).cloned())
+}
+
+pub fn is_installed(cx: &mut Ctx, name: &str) -> Result<bool> {
+    Ok(cx.packages()?.contains_key(name))
+}
