@@ -1,1 +1,85 @@
-//! Container and VM harness for nodeprep integration tests.
+//! Container and VM harness for nodeprep integration tests: the test image, lab containers and
+//! the runner binary, on top of `xtask::image` and `xtask::lab`.
+//!
+//! Tests fail (never skip) when docker or the image are missing.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+pub use xtask::lab::{Lab, Node};
+
+/// Prefix of every container and network the tests start.
+const PREFIX: &str = "nodeprep-test";
+
+/// Workspace root (this package lives in `<workspace>/tests`).
+pub fn workspace_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_dir().join("target"))
+}
+
+/// The image lab containers run: `NODEPREP_TEST_IMAGE` as is when set, else the recipe image,
+/// built once (an fs lock keeps parallel test processes from building it twice).
+pub fn image() -> String {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| {
+            if let Some(image) = std::env::var("NODEPREP_TEST_IMAGE")
+                .ok()
+                .filter(|s| !s.is_empty())
+            {
+                return image;
+            }
+            let target = target_dir();
+            std::fs::create_dir_all(&target).expect("creating target/");
+            let lock_path = target.join("nodeprep-test-image.lock");
+            let lock = File::create(&lock_path)
+                .unwrap_or_else(|e| panic!("opening {}: {e}", lock_path.display()));
+            // `File::lock` is Rust 1.89+ (newer than the workspace's rust-version).
+            lock.lock()
+                .unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
+            let sh = xshell::Shell::new().expect("xshell");
+            let tag = xtask::image::ensure(&sh)
+                .unwrap_or_else(|e| panic!("test image unavailable: {e:#}"));
+            drop(lock);
+            tag
+        })
+        .clone()
+}
+
+/// The runner binary: `NODEPREP_BIN` when set, else `<target>/debug/xtask`.
+pub fn runner_bin() -> PathBuf {
+    let bin = std::env::var_os("NODEPREP_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("debug").join("xtask"));
+    assert!(
+        bin.is_file(),
+        "runner binary {} is missing: run `cargo build -p xtask` or `cargo xtask test`",
+        bin.display()
+    );
+    bin
+}
+
+/// The runner, with `NODEPREP_INVENTORY=<inventory>` and `NO_COLOR=1`; the caller adds args.
+pub fn runner(inventory: &Path) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::new(runner_bin());
+    cmd.env("NODEPREP_INVENTORY", inventory)
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+/// Starts a lab of `(name, role)` hosts on [`image`]; panics with the reason if it can't.
+pub fn lab(hosts: &[(&str, &str)]) -> Lab {
+    let image = image();
+    let sh = xshell::Shell::new().expect("xshell");
+    Lab::start(&sh, &image, PREFIX, hosts)
+        .unwrap_or_else(|e| panic!("starting lab {hosts:?} on {image}: {e:#}"))
+}
