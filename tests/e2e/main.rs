@@ -1,2 +1,3 @@
 //! End-to-end tests.
 mod lab_smoke;
+mod worker;

@@ -1,0 +1,78 @@
+//! `cargo xtask demo`: the whole job on the example inventory with no VM at hand. Lab
+//! containers named after the inventory's hosts are started, and each is prepared over ssh
+//! with its role's playbook, all in parallel; then the recap.
+
+use anyhow::{Context, Result};
+use playbooks::Inventory;
+use xshell::Shell;
+
+use crate::cli::{DemoArgs, RunArgs, SelectArgs, InventoryArgs};
+use crate::output::Printer;
+use crate::run::{exit_code, fan_out, HostReport};
+use crate::test::project_root;
+
+/// The example inventory, embedded: the demo works from any folder.
+const EXAMPLE: &str = include_str!("../../inventory.toml");
+
+pub fn demo(args: &DemoArgs) -> Result<u8> {
+    let example = Inventory::parse(EXAMPLE, &project_root().join("inventory.toml")).map_err(|p| anyhow::anyhow!("{p}"))?;
+    let hosts: Vec<(&str, &str)> = example.hosts.iter().map(|(n, h)| (n.as_str(), h.role.as_str())).collect();
+    let sh = Shell::new()?;
+    eprintln!("demo: building (or reusing) the lab image");
+    let image = xtask::image::ensure(&sh)?;
+    eprintln!("demo: starting {} lab containers: {}", hosts.len(), hosts.iter().map(|h| h.0).collect::<Vec<_>>().join(", "));
+    let mut lab = xtask::lab::Lab::start(&sh, &image, "nodeprep-demo", &hosts).context("starting the lab")?;
+    if args.keep {
+        lab.keep();
+    }
+    // The lab's inventory: the example's settings, each host reached on its container's
+    // loopback ssh port instead of its real address.
+    let path = lab.write_inventory(&lab_settings())?;
+    let inv = Inventory::load(&path).map_err(|p| anyhow::anyhow!("{p}"))?;
+    let mut code = 0;
+    let rounds = if args.twice { 2 } else { 1 };
+    for round in 1..=rounds {
+        if round == 2 {
+            println!("\n== second run: nothing should change ==");
+        }
+        let printer = Printer::new(false, false);
+        let mut reports: Vec<HostReport> = Vec::new();
+        for playbook in playbooks::all().into_iter().filter(|p| p.role.is_some()) {
+            let names: Vec<&str> = inv.hosts.iter().filter(|(_, h)| Some(h.role.as_str()) == playbook.role).map(|(n, _)| n.as_str()).collect();
+            if names.is_empty() {
+                continue;
+            }
+            let run = RunArgs {
+                playbook: playbook.name.into(),
+                select: SelectArgs { inv: InventoryArgs { inventory: Some(path.clone()) }, hosts: vec![], role: None, zone: None, all: true, limit: None },
+                local: false, check: false, diff: false, json: false, forks: 16, only: vec![], skip: vec![], force: false, no_backup: false,
+            };
+            reports.extend(fan_out(&inv, &names, playbook, &run, &printer));
+        }
+        reports.sort_by(|a, b| a.host.cmp(&b.host));
+        printer.recap(&reports, false);
+        code = code.max(exit_code(&reports));
+    }
+    if args.keep {
+        println!("\nThe containers keep running; inventory: {}", path.display());
+    }
+    Ok(code)
+}
+
+/// The example inventory's shared settings, without its [ssh] and [hosts] tables (the lab
+/// writes its own).
+fn lab_settings() -> String {
+    let mut out = String::new();
+    let mut keep = true;
+    for line in EXAMPLE.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            keep = !(t.starts_with("[ssh") || t.starts_with("[hosts"));
+        }
+        if keep {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}

@@ -1,0 +1,169 @@
+//! What the runner prints: one line per step prefixed by the host, diffs, the recap; or
+//! JSON-lines events with `--json`. Tasks never print: everything comes through here.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+use tasks::ctx::Sink;
+use tasks::{Event, Outcome};
+
+use crate::run::HostReport;
+
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+#[derive(Clone)]
+pub struct Printer {
+    json: bool,
+    diffs: bool,
+    out: Arc<Mutex<()>>,
+}
+
+impl Printer {
+    pub fn new(json: bool, diffs: bool) -> Printer {
+        Printer { json, diffs, out: Arc::new(Mutex::new(())) }
+    }
+
+    /// The sink handed to each host's context.
+    pub fn sink(&self) -> Sink {
+        let p = self.clone();
+        Arc::new(move |event: &Event| p.event(event))
+    }
+
+    fn line(&self, text: &str) {
+        let _guard = self.out.lock().unwrap();
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    }
+
+    fn event(&self, event: &Event) {
+        match event {
+            Event::StepStarted { host, name } => {
+                tracing::info!(host = %host, step = %name, "step started");
+            }
+            Event::Progress { host, message } => {
+                if self.json {
+                    self.line(&json!({"event": "progress", "host": host, "message": message}).to_string());
+                } else {
+                    self.line(&format!("{host} | ... {message}"));
+                }
+            }
+            Event::StepFinished { host, record } => {
+                if self.json {
+                    let mut v = json!({
+                        "event": "step",
+                        "host": host,
+                        "step": record.name,
+                        "outcome": record.outcome.label(),
+                        "duration_ms": record.duration.as_millis() as u64,
+                    });
+                    match &record.outcome {
+                        Outcome::Skipped(why) => v["reason"] = json!(why),
+                        Outcome::Failed(e) => v["error"] = json!(e),
+                        _ => {}
+                    }
+                    if !record.actions.is_empty() {
+                        v["actions"] = json!(record.actions.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+                    }
+                    if self.diffs && !record.diffs.is_empty() {
+                        v["diff"] = json!(record.diffs.concat());
+                    }
+                    self.line(&v.to_string());
+                    return;
+                }
+                let detail = match &record.outcome {
+                    Outcome::Skipped(why) => format!(" ({why})"),
+                    Outcome::Failed(e) => format!("\n{}", indent(e, "    ")),
+                    _ => String::new(),
+                };
+                let mut text = format!(
+                    "{host} | {:<8} {} [{:.2}s]{detail}",
+                    record.outcome.label(),
+                    record.name,
+                    record.duration.as_secs_f64()
+                );
+                if self.diffs {
+                    for d in &record.diffs {
+                        text.push('\n');
+                        text.push_str(&indent(d.trim_end(), &format!("{host} |   ")));
+                    }
+                }
+                self.line(&text);
+            }
+        }
+    }
+
+    /// A host finished: say so when it ended on an error outside any step (unreachable).
+    pub fn host_done(&self, r: &HostReport) {
+        if let Some((kind, msg)) = &r.error {
+            let in_step = r.records.iter().any(|rec| matches!(rec.outcome, Outcome::Failed(_)));
+            if self.json {
+                self.line(&json!({"event": "host_error", "host": r.host, "kind": format!("{kind:?}").to_lowercase(), "error": msg}).to_string());
+            } else if !in_step {
+                let what = if r.unreachable() { "UNREACHABLE" } else { "FAILED" };
+                self.line(&format!("{} | {what}\n{}", r.host, indent(msg, "    ")));
+            }
+        }
+    }
+
+    pub fn recap(&self, reports: &[HostReport], check: bool) {
+        if self.json {
+            for r in reports {
+                self.line(
+                    &json!({
+                        "event": "recap",
+                        "host": r.host,
+                        "ok": r.count("ok"),
+                        "changed": r.count("changed"),
+                        "failed": r.count("failed") + usize::from(r.error.is_some() && !r.unreachable() && r.count("failed") == 0),
+                        "skipped": r.count("skipped"),
+                        "unreachable": r.unreachable(),
+                        "duration_ms": r.duration.as_millis() as u64,
+                        "commands": r.commands,
+                        "check": check,
+                    })
+                    .to_string(),
+                );
+            }
+            return;
+        }
+        let mut text = format!(
+            "\nRECAP{}\n{:<16} {:>4} {:>8} {:>7} {:>8} {:>12} {:>9}",
+            if check { " (check mode: nothing was changed)" } else { "" },
+            "HOST",
+            "ok",
+            "changed",
+            "failed",
+            "skipped",
+            "unreachable",
+            "time"
+        );
+        for r in reports {
+            let failed = r.count("failed") + usize::from(r.error.is_some() && !r.unreachable() && r.count("failed") == 0);
+            text.push_str(&format!(
+                "\n{:<16} {:>4} {:>8} {:>7} {:>8} {:>12} {:>8.2}s",
+                r.host,
+                r.count("ok"),
+                r.count("changed"),
+                failed,
+                r.count("skipped"),
+                usize::from(r.unreachable()),
+                r.duration.as_secs_f64()
+            ));
+        }
+        self.line(&text);
+    }
+}
+
+fn indent(text: &str, prefix: &str) -> String {
+    text.lines().map(|l| format!("{prefix}{l}")).collect::<Vec<_>>().join("\n")
+}
