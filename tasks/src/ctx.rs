@@ -305,8 +305,7 @@ impl Ctx {
             return Ok(known.clone());
         }
         let probe = Probe::default().files(&[path]);
-        let script = state::probe_script(&Probe { files: probe.files.clone(), ..Probe::default() });
-        // Only the file part of the probe matters here; the fixed part is cheap.
+        let script = state::files_script(&[path]);
         self.commands += 1;
         let out = self.host.run(&Cmd::new(&["sh", "-s"]).stdin(script))?;
         let read = state::parse_probe(&out.stdout_str(), &probe).map_err(|e| e.on_host(self.host.name()))?;

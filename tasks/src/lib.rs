@@ -5,16 +5,29 @@
 //! (through the cache in [`Ctx`]), compares it with the desired one and acts only on the
 //! difference. Tasks never print; the runner renders what [`Ctx`] records.
 
+pub mod ca;
+pub mod containerd;
 pub mod ctx;
+pub mod disks;
+pub mod docker;
 pub mod error;
 pub mod facts;
 pub mod file;
+pub mod haproxy;
 pub mod host;
+pub mod hostname;
 pub mod kernel;
+pub mod kubelet;
+pub mod locale;
+pub mod network;
 pub mod pkg;
 pub mod secret;
 pub mod state;
 pub mod systemd;
+pub mod testing;
+pub mod timesync;
+pub mod update;
+pub mod users;
 
 pub use ctx::{Action, Change, Ctx, Event, Mode, Options, Outcome, Record};
 pub use error::{Error, ErrorKind, Result};
@@ -24,6 +37,20 @@ pub use secret::Secret;
 
 /// What the state probe reads on every host: the files and programs the task families use.
 pub fn default_probe() -> state::Probe {
-    state::Probe::default()
-        .files(&kernel::probe_files())
+    let files = [
+        kernel::probe_files(),
+        users::probe_files(),
+        locale::probe_files(),
+        timesync::probe_files(),
+        ca::probe_files(),
+        network::probe_files(),
+        hostname::probe_files(),
+        containerd::probe_files(),
+        docker::probe_files(),
+        kubelet::probe_files(),
+        update::probe_files(),
+        disks::probe_files(),
+        haproxy::probe_files(),
+    ];
+    state::Probe::default().files(&files.concat())
 }

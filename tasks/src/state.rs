@@ -78,10 +78,7 @@ pub struct State {
 
 const MARK: &str = "@@np:";
 
-/// The probe as a POSIX shell script (run as `sh -s` with the script on stdin).
-pub fn probe_script(probe: &Probe) -> String {
-    let mut s = String::from(
-        r#"export LC_ALL=C
+const PROBE_PRELUDE: &str = r#"export LC_ALL=C
 m() { printf '\n@@np:%s %s\n' "$1" "$2"; }
 f() {
   if [ -e "$1" ]; then
@@ -91,7 +88,23 @@ f() {
     m none "$1"
   fi
 }
-m fact os-release; cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release 2>/dev/null
+"#;
+
+/// A script that reads only files (a cache miss).
+pub fn files_script<S: AsRef<str>>(paths: &[S]) -> String {
+    let mut s = String::from(PROBE_PRELUDE);
+    for path in paths {
+        s.push_str(&format!("f {}\n", shell_quote(path.as_ref())));
+    }
+    s.push_str("m end -\n");
+    s
+}
+
+/// The probe as a POSIX shell script (run as `sh -s` with the script on stdin).
+pub fn probe_script(probe: &Probe) -> String {
+    let mut s = String::from(PROBE_PRELUDE);
+    s.push_str(
+        r#"m fact os-release; cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release 2>/dev/null
 m fact systemd; [ -d /run/systemd/system ] && echo yes
 m fact container; (systemd-detect-virt --container 2>/dev/null) || { [ -f /.dockerenv ] && echo docker; } || { [ -f /run/.containerenv ] && echo podman; } || true
 m fact hostname; cat /proc/sys/kernel/hostname

@@ -146,3 +146,17 @@ mod tests {
         }
     }
 }
+
+impl<H: Host + ?Sized> Host for std::sync::Arc<H> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn exec(&self, cmd: &Cmd) -> Result<Output> {
+        (**self).exec(cmd)
+    }
+
+    fn close(&self) {
+        (**self).close()
+    }
+}
