@@ -15,6 +15,7 @@ pub static PLAYBOOKS: &[Playbook] = &[Playbook {
     about: "example of a custom playbook: /etc/motd names the host, its role and zone",
     role: None,
     steps: &["motd"],
+    files: &["/etc/motd"],
     run: motd,
 }];
 

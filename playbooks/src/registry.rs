@@ -15,6 +15,9 @@ pub struct Playbook {
     pub role: Option<&'static str>,
     /// Its steps, in order (for `cargo xtask playbooks`, `--only` and `--skip`).
     pub steps: &'static [&'static str],
+    /// Files it manages beyond those the task families always read: the state probe fetches
+    /// them in the run's first round trip (a file missing here costs one more round trip).
+    pub files: &'static [&'static str],
     pub run: fn(&mut Ctx, &Target) -> Result<()>,
 }
 

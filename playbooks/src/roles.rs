@@ -12,6 +12,7 @@ pub static BUILTIN: &[Playbook] = &[Playbook {
     about: "prepare a Kubernetes worker node",
     role: Some("k8s-worker"),
     steps: KERNEL_STEPS,
+    files: &[SYSCTL_FILE, MODULES_FILE],
     run: k8s_worker,
 }];
 

@@ -18,6 +18,7 @@ pub fn demo(args: &DemoArgs) -> Result<u8> {
     let example = Inventory::parse(EXAMPLE, &project_root().join("inventory.toml")).map_err(|p| anyhow::anyhow!("{p}"))?;
     let hosts: Vec<(&str, &str)> = example.hosts.iter().map(|(n, h)| (n.as_str(), h.role.as_str())).collect();
     let sh = Shell::new()?;
+    xtask::prereq::ensure(&sh)?;
     eprintln!("demo: building (or reusing) the lab image");
     let image = xtask::image::ensure(&sh)?;
     eprintln!("demo: starting {} lab containers: {}", hosts.len(), hosts.iter().map(|h| h.0).collect::<Vec<_>>().join(", "));

@@ -3,3 +3,4 @@
 
 pub mod image;
 pub mod lab;
+pub mod prereq;

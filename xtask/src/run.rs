@@ -154,6 +154,8 @@ pub fn run_one(host: tasks::Result<Box<dyn Host>>, target: &Target, playbook: &P
         Ok(h) => h,
         Err(e) => return HostReport { host: name, records: vec![], error: Some((e.kind(), e.to_string())), duration: start.elapsed(), commands: 0 },
     };
+    let mut opts = opts;
+    opts.probe = std::mem::take(&mut opts.probe).files(playbook.files);
     let mut cx = match Ctx::connect(host, opts) {
         Ok(cx) => cx,
         Err(e) => return HostReport { host: name, records: vec![], error: Some((e.kind(), e.to_string())), duration: start.elapsed(), commands: 1 },

@@ -7,6 +7,7 @@ use crate::run::{EXIT_FAILED, EXIT_OK};
 
 pub fn image() -> Result<u8> {
     let sh = Shell::new()?;
+    xtask::prereq::ensure(&sh)?;
     let tag = xtask::image::ensure(&sh)?;
     println!("{tag}");
     Ok(EXIT_OK)
@@ -17,6 +18,7 @@ pub fn image() -> Result<u8> {
 pub fn test(args: &crate::cli::TestArgs) -> Result<u8> {
     let sh = Shell::new()?;
     sh.change_dir(project_root());
+    xtask::prereq::ensure(&sh)?;
     let tag = match std::env::var("NODEPREP_TEST_IMAGE").ok().filter(|s| !s.is_empty()) {
         Some(given) => given,
         None => xtask::image::ensure(&sh).context("building the test image")?,

@@ -1,0 +1,58 @@
+//! What the lab needs on this machine: a running docker engine and mmdebstrap. On a Debian or
+//! Ubuntu machine where nodeprep runs as root, missing pieces are installed with apt-get and
+//! dockerd is started; elsewhere the error says what to install.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use xshell::{cmd, Shell};
+
+fn have(sh: &Shell, program: &str) -> bool {
+    let script = format!("command -v {program}");
+    cmd!(sh, "sh -c {script}").quiet().ignore_stdout().run().is_ok()
+}
+
+fn engine_up(sh: &Shell) -> bool {
+    cmd!(sh, "docker info").quiet().ignore_stdout().ignore_stderr().run().is_ok()
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// Makes sure docker (engine running) and mmdebstrap are there.
+pub fn ensure(sh: &Shell) -> Result<()> {
+    let mut missing = Vec::new();
+    if !have(sh, "dockerd") && !engine_up(sh) {
+        missing.push("docker.io");
+    }
+    if !have(sh, "mmdebstrap") {
+        missing.push("mmdebstrap");
+    }
+    if !missing.is_empty() {
+        if !(is_root() && have(sh, "apt-get")) {
+            bail!("missing: {} (install them, e.g. `sudo apt-get install -y {}`)", missing.join(", "), missing.join(" "));
+        }
+        eprintln!("nodeprep: installing {}", missing.join(" "));
+        cmd!(sh, "apt-get update -q").env("DEBIAN_FRONTEND", "noninteractive").run()?;
+        cmd!(sh, "apt-get install -y -q --no-install-recommends {missing...}").env("DEBIAN_FRONTEND", "noninteractive").run()?;
+    }
+    if !engine_up(sh) {
+        if !is_root() {
+            bail!("the docker engine is not running: start it (e.g. `sudo systemctl start docker` or `sudo dockerd &`)");
+        }
+        eprintln!("nodeprep: starting dockerd (log: /tmp/dockerd.log)");
+        cmd!(sh, "sh -c 'nohup dockerd >/tmp/dockerd.log 2>&1 &'").quiet().run()?;
+        let start = Instant::now();
+        while !engine_up(sh) {
+            if start.elapsed() > Duration::from_secs(60) {
+                bail!("dockerd did not come up within 60 s; see /tmp/dockerd.log");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    Ok(())
+}
