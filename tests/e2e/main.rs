@@ -1,3 +1,4 @@
 //! End-to-end tests.
 mod lab_smoke;
 mod worker;
+mod cli;
