@@ -33,6 +33,8 @@ pub enum Command {
     Test(TestArgs),
     /// Start lab containers named after the example inventory's hosts and prepare them all.
     Demo(DemoArgs),
+    /// Time the first and the no-op runs of k8s-worker against fresh lab containers.
+    Bench(BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -119,4 +121,17 @@ pub struct DemoArgs {
     /// Also run everything a second time, to show that nothing changes.
     #[arg(long)]
     pub twice: bool,
+}
+
+#[derive(Args, Clone)]
+pub struct BenchArgs {
+    /// Host counts to measure (repeatable).
+    #[arg(long = "hosts", default_values_t = [1, 8])]
+    pub hosts: Vec<usize>,
+    /// No-op re-runs per host count.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }

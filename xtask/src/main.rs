@@ -1,6 +1,7 @@
 //! `cargo xtask`: nodeprep's runner. Parses the command line and dispatches; each subcommand
 //! lives in its own module.
 
+mod bench;
 mod cli;
 mod demo;
 mod output;
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         Command::TestImage => test::image(),
         Command::Test(args) => test::test(&args),
         Command::Demo(args) => demo::demo(&args),
+        Command::Bench(args) => bench::bench(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

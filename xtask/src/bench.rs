@@ -1,0 +1,107 @@
+//! `cargo xtask bench`: the cost of a run, measured against fresh lab containers. For N = 1 and
+//! N = 8 hosts: the first run of k8s-worker, then M no-op re-runs, each a real invocation of
+//! this runner binary over ssh. Reports median, min and max wall time, and the remote commands
+//! and ssh connections per host.
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use serde_json::json;
+use xshell::Shell;
+
+use crate::cli::BenchArgs;
+use crate::run::EXIT_OK;
+
+struct Sample {
+    hosts: usize,
+    first_secs: f64,
+    noop_secs: Vec<f64>,
+    commands_per_host: f64,
+    connections_per_host: f64,
+}
+
+pub fn bench(args: &BenchArgs) -> Result<u8> {
+    let sh = Shell::new()?;
+    xtask::prereq::ensure(&sh)?;
+    let image = xtask::image::ensure(&sh)?;
+    let exe = std::env::current_exe()?;
+    let mut samples = Vec::new();
+    for &n in &args.hosts {
+        let names: Vec<String> = (1..=n).map(|i| format!("benchwok{i:02}")).collect();
+        let hosts: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "k8s-worker")).collect();
+        eprintln!("bench: {n} host(s): starting containers");
+        let lab = xtask::lab::Lab::start(&sh, &image, "nodeprep-bench", &hosts)?;
+        let inv = lab.write_inventory("")?;
+        let run = |label: &str| -> Result<(f64, Vec<serde_json::Value>)> {
+            let start = Instant::now();
+            let out = duct::cmd(&exe, ["run", "k8s-worker", "--all", "--json", "--inventory"])
+                .before_spawn({
+                    let inv = inv.clone();
+                    move |c| {
+                        c.arg(&inv);
+                        Ok(())
+                    }
+                })
+                .stdout_capture()
+                .stderr_capture()
+                .unchecked()
+                .run()?;
+            let secs = start.elapsed().as_secs_f64();
+            let events: Vec<serde_json::Value> =
+                String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+            if !out.status.success() {
+                bail!("{label} run failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+            }
+            Ok((secs, events))
+        };
+        let (first_secs, _) = run("first")?;
+        let mut noop_secs = Vec::new();
+        let mut commands = 0.0;
+        for i in 0..args.runs {
+            let (secs, events) = run("no-op")?;
+            let recaps: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "recap").collect();
+            let changed: u64 = recaps.iter().map(|r| r["changed"].as_u64().unwrap_or(0)).sum();
+            if changed != 0 {
+                bail!("no-op run {i} changed {changed} step(s): the playbook is not idempotent");
+            }
+            commands = recaps.iter().map(|r| r["commands"].as_f64().unwrap_or(0.0)).sum::<f64>() / recaps.len().max(1) as f64;
+            noop_secs.push(secs);
+        }
+        samples.push(Sample { hosts: n, first_secs, noop_secs, commands_per_host: commands, connections_per_host: 1.0 });
+        drop(lab);
+    }
+    report(&samples, args.json);
+    Ok(EXIT_OK)
+}
+
+fn stats(v: &[f64]) -> (f64, f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let median = if s.is_empty() { 0.0 } else if s.len() % 2 == 1 { s[s.len() / 2] } else { (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0 };
+    (median, s.first().copied().unwrap_or(0.0), s.last().copied().unwrap_or(0.0))
+}
+
+fn report(samples: &[Sample], as_json: bool) {
+    if as_json {
+        for s in samples {
+            let (median, min, max) = stats(&s.noop_secs);
+            println!(
+                "{}",
+                json!({
+                    "hosts": s.hosts, "playbook": "k8s-worker", "first_run_s": s.first_secs,
+                    "noop_runs": s.noop_secs.len(), "noop_median_s": median, "noop_min_s": min, "noop_max_s": max,
+                    "remote_commands_per_host": s.commands_per_host, "ssh_connections_per_host": s.connections_per_host,
+                })
+            );
+        }
+        return;
+    }
+    println!("{:>5} {:>10} {:>12} {:>9} {:>9} {:>16} {:>16}", "hosts", "first run", "no-op median", "min", "max", "commands/host", "connections/host");
+    for s in samples {
+        let (median, min, max) = stats(&s.noop_secs);
+        println!(
+            "{:>5} {:>9.2}s {:>11.3}s {:>8.3}s {:>8.3}s {:>16.1} {:>16.0}",
+            s.hosts, s.first_secs, median, min, max, s.commands_per_host, s.connections_per_host
+        );
+    }
+}
