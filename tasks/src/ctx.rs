@@ -153,9 +153,7 @@ struct Current {
 impl Ctx {
     /// Connects: runs the state probe (facts and state in one round trip).
     pub fn connect(host: Box<dyn Host>, opts: Options) -> Result<Ctx> {
-        let probe = crate::default_probe().files(&opts.probe.files.iter().collect::<Vec<_>>()).programs(
-            &opts.probe.programs.iter().collect::<Vec<_>>(),
-        );
+        let probe = crate::default_probe().merge(&opts.probe);
         let script = state::probe_script(&probe);
         let out = host.run(&Cmd::new(&["sh", "-s"]).stdin(script))?;
         let state = state::parse_probe(&out.stdout_str(), &probe).map_err(|e| e.on_host(host.name()))?;

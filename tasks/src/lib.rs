@@ -52,5 +52,15 @@ pub fn default_probe() -> state::Probe {
         disks::probe_files(),
         haproxy::probe_files(),
     ];
-    state::Probe::default().files(&files.concat())
+    state::Probe::default().files(&files.concat()).units(&[
+        "containerd.service",
+        "docker.service",
+        "kubelet.service",
+        "haproxy.service",
+        "systemd-timesyncd.service",
+        "systemd-networkd.service",
+        "iptables.service",
+        "nftables.service",
+        "firewalld.service",
+    ])
 }

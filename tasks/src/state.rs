@@ -47,6 +47,8 @@ pub struct Probe {
     pub files: BTreeSet<String>,
     /// Programs whose presence on PATH is recorded.
     pub programs: BTreeSet<String>,
+    /// systemd units whose enablement and activity are read.
+    pub units: BTreeSet<String>,
 }
 
 impl Probe {
@@ -59,6 +61,59 @@ impl Probe {
         self.programs.extend(names.iter().map(|p| p.as_ref().to_string()));
         self
     }
+
+    pub fn units<S: AsRef<str>>(mut self, names: &[S]) -> Probe {
+        self.units.extend(names.iter().map(|p| p.as_ref().to_string()));
+        self
+    }
+
+    /// Everything of `other` too.
+    pub fn merge(mut self, other: &Probe) -> Probe {
+        self.files.extend(other.files.iter().cloned());
+        self.programs.extend(other.programs.iter().cloned());
+        self.units.extend(other.units.iter().cloned());
+        self
+    }
+}
+
+/// `systemctl show` for some units, in the format [`parse_units_show`] reads.
+pub fn units_show_command<S: AsRef<str>>(units: &[S]) -> String {
+    let mut s = String::from("systemctl show --no-pager -p Id -p LoadState -p UnitFileState -p ActiveState --");
+    for u in units {
+        s.push(' ');
+        s.push_str(&shell_quote(u.as_ref()));
+    }
+    s.push_str(" 2>/dev/null");
+    s
+}
+
+/// Parses `systemctl show -p Id -p LoadState -p UnitFileState -p ActiveState` output (blocks
+/// separated by blank lines). A unit that does not exist has LoadState=not-found: its
+/// enablement is empty.
+pub fn parse_units_show(text: &str) -> Vec<(String, UnitState)> {
+    let mut out = Vec::new();
+    for block in text.split("\n\n") {
+        let mut id = String::new();
+        let mut st = UnitState::default();
+        let mut load = String::new();
+        for line in block.lines() {
+            match line.split_once('=') {
+                Some(("Id", v)) => id = v.to_string(),
+                Some(("LoadState", v)) => load = v.to_string(),
+                Some(("UnitFileState", v)) => st.enablement = v.to_string(),
+                Some(("ActiveState", v)) => st.active = v.to_string(),
+                _ => {}
+            }
+        }
+        if id.is_empty() {
+            continue;
+        }
+        if load == "not-found" {
+            st.enablement.clear();
+        }
+        out.push((id, st));
+    }
+    out
 }
 
 /// Everything known about a host during a run.
@@ -114,10 +169,13 @@ m pkgs -
 if command -v rpm >/dev/null 2>&1; then rpm -qa --qf '%{NAME} %{VERSION}-%{RELEASE}\n' 2>/dev/null
 elif command -v dpkg-query >/dev/null 2>&1; then dpkg-query -W -f '${db:Status-Abbrev}|${Package}|${Version}\n' 2>/dev/null | sed -n 's/^ii *|//p' | tr '|' ' '
 fi
-m unitfiles -; systemctl list-unit-files --no-legend --no-pager --plain 2>/dev/null
-m units -; systemctl list-units --all --no-legend --no-pager --plain 2>/dev/null
 "#,
     );
+    if !probe.units.is_empty() {
+        s.push_str("m units -\n");
+        s.push_str(&units_show_command(&probe.units.iter().collect::<Vec<_>>()));
+        s.push('\n');
+    }
     for prog in &probe.programs {
         s.push_str(&format!("command -v {q} >/dev/null 2>&1 && m prog {q}\n", q = shell_quote(prog)));
     }
@@ -153,21 +211,8 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
                     }
                 }
             }
-            "unitfiles" => {
-                for line in body.lines() {
-                    let mut it = line.split_whitespace();
-                    if let (Some(unit), Some(en)) = (it.next(), it.next()) {
-                        state.units.entry(unit.to_string()).or_default().enablement = en.to_string();
-                    }
-                }
-            }
             "units" => {
-                for line in body.lines() {
-                    let w: Vec<&str> = line.split_whitespace().collect();
-                    if w.len() >= 3 {
-                        state.units.entry(w[0].to_string()).or_default().active = w[2].to_string();
-                    }
-                }
+                state.units.extend(parse_units_show(body));
             }
             "prog" => {
                 state.programs.insert(name.to_string(), true);
@@ -248,11 +293,12 @@ mod tests {
     #[test]
     fn parse_reply() {
         let probe = Probe::default().files(&["/etc/fstab", "/etc/x"]).programs(&["ip", "socat"]);
-        let reply = "\n@@np:fact os-release\nID=debian\n\n@@np:fact systemd\nyes\n\n@@np:pkgs -\nbash 5.2\nkmod 30\n\n@@np:unitfiles -\nssh.service enabled enabled\n\n@@np:units -\nssh.service loaded active running OpenBSD\n\n@@np:prog ip\n\n@@np:file /etc/fstab\n644 root root file\nYQ==\n\n@@np:none /etc/x\n\n@@np:end -\n";
+        let reply = "\n@@np:fact os-release\nID=debian\n\n@@np:fact systemd\nyes\n\n@@np:pkgs -\nbash 5.2\nkmod 30\n\n@@np:units -\nId=ssh.service\nLoadState=loaded\nUnitFileState=enabled\nActiveState=active\n\nId=nope.service\nLoadState=not-found\nUnitFileState=\nActiveState=inactive\n\n@@np:prog ip\n\n@@np:file /etc/fstab\n644 root root file\nYQ==\n\n@@np:none /etc/x\n\n@@np:end -\n";
         let s = parse_probe(reply, &probe).unwrap();
         assert_eq!(s.facts["systemd"], "yes");
         assert_eq!(s.packages.as_ref().unwrap()["kmod"], "30");
         assert_eq!(s.units["ssh.service"], UnitState { enablement: "enabled".into(), active: "active".into() });
+        assert_eq!(s.units["nope.service"], UnitState { enablement: "".into(), active: "inactive".into() });
         assert_eq!(s.programs["ip"], true);
         assert_eq!(s.programs["socat"], false);
         let fstab = s.files["/etc/fstab"].as_ref().unwrap();

@@ -1,9 +1,9 @@
 //! systemd units: enabled, started, restarted, reloaded, daemon-reload. States come from the
-//! probe's `systemctl list-unit-files` and `list-units`, refreshed after package installs.
+//! probe (`systemctl show` of the units tasks manage), read again after package installs.
 
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
-use crate::state::UnitState;
+use crate::state::{self, UnitState};
 
 /// `name` with `.service` appended when it has no unit suffix.
 pub fn unit_name(name: &str) -> String {
@@ -11,38 +11,28 @@ pub fn unit_name(name: &str) -> String {
     if SUFFIXES.iter().any(|s| name.ends_with(s)) { name.to_string() } else { format!("{name}.service") }
 }
 
-/// The unit's state as systemd reports it (empty fields: unknown unit).
+/// The unit's state as systemd reports it (empty enablement: no such unit). Read from the
+/// probe; after a package install or a daemon-reload, read again (one round trip per unit).
 pub fn unit(cx: &mut Ctx, name: &str) -> Result<UnitState> {
-    if cx.state().facts.get("units-stale").is_some_and(|v| v == "yes") && !cx.check_mode() {
-        refresh(cx)?;
-    }
-    Ok(cx.state().units.get(&unit_name(name)).cloned().unwrap_or_default())
-}
-
-fn refresh(cx: &mut Ctx) -> Result<()> {
-    let out = cx.query(&[
-        "sh",
-        "-c",
-        "systemctl list-unit-files --no-legend --no-pager --plain; echo @@units; systemctl list-units --all --no-legend --no-pager --plain",
-    ])?;
-    let text = out.stdout_str();
-    let (files, units) = text.split_once("@@units").unwrap_or((&text, ""));
-    let state = cx.state_mut();
-    state.units.clear();
-    for line in files.lines() {
-        let mut it = line.split_whitespace();
-        if let (Some(u), Some(en)) = (it.next(), it.next()) {
-            state.units.entry(u.to_string()).or_default().enablement = en.to_string();
+    let name = unit_name(name);
+    let stale = cx.state().facts.get("units-stale").is_some_and(|v| v == "yes");
+    if stale {
+        if cx.check_mode() {
+            // Nothing was installed: what the probe saw still holds, except for units a
+            // package would bring; leave those unknown.
+        } else {
+            cx.state_mut().units.clear();
+            cx.state_mut().facts.remove("units-stale");
         }
     }
-    for line in units.lines() {
-        let w: Vec<&str> = line.split_whitespace().collect();
-        if w.len() >= 3 {
-            state.units.entry(w[0].to_string()).or_default().active = w[2].to_string();
-        }
+    if let Some(u) = cx.state().units.get(&name) {
+        return Ok(u.clone());
     }
-    state.facts.remove("units-stale");
-    Ok(())
+    let out = cx.query(&["sh", "-c", &state::units_show_command(&[&name])])?;
+    let read = state::parse_units_show(&out.stdout_str());
+    let u = read.into_iter().find(|(id, _)| *id == name).map(|(_, u)| u).unwrap_or_default();
+    cx.state_mut().units.insert(name, u.clone());
+    Ok(u)
 }
 
 fn require_systemd(cx: &Ctx) -> Result<()> {
