@@ -2,3 +2,4 @@
 mod lab_smoke;
 mod worker;
 mod cli;
+mod custom;
