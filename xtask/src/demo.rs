@@ -37,19 +37,30 @@ pub fn demo(args: &DemoArgs) -> Result<u8> {
             println!("\n== second run: nothing should change ==");
         }
         let printer = Printer::new(false, false);
-        let mut reports: Vec<HostReport> = Vec::new();
-        for playbook in playbooks::all().into_iter().filter(|p| p.role.is_some()) {
-            let names: Vec<&str> = inv.hosts.iter().filter(|(_, h)| Some(h.role.as_str()) == playbook.role).map(|(n, _)| n.as_str()).collect();
-            if names.is_empty() {
-                continue;
-            }
-            let run = RunArgs {
-                playbook: playbook.name.into(),
-                select: SelectArgs { inv: InventoryArgs { inventory: Some(path.clone()) }, hosts: vec![], role: None, zone: None, all: true, limit: None },
-                local: false, check: false, diff: false, json: false, forks: 16, only: vec![], skip: vec![], force: false, no_backup: false,
-            };
-            reports.extend(fan_out(&inv, &names, playbook, &run, &printer));
-        }
+        // Every role at once: one fan-out per playbook, each over its hosts in parallel.
+        let mut reports: Vec<HostReport> = std::thread::scope(|s| {
+            let handles: Vec<_> = playbooks::all()
+                .into_iter()
+                .filter(|p| p.role.is_some())
+                .map(|playbook| {
+                    let (inv, path, printer) = (&inv, &path, &printer);
+                    s.spawn(move || {
+                        let names: Vec<&str> =
+                            inv.hosts.iter().filter(|(_, h)| Some(h.role.as_str()) == playbook.role).map(|(n, _)| n.as_str()).collect();
+                        if names.is_empty() {
+                            return Vec::new();
+                        }
+                        let run = RunArgs {
+                            playbook: playbook.name.into(),
+                            select: SelectArgs { inv: InventoryArgs { inventory: Some(path.clone()) }, hosts: vec![], role: None, zone: None, all: true, limit: None },
+                            local: false, check: false, diff: false, json: false, forks: 16, only: vec![], skip: vec![], force: false, no_backup: false,
+                        };
+                        fan_out(inv, &names, playbook, &run, printer)
+                    })
+                })
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().expect("a fan-out thread panicked")).collect()
+        });
         reports.sort_by(|a, b| a.host.cmp(&b.host));
         printer.recap(&reports, false);
         code = code.max(exit_code(&reports));
