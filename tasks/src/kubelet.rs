@@ -1,6 +1,533 @@
-//! (in progress)
+//! kubelet and kubeadm: the packages (the distribution's, the Kubernetes project's repository
+//! pkgs.k8s.io, or whatever is already there), the systemd cgroup driver in
+//! `KUBELET_EXTRA_ARGS`, and the service enabled (kubeadm starts it when the node joins).
+
+use crate::ctx::{Change, Ctx};
+use crate::error::{Error, ErrorKind, Result};
+use crate::facts::OsFamily;
+use crate::file::{self, Perm};
+use crate::host::Cmd;
+use crate::{pkg, systemd};
+
+pub const SERVICE: &str = "kubelet.service";
+/// Read by kubeadm's drop-in on Photon and RHEL (`EnvironmentFile=-/etc/sysconfig/kubelet`).
+pub const SYSCONFIG: &str = "/etc/sysconfig/kubelet";
+/// Read by kubeadm's drop-in on Debian (`EnvironmentFile=-/etc/default/kubelet`).
+pub const DEFAULT: &str = "/etc/default/kubelet";
+pub const APT_KEYRING: &str = "/etc/apt/keyrings/kubernetes-apt-keyring.gpg";
+pub const APT_LIST: &str = "/etc/apt/sources.list.d/kubernetes.list";
+pub const YUM_REPO: &str = "/etc/yum.repos.d/kubernetes.repo";
+/// The packages the upstream repository provides.
+pub const UPSTREAM_PACKAGES: [&str; 3] = ["kubelet", "kubeadm", "kubectl"];
+
+const CGROUP_FLAG: &str = "--cgroup-driver";
+const CGROUP_DRIVER: &str = "--cgroup-driver=systemd";
 
 /// Files these tasks read, for the state probe.
 pub fn probe_files() -> Vec<String> {
-    Vec::new()
+    [SYSCONFIG, DEFAULT, APT_KEYRING, APT_LIST, YUM_REPO].map(String::from).to_vec()
+}
+
+/// Where kubelet and kubeadm come from: the inventory setting `kubernetes.source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source<'a> {
+    /// The distribution's packages: `kubernetes` and `kubernetes-kubeadm` on Photon OS.
+    Distro,
+    /// The Kubernetes project's repository for one minor version (`"1.30"`).
+    Upstream { minor: &'a str },
+    /// Installed by other means: only checked.
+    Present,
+}
+
+/// kubelet and kubeadm are installed from `source`.
+pub fn packages(cx: &mut Ctx, source: Source<'_>) -> Result<Change> {
+    let os = cx.facts().os;
+    match source {
+        Source::Present => present(cx),
+        Source::Distro => match os {
+            OsFamily::Photon => pkg::installed(cx, &["kubernetes", "kubernetes-kubeadm"]),
+            OsFamily::Debian | OsFamily::Rhel => Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "{} has no kubelet/kubeadm packages of its own: set the inventory setting `kubernetes.source` to \
+                     \"upstream\" (the pkgs.k8s.io repository) or \"present\" (installed by other means)",
+                    distro_name(cx)
+                ),
+            )),
+        },
+        Source::Upstream { minor } => {
+            let minor = minor_version(minor)?;
+            match os {
+                OsFamily::Debian => upstream_apt(cx, &minor),
+                OsFamily::Rhel | OsFamily::Photon => upstream_rpm(cx, &minor),
+            }
+        }
+    }
+}
+
+fn distro_name(cx: &Ctx) -> String {
+    let f = cx.facts();
+    if f.pretty_name.is_empty() { format!("{} {}", f.id, f.version_id) } else { f.pretty_name.clone() }
+}
+
+/// `"1.30"` or `"v1.30"` → `"1.30"`; anything else is refused.
+pub fn minor_version(minor: &str) -> Result<String> {
+    let m = minor.trim().trim_start_matches('v');
+    let ok = m.split_once('.').is_some_and(|(a, b)| {
+        !a.is_empty() && !b.is_empty() && a.bytes().all(|c| c.is_ascii_digit()) && b.bytes().all(|c| c.is_ascii_digit())
+    });
+    if ok {
+        Ok(m.to_string())
+    } else {
+        Err(Error::invalid(format!(
+            "`{}` is not a Kubernetes minor version like 1.30 (inventory setting `kubernetes.version`)",
+            minor.escape_debug()
+        )))
+    }
+}
+
+/// The repository URL of one minor version, for `deb` or `rpm`.
+pub fn repo_url(minor: &str, kind: &str) -> String {
+    format!("https://pkgs.k8s.io/core:/stable:/v{minor}/{kind}/")
+}
+
+/// `/etc/apt/sources.list.d/kubernetes.list`.
+pub fn render_apt_list(minor: &str) -> String {
+    format!(
+        "# Kubernetes {minor} packages (pkgs.k8s.io), written by nodeprep.\ndeb [signed-by={APT_KEYRING}] {} /\n",
+        repo_url(minor, "deb")
+    )
+}
+
+/// `/etc/yum.repos.d/kubernetes.repo`. On RHEL the packages are excluded from ordinary
+/// transactions (a system update never moves kubelet ahead of the control plane); installs
+/// lift the exclusion explicitly. tdnf (Photon) gets the repository without it.
+pub fn render_yum_repo(minor: &str, exclude: bool) -> String {
+    let url = repo_url(minor, "rpm");
+    let mut s = format!(
+        "# Kubernetes {minor} packages (pkgs.k8s.io), written by nodeprep.\n[kubernetes]\nname=Kubernetes\nbaseurl={url}\n\
+         enabled=1\ngpgcheck=1\ngpgkey={url}repodata/repomd.xml.key\n"
+    );
+    if exclude {
+        s.push_str("exclude=kubelet kubeadm kubectl cri-tools kubernetes-cni\n");
+    }
+    s
+}
+
+/// Fetches the repository's signing key into the keyring: downloaded to a temporary file
+/// first (a failed download never leaves an empty keyring), dearmored, renamed into place.
+/// `sh -c KEY_SCRIPT nodeprep-keyring URL KEYRING`.
+const KEY_SCRIPT: &str = r#"set -eu
+d=$(dirname -- "$2")
+install -d -m 0755 -- "$d"
+t=$(mktemp -- "$d/.nodeprep.XXXXXX")
+trap 'rm -f -- "$t" "$t.asc"' EXIT INT TERM HUP
+curl -fsSL --retry 3 -o "$t.asc" -- "$1"
+gpg --batch --yes --dearmor -o "$t" < "$t.asc"
+chmod 0644 -- "$t"
+mv -f -- "$t" "$2"
+"#;
+
+fn upstream_apt(cx: &mut Ctx, minor: &str) -> Result<Change> {
+    let mut change = pkg::installed(cx, &["ca-certificates", "curl", "gpg"])?;
+    let mut sources_changed = false;
+    if cx.file(APT_KEYRING)?.is_none() {
+        cx.progress(format!("fetching the signing key of {}", repo_url(minor, "deb")));
+        let key_url = format!("{}Release.key", repo_url(minor, "deb"));
+        cx.apply(&["sh", "-c", KEY_SCRIPT, "nodeprep-keyring", &key_url, APT_KEYRING])?;
+        let key = crate::state::FileState {
+            mode: 0o644,
+            owner: "root".into(),
+            group: "root".into(),
+            is_dir: false,
+            content: Vec::new(),
+        };
+        cx.state_mut().files.insert(APT_KEYRING.into(), Some(key));
+        sources_changed = true;
+        change = Change::Changed;
+    }
+    let list = file::content(cx, APT_LIST, &render_apt_list(minor), Perm::CONFIG)?;
+    if sources_changed || list.changed() {
+        // The package lists must be read again, now with this repository.
+        cx.state_mut().facts.remove("apt-updated");
+    }
+    change |= list;
+    change |= pkg::installed(cx, &UPSTREAM_PACKAGES)?;
+    change |= held(cx, &UPSTREAM_PACKAGES)?;
+    Ok(change)
+}
+
+/// The packages are held (`apt-mark hold`): an upgrade of the system leaves them alone;
+/// kubeadm's upgrade procedure moves them.
+pub fn held(cx: &mut Ctx, names: &[&str]) -> Result<Change> {
+    let out = cx.query(&["apt-mark", "showhold"])?;
+    if !out.success() {
+        return Err(crate::host::command_failed(&Cmd::new(&["apt-mark", "showhold"]), &out));
+    }
+    let holds = out.stdout_str();
+    let missing: Vec<&str> = names.iter().copied().filter(|n| !holds.lines().any(|l| l.trim() == *n)).collect();
+    if missing.is_empty() {
+        return Ok(Change::Unchanged);
+    }
+    let mut argv = vec!["apt-mark", "hold"];
+    argv.extend(&missing);
+    cx.apply(&argv)?;
+    Ok(Change::Changed)
+}
+
+fn upstream_rpm(cx: &mut Ctx, minor: &str) -> Result<Change> {
+    let os = cx.facts().os;
+    let exclude = os == OsFamily::Rhel;
+    let mut change = file::content(cx, YUM_REPO, &render_yum_repo(minor, exclude), Perm::CONFIG)?;
+    let have = cx.packages()?;
+    let missing: Vec<&str> = UPSTREAM_PACKAGES.iter().copied().filter(|n| !have.contains_key(*n)).collect();
+    if missing.is_empty() {
+        return Ok(change);
+    }
+    cx.progress(format!("installing {}", missing.join(" ")));
+    let mut argv = pkg::install_argv(os);
+    if exclude {
+        argv.push("--disableexcludes=kubernetes");
+    }
+    argv.extend(&missing);
+    cx.apply(&argv)?;
+    // As pkg::installed does: versions are read again after a real install.
+    let check = cx.check_mode();
+    let state = cx.state_mut();
+    match (&mut state.packages, check) {
+        (Some(p), true) => p.extend(missing.iter().map(|n| (n.to_string(), String::new()))),
+        _ => state.packages = None,
+    }
+    state.facts.insert("units-stale".into(), "yes".into());
+    change = Change::Changed;
+    Ok(change)
+}
+
+/// `kubernetes.source = "present"`: kubelet and kubeadm must be there already (as packages or
+/// programs on PATH); nothing is installed.
+fn present(cx: &mut Ctx) -> Result<Change> {
+    let have = cx.packages()?;
+    let has = |names: &[&str]| names.iter().any(|n| have.contains_key(*n));
+    let mut missing: Vec<&str> = Vec::new();
+    if !has(&["kubelet", "kubernetes"]) {
+        missing.push("kubelet");
+    }
+    if !has(&["kubeadm", "kubernetes-kubeadm"]) {
+        missing.push("kubeadm");
+    }
+    if missing.is_empty() {
+        return Ok(Change::Unchanged);
+    }
+    // Not packaged: maybe installed as plain binaries.
+    let mut script = String::from("PATH=$PATH:/usr/local/bin:/usr/bin:/opt/bin; ");
+    for m in &missing {
+        script.push_str(&format!("command -v {m} >/dev/null 2>&1 || echo {m}; "));
+    }
+    let out = cx.query(&["sh", "-c", script.trim_end()])?;
+    let still: Vec<String> = out.stdout_str().split_whitespace().map(str::to_string).collect();
+    if still.is_empty() {
+        return Ok(Change::Unchanged);
+    }
+    Err(Error::invalid(format!(
+        "{} not found (no package, not on PATH), but the inventory setting `kubernetes.source = \"present\"` says \
+         kubelet and kubeadm are installed already: install them, or set `kubernetes.source` to \"distro\" \
+         (Photon OS) or \"upstream\" (pkgs.k8s.io)",
+        still.join(" and ")
+    )))
+}
+
+/// The file kubeadm's kubelet drop-in reads `KUBELET_EXTRA_ARGS` from, per OS family.
+pub fn extra_args_file(os: OsFamily) -> &'static str {
+    match os {
+        OsFamily::Photon | OsFamily::Rhel => SYSCONFIG,
+        OsFamily::Debian => DEFAULT,
+    }
+}
+
+/// `KUBELET_EXTRA_ARGS` holds `--cgroup-driver=systemd` (the driver containerd and docker are
+/// set to); other flags and other lines of the file are kept. Changed means kubelet must be
+/// restarted if it runs.
+pub fn extra_args(cx: &mut Ctx) -> Result<Change> {
+    let path = extra_args_file(cx.facts().os);
+    file::edit(cx, path, None, |old| Ok(with_cgroup_driver(old.unwrap_or(""))))
+}
+
+/// The text with every active `KUBELET_EXTRA_ARGS=` line carrying the systemd cgroup driver
+/// (an existing `--cgroup-driver` flag replaced in place, else appended), or such a line added.
+pub fn with_cgroup_driver(text: &str) -> String {
+    let mut found = false;
+    let mut out = String::with_capacity(text.len() + 48);
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        let eol = &line[body.len()..];
+        match extra_args_value(body) {
+            Some((prefix, value)) => {
+                found = true;
+                out.push_str(prefix);
+                out.push_str(&fixed_value(value));
+                out.push_str(eol);
+            }
+            None => out.push_str(line),
+        }
+    }
+    if !found {
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(&format!("KUBELET_EXTRA_ARGS={CGROUP_DRIVER}\n"));
+    }
+    out
+}
+
+/// For an active `[export ]KUBELET_EXTRA_ARGS=value` line: (everything up to `=`, value).
+fn extra_args_value(line: &str) -> Option<(&str, &str)> {
+    let t = line.trim_start();
+    let rest = t.strip_prefix("export ").map(str::trim_start).unwrap_or(t);
+    let value = rest.strip_prefix("KUBELET_EXTRA_ARGS=")?;
+    Some((&line[..line.len() - value.len()], value))
+}
+
+/// The value with the cgroup driver flag set, its quoting kept (quoted when it becomes several
+/// words).
+fn fixed_value(value: &str) -> String {
+    let v = value.trim();
+    let (quote, inner) = match v.chars().next() {
+        Some(q @ ('"' | '\'')) if v.len() >= 2 && v.ends_with(q) => (Some(q), &v[1..v.len() - 1]),
+        _ => (None, v),
+    };
+    let words: Vec<&str> = inner.split_whitespace().collect();
+    let mut flags: Vec<String> = Vec::with_capacity(words.len() + 1);
+    let mut set = false;
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i];
+        let is_flag = w == CGROUP_FLAG || w.starts_with(&format!("{CGROUP_FLAG}="));
+        if is_flag {
+            if !set {
+                flags.push(CGROUP_DRIVER.to_string());
+                set = true;
+            }
+            if w == CGROUP_FLAG {
+                i += 1; // `--cgroup-driver systemd`: its value goes too
+            }
+        } else {
+            flags.push(w.to_string());
+        }
+        i += 1;
+    }
+    if !set {
+        flags.push(CGROUP_DRIVER.to_string());
+    }
+    let joined = flags.join(" ");
+    match quote {
+        Some(q) => format!("{q}{joined}{q}"),
+        None if flags.len() > 1 => format!("\"{joined}\""),
+        None => joined,
+    }
+}
+
+/// kubelet is enabled at boot. Not started: until `kubeadm init/join` writes its config it
+/// would only crash-loop; kubeadm starts it.
+pub fn enabled(cx: &mut Ctx) -> Result<Change> {
+    systemd::enabled(cx, SERVICE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctx::Mode;
+    use crate::testing::Fixture;
+    use expect_test::expect;
+
+    fn plan(cx: &Ctx) -> String {
+        cx.actions().iter().map(|a| format!("{a}\n")).collect()
+    }
+
+    fn text(cx: &Ctx, path: &str) -> String {
+        cx.state().files[path].as_ref().expect("file present").text()
+    }
+
+    #[test]
+    fn photon_distro() {
+        // Photon: kubeadm's drop-in reads /etc/sysconfig/kubelet, which no package ships.
+        let (mut cx, _rec) = Fixture::photon().absent(SYSCONFIG).ctx(Mode::Apply);
+        assert!(packages(&mut cx, Source::Distro).unwrap().changed());
+        // The kubeadm package's %post enabled the unit.
+        cx.state_mut().units.insert(SERVICE.into(), crate::state::UnitState { enablement: "enabled".into(), active: "inactive".into() });
+        cx.state_mut().facts.remove("units-stale");
+        assert!(extra_args(&mut cx).unwrap().changed());
+        assert_eq!(enabled(&mut cx).unwrap(), Change::Unchanged);
+        expect![[r#"
+            run tdnf install -y --quiet kubernetes kubernetes-kubeadm
+            write /etc/sysconfig/kubelet 0644 root:root
+        "#]]
+        .assert_eq(&plan(&cx));
+        assert_eq!(text(&cx, SYSCONFIG), "KUBELET_EXTRA_ARGS=--cgroup-driver=systemd\n");
+    }
+
+    #[test]
+    fn debian_upstream() {
+        let (mut cx, rec) = Fixture::debian().absent(APT_KEYRING).absent(APT_LIST).absent(DEFAULT).ctx(Mode::Apply);
+        rec.reply("apt-mark showhold", crate::Output { status: Some(0), ..Default::default() });
+        assert!(packages(&mut cx, Source::Upstream { minor: "1.30" }).unwrap().changed());
+        assert!(extra_args(&mut cx).unwrap().changed());
+        expect![[r#"
+            run apt-get update -q -o DPkg::Lock::Timeout=120
+            run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 ca-certificates curl gpg
+            run sh -c 'set -eu
+            d=$(dirname -- "$2")
+            install -d -m 0755 -- "$d"
+            t=$(mktemp -- "$d/.nodeprep.XXXXXX")
+            trap '\''rm -f -- "$t" "$t.asc"'\'' EXIT INT TERM HUP
+            curl -fsSL --retry 3 -o "$t.asc" -- "$1"
+            gpg --batch --yes --dearmor -o "$t" < "$t.asc"
+            chmod 0644 -- "$t"
+            mv -f -- "$t" "$2"
+            ' nodeprep-keyring https://pkgs.k8s.io/core:/stable:/v1.30/deb/Release.key /etc/apt/keyrings/kubernetes-apt-keyring.gpg
+            write /etc/apt/sources.list.d/kubernetes.list 0644 root:root
+            run apt-get update -q -o DPkg::Lock::Timeout=120
+            run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 kubelet kubeadm kubectl
+            run apt-mark hold kubelet kubeadm kubectl
+            write /etc/default/kubelet 0644 root:root
+        "#]]
+        .assert_eq(&plan(&cx));
+        expect![[r#"
+            # Kubernetes 1.30 packages (pkgs.k8s.io), written by nodeprep.
+            deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/v1.30/deb/ /
+        "#]]
+        .assert_eq(&text(&cx, APT_LIST));
+    }
+
+    #[test]
+    fn rhel_upstream() {
+        let (mut cx, _rec) = Fixture::rhel().absent(YUM_REPO).ctx(Mode::Apply);
+        assert!(packages(&mut cx, Source::Upstream { minor: "v1.31" }).unwrap().changed());
+        expect![[r#"
+            write /etc/yum.repos.d/kubernetes.repo 0644 root:root
+            run dnf install -y --quiet --disableexcludes=kubernetes kubelet kubeadm kubectl
+        "#]]
+        .assert_eq(&plan(&cx));
+        expect![[r#"
+            # Kubernetes 1.31 packages (pkgs.k8s.io), written by nodeprep.
+            [kubernetes]
+            name=Kubernetes
+            baseurl=https://pkgs.k8s.io/core:/stable:/v1.31/rpm/
+            enabled=1
+            gpgcheck=1
+            gpgkey=https://pkgs.k8s.io/core:/stable:/v1.31/rpm/repodata/repomd.xml.key
+            exclude=kubelet kubeadm kubectl cri-tools kubernetes-cni
+        "#]]
+        .assert_eq(&text(&cx, YUM_REPO));
+        assert!(cx.state().packages.is_none(), "versions are read again after the install");
+    }
+
+    #[test]
+    fn bad_sources_refused() {
+        let (mut cx, _rec) = Fixture::debian().ctx(Mode::Apply);
+        let e = packages(&mut cx, Source::Distro).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        assert!(e.message().contains("Debian GNU/Linux 12 (bookworm) has no kubelet/kubeadm packages"), "{e}");
+        assert!(e.message().contains("`kubernetes.source`"), "{e}");
+        let e = packages(&mut cx, Source::Upstream { minor: "1.30.2" }).unwrap_err();
+        assert!(e.message().contains("`kubernetes.version`"), "{e}");
+        assert!(cx.actions().is_empty());
+    }
+
+    #[test]
+    fn present_checked() {
+        // Packaged: no question asked.
+        let (mut cx, rec) = Fixture::debian().packages(&[("kubelet", "1.30.4-1.1"), ("kubeadm", "1.30.4-1.1")]).ctx(Mode::Apply);
+        assert_eq!(packages(&mut cx, Source::Present).unwrap(), Change::Unchanged);
+        assert!(rec.commands().is_empty());
+        // Plain binaries on PATH: the host says nothing is missing.
+        let (mut cx, rec) = Fixture::debian().ctx(Mode::Check);
+        assert_eq!(packages(&mut cx, Source::Present).unwrap(), Change::Unchanged);
+        expect![[r#"
+            [
+                sh -c 'PATH=$PATH:/usr/local/bin:/usr/bin:/opt/bin; command -v kubelet >/dev/null 2>&1 || echo kubelet; command -v kubeadm >/dev/null 2>&1 || echo kubeadm;',
+            ]
+        "#]]
+        .assert_debug_eq(&rec.commands());
+        // Missing: a clear error naming the setting.
+        let (mut cx, rec) = Fixture::rhel().packages(&[("kubelet", "1.30.4-150500.1.1")]).ctx(Mode::Apply);
+        rec.reply("sh -c", crate::Output { status: Some(0), stdout: b"kubeadm\n".to_vec(), ..Default::default() });
+        let e = packages(&mut cx, Source::Present).unwrap_err();
+        assert!(e.message().starts_with("kubeadm not found (no package, not on PATH), but the inventory setting `kubernetes.source = \"present\"`"), "{e}");
+    }
+
+    #[test]
+    fn cgroup_driver_lines() {
+        assert_eq!(with_cgroup_driver(""), "KUBELET_EXTRA_ARGS=--cgroup-driver=systemd\n");
+        assert_eq!(with_cgroup_driver("KUBELET_EXTRA_ARGS=\n"), "KUBELET_EXTRA_ARGS=--cgroup-driver=systemd\n");
+        let sysconfig = "# kubelet flags\nKUBELET_EXTRA_ARGS=\"--node-ip=10.0.0.5 --cgroup-driver=cgroupfs --v=2\"\nOTHER=1";
+        expect![[r##"
+            # kubelet flags
+            KUBELET_EXTRA_ARGS="--node-ip=10.0.0.5 --cgroup-driver=systemd --v=2"
+            OTHER=1"##]]
+        .assert_eq(&with_cgroup_driver(sysconfig));
+        assert_eq!(
+            with_cgroup_driver("export KUBELET_EXTRA_ARGS='--cgroup-driver cgroupfs --max-pods=200'\n"),
+            "export KUBELET_EXTRA_ARGS='--cgroup-driver=systemd --max-pods=200'\n"
+        );
+        assert_eq!(
+            with_cgroup_driver("KUBELET_EXTRA_ARGS=--node-ip=10.0.0.5\n"),
+            "KUBELET_EXTRA_ARGS=\"--node-ip=10.0.0.5 --cgroup-driver=systemd\"\n"
+        );
+        // Commented lines are not settings.
+        assert_eq!(
+            with_cgroup_driver("#KUBELET_EXTRA_ARGS=--v=4\n"),
+            "#KUBELET_EXTRA_ARGS=--v=4\nKUBELET_EXTRA_ARGS=--cgroup-driver=systemd\n"
+        );
+        let once = with_cgroup_driver(sysconfig);
+        assert_eq!(with_cgroup_driver(&once), once);
+    }
+
+    #[test]
+    fn no_change() {
+        let (mut cx, rec) = Fixture::debian()
+            .packages(&[("kubelet", "1.30.4-1.1"), ("kubeadm", "1.30.4-1.1"), ("kubectl", "1.30.4-1.1"), ("curl", "7.88.1-10+deb12u8"), ("gpg", "2.2.40-1.1"), ("ca-certificates", "20230311")])
+            .file(APT_KEYRING, "\u{99}\u{1}key", 0o644)
+            .file(APT_LIST, &render_apt_list("1.30"), 0o644)
+            .file(DEFAULT, "KUBELET_EXTRA_ARGS=--cgroup-driver=systemd\n", 0o644)
+            .unit(SERVICE, "enabled", "activating")
+            .ctx(Mode::Apply);
+        rec.reply("apt-mark showhold", crate::Output { status: Some(0), stdout: b"kubeadm\nkubectl\nkubelet\n".to_vec(), ..Default::default() });
+        let mut c = packages(&mut cx, Source::Upstream { minor: "1.30" }).unwrap();
+        c |= extra_args(&mut cx).unwrap();
+        c |= enabled(&mut cx).unwrap();
+        assert_eq!(c, Change::Unchanged);
+        assert!(cx.actions().is_empty(), "{:?}", cx.actions());
+        // One read-only question: the holds.
+        assert_eq!(rec.commands().len(), 1);
+
+        let (mut cx, rec) = Fixture::photon()
+            .packages(&[("kubernetes", "1.27.16-2.ph5"), ("kubernetes-kubeadm", "1.27.16-2.ph5")])
+            .file(SYSCONFIG, "KUBELET_EXTRA_ARGS=--cgroup-driver=systemd\n", 0o644)
+            .unit(SERVICE, "enabled", "inactive")
+            .ctx(Mode::Apply);
+        let c = packages(&mut cx, Source::Distro).unwrap() | extra_args(&mut cx).unwrap() | enabled(&mut cx).unwrap();
+        assert_eq!(c, Change::Unchanged);
+        assert!(cx.actions().is_empty() && rec.commands().is_empty());
+    }
+
+    #[test]
+    fn check_mode_plans_only() {
+        let (mut cx, rec) = Fixture::rhel()
+            .absent(YUM_REPO)
+            .file(SYSCONFIG, "KUBELET_EXTRA_ARGS=\n", 0o644)
+            .unit(SERVICE, "disabled", "inactive")
+            .ctx(Mode::Check);
+        assert!(packages(&mut cx, Source::Upstream { minor: "1.30" }).unwrap().changed());
+        assert!(extra_args(&mut cx).unwrap().changed());
+        assert!(enabled(&mut cx).unwrap().changed());
+        expect![[r#"
+            write /etc/yum.repos.d/kubernetes.repo 0644 root:root
+            run dnf install -y --quiet --disableexcludes=kubernetes kubelet kubeadm kubectl
+            write /etc/sysconfig/kubelet 0644 root:root
+            run systemctl enable kubelet.service
+        "#]]
+        .assert_eq(&plan(&cx));
+        assert!(rec.commands().is_empty(), "{:?}", rec.commands());
+        assert_eq!(pkg::version(&mut cx, "kubelet").unwrap().as_deref(), Some(""), "planned installs count as done");
+    }
 }
