@@ -1,6 +1,288 @@
-//! (in progress)
+//! Local CA certificates added to the system trust store.
+//!
+//! | | package | files (mode 0644) | then, only when a file changed |
+//! |---|---|---|---|
+//! | Photon | `openssl-c_rehash` | /etc/ssl/certs/STEM.pem (must end in `.pem`) | `rehash_ca_certificates.sh` |
+//! | Debian | `ca-certificates` | /usr/local/share/ca-certificates/STEM.crt (must end in `.crt`) | `update-ca-certificates` |
+//! | RHEL | `ca-certificates` | /etc/pki/ca-trust/source/anchors/STEM.pem | `update-ca-trust extract` |
+//!
+//! STEM is the given file name without its extension (`corp-root.crt` → `corp-root`). A
+//! certificate file is public; a private key is refused (these files are world-readable).
+//! Certificates removed from the inventory are not removed from hosts (nothing marks which
+//! files nodeprep put there).
+//!
+//! Steps: "ca packages" ([`ca_packages`]), "ca certificates" ([`ca_files`]) and the handler
+//! [`ca_trust_updated`]; or all three as one step: [`ca_certificates`].
 
-/// Files these tasks read, for the state probe.
+use crate::ctx::{Change, Ctx};
+use crate::error::{Error, Result};
+use crate::facts::OsFamily;
+use crate::file::{self, Perm};
+use crate::pkg;
+use crate::state::{self, Probe};
+
+/// Files these tasks read, for the state probe: none known in advance (the names come from the
+/// inventory; they are read in one round trip when the step runs).
 pub fn probe_files() -> Vec<String> {
     Vec::new()
+}
+
+/// Where and how one OS family trusts local CAs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub package: &'static str,
+    pub dir: &'static str,
+    pub ext: &'static str,
+    pub update: &'static [&'static str],
+}
+
+pub fn layout(os: OsFamily) -> Layout {
+    match os {
+        OsFamily::Photon => Layout {
+            package: "openssl-c_rehash",
+            dir: "/etc/ssl/certs",
+            ext: "pem",
+            update: &["rehash_ca_certificates.sh"],
+        },
+        OsFamily::Debian => Layout {
+            package: "ca-certificates",
+            dir: "/usr/local/share/ca-certificates",
+            ext: "crt",
+            update: &["update-ca-certificates"],
+        },
+        OsFamily::Rhel => Layout {
+            package: "ca-certificates",
+            dir: "/etc/pki/ca-trust/source/anchors",
+            ext: "pem",
+            update: &["update-ca-trust", "extract"],
+        },
+    }
+}
+
+/// The file name's stem: `corp-root.crt` → `corp-root`. Plain names only.
+pub fn stem(name: &str) -> Result<&str> {
+    let stem = [".pem", ".crt", ".cer", ".cert"].iter().find_map(|e| name.strip_suffix(e)).unwrap_or(name);
+    let ok = !stem.is_empty()
+        && !stem.starts_with('.')
+        && stem.len() <= 200
+        && stem.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-+".contains(&b));
+    if ok {
+        Ok(stem)
+    } else {
+        Err(Error::invalid(format!("invalid certificate file name {name:?}: expected a plain name such as corp-root.crt")))
+    }
+}
+
+/// A PEM text with one or more certificates and nothing secret: line ends normalised to `\n`,
+/// one final newline.
+pub fn normalized_pem(name: &str, pem: &str) -> Result<String> {
+    let text = pem.replace("\r\n", "\n");
+    if text.contains("PRIVATE KEY-----") {
+        return Err(Error::invalid(format!(
+            "{name} holds a private key: refusing to install it as a (world-readable) CA certificate"
+        )));
+    }
+    let begins = text.matches("-----BEGIN CERTIFICATE-----").count();
+    let ends = text.matches("-----END CERTIFICATE-----").count();
+    if begins == 0 || begins != ends {
+        return Err(Error::invalid(format!("{name} is not a PEM certificate (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)")));
+    }
+    let mut out = text.trim_end().to_string();
+    out.push('\n');
+    Ok(out)
+}
+
+/// The target path of each certificate on this OS family, with its normalised contents.
+pub fn planned(os: OsFamily, certs: &[(String, String)]) -> Result<Vec<(String, String)>> {
+    let l = layout(os);
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (name, pem) in certs {
+        let path = format!("{}/{}.{}", l.dir, stem(name)?, l.ext);
+        if out.iter().any(|(p, _)| *p == path) {
+            return Err(Error::invalid(format!("two certificates would both be installed as {path}")));
+        }
+        out.push((path, normalized_pem(name, pem)?));
+    }
+    Ok(out)
+}
+
+/// Step "ca packages": the tools that rebuild the trust store.
+pub fn ca_packages(cx: &mut Ctx) -> Result<Change> {
+    let package = layout(cx.facts().os).package;
+    pkg::installed(cx, &[package])
+}
+
+/// Step "ca certificates": each certificate is in the trust store's source directory, mode
+/// 0644 root:root. Changed when any file changed: run [`ca_trust_updated`] then.
+pub fn ca_files(cx: &mut Ctx, certs: &[(String, String)]) -> Result<Change> {
+    let plan = planned(cx.facts().os, certs)?;
+    let paths: Vec<&str> = plan.iter().map(|(p, _)| p.as_str()).collect();
+    prefetch(cx, &paths)?;
+    let mut c = Change::Unchanged;
+    for (path, pem) in &plan {
+        c |= file::content(cx, path, pem, Perm::CONFIG)?;
+    }
+    Ok(c)
+}
+
+/// Handler: rebuilds the trust store when a certificate `changed`.
+pub fn ca_trust_updated(cx: &mut Ctx, changed: bool) -> Result<Change> {
+    if !changed {
+        return Ok(Change::Unchanged);
+    }
+    let update = layout(cx.facts().os).update;
+    cx.apply(update)?;
+    Ok(Change::Changed)
+}
+
+/// The three in one step: packages, files, and the trust store rebuilt when a file changed.
+pub fn ca_certificates(cx: &mut Ctx, certs: &[(String, String)]) -> Result<Change> {
+    if certs.is_empty() {
+        return Ok(Change::Unchanged);
+    }
+    planned(cx.facts().os, certs)?;
+    let mut c = ca_packages(cx)?;
+    let files = ca_files(cx, certs)?;
+    c |= ca_trust_updated(cx, files.changed())?;
+    Ok(c | files)
+}
+
+/// Reads the files the cache does not know yet, all in one round trip (instead of one per file).
+fn prefetch(cx: &mut Ctx, paths: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = paths.iter().copied().filter(|p| !cx.state().files.contains_key(*p)).collect();
+    if missing.len() < 2 {
+        return Ok(());
+    }
+    let script = state::files_script(&missing);
+    let out = cx.query(&["sh", "-c", &script])?;
+    let read = state::parse_probe(&out.stdout_str(), &Probe::default().files(&missing))?;
+    for p in missing {
+        let f = read.files.get(p).cloned().flatten();
+        cx.state_mut().files.insert(p.to_string(), f);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctx::Mode;
+    use crate::host::Output;
+    use crate::testing::Fixture;
+    use expect_test::expect;
+
+    const PEM: &str = "-----BEGIN CERTIFICATE-----\r\nMIIBszCCAVmgAwIBAgIUQ0FSb290\r\n-----END CERTIFICATE-----\r\n\r\n";
+
+    fn certs() -> Vec<(String, String)> {
+        vec![("corp-root.crt".into(), PEM.into()), ("corp-issuing".into(), PEM.into())]
+    }
+
+    fn strings(cx: &Ctx) -> Vec<String> {
+        cx.actions().iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn names_and_contents() {
+        assert_eq!(stem("corp-root.crt").unwrap(), "corp-root");
+        assert_eq!(stem("corp.root.pem").unwrap(), "corp.root");
+        for bad in ["", ".crt", "../x.crt", "a/b.pem", ".hidden", "a b.crt"] {
+            assert!(stem(bad).is_err(), "{bad:?}");
+        }
+        expect![[r#"
+            -----BEGIN CERTIFICATE-----
+            MIIBszCCAVmgAwIBAgIUQ0FSb290
+            -----END CERTIFICATE-----
+        "#]]
+        .assert_eq(&normalized_pem("x", PEM).unwrap());
+        assert!(normalized_pem("x", "hello").is_err());
+        let key = format!("{PEM}-----BEGIN PRIVATE KEY-----\nAA\n-----END PRIVATE KEY-----\n");
+        assert!(normalized_pem("x", &key).unwrap_err().message().contains("private key"));
+        let dup = vec![("a.crt".to_string(), PEM.to_string()), ("a.pem".to_string(), PEM.to_string())];
+        assert!(planned(OsFamily::Debian, &dup).is_err());
+    }
+
+    #[test]
+    fn photon_plan() {
+        let (mut cx, rec) = Fixture::photon()
+            .absent("/etc/ssl/certs/corp-root.pem")
+            .file("/etc/ssl/certs/corp-issuing.pem", "old\n", 0o640)
+            .ctx(Mode::Apply);
+        assert_eq!(ca_certificates(&mut cx, &certs()).unwrap(), Change::Changed);
+        expect![[r#"
+            [
+                "run tdnf install -y --quiet openssl-c_rehash",
+                "write /etc/ssl/certs/corp-root.pem 0644 root:root",
+                "write /etc/ssl/certs/corp-issuing.pem 0644 root:root",
+                "run rehash_ca_certificates.sh",
+            ]
+        "#]]
+        .assert_debug_eq(&strings(&cx));
+        assert!(rec.commands().iter().all(|c| !c.display().contains("@@np")), "no read: all were cached");
+    }
+
+    #[test]
+    fn photon_no_change() {
+        let pem = normalized_pem("x", PEM).unwrap();
+        let (mut cx, rec) = Fixture::photon()
+            .packages(&[("openssl-c_rehash", "3.0.16-2.ph5")])
+            .file("/etc/ssl/certs/corp-root.pem", &pem, 0o644)
+            .file("/etc/ssl/certs/corp-issuing.pem", &pem, 0o644)
+            .ctx(Mode::Apply);
+        assert_eq!(ca_certificates(&mut cx, &certs()).unwrap(), Change::Unchanged);
+        assert!(cx.actions().is_empty());
+        assert!(rec.commands().is_empty());
+    }
+
+    #[test]
+    fn only_mode_fixed_still_rehashes() {
+        // Photon's umask left a 0640 file: unreadable for non-root TLS clients.
+        let pem = normalized_pem("x", PEM).unwrap();
+        let (mut cx, _rec) = Fixture::photon()
+            .packages(&[("openssl-c_rehash", "3.0.16-2.ph5")])
+            .file("/etc/ssl/certs/corp-root.pem", &pem, 0o640)
+            .ctx(Mode::Apply);
+        assert_eq!(ca_certificates(&mut cx, &certs()[..1]).unwrap(), Change::Changed);
+        assert_eq!(strings(&cx), ["run chmod 0644 /etc/ssl/certs/corp-root.pem", "run rehash_ca_certificates.sh"]);
+    }
+
+    #[test]
+    fn debian_check_mode_reads_once() {
+        let (mut cx, rec) = Fixture::debian().packages(&[("ca-certificates", "20230311")]).ctx(Mode::Check);
+        let reply = "\n@@np:none /usr/local/share/ca-certificates/corp-root.crt\n\n@@np:none /usr/local/share/ca-certificates/corp-issuing.crt\n\n@@np:end -\n";
+        rec.reply("sh -c", Output { status: Some(0), stdout: reply.as_bytes().to_vec(), stderr: Vec::new() });
+        assert_eq!(ca_certificates(&mut cx, &certs()).unwrap(), Change::Changed);
+        expect![[r#"
+            [
+                "write /usr/local/share/ca-certificates/corp-root.crt 0644 root:root",
+                "write /usr/local/share/ca-certificates/corp-issuing.crt 0644 root:root",
+                "run update-ca-certificates",
+            ]
+        "#]]
+        .assert_debug_eq(&strings(&cx));
+        // One read for both files, and nothing else sent.
+        let sent = rec.commands();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(sent[0].argv[..2], ["sh", "-c"]);
+    }
+
+    #[test]
+    fn rhel_plan() {
+        let (mut cx, _rec) = Fixture::rhel()
+            .packages(&[("ca-certificates", "2024.2.69_v8.0.303-91.4.el9_4")])
+            .absent("/etc/pki/ca-trust/source/anchors/corp-root.pem")
+            .ctx(Mode::Apply);
+        assert_eq!(ca_certificates(&mut cx, &certs()[..1]).unwrap(), Change::Changed);
+        assert_eq!(
+            strings(&cx),
+            ["write /etc/pki/ca-trust/source/anchors/corp-root.pem 0644 root:root", "run update-ca-trust extract"]
+        );
+    }
+
+    #[test]
+    fn bad_input_changes_nothing() {
+        let (mut cx, _rec) = Fixture::photon().ctx(Mode::Apply);
+        let bad = vec![("ok.crt".to_string(), PEM.to_string()), ("../evil".to_string(), PEM.to_string())];
+        assert!(ca_certificates(&mut cx, &bad).is_err());
+        assert!(cx.actions().is_empty(), "validated before the package install");
+    }
 }
