@@ -78,3 +78,12 @@ pub fn version(cx: &mut Ctx, name: &str) -> Result<Option<String>> {
 pub fn is_installed(cx: &mut Ctx, name: &str) -> Result<bool> {
     Ok(cx.packages()?.contains_key(name))
 }
+
+/// The NFS client: `nfs-utils` (Photon, RHEL) or `nfs-common` (Debian).
+pub fn nfs_client(cx: &mut Ctx) -> Result<Change> {
+    let name = match cx.facts().os {
+        OsFamily::Debian => "nfs-common",
+        OsFamily::Photon | OsFamily::Rhel => "nfs-utils",
+    };
+    installed(cx, &[name])
+}

@@ -28,6 +28,9 @@ pub fn demo(args: &DemoArgs) -> Result<u8> {
     }
     // The lab's inventory: the example's settings, each host reached on its container's
     // loopback ssh port instead of its real address.
+    for node in lab.nodes().iter().filter(|n| n.role.starts_with("k8s-")) {
+        lab.sh(&node.name, xtask::lab::KUBE_STANDINS)?;
+    }
     let path = lab.write_inventory(&lab_settings())?;
     let inv = Inventory::load(&path).map_err(|p| anyhow::anyhow!("{p}"))?;
     let mut code = 0;
@@ -72,19 +75,20 @@ pub fn demo(args: &DemoArgs) -> Result<u8> {
 }
 
 /// The example inventory's shared settings, without its [ssh] and [hosts] tables (the lab
-/// writes its own).
+/// writes its own) and with Kubernetes taken as present (see `KUBE_STANDINS`).
 fn lab_settings() -> String {
     let mut out = String::new();
     let mut keep = true;
     for line in EXAMPLE.lines() {
         let t = line.trim();
         if t.starts_with('[') {
-            keep = !(t.starts_with("[ssh") || t.starts_with("[hosts"));
+            keep = !(t.starts_with("[ssh") || t.starts_with("[hosts") || t.starts_with("[kubernetes"));
         }
         if keep {
             out.push_str(line);
             out.push('\n');
         }
     }
+    out.push_str(xtask::lab::LAB_KUBERNETES);
     out
 }

@@ -456,3 +456,25 @@ fn toml_str(path: &Path) -> String {
     let s = path.display().to_string();
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
+
+/// Stand-ins for kubelet and kubeadm in lab containers. No Kubernetes package repository is
+/// reachable from the lab, so hosts are prepared with `kubernetes.source = "present"`: these
+/// give that check something to find, and kubelet a unit file to enable.
+pub const KUBE_STANDINS: &str = r#"set -e
+for b in kubelet kubeadm; do
+  printf '#!/bin/sh\necho "%s: lab stand-in, not Kubernetes" >&2\nexit 1\n' "$b" > /usr/local/bin/$b
+  chmod 0755 /usr/local/bin/$b
+done
+cat > /etc/systemd/system/kubelet.service <<'UNIT'
+[Unit]
+Description=kubelet (lab stand-in)
+[Service]
+ExecStart=/usr/local/bin/kubelet
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl daemon-reload
+"#;
+
+/// Settings lab inventories add: Kubernetes binaries taken as present (see [`KUBE_STANDINS`]).
+pub const LAB_KUBERNETES: &str = "[kubernetes]\nsource = \"present\"\n";
