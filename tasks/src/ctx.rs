@@ -302,14 +302,26 @@ impl Ctx {
         if let Some(known) = self.state.files.get(path) {
             return Ok(known.clone());
         }
-        let probe = Probe::default().files(&[path]);
-        let script = state::files_script(&[path]);
+        self.prefetch(&[path])?;
+        Ok(self.state.files.get(path).cloned().flatten())
+    }
+
+    /// Reads into the cache, in one round trip, those of `paths` it does not know yet (for
+    /// files known only at run time: a home directory, names from the inventory).
+    pub fn prefetch(&mut self, paths: &[&str]) -> Result<()> {
+        let missing: Vec<&str> = paths.iter().copied().filter(|p| !self.state.files.contains_key(*p)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let probe = Probe::default().files(&missing);
+        let script = state::files_script(&missing);
         self.commands += 1;
         let out = self.host.run(&Cmd::new(&["sh", "-s"]).stdin(script))?;
         let read = state::parse_probe(&out.stdout_str(), &probe).map_err(|e| e.on_host(self.host.name()))?;
-        let file = read.files.get(path).cloned().flatten();
-        self.state.files.insert(path.to_string(), file.clone());
-        Ok(file)
+        for path in missing {
+            self.state.files.insert(path.to_string(), read.files.get(path).cloned().flatten());
+        }
+        Ok(())
     }
 
     /// Replaces a file atomically: written to a temporary file beside it, mode and owner set,
