@@ -19,10 +19,9 @@ use crate::error::{Error, Result};
 use crate::facts::OsFamily;
 use crate::file::{self, Perm};
 use crate::pkg;
-use crate::state::{self, Probe};
 
 /// Files these tasks read, for the state probe: none known in advance (the names come from the
-/// inventory; they are read in one round trip when the step runs).
+/// inventory; they are read together, in one round trip, when the step runs).
 pub fn probe_files() -> Vec<String> {
     Vec::new()
 }
@@ -117,7 +116,7 @@ pub fn ca_packages(cx: &mut Ctx) -> Result<Change> {
 pub fn ca_files(cx: &mut Ctx, certs: &[(String, String)]) -> Result<Change> {
     let plan = planned(cx.facts().os, certs)?;
     let paths: Vec<&str> = plan.iter().map(|(p, _)| p.as_str()).collect();
-    prefetch(cx, &paths)?;
+    cx.prefetch(&paths)?;
     let mut c = Change::Unchanged;
     for (path, pem) in &plan {
         c |= file::content(cx, path, pem, Perm::CONFIG)?;
@@ -145,22 +144,6 @@ pub fn ca_certificates(cx: &mut Ctx, certs: &[(String, String)]) -> Result<Chang
     let files = ca_files(cx, certs)?;
     c |= ca_trust_updated(cx, files.changed())?;
     Ok(c | files)
-}
-
-/// Reads the files the cache does not know yet, all in one round trip (instead of one per file).
-fn prefetch(cx: &mut Ctx, paths: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = paths.iter().copied().filter(|p| !cx.state().files.contains_key(*p)).collect();
-    if missing.len() < 2 {
-        return Ok(());
-    }
-    let script = state::files_script(&missing);
-    let out = cx.query(&["sh", "-c", &script])?;
-    let read = state::parse_probe(&out.stdout_str(), &Probe::default().files(&missing))?;
-    for p in missing {
-        let f = read.files.get(p).cloned().flatten();
-        cx.state_mut().files.insert(p.to_string(), f);
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -217,7 +200,7 @@ mod tests {
             ]
         "#]]
         .assert_debug_eq(&strings(&cx));
-        assert!(rec.commands().iter().all(|c| !c.display().contains("@@np")), "no read: all were cached");
+        assert!(rec.commands().iter().all(|c| c.argv != ["sh", "-s"]), "no read: all were cached");
     }
 
     #[test]
@@ -249,7 +232,7 @@ mod tests {
     fn debian_check_mode_reads_once() {
         let (mut cx, rec) = Fixture::debian().packages(&[("ca-certificates", "20230311")]).ctx(Mode::Check);
         let reply = "\n@@np:none /usr/local/share/ca-certificates/corp-root.crt\n\n@@np:none /usr/local/share/ca-certificates/corp-issuing.crt\n\n@@np:end -\n";
-        rec.reply("sh -c", Output { status: Some(0), stdout: reply.as_bytes().to_vec(), stderr: Vec::new() });
+        rec.reply("sh -s", Output { status: Some(0), stdout: reply.as_bytes().to_vec(), stderr: Vec::new() });
         assert_eq!(ca_certificates(&mut cx, &certs()).unwrap(), Change::Changed);
         expect![[r#"
             [
@@ -262,7 +245,7 @@ mod tests {
         // One read for both files, and nothing else sent.
         let sent = rec.commands();
         assert_eq!(sent.len(), 1, "{sent:?}");
-        assert_eq!(sent[0].argv[..2], ["sh", "-c"]);
+        assert_eq!(sent[0].argv, ["sh", "-s"]);
     }
 
     #[test]

@@ -160,6 +160,13 @@ fn container_reason(cx: &Ctx) -> Option<String> {
 /// is only enabled (it cannot run there: reported skipped when it is not running).
 pub fn timesync_enabled(cx: &mut Ctx) -> Result<Change> {
     let unit = service(cx.facts().os);
+    if systemd::unit(cx, unit)?.enablement.is_empty() && !cx.check_mode() {
+        // (In check mode the install planned by "ntp servers" did not happen: plan on.)
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("{unit} is not installed on this host: the \"ntp servers\" step (ntp_servers) installs it, run it first"),
+        ));
+    }
     let enabled = systemd::enabled(cx, unit)?;
     if let Some(reason) = container_reason(cx) {
         if systemd::unit(cx, unit)?.active == "active" {
@@ -340,6 +347,16 @@ mod tests {
         assert!(matches!(timesync_restarted(&mut cx, true).unwrap(), Change::Skipped(r) if r.contains("container")));
         let plan = strings(&cx);
         assert_eq!(plan, ["write /etc/systemd/timesyncd.conf 0644 root:root"]);
+    }
+
+    #[test]
+    fn not_installed_is_a_clear_error() {
+        let (mut cx, _rec) = Fixture::debian().unit("systemd-timesyncd.service", "", "").ctx(Mode::Apply);
+        let err = timesync_enabled(&mut cx).unwrap_err();
+        assert!(err.message().contains("not installed"), "{err}");
+        assert!(cx.actions().is_empty());
+        let (mut cx, _rec) = Fixture::debian().unit("systemd-timesyncd.service", "", "").ctx(Mode::Check);
+        assert_eq!(timesync_enabled(&mut cx).unwrap(), Change::Changed);
     }
 
     #[test]

@@ -204,6 +204,7 @@ pub fn authorized_keys(cx: &mut Ctx, name: &str, keys: &[String]) -> Result<Chan
     let home = user.home.trim_end_matches('/').to_string();
     let dir = format!("{home}/.ssh");
     let path = format!("{dir}/authorized_keys");
+    cx.prefetch(&[&dir, &path])?;
     let mut c = owned_dir(cx, &dir, 0o700, name, &group_name)?;
     let current = cx.file(&path)?.map(|f| f.text()).unwrap_or_default();
     let wanted = with_keys(&current, keys);
