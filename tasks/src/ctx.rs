@@ -302,6 +302,9 @@ impl Ctx {
         if let Some(known) = self.state.files.get(path) {
             return Ok(known.clone());
         }
+        if self.state.files_complete {
+            return Ok(None);
+        }
         self.prefetch(&[path])?;
         Ok(self.state.files.get(path).cloned().flatten())
     }
@@ -311,6 +314,12 @@ impl Ctx {
     pub fn prefetch(&mut self, paths: &[&str]) -> Result<()> {
         let missing: Vec<&str> = paths.iter().copied().filter(|p| !self.state.files.contains_key(*p)).collect();
         if missing.is_empty() {
+            return Ok(());
+        }
+        if self.state.files_complete {
+            for path in missing {
+                self.state.files.insert(path.to_string(), None);
+            }
             return Ok(());
         }
         let probe = Probe::default().files(&missing);

@@ -129,6 +129,8 @@ pub struct State {
     pub programs: HashMap<String, bool>,
     /// Raw facts answers (os-release text, virtualization, hostname...).
     pub facts: BTreeMap<String, String>,
+    /// Every file is known: one not in `files` is absent (recorded hosts in tests).
+    pub files_complete: bool,
 }
 
 const MARK: &str = "@@np:";

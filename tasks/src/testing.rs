@@ -37,6 +37,7 @@ impl Fixture {
         let facts = Facts::from_os_release(os_release).expect("fixture os-release");
         let mut f = Fixture { facts, state: State::default() };
         f.state.packages = Some(Default::default());
+        f.state.files_complete = true;
         f.state.facts.insert("os-release".into(), os_release.into());
         f = f
             .file("/etc/os-release", os_release, 0o644)
@@ -60,6 +61,7 @@ impl Fixture {
     pub fn photon() -> Fixture {
         use photon_files::*;
         Fixture::new(OS_RELEASE)
+            .file("/etc/group", "root:x:0:\nwheel:x:10:\nusers:x:100:\n", 0o644)
             .file("/etc/locale-gen.conf", LOCALE_GEN, 0o644)
             .file("/etc/sysctl.d/50-security-hardening.conf", SECURITY_HARDENING, 0o644)
             .file("/etc/systemd/scripts/ip4save", IP4SAVE, 0o644)
@@ -87,6 +89,7 @@ impl Fixture {
     /// A Debian 12 host.
     pub fn debian() -> Fixture {
         Fixture::new("PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n")
+            .file("/etc/group", "root:x:0:\nsudo:x:27:\nusers:x:100:\n", 0o644)
             .file("/etc/systemd/timesyncd.conf", "[Time]\n#NTP=\n#FallbackNTP=0.debian.pool.ntp.org\n", 0o644)
             .packages(&[("base-files", "12.4+deb12u8"), ("systemd", "252.33-1~deb12u1"), ("openssh-server", "1:9.2p1-2+deb12u5"), ("sudo", "1.9.13p3-1+deb12u1")])
             .unit("ssh.service", "enabled", "active")
@@ -95,6 +98,7 @@ impl Fixture {
     /// A Rocky Linux 9 host (RHEL-like, dnf).
     pub fn rhel() -> Fixture {
         Fixture::new("NAME=\"Rocky Linux\"\nVERSION_ID=\"9.4\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n")
+            .file("/etc/group", "root:x:0:\nwheel:x:10:\nusers:x:100:\n", 0o644)
             .packages(&[("rocky-release", "9.4-1.7.el9"), ("systemd", "252-32.el9_4"), ("openssh-server", "8.7p1-38.el9"), ("sudo", "1.9.5p2-10.el9_3")])
             .unit("sshd.service", "enabled", "active")
     }

@@ -1,0 +1,272 @@
+//! Facts in, commands out: every role against recorded hosts (Photon OS 5.0 from its real
+//! default files, Rocky 9, Debian 12). The exact plan of commands and files is asserted, then
+//! the same role runs again on the state the plan leads to and must send no modifying command.
+
+use std::path::Path;
+
+use expect_test::{expect, Expect};
+use playbooks::Inventory;
+use tasks::testing::Fixture;
+use tasks::{Ctx, Mode};
+
+fn inventory(extra: &str) -> Inventory {
+    let text = include_str!("../../inventory.toml").to_string() + extra;
+    Inventory::parse(&text, Path::new("inventory.toml")).unwrap()
+}
+
+/// Runs `playbook` for `host` on `fixture`: returns the plan, and checks that a second run on
+/// the state the first one leads to plans nothing.
+fn plan(playbook: &str, host: &str, fixture: Fixture, inv: &Inventory) -> String {
+    let pb = playbooks::find(playbook).unwrap();
+    let target = inv.target(host).unwrap();
+    let facts = fixture.facts.clone();
+    let (mut cx, _rec) = fixture.ctx(Mode::Check);
+    (pb.run)(&mut cx, &target).unwrap_or_else(|e| panic!("{playbook} on {host}: {e}"));
+    let plan: String = cx.actions().iter().map(|a| format!("{a}\n")).collect();
+    let failed: Vec<_> = cx.records().iter().filter(|r| r.outcome.label() == "failed").collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+
+    // The converged host: the state the plan leads to.
+    let mut converged = cx.state().clone();
+    // Run artifacts, not host state.
+    converged.facts.remove("units-stale");
+    converged.facts.remove("apt-updated");
+    let rec = std::sync::Arc::new(tasks::host::Recorder::new(host));
+    // What apt-mark reports once the first run held the upstream packages (not file state).
+    let holds = tasks::Output { status: Some(0), stdout: b"kubeadm\nkubectl\nkubelet\n".to_vec(), stderr: vec![] };
+    rec.reply("apt-mark showhold", holds);
+    let mut again = Ctx::with_state(Box::new(rec.clone()), facts, converged, tasks::Options::default());
+    (pb.run)(&mut again, &target).unwrap();
+    let second: Vec<String> = again.actions().iter().map(|a| a.to_string()).collect();
+    assert!(second.is_empty(), "{playbook} on {host}: a converged host still gets {second:#?}");
+    let changed: Vec<&str> = again.records().iter().filter(|r| r.outcome.label() == "changed").map(|r| r.name.as_str()).collect();
+    assert!(changed.is_empty(), "{playbook} on {host}: converged but steps changed: {changed:?}");
+    plan
+}
+
+fn check(playbook: &str, host: &str, fixture: Fixture, inv: &Inventory, want: Expect) {
+    want.assert_eq(&plan(playbook, host, fixture, inv));
+}
+
+#[test]
+fn photon_k8s_worker() {
+    let inv = inventory("");
+    check("k8s-worker", "prdk8swok511", Fixture::photon(), &inv, expect![[r#"
+        run useradd -m -s /bin/bash -U -G wheel kubeadmin
+        run chpasswd -e
+        run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
+        write /home/kubeadmin/.ssh/authorized_keys 0600 kubeadmin:kubeadmin
+        run chage -I -1 -m 0 -M 99999 -E -1 kubeadmin
+        run chage -I -1 -m 0 -M 99999 -E -1 root
+        run tdnf install -y --quiet kbd glibc-i18n
+        write /etc/locale-gen.conf 0644 root:root
+        run locale-gen.sh
+        write /etc/locale.conf 0644 root:root
+        write /etc/vconsole.conf 0644 root:root
+        write /etc/systemd/timesyncd.conf 0644 root:root
+        run systemctl restart systemd-timesyncd.service
+        run tdnf install -y --quiet nfs-utils
+        write /etc/hostname 0644 root:root
+        run hostnamectl set-hostname prdk8swok511
+        write /etc/modules-load.d/containerd.conf 0644 root:root
+        run modprobe br_netfilter
+        write /etc/sysctl.d/99-kubernetes-cri.conf 0644 root:root
+        run sysctl --system
+        run tdnf install -y --quiet kubernetes kubernetes-kubeadm
+        run tdnf install -y --quiet containerd
+        write /etc/containerd/config.toml 0644 root:root
+        run systemctl enable containerd.service
+        run systemctl start containerd.service
+        write /etc/crictl.yaml 0644 root:root
+        write /etc/sysconfig/kubelet 0644 root:root
+        run systemctl enable kubelet.service
+        write /etc/systemd/network/10-static-en.network 0644 root:root
+    "#]]);
+}
+
+#[test]
+fn photon_k8s_master() {
+    let inv = inventory("");
+    check("k8s-master", "prdk8smst501", Fixture::photon(), &inv, expect![[r#"
+        run useradd -m -s /bin/bash -U -G wheel kubeadmin
+        run chpasswd -e
+        run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
+        write /home/kubeadmin/.ssh/authorized_keys 0600 kubeadmin:kubeadmin
+        run chage -I -1 -m 0 -M 99999 -E -1 kubeadmin
+        run chage -I -1 -m 0 -M 99999 -E -1 root
+        run tdnf install -y --quiet kbd glibc-i18n
+        write /etc/locale-gen.conf 0644 root:root
+        run locale-gen.sh
+        write /etc/locale.conf 0644 root:root
+        write /etc/vconsole.conf 0644 root:root
+        write /etc/systemd/timesyncd.conf 0644 root:root
+        run systemctl restart systemd-timesyncd.service
+        run tdnf install -y --quiet nfs-utils
+        write /etc/hostname 0644 root:root
+        run hostnamectl set-hostname prdk8smst501
+        write /etc/modules-load.d/containerd.conf 0644 root:root
+        run modprobe br_netfilter
+        write /etc/sysctl.d/99-kubernetes-cri.conf 0644 root:root
+        run sysctl --system
+        run tdnf install -y --quiet kubernetes kubernetes-kubeadm
+        run tdnf install -y --quiet containerd
+        write /etc/containerd/config.toml 0644 root:root
+        run systemctl enable containerd.service
+        run systemctl start containerd.service
+        write /etc/crictl.yaml 0644 root:root
+        write /etc/sysconfig/kubelet 0644 root:root
+        run systemctl enable kubelet.service
+        write /etc/systemd/network/10-static-en.network 0644 root:root
+    "#]]);
+}
+
+#[test]
+fn photon_haproxy() {
+    let inv = inventory("");
+    check("haproxy", "prdinfhap511", Fixture::photon(), &inv, expect![[r#"
+        run useradd -m -s /bin/bash -U -G wheel kubeadmin
+        run chpasswd -e
+        run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
+        write /home/kubeadmin/.ssh/authorized_keys 0600 kubeadmin:kubeadmin
+        run chage -I -1 -m 0 -M 99999 -E -1 kubeadmin
+        run chage -I -1 -m 0 -M 99999 -E -1 root
+        run tdnf install -y --quiet kbd glibc-i18n
+        write /etc/locale-gen.conf 0644 root:root
+        run locale-gen.sh
+        write /etc/locale.conf 0644 root:root
+        write /etc/vconsole.conf 0644 root:root
+        write /etc/systemd/timesyncd.conf 0644 root:root
+        run systemctl restart systemd-timesyncd.service
+        run tdnf install -y --quiet nfs-utils
+        run tdnf install -y --quiet haproxy
+        write /etc/haproxy/haproxy.cfg.nodeprep-candidate 0600 root:root
+        run haproxy -c -f /etc/haproxy/haproxy.cfg.nodeprep-candidate
+        write /etc/haproxy/haproxy.cfg 0644 root:root
+        run rm -f /etc/haproxy/haproxy.cfg.nodeprep-candidate
+        run systemctl enable haproxy.service
+        run systemctl start haproxy.service
+        write /etc/systemd/network/10-static-en.network 0644 root:root
+    "#]]);
+}
+
+#[test]
+fn rhel_k8s_worker() {
+    let inv = inventory("").clone();
+    let mut inv = inv;
+    inv.kubernetes.source = "upstream".into();
+    check("k8s-worker", "prdk8swok501", Fixture::rhel(), &inv, expect![[r#"
+        run useradd -m -s /bin/bash -U -G wheel kubeadmin
+        run chpasswd -e
+        run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
+        write /home/kubeadmin/.ssh/authorized_keys 0600 kubeadmin:kubeadmin
+        run chage -I -1 -m 0 -M 99999 -E -1 root
+        run dnf install -y --quiet glibc-langpack-fr kbd
+        write /etc/locale.conf 0644 root:root
+        write /etc/vconsole.conf 0644 root:root
+        run dnf install -y --quiet chrony
+        write /etc/chrony.conf 0644 root:root
+        run systemctl enable chronyd.service
+        run systemctl start chronyd.service
+        run systemctl restart chronyd.service
+        run dnf install -y --quiet nfs-utils
+        write /etc/hostname 0644 root:root
+        run hostnamectl set-hostname prdk8swok501
+        write /etc/modules-load.d/containerd.conf 0644 root:root
+        run modprobe br_netfilter
+        write /etc/sysctl.d/99-kubernetes-cri.conf 0644 root:root
+        run sysctl --system
+        write /etc/yum.repos.d/kubernetes.repo 0644 root:root
+        run dnf install -y --quiet --disableexcludes=kubernetes kubelet kubeadm kubectl
+        run dnf install -y --quiet containerd
+        write /etc/containerd/config.toml 0644 root:root
+        run systemctl enable containerd.service
+        run systemctl start containerd.service
+        write /etc/crictl.yaml 0644 root:root
+        write /etc/sysconfig/kubelet 0644 root:root
+        run systemctl enable kubelet.service
+        write /etc/systemd/network/10-static-en.network 0644 root:root
+    "#]]);
+}
+
+#[test]
+fn rhel_haproxy() {
+    let inv = inventory("");
+    check("haproxy", "prdinfhap501", Fixture::rhel(), &inv, expect![[r#"
+        run useradd -m -s /bin/bash -U -G wheel kubeadmin
+        run chpasswd -e
+        run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
+        write /home/kubeadmin/.ssh/authorized_keys 0600 kubeadmin:kubeadmin
+        run chage -I -1 -m 0 -M 99999 -E -1 root
+        run dnf install -y --quiet glibc-langpack-fr kbd
+        write /etc/locale.conf 0644 root:root
+        write /etc/vconsole.conf 0644 root:root
+        run dnf install -y --quiet chrony
+        write /etc/chrony.conf 0644 root:root
+        run systemctl enable chronyd.service
+        run systemctl start chronyd.service
+        run systemctl restart chronyd.service
+        run dnf install -y --quiet nfs-utils
+        run dnf install -y --quiet haproxy
+        write /etc/haproxy/haproxy.cfg.nodeprep-candidate 0600 root:root
+        run haproxy -c -f /etc/haproxy/haproxy.cfg.nodeprep-candidate
+        write /etc/haproxy/haproxy.cfg 0644 root:root
+        run rm -f /etc/haproxy/haproxy.cfg.nodeprep-candidate
+        run systemctl enable haproxy.service
+        run systemctl start haproxy.service
+        write /etc/systemd/network/10-static-en.network 0644 root:root
+    "#]]);
+}
+
+#[test]
+fn debian_k8s_worker() {
+    let mut inv = inventory("");
+    inv.kubernetes.source = "upstream".into();
+    check("k8s-worker", "prdk8swok502", Fixture::debian(), &inv, expect![[r#"
+        run useradd -m -s /bin/bash -U -G sudo kubeadmin
+        run chpasswd -e
+        run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
+        write /home/kubeadmin/.ssh/authorized_keys 0600 kubeadmin:kubeadmin
+        run chage -I -1 -m 0 -M 99999 -E -1 root
+        run apt-get update -q -o DPkg::Lock::Timeout=120
+        run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 locales kbd
+        write /etc/locale.gen 0644 root:root
+        run locale-gen
+        write /etc/default/locale 0644 root:root
+        write /etc/vconsole.conf 0644 root:root
+        run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 systemd-timesyncd
+        write /etc/systemd/timesyncd.conf 0644 root:root
+        run systemctl enable systemd-timesyncd.service
+        run systemctl start systemd-timesyncd.service
+        run systemctl restart systemd-timesyncd.service
+        run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 nfs-common
+        write /etc/hostname 0644 root:root
+        run hostnamectl set-hostname prdk8swok502
+        write /etc/modules-load.d/containerd.conf 0644 root:root
+        run modprobe br_netfilter
+        write /etc/sysctl.d/99-kubernetes-cri.conf 0644 root:root
+        run sysctl --system
+        run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 ca-certificates curl gpg
+        run sh -c 'set -eu
+        d=$(dirname -- "$2")
+        install -d -m 0755 -- "$d"
+        t=$(mktemp -- "$d/.nodeprep.XXXXXX")
+        trap '\''rm -f -- "$t" "$t.asc"'\'' EXIT INT TERM HUP
+        curl -fsSL --retry 3 -o "$t.asc" -- "$1"
+        gpg --batch --yes --dearmor -o "$t" < "$t.asc"
+        chmod 0644 -- "$t"
+        mv -f -- "$t" "$2"
+        ' nodeprep-keyring https://pkgs.k8s.io/core:/stable:/v1.30/deb/Release.key /etc/apt/keyrings/kubernetes-apt-keyring.gpg
+        write /etc/apt/sources.list.d/kubernetes.list 0644 root:root
+        run apt-get update -q -o DPkg::Lock::Timeout=120
+        run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 kubelet kubeadm kubectl
+        run apt-mark hold kubelet kubeadm kubectl
+        run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 containerd
+        write /etc/containerd/config.toml 0644 root:root
+        run systemctl enable containerd.service
+        run systemctl start containerd.service
+        write /etc/crictl.yaml 0644 root:root
+        write /etc/default/kubelet 0644 root:root
+        run systemctl enable kubelet.service
+        write /etc/systemd/network/10-static-en.network 0644 root:root
+    "#]]);
+}
