@@ -20,7 +20,7 @@ fn plan(playbook: &str, host: &str, fixture: Fixture, inv: &Inventory) -> String
     let pb = playbooks::find(playbook).unwrap();
     let target = inv.target(host).unwrap();
     let facts = fixture.facts.clone();
-    let (mut cx, _rec) = fixture.ctx(Mode::Check);
+    let (mut cx, _rec) = fixture.complete().ctx(Mode::Check);
     (pb.run)(&mut cx, &target).unwrap_or_else(|e| panic!("{playbook} on {host}: {e}"));
     let plan: String = cx.actions().iter().map(|a| format!("{a}\n")).collect();
     let failed: Vec<_> = cx.records().iter().filter(|r| r.outcome.label() == "failed").collect();
