@@ -26,6 +26,8 @@ fn motd(cx: &mut Ctx, t: &Target) -> Result<()> {
         role = t.host.role,
         zone = t.host.zone.as_deref().unwrap_or("-"),
     );
-    let _ = cx.step("motd", |cx| file::content(cx, "/etc/motd", &text, Perm::CONFIG))?;
+    let _ = cx.step("motd", |cx| {
+        file::content(cx, "/etc/motd", &text, Perm::CONFIG)
+    })?;
     Ok(())
 }

@@ -109,7 +109,11 @@ pub struct Kubernetes {
 
 impl Default for Kubernetes {
     fn default() -> Self {
-        Kubernetes { source: "distro".into(), version: "1.30".into(), docker: false }
+        Kubernetes {
+            source: "distro".into(),
+            version: "1.30".into(),
+            docker: false,
+        }
     }
 }
 
@@ -166,7 +170,12 @@ impl Inventory {
     pub fn load(path: &Path) -> Result<Inventory, Problems> {
         let text = std::fs::read_to_string(path).map_err(|e| Problems {
             file: path.to_path_buf(),
-            list: vec![Problem { host: None, field: String::new(), line: None, message: format!("cannot read: {e}") }],
+            list: vec![Problem {
+                host: None,
+                field: String::new(),
+                line: None,
+                message: format!("cannot read: {e}"),
+            }],
         })?;
         Inventory::parse(&text, path)
     }
@@ -187,76 +196,153 @@ impl Inventory {
         for p in &mut list {
             p.line = locate(text, p.host.as_deref(), &p.field);
         }
-        if list.is_empty() { Ok(inv) } else { Err(Problems { file: path.to_path_buf(), list }) }
+        if list.is_empty() {
+            Ok(inv)
+        } else {
+            Err(Problems {
+                file: path.to_path_buf(),
+                list,
+            })
+        }
     }
 
     pub fn target<'a>(&'a self, name: &'a str) -> Option<Target<'a>> {
-        self.hosts.get_key_value(name).map(|(n, h)| Target { name: n, host: h, inventory: self })
+        self.hosts.get_key_value(name).map(|(n, h)| Target {
+            name: n,
+            host: h,
+            inventory: self,
+        })
     }
 
     /// A path from the inventory, relative to the inventory's folder.
     pub fn resolve(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() { p.to_path_buf() } else { self.path.parent().unwrap_or(Path::new(".")).join(p) }
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.path.parent().unwrap_or(Path::new(".")).join(p)
+        }
     }
 
     fn problems(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         let mut push = |host: Option<&str>, field: &str, message: String| {
-            out.push(Problem { host: host.map(str::to_string), field: field.to_string(), line: None, message })
+            out.push(Problem {
+                host: host.map(str::to_string),
+                field: field.to_string(),
+                line: None,
+                message,
+            })
         };
         let mut seen_addr: HashMap<(String, u16), &str> = HashMap::new();
         let mut seen_net: HashMap<String, &str> = HashMap::new();
         for (name, h) in &self.hosts {
             let host = Some(name.as_str());
             if !is_rfc1123_label(name) {
-                push(host, "", format!(
-                    "host name `{}` must be a lowercase RFC 1123 label (a-z, 0-9, '-', at most 63, no leading/trailing '-'): it is also the hostname and the Kubernetes node name",
-                    name.escape_debug()
-                ));
+                push(
+                    host,
+                    "",
+                    format!(
+                        "host name `{}` must be a lowercase RFC 1123 label (a-z, 0-9, '-', at most 63, no leading/trailing '-'): it is also the hostname and the Kubernetes node name",
+                        name.escape_debug()
+                    ),
+                );
             }
             if !ROLES.contains(&h.role.as_str()) {
-                push(host, "role", format!("unknown role `{}` (expected one of: {})", h.role.escape_debug(), ROLES.join(", ")));
+                push(
+                    host,
+                    "role",
+                    format!(
+                        "unknown role `{}` (expected one of: {})",
+                        h.role.escape_debug(),
+                        ROLES.join(", ")
+                    ),
+                );
             }
             if !is_address(&h.address) {
-                push(host, "address", format!("`{}` is neither an IPv4 address nor a DNS name", h.address.escape_debug()));
+                push(
+                    host,
+                    "address",
+                    format!(
+                        "`{}` is neither an IPv4 address nor a DNS name",
+                        h.address.escape_debug()
+                    ),
+                );
             }
             let port = h.port.unwrap_or(self.ssh.port);
             if port == 0 {
                 push(host, "port", "port 0 is not a port".into());
             }
             if let Some(other) = seen_addr.insert((h.address.clone(), port), name) {
-                push(host, "address", format!("address {}:{port} is also the address of {other}", h.address));
+                push(
+                    host,
+                    "address",
+                    format!(
+                        "address {}:{port} is also the address of {other}",
+                        h.address
+                    ),
+                );
             }
             if let Some(user) = &h.user {
                 if !is_unix_name(user) {
-                    push(host, "user", format!("`{}` is not a valid user name", user.escape_debug()));
+                    push(
+                        host,
+                        "user",
+                        format!("`{}` is not a valid user name", user.escape_debug()),
+                    );
                 }
             }
             if let Some(zone) = &h.zone {
                 if !is_rfc1123_label(zone) {
-                    push(host, "zone", format!("zone `{}` must be lowercase letters, digits and '-'", zone.escape_debug()));
+                    push(
+                        host,
+                        "zone",
+                        format!(
+                            "zone `{}` must be lowercase letters, digits and '-'",
+                            zone.escape_debug()
+                        ),
+                    );
                 }
             }
             if let Some(n) = &h.network {
                 if !is_ifname(&n.interface) {
-                    push(host, "network.interface", format!("`{}` is not an interface name", n.interface.escape_debug()));
+                    push(
+                        host,
+                        "network.interface",
+                        format!("`{}` is not an interface name", n.interface.escape_debug()),
+                    );
                 }
                 match parse_cidr(&n.address) {
                     Ok((ip, _)) => {
                         if let Some(other) = seen_net.insert(ip.to_string(), name) {
-                            push(host, "network.address", format!("address {ip} is also the address of {other}"));
+                            push(
+                                host,
+                                "network.address",
+                                format!("address {ip} is also the address of {other}"),
+                            );
                         }
                     }
-                    Err(why) => push(host, "network.address", format!("`{}`: {why}", n.address.escape_debug())),
+                    Err(why) => push(
+                        host,
+                        "network.address",
+                        format!("`{}`: {why}", n.address.escape_debug()),
+                    ),
                 }
                 if let Some(gw) = &n.gateway {
                     if gw.parse::<Ipv4Addr>().is_err() {
-                        push(host, "network.gateway", format!("`{}` is not an IPv4 address", gw.escape_debug()));
+                        push(
+                            host,
+                            "network.gateway",
+                            format!("`{}` is not an IPv4 address", gw.escape_debug()),
+                        );
                     }
                 }
                 for d in &n.dns {
                     if d.parse::<Ipv4Addr>().is_err() {
-                        push(host, "network.dns", format!("`{}` is not an IPv4 address", d.escape_debug()));
+                        push(
+                            host,
+                            "network.dns",
+                            format!("`{}` is not an IPv4 address", d.escape_debug()),
+                        );
                     }
                 }
             }
@@ -265,11 +351,25 @@ impl Inventory {
             push(None, "ssh.port", "port 0 is not a port".into());
         }
         if !is_unix_name(&self.ssh.user) {
-            push(None, "ssh.user", format!("`{}` is not a valid user name", self.ssh.user.escape_debug()));
+            push(
+                None,
+                "ssh.user",
+                format!(
+                    "`{}` is not a valid user name",
+                    self.ssh.user.escape_debug()
+                ),
+            );
         }
         if let Some(a) = &self.admin {
             if !is_unix_name(&a.name) {
-                push(None, "admin.name", format!("`{}` is not a valid user name (lowercase, starts with a letter or _)", a.name.escape_debug()));
+                push(
+                    None,
+                    "admin.name",
+                    format!(
+                        "`{}` is not a valid user name (lowercase, starts with a letter or _)",
+                        a.name.escape_debug()
+                    ),
+                );
             }
             let h = a.password_hash.expose();
             if !is_sha512_crypt(h) {
@@ -278,45 +378,109 @@ impl Inventory {
             }
             for (i, k) in a.ssh_keys.iter().enumerate() {
                 if !is_ssh_public_key(k) {
-                    push(None, "admin.ssh_keys", format!("key #{} is not an ssh public key line (type base64 [comment])", i + 1));
+                    push(
+                        None,
+                        "admin.ssh_keys",
+                        format!(
+                            "key #{} is not an ssh public key line (type base64 [comment])",
+                            i + 1
+                        ),
+                    );
                 }
             }
         }
         if !is_locale(&self.system.locale) {
-            push(None, "system.locale", format!("`{}` is not a locale name like fr_FR.UTF-8", self.system.locale.escape_debug()));
+            push(
+                None,
+                "system.locale",
+                format!(
+                    "`{}` is not a locale name like fr_FR.UTF-8",
+                    self.system.locale.escape_debug()
+                ),
+            );
         }
         if let Some(k) = &self.system.keymap {
-            if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
-                push(None, "system.keymap", format!("`{}` is not a keymap name", k.escape_debug()));
+            if k.is_empty()
+                || !k
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+            {
+                push(
+                    None,
+                    "system.keymap",
+                    format!("`{}` is not a keymap name", k.escape_debug()),
+                );
             }
         }
         for s in self.system.ntp.iter() {
             if !is_address(s) {
-                push(None, "system.ntp", format!("`{}` is neither an IPv4 address nor a DNS name", s.escape_debug()));
+                push(
+                    None,
+                    "system.ntp",
+                    format!(
+                        "`{}` is neither an IPv4 address nor a DNS name",
+                        s.escape_debug()
+                    ),
+                );
             }
         }
         for d in &self.system.dns {
             if d.parse::<Ipv4Addr>().is_err() {
-                push(None, "system.dns", format!("`{}` is not an IPv4 address", d.escape_debug()));
+                push(
+                    None,
+                    "system.dns",
+                    format!("`{}` is not an IPv4 address", d.escape_debug()),
+                );
             }
         }
         for f in &self.system.ca_files {
             let p = self.resolve(f);
             match std::fs::read_to_string(&p) {
                 Ok(t) if t.contains("-----BEGIN CERTIFICATE-----") => {}
-                Ok(_) => push(None, "system.ca_files", format!("{} holds no PEM certificate", p.display())),
+                Ok(_) => push(
+                    None,
+                    "system.ca_files",
+                    format!("{} holds no PEM certificate", p.display()),
+                ),
                 Err(e) => push(None, "system.ca_files", format!("{}: {e}", p.display())),
             }
-            let base = f.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
-            if !base.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-                push(None, "system.ca_files", format!("file name `{}` may hold only letters, digits, '.', '_' and '-'", base.escape_debug()));
+            let base = f
+                .file_name()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
+            if !base
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                push(
+                    None,
+                    "system.ca_files",
+                    format!(
+                        "file name `{}` may hold only letters, digits, '.', '_' and '-'",
+                        base.escape_debug()
+                    ),
+                );
             }
         }
         if !["distro", "upstream", "present"].contains(&self.kubernetes.source.as_str()) {
-            push(None, "kubernetes.source", format!("unknown source `{}` (expected distro, upstream or present)", self.kubernetes.source.escape_debug()));
+            push(
+                None,
+                "kubernetes.source",
+                format!(
+                    "unknown source `{}` (expected distro, upstream or present)",
+                    self.kubernetes.source.escape_debug()
+                ),
+            );
         }
         if !is_minor_version(&self.kubernetes.version) {
-            push(None, "kubernetes.version", format!("`{}` is not a minor version like 1.30", self.kubernetes.version.escape_debug()));
+            push(
+                None,
+                "kubernetes.version",
+                format!(
+                    "`{}` is not a minor version like 1.30",
+                    self.kubernetes.version.escape_debug()
+                ),
+            );
         }
         out
     }
@@ -342,7 +506,12 @@ pub struct Problem {
 impl std::fmt::Display for Problems {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let n = self.list.len();
-        writeln!(f, "{}: {n} problem{}", self.file.display(), if n == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "{}: {n} problem{}",
+            self.file.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
         for p in &self.list {
             write!(f, "  {}", self.file.display())?;
             if let Some(l) = p.line {
@@ -421,14 +590,17 @@ pub mod spans {
     }
 
     fn split_key(k: &str) -> Vec<String> {
-        k.split('.').map(|p| p.trim().trim_matches('"').trim_matches('\'').to_string()).collect()
+        k.split('.')
+            .map(|p| p.trim().trim_matches('"').trim_matches('\'').to_string())
+            .collect()
     }
 }
 
 pub fn is_rfc1123_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -440,22 +612,34 @@ fn is_address(s: &str) -> bool {
     if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return false; // looks like an IPv4 address but is not one
     }
-    s.len() <= 253 && s.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !l.starts_with('-'))
+    s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+        })
 }
 
 fn is_unix_name(s: &str) -> bool {
     let mut b = s.bytes();
     matches!(b.next(), Some(c) if c.is_ascii_lowercase() || c == b'_')
         && s.len() <= 32
-        && s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
+        && s.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
 }
 
 fn is_ifname(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 15 && s.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.*".contains(&c))
+    !s.is_empty()
+        && s.len() <= 15
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.*".contains(&c))
 }
 
 fn is_locale(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|c| c.is_ascii_alphanumeric() || b"_.-@".contains(&c))
+    !s.is_empty()
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-@".contains(&c))
 }
 
 fn is_minor_version(s: &str) -> bool {
@@ -465,7 +649,9 @@ fn is_minor_version(s: &str) -> bool {
 
 /// `$6$[rounds=N$]salt$hash` with crypt's alphabet.
 pub fn is_sha512_crypt(s: &str) -> bool {
-    let Some(rest) = s.strip_prefix("$6$") else { return false };
+    let Some(rest) = s.strip_prefix("$6$") else {
+        return false;
+    };
     let parts: Vec<&str> = rest.split('$').collect();
     let (salt, hash) = match parts.as_slice() {
         [r, salt, hash] if r.starts_with("rounds=") => (*salt, *hash),
@@ -473,22 +659,38 @@ pub fn is_sha512_crypt(s: &str) -> bool {
         _ => return false,
     };
     let crypt = |c: u8| c.is_ascii_alphanumeric() || c == b'.' || c == b'/';
-    !salt.is_empty() && salt.len() <= 16 && salt.bytes().all(crypt) && hash.len() == 86 && hash.bytes().all(crypt)
+    !salt.is_empty()
+        && salt.len() <= 16
+        && salt.bytes().all(crypt)
+        && hash.len() == 86
+        && hash.bytes().all(crypt)
 }
 
 fn is_ssh_public_key(k: &str) -> bool {
     let mut it = k.split_whitespace();
-    let (Some(kind), Some(data)) = (it.next(), it.next()) else { return false };
+    let (Some(kind), Some(data)) = (it.next(), it.next()) else {
+        return false;
+    };
     !k.contains('\n')
         && (kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-"))
         && data.len() > 16
-        && data.bytes().all(|c| c.is_ascii_alphanumeric() || b"+/=".contains(&c))
+        && data
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"+/=".contains(&c))
 }
 
 /// `a.b.c.d/prefix`, prefix 1..=32, not the network's own address when prefix < 31.
 pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
-    let (ip, prefix) = s.split_once('/').ok_or("expected address/prefix, like 192.168.10.57/24")?;
-    let ip: Ipv4Addr = ip.parse().map_err(|_| format!("`{ip}` is not an IPv4 address"))?;
-    let prefix: u8 = prefix.parse().ok().filter(|p| (1..=32).contains(p)).ok_or(format!("prefix `{prefix}` is not in 1..=32"))?;
+    let (ip, prefix) = s
+        .split_once('/')
+        .ok_or("expected address/prefix, like 192.168.10.57/24")?;
+    let ip: Ipv4Addr = ip
+        .parse()
+        .map_err(|_| format!("`{ip}` is not an IPv4 address"))?;
+    let prefix: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| (1..=32).contains(p))
+        .ok_or(format!("prefix `{prefix}` is not in 1..=32"))?;
     Ok((ip, prefix))
 }

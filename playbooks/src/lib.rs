@@ -8,4 +8,4 @@ pub mod registry;
 pub mod roles;
 
 pub use inventory::{HostEntry, Inventory, Target};
-pub use registry::{all, find, Playbook};
+pub use registry::{Playbook, all, find};

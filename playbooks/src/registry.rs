@@ -23,13 +23,18 @@ pub struct Playbook {
 
 impl std::fmt::Debug for Playbook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Playbook").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Playbook")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
 /// The built-in playbooks, then the custom ones.
 pub fn all() -> Vec<&'static Playbook> {
-    crate::roles::BUILTIN.iter().chain(crate::custom::PLAYBOOKS.iter()).collect()
+    crate::roles::BUILTIN
+        .iter()
+        .chain(crate::custom::PLAYBOOKS.iter())
+        .collect()
 }
 
 pub fn find(name: &str) -> Option<&'static Playbook> {

@@ -3,8 +3,11 @@
 //! Rust: a step that restarts a service looks at the `Change` of the step that configured it.
 
 use tasks::network::StaticNetwork;
-use tasks::{ca, containerd, disks, docker, haproxy, hostname, kernel, kubelet, locale, pkg, timesync, update, users};
 use tasks::{Change, Ctx, Error, ErrorKind, Result};
+use tasks::{
+    ca, containerd, disks, docker, haproxy, hostname, kernel, kubelet, locale, pkg, timesync,
+    update, users,
+};
 
 use crate::inventory::Target;
 use crate::registry::Playbook;
@@ -77,7 +80,13 @@ pub const NODE_STEPS: [&str; 18] = [
     "system updated",
 ];
 
-pub const HAPROXY_STEPS: [&str; 5] = ["haproxy installed", "haproxy config", "haproxy enabled", "haproxy running", "system updated"];
+pub const HAPROXY_STEPS: [&str; 5] = [
+    "haproxy installed",
+    "haproxy config",
+    "haproxy enabled",
+    "haproxy running",
+    "system updated",
+];
 
 /// Last of every role: applying the network can cut the session that applies it.
 pub const NETWORK_STEPS: [&str; 2] = ["network file", "network applied"];
@@ -125,36 +134,56 @@ pub fn common(cx: &mut Ctx, t: &Target) -> Result<()> {
     let sys = &inv.system;
     match &inv.admin {
         Some(admin) => {
-            let user = users::AdminUser { name: &admin.name, password_hash: &admin.password_hash, ssh_keys: &admin.ssh_keys };
+            let user = users::AdminUser {
+                name: &admin.name,
+                password_hash: &admin.password_hash,
+                ssh_keys: &admin.ssh_keys,
+            };
             let _ = cx.step("admin user", |cx| users::admin_user(cx, &user))?;
-            let _ = cx.step("admin ssh keys", |cx| users::authorized_keys(cx, &admin.name, &admin.ssh_keys))?;
+            let _ = cx.step("admin ssh keys", |cx| {
+                users::authorized_keys(cx, &admin.name, &admin.ssh_keys)
+            })?;
             let _ = cx.step("password expiry off", |cx| {
-                Ok(users::no_password_expiry(cx, &admin.name)? | users::no_password_expiry(cx, "root")?)
+                Ok(users::no_password_expiry(cx, &admin.name)?
+                    | users::no_password_expiry(cx, "root")?)
             })?;
         }
         None => {
             for step in ["admin user", "admin ssh keys"] {
                 let _ = cx.step(step, |_| skip("no [admin] in the inventory"))?;
             }
-            let _ = cx.step("password expiry off", |cx| users::no_password_expiry(cx, "root"))?;
+            let _ = cx.step("password expiry off", |cx| {
+                users::no_password_expiry(cx, "root")
+            })?;
         }
     }
-    let _ = cx.step("locale packages", |cx| locale::locale_packages(cx, &sys.locale))?;
-    let _ = cx.step("locale generated", |cx| locale::locale_generated(cx, &sys.locale))?;
+    let _ = cx.step("locale packages", |cx| {
+        locale::locale_packages(cx, &sys.locale)
+    })?;
+    let _ = cx.step("locale generated", |cx| {
+        locale::locale_generated(cx, &sys.locale)
+    })?;
     let _ = cx.step("locale set", |cx| locale::locale_set(cx, &sys.locale))?;
     let _ = cx.step("keymap set", |cx| match &sys.keymap {
         Some(k) => locale::keymap_set(cx, k),
         None => skip("no system.keymap in the inventory"),
     })?;
     if sys.ntp.is_empty() {
-        for step in ["time service installed", "time servers", "time service enabled", "time service restarted"] {
+        for step in [
+            "time service installed",
+            "time servers",
+            "time service enabled",
+            "time service restarted",
+        ] {
             let _ = cx.step(step, |_| skip("no system.ntp servers in the inventory"))?;
         }
     } else {
         let _ = cx.step("time service installed", timesync::timesync_installed)?;
         let servers = cx.step("time servers", |cx| timesync::ntp_servers(cx, &sys.ntp))?;
         let _ = cx.step("time service enabled", timesync::timesync_enabled)?;
-        let _ = cx.step("time service restarted", |cx| timesync::timesync_restarted(cx, servers.changed()))?;
+        let _ = cx.step("time service restarted", |cx| {
+            timesync::timesync_restarted(cx, servers.changed())
+        })?;
     }
     let certs = read_ca_files(t)?;
     let _ = cx.step("ca certificates", |cx| {
@@ -178,9 +207,19 @@ fn read_ca_files(t: &Target) -> Result<Vec<(String, String)>> {
         .map(|f| {
             let path = inv.resolve(f);
             let pem = std::fs::read_to_string(&path).map_err(|e| {
-                Error::new(ErrorKind::Invalid, format!("{}: system.ca_files: {}: {e}", inv.path.display(), path.display()))
+                Error::new(
+                    ErrorKind::Invalid,
+                    format!(
+                        "{}: system.ca_files: {}: {e}",
+                        inv.path.display(),
+                        path.display()
+                    ),
+                )
             })?;
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             Ok((name, pem))
         })
         .collect()
@@ -188,7 +227,11 @@ fn read_ca_files(t: &Target) -> Result<Vec<(String, String)>> {
 
 fn full_update(cx: &mut Ctx, t: &Target) -> Result<()> {
     let _ = cx.step("system updated", |cx| {
-        if t.inventory.system.full_update { update::full_update(cx) } else { skip("system.full_update = false") }
+        if t.inventory.system.full_update {
+            update::full_update(cx)
+        } else {
+            skip("system.full_update = false")
+        }
     })?;
     Ok(())
 }
@@ -197,14 +240,27 @@ fn full_update(cx: &mut Ctx, t: &Target) -> Result<()> {
 pub fn network(cx: &mut Ctx, t: &Target) -> Result<()> {
     let Some(n) = &t.host.network else {
         for step in NETWORK_STEPS {
-            let _ = cx.step(step, |_| skip("no network settings for this host in the inventory"))?;
+            let _ = cx.step(step, |_| {
+                skip("no network settings for this host in the inventory")
+            })?;
         }
         return Ok(());
     };
-    let dns = if n.dns.is_empty() { &t.inventory.system.dns } else { &n.dns };
-    let net = StaticNetwork { interface: &n.interface, address_cidr: &n.address, gateway: n.gateway.as_deref(), dns };
+    let dns = if n.dns.is_empty() {
+        &t.inventory.system.dns
+    } else {
+        &n.dns
+    };
+    let net = StaticNetwork {
+        interface: &n.interface,
+        address_cidr: &n.address,
+        gateway: n.gateway.as_deref(),
+        dns,
+    };
     let file = cx.step("network file", |cx| tasks::network::network_file(cx, &net))?;
-    let _ = cx.step("network applied", |cx| tasks::network::network_applied(cx, &net, file.changed(), n.apply))?;
+    let _ = cx.step("network applied", |cx| {
+        tasks::network::network_applied(cx, &net, file.changed(), n.apply)
+    })?;
     Ok(())
 }
 
@@ -224,12 +280,20 @@ fn k8s_node(cx: &mut Ctx, t: &Target) -> Result<()> {
     let _ = cx.step("kubernetes packages", |cx| kubelet::packages(cx, source))?;
     let _ = cx.step("containerd installed", containerd::installed)?;
     let config = cx.step("containerd config", containerd::config)?;
-    let _ = cx.step("containerd running", |cx| containerd::enabled_and_running(cx, config.changed()))?;
+    let _ = cx.step("containerd running", |cx| {
+        containerd::enabled_and_running(cx, config.changed())
+    })?;
     let _ = cx.step("crictl config", containerd::crictl_config)?;
     let daemon = cx.step("docker daemon.json", |cx| {
-        if k.docker || docker::is_installed(cx)? { docker::daemon_json(cx) } else { skip("docker is not installed") }
+        if k.docker || docker::is_installed(cx)? {
+            docker::daemon_json(cx)
+        } else {
+            skip("docker is not installed")
+        }
     })?;
-    let _ = cx.step("docker running", |cx| docker::enable_and_start(cx, daemon.changed()))?;
+    let _ = cx.step("docker running", |cx| {
+        docker::enable_and_start(cx, daemon.changed())
+    })?;
     let _ = cx.step("kubelet extra args", kubelet::extra_args)?;
     let _ = cx.step("kubelet enabled", kubelet::enabled)?;
     full_update(cx, t)?;
@@ -242,10 +306,18 @@ fn k8s_node(cx: &mut Ctx, t: &Target) -> Result<()> {
 pub fn kernel_prep(cx: &mut Ctx) -> Result<()> {
     let _ = cx.step("swap off", kernel::swap_off)?;
     let _ = cx.step("swap disabled in fstab", kernel::fstab_swap_disabled)?;
-    let _ = cx.step("kernel modules persisted", |cx| kernel::modules_file(cx, MODULES_FILE, MODULES))?;
-    let _ = cx.step("kernel modules loaded", |cx| kernel::modules_loaded(cx, MODULES))?;
-    let persisted = cx.step("sysctl persisted", |cx| kernel::sysctl_file(cx, SYSCTL_FILE, SYSCTL))?;
-    let _ = cx.step("sysctl applied", |cx| kernel::sysctl_applied(cx, SYSCTL, persisted.changed()))?;
+    let _ = cx.step("kernel modules persisted", |cx| {
+        kernel::modules_file(cx, MODULES_FILE, MODULES)
+    })?;
+    let _ = cx.step("kernel modules loaded", |cx| {
+        kernel::modules_loaded(cx, MODULES)
+    })?;
+    let persisted = cx.step("sysctl persisted", |cx| {
+        kernel::sysctl_file(cx, SYSCTL_FILE, SYSCTL)
+    })?;
+    let _ = cx.step("sysctl applied", |cx| {
+        kernel::sysctl_applied(cx, SYSCTL, persisted.changed())
+    })?;
     Ok(())
 }
 
@@ -255,23 +327,45 @@ fn haproxy_role(cx: &mut Ctx, t: &Target) -> Result<()> {
     common(cx, t)?;
     let inv = t.inventory;
     let cluster_ip = |h: &crate::HostEntry| -> String {
-        h.network.as_ref().and_then(|n| n.address.split('/').next().map(str::to_string)).unwrap_or_else(|| h.address.clone())
+        h.network
+            .as_ref()
+            .and_then(|n| n.address.split('/').next().map(str::to_string))
+            .unwrap_or_else(|| h.address.clone())
     };
-    let masters: Vec<(String, String)> =
-        inv.hosts.iter().filter(|(_, h)| h.role == "k8s-master").map(|(n, h)| (n.clone(), cluster_ip(h))).collect();
+    let masters: Vec<(String, String)> = inv
+        .hosts
+        .iter()
+        .filter(|(_, h)| h.role == "k8s-master")
+        .map(|(n, h)| (n.clone(), cluster_ip(h)))
+        .collect();
     let workers: Vec<(String, String)> = inv
         .hosts
         .iter()
         .filter(|(_, h)| h.role == "k8s-worker" && h.zone == t.host.zone)
         .map(|(n, h)| (n.clone(), cluster_ip(h)))
         .collect();
-    let m: Vec<(&str, &str)> = masters.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-    let w: Vec<(&str, &str)> = workers.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-    let text = haproxy::render_config(&m, if inv.haproxy.ingress && !w.is_empty() { Some(&w) } else { None });
+    let m: Vec<(&str, &str)> = masters
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let w: Vec<(&str, &str)> = workers
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let text = haproxy::render_config(
+        &m,
+        if inv.haproxy.ingress && !w.is_empty() {
+            Some(&w)
+        } else {
+            None
+        },
+    );
     let _ = cx.step("haproxy installed", haproxy::installed)?;
     let config = cx.step("haproxy config", |cx| haproxy::config(cx, &text))?;
     let _ = cx.step("haproxy enabled", haproxy::enabled)?;
-    let _ = cx.step("haproxy running", |cx| haproxy::running(cx, config.changed()))?;
+    let _ = cx.step("haproxy running", |cx| {
+        haproxy::running(cx, config.changed())
+    })?;
     full_update(cx, t)?;
     network(cx, t)
 }

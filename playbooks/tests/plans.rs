@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use expect_test::{expect, Expect};
+use expect_test::{Expect, expect};
 use playbooks::Inventory;
 use tasks::testing::Fixture;
 use tasks::{Ctx, Mode};
@@ -23,7 +23,11 @@ fn plan(playbook: &str, host: &str, fixture: Fixture, inv: &Inventory) -> String
     let (mut cx, _rec) = fixture.complete().ctx(Mode::Check);
     (pb.run)(&mut cx, &target).unwrap_or_else(|e| panic!("{playbook} on {host}: {e}"));
     let plan: String = cx.actions().iter().map(|a| format!("{a}\n")).collect();
-    let failed: Vec<_> = cx.records().iter().filter(|r| r.outcome.label() == "failed").collect();
+    let failed: Vec<_> = cx
+        .records()
+        .iter()
+        .filter(|r| r.outcome.label() == "failed")
+        .collect();
     assert!(failed.is_empty(), "{failed:#?}");
 
     // The converged host: the state the plan leads to.
@@ -33,14 +37,34 @@ fn plan(playbook: &str, host: &str, fixture: Fixture, inv: &Inventory) -> String
     converged.facts.remove("apt-updated");
     let rec = std::sync::Arc::new(tasks::host::Recorder::new(host));
     // What apt-mark reports once the first run held the upstream packages (not file state).
-    let holds = tasks::Output { status: Some(0), stdout: b"kubeadm\nkubectl\nkubelet\n".to_vec(), stderr: vec![] };
+    let holds = tasks::Output {
+        status: Some(0),
+        stdout: b"kubeadm\nkubectl\nkubelet\n".to_vec(),
+        stderr: vec![],
+    };
     rec.reply("apt-mark showhold", holds);
-    let mut again = Ctx::with_state(Box::new(rec.clone()), facts, converged, tasks::Options::default());
+    let mut again = Ctx::with_state(
+        Box::new(rec.clone()),
+        facts,
+        converged,
+        tasks::Options::default(),
+    );
     (pb.run)(&mut again, &target).unwrap();
     let second: Vec<String> = again.actions().iter().map(|a| a.to_string()).collect();
-    assert!(second.is_empty(), "{playbook} on {host}: a converged host still gets {second:#?}");
-    let changed: Vec<&str> = again.records().iter().filter(|r| r.outcome.label() == "changed").map(|r| r.name.as_str()).collect();
-    assert!(changed.is_empty(), "{playbook} on {host}: converged but steps changed: {changed:?}");
+    assert!(
+        second.is_empty(),
+        "{playbook} on {host}: a converged host still gets {second:#?}"
+    );
+    let changed: Vec<&str> = again
+        .records()
+        .iter()
+        .filter(|r| r.outcome.label() == "changed")
+        .map(|r| r.name.as_str())
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "{playbook} on {host}: converged but steps changed: {changed:?}"
+    );
     plan
 }
 
@@ -51,7 +75,12 @@ fn check(playbook: &str, host: &str, fixture: Fixture, inv: &Inventory, want: Ex
 #[test]
 fn photon_k8s_worker() {
     let inv = inventory("");
-    check("k8s-worker", "prdk8swok511", Fixture::photon(), &inv, expect![[r#"
+    check(
+        "k8s-worker",
+        "prdk8swok511",
+        Fixture::photon(),
+        &inv,
+        expect![[r#"
         run useradd -m -s /bin/bash -U -G wheel kubeadmin
         run chpasswd -e
         run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
@@ -81,13 +110,19 @@ fn photon_k8s_worker() {
         write /etc/sysconfig/kubelet 0644 root:root
         run systemctl enable kubelet.service
         write /etc/systemd/network/10-static-en.network 0644 root:root
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
 fn photon_k8s_master() {
     let inv = inventory("");
-    check("k8s-master", "prdk8smst501", Fixture::photon(), &inv, expect![[r#"
+    check(
+        "k8s-master",
+        "prdk8smst501",
+        Fixture::photon(),
+        &inv,
+        expect![[r#"
         run useradd -m -s /bin/bash -U -G wheel kubeadmin
         run chpasswd -e
         run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
@@ -117,13 +152,19 @@ fn photon_k8s_master() {
         write /etc/sysconfig/kubelet 0644 root:root
         run systemctl enable kubelet.service
         write /etc/systemd/network/10-static-en.network 0644 root:root
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
 fn photon_haproxy() {
     let inv = inventory("");
-    check("haproxy", "prdinfhap511", Fixture::photon(), &inv, expect![[r#"
+    check(
+        "haproxy",
+        "prdinfhap511",
+        Fixture::photon(),
+        &inv,
+        expect![[r#"
         run useradd -m -s /bin/bash -U -G wheel kubeadmin
         run chpasswd -e
         run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
@@ -146,7 +187,8 @@ fn photon_haproxy() {
         run systemctl enable haproxy.service
         run systemctl start haproxy.service
         write /etc/systemd/network/10-static-en.network 0644 root:root
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
@@ -154,7 +196,12 @@ fn rhel_k8s_worker() {
     let inv = inventory("").clone();
     let mut inv = inv;
     inv.kubernetes.source = "upstream".into();
-    check("k8s-worker", "prdk8swok501", Fixture::rhel(), &inv, expect![[r#"
+    check(
+        "k8s-worker",
+        "prdk8swok501",
+        Fixture::rhel(),
+        &inv,
+        expect![[r#"
         run useradd -m -s /bin/bash -U -G wheel kubeadmin
         run chpasswd -e
         run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
@@ -185,13 +232,19 @@ fn rhel_k8s_worker() {
         write /etc/sysconfig/kubelet 0644 root:root
         run systemctl enable kubelet.service
         write /etc/systemd/network/10-static-en.network 0644 root:root
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
 fn rhel_haproxy() {
     let inv = inventory("");
-    check("haproxy", "prdinfhap501", Fixture::rhel(), &inv, expect![[r#"
+    check(
+        "haproxy",
+        "prdinfhap501",
+        Fixture::rhel(),
+        &inv,
+        expect![[r#"
         run useradd -m -s /bin/bash -U -G wheel kubeadmin
         run chpasswd -e
         run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
@@ -214,14 +267,20 @@ fn rhel_haproxy() {
         run systemctl enable haproxy.service
         run systemctl start haproxy.service
         write /etc/systemd/network/10-static-en.network 0644 root:root
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
 fn debian_k8s_worker() {
     let mut inv = inventory("");
     inv.kubernetes.source = "upstream".into();
-    check("k8s-worker", "prdk8swok502", Fixture::debian(), &inv, expect![[r#"
+    check(
+        "k8s-worker",
+        "prdk8swok502",
+        Fixture::debian(),
+        &inv,
+        expect![[r#"
         run useradd -m -s /bin/bash -U -G sudo kubeadmin
         run chpasswd -e
         run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
@@ -268,5 +327,6 @@ fn debian_k8s_worker() {
         write /etc/default/kubelet 0644 root:root
         run systemctl enable kubelet.service
         write /etc/systemd/network/10-static-en.network 0644 root:root
-    "#]]);
+    "#]],
+    );
 }

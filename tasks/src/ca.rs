@@ -60,15 +60,22 @@ pub fn layout(os: OsFamily) -> Layout {
 
 /// The file name's stem: `corp-root.crt` → `corp-root`. Plain names only.
 pub fn stem(name: &str) -> Result<&str> {
-    let stem = [".pem", ".crt", ".cer", ".cert"].iter().find_map(|e| name.strip_suffix(e)).unwrap_or(name);
+    let stem = [".pem", ".crt", ".cer", ".cert"]
+        .iter()
+        .find_map(|e| name.strip_suffix(e))
+        .unwrap_or(name);
     let ok = !stem.is_empty()
         && !stem.starts_with('.')
         && stem.len() <= 200
-        && stem.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-+".contains(&b));
+        && stem
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-+".contains(&b));
     if ok {
         Ok(stem)
     } else {
-        Err(Error::invalid(format!("invalid certificate file name {name:?}: expected a plain name such as corp-root.crt")))
+        Err(Error::invalid(format!(
+            "invalid certificate file name {name:?}: expected a plain name such as corp-root.crt"
+        )))
     }
 }
 
@@ -84,7 +91,9 @@ pub fn normalized_pem(name: &str, pem: &str) -> Result<String> {
     let begins = text.matches("-----BEGIN CERTIFICATE-----").count();
     let ends = text.matches("-----END CERTIFICATE-----").count();
     if begins == 0 || begins != ends {
-        return Err(Error::invalid(format!("{name} is not a PEM certificate (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)")));
+        return Err(Error::invalid(format!(
+            "{name} is not a PEM certificate (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)"
+        )));
     }
     let mut out = text.trim_end().to_string();
     out.push('\n');
@@ -98,7 +107,9 @@ pub fn planned(os: OsFamily, certs: &[(String, String)]) -> Result<Vec<(String, 
     for (name, pem) in certs {
         let path = format!("{}/{}.{}", l.dir, stem(name)?, l.ext);
         if out.iter().any(|(p, _)| *p == path) {
-            return Err(Error::invalid(format!("two certificates would both be installed as {path}")));
+            return Err(Error::invalid(format!(
+                "two certificates would both be installed as {path}"
+            )));
         }
         out.push((path, normalized_pem(name, pem)?));
     }
@@ -157,7 +168,10 @@ mod tests {
     const PEM: &str = "-----BEGIN CERTIFICATE-----\r\nMIIBszCCAVmgAwIBAgIUQ0FSb290\r\n-----END CERTIFICATE-----\r\n\r\n";
 
     fn certs() -> Vec<(String, String)> {
-        vec![("corp-root.crt".into(), PEM.into()), ("corp-issuing".into(), PEM.into())]
+        vec![
+            ("corp-root.crt".into(), PEM.into()),
+            ("corp-issuing".into(), PEM.into()),
+        ]
     }
 
     fn strings(cx: &Ctx) -> Vec<String> {
@@ -179,8 +193,16 @@ mod tests {
         .assert_eq(&normalized_pem("x", PEM).unwrap());
         assert!(normalized_pem("x", "hello").is_err());
         let key = format!("{PEM}-----BEGIN PRIVATE KEY-----\nAA\n-----END PRIVATE KEY-----\n");
-        assert!(normalized_pem("x", &key).unwrap_err().message().contains("private key"));
-        let dup = vec![("a.crt".to_string(), PEM.to_string()), ("a.pem".to_string(), PEM.to_string())];
+        assert!(
+            normalized_pem("x", &key)
+                .unwrap_err()
+                .message()
+                .contains("private key")
+        );
+        let dup = vec![
+            ("a.crt".to_string(), PEM.to_string()),
+            ("a.pem".to_string(), PEM.to_string()),
+        ];
         assert!(planned(OsFamily::Debian, &dup).is_err());
     }
 
@@ -200,7 +222,10 @@ mod tests {
             ]
         "#]]
         .assert_debug_eq(&strings(&cx));
-        assert!(rec.commands().iter().all(|c| c.argv != ["sh", "-s"]), "no read: all were cached");
+        assert!(
+            rec.commands().iter().all(|c| c.argv != ["sh", "-s"]),
+            "no read: all were cached"
+        );
     }
 
     #[test]
@@ -211,7 +236,10 @@ mod tests {
             .file("/etc/ssl/certs/corp-root.pem", &pem, 0o644)
             .file("/etc/ssl/certs/corp-issuing.pem", &pem, 0o644)
             .ctx(Mode::Apply);
-        assert_eq!(ca_certificates(&mut cx, &certs()).unwrap(), Change::Unchanged);
+        assert_eq!(
+            ca_certificates(&mut cx, &certs()).unwrap(),
+            Change::Unchanged
+        );
         assert!(cx.actions().is_empty());
         assert!(rec.commands().is_empty());
     }
@@ -224,15 +252,33 @@ mod tests {
             .packages(&[("openssl-c_rehash", "3.0.16-2.ph5")])
             .file("/etc/ssl/certs/corp-root.pem", &pem, 0o640)
             .ctx(Mode::Apply);
-        assert_eq!(ca_certificates(&mut cx, &certs()[..1]).unwrap(), Change::Changed);
-        assert_eq!(strings(&cx), ["run chmod 0644 /etc/ssl/certs/corp-root.pem", "run rehash_ca_certificates.sh"]);
+        assert_eq!(
+            ca_certificates(&mut cx, &certs()[..1]).unwrap(),
+            Change::Changed
+        );
+        assert_eq!(
+            strings(&cx),
+            [
+                "run chmod 0644 /etc/ssl/certs/corp-root.pem",
+                "run rehash_ca_certificates.sh"
+            ]
+        );
     }
 
     #[test]
     fn debian_check_mode_reads_once() {
-        let (mut cx, rec) = Fixture::debian().packages(&[("ca-certificates", "20230311")]).ctx(Mode::Check);
+        let (mut cx, rec) = Fixture::debian()
+            .packages(&[("ca-certificates", "20230311")])
+            .ctx(Mode::Check);
         let reply = "\n@@np:none /usr/local/share/ca-certificates/corp-root.crt\n\n@@np:none /usr/local/share/ca-certificates/corp-issuing.crt\n\n@@np:end -\n";
-        rec.reply("sh -s", Output { status: Some(0), stdout: reply.as_bytes().to_vec(), stderr: Vec::new() });
+        rec.reply(
+            "sh -s",
+            Output {
+                status: Some(0),
+                stdout: reply.as_bytes().to_vec(),
+                stderr: Vec::new(),
+            },
+        );
         assert_eq!(ca_certificates(&mut cx, &certs()).unwrap(), Change::Changed);
         expect![[r#"
             [
@@ -254,18 +300,30 @@ mod tests {
             .packages(&[("ca-certificates", "2024.2.69_v8.0.303-91.4.el9_4")])
             .absent("/etc/pki/ca-trust/source/anchors/corp-root.pem")
             .ctx(Mode::Apply);
-        assert_eq!(ca_certificates(&mut cx, &certs()[..1]).unwrap(), Change::Changed);
+        assert_eq!(
+            ca_certificates(&mut cx, &certs()[..1]).unwrap(),
+            Change::Changed
+        );
         assert_eq!(
             strings(&cx),
-            ["write /etc/pki/ca-trust/source/anchors/corp-root.pem 0644 root:root", "run update-ca-trust extract"]
+            [
+                "write /etc/pki/ca-trust/source/anchors/corp-root.pem 0644 root:root",
+                "run update-ca-trust extract"
+            ]
         );
     }
 
     #[test]
     fn bad_input_changes_nothing() {
         let (mut cx, _rec) = Fixture::photon().ctx(Mode::Apply);
-        let bad = vec![("ok.crt".to_string(), PEM.to_string()), ("../evil".to_string(), PEM.to_string())];
+        let bad = vec![
+            ("ok.crt".to_string(), PEM.to_string()),
+            ("../evil".to_string(), PEM.to_string()),
+        ];
         assert!(ca_certificates(&mut cx, &bad).is_err());
-        assert!(cx.actions().is_empty(), "validated before the package install");
+        assert!(
+            cx.actions().is_empty(),
+            "validated before the package install"
+        );
     }
 }

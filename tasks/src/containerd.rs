@@ -23,8 +23,13 @@ pub const SERVICE: &str = "containerd.service";
 pub const PACKAGES: [&str; 2] = ["containerd", "containerd.io"];
 
 /// Plugin ids of the CRI plugin (1.x and 2.x): none of them may be disabled.
-const CRI_PLUGINS: [&str; 5] =
-    ["cri", "io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images", "io.containerd.cri.v1"];
+const CRI_PLUGINS: [&str; 5] = [
+    "cri",
+    "io.containerd.grpc.v1.cri",
+    "io.containerd.cri.v1.runtime",
+    "io.containerd.cri.v1.images",
+    "io.containerd.cri.v1",
+];
 
 /// Files these tasks read, for the state probe.
 pub fn probe_files() -> Vec<String> {
@@ -81,8 +86,9 @@ pub fn edited_config(old: Option<&str>, major: Option<u32>) -> Result<String> {
             if major.is_some_and(|m| m >= 2) { 3 } else { 2 }
         ),
     };
-    let mut doc: DocumentMut =
-        text.parse().map_err(|e| Error::new(ErrorKind::Invalid, format!("not valid TOML: {e}")))?;
+    let mut doc: DocumentMut = text
+        .parse()
+        .map_err(|e| Error::new(ErrorKind::Invalid, format!("not valid TOML: {e}")))?;
     let schema = schema(&mut doc, major)?;
 
     if let Some(arr) = doc.get_mut("disabled_plugins").and_then(Item::as_array_mut) {
@@ -93,8 +99,15 @@ pub fn edited_config(old: Option<&str>, major: Option<u32>) -> Result<String> {
         }
     }
 
-    let plugin = if schema == 3 { "io.containerd.cri.v1.runtime" } else { "io.containerd.grpc.v1.cri" };
-    let runc = table_at(doc.as_table_mut(), &["plugins", plugin, "containerd", "runtimes", "runc"])?;
+    let plugin = if schema == 3 {
+        "io.containerd.cri.v1.runtime"
+    } else {
+        "io.containerd.grpc.v1.cri"
+    };
+    let runc = table_at(
+        doc.as_table_mut(),
+        &["plugins", plugin, "containerd", "runtimes", "runc"],
+    )?;
     // A runc table without runtime_type replaces containerd's default entry, leaving the
     // runtime type empty and CRI unusable: name it.
     if runc.get("runtime_type").is_none_or(Item::is_none) {
@@ -142,7 +155,10 @@ fn table_at<'a>(root: &'a mut dyn TableLike, path: &[&str]) -> Result<&'a mut dy
         }
         let item = cur.get_mut(key).expect("just inserted");
         cur = item.as_table_like_mut().ok_or_else(|| {
-            Error::invalid(format!("`{}` is a value where a table is expected", path[..=i].join(".")))
+            Error::invalid(format!(
+                "`{}` is a value where a table is expected",
+                path[..=i].join(".")
+            ))
         })?;
     }
     Ok(cur)
@@ -178,11 +194,13 @@ pub fn enabled_and_running(cx: &mut Ctx, config_changed: bool) -> Result<Change>
     };
     match started {
         Ok(c) => Ok(enabled | c),
-        Err(e) if cx.facts().in_container() && e.kind() == ErrorKind::Command => Ok(Change::Skipped(format!(
-            "containerd cannot run inside this container ({}): {}",
-            cx.facts().container.clone().unwrap_or_default(),
-            e.message()
-        ))),
+        Err(e) if cx.facts().in_container() && e.kind() == ErrorKind::Command => {
+            Ok(Change::Skipped(format!(
+                "containerd cannot run inside this container ({}): {}",
+                cx.facts().container.clone().unwrap_or_default(),
+                e.message()
+            )))
+        }
         Err(e) => Err(e),
     }
 }
@@ -195,8 +213,14 @@ pub fn restarted(cx: &mut Ctx) -> Result<Change> {
 /// `/etc/crictl.yaml` points crictl at containerd (runtime and image endpoints, a 10 s
 /// timeout); other settings in the file are kept.
 pub fn crictl_config(cx: &mut Ctx) -> Result<Change> {
-    let wanted = [("runtime-endpoint", SOCKET), ("image-endpoint", SOCKET), ("timeout", "10")];
-    file::edit(cx, CRICTL, Some(Perm::CONFIG), |old| Ok(with_yaml_keys(old.unwrap_or(""), &wanted)))
+    let wanted = [
+        ("runtime-endpoint", SOCKET),
+        ("image-endpoint", SOCKET),
+        ("timeout", "10"),
+    ];
+    file::edit(cx, CRICTL, Some(Perm::CONFIG), |old| {
+        Ok(with_yaml_keys(old.unwrap_or(""), &wanted))
+    })
 }
 
 /// Top-level `key: value` lines of a flat YAML file set; other lines kept, missing keys
@@ -239,7 +263,10 @@ mod tests {
     }
 
     fn text(cx: &Ctx, path: &str) -> String {
-        cx.state().files[path].as_ref().expect("file present").text()
+        cx.state().files[path]
+            .as_ref()
+            .expect("file present")
+            .text()
     }
 
     #[test]
@@ -275,7 +302,11 @@ mod tests {
             #  level = "info"
         "#]]
         .assert_eq(&out);
-        assert_eq!(edited_config(Some(&out), Some(1)).unwrap(), out, "a second edit changes nothing");
+        assert_eq!(
+            edited_config(Some(&out), Some(1)).unwrap(),
+            out,
+            "a second edit changes nothing"
+        );
     }
 
     #[test]
@@ -304,7 +335,10 @@ mod tests {
             SystemdCgroup = true
         "#]]
         .assert_eq(&edited_config(Some(""), Some(2)).unwrap());
-        assert!(edited_config(None, None).unwrap().contains("version = 2\n"), "unknown version: the format both read");
+        assert!(
+            edited_config(None, None).unwrap().contains("version = 2\n"),
+            "unknown version: the format both read"
+        );
     }
 
     #[test]
@@ -351,19 +385,37 @@ version = 2
         .assert_eq(&edited_config(Some(v3), Some(2)).unwrap());
         // containerd 2.x reads version 2 files: they keep their schema.
         let v2 = edited_config(Some("version = 2\n"), Some(2)).unwrap();
-        assert!(v2.contains("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]"), "{v2}");
+        assert!(
+            v2.contains("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]"),
+            "{v2}"
+        );
     }
 
     #[test]
     fn unusable_files_refused() {
         let e = edited_config(Some("version = 3\n"), Some(1)).unwrap_err();
-        assert!(e.message().contains("the installed containerd is 1.x"), "{e}");
+        assert!(
+            e.message().contains("the installed containerd is 1.x"),
+            "{e}"
+        );
         let e = edited_config(Some("[plugins.cri]\nsystemd_cgroup = true\n"), Some(1)).unwrap_err();
         assert!(e.message().contains("version 1 format"), "{e}");
-        let e = edited_config(Some("version = 2\n[plugins]\n\"io.containerd.grpc.v1.cri\" = 3\n"), Some(1)).unwrap_err();
-        assert!(e.message().contains("`plugins.io.containerd.grpc.v1.cri` is a value"), "{e}");
+        let e = edited_config(
+            Some("version = 2\n[plugins]\n\"io.containerd.grpc.v1.cri\" = 3\n"),
+            Some(1),
+        )
+        .unwrap_err();
+        assert!(
+            e.message()
+                .contains("`plugins.io.containerd.grpc.v1.cri` is a value"),
+            "{e}"
+        );
         // A file without a version nor plugins is version 1 in name only: it gets one.
-        assert!(edited_config(Some("root = \"/data\"\n"), Some(1)).unwrap().starts_with("root = \"/data\"\nversion = 2\n"));
+        assert!(
+            edited_config(Some("root = \"/data\"\n"), Some(1))
+                .unwrap()
+                .starts_with("root = \"/data\"\nversion = 2\n")
+        );
     }
 
     #[test]
@@ -386,7 +438,10 @@ version = 2
         let changed = config(&mut cx).unwrap();
         assert!(changed.changed());
         assert_eq!(crictl_config(&mut cx).unwrap(), Change::Changed);
-        assert_eq!(enabled_and_running(&mut cx, changed.changed()).unwrap(), Change::Changed);
+        assert_eq!(
+            enabled_and_running(&mut cx, changed.changed()).unwrap(),
+            Change::Changed
+        );
         expect![[r#"
             write /etc/containerd/config.toml 0644 root:root
             write /etc/crictl.yaml 0644 root:root
@@ -411,13 +466,25 @@ version = 2
             .ctx(Mode::Apply);
         assert_eq!(installed(&mut cx).unwrap(), Change::Changed);
         // After the install the version is read again; pretend the host answered.
-        cx.state_mut().packages = Some([("containerd".to_string(), "1.6.20~ds1-1+b1".to_string())].into());
-        cx.state_mut().units.insert(SERVICE.into(), crate::state::UnitState { enablement: "enabled".into(), active: "active".into() });
+        cx.state_mut().packages =
+            Some([("containerd".to_string(), "1.6.20~ds1-1+b1".to_string())].into());
+        cx.state_mut().units.insert(
+            SERVICE.into(),
+            crate::state::UnitState {
+                enablement: "enabled".into(),
+                active: "active".into(),
+            },
+        );
         cx.state_mut().facts.remove("units-stale");
         assert!(config(&mut cx).unwrap().changed());
         assert!(text(&cx, CONFIG).contains("version = 2\n"));
         assert!(crictl_config(&mut cx).unwrap().changed());
-        assert_eq!(text(&cx, CRICTL), format!("debug: true\ntimeout: 10\nruntime-endpoint: {SOCKET}\nimage-endpoint: {SOCKET}\n"));
+        assert_eq!(
+            text(&cx, CRICTL),
+            format!(
+                "debug: true\ntimeout: 10\nruntime-endpoint: {SOCKET}\nimage-endpoint: {SOCKET}\n"
+            )
+        );
         assert_eq!(enabled_and_running(&mut cx, true).unwrap(), Change::Changed);
         expect![[r#"
             run apt-get update -q -o DPkg::Lock::Timeout=120
@@ -431,7 +498,10 @@ version = 2
 
     #[test]
     fn rhel_upstream_package_counts() {
-        let (mut cx, _rec) = Fixture::rhel().packages(&[("containerd.io", "2.0.5-1.el9")]).absent(CONFIG).ctx(Mode::Apply);
+        let (mut cx, _rec) = Fixture::rhel()
+            .packages(&[("containerd.io", "2.0.5-1.el9")])
+            .absent(CONFIG)
+            .ctx(Mode::Apply);
         assert_eq!(installed(&mut cx).unwrap(), Change::Unchanged);
         assert!(config(&mut cx).unwrap().changed());
         assert!(text(&cx, CONFIG).contains("version = 3\n"));
@@ -465,7 +535,11 @@ version = 2
         assert!(installed(&mut cx).unwrap().changed());
         let cfg = config(&mut cx).unwrap();
         assert!(cfg.changed());
-        assert!(enabled_and_running(&mut cx, cfg.changed()).unwrap().changed());
+        assert!(
+            enabled_and_running(&mut cx, cfg.changed())
+                .unwrap()
+                .changed()
+        );
         expect![[r#"
             run tdnf install -y --quiet containerd
             write /etc/containerd/config.toml 0644 root:root
@@ -474,7 +548,13 @@ version = 2
         "#]]
         .assert_eq(&plan(&cx));
         // Only reads reach the host (the unit's state, unknown before the install).
-        assert!(rec.commands().iter().all(|c| c.display().starts_with("sh -c 'systemctl show")), "{:?}", rec.commands());
+        assert!(
+            rec.commands()
+                .iter()
+                .all(|c| c.display().starts_with("sh -c 'systemctl show")),
+            "{:?}",
+            rec.commands()
+        );
     }
 
     #[test]
@@ -484,8 +564,18 @@ version = 2
             .unit(SERVICE, "enabled", "failed")
             .in_container()
             .ctx(Mode::Apply);
-        rec.reply("systemctl start", crate::Output { status: Some(1), stderr: b"Job failed".to_vec(), ..Default::default() });
+        rec.reply(
+            "systemctl start",
+            crate::Output {
+                status: Some(1),
+                stderr: b"Job failed".to_vec(),
+                ..Default::default()
+            },
+        );
         let c = enabled_and_running(&mut cx, false).unwrap();
-        assert!(matches!(&c, Change::Skipped(why) if why.contains("inside this container (docker)")), "{c:?}");
+        assert!(
+            matches!(&c, Change::Skipped(why) if why.contains("inside this container (docker)")),
+            "{c:?}"
+        );
     }
 }

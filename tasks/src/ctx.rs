@@ -32,7 +32,11 @@ impl Change {
     }
 
     pub fn from_bool(changed: bool) -> Change {
-        if changed { Change::Changed } else { Change::Unchanged }
+        if changed {
+            Change::Changed
+        } else {
+            Change::Unchanged
+        }
     }
 }
 
@@ -81,14 +85,24 @@ pub enum Action {
     /// A command that changes the host.
     Run(String),
     /// A file replaced (or created) with this mode and owner.
-    Write { path: String, mode: u32, owner: String, group: String },
+    Write {
+        path: String,
+        mode: u32,
+        owner: String,
+        group: String,
+    },
 }
 
 impl std::fmt::Display for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Action::Run(cmd) => write!(f, "run {cmd}"),
-            Action::Write { path, mode, owner, group } => write!(f, "write {path} {mode:04o} {owner}:{group}"),
+            Action::Write {
+                path,
+                mode,
+                owner,
+                group,
+            } => write!(f, "write {path} {mode:04o} {owner}:{group}"),
         }
     }
 }
@@ -107,10 +121,19 @@ pub struct Record {
 /// What the runner hears while a playbook runs.
 #[derive(Debug, Clone)]
 pub enum Event {
-    StepStarted { host: String, name: String },
-    StepFinished { host: String, record: Record },
+    StepStarted {
+        host: String,
+        name: String,
+    },
+    StepFinished {
+        host: String,
+        record: Record,
+    },
     /// A long operation (package install, system update) is under way.
-    Progress { host: String, message: String },
+    Progress {
+        host: String,
+        message: String,
+    },
 }
 
 pub type Sink = Arc<dyn Fn(&Event) + Send + Sync>;
@@ -156,7 +179,8 @@ impl Ctx {
         let probe = crate::default_probe().merge(&opts.probe);
         let script = state::probe_script(&probe);
         let out = host.run(&Cmd::new(&["sh", "-s"]).stdin(script))?;
-        let state = state::parse_probe(&out.stdout_str(), &probe).map_err(|e| e.on_host(host.name()))?;
+        let state =
+            state::parse_probe(&out.stdout_str(), &probe).map_err(|e| e.on_host(host.name()))?;
         let facts = facts_from_state(&state).map_err(|e| e.on_host(host.name()))?;
         let mut cx = Ctx::with_state(host, facts, state, opts);
         cx.commands = 1;
@@ -169,7 +193,17 @@ impl Ctx {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        Ctx { host, facts, state, opts, records: Vec::new(), current: None, commands: 0, actions: Vec::new(), stamp }
+        Ctx {
+            host,
+            facts,
+            state,
+            opts,
+            records: Vec::new(),
+            current: None,
+            commands: 0,
+            actions: Vec::new(),
+            stamp,
+        }
     }
 
     pub fn host_name(&self) -> &str {
@@ -211,34 +245,58 @@ impl Ctx {
     }
 
     /// Runs one named step, records its outcome and duration, and tells the sink.
-    pub fn step(&mut self, name: &str, f: impl FnOnce(&mut Ctx) -> Result<Change>) -> Result<Change> {
+    pub fn step(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut Ctx) -> Result<Change>,
+    ) -> Result<Change> {
         let selected = (self.opts.only.is_empty() || self.opts.only.iter().any(|o| o == name))
             && !self.opts.skip.iter().any(|s| s == name);
         let start = Instant::now();
-        self.emit(Event::StepStarted { host: self.host_name().to_string(), name: name.to_string() });
+        self.emit(Event::StepStarted {
+            host: self.host_name().to_string(),
+            name: name.to_string(),
+        });
         let result = if selected {
-            self.current = Some(Current { diffs: Vec::new(), actions: Vec::new() });
+            self.current = Some(Current {
+                diffs: Vec::new(),
+                actions: Vec::new(),
+            });
             f(self)
         } else {
             Ok(Change::Skipped("not selected (--only/--skip)".into()))
         };
-        let cur = self.current.take().unwrap_or(Current { diffs: Vec::new(), actions: Vec::new() });
+        let cur = self.current.take().unwrap_or(Current {
+            diffs: Vec::new(),
+            actions: Vec::new(),
+        });
         let outcome = match &result {
             Ok(Change::Unchanged) => Outcome::Ok,
             Ok(Change::Changed) => Outcome::Changed,
             Ok(Change::Skipped(why)) => Outcome::Skipped(why.clone()),
             Err(e) => Outcome::Failed(e.to_string()),
         };
-        let record =
-            Record { name: name.to_string(), outcome, duration: start.elapsed(), diffs: cur.diffs, actions: cur.actions };
+        let record = Record {
+            name: name.to_string(),
+            outcome,
+            duration: start.elapsed(),
+            diffs: cur.diffs,
+            actions: cur.actions,
+        };
         self.records.push(record.clone());
-        self.emit(Event::StepFinished { host: self.host_name().to_string(), record });
+        self.emit(Event::StepFinished {
+            host: self.host_name().to_string(),
+            record,
+        });
         result.map_err(|e| e.on_host(self.host.name()))
     }
 
     /// Reports progress of a long operation.
     pub fn progress(&self, message: impl Into<String>) {
-        self.emit(Event::Progress { host: self.host_name().to_string(), message: message.into() });
+        self.emit(Event::Progress {
+            host: self.host_name().to_string(),
+            message: message.into(),
+        });
     }
 
     fn emit(&self, event: Event) {
@@ -312,7 +370,11 @@ impl Ctx {
     /// Reads into the cache, in one round trip, those of `paths` it does not know yet (for
     /// files known only at run time: a home directory, names from the inventory).
     pub fn prefetch(&mut self, paths: &[&str]) -> Result<()> {
-        let missing: Vec<&str> = paths.iter().copied().filter(|p| !self.state.files.contains_key(*p)).collect();
+        let missing: Vec<&str> = paths
+            .iter()
+            .copied()
+            .filter(|p| !self.state.files.contains_key(*p))
+            .collect();
         if missing.is_empty() {
             return Ok(());
         }
@@ -326,9 +388,12 @@ impl Ctx {
         let script = state::files_script(&missing);
         self.commands += 1;
         let out = self.host.run(&Cmd::new(&["sh", "-s"]).stdin(script))?;
-        let read = state::parse_probe(&out.stdout_str(), &probe).map_err(|e| e.on_host(self.host.name()))?;
+        let read = state::parse_probe(&out.stdout_str(), &probe)
+            .map_err(|e| e.on_host(self.host.name()))?;
         for path in missing {
-            self.state.files.insert(path.to_string(), read.files.get(path).cloned().flatten());
+            self.state
+                .files
+                .insert(path.to_string(), read.files.get(path).cloned().flatten());
         }
         Ok(())
     }
@@ -336,23 +401,53 @@ impl Ctx {
     /// Replaces a file atomically: written to a temporary file beside it, mode and owner set,
     /// then renamed over it. A crash leaves either the old file or the new one, never half of
     /// one. The old file is backed up first when backups are on.
-    pub fn write_file(&mut self, path: &str, content: &[u8], mode: u32, owner: &str, group: &str) -> Result<()> {
+    pub fn write_file(
+        &mut self,
+        path: &str,
+        content: &[u8],
+        mode: u32,
+        owner: &str,
+        group: &str,
+    ) -> Result<()> {
         check_path(path)?;
-        self.record_action(Action::Write { path: path.into(), mode, owner: owner.into(), group: group.into() });
+        self.record_action(Action::Write {
+            path: path.into(),
+            mode,
+            owner: owner.into(),
+            group: group.into(),
+        });
         if !self.check_mode() {
             let backup = match self.state.files.get(path) {
-                Some(Some(_)) | None if self.opts.backup => format!("/var/backups/nodeprep{path}.{}", self.stamp),
+                Some(Some(_)) | None if self.opts.backup => {
+                    format!("/var/backups/nodeprep{path}.{}", self.stamp)
+                }
                 _ => String::new(),
             };
             let mode_s = format!("{mode:04o}");
-            let cmd = Cmd::new(&["sh", "-c", WRITE_SCRIPT, "nodeprep-write", path, &mode_s, owner, group, &backup])
-                .stdin(content.to_vec());
+            let cmd = Cmd::new(&[
+                "sh",
+                "-c",
+                WRITE_SCRIPT,
+                "nodeprep-write",
+                path,
+                &mode_s,
+                owner,
+                group,
+                &backup,
+            ])
+            .stdin(content.to_vec());
             self.commands += 1;
             self.host.run(&cmd)?;
         }
         self.state.files.insert(
             path.to_string(),
-            Some(FileState { mode, owner: owner.into(), group: group.into(), is_dir: false, content: content.to_vec() }),
+            Some(FileState {
+                mode,
+                owner: owner.into(),
+                group: group.into(),
+                is_dir: false,
+                content: content.to_vec(),
+            }),
         );
         Ok(())
     }
@@ -379,8 +474,12 @@ impl Ctx {
 
 /// Paths tasks write must be absolute and plain.
 fn check_path(path: &str) -> Result<()> {
-    if !path.starts_with('/') || path.contains('\n') || path.contains("/../") || path.ends_with('/') {
-        return Err(Error::new(ErrorKind::Invalid, format!("refusing to write to {path:?}: not a plain absolute path")));
+    if !path.starts_with('/') || path.contains('\n') || path.contains("/../") || path.ends_with('/')
+    {
+        return Err(Error::new(
+            ErrorKind::Invalid,
+            format!("refusing to write to {path:?}: not a plain absolute path"),
+        ));
     }
     Ok(())
 }
@@ -401,15 +500,26 @@ trap - EXIT INT TERM HUP
 "#;
 
 fn facts_from_state(state: &State) -> Result<Facts> {
-    let os_release = state.facts.get("os-release").map(String::as_str).unwrap_or("");
+    let os_release = state
+        .facts
+        .get("os-release")
+        .map(String::as_str)
+        .unwrap_or("");
     let mut facts = Facts::from_os_release(os_release)?;
-    facts.systemd = state.facts.get("systemd").is_some_and(|v| v.trim() == "yes");
+    facts.systemd = state
+        .facts
+        .get("systemd")
+        .is_some_and(|v| v.trim() == "yes");
     facts.container = state
         .facts
         .get("container")
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty() && v != "none");
-    facts.hostname = state.facts.get("hostname").map(|v| v.trim().to_string()).unwrap_or_default();
+    facts.hostname = state
+        .facts
+        .get("hostname")
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default();
     Ok(facts)
 }
 
@@ -420,8 +530,14 @@ mod tests {
     #[test]
     fn change_combines() {
         assert_eq!(Change::Unchanged | Change::Changed, Change::Changed);
-        assert_eq!(Change::Skipped("x".into()) | Change::Unchanged, Change::Skipped("x".into()));
-        assert_eq!(Change::Skipped("x".into()) | Change::Changed, Change::Changed);
+        assert_eq!(
+            Change::Skipped("x".into()) | Change::Unchanged,
+            Change::Skipped("x".into())
+        );
+        assert_eq!(
+            Change::Skipped("x".into()) | Change::Changed,
+            Change::Changed
+        );
         let mut c = Change::Unchanged;
         c |= Change::Unchanged;
         assert!(!c.changed());

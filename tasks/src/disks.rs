@@ -56,7 +56,11 @@ pub fn missing_ids(d: &Disks, vmware: bool) -> Vec<String> {
     d.disks
         .iter()
         .filter(|disk| {
-            let mut ids = d.ids.iter().filter(|(_, t)| t == *disk).map(|(l, _)| l.as_str());
+            let mut ids = d
+                .ids
+                .iter()
+                .filter(|(_, t)| t == *disk)
+                .map(|(l, _)| l.as_str());
             if vmware && disk.starts_with("sd") {
                 !ids.any(|l| l.starts_with("scsi-36000c29") || l.starts_with("wwn-0x6000c29"))
             } else {
@@ -72,13 +76,21 @@ pub fn missing_ids(d: &Disks, vmware: bool) -> Vec<String> {
 /// belong to the container's host).
 pub fn stable_disk_ids(cx: &mut Ctx) -> Result<Change> {
     if let Some(c) = &cx.facts().container {
-        return Ok(Change::Skipped(format!("inside a container ({c}) the disks belong to the container's host")));
+        return Ok(Change::Skipped(format!(
+            "inside a container ({c}) the disks belong to the container's host"
+        )));
     }
-    let vendor = cx.file(SYS_VENDOR)?.map(|f| f.text().trim().to_string()).unwrap_or_default();
+    let vendor = cx
+        .file(SYS_VENDOR)?
+        .map(|f| f.text().trim().to_string())
+        .unwrap_or_default();
     let vmware = vendor.starts_with("VMware");
     let out = cx.query(&["sh", "-c", LIST_SCRIPT])?;
     if !out.success() {
-        return Err(crate::host::command_failed(&crate::Cmd::new(&["sh", "-c", LIST_SCRIPT]), &out));
+        return Err(crate::host::command_failed(
+            &crate::Cmd::new(&["sh", "-c", LIST_SCRIPT]),
+            &out,
+        ));
     }
     let disks = parse_listing(&out.stdout_str());
     if disks.disks.is_empty() {
@@ -102,7 +114,10 @@ pub fn stable_disk_ids(cx: &mut Ctx) -> Result<Change> {
     };
     Err(Error::new(
         ErrorKind::Invalid,
-        format!("no stable id in /dev/disk/by-id for {} (Kubernetes storage needs them): {fix}", missing.join(", ")),
+        format!(
+            "no stable id in /dev/disk/by-id for {} (Kubernetes storage needs them): {fix}",
+            missing.join(", ")
+        ),
     ))
 }
 
@@ -114,10 +129,15 @@ mod tests {
     use crate::testing::Fixture;
 
     const VMWARE_OK: &str = "disk sda\ndisk sdb\nid scsi-36000c2946e5d1c3b0b3e0e9f6a1b2c3d sda\nid scsi-36000c2946e5d1c3b0b3e0e9f6a1b2c3d-part1 sda1\nid wwn-0x6000c2946e5d1c3b0b3e0e9f6a1b2c3d sda\nid scsi-36000c29aaaabbbbccccddddeeeeffff0 sdb\nid ata-VMware_Virtual_SATA_CDRW_Drive_00000000000000000001 sr0\n";
-    const VMWARE_NO_UUID: &str = "disk sda\ndisk sdb\nid ata-VMware_Virtual_SATA_CDRW_Drive_00000000000000000001 sr0\n";
+    const VMWARE_NO_UUID: &str =
+        "disk sda\ndisk sdb\nid ata-VMware_Virtual_SATA_CDRW_Drive_00000000000000000001 sr0\n";
 
     fn reply(stdout: &str) -> Output {
-        Output { status: Some(0), stdout: stdout.as_bytes().to_vec(), stderr: Vec::new() }
+        Output {
+            status: Some(0),
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: Vec::new(),
+        }
     }
 
     #[test]
@@ -126,49 +146,82 @@ mod tests {
         assert_eq!(d.disks, vec!["sda", "sdb"]);
         assert_eq!(d.ids.len(), 5);
         assert!(missing_ids(&d, true).is_empty());
-        assert_eq!(missing_ids(&parse_listing(VMWARE_NO_UUID), true), vec!["sda", "sdb"]);
+        assert_eq!(
+            missing_ids(&parse_listing(VMWARE_NO_UUID), true),
+            vec!["sda", "sdb"]
+        );
         // A VMware SCSI disk with some other id (e.g. a passthrough disk's serial) still lacks the UUID one.
-        assert_eq!(missing_ids(&parse_listing("disk sda\nid scsi-SATA_Foo_123 sda\n"), true), vec!["sda"]);
+        assert_eq!(
+            missing_ids(&parse_listing("disk sda\nid scsi-SATA_Foo_123 sda\n"), true),
+            vec!["sda"]
+        );
         assert!(missing_ids(&parse_listing("disk vda\nid virtio-abc123 vda\n"), false).is_empty());
-        assert_eq!(missing_ids(&parse_listing("disk vda\ndisk vdb\nid virtio-abc vda\n"), false), vec!["vdb"]);
+        assert_eq!(
+            missing_ids(
+                &parse_listing("disk vda\ndisk vdb\nid virtio-abc vda\n"),
+                false
+            ),
+            vec!["vdb"]
+        );
     }
 
     #[test]
     fn vmware_without_enable_uuid_fails_with_the_fix() {
-        let (mut cx, rec) = Fixture::photon().file(SYS_VENDOR, "VMware, Inc.\n", 0o444).ctx(Mode::Apply);
+        let (mut cx, rec) = Fixture::photon()
+            .file(SYS_VENDOR, "VMware, Inc.\n", 0o444)
+            .ctx(Mode::Apply);
         rec.reply("sh -c", reply(VMWARE_NO_UUID));
         let e = stable_disk_ids(&mut cx).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Invalid);
         let msg = e.message();
-        assert!(msg.starts_with("no stable id in /dev/disk/by-id for sda, sdb"), "{msg}");
+        assert!(
+            msg.starts_with("no stable id in /dev/disk/by-id for sda, sdb"),
+            "{msg}"
+        );
         assert!(msg.contains("power the VM off"), "{msg}");
         assert!(msg.contains("`disk.EnableUUID` = `TRUE`"), "{msg}");
-        assert!(msg.contains("govc vm.change -vm fixture -e disk.enableUUID=TRUE"), "{msg}");
+        assert!(
+            msg.contains("govc vm.change -vm fixture -e disk.enableUUID=TRUE"),
+            "{msg}"
+        );
         assert!(cx.actions().is_empty());
     }
 
     #[test]
     fn other_hypervisors() {
-        let (mut cx, rec) = Fixture::debian().file(SYS_VENDOR, "QEMU\n", 0o444).ctx(Mode::Apply);
+        let (mut cx, rec) = Fixture::debian()
+            .file(SYS_VENDOR, "QEMU\n", 0o444)
+            .ctx(Mode::Apply);
         rec.reply("sh -c", reply("disk vda\n"));
         let e = stable_disk_ids(&mut cx).unwrap_err();
-        assert!(e.message().contains("serial number in the hypervisor"), "{e}");
+        assert!(
+            e.message().contains("serial number in the hypervisor"),
+            "{e}"
+        );
         let (mut cx, rec) = Fixture::debian().absent(SYS_VENDOR).ctx(Mode::Apply);
         rec.reply("sh -c", reply(""));
-        assert!(matches!(stable_disk_ids(&mut cx).unwrap(), Change::Skipped(_)));
+        assert!(matches!(
+            stable_disk_ids(&mut cx).unwrap(),
+            Change::Skipped(_)
+        ));
     }
 
     #[test]
     fn container_skipped() {
         let (mut cx, rec) = Fixture::debian().in_container().ctx(Mode::Apply);
         let c = stable_disk_ids(&mut cx).unwrap();
-        assert!(matches!(&c, Change::Skipped(why) if why.contains("container (docker)")), "{c:?}");
+        assert!(
+            matches!(&c, Change::Skipped(why) if why.contains("container (docker)")),
+            "{c:?}"
+        );
         assert!(rec.commands().is_empty());
     }
 
     #[test]
     fn no_change() {
-        let (mut cx, rec) = Fixture::photon().file(SYS_VENDOR, "VMware, Inc.\n", 0o444).ctx(Mode::Apply);
+        let (mut cx, rec) = Fixture::photon()
+            .file(SYS_VENDOR, "VMware, Inc.\n", 0o444)
+            .ctx(Mode::Apply);
         rec.reply("sh -c", reply(VMWARE_OK));
         assert_eq!(stable_disk_ids(&mut cx).unwrap(), Change::Unchanged);
         assert!(cx.actions().is_empty());
@@ -178,7 +231,9 @@ mod tests {
     #[test]
     fn check_mode_same_answer() {
         // A read-only check: check mode asks the same question and fails the same way.
-        let (mut cx, rec) = Fixture::photon().file(SYS_VENDOR, "VMware, Inc.\n", 0o444).ctx(Mode::Check);
+        let (mut cx, rec) = Fixture::photon()
+            .file(SYS_VENDOR, "VMware, Inc.\n", 0o444)
+            .ctx(Mode::Check);
         rec.reply("sh -c", reply(VMWARE_NO_UUID));
         assert!(stable_disk_ids(&mut cx).is_err());
         assert!(cx.actions().is_empty());

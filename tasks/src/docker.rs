@@ -14,7 +14,13 @@ pub const SERVICE: &str = "docker.service";
 /// Package names that install the docker daemon: Photon (`docker` meta package,
 /// `docker-engine`), Debian (`docker.io`), Docker's upstream repositories (`docker-ce`),
 /// Fedora (`moby-engine`).
-pub const PACKAGES: [&str; 5] = ["docker", "docker-engine", "docker.io", "docker-ce", "moby-engine"];
+pub const PACKAGES: [&str; 5] = [
+    "docker",
+    "docker-engine",
+    "docker.io",
+    "docker-ce",
+    "moby-engine",
+];
 
 const CGROUP_DRIVER: &str = "native.cgroupdriver=systemd";
 
@@ -39,7 +45,9 @@ pub fn is_installed(cx: &mut Ctx) -> Result<bool> {
 /// means docker must be restarted.
 pub fn daemon_json(cx: &mut Ctx) -> Result<Change> {
     file::edit(cx, DAEMON_JSON, None, |old| {
-        let current: Option<Value> = old.filter(|t| !t.trim().is_empty()).and_then(|t| serde_json::from_str(t).ok());
+        let current: Option<Value> = old
+            .filter(|t| !t.trim().is_empty())
+            .and_then(|t| serde_json::from_str(t).ok());
         file::merged_json(old, &patch(current.as_ref()))
     })
 }
@@ -51,7 +59,10 @@ pub fn patch(current: Option<&Value>) -> Value {
         .and_then(Value::as_array)
         .map(|opts| {
             opts.iter()
-                .filter(|o| !o.as_str().is_some_and(|s| s.trim_start().starts_with("native.cgroupdriver")))
+                .filter(|o| {
+                    !o.as_str()
+                        .is_some_and(|s| s.trim_start().starts_with("native.cgroupdriver"))
+                })
                 .cloned()
                 .collect()
         })
@@ -60,7 +71,12 @@ pub fn patch(current: Option<&Value>) -> Value {
     let at = current
         .and_then(|c| c.get("exec-opts"))
         .and_then(Value::as_array)
-        .and_then(|opts| opts.iter().position(|o| o.as_str().is_some_and(|s| s.trim_start().starts_with("native.cgroupdriver"))))
+        .and_then(|opts| {
+            opts.iter().position(|o| {
+                o.as_str()
+                    .is_some_and(|s| s.trim_start().starts_with("native.cgroupdriver"))
+            })
+        })
         .unwrap_or(exec_opts.len())
         .min(exec_opts.len());
     exec_opts.insert(at, json!(CGROUP_DRIVER));
@@ -90,11 +106,13 @@ pub fn enable_and_start(cx: &mut Ctx, daemon_changed: bool) -> Result<Change> {
     };
     match started {
         Ok(c) => Ok(enabled | c),
-        Err(e) if cx.facts().in_container() && e.kind() == ErrorKind::Command => Ok(Change::Skipped(format!(
-            "dockerd cannot run inside this container ({}): {}",
-            cx.facts().container.clone().unwrap_or_default(),
-            e.message()
-        ))),
+        Err(e) if cx.facts().in_container() && e.kind() == ErrorKind::Command => {
+            Ok(Change::Skipped(format!(
+                "dockerd cannot run inside this container ({}): {}",
+                cx.facts().container.clone().unwrap_or_default(),
+                e.message()
+            )))
+        }
         Err(e) => Err(e),
     }
 }
@@ -111,20 +129,30 @@ mod tests {
     }
 
     fn text(cx: &Ctx) -> String {
-        cx.state().files[DAEMON_JSON].as_ref().expect("daemon.json present").text()
+        cx.state().files[DAEMON_JSON]
+            .as_ref()
+            .expect("daemon.json present")
+            .text()
     }
 
     #[test]
     fn photon_fresh() {
         // Photon: docker-engine 27.3.1, no daemon.json, service disabled by preset.
         let (mut cx, _rec) = Fixture::photon()
-            .packages(&[("docker", "27.3.1-5.ph5"), ("docker-engine", "27.3.1-5.ph5"), ("docker-cli", "27.3.1-5.ph5")])
+            .packages(&[
+                ("docker", "27.3.1-5.ph5"),
+                ("docker-engine", "27.3.1-5.ph5"),
+                ("docker-cli", "27.3.1-5.ph5"),
+            ])
             .absent(DAEMON_JSON)
             .unit(SERVICE, "disabled", "inactive")
             .ctx(Mode::Apply);
         assert!(is_installed(&mut cx).unwrap());
         let changed = daemon_json(&mut cx).unwrap();
-        assert_eq!(enable_and_start(&mut cx, changed.changed()).unwrap(), Change::Changed);
+        assert_eq!(
+            enable_and_start(&mut cx, changed.changed()).unwrap(),
+            Change::Changed
+        );
         expect![[r#"
             {
               "exec-opts": [
@@ -155,7 +183,10 @@ mod tests {
             .unit(SERVICE, "enabled", "active")
             .ctx(Mode::Apply);
         let changed = daemon_json(&mut cx).unwrap();
-        assert_eq!(enable_and_start(&mut cx, changed.changed()).unwrap(), Change::Changed);
+        assert_eq!(
+            enable_and_start(&mut cx, changed.changed()).unwrap(),
+            Change::Changed
+        );
         expect![[r#"
             {
               "exec-opts": [
@@ -183,9 +214,15 @@ mod tests {
 
     #[test]
     fn bad_json_refused() {
-        let (mut cx, _rec) = Fixture::rhel().file(DAEMON_JSON, "{\"debug\": tru", 0o644).ctx(Mode::Apply);
+        let (mut cx, _rec) = Fixture::rhel()
+            .file(DAEMON_JSON, "{\"debug\": tru", 0o644)
+            .ctx(Mode::Apply);
         let e = daemon_json(&mut cx).unwrap_err();
-        assert!(e.to_string().contains("/etc/docker/daemon.json: not valid JSON"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("/etc/docker/daemon.json: not valid JSON"),
+            "{e}"
+        );
         assert!(cx.actions().is_empty());
     }
 
@@ -193,7 +230,10 @@ mod tests {
     fn absent_docker_skipped() {
         let (mut cx, _rec) = Fixture::rhel().ctx(Mode::Apply);
         assert!(!is_installed(&mut cx).unwrap());
-        assert_eq!(enable_and_start(&mut cx, true).unwrap(), Change::Skipped("docker is not installed".into()));
+        assert_eq!(
+            enable_and_start(&mut cx, true).unwrap(),
+            Change::Skipped("docker is not installed".into())
+        );
         assert!(cx.actions().is_empty());
     }
 
@@ -208,7 +248,10 @@ mod tests {
             .ctx(Mode::Apply);
         let changed = daemon_json(&mut cx).unwrap();
         assert_eq!(changed, Change::Unchanged);
-        assert_eq!(enable_and_start(&mut cx, changed.changed()).unwrap(), Change::Unchanged);
+        assert_eq!(
+            enable_and_start(&mut cx, changed.changed()).unwrap(),
+            Change::Unchanged
+        );
         assert!(cx.actions().is_empty(), "{:?}", cx.actions());
         assert!(rec.commands().is_empty(), "{:?}", rec.commands());
     }
@@ -222,7 +265,11 @@ mod tests {
             .ctx(Mode::Check);
         let changed = daemon_json(&mut cx).unwrap();
         assert!(changed.changed());
-        assert!(enable_and_start(&mut cx, changed.changed()).unwrap().changed());
+        assert!(
+            enable_and_start(&mut cx, changed.changed())
+                .unwrap()
+                .changed()
+        );
         expect![[r#"
             write /etc/docker/daemon.json 0644 root:root
             run systemctl restart docker.service

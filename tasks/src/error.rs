@@ -98,7 +98,11 @@ impl fmt::Display for Error {
         }
         f.write_str(&self.inner.message)?;
         if !self.inner.stderr_tail.is_empty() {
-            write!(f, "\n  stderr: {}", self.inner.stderr_tail.replace('\n', "\n          "))?;
+            write!(
+                f,
+                "\n  stderr: {}",
+                self.inner.stderr_tail.replace('\n', "\n          ")
+            )?;
         }
         Ok(())
     }

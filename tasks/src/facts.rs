@@ -60,18 +60,31 @@ impl Facts {
         };
         let id = field("ID");
         let like = field("ID_LIKE");
-        let words: Vec<&str> = std::iter::once(id.as_str()).chain(like.split_whitespace()).collect();
+        let words: Vec<&str> = std::iter::once(id.as_str())
+            .chain(like.split_whitespace())
+            .collect();
         let os = if words.contains(&"photon") {
             OsFamily::Photon
         } else if words.iter().any(|w| matches!(*w, "debian" | "ubuntu")) {
             OsFamily::Debian
-        } else if words.iter().any(|w| matches!(*w, "rhel" | "fedora" | "centos" | "rocky" | "almalinux" | "ol")) {
+        } else if words.iter().any(|w| {
+            matches!(
+                *w,
+                "rhel" | "fedora" | "centos" | "rocky" | "almalinux" | "ol"
+            )
+        }) {
             OsFamily::Rhel
         } else {
-            let name = if id.is_empty() { "an OS without /etc/os-release ID".to_string() } else { format!("`{id}`") };
+            let name = if id.is_empty() {
+                "an OS without /etc/os-release ID".to_string()
+            } else {
+                format!("`{id}`")
+            };
             return Err(Error::new(
                 ErrorKind::Unsupported,
-                format!("unsupported OS {name}: nodeprep handles Photon OS (tdnf), Debian/Ubuntu (apt) and RHEL-like (dnf) hosts"),
+                format!(
+                    "unsupported OS {name}: nodeprep handles Photon OS (tdnf), Debian/Ubuntu (apt) and RHEL-like (dnf) hosts"
+                ),
             ));
         };
         Ok(Facts {
@@ -87,7 +100,11 @@ impl Facts {
 
     /// The major version as a number (`5.0` → 5, `12` → 12, `9.4` → 9).
     pub fn major_version(&self) -> u32 {
-        self.version_id.split('.').next().and_then(|v| v.parse().ok()).unwrap_or(0)
+        self.version_id
+            .split('.')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
     }
 
     pub fn in_container(&self) -> bool {
@@ -101,13 +118,21 @@ mod tests {
 
     #[test]
     fn families() {
-        let photon = Facts::from_os_release(include_str!("../tests/data/photon/os-release")).unwrap();
-        assert_eq!((photon.os, photon.version_id.as_str()), (OsFamily::Photon, "5.0"));
+        let photon =
+            Facts::from_os_release(include_str!("../tests/data/photon/os-release")).unwrap();
+        assert_eq!(
+            (photon.os, photon.version_id.as_str()),
+            (OsFamily::Photon, "5.0")
+        );
         let debian = Facts::from_os_release("ID=debian\nVERSION_ID=\"12\"\n").unwrap();
         assert_eq!((debian.os, debian.major_version()), (OsFamily::Debian, 12));
-        let ubuntu = Facts::from_os_release("ID=ubuntu\nID_LIKE=debian\nVERSION_ID=\"24.04\"").unwrap();
+        let ubuntu =
+            Facts::from_os_release("ID=ubuntu\nID_LIKE=debian\nVERSION_ID=\"24.04\"").unwrap();
         assert_eq!(ubuntu.os, OsFamily::Debian);
-        let rocky = Facts::from_os_release("ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.4\"").unwrap();
+        let rocky = Facts::from_os_release(
+            "ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.4\"",
+        )
+        .unwrap();
         assert_eq!((rocky.os, rocky.major_version()), (OsFamily::Rhel, 9));
         let err = Facts::from_os_release("ID=alpine\n").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unsupported);

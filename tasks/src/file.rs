@@ -15,10 +15,18 @@ pub struct Perm {
 
 impl Perm {
     /// 0644 root:root: what configuration files get, whatever the host's umask (Photon's is 0027).
-    pub const CONFIG: Perm = Perm { mode: 0o644, owner: "root", group: "root" };
+    pub const CONFIG: Perm = Perm {
+        mode: 0o644,
+        owner: "root",
+        group: "root",
+    };
 
     pub const fn mode(mode: u32) -> Perm {
-        Perm { mode, owner: "root", group: "root" }
+        Perm {
+            mode,
+            owner: "root",
+            group: "root",
+        }
     }
 }
 
@@ -38,11 +46,17 @@ pub fn edit(
 ) -> Result<Change> {
     let current = cx.file(path)?;
     if current.as_ref().is_some_and(|c| c.is_dir) {
-        return Err(Error::new(ErrorKind::Invalid, format!("{path} is a directory, expected a file")));
+        return Err(Error::new(
+            ErrorKind::Invalid,
+            format!("{path} is a directory, expected a file"),
+        ));
     }
     let old_text = match &current {
         Some(c) => Some(String::from_utf8(c.content.clone()).map_err(|_| {
-            Error::new(ErrorKind::Invalid, format!("{path} is not UTF-8 text; not editing it"))
+            Error::new(
+                ErrorKind::Invalid,
+                format!("{path} is not UTF-8 text; not editing it"),
+            )
         })?),
         None => None,
     };
@@ -85,12 +99,20 @@ pub fn edit(
 }
 
 fn prefix(e: Error, path: &str) -> Error {
-    if e.message().starts_with(path) { e } else { Error::new(e.kind(), format!("{path}: {}", e.message())) }
+    if e.message().starts_with(path) {
+        e
+    } else {
+        Error::new(e.kind(), format!("{path}: {}", e.message()))
+    }
 }
 
 /// A unified diff between two versions of a file (an absent file diffs as empty).
 pub fn unified_diff(path: &str, old: Option<&str>, new: &str) -> String {
-    let old_name = if old.is_some() { format!("{path} (before)") } else { "/dev/null".to_string() };
+    let old_name = if old.is_some() {
+        format!("{path} (before)")
+    } else {
+        "/dev/null".to_string()
+    };
     similar::TextDiff::from_lines(old.unwrap_or(""), new)
         .unified_diff()
         .context_radius(3)
@@ -123,7 +145,9 @@ pub fn lines_commented(cx: &mut Ctx, path: &str, pred: impl Fn(&str) -> bool) ->
     if cx.file(path)?.is_none() {
         return Ok(Change::Unchanged);
     }
-    edit(cx, path, None, |old| Ok(comment_lines(old.unwrap_or(""), &pred)))
+    edit(cx, path, None, |old| {
+        Ok(comment_lines(old.unwrap_or(""), &pred))
+    })
 }
 
 pub fn comment_lines(text: &str, pred: &dyn Fn(&str) -> bool) -> String {
@@ -141,8 +165,17 @@ pub fn comment_lines(text: &str, pred: &dyn Fn(&str) -> bool) -> String {
 /// `key=value` in `[section]` of an INI-style file (systemd's format). An active `key=` line is
 /// replaced; otherwise the line goes after a commented `#key=` of the section, or at its end;
 /// a missing section is appended.
-pub fn ini_key(cx: &mut Ctx, path: &str, section: &str, key: &str, value: &str, perm: Option<Perm>) -> Result<Change> {
-    edit(cx, path, perm, |old| Ok(set_ini_key(old.unwrap_or(""), section, key, value)))
+pub fn ini_key(
+    cx: &mut Ctx,
+    path: &str,
+    section: &str,
+    key: &str,
+    value: &str,
+    perm: Option<Perm>,
+) -> Result<Change> {
+    edit(cx, path, perm, |old| {
+        Ok(set_ini_key(old.unwrap_or(""), section, key, value))
+    })
 }
 
 pub fn set_ini_key(text: &str, section: &str, key: &str, value: &str) -> String {
@@ -162,9 +195,16 @@ pub fn set_ini_key(text: &str, section: &str, key: &str, value: &str) -> String 
         out.push_str(&format!("{header}\n{wanted}\n"));
         return out;
     };
-    let end = lines[start + 1..].iter().position(|l| l.trim_start().starts_with('[')).map_or(lines.len(), |p| start + 1 + p);
-    let active: Vec<usize> =
-        (start + 1..end).filter(|&i| !lines[i].trim_start().starts_with(['#', ';']) && key_of(&lines[i]).as_deref() == Some(key)).collect();
+    let end = lines[start + 1..]
+        .iter()
+        .position(|l| l.trim_start().starts_with('['))
+        .map_or(lines.len(), |p| start + 1 + p);
+    let active: Vec<usize> = (start + 1..end)
+        .filter(|&i| {
+            !lines[i].trim_start().starts_with(['#', ';'])
+                && key_of(&lines[i]).as_deref() == Some(key)
+        })
+        .collect();
     if let Some(&first) = active.first() {
         lines[first] = wanted;
         // Later duplicates would override the first: drop them.
@@ -172,7 +212,10 @@ pub fn set_ini_key(text: &str, section: &str, key: &str, value: &str) -> String 
             lines.remove(i);
         }
     } else if let Some(i) = (start + 1..end).find(|&i| {
-        let l = lines[i].trim_start().trim_start_matches(['#', ';']).trim_start();
+        let l = lines[i]
+            .trim_start()
+            .trim_start_matches(['#', ';'])
+            .trim_start();
         key_of(l).as_deref() == Some(key)
     }) {
         lines.insert(i + 1, wanted);
@@ -208,7 +251,12 @@ pub fn toml(
 
 /// `patch` is merged into the JSON object in the file: objects merge key by key, anything else
 /// replaces. Keys the patch does not name are kept.
-pub fn json_merge(cx: &mut Ctx, path: &str, perm: Option<Perm>, patch: &serde_json::Value) -> Result<Change> {
+pub fn json_merge(
+    cx: &mut Ctx,
+    path: &str,
+    perm: Option<Perm>,
+    patch: &serde_json::Value,
+) -> Result<Change> {
     edit(cx, path, perm, |old| merged_json(old, patch))
 }
 
@@ -219,7 +267,10 @@ pub fn merged_json(old: Option<&str>, patch: &serde_json::Value) -> Result<Strin
         _ => serde_json::Value::Object(Default::default()),
     };
     if !doc.is_object() {
-        return Err(Error::new(ErrorKind::Invalid, "expected a JSON object at the top level"));
+        return Err(Error::new(
+            ErrorKind::Invalid,
+            "expected a JSON object at the top level",
+        ));
     }
     let before = doc.clone();
     merge(&mut doc, patch);
@@ -262,7 +313,8 @@ mod tests {
 
     #[test]
     fn comment_swap_lines() {
-        let fstab = "UUID=1 / ext4 defaults 0 1\n/swapfile none swap sw 0 0\n# /old none swap sw 0 0\n";
+        let fstab =
+            "UUID=1 / ext4 defaults 0 1\n/swapfile none swap sw 0 0\n# /old none swap sw 0 0\n";
         let out = comment_lines(fstab, &|l| l.split_whitespace().nth(2) == Some("swap"));
         expect![[r#"
             UUID=1 / ext4 defaults 0 1
@@ -286,9 +338,15 @@ mod tests {
         .assert_eq(&out);
         assert_eq!(set_ini_key(&out, "Time", "NTP", "ntp1.lan ntp2.lan"), out);
         let replaced = set_ini_key(&out, "Time", "NTP", "ntp3.lan");
-        assert!(replaced.contains("\nNTP=ntp3.lan\n") && !replaced.contains("ntp1"), "{replaced}");
+        assert!(
+            replaced.contains("\nNTP=ntp3.lan\n") && !replaced.contains("ntp1"),
+            "{replaced}"
+        );
         assert_eq!(set_ini_key("", "Time", "NTP", "a"), "[Time]\nNTP=a\n");
-        assert_eq!(set_ini_key("[Other]\nx=1\n", "Time", "NTP", "a"), "[Other]\nx=1\n\n[Time]\nNTP=a\n");
+        assert_eq!(
+            set_ini_key("[Other]\nx=1\n", "Time", "NTP", "a"),
+            "[Other]\nx=1\n\n[Time]\nNTP=a\n"
+        );
         let dup = set_ini_key("[Time]\nNTP=a\nNTP=b\n[X]\nNTP=c\n", "Time", "NTP", "z");
         assert_eq!(dup, "[Time]\nNTP=z\n[X]\nNTP=c\n");
     }
@@ -296,7 +354,8 @@ mod tests {
     #[test]
     fn json_merges_and_keeps() {
         let old = "{\"debug\": true, \"log-opts\": {\"max-file\": \"3\"}}";
-        let patch = serde_json::json!({"log-driver": "json-file", "log-opts": {"max-size": "100m"}});
+        let patch =
+            serde_json::json!({"log-driver": "json-file", "log-opts": {"max-size": "100m"}});
         let out = merged_json(Some(old), &patch).unwrap();
         expect![[r#"
             {
@@ -311,7 +370,12 @@ mod tests {
         .assert_eq(&out);
         assert_eq!(merged_json(Some(&out), &patch).unwrap(), out);
         assert!(merged_json(Some("[1]"), &patch).is_err());
-        assert!(merged_json(Some("{oops"), &patch).unwrap_err().message().contains("not valid JSON"));
+        assert!(
+            merged_json(Some("{oops"), &patch)
+                .unwrap_err()
+                .message()
+                .contains("not valid JSON")
+        );
     }
 
     #[test]

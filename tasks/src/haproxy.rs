@@ -43,16 +43,27 @@ pub fn running(cx: &mut Ctx, config_changed: bool) -> Result<Change> {
 
 /// `host:port` as haproxy reads it (IPv6 addresses bracketed).
 fn address(ip: &str, port: u16) -> String {
-    if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") }
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
 }
 
 /// A TCP frontend on `port` and its backend over `servers` (name, address) on the same port.
 fn tcp_service(out: &mut String, name: &str, port: u16, balance: &str, servers: &[(&str, &str)]) {
-    out.push_str(&format!("\nfrontend {name}\n    bind :{port}\n    default_backend {name}\n"));
-    out.push_str(&format!("\nbackend {name}\n    balance {balance}\n    option tcp-check\n"));
+    out.push_str(&format!(
+        "\nfrontend {name}\n    bind :{port}\n    default_backend {name}\n"
+    ));
+    out.push_str(&format!(
+        "\nbackend {name}\n    balance {balance}\n    option tcp-check\n"
+    ));
     out.push_str("    default-server inter 5s fall 3 rise 2\n");
     for (server, ip) in servers {
-        out.push_str(&format!("    server {server} {} check\n", address(ip, port)));
+        out.push_str(&format!(
+            "    server {server} {} check\n",
+            address(ip, port)
+        ));
     }
 }
 
@@ -95,7 +106,10 @@ defaults
 /// bad one never goes live (the error carries haproxy's messages). Changed means haproxy must
 /// be reloaded (see [`running`]).
 pub fn config(cx: &mut Ctx, text: &str) -> Result<Change> {
-    if cx.file(CONFIG)?.is_some_and(|c| !c.is_dir && c.content == text.as_bytes()) {
+    if cx
+        .file(CONFIG)?
+        .is_some_and(|c| !c.is_dir && c.content == text.as_bytes())
+    {
         // Same text: at most mode/owner to fix, nothing to validate.
         return file::content(cx, CONFIG, text, Perm::CONFIG);
     }
@@ -115,9 +129,13 @@ pub fn config(cx: &mut Ctx, text: &str) -> Result<Change> {
         let mut messages = out.stdout.clone();
         messages.extend_from_slice(&out.stderr);
         let msg = if out.status == Some(127) {
-            format!("haproxy is not installed, so the new {CONFIG} cannot be checked; install it first (haproxy::installed)")
+            format!(
+                "haproxy is not installed, so the new {CONFIG} cannot be checked; install it first (haproxy::installed)"
+            )
         } else {
-            format!("haproxy rejected the new configuration (`haproxy -c`); {CONFIG} was left as it was")
+            format!(
+                "haproxy rejected the new configuration (`haproxy -c`); {CONFIG} was left as it was"
+            )
         };
         return Err(Error::new(ErrorKind::Invalid, msg).with_stderr(&messages));
     }
@@ -141,7 +159,10 @@ mod tests {
     use expect_test::expect;
 
     const MASTERS: &[(&str, &str)] = &[("prdk8smst501", "192.168.10.56")];
-    const WORKERS: &[(&str, &str)] = &[("prdk8swok501", "192.168.10.57"), ("prdk8swok502", "192.168.10.58")];
+    const WORKERS: &[(&str, &str)] = &[
+        ("prdk8swok501", "192.168.10.57"),
+        ("prdk8swok502", "192.168.10.58"),
+    ];
 
     fn plan(cx: &Ctx) -> String {
         cx.actions().iter().map(|a| format!("{a}\n")).collect()
@@ -205,7 +226,10 @@ mod tests {
         .assert_eq(&render_config(MASTERS, Some(WORKERS)));
         let api_only = render_config(&[("m1", "10.0.0.1"), ("m2", "fd00::2")], None);
         assert!(!api_only.contains("frontend ingress"));
-        assert!(api_only.contains("    server m2 [fd00::2]:6443 check\n"), "{api_only}");
+        assert!(
+            api_only.contains("    server m2 [fd00::2]:6443 check\n"),
+            "{api_only}"
+        );
     }
 
     #[test]
@@ -249,7 +273,11 @@ mod tests {
         );
         let e = config(&mut cx, "global\n    bogus\n").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Invalid);
-        assert!(e.to_string().contains("haproxy rejected the new configuration"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("haproxy rejected the new configuration"),
+            "{e}"
+        );
         assert!(e.stderr_tail().contains("unknown keyword 'bogus'"), "{e}");
         expect![[r#"
             write /etc/haproxy/haproxy.cfg.nodeprep-candidate 0600 root:root
@@ -257,13 +285,22 @@ mod tests {
             run rm -f /etc/haproxy/haproxy.cfg.nodeprep-candidate
         "#]]
         .assert_eq(&plan(&cx));
-        assert_eq!(cx.state().files[CONFIG].as_ref().unwrap().text(), "# the live one\n");
+        assert_eq!(
+            cx.state().files[CONFIG].as_ref().unwrap().text(),
+            "# the live one\n"
+        );
     }
 
     #[test]
     fn missing_haproxy_said_so() {
         let (mut cx, rec) = Fixture::rhel().absent(CONFIG).ctx(Mode::Apply);
-        rec.reply("haproxy -c", Output { status: Some(127), ..Default::default() });
+        rec.reply(
+            "haproxy -c",
+            Output {
+                status: Some(127),
+                ..Default::default()
+            },
+        );
         let e = config(&mut cx, "global\n").unwrap_err();
         assert!(e.message().starts_with("haproxy is not installed"), "{e}");
     }
@@ -277,9 +314,16 @@ mod tests {
             .unit(SERVICE, "enabled", "active")
             .ctx(Mode::Apply);
         let changed = config(&mut cx, &text).unwrap();
-        let all = installed(&mut cx).unwrap() | changed.clone() | enabled(&mut cx).unwrap() | running(&mut cx, changed.changed()).unwrap();
+        let all = installed(&mut cx).unwrap()
+            | changed.clone()
+            | enabled(&mut cx).unwrap()
+            | running(&mut cx, changed.changed()).unwrap();
         assert_eq!(all, Change::Unchanged);
-        assert!(cx.actions().is_empty() && rec.commands().is_empty(), "{:?}", cx.actions());
+        assert!(
+            cx.actions().is_empty() && rec.commands().is_empty(),
+            "{:?}",
+            cx.actions()
+        );
     }
 
     #[test]
@@ -299,6 +343,10 @@ mod tests {
             run systemctl reload-or-restart haproxy.service
         "#]]
         .assert_eq(&plan(&cx));
-        assert!(rec.commands().is_empty(), "check mode touches nothing: {:?}", rec.commands());
+        assert!(
+            rec.commands().is_empty(),
+            "check mode touches nothing: {:?}",
+            rec.commands()
+        );
     }
 }

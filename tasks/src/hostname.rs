@@ -25,7 +25,8 @@ pub fn probe_files() -> Vec<String> {
 pub fn validate(name: &str) -> Result<()> {
     let label_ok = |l: &str| {
         (1..=63).contains(&l.len())
-            && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !l.starts_with('-')
             && !l.ends_with('-')
     };
@@ -40,7 +41,9 @@ pub fn validate(name: &str) -> Result<()> {
 
 /// The name /etc/hostname gives: its first line that is not blank or a comment.
 pub fn configured(text: &str) -> Option<&str> {
-    text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#'))
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
 }
 
 fn container_reason(cx: &Ctx, name: &str) -> Option<String> {
@@ -114,10 +117,24 @@ mod tests {
         for ok in ["prdk8swok511", "a", "node-1.lan", &"a".repeat(63)] {
             assert!(validate(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "PRDK8SWOK511", "Prdk8swok511", "-node", "node-", "a..b", "a_b", "a b", &"a".repeat(64), "x\ny"] {
+        for bad in [
+            "",
+            "PRDK8SWOK511",
+            "Prdk8swok511",
+            "-node",
+            "node-",
+            "a..b",
+            "a_b",
+            "a b",
+            &"a".repeat(64),
+            "x\ny",
+        ] {
             assert!(validate(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(configured("# set by installer\n\n  prdk8swok511 \n"), Some("prdk8swok511"));
+        assert_eq!(
+            configured("# set by installer\n\n  prdk8swok511 \n"),
+            Some("prdk8swok511")
+        );
         assert_eq!(configured(""), None);
     }
 
@@ -125,17 +142,32 @@ mod tests {
     fn photon_plan_then_no_change() {
         let (mut cx, rec) = Fixture::photon().ctx(Mode::Apply);
         assert_eq!(hostname(&mut cx, "prdk8swok511").unwrap(), Change::Changed);
-        assert_eq!(strings(&cx), ["write /etc/hostname 0644 root:root", "run hostnamectl set-hostname prdk8swok511"]);
+        assert_eq!(
+            strings(&cx),
+            [
+                "write /etc/hostname 0644 root:root",
+                "run hostnamectl set-hostname prdk8swok511"
+            ]
+        );
         let sent = rec.commands().len();
-        assert_eq!(hostname(&mut cx, "prdk8swok511").unwrap(), Change::Unchanged);
+        assert_eq!(
+            hostname(&mut cx, "prdk8swok511").unwrap(),
+            Change::Unchanged
+        );
         assert_eq!((cx.actions().len(), rec.commands().len()), (2, sent));
     }
 
     #[test]
     fn no_change() {
         let (mut cx, rec) = Fixture::debian().hostname("prdk8swok511").ctx(Mode::Apply);
-        assert_eq!(hostname_persisted(&mut cx, "prdk8swok511").unwrap(), Change::Unchanged);
-        assert_eq!(hostname_live(&mut cx, "prdk8swok511").unwrap(), Change::Unchanged);
+        assert_eq!(
+            hostname_persisted(&mut cx, "prdk8swok511").unwrap(),
+            Change::Unchanged
+        );
+        assert_eq!(
+            hostname_live(&mut cx, "prdk8swok511").unwrap(),
+            Change::Unchanged
+        );
         assert!(cx.actions().is_empty());
         assert!(rec.commands().is_empty());
     }
@@ -143,7 +175,9 @@ mod tests {
     #[test]
     fn live_only() {
         // /etc/hostname already right (edited by hand, not applied yet).
-        let (mut cx, _rec) = Fixture::rhel().file(HOSTNAME_FILE, "prdk8swok511\n", 0o644).ctx(Mode::Apply);
+        let (mut cx, _rec) = Fixture::rhel()
+            .file(HOSTNAME_FILE, "prdk8swok511\n", 0o644)
+            .ctx(Mode::Apply);
         assert_eq!(hostname(&mut cx, "prdk8swok511").unwrap(), Change::Changed);
         assert_eq!(strings(&cx), ["run hostnamectl set-hostname prdk8swok511"]);
     }
@@ -152,7 +186,13 @@ mod tests {
     fn check_mode() {
         let (mut cx, rec) = Fixture::photon().ctx(Mode::Check);
         assert_eq!(hostname(&mut cx, "prdk8smst501").unwrap(), Change::Changed);
-        assert_eq!(strings(&cx), ["write /etc/hostname 0644 root:root", "run hostnamectl set-hostname prdk8smst501"]);
+        assert_eq!(
+            strings(&cx),
+            [
+                "write /etc/hostname 0644 root:root",
+                "run hostnamectl set-hostname prdk8smst501"
+            ]
+        );
         assert!(rec.commands().is_empty());
     }
 
@@ -162,12 +202,21 @@ mod tests {
         let p = hostname_persisted(&mut cx, "prdk8swok511").unwrap();
         let l = hostname_live(&mut cx, "prdk8swok511").unwrap();
         for c in [p, l] {
-            assert!(matches!(&c, Change::Skipped(r) if r.contains("--hostname prdk8swok511")), "{c:?}");
+            assert!(
+                matches!(&c, Change::Skipped(r) if r.contains("--hostname prdk8swok511")),
+                "{c:?}"
+            );
         }
         assert!(cx.actions().is_empty());
         // Already named right by the runtime: plain unchanged.
-        let (mut cx, _rec) = Fixture::debian().hostname("prdk8swok511").in_container().ctx(Mode::Apply);
-        assert_eq!(hostname(&mut cx, "prdk8swok511").unwrap(), Change::Unchanged);
+        let (mut cx, _rec) = Fixture::debian()
+            .hostname("prdk8swok511")
+            .in_container()
+            .ctx(Mode::Apply);
+        assert_eq!(
+            hostname(&mut cx, "prdk8swok511").unwrap(),
+            Change::Unchanged
+        );
     }
 
     #[test]

@@ -13,7 +13,11 @@ pub const MODULES: &str = "/proc/modules";
 /// Files and directories these tasks read, for the state probe.
 pub fn probe_files() -> Vec<String> {
     let mut v = vec![FSTAB.to_string(), SWAPS.to_string(), MODULES.to_string()];
-    for key in ["net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables", "net.ipv4.ip_forward"] {
+    for key in [
+        "net.bridge.bridge-nf-call-iptables",
+        "net.bridge.bridge-nf-call-ip6tables",
+        "net.ipv4.ip_forward",
+    ] {
         v.push(sysctl_path(key));
     }
     for m in ["overlay", "br_netfilter"] {
@@ -30,7 +34,12 @@ fn container_reason(cx: &Ctx, what: &str) -> Option<String> {
 
 /// Active swap areas, from /proc/swaps.
 pub fn active_swaps(swaps: &str) -> Vec<String> {
-    swaps.lines().skip(1).filter_map(|l| l.split_whitespace().next()).map(|p| p.replace("\\040", " ")).collect()
+    swaps
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .map(|p| p.replace("\\040", " "))
+        .collect()
 }
 
 /// No swap is active: `swapoff` each active area.
@@ -84,7 +93,9 @@ pub fn sysctl_file(cx: &mut Ctx, path: &str, settings: &[(&str, &str)]) -> Resul
 pub fn sysctl_applied(cx: &mut Ctx, settings: &[(&str, &str)], force: bool) -> Result<Change> {
     let mut differ = Vec::new();
     for (k, v) in settings {
-        let live = cx.file(&sysctl_path(k))?.map(|f| f.text().trim().to_string());
+        let live = cx
+            .file(&sysctl_path(k))?
+            .map(|f| f.text().trim().to_string());
         if live.as_deref() != Some(*v) {
             differ.push(format!("{k}={}", live.unwrap_or_else(|| "(absent)".into())));
         }
@@ -94,14 +105,21 @@ pub fn sysctl_applied(cx: &mut Ctx, settings: &[(&str, &str)], force: bool) -> R
         // changed file has nothing to apply here.
         return Ok(Change::Unchanged);
     }
-    if let Some(reason) = container_reason(cx, &format!("live values left as they are ({})", differ.join(", "))) {
+    if let Some(reason) = container_reason(
+        cx,
+        &format!("live values left as they are ({})", differ.join(", ")),
+    ) {
         return Ok(Change::Skipped(reason));
     }
     cx.apply(&["sysctl", "--system"])?;
     for (k, v) in settings {
         update_cached(cx, &sysctl_path(k), &format!("{v}\n"));
     }
-    if differ.is_empty() { Ok(Change::Changed) } else { verify_sysctl(cx, settings) }
+    if differ.is_empty() {
+        Ok(Change::Changed)
+    } else {
+        verify_sysctl(cx, settings)
+    }
 }
 
 /// After `sysctl --system`, read the keys back: a later file overriding ours would leave them
@@ -120,14 +138,22 @@ fn verify_sysctl(cx: &mut Ctx, settings: &[(&str, &str)]) -> Result<Change> {
         .iter()
         .enumerate()
         .filter(|(i, (_, v))| got.get(*i).map(|g| g.trim()) != Some(*v))
-        .map(|(i, (k, v))| format!("{k} is {} (want {v})", got.get(i).copied().unwrap_or("absent")))
+        .map(|(i, (k, v))| {
+            format!(
+                "{k} is {} (want {v})",
+                got.get(i).copied().unwrap_or("absent")
+            )
+        })
         .collect();
     if wrong.is_empty() {
         Ok(Change::Changed)
     } else {
         Err(Error::new(
             ErrorKind::Command,
-            format!("after `sysctl --system`: {}; a later file in /etc/sysctl.d or /run/sysctl.d overrides it", wrong.join(", ")),
+            format!(
+                "after `sysctl --system`: {}; a later file in /etc/sysctl.d or /run/sysctl.d overrides it",
+                wrong.join(", ")
+            ),
         ))
     }
 }
@@ -159,14 +185,28 @@ pub fn modules_loaded(cx: &mut Ctx, modules: &[&str]) -> Result<Change> {
     }
     for m in &missing {
         cx.apply(&["modprobe", m])?;
-        let dir = crate::state::FileState { mode: 0o755, owner: "root".into(), group: "root".into(), is_dir: true, content: Vec::new() };
-        cx.state_mut().files.insert(format!("/sys/module/{m}"), Some(dir));
+        let dir = crate::state::FileState {
+            mode: 0o755,
+            owner: "root".into(),
+            group: "root".into(),
+            is_dir: true,
+            content: Vec::new(),
+        };
+        cx.state_mut()
+            .files
+            .insert(format!("/sys/module/{m}"), Some(dir));
     }
     Ok(Change::Changed)
 }
 
 fn update_cached(cx: &mut Ctx, path: &str, content: &str) {
-    let f = crate::state::FileState { mode: 0o644, owner: "root".into(), group: "root".into(), is_dir: false, content: content.as_bytes().to_vec() };
+    let f = crate::state::FileState {
+        mode: 0o644,
+        owner: "root".into(),
+        group: "root".into(),
+        is_dir: false,
+        content: content.as_bytes().to_vec(),
+    };
     cx.state_mut().files.insert(path.to_string(), Some(f));
 }
 
@@ -183,7 +223,13 @@ mod tests {
 
     #[test]
     fn sysctl_rendered() {
-        assert_eq!(render_sysctl(&[("net.ipv4.ip_forward", "1")]), "# Managed by nodeprep.\nnet.ipv4.ip_forward = 1\n");
-        assert_eq!(sysctl_path("net.ipv4.ip_forward"), "/proc/sys/net/ipv4/ip_forward");
+        assert_eq!(
+            render_sysctl(&[("net.ipv4.ip_forward", "1")]),
+            "# Managed by nodeprep.\nnet.ipv4.ip_forward = 1\n"
+        );
+        assert_eq!(
+            sysctl_path("net.ipv4.ip_forward"),
+            "/proc/sys/net/ipv4/ip_forward"
+        );
     }
 }

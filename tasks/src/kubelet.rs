@@ -25,7 +25,9 @@ const CGROUP_DRIVER: &str = "--cgroup-driver=systemd";
 
 /// Files these tasks read, for the state probe.
 pub fn probe_files() -> Vec<String> {
-    [SYSCONFIG, DEFAULT, APT_KEYRING, APT_LIST, YUM_REPO].map(String::from).to_vec()
+    [SYSCONFIG, DEFAULT, APT_KEYRING, APT_LIST, YUM_REPO]
+        .map(String::from)
+        .to_vec()
 }
 
 /// Where kubelet and kubeadm come from: the inventory setting `kubernetes.source`.
@@ -67,14 +69,21 @@ pub fn packages(cx: &mut Ctx, source: Source<'_>) -> Result<Change> {
 
 fn distro_name(cx: &Ctx) -> String {
     let f = cx.facts();
-    if f.pretty_name.is_empty() { format!("{} {}", f.id, f.version_id) } else { f.pretty_name.clone() }
+    if f.pretty_name.is_empty() {
+        format!("{} {}", f.id, f.version_id)
+    } else {
+        f.pretty_name.clone()
+    }
 }
 
 /// `"1.30"` or `"v1.30"` → `"1.30"`; anything else is refused.
 pub fn minor_version(minor: &str) -> Result<String> {
     let m = minor.trim().trim_start_matches('v');
     let ok = m.split_once('.').is_some_and(|(a, b)| {
-        !a.is_empty() && !b.is_empty() && a.bytes().all(|c| c.is_ascii_digit()) && b.bytes().all(|c| c.is_ascii_digit())
+        !a.is_empty()
+            && !b.is_empty()
+            && a.bytes().all(|c| c.is_ascii_digit())
+            && b.bytes().all(|c| c.is_ascii_digit())
     });
     if ok {
         Ok(m.to_string())
@@ -132,9 +141,19 @@ fn upstream_apt(cx: &mut Ctx, minor: &str) -> Result<Change> {
     let mut change = pkg::installed(cx, &["ca-certificates", "curl", "gpg"])?;
     let mut sources_changed = false;
     if cx.file(APT_KEYRING)?.is_none() {
-        cx.progress(format!("fetching the signing key of {}", repo_url(minor, "deb")));
+        cx.progress(format!(
+            "fetching the signing key of {}",
+            repo_url(minor, "deb")
+        ));
         let key_url = format!("{}Release.key", repo_url(minor, "deb"));
-        cx.apply(&["sh", "-c", KEY_SCRIPT, "nodeprep-keyring", &key_url, APT_KEYRING])?;
+        cx.apply(&[
+            "sh",
+            "-c",
+            KEY_SCRIPT,
+            "nodeprep-keyring",
+            &key_url,
+            APT_KEYRING,
+        ])?;
         let key = crate::state::FileState {
             mode: 0o644,
             owner: "root".into(),
@@ -162,10 +181,17 @@ fn upstream_apt(cx: &mut Ctx, minor: &str) -> Result<Change> {
 pub fn held(cx: &mut Ctx, names: &[&str]) -> Result<Change> {
     let out = cx.query(&["apt-mark", "showhold"])?;
     if !out.success() {
-        return Err(crate::host::command_failed(&Cmd::new(&["apt-mark", "showhold"]), &out));
+        return Err(crate::host::command_failed(
+            &Cmd::new(&["apt-mark", "showhold"]),
+            &out,
+        ));
     }
     let holds = out.stdout_str();
-    let missing: Vec<&str> = names.iter().copied().filter(|n| !holds.lines().any(|l| l.trim() == *n)).collect();
+    let missing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| !holds.lines().any(|l| l.trim() == *n))
+        .collect();
     if missing.is_empty() {
         return Ok(Change::Unchanged);
     }
@@ -180,7 +206,11 @@ fn upstream_rpm(cx: &mut Ctx, minor: &str) -> Result<Change> {
     let exclude = os == OsFamily::Rhel;
     let mut change = file::content(cx, YUM_REPO, &render_yum_repo(minor, exclude), Perm::CONFIG)?;
     let have = cx.packages()?;
-    let missing: Vec<&str> = UPSTREAM_PACKAGES.iter().copied().filter(|n| !have.contains_key(*n)).collect();
+    let missing: Vec<&str> = UPSTREAM_PACKAGES
+        .iter()
+        .copied()
+        .filter(|n| !have.contains_key(*n))
+        .collect();
     if missing.is_empty() {
         return Ok(change);
     }
@@ -224,7 +254,11 @@ fn present(cx: &mut Ctx) -> Result<Change> {
         script.push_str(&format!("command -v {m} >/dev/null 2>&1 || echo {m}; "));
     }
     let out = cx.query(&["sh", "-c", script.trim_end()])?;
-    let still: Vec<String> = out.stdout_str().split_whitespace().map(str::to_string).collect();
+    let still: Vec<String> = out
+        .stdout_str()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
     if still.is_empty() {
         return Ok(Change::Unchanged);
     }
@@ -249,7 +283,9 @@ pub fn extra_args_file(os: OsFamily) -> &'static str {
 /// restarted if it runs.
 pub fn extra_args(cx: &mut Ctx) -> Result<Change> {
     let path = extra_args_file(cx.facts().os);
-    file::edit(cx, path, None, |old| Ok(with_cgroup_driver(old.unwrap_or(""))))
+    file::edit(cx, path, None, |old| {
+        Ok(with_cgroup_driver(old.unwrap_or("")))
+    })
 }
 
 /// The text with every active `KUBELET_EXTRA_ARGS=` line carrying the systemd cgroup driver
@@ -344,7 +380,10 @@ mod tests {
     }
 
     fn text(cx: &Ctx, path: &str) -> String {
-        cx.state().files[path].as_ref().expect("file present").text()
+        cx.state().files[path]
+            .as_ref()
+            .expect("file present")
+            .text()
     }
 
     #[test]
@@ -353,7 +392,13 @@ mod tests {
         let (mut cx, _rec) = Fixture::photon().absent(SYSCONFIG).ctx(Mode::Apply);
         assert!(packages(&mut cx, Source::Distro).unwrap().changed());
         // The kubeadm package's %post enabled the unit.
-        cx.state_mut().units.insert(SERVICE.into(), crate::state::UnitState { enablement: "enabled".into(), active: "inactive".into() });
+        cx.state_mut().units.insert(
+            SERVICE.into(),
+            crate::state::UnitState {
+                enablement: "enabled".into(),
+                active: "inactive".into(),
+            },
+        );
         cx.state_mut().facts.remove("units-stale");
         assert!(extra_args(&mut cx).unwrap().changed());
         assert_eq!(enabled(&mut cx).unwrap(), Change::Unchanged);
@@ -362,14 +407,31 @@ mod tests {
             write /etc/sysconfig/kubelet 0644 root:root
         "#]]
         .assert_eq(&plan(&cx));
-        assert_eq!(text(&cx, SYSCONFIG), "KUBELET_EXTRA_ARGS=--cgroup-driver=systemd\n");
+        assert_eq!(
+            text(&cx, SYSCONFIG),
+            "KUBELET_EXTRA_ARGS=--cgroup-driver=systemd\n"
+        );
     }
 
     #[test]
     fn debian_upstream() {
-        let (mut cx, rec) = Fixture::debian().absent(APT_KEYRING).absent(APT_LIST).absent(DEFAULT).ctx(Mode::Apply);
-        rec.reply("apt-mark showhold", crate::Output { status: Some(0), ..Default::default() });
-        assert!(packages(&mut cx, Source::Upstream { minor: "1.30" }).unwrap().changed());
+        let (mut cx, rec) = Fixture::debian()
+            .absent(APT_KEYRING)
+            .absent(APT_LIST)
+            .absent(DEFAULT)
+            .ctx(Mode::Apply);
+        rec.reply(
+            "apt-mark showhold",
+            crate::Output {
+                status: Some(0),
+                ..Default::default()
+            },
+        );
+        assert!(
+            packages(&mut cx, Source::Upstream { minor: "1.30" })
+                .unwrap()
+                .changed()
+        );
         assert!(extra_args(&mut cx).unwrap().changed());
         expect![[r#"
             run apt-get update -q -o DPkg::Lock::Timeout=120
@@ -401,7 +463,11 @@ mod tests {
     #[test]
     fn rhel_upstream() {
         let (mut cx, _rec) = Fixture::rhel().absent(YUM_REPO).ctx(Mode::Apply);
-        assert!(packages(&mut cx, Source::Upstream { minor: "v1.31" }).unwrap().changed());
+        assert!(
+            packages(&mut cx, Source::Upstream { minor: "v1.31" })
+                .unwrap()
+                .changed()
+        );
         expect![[r#"
             write /etc/yum.repos.d/kubernetes.repo 0644 root:root
             run dnf install -y --quiet --disableexcludes=kubernetes kubelet kubeadm kubectl
@@ -418,7 +484,10 @@ mod tests {
             exclude=kubelet kubeadm kubectl cri-tools kubernetes-cni
         "#]]
         .assert_eq(&text(&cx, YUM_REPO));
-        assert!(cx.state().packages.is_none(), "versions are read again after the install");
+        assert!(
+            cx.state().packages.is_none(),
+            "versions are read again after the install"
+        );
     }
 
     #[test]
@@ -426,7 +495,11 @@ mod tests {
         let (mut cx, _rec) = Fixture::debian().ctx(Mode::Apply);
         let e = packages(&mut cx, Source::Distro).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unsupported);
-        assert!(e.message().contains("Debian GNU/Linux 12 (bookworm) has no kubelet/kubeadm packages"), "{e}");
+        assert!(
+            e.message()
+                .contains("Debian GNU/Linux 12 (bookworm) has no kubelet/kubeadm packages"),
+            "{e}"
+        );
         assert!(e.message().contains("`kubernetes.source`"), "{e}");
         let e = packages(&mut cx, Source::Upstream { minor: "1.30.2" }).unwrap_err();
         assert!(e.message().contains("`kubernetes.version`"), "{e}");
@@ -436,12 +509,20 @@ mod tests {
     #[test]
     fn present_checked() {
         // Packaged: no question asked.
-        let (mut cx, rec) = Fixture::debian().packages(&[("kubelet", "1.30.4-1.1"), ("kubeadm", "1.30.4-1.1")]).ctx(Mode::Apply);
-        assert_eq!(packages(&mut cx, Source::Present).unwrap(), Change::Unchanged);
+        let (mut cx, rec) = Fixture::debian()
+            .packages(&[("kubelet", "1.30.4-1.1"), ("kubeadm", "1.30.4-1.1")])
+            .ctx(Mode::Apply);
+        assert_eq!(
+            packages(&mut cx, Source::Present).unwrap(),
+            Change::Unchanged
+        );
         assert!(rec.commands().is_empty());
         // Plain binaries on PATH: the host says nothing is missing.
         let (mut cx, rec) = Fixture::debian().ctx(Mode::Check);
-        assert_eq!(packages(&mut cx, Source::Present).unwrap(), Change::Unchanged);
+        assert_eq!(
+            packages(&mut cx, Source::Present).unwrap(),
+            Change::Unchanged
+        );
         expect![[r#"
             [
                 sh -c 'PATH=$PATH:/usr/local/bin:/usr/bin:/opt/bin; command -v kubelet >/dev/null 2>&1 || echo kubelet; command -v kubeadm >/dev/null 2>&1 || echo kubeadm;',
@@ -449,16 +530,31 @@ mod tests {
         "#]]
         .assert_debug_eq(&rec.commands());
         // Missing: a clear error naming the setting.
-        let (mut cx, rec) = Fixture::rhel().packages(&[("kubelet", "1.30.4-150500.1.1")]).ctx(Mode::Apply);
-        rec.reply("sh -c", crate::Output { status: Some(0), stdout: b"kubeadm\n".to_vec(), ..Default::default() });
+        let (mut cx, rec) = Fixture::rhel()
+            .packages(&[("kubelet", "1.30.4-150500.1.1")])
+            .ctx(Mode::Apply);
+        rec.reply(
+            "sh -c",
+            crate::Output {
+                status: Some(0),
+                stdout: b"kubeadm\n".to_vec(),
+                ..Default::default()
+            },
+        );
         let e = packages(&mut cx, Source::Present).unwrap_err();
         assert!(e.message().starts_with("kubeadm not found (no package, not on PATH), but the inventory setting `kubernetes.source = \"present\"`"), "{e}");
     }
 
     #[test]
     fn cgroup_driver_lines() {
-        assert_eq!(with_cgroup_driver(""), "KUBELET_EXTRA_ARGS=--cgroup-driver=systemd\n");
-        assert_eq!(with_cgroup_driver("KUBELET_EXTRA_ARGS=\n"), "KUBELET_EXTRA_ARGS=--cgroup-driver=systemd\n");
+        assert_eq!(
+            with_cgroup_driver(""),
+            "KUBELET_EXTRA_ARGS=--cgroup-driver=systemd\n"
+        );
+        assert_eq!(
+            with_cgroup_driver("KUBELET_EXTRA_ARGS=\n"),
+            "KUBELET_EXTRA_ARGS=--cgroup-driver=systemd\n"
+        );
         let sysconfig = "# kubelet flags\nKUBELET_EXTRA_ARGS=\"--node-ip=10.0.0.5 --cgroup-driver=cgroupfs --v=2\"\nOTHER=1";
         expect![[r##"
             # kubelet flags
@@ -466,7 +562,9 @@ mod tests {
             OTHER=1"##]]
         .assert_eq(&with_cgroup_driver(sysconfig));
         assert_eq!(
-            with_cgroup_driver("export KUBELET_EXTRA_ARGS='--cgroup-driver cgroupfs --max-pods=200'\n"),
+            with_cgroup_driver(
+                "export KUBELET_EXTRA_ARGS='--cgroup-driver cgroupfs --max-pods=200'\n"
+            ),
             "export KUBELET_EXTRA_ARGS='--cgroup-driver=systemd --max-pods=200'\n"
         );
         assert_eq!(
@@ -485,13 +583,31 @@ mod tests {
     #[test]
     fn no_change() {
         let (mut cx, rec) = Fixture::debian()
-            .packages(&[("kubelet", "1.30.4-1.1"), ("kubeadm", "1.30.4-1.1"), ("kubectl", "1.30.4-1.1"), ("curl", "7.88.1-10+deb12u8"), ("gpg", "2.2.40-1.1"), ("ca-certificates", "20230311")])
+            .packages(&[
+                ("kubelet", "1.30.4-1.1"),
+                ("kubeadm", "1.30.4-1.1"),
+                ("kubectl", "1.30.4-1.1"),
+                ("curl", "7.88.1-10+deb12u8"),
+                ("gpg", "2.2.40-1.1"),
+                ("ca-certificates", "20230311"),
+            ])
             .file(APT_KEYRING, "\u{99}\u{1}key", 0o644)
             .file(APT_LIST, &render_apt_list("1.30"), 0o644)
-            .file(DEFAULT, "KUBELET_EXTRA_ARGS=--cgroup-driver=systemd\n", 0o644)
+            .file(
+                DEFAULT,
+                "KUBELET_EXTRA_ARGS=--cgroup-driver=systemd\n",
+                0o644,
+            )
             .unit(SERVICE, "enabled", "activating")
             .ctx(Mode::Apply);
-        rec.reply("apt-mark showhold", crate::Output { status: Some(0), stdout: b"kubeadm\nkubectl\nkubelet\n".to_vec(), ..Default::default() });
+        rec.reply(
+            "apt-mark showhold",
+            crate::Output {
+                status: Some(0),
+                stdout: b"kubeadm\nkubectl\nkubelet\n".to_vec(),
+                ..Default::default()
+            },
+        );
         let mut c = packages(&mut cx, Source::Upstream { minor: "1.30" }).unwrap();
         c |= extra_args(&mut cx).unwrap();
         c |= enabled(&mut cx).unwrap();
@@ -501,11 +617,20 @@ mod tests {
         assert_eq!(rec.commands().len(), 1);
 
         let (mut cx, rec) = Fixture::photon()
-            .packages(&[("kubernetes", "1.27.16-2.ph5"), ("kubernetes-kubeadm", "1.27.16-2.ph5")])
-            .file(SYSCONFIG, "KUBELET_EXTRA_ARGS=--cgroup-driver=systemd\n", 0o644)
+            .packages(&[
+                ("kubernetes", "1.27.16-2.ph5"),
+                ("kubernetes-kubeadm", "1.27.16-2.ph5"),
+            ])
+            .file(
+                SYSCONFIG,
+                "KUBELET_EXTRA_ARGS=--cgroup-driver=systemd\n",
+                0o644,
+            )
             .unit(SERVICE, "enabled", "inactive")
             .ctx(Mode::Apply);
-        let c = packages(&mut cx, Source::Distro).unwrap() | extra_args(&mut cx).unwrap() | enabled(&mut cx).unwrap();
+        let c = packages(&mut cx, Source::Distro).unwrap()
+            | extra_args(&mut cx).unwrap()
+            | enabled(&mut cx).unwrap();
         assert_eq!(c, Change::Unchanged);
         assert!(cx.actions().is_empty() && rec.commands().is_empty());
     }
@@ -517,7 +642,11 @@ mod tests {
             .file(SYSCONFIG, "KUBELET_EXTRA_ARGS=\n", 0o644)
             .unit(SERVICE, "disabled", "inactive")
             .ctx(Mode::Check);
-        assert!(packages(&mut cx, Source::Upstream { minor: "1.30" }).unwrap().changed());
+        assert!(
+            packages(&mut cx, Source::Upstream { minor: "1.30" })
+                .unwrap()
+                .changed()
+        );
         assert!(extra_args(&mut cx).unwrap().changed());
         assert!(enabled(&mut cx).unwrap().changed());
         expect![[r#"
@@ -528,6 +657,10 @@ mod tests {
         "#]]
         .assert_eq(&plan(&cx));
         assert!(rec.commands().is_empty(), "{:?}", rec.commands());
-        assert_eq!(pkg::version(&mut cx, "kubelet").unwrap().as_deref(), Some(""), "planned installs count as done");
+        assert_eq!(
+            pkg::version(&mut cx, "kubelet").unwrap().as_deref(),
+            Some(""),
+            "planned installs count as done"
+        );
     }
 }

@@ -33,9 +33,16 @@ pub const DEFAULT_KEYBOARD: &str = "/etc/default/keyboard";
 
 /// Files these tasks read, for the state probe.
 pub fn probe_files() -> Vec<String> {
-    [LOCALE_GEN_CONF, LOCALE_GEN, LOCALE_CONF, DEFAULT_LOCALE, VCONSOLE_CONF, DEFAULT_KEYBOARD]
-        .map(String::from)
-        .to_vec()
+    [
+        LOCALE_GEN_CONF,
+        LOCALE_GEN,
+        LOCALE_CONF,
+        DEFAULT_LOCALE,
+        VCONSOLE_CONF,
+        DEFAULT_KEYBOARD,
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// A locale name split into its parts: `fr_FR.UTF-8` → lang `fr`, charset `UTF-8`.
@@ -58,10 +65,16 @@ impl Locale {
             ))
         };
         if matches!(name, "C" | "POSIX") {
-            return Ok(Locale { name: name.into(), lang: "C".into(), charset: String::new() });
+            return Ok(Locale {
+                name: name.into(),
+                lang: "C".into(),
+                charset: String::new(),
+            });
         }
         let (base, _modifier) = match name.split_once('@') {
-            Some((b, m)) if !m.is_empty() && m.bytes().all(|c| c.is_ascii_alphanumeric()) => (b, Some(m)),
+            Some((b, m)) if !m.is_empty() && m.bytes().all(|c| c.is_ascii_alphanumeric()) => {
+                (b, Some(m))
+            }
             Some(_) => return Err(bad()),
             None => (name, None),
         };
@@ -70,13 +83,22 @@ impl Locale {
             Some((l, t)) => (l, Some(t)),
             None => (lt, None),
         };
-        let lang_ok = lang == "C" || ((2..=3).contains(&lang.len()) && lang.bytes().all(|c| c.is_ascii_lowercase()));
-        let territory_ok = territory.is_none_or(|t| t.len() == 2 && t.bytes().all(|c| c.is_ascii_uppercase()));
-        let charset_ok = !charset.is_empty() && charset.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-');
+        let lang_ok = lang == "C"
+            || ((2..=3).contains(&lang.len()) && lang.bytes().all(|c| c.is_ascii_lowercase()));
+        let territory_ok =
+            territory.is_none_or(|t| t.len() == 2 && t.bytes().all(|c| c.is_ascii_uppercase()));
+        let charset_ok = !charset.is_empty()
+            && charset
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-');
         if !(lang_ok && territory_ok && charset_ok) || (lang == "C" && territory.is_some()) {
             return Err(bad());
         }
-        Ok(Locale { name: name.into(), lang: lang.into(), charset: canonical_charset(charset) })
+        Ok(Locale {
+            name: name.into(),
+            lang: lang.into(),
+            charset: canonical_charset(charset),
+        })
     }
 
     /// C, POSIX, C.UTF-8: built into glibc, nothing to install or generate.
@@ -147,7 +169,9 @@ pub fn locale_generated(cx: &mut Ctx, locale: &str) -> Result<Change> {
         OsFamily::Rhel => return Ok(Change::Unchanged),
     };
     let line = locale.gen_line();
-    let c = file::edit(cx, path, None, |old| Ok(with_gen_line(old.unwrap_or(""), &line)))?;
+    let c = file::edit(cx, path, None, |old| {
+        Ok(with_gen_line(old.unwrap_or(""), &line))
+    })?;
     if c.changed() {
         cx.progress(format!("generating locale {}", locale.name));
         cx.apply(&[generator])?;
@@ -164,14 +188,20 @@ pub fn with_gen_line(text: &str, line: &str) -> String {
         let words: Vec<String> = l.split_whitespace().map(canonical_name).collect();
         words.len() == 2 && words[0] == want[0] && canonical_charset(&words[1]) == want[1]
     };
-    if text.lines().any(|l| !l.trim_start().starts_with('#') && same(l)) {
+    if text
+        .lines()
+        .any(|l| !l.trim_start().starts_with('#') && same(l))
+    {
         return text.to_string();
     }
     let mut out = String::with_capacity(text.len() + line.len() + 1);
     let mut done = false;
     for l in text.split_inclusive('\n') {
         let bare = l.trim_end_matches('\n');
-        if !done && bare.trim_start().starts_with('#') && same(bare.trim_start().trim_start_matches('#')) {
+        if !done
+            && bare.trim_start().starts_with('#')
+            && same(bare.trim_start().trim_start_matches('#'))
+        {
             out.push_str(line);
             out.push('\n');
             done = true;
@@ -179,7 +209,11 @@ pub fn with_gen_line(text: &str, line: &str) -> String {
             out.push_str(l);
         }
     }
-    if done { out } else { file::with_line(text, line) }
+    if done {
+        out
+    } else {
+        file::with_line(text, line)
+    }
 }
 
 /// The system locale file's contents: `LANG` and `LC_CTYPE`.
@@ -202,8 +236,16 @@ pub fn locale_set(cx: &mut Ctx, locale: &str) -> Result<Change> {
 pub fn validate_keymap(keymap: &str) -> Result<()> {
     let ok = !keymap.is_empty()
         && keymap.len() <= 64
-        && keymap.bytes().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c));
-    if ok { Ok(()) } else { Err(Error::invalid(format!("invalid keymap {keymap:?}: expected a name such as fr or de-latin1"))) }
+        && keymap
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "invalid keymap {keymap:?}: expected a name such as fr or de-latin1"
+        )))
+    }
 }
 
 /// Step "keymap set": `KEYMAP=` in /etc/vconsole.conf (other settings kept). On Debian, whose
@@ -211,14 +253,18 @@ pub fn validate_keymap(keymap: &str) -> Result<()> {
 /// exists: the keymap's first part (`fr-latin9` → `fr`; the variant is left alone).
 pub fn keymap_set(cx: &mut Ctx, keymap: &str) -> Result<Change> {
     validate_keymap(keymap)?;
-    let mut c = file::edit(cx, VCONSOLE_CONF, None, |old| Ok(with_var(old.unwrap_or(""), "KEYMAP", keymap)))?;
+    let mut c = file::edit(cx, VCONSOLE_CONF, None, |old| {
+        Ok(with_var(old.unwrap_or(""), "KEYMAP", keymap))
+    })?;
     if cx.facts().os == OsFamily::Debian && cx.file(DEFAULT_KEYBOARD)?.is_some() {
         let layout = keymap.split('-').next().unwrap_or(keymap);
         let quoted = format!("\"{layout}\"");
         let layout_set = |old: Option<&str>| {
             let old = old.unwrap_or("");
             // Quoted or not, the same value is the same setting.
-            let current = old.lines().find_map(|l| l.trim().strip_prefix("XKBLAYOUT="));
+            let current = old
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("XKBLAYOUT="));
             if current.map(|v| v.trim_matches('"')) == Some(layout) {
                 Ok(old.to_string())
             } else {
@@ -248,7 +294,11 @@ pub fn with_var(text: &str, key: &str, value: &str) -> String {
             out.push_str(l);
         }
     }
-    if done { out } else { file::with_line(text, &wanted) }
+    if done {
+        out
+    } else {
+        file::with_line(text, &wanted)
+    }
 }
 
 /// All four steps in order (for callers that want one step; playbooks name them separately).
@@ -283,11 +333,27 @@ mod tests {
     #[test]
     fn locale_names() {
         let l = Locale::parse("fr_FR.UTF-8").unwrap();
-        assert_eq!((l.lang.as_str(), l.charset.as_str(), l.gen_line()), ("fr", "UTF-8", "fr_FR.UTF-8 UTF-8".into()));
-        assert_eq!(Locale::parse("de_DE.utf8").unwrap().gen_line(), "de_DE.UTF-8 UTF-8");
-        assert_eq!(Locale::parse("sr_RS.UTF-8@latin").unwrap().gen_line(), "sr_RS.UTF-8@latin UTF-8");
+        assert_eq!(
+            (l.lang.as_str(), l.charset.as_str(), l.gen_line()),
+            ("fr", "UTF-8", "fr_FR.UTF-8 UTF-8".into())
+        );
+        assert_eq!(
+            Locale::parse("de_DE.utf8").unwrap().gen_line(),
+            "de_DE.UTF-8 UTF-8"
+        );
+        assert_eq!(
+            Locale::parse("sr_RS.UTF-8@latin").unwrap().gen_line(),
+            "sr_RS.UTF-8@latin UTF-8"
+        );
         assert!(Locale::parse("C.UTF-8").unwrap().builtin());
-        for bad in ["", "fr_FR", "FR_fr.UTF-8", "fr_FR.UTF-8; rm", "fr_FR.UTF-8\nLANG=x", "C_FR.UTF-8"] {
+        for bad in [
+            "",
+            "fr_FR",
+            "FR_fr.UTF-8",
+            "fr_FR.UTF-8; rm",
+            "fr_FR.UTF-8\nLANG=x",
+            "C_FR.UTF-8",
+        ] {
             assert!(Locale::parse(bad).is_err(), "{bad:?}");
         }
         assert!(validate_keymap("de-latin1").is_ok());
@@ -308,7 +374,10 @@ mod tests {
         .assert_debug_eq(&tail);
         assert_eq!(with_gen_line(&photon, "fr_FR.UTF-8 UTF-8"), photon);
         // Already there with a tab: as is.
-        assert_eq!(with_gen_line(photon_files::LOCALE_GEN, "en_US.UTF-8 UTF-8"), photon_files::LOCALE_GEN);
+        assert_eq!(
+            with_gen_line(photon_files::LOCALE_GEN, "en_US.UTF-8 UTF-8"),
+            photon_files::LOCALE_GEN
+        );
         let debian = with_gen_line(DEBIAN_LOCALE_GEN, "fr_FR.UTF-8 UTF-8");
         expect![[r#"
             # This file lists locales that you wish to have built.
@@ -321,7 +390,10 @@ mod tests {
         "#]]
         .assert_eq(&debian);
         assert_eq!(with_gen_line(&debian, "fr_FR.UTF-8 UTF-8"), debian);
-        assert_eq!(with_gen_line("", "fr_FR.UTF-8 UTF-8"), "fr_FR.UTF-8 UTF-8\n");
+        assert_eq!(
+            with_gen_line("", "fr_FR.UTF-8 UTF-8"),
+            "fr_FR.UTF-8 UTF-8\n"
+        );
     }
 
     #[test]
@@ -330,19 +402,42 @@ mod tests {
             KEYMAP=fr
             FONT=eurlatgr
         "#]]
-        .assert_eq(&with_var("KEYMAP=us\nFONT=eurlatgr\nKEYMAP=de\n", "KEYMAP", "fr"));
+        .assert_eq(&with_var(
+            "KEYMAP=us\nFONT=eurlatgr\nKEYMAP=de\n",
+            "KEYMAP",
+            "fr",
+        ));
         assert_eq!(with_var("", "KEYMAP", "fr"), "KEYMAP=fr\n");
-        assert_eq!(with_var("# KEYMAP=us\n", "KEYMAP", "fr"), "# KEYMAP=us\nKEYMAP=fr\n");
-        assert_eq!(render_locale_conf("fr_FR.UTF-8"), "LANG=fr_FR.UTF-8\nLC_CTYPE=fr_FR.UTF-8\n");
+        assert_eq!(
+            with_var("# KEYMAP=us\n", "KEYMAP", "fr"),
+            "# KEYMAP=us\nKEYMAP=fr\n"
+        );
+        assert_eq!(
+            render_locale_conf("fr_FR.UTF-8"),
+            "LANG=fr_FR.UTF-8\nLC_CTYPE=fr_FR.UTF-8\n"
+        );
     }
 
     #[test]
     fn photon_plan() {
-        let (mut cx, rec) = Fixture::photon().absent(LOCALE_CONF).absent(VCONSOLE_CONF).ctx(Mode::Apply);
+        let (mut cx, rec) = Fixture::photon()
+            .absent(LOCALE_CONF)
+            .absent(VCONSOLE_CONF)
+            .ctx(Mode::Apply);
         // After the install the package list is read again.
         let rpm = b"glibc 2.36-16.ph5\nkbd 2.2.0-3.ph5\nglibc-i18n 2.36-16.ph5\n".to_vec();
-        rec.reply("sh -c 'if command -v rpm", crate::host::Output { status: Some(0), stdout: rpm, stderr: Vec::new() });
-        assert_eq!(locale(&mut cx, "fr_FR.UTF-8", Some("fr")).unwrap(), Change::Changed);
+        rec.reply(
+            "sh -c 'if command -v rpm",
+            crate::host::Output {
+                status: Some(0),
+                stdout: rpm,
+                stderr: Vec::new(),
+            },
+        );
+        assert_eq!(
+            locale(&mut cx, "fr_FR.UTF-8", Some("fr")).unwrap(),
+            Change::Changed
+        );
         expect![[r#"
             [
                 "run tdnf install -y --quiet kbd glibc-i18n",
@@ -356,7 +451,10 @@ mod tests {
         assert_eq!(cached(&mut cx, VCONSOLE_CONF), "KEYMAP=fr\n");
         // Second run in the same state: nothing.
         let n = cx.actions().len();
-        assert_eq!(locale(&mut cx, "fr_FR.UTF-8", Some("fr")).unwrap(), Change::Unchanged);
+        assert_eq!(
+            locale(&mut cx, "fr_FR.UTF-8", Some("fr")).unwrap(),
+            Change::Unchanged
+        );
         assert_eq!(cx.actions().len(), n);
     }
 
@@ -364,13 +462,30 @@ mod tests {
     fn photon_no_change() {
         let (mut cx, rec) = Fixture::photon()
             .packages(&[("kbd", "2.2.0-3.ph5"), ("glibc-i18n", "2.36-16.ph5")])
-            .file(LOCALE_GEN_CONF, &format!("{}fr_FR.UTF-8\tUTF-8\n", photon_files::LOCALE_GEN), 0o644)
-            .file(LOCALE_CONF, "LANG=fr_FR.UTF-8\nLC_CTYPE=fr_FR.UTF-8\n", 0o644)
+            .file(
+                LOCALE_GEN_CONF,
+                &format!("{}fr_FR.UTF-8\tUTF-8\n", photon_files::LOCALE_GEN),
+                0o644,
+            )
+            .file(
+                LOCALE_CONF,
+                "LANG=fr_FR.UTF-8\nLC_CTYPE=fr_FR.UTF-8\n",
+                0o644,
+            )
             .file(VCONSOLE_CONF, "KEYMAP=fr\n", 0o644)
             .ctx(Mode::Apply);
-        assert_eq!(locale_packages(&mut cx, "fr_FR.UTF-8").unwrap(), Change::Unchanged);
-        assert_eq!(locale_generated(&mut cx, "fr_FR.UTF-8").unwrap(), Change::Unchanged);
-        assert_eq!(locale_set(&mut cx, "fr_FR.UTF-8").unwrap(), Change::Unchanged);
+        assert_eq!(
+            locale_packages(&mut cx, "fr_FR.UTF-8").unwrap(),
+            Change::Unchanged
+        );
+        assert_eq!(
+            locale_generated(&mut cx, "fr_FR.UTF-8").unwrap(),
+            Change::Unchanged
+        );
+        assert_eq!(
+            locale_set(&mut cx, "fr_FR.UTF-8").unwrap(),
+            Change::Unchanged
+        );
         assert_eq!(keymap_set(&mut cx, "fr").unwrap(), Change::Unchanged);
         assert!(cx.actions().is_empty());
         assert!(rec.commands().is_empty());
@@ -383,9 +498,16 @@ mod tests {
             .file(LOCALE_GEN, DEBIAN_LOCALE_GEN, 0o644)
             .absent(DEFAULT_LOCALE)
             .file(VCONSOLE_CONF, "KEYMAP=us\n", 0o644)
-            .file(DEFAULT_KEYBOARD, "XKBMODEL=\"pc105\"\nXKBLAYOUT=\"us\"\nXKBVARIANT=\"\"\n", 0o644)
+            .file(
+                DEFAULT_KEYBOARD,
+                "XKBMODEL=\"pc105\"\nXKBLAYOUT=\"us\"\nXKBVARIANT=\"\"\n",
+                0o644,
+            )
             .ctx(Mode::Check);
-        assert_eq!(locale(&mut cx, "fr_FR.UTF-8", Some("fr-latin9")).unwrap(), Change::Changed);
+        assert_eq!(
+            locale(&mut cx, "fr_FR.UTF-8", Some("fr-latin9")).unwrap(),
+            Change::Changed
+        );
         expect![[r#"
             [
                 "run apt-get update -q -o DPkg::Lock::Timeout=120",
@@ -398,7 +520,11 @@ mod tests {
             ]
         "#]]
         .assert_debug_eq(&strings(&cx));
-        assert!(rec.commands().is_empty(), "check mode ran {:?}", rec.commands());
+        assert!(
+            rec.commands().is_empty(),
+            "check mode ran {:?}",
+            rec.commands()
+        );
         assert!(cached(&mut cx, DEFAULT_KEYBOARD).contains("\nXKBLAYOUT=\"fr\"\n"));
     }
 
@@ -406,12 +532,23 @@ mod tests {
     fn debian_no_change() {
         let (mut cx, rec) = Fixture::debian()
             .packages(&[("kbd", "2.5.1-1"), ("locales", "2.36-9+deb12u9")])
-            .file(LOCALE_GEN, &with_gen_line(DEBIAN_LOCALE_GEN, "fr_FR.UTF-8 UTF-8"), 0o644)
-            .file(DEFAULT_LOCALE, "LANG=fr_FR.UTF-8\nLC_CTYPE=fr_FR.UTF-8\n", 0o644)
+            .file(
+                LOCALE_GEN,
+                &with_gen_line(DEBIAN_LOCALE_GEN, "fr_FR.UTF-8 UTF-8"),
+                0o644,
+            )
+            .file(
+                DEFAULT_LOCALE,
+                "LANG=fr_FR.UTF-8\nLC_CTYPE=fr_FR.UTF-8\n",
+                0o644,
+            )
             .file(VCONSOLE_CONF, "KEYMAP=fr-latin9\n", 0o644)
             .file(DEFAULT_KEYBOARD, "XKBMODEL=pc105\nXKBLAYOUT=fr\n", 0o644)
             .ctx(Mode::Apply);
-        assert_eq!(locale(&mut cx, "fr_FR.UTF-8", Some("fr-latin9")).unwrap(), Change::Unchanged);
+        assert_eq!(
+            locale(&mut cx, "fr_FR.UTF-8", Some("fr-latin9")).unwrap(),
+            Change::Unchanged
+        );
         assert!(cx.actions().is_empty(), "{:?}", cx.actions());
         assert!(rec.commands().is_empty());
     }
@@ -422,7 +559,10 @@ mod tests {
             .file(LOCALE_CONF, "LANG=en_US.UTF-8\n", 0o644)
             .file(VCONSOLE_CONF, "KEYMAP=us\nFONT=eurlatgr\n", 0o644)
             .ctx(Mode::Apply);
-        assert_eq!(locale(&mut cx, "fr_FR.UTF-8", Some("fr")).unwrap(), Change::Changed);
+        assert_eq!(
+            locale(&mut cx, "fr_FR.UTF-8", Some("fr")).unwrap(),
+            Change::Changed
+        );
         expect![[r#"
             [
                 "run dnf install -y --quiet glibc-langpack-fr kbd",

@@ -48,27 +48,46 @@ pub struct StaticNetwork<'a> {
 }
 
 fn ip(what: &str, s: &str) -> Result<IpAddr> {
-    s.parse().map_err(|_| Error::invalid(format!("invalid {what} {s:?}: expected an IPv4 or IPv6 address")))
+    s.parse().map_err(|_| {
+        Error::invalid(format!(
+            "invalid {what} {s:?}: expected an IPv4 or IPv6 address"
+        ))
+    })
 }
 
 impl StaticNetwork<'_> {
     pub fn validate(&self) -> Result<()> {
         let i = self.interface;
-        if i.is_empty() || i.len() > 15 || !i.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
-            return Err(Error::invalid(format!("invalid interface name {i:?}: expected a name such as eth0 or ens192")));
+        if i.is_empty()
+            || i.len() > 15
+            || !i
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        {
+            return Err(Error::invalid(format!(
+                "invalid interface name {i:?}: expected a name such as eth0 or ens192"
+            )));
         }
         let (addr, prefix) = self.address_cidr.split_once('/').ok_or_else(|| {
-            Error::invalid(format!("invalid address {:?}: expected ADDRESS/PREFIX such as 192.168.10.57/24", self.address_cidr))
+            Error::invalid(format!(
+                "invalid address {:?}: expected ADDRESS/PREFIX such as 192.168.10.57/24",
+                self.address_cidr
+            ))
         })?;
         let addr = ip("address", addr)?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         if !prefix.parse::<u8>().is_ok_and(|p| (1..=max).contains(&p)) || prefix.starts_with('+') {
-            return Err(Error::invalid(format!("invalid prefix length in {:?}: expected 1 to {max}", self.address_cidr)));
+            return Err(Error::invalid(format!(
+                "invalid prefix length in {:?}: expected 1 to {max}",
+                self.address_cidr
+            )));
         }
         if let Some(gw) = self.gateway {
             let gw = ip("gateway", gw)?;
             if gw.is_ipv4() != addr.is_ipv4() {
-                return Err(Error::invalid(format!("gateway {gw} and address {addr} are not of the same IP version")));
+                return Err(Error::invalid(format!(
+                    "gateway {gw} and address {addr} are not of the same IP version"
+                )));
             }
         }
         for d in self.dns {
@@ -109,14 +128,26 @@ pub const NOT_APPLIED: &str = "not applied: set network.apply = true for this ho
 /// changed, or networkd is not running): systemd-networkd enabled, then started, or, when it
 /// already runs, `networkctl reload` (which reconfigures the interfaces whose file changed).
 /// When not asked: skipped with [`NOT_APPLIED`] if the file changed, else unchanged.
-pub fn network_applied(cx: &mut Ctx, net: &StaticNetwork, changed: bool, apply: bool) -> Result<Change> {
+pub fn network_applied(
+    cx: &mut Ctx,
+    net: &StaticNetwork,
+    changed: bool,
+    apply: bool,
+) -> Result<Change> {
     if !apply {
-        return Ok(if changed { Change::Skipped(NOT_APPLIED.into()) } else { Change::Unchanged });
+        return Ok(if changed {
+            Change::Skipped(NOT_APPLIED.into())
+        } else {
+            Change::Unchanged
+        });
     }
     net.validate()?;
     let unit = systemd::unit(cx, NETWORKD)?;
     let running = unit.active == "active";
-    let enabled = matches!(unit.enablement.as_str(), "enabled" | "enabled-runtime" | "static" | "alias" | "indirect");
+    let enabled = matches!(
+        unit.enablement.as_str(),
+        "enabled" | "enabled-runtime" | "static" | "alias" | "indirect"
+    );
     if !changed && running && enabled {
         return Ok(Change::Unchanged);
     }
@@ -160,7 +191,8 @@ pub fn network_applied(cx: &mut Ctx, net: &StaticNetwork, changed: bool, apply: 
 pub fn ifupdown_stanza(text: &str, interface: &str) -> Option<String> {
     text.lines().map(str::trim).find_map(|l| {
         let w: Vec<&str> = l.split_whitespace().collect();
-        (w.len() >= 4 && w[0] == "iface" && w[1] == interface && w[3] != "manual").then(|| w.join(" "))
+        (w.len() >= 4 && w[0] == "iface" && w[1] == interface && w[3] != "manual")
+            .then(|| w.join(" "))
     })
 }
 
@@ -180,7 +212,12 @@ mod tests {
     }
 
     fn net(dns: &[String]) -> StaticNetwork<'_> {
-        StaticNetwork { interface: "eth0", address_cidr: "192.168.10.57/24", gateway: Some("192.168.10.1"), dns }
+        StaticNetwork {
+            interface: "eth0",
+            address_cidr: "192.168.10.57/24",
+            gateway: Some("192.168.10.1"),
+            dns,
+        }
     }
 
     #[test]
@@ -198,8 +235,16 @@ mod tests {
             DNS=192.168.10.3
         "#]]
         .assert_eq(&render(&net(&d)).unwrap());
-        let bare = StaticNetwork { interface: "ens192", address_cidr: "fd00::5/64", gateway: None, dns: &[] };
-        assert_eq!(render(&bare).unwrap(), "# Managed by nodeprep.\n[Match]\nName=ens192\n\n[Network]\nAddress=fd00::5/64\n");
+        let bare = StaticNetwork {
+            interface: "ens192",
+            address_cidr: "fd00::5/64",
+            gateway: None,
+            dns: &[],
+        };
+        assert_eq!(
+            render(&bare).unwrap(),
+            "# Managed by nodeprep.\n[Match]\nName=ens192\n\n[Network]\nAddress=fd00::5/64\n"
+        );
     }
 
     #[test]
@@ -207,13 +252,34 @@ mod tests {
         let d = dns();
         let ok = net(&d);
         for bad in [
-            StaticNetwork { address_cidr: "192.168.10.57", ..ok },
-            StaticNetwork { address_cidr: "192.168.10.57/33", ..ok },
-            StaticNetwork { address_cidr: "192.168.10.300/24", ..ok },
-            StaticNetwork { interface: "eth0\nDHCP=yes", ..ok },
-            StaticNetwork { interface: "", ..ok },
-            StaticNetwork { gateway: Some("fd00::1"), ..ok },
-            StaticNetwork { gateway: Some("gw"), ..ok },
+            StaticNetwork {
+                address_cidr: "192.168.10.57",
+                ..ok
+            },
+            StaticNetwork {
+                address_cidr: "192.168.10.57/33",
+                ..ok
+            },
+            StaticNetwork {
+                address_cidr: "192.168.10.300/24",
+                ..ok
+            },
+            StaticNetwork {
+                interface: "eth0\nDHCP=yes",
+                ..ok
+            },
+            StaticNetwork {
+                interface: "",
+                ..ok
+            },
+            StaticNetwork {
+                gateway: Some("fd00::1"),
+                ..ok
+            },
+            StaticNetwork {
+                gateway: Some("gw"),
+                ..ok
+            },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
@@ -226,10 +292,16 @@ mod tests {
         let d = dns();
         let (mut cx, _rec) = Fixture::photon().absent(NETWORK_FILE).ctx(Mode::Apply);
         let c = network_file(&mut cx, &net(&d)).unwrap();
-        assert_eq!(network_applied(&mut cx, &net(&d), c.changed(), true).unwrap(), Change::Changed);
+        assert_eq!(
+            network_applied(&mut cx, &net(&d), c.changed(), true).unwrap(),
+            Change::Changed
+        );
         assert_eq!(
             strings(&cx),
-            ["write /etc/systemd/network/10-static-en.network 0644 root:root", "run networkctl reload"]
+            [
+                "write /etc/systemd/network/10-static-en.network 0644 root:root",
+                "run networkctl reload"
+            ]
         );
     }
 
@@ -238,21 +310,35 @@ mod tests {
         let d = dns();
         let (mut cx, _rec) = Fixture::photon().absent(NETWORK_FILE).ctx(Mode::Apply);
         let c = network_file(&mut cx, &net(&d)).unwrap();
-        assert_eq!(network_applied(&mut cx, &net(&d), c.changed(), false).unwrap(), Change::Skipped(NOT_APPLIED.into()));
-        assert_eq!(strings(&cx), ["write /etc/systemd/network/10-static-en.network 0644 root:root"]);
+        assert_eq!(
+            network_applied(&mut cx, &net(&d), c.changed(), false).unwrap(),
+            Change::Skipped(NOT_APPLIED.into())
+        );
+        assert_eq!(
+            strings(&cx),
+            ["write /etc/systemd/network/10-static-en.network 0644 root:root"]
+        );
         // Next run: the file is there, nothing pending.
         let c = network_file(&mut cx, &net(&d)).unwrap();
-        assert_eq!(network_applied(&mut cx, &net(&d), c.changed(), false).unwrap(), Change::Unchanged);
+        assert_eq!(
+            network_applied(&mut cx, &net(&d), c.changed(), false).unwrap(),
+            Change::Unchanged
+        );
     }
 
     #[test]
     fn photon_no_change() {
         let d = dns();
         let text = render(&net(&d)).unwrap();
-        let (mut cx, rec) = Fixture::photon().file(NETWORK_FILE, &text, 0o644).ctx(Mode::Apply);
+        let (mut cx, rec) = Fixture::photon()
+            .file(NETWORK_FILE, &text, 0o644)
+            .ctx(Mode::Apply);
         let c = network_file(&mut cx, &net(&d)).unwrap();
         assert_eq!(c, Change::Unchanged);
-        assert_eq!(network_applied(&mut cx, &net(&d), c.changed(), true).unwrap(), Change::Unchanged);
+        assert_eq!(
+            network_applied(&mut cx, &net(&d), c.changed(), true).unwrap(),
+            Change::Unchanged
+        );
         assert!(cx.actions().is_empty());
         assert!(rec.commands().is_empty());
     }
@@ -261,9 +347,14 @@ mod tests {
     fn umask_mode_fixed() {
         let d = dns();
         let text = render(&net(&d)).unwrap();
-        let (mut cx, _rec) = Fixture::photon().file(NETWORK_FILE, &text, 0o640).ctx(Mode::Apply);
+        let (mut cx, _rec) = Fixture::photon()
+            .file(NETWORK_FILE, &text, 0o640)
+            .ctx(Mode::Apply);
         assert_eq!(network_file(&mut cx, &net(&d)).unwrap(), Change::Changed);
-        assert_eq!(strings(&cx), ["run chmod 0644 /etc/systemd/network/10-static-en.network"]);
+        assert_eq!(
+            strings(&cx),
+            ["run chmod 0644 /etc/systemd/network/10-static-en.network"]
+        );
     }
 
     #[test]
@@ -271,12 +362,19 @@ mod tests {
         let d = dns();
         let (mut cx, rec) = Fixture::debian()
             .absent(NETWORK_FILE)
-            .file(IFUPDOWN, "auto lo\niface lo inet loopback\n\nallow-hotplug eth0\niface eth0 inet manual\n", 0o644)
+            .file(
+                IFUPDOWN,
+                "auto lo\niface lo inet loopback\n\nallow-hotplug eth0\niface eth0 inet manual\n",
+                0o644,
+            )
             .unit("systemd-networkd.service", "disabled", "inactive")
             .unit("NetworkManager.service", "", "")
             .ctx(Mode::Check);
         let c = network_file(&mut cx, &net(&d)).unwrap();
-        assert_eq!(network_applied(&mut cx, &net(&d), c.changed(), true).unwrap(), Change::Changed);
+        assert_eq!(
+            network_applied(&mut cx, &net(&d), c.changed(), true).unwrap(),
+            Change::Changed
+        );
         expect![[r#"
             [
                 "write /etc/systemd/network/10-static-en.network 0644 root:root",
@@ -285,7 +383,11 @@ mod tests {
             ]
         "#]]
         .assert_debug_eq(&strings(&cx));
-        assert!(rec.commands().is_empty(), "check mode ran {:?}", rec.commands());
+        assert!(
+            rec.commands().is_empty(),
+            "check mode ran {:?}",
+            rec.commands()
+        );
     }
 
     #[test]
@@ -293,29 +395,45 @@ mod tests {
         let d = dns();
         let (mut cx, _rec) = Fixture::debian()
             .absent(NETWORK_FILE)
-            .file(IFUPDOWN, "auto lo\niface lo inet loopback\n\nallow-hotplug eth0\niface eth0 inet dhcp\n", 0o644)
+            .file(
+                IFUPDOWN,
+                "auto lo\niface lo inet loopback\n\nallow-hotplug eth0\niface eth0 inet dhcp\n",
+                0o644,
+            )
             .unit("systemd-networkd.service", "disabled", "inactive")
             .ctx(Mode::Apply);
         let c = network_file(&mut cx, &net(&d)).unwrap();
         let err = network_applied(&mut cx, &net(&d), c.changed(), true).unwrap_err();
         assert!(err.message().contains("`iface eth0 inet dhcp`"), "{err}");
-        assert_eq!(strings(&cx), ["write /etc/systemd/network/10-static-en.network 0644 root:root"]);
+        assert_eq!(
+            strings(&cx),
+            ["write /etc/systemd/network/10-static-en.network 0644 root:root"]
+        );
     }
 
     #[test]
     fn container_skipped() {
         let d = dns();
-        let (mut cx, _rec) = Fixture::photon().absent(NETWORK_FILE).in_container().ctx(Mode::Apply);
+        let (mut cx, _rec) = Fixture::photon()
+            .absent(NETWORK_FILE)
+            .in_container()
+            .ctx(Mode::Apply);
         let c = network_file(&mut cx, &net(&d)).unwrap();
         let applied = network_applied(&mut cx, &net(&d), c.changed(), true).unwrap();
-        assert!(matches!(&applied, Change::Skipped(r) if r.contains("container runtime")), "{applied:?}");
+        assert!(
+            matches!(&applied, Change::Skipped(r) if r.contains("container runtime")),
+            "{applied:?}"
+        );
         assert_eq!(cx.actions().len(), 1);
     }
 
     #[test]
     fn rhel_without_networkd_refused() {
         let d = dns();
-        let (mut cx, _rec) = Fixture::rhel().absent(NETWORK_FILE).unit("systemd-networkd.service", "", "").ctx(Mode::Apply);
+        let (mut cx, _rec) = Fixture::rhel()
+            .absent(NETWORK_FILE)
+            .unit("systemd-networkd.service", "", "")
+            .ctx(Mode::Apply);
         let c = network_file(&mut cx, &net(&d)).unwrap();
         let err = network_applied(&mut cx, &net(&d), c.changed(), true).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unsupported);

@@ -8,7 +8,11 @@ use crate::facts::OsFamily;
 /// Every package in `names` is installed; the missing ones go in one transaction.
 pub fn installed(cx: &mut Ctx, names: &[&str]) -> Result<Change> {
     let have = cx.packages()?;
-    let missing: Vec<&str> = names.iter().copied().filter(|n| !have.contains_key(*n)).collect();
+    let missing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| !have.contains_key(*n))
+        .collect();
     if missing.is_empty() {
         return Ok(Change::Unchanged);
     }
@@ -49,7 +53,9 @@ pub fn apt_update_once(cx: &mut Ctx) -> Result<()> {
         return Ok(());
     }
     cx.apply(&["apt-get", "update", "-q", "-o", "DPkg::Lock::Timeout=120"])?;
-    cx.state_mut().facts.insert("apt-updated".into(), "yes".into());
+    cx.state_mut()
+        .facts
+        .insert("apt-updated".into(), "yes".into());
     Ok(())
 }
 

@@ -28,7 +28,14 @@ impl FileState {
 impl std::fmt::Debug for FileState {
     // Contents stay out of Debug output: /etc/shadow passes through here.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "FileState({:o} {}:{}, {} bytes)", self.mode, self.owner, self.group, self.content.len())
+        write!(
+            f,
+            "FileState({:o} {}:{}, {} bytes)",
+            self.mode,
+            self.owner,
+            self.group,
+            self.content.len()
+        )
     }
 }
 
@@ -53,17 +60,20 @@ pub struct Probe {
 
 impl Probe {
     pub fn files<S: AsRef<str>>(mut self, paths: &[S]) -> Probe {
-        self.files.extend(paths.iter().map(|p| p.as_ref().to_string()));
+        self.files
+            .extend(paths.iter().map(|p| p.as_ref().to_string()));
         self
     }
 
     pub fn programs<S: AsRef<str>>(mut self, names: &[S]) -> Probe {
-        self.programs.extend(names.iter().map(|p| p.as_ref().to_string()));
+        self.programs
+            .extend(names.iter().map(|p| p.as_ref().to_string()));
         self
     }
 
     pub fn units<S: AsRef<str>>(mut self, names: &[S]) -> Probe {
-        self.units.extend(names.iter().map(|p| p.as_ref().to_string()));
+        self.units
+            .extend(names.iter().map(|p| p.as_ref().to_string()));
         self
     }
 
@@ -78,7 +88,9 @@ impl Probe {
 
 /// `systemctl show` for some units, in the format [`parse_units_show`] reads.
 pub fn units_show_command<S: AsRef<str>>(units: &[S]) -> String {
-    let mut s = String::from("systemctl show --no-pager -p Id -p LoadState -p UnitFileState -p ActiveState --");
+    let mut s = String::from(
+        "systemctl show --no-pager -p Id -p LoadState -p UnitFileState -p ActiveState --",
+    );
     for u in units {
         s.push(' ');
         s.push_str(&shell_quote(u.as_ref()));
@@ -179,7 +191,10 @@ fi
         s.push('\n');
     }
     for prog in &probe.programs {
-        s.push_str(&format!("command -v {q} >/dev/null 2>&1 && m prog {q}\n", q = shell_quote(prog)));
+        s.push_str(&format!(
+            "command -v {q} >/dev/null 2>&1 && m prog {q}\n",
+            q = shell_quote(prog)
+        ));
     }
     for path in &probe.files {
         s.push_str(&format!("f {}\n", shell_quote(path)));
@@ -203,7 +218,9 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
         let (kind, name) = head.split_once(' ').unwrap_or((head, ""));
         match kind {
             "fact" => {
-                state.facts.insert(name.to_string(), body.trim_end().to_string());
+                state
+                    .facts
+                    .insert(name.to_string(), body.trim_end().to_string());
             }
             "pkgs" => {
                 for line in body.lines() {
@@ -228,7 +245,9 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
                 let data = lines.next().unwrap_or("");
                 let w: Vec<&str> = stat.split_whitespace().collect();
                 if w.len() != 4 {
-                    return Err(Error::other(format!("state probe: bad stat line for {name}: {stat:?}")));
+                    return Err(Error::other(format!(
+                        "state probe: bad stat line for {name}: {stat:?}"
+                    )));
                 }
                 let mode = u32::from_str_radix(w[0], 8)
                     .map_err(|_| Error::other(format!("state probe: bad mode for {name}")))?;
@@ -236,7 +255,13 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
                     .ok_or_else(|| Error::other(format!("state probe: bad contents for {name}")))?;
                 state.files.insert(
                     name.to_string(),
-                    Some(FileState { mode, owner: w[1].into(), group: w[2].into(), is_dir: w[3] == "dir", content }),
+                    Some(FileState {
+                        mode,
+                        owner: w[1].into(),
+                        group: w[2].into(),
+                        is_dir: w[3] == "dir",
+                        content,
+                    }),
                 );
             }
             _ => {}
@@ -294,17 +319,34 @@ mod tests {
 
     #[test]
     fn parse_reply() {
-        let probe = Probe::default().files(&["/etc/fstab", "/etc/x"]).programs(&["ip", "socat"]);
+        let probe = Probe::default()
+            .files(&["/etc/fstab", "/etc/x"])
+            .programs(&["ip", "socat"]);
         let reply = "\n@@np:fact os-release\nID=debian\n\n@@np:fact systemd\nyes\n\n@@np:pkgs -\nbash 5.2\nkmod 30\n\n@@np:units -\nId=ssh.service\nLoadState=loaded\nUnitFileState=enabled\nActiveState=active\n\nId=nope.service\nLoadState=not-found\nUnitFileState=\nActiveState=inactive\n\n@@np:prog ip\n\n@@np:file /etc/fstab\n644 root root file\nYQ==\n\n@@np:none /etc/x\n\n@@np:end -\n";
         let s = parse_probe(reply, &probe).unwrap();
         assert_eq!(s.facts["systemd"], "yes");
         assert_eq!(s.packages.as_ref().unwrap()["kmod"], "30");
-        assert_eq!(s.units["ssh.service"], UnitState { enablement: "enabled".into(), active: "active".into() });
-        assert_eq!(s.units["nope.service"], UnitState { enablement: "".into(), active: "inactive".into() });
+        assert_eq!(
+            s.units["ssh.service"],
+            UnitState {
+                enablement: "enabled".into(),
+                active: "active".into()
+            }
+        );
+        assert_eq!(
+            s.units["nope.service"],
+            UnitState {
+                enablement: "".into(),
+                active: "inactive".into()
+            }
+        );
         assert_eq!(s.programs["ip"], true);
         assert_eq!(s.programs["socat"], false);
         let fstab = s.files["/etc/fstab"].as_ref().unwrap();
-        assert_eq!((fstab.mode, fstab.content.as_slice()), (0o644, b"a".as_slice()));
+        assert_eq!(
+            (fstab.mode, fstab.content.as_slice()),
+            (0o644, b"a".as_slice())
+        );
         assert_eq!(s.files["/etc/x"], None);
         assert!(parse_probe("\n@@np:fact x\n", &probe).is_err());
     }

@@ -7,15 +7,25 @@ use crate::state::{self, UnitState};
 
 /// `name` with `.service` appended when it has no unit suffix.
 pub fn unit_name(name: &str) -> String {
-    const SUFFIXES: [&str; 8] = [".service", ".socket", ".timer", ".target", ".mount", ".path", ".slice", ".scope"];
-    if SUFFIXES.iter().any(|s| name.ends_with(s)) { name.to_string() } else { format!("{name}.service") }
+    const SUFFIXES: [&str; 8] = [
+        ".service", ".socket", ".timer", ".target", ".mount", ".path", ".slice", ".scope",
+    ];
+    if SUFFIXES.iter().any(|s| name.ends_with(s)) {
+        name.to_string()
+    } else {
+        format!("{name}.service")
+    }
 }
 
 /// The unit's state as systemd reports it (empty enablement: no such unit). Read from the
 /// probe; after a package install or a daemon-reload, read again (one round trip per unit).
 pub fn unit(cx: &mut Ctx, name: &str) -> Result<UnitState> {
     let name = unit_name(name);
-    let stale = cx.state().facts.get("units-stale").is_some_and(|v| v == "yes");
+    let stale = cx
+        .state()
+        .facts
+        .get("units-stale")
+        .is_some_and(|v| v == "yes");
     if stale {
         if cx.check_mode() {
             // Nothing was installed: what the probe saw still holds, except for units a
@@ -30,7 +40,11 @@ pub fn unit(cx: &mut Ctx, name: &str) -> Result<UnitState> {
     }
     let out = cx.query(&["sh", "-c", &state::units_show_command(&[&name])])?;
     let read = state::parse_units_show(&out.stdout_str());
-    let u = read.into_iter().find(|(id, _)| *id == name).map(|(_, u)| u).unwrap_or_default();
+    let u = read
+        .into_iter()
+        .find(|(id, _)| *id == name)
+        .map(|(_, u)| u)
+        .unwrap_or_default();
     cx.state_mut().units.insert(name, u.clone());
     Ok(u)
 }
@@ -39,7 +53,10 @@ fn require_systemd(cx: &Ctx) -> Result<()> {
     if cx.facts().systemd {
         Ok(())
     } else {
-        Err(Error::new(ErrorKind::Unsupported, "systemd is not running on this host (PID 1 is something else)"))
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            "systemd is not running on this host (PID 1 is something else)",
+        ))
     }
 }
 
@@ -48,14 +65,24 @@ pub fn enabled(cx: &mut Ctx, name: &str) -> Result<Change> {
     require_systemd(cx)?;
     let unit_name = unit_name(name);
     let u = unit(cx, &unit_name)?;
-    if matches!(u.enablement.as_str(), "enabled" | "enabled-runtime" | "static" | "alias" | "indirect" | "generated") {
+    if matches!(
+        u.enablement.as_str(),
+        "enabled" | "enabled-runtime" | "static" | "alias" | "indirect" | "generated"
+    ) {
         return Ok(Change::Unchanged);
     }
     if u.enablement == "masked" {
-        return Err(Error::new(ErrorKind::Invalid, format!("{unit_name} is masked; unmask it first (systemctl unmask {unit_name})")));
+        return Err(Error::new(
+            ErrorKind::Invalid,
+            format!("{unit_name} is masked; unmask it first (systemctl unmask {unit_name})"),
+        ));
     }
     cx.apply(&["systemctl", "enable", &unit_name])?;
-    cx.state_mut().units.entry(unit_name).or_default().enablement = "enabled".into();
+    cx.state_mut()
+        .units
+        .entry(unit_name)
+        .or_default()
+        .enablement = "enabled".into();
     Ok(Change::Changed)
 }
 
@@ -93,7 +120,9 @@ pub fn reloaded(cx: &mut Ctx, name: &str) -> Result<Change> {
 pub fn daemon_reload(cx: &mut Ctx) -> Result<Change> {
     require_systemd(cx)?;
     cx.apply(&["systemctl", "daemon-reload"])?;
-    cx.state_mut().facts.insert("units-stale".into(), "yes".into());
+    cx.state_mut()
+        .facts
+        .insert("units-stale".into(), "yes".into());
     Ok(Change::Changed)
 }
 

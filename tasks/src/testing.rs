@@ -20,7 +20,8 @@ pub struct Fixture {
 pub mod photon_files {
     pub const OS_RELEASE: &str = include_str!("../tests/data/photon/os-release");
     pub const CONTAINERD_CONFIG: &str = include_str!("../tests/data/photon/containerd-config.toml");
-    pub const SECURITY_HARDENING: &str = include_str!("../tests/data/photon/50-security-hardening.conf");
+    pub const SECURITY_HARDENING: &str =
+        include_str!("../tests/data/photon/50-security-hardening.conf");
     pub const IP4SAVE: &str = include_str!("../tests/data/photon/ip4save");
     pub const IP6SAVE: &str = include_str!("../tests/data/photon/ip6save");
     pub const LOCALE_GEN: &str = include_str!("../tests/data/photon/locale-gen.conf");
@@ -35,7 +36,10 @@ const SWAPS_NONE: &str = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
 impl Fixture {
     fn new(os_release: &str) -> Fixture {
         let facts = Facts::from_os_release(os_release).expect("fixture os-release");
-        let mut f = Fixture { facts, state: State::default() };
+        let mut f = Fixture {
+            facts,
+            state: State::default(),
+        };
         f.state.packages = Some(Default::default());
         f.state.facts.insert("os-release".into(), os_release.into());
         f = f
@@ -60,14 +64,30 @@ impl Fixture {
     pub fn photon() -> Fixture {
         use photon_files::*;
         Fixture::new(OS_RELEASE)
-            .file("/etc/group", "root:x:0:\nwheel:x:10:\nusers:x:100:\n", 0o644)
+            .file(
+                "/etc/group",
+                "root:x:0:\nwheel:x:10:\nusers:x:100:\n",
+                0o644,
+            )
             .file("/etc/locale-gen.conf", LOCALE_GEN, 0o644)
-            .file("/etc/sysctl.d/50-security-hardening.conf", SECURITY_HARDENING, 0o644)
+            .file(
+                "/etc/sysctl.d/50-security-hardening.conf",
+                SECURITY_HARDENING,
+                0o644,
+            )
             .file("/etc/systemd/scripts/ip4save", IP4SAVE, 0o644)
             .file("/etc/systemd/scripts/ip6save", IP6SAVE, 0o644)
-            .file("/etc/systemd/network/99-dhcp-en.network", DHCP_NETWORK, 0o644)
+            .file(
+                "/etc/systemd/network/99-dhcp-en.network",
+                DHCP_NETWORK,
+                0o644,
+            )
             .file("/etc/tdnf/tdnf.conf", TDNF_CONF, 0o644)
-            .file("/etc/systemd/timesyncd.conf", "[Time]\n#NTP=\n#FallbackNTP=\n", 0o644)
+            .file(
+                "/etc/systemd/timesyncd.conf",
+                "[Time]\n#NTP=\n#FallbackNTP=\n",
+                0o644,
+            )
             .packages(&[
                 ("photon-release", "5.0-6.ph5"),
                 ("tdnf", "3.5.11-1.ph5"),
@@ -103,13 +123,25 @@ impl Fixture {
     }
 
     pub fn file(mut self, path: &str, content: &str, mode: u32) -> Fixture {
-        let f = FileState { mode, owner: "root".into(), group: "root".into(), is_dir: false, content: content.as_bytes().to_vec() };
+        let f = FileState {
+            mode,
+            owner: "root".into(),
+            group: "root".into(),
+            is_dir: false,
+            content: content.as_bytes().to_vec(),
+        };
         self.state.files.insert(path.into(), Some(f));
         self
     }
 
     pub fn dir(mut self, path: &str) -> Fixture {
-        let f = FileState { mode: 0o755, owner: "root".into(), group: "root".into(), is_dir: true, content: Vec::new() };
+        let f = FileState {
+            mode: 0o755,
+            owner: "root".into(),
+            group: "root".into(),
+            is_dir: true,
+            content: Vec::new(),
+        };
         self.state.files.insert(path.into(), Some(f));
         self
     }
@@ -128,7 +160,13 @@ impl Fixture {
     }
 
     pub fn unit(mut self, name: &str, enablement: &str, active: &str) -> Fixture {
-        self.state.units.insert(name.into(), UnitState { enablement: enablement.into(), active: active.into() });
+        self.state.units.insert(
+            name.into(),
+            UnitState {
+                enablement: enablement.into(),
+                active: active.into(),
+            },
+        );
         self
     }
 
@@ -159,7 +197,14 @@ impl Fixture {
     /// A context in `mode` over this state, with a recorder that runs nothing.
     pub fn ctx(self, mode: Mode) -> (Ctx, Arc<Recorder>) {
         let rec = Arc::new(Recorder::new("fixture"));
-        let opts = Options { mode, diff: true, ..Options::default() };
-        (Ctx::with_state(Box::new(rec.clone()), self.facts, self.state, opts), rec)
+        let opts = Options {
+            mode,
+            diff: true,
+            ..Options::default()
+        };
+        (
+            Ctx::with_state(Box::new(rec.clone()), self.facts, self.state, opts),
+            rec,
+        )
     }
 }

@@ -84,10 +84,13 @@ pub fn validate_servers(servers: &[String]) -> Result<()> {
     for s in servers {
         let ok = !s.is_empty()
             && s.len() <= 253
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:".contains(&b))
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:".contains(&b))
             && !s.starts_with('-');
         if !ok {
-            return Err(Error::invalid(format!("invalid NTP server {s:?}: expected a host name or an address")));
+            return Err(Error::invalid(format!(
+                "invalid NTP server {s:?}: expected a host name or an address"
+            )));
         }
     }
     Ok(())
@@ -103,7 +106,9 @@ pub fn ntp_servers(cx: &mut Ctx, servers: &[String]) -> Result<Change> {
         OsFamily::Photon | OsFamily::Debian => {
             file::ini_key(cx, TIMESYNCD_CONF, "Time", "NTP", &servers.join(" "), None)?
         }
-        OsFamily::Rhel => file::edit(cx, CHRONY_CONF, None, |old| Ok(with_chrony_servers(old.unwrap_or(""), servers)))?,
+        OsFamily::Rhel => file::edit(cx, CHRONY_CONF, None, |old| {
+            Ok(with_chrony_servers(old.unwrap_or(""), servers))
+        })?,
     };
     Ok(installed | config)
 }
@@ -112,9 +117,16 @@ pub fn ntp_servers(cx: &mut Ctx, servers: &[String]) -> Result<Change> {
 /// `pool` lines are commented out (kept for reference), ours go where the first one was (or at
 /// the end). Everything else is kept.
 pub fn with_chrony_servers(text: &str, servers: &[String]) -> String {
-    let ours: Vec<String> = servers.iter().map(|s| format!("server {s} iburst")).collect();
+    let ours: Vec<String> = servers
+        .iter()
+        .map(|s| format!("server {s} iburst"))
+        .collect();
     let source = |l: &str| matches!(l.split_whitespace().next(), Some("server" | "pool"));
-    let active: Vec<&str> = text.lines().filter(|l| source(l.trim_start())).map(str::trim).collect();
+    let active: Vec<&str> = text
+        .lines()
+        .filter(|l| source(l.trim_start()))
+        .map(str::trim)
+        .collect();
     if active == ours.iter().map(String::as_str).collect::<Vec<_>>() {
         return text.to_string();
     }
@@ -164,7 +176,9 @@ pub fn timesync_enabled(cx: &mut Ctx) -> Result<Change> {
         // (In check mode the install planned by "ntp servers" did not happen: plan on.)
         return Err(Error::new(
             ErrorKind::Unsupported,
-            format!("{unit} is not installed on this host: the \"ntp servers\" step (ntp_servers) installs it, run it first"),
+            format!(
+                "{unit} is not installed on this host: the \"ntp servers\" step (ntp_servers) installs it, run it first"
+            ),
         ));
     }
     let enabled = systemd::enabled(cx, unit)?;
@@ -197,10 +211,18 @@ pub fn timesync_restarted(cx: &mut Ctx, changed: bool) -> Result<Change> {
     if state == "active" {
         return Ok(c);
     }
-    cx.state_mut().units.entry(unit.to_string()).or_default().active = state.clone();
+    cx.state_mut()
+        .units
+        .entry(unit.to_string())
+        .or_default()
+        .active = state.clone();
     Ok(Change::Skipped(format!(
         "{unit} is {} after its restart: a start condition of the unit is not met (see `systemctl status {unit}`)",
-        if state.is_empty() { "not running" } else { &state }
+        if state.is_empty() {
+            "not running"
+        } else {
+            &state
+        }
     )))
 }
 
@@ -221,7 +243,11 @@ mod tests {
     }
 
     fn active() -> Output {
-        Output { status: Some(0), stdout: b"active\n".to_vec(), stderr: Vec::new() }
+        Output {
+            status: Some(0),
+            stdout: b"active\n".to_vec(),
+            stderr: Vec::new(),
+        }
     }
 
     const CHRONY: &str = "# Use public servers from the pool.ntp.org project.\npool 2.rocky.pool.ntp.org iburst\n\n# Record the rate\ndriftfile /var/lib/chrony/drift\n";
@@ -240,7 +266,10 @@ mod tests {
         "#]]
         .assert_eq(&out);
         assert_eq!(with_chrony_servers(&out, &servers()), out);
-        assert_eq!(with_chrony_servers("driftfile x", &servers()[..1]), "driftfile x\nserver ntp1.lan iburst\n");
+        assert_eq!(
+            with_chrony_servers("driftfile x", &servers()[..1]),
+            "driftfile x\nserver ntp1.lan iburst\n"
+        );
     }
 
     #[test]
@@ -258,7 +287,10 @@ mod tests {
         let c = ntp_servers(&mut cx, &servers()).unwrap();
         assert_eq!(c, Change::Changed);
         assert_eq!(timesync_enabled(&mut cx).unwrap(), Change::Unchanged);
-        assert_eq!(timesync_restarted(&mut cx, c.changed()).unwrap(), Change::Changed);
+        assert_eq!(
+            timesync_restarted(&mut cx, c.changed()).unwrap(),
+            Change::Changed
+        );
         expect![[r#"
             [
                 "write /etc/systemd/timesyncd.conf 0644 root:root",
@@ -279,12 +311,19 @@ mod tests {
     #[test]
     fn photon_no_change() {
         let (mut cx, rec) = Fixture::photon()
-            .file(TIMESYNCD_CONF, "[Time]\n#NTP=\nNTP=ntp1.lan 192.168.10.1\n#FallbackNTP=\n", 0o644)
+            .file(
+                TIMESYNCD_CONF,
+                "[Time]\n#NTP=\nNTP=ntp1.lan 192.168.10.1\n#FallbackNTP=\n",
+                0o644,
+            )
             .ctx(Mode::Apply);
         let c = ntp_servers(&mut cx, &servers()).unwrap();
         assert_eq!(c, Change::Unchanged);
         assert_eq!(timesync_enabled(&mut cx).unwrap(), Change::Unchanged);
-        assert_eq!(timesync_restarted(&mut cx, c.changed()).unwrap(), Change::Unchanged);
+        assert_eq!(
+            timesync_restarted(&mut cx, c.changed()).unwrap(),
+            Change::Unchanged
+        );
         assert!(cx.actions().is_empty());
         assert!(rec.commands().is_empty());
     }
@@ -293,7 +332,10 @@ mod tests {
     fn debian_installs_timesyncd_check_mode() {
         let (mut cx, rec) = Fixture::debian().absent(TIMESYNCD_CONF).ctx(Mode::Check);
         let c = ntp_servers(&mut cx, &servers()).unwrap();
-        assert_eq!(timesync_restarted(&mut cx, c.changed()).unwrap(), Change::Changed);
+        assert_eq!(
+            timesync_restarted(&mut cx, c.changed()).unwrap(),
+            Change::Changed
+        );
         expect![[r#"
             [
                 "run apt-get update -q -o DPkg::Lock::Timeout=120",
@@ -303,12 +345,18 @@ mod tests {
             ]
         "#]]
         .assert_debug_eq(&strings(&cx));
-        assert!(rec.commands().is_empty(), "check mode ran {:?}", rec.commands());
+        assert!(
+            rec.commands().is_empty(),
+            "check mode ran {:?}",
+            rec.commands()
+        );
     }
 
     #[test]
     fn debian_with_chrony_refused() {
-        let (mut cx, _rec) = Fixture::debian().packages(&[("chrony", "4.3-2+deb12u1")]).ctx(Mode::Apply);
+        let (mut cx, _rec) = Fixture::debian()
+            .packages(&[("chrony", "4.3-2+deb12u1")])
+            .ctx(Mode::Apply);
         let err = ntp_servers(&mut cx, &servers()).unwrap_err();
         assert!(err.message().contains("chrony is installed"), "{err}");
         assert!(cx.actions().is_empty());
@@ -324,7 +372,10 @@ mod tests {
         rec.reply("systemctl is-active", active());
         let c = ntp_servers(&mut cx, &servers()).unwrap();
         assert_eq!(timesync_enabled(&mut cx).unwrap(), Change::Unchanged);
-        assert_eq!(timesync_restarted(&mut cx, c.changed()).unwrap(), Change::Changed);
+        assert_eq!(
+            timesync_restarted(&mut cx, c.changed()).unwrap(),
+            Change::Changed
+        );
         expect![[r#"
             [
                 "write /etc/chrony.conf 0644 root:root",
@@ -343,19 +394,27 @@ mod tests {
             .ctx(Mode::Apply);
         let c = ntp_servers(&mut cx, &servers()).unwrap();
         assert!(c.changed());
-        assert!(matches!(timesync_enabled(&mut cx).unwrap(), Change::Skipped(r) if r.contains("container")));
-        assert!(matches!(timesync_restarted(&mut cx, true).unwrap(), Change::Skipped(r) if r.contains("container")));
+        assert!(
+            matches!(timesync_enabled(&mut cx).unwrap(), Change::Skipped(r) if r.contains("container"))
+        );
+        assert!(
+            matches!(timesync_restarted(&mut cx, true).unwrap(), Change::Skipped(r) if r.contains("container"))
+        );
         let plan = strings(&cx);
         assert_eq!(plan, ["write /etc/systemd/timesyncd.conf 0644 root:root"]);
     }
 
     #[test]
     fn not_installed_is_a_clear_error() {
-        let (mut cx, _rec) = Fixture::debian().unit("systemd-timesyncd.service", "", "").ctx(Mode::Apply);
+        let (mut cx, _rec) = Fixture::debian()
+            .unit("systemd-timesyncd.service", "", "")
+            .ctx(Mode::Apply);
         let err = timesync_enabled(&mut cx).unwrap_err();
         assert!(err.message().contains("not installed"), "{err}");
         assert!(cx.actions().is_empty());
-        let (mut cx, _rec) = Fixture::debian().unit("systemd-timesyncd.service", "", "").ctx(Mode::Check);
+        let (mut cx, _rec) = Fixture::debian()
+            .unit("systemd-timesyncd.service", "", "")
+            .ctx(Mode::Check);
         assert_eq!(timesync_enabled(&mut cx).unwrap(), Change::Changed);
     }
 
@@ -364,8 +423,18 @@ mod tests {
         // Not detected as a container, yet systemd skips the unit: restart exits 0, the unit
         // stays inactive.
         let (mut cx, rec) = Fixture::photon().ctx(Mode::Apply);
-        rec.reply("systemctl is-active", Output { status: Some(3), stdout: b"inactive\n".to_vec(), stderr: Vec::new() });
+        rec.reply(
+            "systemctl is-active",
+            Output {
+                status: Some(3),
+                stdout: b"inactive\n".to_vec(),
+                stderr: Vec::new(),
+            },
+        );
         let c = timesync_restarted(&mut cx, true).unwrap();
-        assert!(matches!(&c, Change::Skipped(r) if r.contains("is inactive after its restart")), "{c:?}");
+        assert!(
+            matches!(&c, Change::Skipped(r) if r.contains("is inactive after its restart")),
+            "{c:?}"
+        );
     }
 }

@@ -19,7 +19,10 @@ pub fn probe_files() -> Vec<String> {
 /// The commands of a full update, per OS family (after `apt-get update` on Debian).
 pub fn update_commands(os: OsFamily) -> Vec<Vec<&'static str>> {
     match os {
-        OsFamily::Photon => vec![vec!["tdnf", "distro-sync", "--refresh", "-y"], vec!["tdnf", "update", "-y"]],
+        OsFamily::Photon => vec![
+            vec!["tdnf", "distro-sync", "--refresh", "-y"],
+            vec!["tdnf", "update", "-y"],
+        ],
         OsFamily::Rhel => vec![vec!["dnf", "upgrade", "--refresh", "-y"]],
         OsFamily::Debian => vec![vec![
             "env",
@@ -56,24 +59,35 @@ pub fn full_update(cx: &mut Ctx) -> Result<Change> {
         cx.apply(&argv)?;
     }
     cx.state_mut().packages = None;
-    cx.state_mut().facts.insert("units-stale".into(), "yes".into());
+    cx.state_mut()
+        .facts
+        .insert("units-stale".into(), "yes".into());
     let after = cx.packages()?.clone();
     if after.is_empty() {
-        return Err(Error::new(ErrorKind::Command, "the package list could not be read after the update"));
+        return Err(Error::new(
+            ErrorKind::Command,
+            "the package list could not be read after the update",
+        ));
     }
     let moved = package_changes(&before, &after);
     if moved.is_empty() {
         return Ok(Change::Unchanged);
     }
     if cx.diff_wanted() {
-        cx.record_diff(format!("packages changed by the update:\n{}", moved.join("\n") + "\n"));
+        cx.record_diff(format!(
+            "packages changed by the update:\n{}",
+            moved.join("\n") + "\n"
+        ));
     }
     Ok(Change::Changed)
 }
 
 /// What moved between two package lists: `name old -> new`, `+ name version` (new),
 /// `- name version` (removed).
-pub fn package_changes(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Vec<String> {
+pub fn package_changes(
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+) -> Vec<String> {
     let mut out = Vec::new();
     for (name, new) in after {
         match before.get(name) {
@@ -95,7 +109,14 @@ pub fn package_changes(before: &BTreeMap<String, String>, after: &BTreeMap<Strin
 fn pending(cx: &mut Ctx) -> Result<Change> {
     let os = cx.facts().os;
     let argv: &[&str] = match os {
-        OsFamily::Debian => &["apt-get", "-s", "-q", "-o", "Debug::NoLocking=1", "dist-upgrade"],
+        OsFamily::Debian => &[
+            "apt-get",
+            "-s",
+            "-q",
+            "-o",
+            "Debug::NoLocking=1",
+            "dist-upgrade",
+        ],
         OsFamily::Photon => &["tdnf", "check-update"],
         OsFamily::Rhel => &["dnf", "check-update", "-q"],
     };
@@ -109,7 +130,10 @@ fn pending(cx: &mut Ctx) -> Result<Change> {
     }
     cx.progress(format!("{n} package(s) would be updated"));
     if cx.diff_wanted() {
-        cx.record_diff(format!("{n} package(s) would be updated ({})\n", argv.join(" ")));
+        cx.record_diff(format!(
+            "{n} package(s) would be updated ({})\n",
+            argv.join(" ")
+        ));
     }
     Ok(Change::Changed)
 }
@@ -120,7 +144,9 @@ fn pending_count(os: OsFamily, out: &Output) -> Result<usize, Option<Error>> {
     match (os, out.status) {
         (OsFamily::Debian, Some(0)) => Ok(text.lines().filter(|l| l.starts_with("Inst ")).count()),
         // dnf, and tdnf with dnf_check_update_compat: 100 means updates are listed.
-        (OsFamily::Rhel | OsFamily::Photon, Some(100)) => Ok(text.lines().filter(|l| is_update_line(l)).count().max(1)),
+        (OsFamily::Rhel | OsFamily::Photon, Some(100)) => {
+            Ok(text.lines().filter(|l| is_update_line(l)).count().max(1))
+        }
         (OsFamily::Rhel, Some(0)) => Ok(0),
         // tdnf's default: 0 whatever it found; the list tells.
         (OsFamily::Photon, Some(0)) => Ok(text.lines().filter(|l| is_update_line(l)).count()),
@@ -148,14 +174,26 @@ mod tests {
     }
 
     fn reply(stdout: &str, status: i32) -> Output {
-        Output { status: Some(status), stdout: stdout.as_bytes().to_vec(), stderr: Vec::new() }
+        Output {
+            status: Some(status),
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: Vec::new(),
+        }
     }
 
     #[test]
     fn photon_upgrades_something() {
         let (mut cx, rec) = Fixture::photon().ctx(Mode::Apply);
-        let mut after: String = cx.state().packages.as_ref().unwrap().iter().map(|(n, v)| format!("{n} {v}\n")).collect();
-        after = after.replace("openssl 3.0.16-2.ph5", "openssl 3.0.16-3.ph5") + "kernel 6.1.128-1.ph5\n";
+        let mut after: String = cx
+            .state()
+            .packages
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|(n, v)| format!("{n} {v}\n"))
+            .collect();
+        after = after.replace("openssl 3.0.16-2.ph5", "openssl 3.0.16-3.ph5")
+            + "kernel 6.1.128-1.ph5\n";
         rec.reply(PKGS_QUERY, reply(&after, 0));
         assert!(cx.step("full update", full_update).unwrap().changed());
         expect![[r#"
@@ -175,7 +213,14 @@ mod tests {
     #[test]
     fn debian_commands() {
         let (mut cx, rec) = Fixture::debian().ctx(Mode::Apply);
-        let same: String = cx.state().packages.as_ref().unwrap().iter().map(|(n, v)| format!("{n} {v}\n")).collect();
+        let same: String = cx
+            .state()
+            .packages
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|(n, v)| format!("{n} {v}\n"))
+            .collect();
         rec.reply(PKGS_QUERY, reply(&same, 0));
         assert_eq!(full_update(&mut cx).unwrap(), Change::Unchanged);
         expect![[r#"
@@ -204,10 +249,21 @@ mod tests {
         assert!(cx.actions().is_empty());
         // Apply mode, nothing upgraded: Unchanged, only the update commands ran.
         let (mut cx, rec) = Fixture::photon().ctx(Mode::Apply);
-        let same: String = cx.state().packages.as_ref().unwrap().iter().map(|(n, v)| format!("{n} {v}\n")).collect();
+        let same: String = cx
+            .state()
+            .packages
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|(n, v)| format!("{n} {v}\n"))
+            .collect();
         rec.reply(PKGS_QUERY, reply(&same, 0));
         assert_eq!(full_update(&mut cx).unwrap(), Change::Unchanged);
-        assert!(cx.actions().iter().all(|a| a.to_string().starts_with("run tdnf ")));
+        assert!(
+            cx.actions()
+                .iter()
+                .all(|a| a.to_string().starts_with("run tdnf "))
+        );
     }
 
     #[test]
@@ -220,20 +276,42 @@ mod tests {
         assert!(cx.step("full update", full_update).unwrap().changed());
         assert!(cx.actions().is_empty());
         assert_eq!(cx.records()[0].outcome, crate::Outcome::Changed);
-        assert_eq!(cx.records()[0].diffs, vec!["2 package(s) would be updated (apt-get -s -q -o Debug::NoLocking=1 dist-upgrade)\n"]);
+        assert_eq!(
+            cx.records()[0].diffs,
+            vec![
+                "2 package(s) would be updated (apt-get -s -q -o Debug::NoLocking=1 dist-upgrade)\n"
+            ]
+        );
 
         let (mut cx, rec) = Fixture::photon().ctx(Mode::Check);
-        rec.reply("tdnf check-update", reply("openssl.x86_64    3.0.16-3.ph5    photon-updates\n", 0));
+        rec.reply(
+            "tdnf check-update",
+            reply("openssl.x86_64    3.0.16-3.ph5    photon-updates\n", 0),
+        );
         assert!(full_update(&mut cx).unwrap().changed());
 
         let (mut cx, rec) = Fixture::rhel().ctx(Mode::Check);
-        rec.reply("dnf check-update", reply("\nopenssl.x86_64  1:3.2.2-6.el9_5  baseos\n", 100));
+        rec.reply(
+            "dnf check-update",
+            reply("\nopenssl.x86_64  1:3.2.2-6.el9_5  baseos\n", 100),
+        );
         assert!(full_update(&mut cx).unwrap().changed());
 
         let (mut cx, rec) = Fixture::rhel().ctx(Mode::Check);
-        rec.reply("dnf check-update", Output { status: Some(1), stderr: b"Error: Failed to download metadata".to_vec(), ..Default::default() });
+        rec.reply(
+            "dnf check-update",
+            Output {
+                status: Some(1),
+                stderr: b"Error: Failed to download metadata".to_vec(),
+                ..Default::default()
+            },
+        );
         let e = full_update(&mut cx).unwrap_err();
-        assert!(e.to_string().contains("`dnf check-update -q` failed (exit status 1)"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("`dnf check-update -q` failed (exit status 1)"),
+            "{e}"
+        );
         assert!(e.to_string().contains("Failed to download metadata"), "{e}");
     }
 }

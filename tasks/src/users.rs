@@ -88,31 +88,60 @@ pub fn user_present(cx: &mut Ctx, name: &str) -> Result<Change> {
 /// Check mode: the cache gets the account `useradd` would create, so that the next steps plan
 /// against it (uid/gid as useradd picks them by default: the next free id from 1000; the
 /// maximum password age as login.defs sets it: 90 on Photon, 99999 elsewhere).
-fn predict_new_user(cx: &mut Ctx, name: &str, own_group_exists: bool, sudo: Option<&str>) -> Result<()> {
+fn predict_new_user(
+    cx: &mut Ctx,
+    name: &str,
+    own_group_exists: bool,
+    sudo: Option<&str>,
+) -> Result<()> {
     let passwd = text(cx, PASSWD)?;
     let mut group = text(cx, GROUP)?;
     let shadow = text(cx, SHADOW)?;
     let uid = next_free_id(passwd.lines().filter_map(|l| l.split(':').nth(2)));
     let gid = if own_group_exists {
-        group_entry(&group, name).map(|g| g.gid.to_string()).unwrap_or_default()
+        group_entry(&group, name)
+            .map(|g| g.gid.to_string())
+            .unwrap_or_default()
     } else {
         let gids: Vec<&str> = group.lines().filter_map(|l| l.split(':').nth(2)).collect();
-        let gid = if gids.iter().any(|g| g.parse() == Ok(uid)) { next_free_id(gids.into_iter()) } else { uid };
+        let gid = if gids.iter().any(|g| g.parse() == Ok(uid)) {
+            next_free_id(gids.into_iter())
+        } else {
+            uid
+        };
         group = append_line(&group, &format!("{name}:x:{gid}:"));
         gid.to_string()
     };
     if let Some(sudo) = sudo {
         group = with_member(&group, sudo, name);
     }
-    let max = if cx.facts().os == OsFamily::Photon { 90 } else { 99999 };
-    replace_cached(cx, PASSWD, append_line(&passwd, &format!("{name}:x:{uid}:{gid}::/home/{name}:/bin/bash")));
+    let max = if cx.facts().os == OsFamily::Photon {
+        90
+    } else {
+        99999
+    };
+    replace_cached(
+        cx,
+        PASSWD,
+        append_line(
+            &passwd,
+            &format!("{name}:x:{uid}:{gid}::/home/{name}:/bin/bash"),
+        ),
+    );
     replace_cached(cx, GROUP, group);
-    replace_cached(cx, SHADOW, append_line(&shadow, &format!("{name}:!::0:{max}:7:::")));
+    replace_cached(
+        cx,
+        SHADOW,
+        append_line(&shadow, &format!("{name}:!::0:{max}:7:::")),
+    );
     Ok(())
 }
 
 fn next_free_id<'a>(ids: impl Iterator<Item = &'a str>) -> u32 {
-    ids.filter_map(|i| i.parse::<u32>().ok()).filter(|i| (1000..60000).contains(i)).max().map_or(1000, |m| m + 1)
+    ids.filter_map(|i| i.parse::<u32>().ok())
+        .filter(|i| (1000..60000).contains(i))
+        .max()
+        .map_or(1000, |m| m + 1)
 }
 
 /// The user is a member of the sudo group (`wheel` on Photon and RHEL, `sudo` on Debian):
@@ -156,7 +185,11 @@ pub fn password(cx: &mut Ctx, name: &str, hash: &Secret) -> Result<Change> {
     }
     let line = format!("{name}:{}\n", hash.expose());
     cx.apply_cmd(crate::host::Cmd::new(&["chpasswd", "-e"]).stdin(line))?;
-    replace_cached(cx, SHADOW, with_shadow_fields(&shadow, name, &[(1, hash.expose())]));
+    replace_cached(
+        cx,
+        SHADOW,
+        with_shadow_fields(&shadow, name, &[(1, hash.expose())]),
+    );
     Ok(Change::Changed)
 }
 
@@ -172,10 +205,15 @@ pub fn no_password_expiry(cx: &mut Ctx, name: &str) -> Result<Change> {
     let Some(fields) = shadow_fields(&shadow, name) else {
         return Err(no_shadow(name));
     };
-    if NO_EXPIRY.iter().all(|(i, v)| fields.get(*i).copied().unwrap_or("") == *v) {
+    if NO_EXPIRY
+        .iter()
+        .all(|(i, v)| fields.get(*i).copied().unwrap_or("") == *v)
+    {
         return Ok(Change::Unchanged);
     }
-    cx.apply(&["chage", "-I", "-1", "-m", "0", "-M", "99999", "-E", "-1", name])?;
+    cx.apply(&[
+        "chage", "-I", "-1", "-m", "0", "-M", "99999", "-E", "-1", name,
+    ])?;
     replace_cached(cx, SHADOW, with_shadow_fields(&shadow, name, &NO_EXPIRY));
     Ok(Change::Changed)
 }
@@ -193,7 +231,10 @@ pub fn authorized_keys(cx: &mut Ctx, name: &str, keys: &[String]) -> Result<Chan
     let group = text(cx, GROUP)?;
     let user = passwd_entry(&passwd, name).ok_or_else(|| no_user(name))?;
     if user.home.is_empty() || !user.home.starts_with('/') || user.home == "/" {
-        return Err(Error::invalid(format!("user {name} has no usable home directory ({:?})", user.home)));
+        return Err(Error::invalid(format!(
+            "user {name} has no usable home directory ({:?})",
+            user.home
+        )));
     }
     let group_name = group
         .lines()
@@ -237,20 +278,28 @@ fn key_id(line: &str) -> Option<(&str, &str)> {
 }
 
 fn is_key_type(word: &str) -> bool {
-    word.starts_with("ssh-") || word.starts_with("ecdsa-sha2-") || word.starts_with("sk-ssh-") || word.starts_with("sk-ecdsa-")
+    word.starts_with("ssh-")
+        || word.starts_with("ecdsa-sha2-")
+        || word.starts_with("sk-ssh-")
+        || word.starts_with("sk-ecdsa-")
 }
 
 /// A public key line: one line, a key type followed by a base64 blob.
 pub fn validate_key(key: &str) -> Result<()> {
     let ok = !key.trim().contains('\n')
         && key_id(key).is_some_and(|(_, blob)| {
-            blob.len() >= 16 && blob.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
+            blob.len() >= 16
+                && blob
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
         });
     if ok {
         Ok(())
     } else {
         let shown: String = key.chars().take(24).collect();
-        Err(Error::invalid(format!("not an ssh public key line: {shown:?}…")))
+        Err(Error::invalid(format!(
+            "not an ssh public key line: {shown:?}…"
+        )))
     }
 }
 
@@ -260,8 +309,16 @@ pub fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 32
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if ok { Ok(()) } else { Err(Error::invalid(format!("invalid user name {name:?}: expected [a-z_][a-z0-9_-]*, at most 32 characters"))) }
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "invalid user name {name:?}: expected [a-z_][a-z0-9_-]*, at most 32 characters"
+        )))
+    }
 }
 
 /// A SHA-512 crypt hash as `mkpasswd -m sha-512` or `openssl passwd -6` print it:
@@ -278,11 +335,19 @@ pub fn validate_sha512_hash(hash: &Secret) -> Result<()> {
 }
 
 pub fn is_sha512_crypt(s: &str) -> bool {
-    let crypt_chars = |t: &str| t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/');
-    let Some(rest) = s.strip_prefix("$6$") else { return false };
+    let crypt_chars = |t: &str| {
+        t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/')
+    };
+    let Some(rest) = s.strip_prefix("$6$") else {
+        return false;
+    };
     let mut parts: Vec<&str> = rest.split('$').collect();
     if let Some(rounds) = parts.first().and_then(|p| p.strip_prefix("rounds=")) {
-        if !rounds.parse::<u32>().is_ok_and(|r| (1000..=999_999_999).contains(&r)) {
+        if !rounds
+            .parse::<u32>()
+            .is_ok_and(|r| (1000..=999_999_999).contains(&r))
+        {
             return false;
         }
         parts.remove(0);
@@ -304,7 +369,12 @@ pub struct PasswdEntry<'a> {
 pub fn passwd_entry<'a>(passwd: &'a str, name: &str) -> Option<PasswdEntry<'a>> {
     passwd.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
-        (f.len() >= 7 && f[0] == name).then(|| PasswdEntry { uid: f[2], gid: f[3], home: f[5], shell: f[6] })
+        (f.len() >= 7 && f[0] == name).then(|| PasswdEntry {
+            uid: f[2],
+            gid: f[3],
+            home: f[5],
+            shell: f[6],
+        })
     })
 }
 
@@ -317,8 +387,10 @@ pub struct GroupEntry<'a> {
 pub fn group_entry<'a>(group: &'a str, name: &str) -> Option<GroupEntry<'a>> {
     group.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
-        (f.len() >= 4 && f[0] == name)
-            .then(|| GroupEntry { gid: f[2], members: f[3].split(',').filter(|m| !m.is_empty()).collect() })
+        (f.len() >= 4 && f[0] == name).then(|| GroupEntry {
+            gid: f[2],
+            members: f[3].split(',').filter(|m| !m.is_empty()).collect(),
+        })
     })
 }
 
@@ -398,7 +470,13 @@ fn replace_cached(cx: &mut Ctx, path: &str, content: String) {
         Some(Some(f)) => f.content = content.into_bytes(),
         _ => {
             let mode = if path == SHADOW { 0o600 } else { 0o644 };
-            let f = FileState { mode, owner: "root".into(), group: "root".into(), is_dir: false, content: content.into_bytes() };
+            let f = FileState {
+                mode,
+                owner: "root".into(),
+                group: "root".into(),
+                is_dir: false,
+                content: content.into_bytes(),
+            };
             files.insert(path.to_string(), Some(f));
         }
     }
@@ -411,7 +489,9 @@ fn no_user(name: &str) -> Error {
 fn no_shadow(name: &str) -> Error {
     Error::new(
         ErrorKind::Invalid,
-        format!("user {name} has no entry in /etc/shadow (or /etc/shadow could not be read: the run needs root)"),
+        format!(
+            "user {name} has no entry in /etc/shadow (or /etc/shadow could not be read: the run needs root)"
+        ),
     )
 }
 
@@ -422,10 +502,14 @@ fn owned_dir(cx: &mut Ctx, path: &str, mode: u32, owner: &str, group: &str) -> R
     let mode_s = format!("{mode:04o}");
     match cx.file(path)? {
         None => {
-            cx.apply(&["install", "-d", "-m", &mode_s, "-o", owner, "-g", group, path])?;
+            cx.apply(&[
+                "install", "-d", "-m", &mode_s, "-o", owner, "-g", group, path,
+            ])?;
         }
         Some(d) if !d.is_dir => {
-            return Err(Error::invalid(format!("{path} exists and is not a directory")));
+            return Err(Error::invalid(format!(
+                "{path} exists and is not a directory"
+            )));
         }
         Some(d) => {
             if d.mode == mode && d.owner == owner && d.group == group {
@@ -439,16 +523,31 @@ fn owned_dir(cx: &mut Ctx, path: &str, mode: u32, owner: &str, group: &str) -> R
             }
         }
     }
-    let dir = FileState { mode, owner: owner.into(), group: group.into(), is_dir: true, content: Vec::new() };
+    let dir = FileState {
+        mode,
+        owner: owner.into(),
+        group: group.into(),
+        is_dir: true,
+        content: Vec::new(),
+    };
     cx.state_mut().files.insert(path.to_string(), Some(dir));
     Ok(Change::Changed)
 }
 
 /// As [`file::content`], for an owner known only at run time.
-fn owned_file(cx: &mut Ctx, path: &str, content: &str, mode: u32, owner: &str, group: &str) -> Result<Change> {
+fn owned_file(
+    cx: &mut Ctx,
+    path: &str,
+    content: &str,
+    mode: u32,
+    owner: &str,
+    group: &str,
+) -> Result<Change> {
     let current = cx.file(path)?;
     match &current {
-        Some(c) if c.is_dir => Err(Error::invalid(format!("{path} is a directory, expected a file"))),
+        Some(c) if c.is_dir => Err(Error::invalid(format!(
+            "{path} is a directory, expected a file"
+        ))),
         Some(c) if c.content == content.as_bytes() => {
             if c.mode == mode && c.owner == owner && c.group == group {
                 return Ok(Change::Unchanged);
@@ -499,17 +598,28 @@ mod tests {
     }
 
     fn admin<'a>(h: &'a Secret, keys: &'a [String]) -> AdminUser<'a> {
-        AdminUser { name: "admin", password_hash: h, ssh_keys: keys }
+        AdminUser {
+            name: "admin",
+            password_hash: h,
+            ssh_keys: keys,
+        }
     }
 
     /// A Photon host where the admin account is already as wanted.
     fn photon_done(h: &Secret) -> Fixture {
         Fixture::photon()
-            .file(PASSWD, "root:x:0:0:root:/root:/bin/bash\nadmin:x:1000:1000::/home/admin:/bin/bash\n", 0o644)
+            .file(
+                PASSWD,
+                "root:x:0:0:root:/root:/bin/bash\nadmin:x:1000:1000::/home/admin:/bin/bash\n",
+                0o644,
+            )
             .file(GROUP, "root:x:0:\nwheel:x:10:admin\nadmin:x:1000:\n", 0o644)
             .file(
                 SHADOW,
-                &format!("root:*:19000:0:99999:7:::\nadmin:{}:19000:0:99999:7:::\n", h.expose()),
+                &format!(
+                    "root:*:19000:0:99999:7:::\nadmin:{}:19000:0:99999:7:::\n",
+                    h.expose()
+                ),
                 0o600,
             )
     }
@@ -520,7 +630,11 @@ mod tests {
         let enc = |data: &[u8]| {
             let mut s = String::new();
             for chunk in data.chunks(3) {
-                let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+                let b = [
+                    chunk[0],
+                    *chunk.get(1).unwrap_or(&0),
+                    *chunk.get(2).unwrap_or(&0),
+                ];
                 let n = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | (b[2] as u32);
                 for i in 0..4 {
                     if i <= chunk.len() {
@@ -534,10 +648,17 @@ mod tests {
         };
         let mut out = String::new();
         for (path, content) in files {
-            out.push_str(&format!("\n@@np:file {path}\n644 root root file\n{}\n", enc(content.as_bytes())));
+            out.push_str(&format!(
+                "\n@@np:file {path}\n644 root root file\n{}\n",
+                enc(content.as_bytes())
+            ));
         }
         out.push_str("\n@@np:end -\n");
-        Output { status: Some(0), stdout: out.into_bytes(), stderr: Vec::new() }
+        Output {
+            status: Some(0),
+            stdout: out.into_bytes(),
+            stderr: Vec::new(),
+        }
     }
 
     #[test]
@@ -546,7 +667,14 @@ mod tests {
         assert!(is_sha512_crypt(h.expose()));
         let with_rounds = h.expose().replace("$6$", "$6$rounds=656000$");
         assert!(is_sha512_crypt(&with_rounds));
-        for bad in ["secret", "$6$", "$6$salt$short", "$5$saltsalt$abc", "$6$rounds=1$saltsalt$x", "!"] {
+        for bad in [
+            "secret",
+            "$6$",
+            "$6$salt$short",
+            "$5$saltsalt$abc",
+            "$6$rounds=1$saltsalt$x",
+            "!",
+        ] {
             assert!(!is_sha512_crypt(bad), "{bad}");
         }
         let err = validate_sha512_hash(&Secret::new("hunter2")).unwrap_err();
@@ -560,7 +688,9 @@ mod tests {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
         assert!(validate_key(KEY).is_ok());
-        assert!(validate_key("from=\"10.0.0.0/8\" ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7").is_ok());
+        assert!(
+            validate_key("from=\"10.0.0.0/8\" ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7").is_ok()
+        );
         assert!(validate_key("hello world").is_err());
         assert!(validate_key(&format!("{KEY}\n{KEY2}")).is_err());
     }
@@ -582,8 +712,14 @@ mod tests {
     #[test]
     fn files_parsed_and_edited() {
         let group = "root:x:0:\nwheel:x:10:\nsudo:x:27:bob\n";
-        assert_eq!(with_member(group, "wheel", "admin"), "root:x:0:\nwheel:x:10:admin\nsudo:x:27:bob\n");
-        assert_eq!(with_member(group, "sudo", "admin"), "root:x:0:\nwheel:x:10:\nsudo:x:27:bob,admin\n");
+        assert_eq!(
+            with_member(group, "wheel", "admin"),
+            "root:x:0:\nwheel:x:10:admin\nsudo:x:27:bob\n"
+        );
+        assert_eq!(
+            with_member(group, "sudo", "admin"),
+            "root:x:0:\nwheel:x:10:\nsudo:x:27:bob,admin\n"
+        );
         assert_eq!(group_entry(group, "sudo").unwrap().members, vec!["bob"]);
         let shadow = "root:*:19000:0:90:7:::\nbob:!:19000\n";
         assert_eq!(
@@ -599,13 +735,21 @@ mod tests {
     fn new_admin_on_photon() {
         let h = hash();
         let keys = [KEY.to_string()];
-        let (mut cx, rec) = Fixture::photon().file(GROUP, "root:x:0:\nwheel:x:10:\nusers:x:100:\n", 0o644).ctx(Mode::Apply);
+        let (mut cx, rec) = Fixture::photon()
+            .file(GROUP, "root:x:0:\nwheel:x:10:\nusers:x:100:\n", 0o644)
+            .ctx(Mode::Apply);
         // After useradd the account files are read again: what the host then has.
         rec.reply(
             "sh -s",
             files_reply(&[
-                (PASSWD, "root:x:0:0:root:/root:/bin/bash\nadmin:x:1000:1000::/home/admin:/bin/bash\n"),
-                (GROUP, "root:x:0:\nwheel:x:10:admin\nusers:x:100:\nadmin:x:1000:\n"),
+                (
+                    PASSWD,
+                    "root:x:0:0:root:/root:/bin/bash\nadmin:x:1000:1000::/home/admin:/bin/bash\n",
+                ),
+                (
+                    GROUP,
+                    "root:x:0:\nwheel:x:10:admin\nusers:x:100:\nadmin:x:1000:\n",
+                ),
                 (SHADOW, "root:*:19000:0:90:7:::\nadmin:!:20000:0:90:7:::\n"),
             ]),
         );
@@ -613,8 +757,14 @@ mod tests {
         assert_eq!(c, Change::Changed);
         let c = authorized_keys(&mut cx, "admin", &keys).unwrap();
         assert_eq!(c, Change::Changed);
-        assert_eq!(no_password_expiry(&mut cx, "admin").unwrap(), Change::Changed);
-        assert_eq!(no_password_expiry(&mut cx, "root").unwrap(), Change::Changed);
+        assert_eq!(
+            no_password_expiry(&mut cx, "admin").unwrap(),
+            Change::Changed
+        );
+        assert_eq!(
+            no_password_expiry(&mut cx, "root").unwrap(),
+            Change::Changed
+        );
         expect![[r#"
             [
                 "run useradd -m -s /bin/bash -U -G wheel admin",
@@ -629,13 +779,28 @@ mod tests {
         // The hash went on stdin, never on argv.
         let cmds = rec.commands();
         let chpasswd = cmds.iter().find(|c| c.argv[0] == "chpasswd").unwrap();
-        assert_eq!(chpasswd.stdin.as_deref(), Some(format!("admin:{}\n", h.expose()).as_bytes()));
-        assert!(cmds.iter().all(|c| !c.argv.iter().any(|a| a.contains(h.expose()))));
+        assert_eq!(
+            chpasswd.stdin.as_deref(),
+            Some(format!("admin:{}\n", h.expose()).as_bytes())
+        );
+        assert!(
+            cmds.iter()
+                .all(|c| !c.argv.iter().any(|a| a.contains(h.expose())))
+        );
         // The same run, asked again, sees nothing left to do.
         let before = cx.actions().len();
-        assert_eq!(admin_user(&mut cx, &admin(&h, &keys)).unwrap(), Change::Unchanged);
-        assert_eq!(authorized_keys(&mut cx, "admin", &keys).unwrap(), Change::Unchanged);
-        assert_eq!(no_password_expiry(&mut cx, "admin").unwrap(), Change::Unchanged);
+        assert_eq!(
+            admin_user(&mut cx, &admin(&h, &keys)).unwrap(),
+            Change::Unchanged
+        );
+        assert_eq!(
+            authorized_keys(&mut cx, "admin", &keys).unwrap(),
+            Change::Unchanged
+        );
+        assert_eq!(
+            no_password_expiry(&mut cx, "admin").unwrap(),
+            Change::Unchanged
+        );
         assert_eq!(cx.actions().len(), before);
     }
 
@@ -644,14 +809,28 @@ mod tests {
         let h = hash();
         let keys = [KEY.to_string()];
         let (mut cx, rec) = Fixture::debian()
-            .file(PASSWD, "root:x:0:0:root:/root:/bin/bash\nbob:x:1000:1000::/home/bob:/bin/bash\n", 0o644)
+            .file(
+                PASSWD,
+                "root:x:0:0:root:/root:/bin/bash\nbob:x:1000:1000::/home/bob:/bin/bash\n",
+                0o644,
+            )
             .file(GROUP, "root:x:0:\nsudo:x:27:\nbob:x:1000:\n", 0o644)
             .absent("/home/admin/.ssh")
             .absent("/home/admin/.ssh/authorized_keys")
             .ctx(Mode::Check);
-        assert_eq!(admin_user(&mut cx, &admin(&h, &keys)).unwrap(), Change::Changed);
-        assert_eq!(authorized_keys(&mut cx, "admin", &keys).unwrap(), Change::Changed);
-        assert_eq!(no_password_expiry(&mut cx, "admin").unwrap(), Change::Unchanged, "Debian's login.defs");
+        assert_eq!(
+            admin_user(&mut cx, &admin(&h, &keys)).unwrap(),
+            Change::Changed
+        );
+        assert_eq!(
+            authorized_keys(&mut cx, "admin", &keys).unwrap(),
+            Change::Changed
+        );
+        assert_eq!(
+            no_password_expiry(&mut cx, "admin").unwrap(),
+            Change::Unchanged,
+            "Debian's login.defs"
+        );
         expect![[r#"
             [
                 "run useradd -m -s /bin/bash -U -G sudo admin",
@@ -661,9 +840,17 @@ mod tests {
             ]
         "#]]
         .assert_debug_eq(&strings(&cx));
-        assert!(rec.commands().is_empty(), "check mode ran {:?}", rec.commands());
+        assert!(
+            rec.commands().is_empty(),
+            "check mode ran {:?}",
+            rec.commands()
+        );
         // The prediction: uid 1001 (after bob), its own group, in sudo.
-        assert!(text(&mut cx, PASSWD).unwrap().contains("admin:x:1001:1001::/home/admin:/bin/bash\n"));
+        assert!(
+            text(&mut cx, PASSWD)
+                .unwrap()
+                .contains("admin:x:1001:1001::/home/admin:/bin/bash\n")
+        );
         assert!(text(&mut cx, GROUP).unwrap().contains("sudo:x:27:admin\n"));
     }
 
@@ -673,18 +860,36 @@ mod tests {
         let keys = [KEY.to_string()];
         let (mut cx, rec) = photon_done(&h)
             .dir("/home/admin/.ssh")
-            .file("/home/admin/.ssh/authorized_keys", &format!("{KEY2}\n{KEY}\n"), 0o600)
+            .file(
+                "/home/admin/.ssh/authorized_keys",
+                &format!("{KEY2}\n{KEY}\n"),
+                0o600,
+            )
             .ctx(Mode::Apply);
         for f in ["/home/admin/.ssh", "/home/admin/.ssh/authorized_keys"] {
-            let Some(Some(st)) = cx.state_mut().files.get_mut(f) else { unreachable!() };
+            let Some(Some(st)) = cx.state_mut().files.get_mut(f) else {
+                unreachable!()
+            };
             st.owner = "admin".into();
             st.group = "admin".into();
             st.mode = if st.is_dir { 0o700 } else { 0o600 };
         }
-        assert_eq!(admin_user(&mut cx, &admin(&h, &keys)).unwrap(), Change::Unchanged);
-        assert_eq!(authorized_keys(&mut cx, "admin", &keys).unwrap(), Change::Unchanged);
-        assert_eq!(no_password_expiry(&mut cx, "admin").unwrap(), Change::Unchanged);
-        assert_eq!(no_password_expiry(&mut cx, "root").unwrap(), Change::Unchanged);
+        assert_eq!(
+            admin_user(&mut cx, &admin(&h, &keys)).unwrap(),
+            Change::Unchanged
+        );
+        assert_eq!(
+            authorized_keys(&mut cx, "admin", &keys).unwrap(),
+            Change::Unchanged
+        );
+        assert_eq!(
+            no_password_expiry(&mut cx, "admin").unwrap(),
+            Change::Unchanged
+        );
+        assert_eq!(
+            no_password_expiry(&mut cx, "root").unwrap(),
+            Change::Unchanged
+        );
         assert!(cx.actions().is_empty(), "{:?}", cx.actions());
         assert!(rec.commands().is_empty());
     }
@@ -693,15 +898,29 @@ mod tests {
     fn existing_user_fixed_up() {
         let h = hash();
         let (mut cx, _rec) = Fixture::rhel()
-            .file(PASSWD, "root:x:0:0:root:/root:/bin/bash\nadmin:x:1000:1000::/home/admin:/bin/bash\n", 0o644)
+            .file(
+                PASSWD,
+                "root:x:0:0:root:/root:/bin/bash\nadmin:x:1000:1000::/home/admin:/bin/bash\n",
+                0o644,
+            )
             .file(GROUP, "root:x:0:\nwheel:x:10:bob\nadmin:x:1000:\n", 0o644)
-            .file(SHADOW, "root:*:19000:0:99999:7:::\nadmin:$6$other$x:19000:0:99999:7:::\n", 0o600)
+            .file(
+                SHADOW,
+                "root:*:19000:0:99999:7:::\nadmin:$6$other$x:19000:0:99999:7:::\n",
+                0o600,
+            )
             .dir("/home/admin/.ssh")
             .absent("/home/admin/.ssh/authorized_keys")
             .ctx(Mode::Apply);
-        assert_eq!(admin_user(&mut cx, &admin(&h, &[])).unwrap(), Change::Changed);
+        assert_eq!(
+            admin_user(&mut cx, &admin(&h, &[])).unwrap(),
+            Change::Changed
+        );
         // ~/.ssh exists, root-owned 0755 (e.g. made by hand): fixed, the file created.
-        assert_eq!(authorized_keys(&mut cx, "admin", &[KEY.to_string()]).unwrap(), Change::Changed);
+        assert_eq!(
+            authorized_keys(&mut cx, "admin", &[KEY.to_string()]).unwrap(),
+            Change::Changed
+        );
         expect![[r#"
             [
                 "run usermod -aG wheel admin",
@@ -712,15 +931,27 @@ mod tests {
             ]
         "#]]
         .assert_debug_eq(&strings(&cx));
-        assert!(text(&mut cx, GROUP).unwrap().contains("wheel:x:10:bob,admin\n"));
-        assert!(text(&mut cx, SHADOW).unwrap().contains(&format!("admin:{}:19000", h.expose())));
+        assert!(
+            text(&mut cx, GROUP)
+                .unwrap()
+                .contains("wheel:x:10:bob,admin\n")
+        );
+        assert!(
+            text(&mut cx, SHADOW)
+                .unwrap()
+                .contains(&format!("admin:{}:19000", h.expose()))
+        );
     }
 
     #[test]
     fn shadow_never_in_diffs() {
         let h = hash();
-        let (mut cx, _rec) = Fixture::photon().file(GROUP, "root:x:0:\nwheel:x:10:\n", 0o644).ctx(Mode::Check);
-        let _ = cx.step("admin", |cx| admin_user(cx, &admin(&h, &[]))).unwrap();
+        let (mut cx, _rec) = Fixture::photon()
+            .file(GROUP, "root:x:0:\nwheel:x:10:\n", 0o644)
+            .ctx(Mode::Check);
+        let _ = cx
+            .step("admin", |cx| admin_user(cx, &admin(&h, &[])))
+            .unwrap();
         let r = &cx.records()[0];
         assert!(r.diffs.is_empty());
         assert!(!format!("{:?}", r.actions).contains(h.expose()));

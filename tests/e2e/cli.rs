@@ -46,13 +46,41 @@ fn example_inventory_is_valid() {
 #[test]
 fn hosts_and_selection() {
     let inv = workspace_dir().join("inventory.toml");
-    let out = runner(&inv).args(["hosts", "--role", "k8s-worker"]).assert().success().get_output().stdout.clone();
+    let out = runner(&inv)
+        .args(["hosts", "--role", "k8s-worker"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let text = String::from_utf8(out).unwrap();
-    let names: Vec<&str> = text.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
-    assert_eq!(names, ["prdk8swok501", "prdk8swok502", "prdk8swok511", "prdk8swok512"]);
-    let out = runner(&inv).args(["hosts", "--zone", "dmz", "--limit", "prdk8s*"]).assert().success().get_output().stdout.clone();
+    let names: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "prdk8swok501",
+            "prdk8swok502",
+            "prdk8swok511",
+            "prdk8swok512"
+        ]
+    );
+    let out = runner(&inv)
+        .args(["hosts", "--zone", "dmz", "--limit", "prdk8s*"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let text = String::from_utf8(out).unwrap();
-    let names: Vec<&str> = text.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+    let names: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
     assert_eq!(names, ["prdk8swok511", "prdk8swok512"]);
 }
 
@@ -62,7 +90,11 @@ fn playbooks_are_listed_with_steps() {
         .arg("playbooks")
         .assert()
         .success()
-        .stdout(predicate::str::contains("k8s-worker").and(predicate::str::contains("sysctl persisted")).and(predicate::str::contains("motd")));
+        .stdout(
+            predicate::str::contains("k8s-worker")
+                .and(predicate::str::contains("sysctl persisted"))
+                .and(predicate::str::contains("motd")),
+        );
 }
 
 /// Each case: a change to the example inventory and what the error must say.
@@ -70,31 +102,107 @@ fn playbooks_are_listed_with_steps() {
 fn invalid_inventories_are_reported_with_file_host_field_and_line() {
     let cases: &[(&str, &str, &str, &[&str])] = &[
         // (what, replace this, with this, expected fragments)
-        ("the seed's duplicate address", "address = \"192.168.5.45\"", "address = \"192.168.5.57\"", &["host prdk8swok511", "address", "also the address of prdinfhap511"]),
-        ("uppercase host name", "[hosts.prdk8swok512]", "[hosts.PRDk8swok512]", &["host PRDk8swok512", "lowercase RFC 1123"]),
-        ("unknown role", "role = \"k8s-master\"", "role = \"k8s-boss\"", &["host prdk8smst501", "role", "unknown role `k8s-boss`"]),
-        ("bad prefix", "192.168.10.57/24", "192.168.10.57/33", &["host prdk8swok501", "network.address", "prefix `33`"]),
-        ("bad address", "address = \"192.168.10.58\"", "address = \"192.168.10.358\"", &["host prdk8swok502", "address", "192.168.10.358"]),
-        ("plaintext password", "password_hash = \"$6$nodeprepdemo$", "password_hash = \"hunter2-not-a-hash\" #", &["admin.password_hash", "SHA-512 crypt"]),
-        ("missing CA file", "ca_files = []", "ca_files = [\"certs/missing-root.pem\"]", &["system.ca_files", "missing-root.pem"]),
-        ("unknown key", "keymap = \"fr\"", "keymap = \"fr\"\nkeymapp = \"fr\"", &["unknown field `keymapp`"]),
-        ("bad kubernetes source", "source = \"distro\"", "source = \"snap\"", &["kubernetes.source", "unknown source `snap`"]),
-        ("gateway not an address", "gateway = \"192.168.10.1\", dns = [\"192.168.10.10\"] }\n\n[hosts.prdk8smst501]", "gateway = \"gw\", dns = [\"192.168.10.10\"] }\n\n[hosts.prdk8smst501]", &["host prdinfhap501", "network.gateway"]),
+        (
+            "the seed's duplicate address",
+            "address = \"192.168.5.45\"",
+            "address = \"192.168.5.57\"",
+            &[
+                "host prdk8swok511",
+                "address",
+                "also the address of prdinfhap511",
+            ],
+        ),
+        (
+            "uppercase host name",
+            "[hosts.prdk8swok512]",
+            "[hosts.PRDk8swok512]",
+            &["host PRDk8swok512", "lowercase RFC 1123"],
+        ),
+        (
+            "unknown role",
+            "role = \"k8s-master\"",
+            "role = \"k8s-boss\"",
+            &["host prdk8smst501", "role", "unknown role `k8s-boss`"],
+        ),
+        (
+            "bad prefix",
+            "192.168.10.57/24",
+            "192.168.10.57/33",
+            &["host prdk8swok501", "network.address", "prefix `33`"],
+        ),
+        (
+            "bad address",
+            "address = \"192.168.10.58\"",
+            "address = \"192.168.10.358\"",
+            &["host prdk8swok502", "address", "192.168.10.358"],
+        ),
+        (
+            "plaintext password",
+            "password_hash = \"$6$nodeprepdemo$",
+            "password_hash = \"hunter2-not-a-hash\" #",
+            &["admin.password_hash", "SHA-512 crypt"],
+        ),
+        (
+            "missing CA file",
+            "ca_files = []",
+            "ca_files = [\"certs/missing-root.pem\"]",
+            &["system.ca_files", "missing-root.pem"],
+        ),
+        (
+            "unknown key",
+            "keymap = \"fr\"",
+            "keymap = \"fr\"\nkeymapp = \"fr\"",
+            &["unknown field `keymapp`"],
+        ),
+        (
+            "bad kubernetes source",
+            "source = \"distro\"",
+            "source = \"snap\"",
+            &["kubernetes.source", "unknown source `snap`"],
+        ),
+        (
+            "gateway not an address",
+            "gateway = \"192.168.10.1\", dns = [\"192.168.10.10\"] }\n\n[hosts.prdk8smst501]",
+            "gateway = \"gw\", dns = [\"192.168.10.10\"] }\n\n[hosts.prdk8smst501]",
+            &["host prdinfhap501", "network.gateway"],
+        ),
     ];
     for (what, from, to, expected) in cases {
         let dir = tempfile::tempdir().unwrap();
         let text = example();
-        assert!(text.contains(from), "{what}: the example no longer holds {from:?}");
+        assert!(
+            text.contains(from),
+            "{what}: the example no longer holds {from:?}"
+        );
         let path = write(dir.path(), &text.replacen(from, to, 1));
-        let out = runner(&path).args(["inventory", "check"]).assert().code(1).get_output().clone();
+        let out = runner(&path)
+            .args(["inventory", "check"])
+            .assert()
+            .code(1)
+            .get_output()
+            .clone();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(&path.display().to_string()), "{what}: file not named:\n{stderr}");
+        assert!(
+            stderr.contains(&path.display().to_string()),
+            "{what}: file not named:\n{stderr}"
+        );
         for e in *expected {
             assert!(stderr.contains(e), "{what}: expected {e:?} in:\n{stderr}");
         }
-        assert!(!stderr.contains("hunter2"), "{what}: a secret leaked:\n{stderr}");
-        if !what.starts_with("unknown key") && !what.starts_with("missing CA") && !what.starts_with("plaintext") {
-            let line_given = stderr.lines().any(|l| l.contains(&format!("{}:", path.display())) && l.split(':').nth(1).is_some_and(|n| n.trim().parse::<u32>().is_ok()));
+        assert!(
+            !stderr.contains("hunter2"),
+            "{what}: a secret leaked:\n{stderr}"
+        );
+        if !what.starts_with("unknown key")
+            && !what.starts_with("missing CA")
+            && !what.starts_with("plaintext")
+        {
+            let line_given = stderr.lines().any(|l| {
+                l.contains(&format!("{}:", path.display()))
+                    && l.split(':')
+                        .nth(1)
+                        .is_some_and(|n| n.trim().parse::<u32>().is_ok())
+            });
             assert!(line_given, "{what}: no line number in:\n{stderr}");
         }
     }
@@ -103,13 +211,19 @@ fn invalid_inventories_are_reported_with_file_host_field_and_line() {
 #[test]
 fn several_problems_are_reported_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let text = example().replacen("role = \"k8s-master\"", "role = \"boss\"", 1).replacen("192.168.10.57/24", "192.168.10.57", 1);
+    let text = example()
+        .replacen("role = \"k8s-master\"", "role = \"boss\"", 1)
+        .replacen("192.168.10.57/24", "192.168.10.57", 1);
     let path = write(dir.path(), &text);
     runner(&path)
         .args(["inventory", "check"])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("2 problems").and(predicate::str::contains("boss")).and(predicate::str::contains("address/prefix")));
+        .stderr(
+            predicate::str::contains("2 problems")
+                .and(predicate::str::contains("boss"))
+                .and(predicate::str::contains("address/prefix")),
+        );
 }
 
 #[test]
@@ -117,18 +231,46 @@ fn run_errors_before_any_connection() {
     let dir = tempfile::tempdir().unwrap();
     let inv = loopback_example(dir.path());
     let cases: &[(&[&str], &str)] = &[
-        (&["run", "k8s-wrker", "--host", "prdk8swok511"], "no playbook `k8s-wrker`"),
-        (&["run", "k8s-worker", "--host", "prdk8swok599"], "no host `prdk8swok599`"),
-        (&["run", "k8s-worker", "--host", "prdinfhap501"], "refusing prdinfhap501 (haproxy)"),
+        (
+            &["run", "k8s-wrker", "--host", "prdk8swok511"],
+            "no playbook `k8s-wrker`",
+        ),
+        (
+            &["run", "k8s-worker", "--host", "prdk8swok599"],
+            "no host `prdk8swok599`",
+        ),
+        (
+            &["run", "k8s-worker", "--host", "prdinfhap501"],
+            "refusing prdinfhap501 (haproxy)",
+        ),
         (&["run", "k8s-worker"], "no hosts selected"),
-        (&["run", "k8s-worker", "--role", "k8s-boss"], "unknown role `k8s-boss`"),
-        (&["run", "k8s-worker", "--zone", "nowhere"], "matches no host"),
-        (&["run", "k8s-worker", "--all", "--forks", "0"], "--forks must be at least 1"),
-        (&["run", "k8s-worker", "--all", "--only", "swap offf"], "no step `swap offf`"),
-        (&["run", "k8s-worker", "--all", "--bogus"], "unexpected argument '--bogus'"),
+        (
+            &["run", "k8s-worker", "--role", "k8s-boss"],
+            "unknown role `k8s-boss`",
+        ),
+        (
+            &["run", "k8s-worker", "--zone", "nowhere"],
+            "matches no host",
+        ),
+        (
+            &["run", "k8s-worker", "--all", "--forks", "0"],
+            "--forks must be at least 1",
+        ),
+        (
+            &["run", "k8s-worker", "--all", "--only", "swap offf"],
+            "no step `swap offf`",
+        ),
+        (
+            &["run", "k8s-worker", "--all", "--bogus"],
+            "unexpected argument '--bogus'",
+        ),
     ];
     for (args, expected) in cases {
-        runner(&inv).args(*args).assert().code(1).stderr(predicate::str::contains(*expected));
+        runner(&inv)
+            .args(*args)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(*expected));
     }
 }
 
@@ -136,8 +278,24 @@ fn run_errors_before_any_connection() {
 fn unreachable_hosts_are_reported_and_exit_3() {
     let dir = tempfile::tempdir().unwrap();
     let inv = loopback_example(dir.path());
-    let out = runner(&inv).args(["run", "k8s-worker", "--host", "prdk8swok511", "--host", "prdk8swok512"]).assert().code(3).get_output().clone();
+    let out = runner(&inv)
+        .args([
+            "run",
+            "k8s-worker",
+            "--host",
+            "prdk8swok511",
+            "--host",
+            "prdk8swok512",
+        ])
+        .assert()
+        .code(3)
+        .get_output()
+        .clone();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("prdk8swok511 | UNREACHABLE") && stdout.contains("prdk8swok512 | UNREACHABLE"), "{stdout}");
+    assert!(
+        stdout.contains("prdk8swok511 | UNREACHABLE")
+            && stdout.contains("prdk8swok512 | UNREACHABLE"),
+        "{stdout}"
+    );
     assert!(stdout.contains("RECAP"), "{stdout}");
 }

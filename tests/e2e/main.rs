@@ -1,5 +1,6 @@
 //! End-to-end tests.
+mod cli;
+mod cluster;
+mod custom;
 mod lab_smoke;
 mod worker;
-mod cli;
-mod custom;

@@ -1,6 +1,6 @@
 //! k8s-worker end to end: the real runner over ssh against a systemd container.
 
-use nodeprep_tests::{lab, runner, Lab};
+use nodeprep_tests::{Lab, lab, runner};
 use serde_json::Value;
 
 const HOST: &str = "prdk8swok511";
@@ -8,60 +8,130 @@ const FSTAB: &str = "UUID=0a1b / ext4 errors=remount-ro 0 1\n/swapfile none swap
 
 fn prepared_lab() -> Lab {
     let lab = lab(&[(HOST, "k8s-worker")]);
-    lab.sh(HOST, &format!("printf '{}' > /etc/fstab", FSTAB.replace('\n', "\\n"))).unwrap();
+    lab.sh(
+        HOST,
+        &format!("printf '{}' > /etc/fstab", FSTAB.replace('\n', "\\n")),
+    )
+    .unwrap();
     lab
 }
 
 /// Runs the runner with `args` (+ --json) and returns its exit code and events.
 pub fn run_json(lab: &Lab, args: &[&str]) -> (i32, Vec<Value>) {
-    let inv = lab.write_inventory("").unwrap();
-    let out = runner(&inv).args(args).arg("--json").output().unwrap();
+    run_json_with(lab, "", args)
+}
+
+/// As [`run_json`], with `settings` added to the lab's inventory.
+pub fn run_json_with(lab: &Lab, settings: &str, args: &[&str]) -> (i32, Vec<Value>) {
+    let inv = lab.write_inventory(settings).unwrap();
+    run_json_at(&inv, args)
+}
+
+/// Runs the runner on the inventory at `inv`.
+pub fn run_json_at(inv: &std::path::Path, args: &[&str]) -> (i32, Vec<Value>) {
+    let out = runner(inv).args(args).arg("--json").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let events: Vec<Value> = stdout
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}\nstderr: {}", String::from_utf8_lossy(&out.stderr))))
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| {
+                panic!(
+                    "not JSON ({e}): {l}\nstderr: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+        })
         .collect();
     (out.status.code().unwrap_or(-1), events)
 }
 
+/// The kernel steps of k8s-worker (the rest of the role is covered by the cluster test).
+const KERNEL_STEPS: [&str; 6] = [
+    "swap off",
+    "swap disabled in fstab",
+    "kernel modules persisted",
+    "kernel modules loaded",
+    "sysctl persisted",
+    "sysctl applied",
+];
+
+fn kernel_run(lab: &Lab, extra: &[&str]) -> (i32, Vec<Value>) {
+    let mut args = vec!["run", "k8s-worker", "--host", HOST];
+    for s in KERNEL_STEPS {
+        args.extend(["--only", s]);
+    }
+    args.extend_from_slice(extra);
+    run_json(lab, &args)
+}
+
 fn recap<'a>(events: &'a [Value], host: &str) -> &'a Value {
-    events.iter().find(|e| e["event"] == "recap" && e["host"] == host).unwrap_or_else(|| panic!("no recap for {host} in {events:#?}"))
+    events
+        .iter()
+        .find(|e| e["event"] == "recap" && e["host"] == host)
+        .unwrap_or_else(|| panic!("no recap for {host} in {events:#?}"))
 }
 
 fn outcome<'a>(events: &'a [Value], step: &str) -> &'a str {
-    events.iter().find(|e| e["event"] == "step" && e["step"] == step).and_then(|e| e["outcome"].as_str()).unwrap_or_else(|| panic!("no step {step} in {events:#?}"))
+    events
+        .iter()
+        .find(|e| e["event"] == "step" && e["step"] == step)
+        .and_then(|e| e["outcome"].as_str())
+        .unwrap_or_else(|| panic!("no step {step} in {events:#?}"))
 }
 
 #[test]
 fn k8s_worker_converges_and_is_idempotent() {
     let lab = prepared_lab();
-    let (code, events) = run_json(&lab, &["run", "k8s-worker", "--host", HOST]);
+    let (code, events) = kernel_run(&lab, &[]);
     assert_eq!(code, 0, "{events:#?}");
     assert_eq!(outcome(&events, "swap disabled in fstab"), "changed");
     assert_eq!(outcome(&events, "sysctl persisted"), "changed");
     assert_eq!(outcome(&events, "kernel modules persisted"), "changed");
 
     let fstab = lab.read_file(HOST, "/etc/fstab").unwrap();
-    assert_eq!(fstab, "UUID=0a1b / ext4 errors=remount-ro 0 1\n# /swapfile none swap sw 0 0\n");
-    let sysctl = lab.read_file(HOST, "/etc/sysctl.d/99-kubernetes-cri.conf").unwrap();
-    for line in ["net.bridge.bridge-nf-call-iptables = 1", "net.ipv4.ip_forward = 1", "net.bridge.bridge-nf-call-ip6tables = 1"] {
-        assert!(sysctl.lines().any(|l| l == line), "{line} missing from:\n{sysctl}");
+    assert_eq!(
+        fstab,
+        "UUID=0a1b / ext4 errors=remount-ro 0 1\n# /swapfile none swap sw 0 0\n"
+    );
+    let sysctl = lab
+        .read_file(HOST, "/etc/sysctl.d/99-kubernetes-cri.conf")
+        .unwrap();
+    for line in [
+        "net.bridge.bridge-nf-call-iptables = 1",
+        "net.ipv4.ip_forward = 1",
+        "net.bridge.bridge-nf-call-ip6tables = 1",
+    ] {
+        assert!(
+            sysctl.lines().any(|l| l == line),
+            "{line} missing from:\n{sysctl}"
+        );
     }
-    let modules = lab.read_file(HOST, "/etc/modules-load.d/containerd.conf").unwrap();
+    let modules = lab
+        .read_file(HOST, "/etc/modules-load.d/containerd.conf")
+        .unwrap();
     let listed: Vec<&str> = modules.lines().filter(|l| !l.starts_with('#')).collect();
     assert_eq!(listed, ["overlay", "br_netfilter"]);
     let perms = lab.sh(HOST, "stat -c '%a %U:%G' /etc/sysctl.d/99-kubernetes-cri.conf /etc/modules-load.d/containerd.conf /etc/fstab").unwrap();
     assert_eq!(perms, "644 root:root\n644 root:root\n644 root:root\n");
     // No temporary file left beside the targets.
-    let leftovers = lab.sh(HOST, "ls -a /etc /etc/sysctl.d /etc/modules-load.d | grep -c '^.nodeprep' || true").unwrap();
+    let leftovers = lab
+        .sh(
+            HOST,
+            "ls -a /etc /etc/sysctl.d /etc/modules-load.d | grep -c '^.nodeprep' || true",
+        )
+        .unwrap();
     assert_eq!(leftovers.trim(), "0");
     // The replaced fstab was backed up.
     let backups = lab.sh(HOST, "ls /var/backups/nodeprep/etc/").unwrap();
     assert!(backups.starts_with("fstab."), "{backups}");
 
-    let (code, events) = run_json(&lab, &["run", "k8s-worker", "--host", HOST]);
+    let (code, events) = kernel_run(&lab, &[]);
     assert_eq!(code, 0, "{events:#?}");
-    assert_eq!(recap(&events, HOST)["changed"], 0, "second run changed something: {events:#?}");
+    assert_eq!(
+        recap(&events, HOST)["changed"],
+        0,
+        "second run changed something: {events:#?}"
+    );
     assert_eq!(recap(&events, HOST)["failed"], 0);
 }
 
@@ -70,12 +140,20 @@ fn k8s_worker_check_mode_touches_nothing() {
     let lab = prepared_lab();
     let snapshot = "find /etc /var/backups -xdev -type f -print0 | sort -z | xargs -0 sha256sum; stat -c '%n %a %U' /etc/sysctl.d /etc/modules-load.d";
     let before = lab.sh(HOST, snapshot).unwrap();
-    let (code, events) = run_json(&lab, &["run", "k8s-worker", "--host", HOST, "--check", "--diff"]);
+    let (code, events) = kernel_run(&lab, &["--check", "--diff"]);
     assert_eq!(code, 0, "{events:#?}");
     assert_eq!(outcome(&events, "swap disabled in fstab"), "changed");
     assert_eq!(outcome(&events, "sysctl persisted"), "changed");
-    let fstab_diff = events.iter().find(|e| e["step"] == "swap disabled in fstab").unwrap()["diff"].as_str().unwrap();
-    assert!(fstab_diff.contains("-/swapfile none swap sw 0 0\n+# /swapfile none swap sw 0 0"), "{fstab_diff}");
+    let fstab_diff = events
+        .iter()
+        .find(|e| e["step"] == "swap disabled in fstab")
+        .unwrap()["diff"]
+        .as_str()
+        .unwrap();
+    assert!(
+        fstab_diff.contains("-/swapfile none swap sw 0 0\n+# /swapfile none swap sw 0 0"),
+        "{fstab_diff}"
+    );
     let after = lab.sh(HOST, snapshot).unwrap();
     assert_eq!(before, after, "check mode modified the host");
 }

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use serde_json::json;
 use xshell::Shell;
 
@@ -34,23 +34,32 @@ pub fn bench(args: &BenchArgs) -> Result<u8> {
         let inv = lab.write_inventory("")?;
         let run = |label: &str| -> Result<(f64, Vec<serde_json::Value>)> {
             let start = Instant::now();
-            let out = duct::cmd(&exe, ["run", "k8s-worker", "--all", "--json", "--inventory"])
-                .before_spawn({
-                    let inv = inv.clone();
-                    move |c| {
-                        c.arg(&inv);
-                        Ok(())
-                    }
-                })
-                .stdout_capture()
-                .stderr_capture()
-                .unchecked()
-                .run()?;
+            let out = duct::cmd(
+                &exe,
+                ["run", "k8s-worker", "--all", "--json", "--inventory"],
+            )
+            .before_spawn({
+                let inv = inv.clone();
+                move |c| {
+                    c.arg(&inv);
+                    Ok(())
+                }
+            })
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()?;
             let secs = start.elapsed().as_secs_f64();
-            let events: Vec<serde_json::Value> =
-                String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+            let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
             if !out.status.success() {
-                bail!("{label} run failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+                bail!(
+                    "{label} run failed: {}\n{}",
+                    String::from_utf8_lossy(&out.stderr),
+                    String::from_utf8_lossy(&out.stdout)
+                );
             }
             Ok((secs, events))
         };
@@ -59,15 +68,29 @@ pub fn bench(args: &BenchArgs) -> Result<u8> {
         let mut commands = 0.0;
         for i in 0..args.runs {
             let (secs, events) = run("no-op")?;
-            let recaps: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "recap").collect();
-            let changed: u64 = recaps.iter().map(|r| r["changed"].as_u64().unwrap_or(0)).sum();
+            let recaps: Vec<&serde_json::Value> =
+                events.iter().filter(|e| e["event"] == "recap").collect();
+            let changed: u64 = recaps
+                .iter()
+                .map(|r| r["changed"].as_u64().unwrap_or(0))
+                .sum();
             if changed != 0 {
                 bail!("no-op run {i} changed {changed} step(s): the playbook is not idempotent");
             }
-            commands = recaps.iter().map(|r| r["commands"].as_f64().unwrap_or(0.0)).sum::<f64>() / recaps.len().max(1) as f64;
+            commands = recaps
+                .iter()
+                .map(|r| r["commands"].as_f64().unwrap_or(0.0))
+                .sum::<f64>()
+                / recaps.len().max(1) as f64;
             noop_secs.push(secs);
         }
-        samples.push(Sample { hosts: n, first_secs, noop_secs, commands_per_host: commands, connections_per_host: 1.0 });
+        samples.push(Sample {
+            hosts: n,
+            first_secs,
+            noop_secs,
+            commands_per_host: commands,
+            connections_per_host: 1.0,
+        });
         drop(lab);
     }
     report(&samples, args.json);
@@ -77,8 +100,18 @@ pub fn bench(args: &BenchArgs) -> Result<u8> {
 fn stats(v: &[f64]) -> (f64, f64, f64) {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
-    let median = if s.is_empty() { 0.0 } else if s.len() % 2 == 1 { s[s.len() / 2] } else { (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0 };
-    (median, s.first().copied().unwrap_or(0.0), s.last().copied().unwrap_or(0.0))
+    let median = if s.is_empty() {
+        0.0
+    } else if s.len() % 2 == 1 {
+        s[s.len() / 2]
+    } else {
+        (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0
+    };
+    (
+        median,
+        s.first().copied().unwrap_or(0.0),
+        s.last().copied().unwrap_or(0.0),
+    )
 }
 
 fn report(samples: &[Sample], as_json: bool) {
@@ -96,7 +129,10 @@ fn report(samples: &[Sample], as_json: bool) {
         }
         return;
     }
-    println!("{:>5} {:>10} {:>12} {:>9} {:>9} {:>16} {:>16}", "hosts", "first run", "no-op median", "min", "max", "commands/host", "connections/host");
+    println!(
+        "{:>5} {:>10} {:>12} {:>9} {:>9} {:>16} {:>16}",
+        "hosts", "first run", "no-op median", "min", "max", "commands/host", "connections/host"
+    );
     for s in samples {
         let (median, min, max) = stats(&s.noop_secs);
         println!(

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "nodeprep: prepare Linux servers for Kubernetes", version)]
+#[command(
+    name = "cargo xtask",
+    about = "nodeprep: prepare Linux servers for Kubernetes",
+    version
+)]
 pub struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG works too.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]

@@ -6,23 +6,33 @@ use anyhow::{Context, Result};
 use playbooks::Inventory;
 use xshell::Shell;
 
-use crate::cli::{DemoArgs, RunArgs, SelectArgs, InventoryArgs};
+use crate::cli::{DemoArgs, InventoryArgs, RunArgs, SelectArgs};
 use crate::output::Printer;
-use crate::run::{exit_code, fan_out, HostReport};
+use crate::run::{HostReport, exit_code, fan_out};
 use crate::test::project_root;
 
 /// The example inventory, embedded: the demo works from any folder.
 const EXAMPLE: &str = include_str!("../../inventory.toml");
 
 pub fn demo(args: &DemoArgs) -> Result<u8> {
-    let example = Inventory::parse(EXAMPLE, &project_root().join("inventory.toml")).map_err(|p| anyhow::anyhow!("{p}"))?;
-    let hosts: Vec<(&str, &str)> = example.hosts.iter().map(|(n, h)| (n.as_str(), h.role.as_str())).collect();
+    let example = Inventory::parse(EXAMPLE, &project_root().join("inventory.toml"))
+        .map_err(|p| anyhow::anyhow!("{p}"))?;
+    let hosts: Vec<(&str, &str)> = example
+        .hosts
+        .iter()
+        .map(|(n, h)| (n.as_str(), h.role.as_str()))
+        .collect();
     let sh = Shell::new()?;
     xtask::prereq::ensure(&sh)?;
     eprintln!("demo: building (or reusing) the lab image");
     let image = xtask::image::ensure(&sh)?;
-    eprintln!("demo: starting {} lab containers: {}", hosts.len(), hosts.iter().map(|h| h.0).collect::<Vec<_>>().join(", "));
-    let mut lab = xtask::lab::Lab::start(&sh, &image, "nodeprep-demo", &hosts).context("starting the lab")?;
+    eprintln!(
+        "demo: starting {} lab containers: {}",
+        hosts.len(),
+        hosts.iter().map(|h| h.0).collect::<Vec<_>>().join(", ")
+    );
+    let mut lab =
+        xtask::lab::Lab::start(&sh, &image, "nodeprep-demo", &hosts).context("starting the lab")?;
     if args.keep {
         lab.keep();
     }
@@ -48,28 +58,55 @@ pub fn demo(args: &DemoArgs) -> Result<u8> {
                 .map(|playbook| {
                     let (inv, path, printer) = (&inv, &path, &printer);
                     s.spawn(move || {
-                        let names: Vec<&str> =
-                            inv.hosts.iter().filter(|(_, h)| Some(h.role.as_str()) == playbook.role).map(|(n, _)| n.as_str()).collect();
+                        let names: Vec<&str> = inv
+                            .hosts
+                            .iter()
+                            .filter(|(_, h)| Some(h.role.as_str()) == playbook.role)
+                            .map(|(n, _)| n.as_str())
+                            .collect();
                         if names.is_empty() {
                             return Vec::new();
                         }
                         let run = RunArgs {
                             playbook: playbook.name.into(),
-                            select: SelectArgs { inv: InventoryArgs { inventory: Some(path.clone()) }, hosts: vec![], role: None, zone: None, all: true, limit: None },
-                            local: false, check: false, diff: false, json: false, forks: 16, only: vec![], skip: vec![], force: false, no_backup: false,
+                            select: SelectArgs {
+                                inv: InventoryArgs {
+                                    inventory: Some(path.clone()),
+                                },
+                                hosts: vec![],
+                                role: None,
+                                zone: None,
+                                all: true,
+                                limit: None,
+                            },
+                            local: false,
+                            check: false,
+                            diff: false,
+                            json: false,
+                            forks: 16,
+                            only: vec![],
+                            skip: vec![],
+                            force: false,
+                            no_backup: false,
                         };
                         fan_out(inv, &names, playbook, &run, printer)
                     })
                 })
                 .collect();
-            handles.into_iter().flat_map(|h| h.join().expect("a fan-out thread panicked")).collect()
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("a fan-out thread panicked"))
+                .collect()
         });
         reports.sort_by(|a, b| a.host.cmp(&b.host));
         printer.recap(&reports, false);
         code = code.max(exit_code(&reports));
     }
     if args.keep {
-        println!("\nThe containers keep running; inventory: {}", path.display());
+        println!(
+            "\nThe containers keep running; inventory: {}",
+            path.display()
+        );
     }
     Ok(code)
 }
@@ -82,7 +119,8 @@ fn lab_settings() -> String {
     for line in EXAMPLE.lines() {
         let t = line.trim();
         if t.starts_with('[') {
-            keep = !(t.starts_with("[ssh") || t.starts_with("[hosts") || t.starts_with("[kubernetes"));
+            keep =
+                !(t.starts_with("[ssh") || t.starts_with("[hosts") || t.starts_with("[kubernetes"));
         }
         if keep {
             out.push_str(line);

@@ -19,7 +19,11 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { run::EXIT_BAD_INPUT } else { 0 };
+            let code = if e.use_stderr() {
+                run::EXIT_BAD_INPUT
+            } else {
+                0
+            };
             let _ = e.print();
             return ExitCode::from(code);
         }
@@ -29,7 +33,9 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Hosts(args) => select::hosts(&args),
         Command::Playbooks => select::playbooks(),
-        Command::Inventory { command: InventoryCommand::Check(args) } => select::check(&args),
+        Command::Inventory {
+            command: InventoryCommand::Check(args),
+        } => select::check(&args),
         Command::TestImage => test::image(),
         Command::Test(args) => test::test(&args),
         Command::Demo(args) => demo::demo(&args),

@@ -16,8 +16,13 @@ pub fn init_logging(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 #[derive(Clone)]
@@ -29,7 +34,11 @@ pub struct Printer {
 
 impl Printer {
     pub fn new(json: bool, diffs: bool) -> Printer {
-        Printer { json, diffs, out: Arc::new(Mutex::new(())) }
+        Printer {
+            json,
+            diffs,
+            out: Arc::new(Mutex::new(())),
+        }
     }
 
     /// The sink handed to each host's context.
@@ -52,7 +61,9 @@ impl Printer {
             }
             Event::Progress { host, message } => {
                 if self.json {
-                    self.line(&json!({"event": "progress", "host": host, "message": message}).to_string());
+                    self.line(
+                        &json!({"event": "progress", "host": host, "message": message}).to_string(),
+                    );
                 } else {
                     self.line(&format!("{host} | ... {message}"));
                 }
@@ -72,7 +83,13 @@ impl Printer {
                         _ => {}
                     }
                     if !record.actions.is_empty() {
-                        v["actions"] = json!(record.actions.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+                        v["actions"] = json!(
+                            record
+                                .actions
+                                .iter()
+                                .map(|a| a.to_string())
+                                .collect::<Vec<_>>()
+                        );
                     }
                     if self.diffs && !record.diffs.is_empty() {
                         v["diff"] = json!(record.diffs.concat());
@@ -105,11 +122,18 @@ impl Printer {
     /// A host finished: say so when it ended on an error outside any step (unreachable).
     pub fn host_done(&self, r: &HostReport) {
         if let Some((kind, msg)) = &r.error {
-            let in_step = r.records.iter().any(|rec| matches!(rec.outcome, Outcome::Failed(_)));
+            let in_step = r
+                .records
+                .iter()
+                .any(|rec| matches!(rec.outcome, Outcome::Failed(_)));
             if self.json {
                 self.line(&json!({"event": "host_error", "host": r.host, "kind": format!("{kind:?}").to_lowercase(), "error": msg}).to_string());
             } else if !in_step {
-                let what = if r.unreachable() { "UNREACHABLE" } else { "FAILED" };
+                let what = if r.unreachable() {
+                    "UNREACHABLE"
+                } else {
+                    "FAILED"
+                };
                 self.line(&format!("{} | {what}\n{}", r.host, indent(msg, "    ")));
             }
         }
@@ -138,7 +162,11 @@ impl Printer {
         }
         let mut text = format!(
             "\nRECAP{}\n{:<16} {:>4} {:>8} {:>7} {:>8} {:>12} {:>9}",
-            if check { " (check mode: nothing was changed)" } else { "" },
+            if check {
+                " (check mode: nothing was changed)"
+            } else {
+                ""
+            },
             "HOST",
             "ok",
             "changed",
@@ -148,7 +176,8 @@ impl Printer {
             "time"
         );
         for r in reports {
-            let failed = r.count("failed") + usize::from(r.error.is_some() && !r.unreachable() && r.count("failed") == 0);
+            let failed = r.count("failed")
+                + usize::from(r.error.is_some() && !r.unreachable() && r.count("failed") == 0);
             text.push_str(&format!(
                 "\n{:<16} {:>4} {:>8} {:>7} {:>8} {:>12} {:>8.2}s",
                 r.host,
@@ -165,5 +194,8 @@ impl Printer {
 }
 
 fn indent(text: &str, prefix: &str) -> String {
-    text.lines().map(|l| format!("{prefix}{l}")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| format!("{prefix}{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

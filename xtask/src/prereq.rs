@@ -4,22 +4,35 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
-use xshell::{cmd, Shell};
+use anyhow::{Result, bail};
+use xshell::{Shell, cmd};
 
 fn have(sh: &Shell, program: &str) -> bool {
     let script = format!("command -v {program}");
-    cmd!(sh, "sh -c {script}").quiet().ignore_stdout().run().is_ok()
+    cmd!(sh, "sh -c {script}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .is_ok()
 }
 
 fn engine_up(sh: &Shell) -> bool {
-    cmd!(sh, "docker info").quiet().ignore_stdout().ignore_stderr().run().is_ok()
+    cmd!(sh, "docker info")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok()
 }
 
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -34,18 +47,33 @@ pub fn ensure(sh: &Shell) -> Result<()> {
     }
     if !missing.is_empty() {
         if !(is_root() && have(sh, "apt-get")) {
-            bail!("missing: {} (install them, e.g. `sudo apt-get install -y {}`)", missing.join(", "), missing.join(" "));
+            bail!(
+                "missing: {} (install them, e.g. `sudo apt-get install -y {}`)",
+                missing.join(", "),
+                missing.join(" ")
+            );
         }
         eprintln!("nodeprep: installing {}", missing.join(" "));
-        cmd!(sh, "apt-get update -q").env("DEBIAN_FRONTEND", "noninteractive").run()?;
-        cmd!(sh, "apt-get install -y -q --no-install-recommends {missing...}").env("DEBIAN_FRONTEND", "noninteractive").run()?;
+        cmd!(sh, "apt-get update -q")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .run()?;
+        cmd!(
+            sh,
+            "apt-get install -y -q --no-install-recommends {missing...}"
+        )
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run()?;
     }
     if !engine_up(sh) {
         if !is_root() {
-            bail!("the docker engine is not running: start it (e.g. `sudo systemctl start docker` or `sudo dockerd &`)");
+            bail!(
+                "the docker engine is not running: start it (e.g. `sudo systemctl start docker` or `sudo dockerd &`)"
+            );
         }
         eprintln!("nodeprep: starting dockerd (log: /tmp/dockerd.log)");
-        cmd!(sh, "sh -c 'nohup dockerd >/tmp/dockerd.log 2>&1 &'").quiet().run()?;
+        cmd!(sh, "sh -c 'nohup dockerd >/tmp/dockerd.log 2>&1 &'")
+            .quiet()
+            .run()?;
         let start = Instant::now();
         while !engine_up(sh) {
             if start.elapsed() > Duration::from_secs(60) {

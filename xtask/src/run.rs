@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use playbooks::{Inventory, Playbook, Target};
 use tasks::host::{Local, Ssh, SshConfig};
 use tasks::{Ctx, ErrorKind, Host, Mode, Options, Outcome, Record};
@@ -39,22 +39,36 @@ impl HostReport {
     }
 
     pub fn failed(&self) -> bool {
-        self.error.is_some() || self.records.iter().any(|r| matches!(r.outcome, Outcome::Failed(_)))
+        self.error.is_some()
+            || self
+                .records
+                .iter()
+                .any(|r| matches!(r.outcome, Outcome::Failed(_)))
     }
 
     pub fn count(&self, label: &str) -> usize {
-        self.records.iter().filter(|r| r.outcome.label() == label).count()
+        self.records
+            .iter()
+            .filter(|r| r.outcome.label() == label)
+            .count()
     }
 }
 
 pub fn run(args: &RunArgs) -> Result<u8> {
     let Some(playbook) = playbooks::find(&args.playbook) else {
         let names: Vec<&str> = playbooks::all().iter().map(|p| p.name).collect();
-        bail!("no playbook `{}` (known: {})", args.playbook, names.join(", "));
+        bail!(
+            "no playbook `{}` (known: {})",
+            args.playbook,
+            names.join(", ")
+        );
     };
     for step in args.only.iter().chain(&args.skip) {
         if !playbook.steps.contains(&step.as_str()) {
-            bail!("playbook {} has no step `{step}` (see `cargo xtask playbooks`)", playbook.name);
+            bail!(
+                "playbook {} has no step `{step}` (see `cargo xtask playbooks`)",
+                playbook.name
+            );
         }
     }
     if args.forks == 0 {
@@ -69,10 +83,17 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     };
     let names = select::select(&inv, &args.select)?;
     if let Some(role) = playbook.role {
-        let wrong: Vec<String> =
-            names.iter().filter(|n| inv.hosts[**n].role != role).map(|n| format!("{n} ({})", inv.hosts[*n].role)).collect();
+        let wrong: Vec<String> = names
+            .iter()
+            .filter(|n| inv.hosts[**n].role != role)
+            .map(|n| format!("{n} ({})", inv.hosts[*n].role))
+            .collect();
         if !wrong.is_empty() && !args.force {
-            bail!("playbook {} is for role {role}; refusing {} (use --force to run it anyway)", playbook.name, wrong.join(", "));
+            bail!(
+                "playbook {} is for role {role}; refusing {} (use --force to run it anyway)",
+                playbook.name,
+                wrong.join(", ")
+            );
         }
     }
     let printer = Printer::new(args.json, args.diff || args.check);
@@ -104,8 +125,21 @@ fn options(args: &RunArgs, printer: &Printer) -> Options {
 }
 
 /// Runs `playbook` on every named host, `--forks` at a time.
-pub fn fan_out(inv: &Inventory, names: &[&str], playbook: &Playbook, args: &RunArgs, printer: &Printer) -> Vec<HostReport> {
-    let queue = Mutex::new(names.iter().copied().enumerate().collect::<Vec<_>>().into_iter());
+pub fn fan_out(
+    inv: &Inventory,
+    names: &[&str],
+    playbook: &Playbook,
+    args: &RunArgs,
+    printer: &Printer,
+) -> Vec<HostReport> {
+    let queue = Mutex::new(
+        names
+            .iter()
+            .copied()
+            .enumerate()
+            .collect::<Vec<_>>()
+            .into_iter(),
+    );
     let results: Mutex<Vec<(usize, HostReport)>> = Mutex::new(Vec::new());
     let workers = args.forks.min(names.len()).max(1);
     std::thread::scope(|s| {
@@ -132,8 +166,16 @@ fn ssh_host(inv: &Inventory, t: &Target) -> tasks::Result<Box<dyn Host>> {
     let mut cfg = SshConfig::new(t.name, &t.host.address);
     cfg.port = t.host.port.unwrap_or(inv.ssh.port);
     cfg.user = t.host.user.clone().unwrap_or_else(|| inv.ssh.user.clone());
-    cfg.identity_file = inv.ssh.identity_file.as_ref().map(|p| inv.resolve(&expand_home(p)));
-    cfg.known_hosts = inv.ssh.known_hosts.as_ref().map(|p| inv.resolve(&expand_home(p)));
+    cfg.identity_file = inv
+        .ssh
+        .identity_file
+        .as_ref()
+        .map(|p| inv.resolve(&expand_home(p)));
+    cfg.known_hosts = inv
+        .ssh
+        .known_hosts
+        .as_ref()
+        .map(|p| inv.resolve(&expand_home(p)));
     cfg.accept_new_host_key = inv.ssh.accept_new_host_keys;
     cfg.connect_timeout_secs = inv.ssh.connect_timeout;
     Ok(Box::new(Ssh::new(cfg)?))
@@ -147,18 +189,39 @@ fn expand_home(p: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// Connects, runs the playbook, closes; never panics the caller.
-pub fn run_one(host: tasks::Result<Box<dyn Host>>, target: &Target, playbook: &Playbook, opts: Options) -> HostReport {
+pub fn run_one(
+    host: tasks::Result<Box<dyn Host>>,
+    target: &Target,
+    playbook: &Playbook,
+    opts: Options,
+) -> HostReport {
     let start = Instant::now();
     let name = target.name.to_string();
     let host = match host {
         Ok(h) => h,
-        Err(e) => return HostReport { host: name, records: vec![], error: Some((e.kind(), e.to_string())), duration: start.elapsed(), commands: 0 },
+        Err(e) => {
+            return HostReport {
+                host: name,
+                records: vec![],
+                error: Some((e.kind(), e.to_string())),
+                duration: start.elapsed(),
+                commands: 0,
+            };
+        }
     };
     let mut opts = opts;
     opts.probe = std::mem::take(&mut opts.probe).files(playbook.files);
     let mut cx = match Ctx::connect(host, opts) {
         Ok(cx) => cx,
-        Err(e) => return HostReport { host: name, records: vec![], error: Some((e.kind(), e.to_string())), duration: start.elapsed(), commands: 1 },
+        Err(e) => {
+            return HostReport {
+                host: name,
+                records: vec![],
+                error: Some((e.kind(), e.to_string())),
+                duration: start.elapsed(),
+                commands: 1,
+            };
+        }
     };
     let result = (playbook.run)(&mut cx, target);
     cx.close();
@@ -182,7 +245,10 @@ fn run_local(args: &RunArgs, playbook: &Playbook) -> Result<u8> {
     } else {
         playbooks::Inventory::parse("", &path).map_err(|p| anyhow::anyhow!("{p}"))?
     };
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     let name = args.select.hosts.first().cloned().unwrap_or(hostname);
     let fallback = playbooks::HostEntry {
         role: playbook.role.unwrap_or("k8s-worker").to_string(),
@@ -192,10 +258,18 @@ fn run_local(args: &RunArgs, playbook: &Playbook) -> Result<u8> {
         zone: None,
         network: None,
     };
-    let target = inv.target(&name).unwrap_or(Target { name: &name, host: &fallback, inventory: &inv });
+    let target = inv.target(&name).unwrap_or(Target {
+        name: &name,
+        host: &fallback,
+        inventory: &inv,
+    });
     let sudo = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) != Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) != Some("0"))
+        })
         .unwrap_or(true);
     let printer = Printer::new(args.json, args.diff || args.check);
     let host: Box<dyn Host> = Box::new(Local::new(target.name).with_sudo(sudo));

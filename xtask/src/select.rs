@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use playbooks::Inventory;
 
 use crate::cli::{InventoryArgs, SelectArgs};
@@ -37,18 +37,32 @@ pub fn select<'a>(inv: &'a Inventory, s: &SelectArgs) -> Result<Vec<&'a str>> {
     let file = inv.path.display();
     for h in &s.hosts {
         if !inv.hosts.contains_key(h) {
-            let close: Vec<&str> = inv.hosts.keys().filter(|k| k.contains(h.as_str()) || h.contains(k.as_str())).map(String::as_str).collect();
-            let hint = if close.is_empty() { String::new() } else { format!(" (did you mean {}?)", close.join(", ")) };
+            let close: Vec<&str> = inv
+                .hosts
+                .keys()
+                .filter(|k| k.contains(h.as_str()) || h.contains(k.as_str()))
+                .map(String::as_str)
+                .collect();
+            let hint = if close.is_empty() {
+                String::new()
+            } else {
+                format!(" (did you mean {}?)", close.join(", "))
+            };
             bail!("no host `{h}` in {file}{hint}");
         }
     }
     if let Some(role) = &s.role {
         if !playbooks::inventory::ROLES.contains(&role.as_str()) {
-            bail!("unknown role `{role}` (expected one of: {})", playbooks::inventory::ROLES.join(", "));
+            bail!(
+                "unknown role `{role}` (expected one of: {})",
+                playbooks::inventory::ROLES.join(", ")
+            );
         }
     }
     if s.hosts.is_empty() && s.role.is_none() && s.zone.is_none() && !s.all && s.limit.is_none() {
-        bail!("no hosts selected: name some with --host NAME, --role ROLE, --zone ZONE, --limit PATTERN or --all");
+        bail!(
+            "no hosts selected: name some with --host NAME, --role ROLE, --zone ZONE, --limit PATTERN or --all"
+        );
     }
     let picked: Vec<&str> = inv
         .hosts
@@ -88,21 +102,47 @@ pub fn hosts(args: &SelectArgs) -> Result<u8> {
         Ok(inv) => inv,
         Err(code) => return Ok(code),
     };
-    let everything = args.hosts.is_empty() && args.role.is_none() && args.zone.is_none() && args.limit.is_none();
-    let names: Vec<&str> = if everything { inv.hosts.keys().map(String::as_str).collect() } else { select(&inv, args)? };
-    println!("{:<16} {:<11} {:<6} {:<22} {}", "HOST", "ROLE", "ZONE", "SSH", "NETWORK");
+    let everything =
+        args.hosts.is_empty() && args.role.is_none() && args.zone.is_none() && args.limit.is_none();
+    let names: Vec<&str> = if everything {
+        inv.hosts.keys().map(String::as_str).collect()
+    } else {
+        select(&inv, args)?
+    };
+    println!(
+        "{:<16} {:<11} {:<6} {:<22} {}",
+        "HOST", "ROLE", "ZONE", "SSH", "NETWORK"
+    );
     for name in names {
         let h = &inv.hosts[name];
-        let ssh = format!("{}@{}:{}", h.user.as_deref().unwrap_or(&inv.ssh.user), h.address, h.port.unwrap_or(inv.ssh.port));
-        let net = h.network.as_ref().map(|n| format!("{} {}", n.interface, n.address)).unwrap_or_else(|| "-".into());
-        println!("{name:<16} {:<11} {:<6} {ssh:<22} {net}", h.role, h.zone.as_deref().unwrap_or("-"));
+        let ssh = format!(
+            "{}@{}:{}",
+            h.user.as_deref().unwrap_or(&inv.ssh.user),
+            h.address,
+            h.port.unwrap_or(inv.ssh.port)
+        );
+        let net = h
+            .network
+            .as_ref()
+            .map(|n| format!("{} {}", n.interface, n.address))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{name:<16} {:<11} {:<6} {ssh:<22} {net}",
+            h.role,
+            h.zone.as_deref().unwrap_or("-")
+        );
     }
     Ok(EXIT_OK)
 }
 
 pub fn playbooks() -> Result<u8> {
     for p in playbooks::all() {
-        println!("{}  ({}{})", p.name, p.about, p.role.map(|r| format!("; role {r}")).unwrap_or_default());
+        println!(
+            "{}  ({}{})",
+            p.name,
+            p.about,
+            p.role.map(|r| format!("; role {r}")).unwrap_or_default()
+        );
         for (i, s) in p.steps.iter().enumerate() {
             println!("  {:>2}. {s}", i + 1);
         }

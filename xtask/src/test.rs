@@ -1,7 +1,7 @@
 //! `cargo xtask test-image` and `cargo xtask test`.
 
 use anyhow::{Context, Result};
-use xshell::{cmd, Shell};
+use xshell::{Shell, cmd};
 
 use crate::run::{EXIT_FAILED, EXIT_OK};
 
@@ -19,21 +19,30 @@ pub fn test(args: &crate::cli::TestArgs) -> Result<u8> {
     let sh = Shell::new()?;
     sh.change_dir(project_root());
     xtask::prereq::ensure(&sh)?;
-    let tag = match std::env::var("NODEPREP_TEST_IMAGE").ok().filter(|s| !s.is_empty()) {
+    let tag = match std::env::var("NODEPREP_TEST_IMAGE")
+        .ok()
+        .filter(|s| !s.is_empty())
+    {
         Some(given) => given,
         None => xtask::image::ensure(&sh).context("building the test image")?,
     };
     let bin = std::env::current_exe().context("locating the runner binary")?;
     let extra = &args.nextest_args;
-    let status = cmd!(sh, "cargo nextest run --workspace --profile ci --no-tests=fail {extra...}")
-        .env("NODEPREP_TEST_IMAGE", &tag)
-        .env("NODEPREP_BIN", &bin)
-        .quiet()
-        .run();
+    let status = cmd!(
+        sh,
+        "cargo nextest run --workspace --profile ci --no-tests=fail {extra...}"
+    )
+    .env("NODEPREP_TEST_IMAGE", &tag)
+    .env("NODEPREP_BIN", &bin)
+    .quiet()
+    .run();
     Ok(if status.is_ok() { EXIT_OK } else { EXIT_FAILED })
 }
 
 /// The workspace root: where this crate's manifest's parent is.
 pub fn project_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }

@@ -1,6 +1,6 @@
 //! A container on this machine, through `docker exec`.
 
-use super::{local::spawn, Cmd, Host, Output};
+use super::{Cmd, Host, Output, local::spawn};
 use crate::error::{Error, ErrorKind, Result};
 
 pub struct Docker {
@@ -10,7 +10,10 @@ pub struct Docker {
 
 impl Docker {
     pub fn new(name: impl Into<String>, container: impl Into<String>) -> Docker {
-        Docker { name: name.into(), container: container.into() }
+        Docker {
+            name: name.into(),
+            container: container.into(),
+        }
     }
 }
 
@@ -29,9 +32,12 @@ impl Host for Docker {
         if matches!(out.status, Some(125..=127))
             && (stderr.contains("No such container") || stderr.contains("is not running"))
         {
-            return Err(Error::new(ErrorKind::Unreachable, format!("container {} unavailable", self.container))
-                .with_stderr(&out.stderr)
-                .on_host(&self.name));
+            return Err(Error::new(
+                ErrorKind::Unreachable,
+                format!("container {} unavailable", self.container),
+            )
+            .with_stderr(&out.stderr)
+            .on_host(&self.name));
         }
         Ok(out)
     }

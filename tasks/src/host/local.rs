@@ -11,7 +11,10 @@ pub struct Local {
 
 impl Local {
     pub fn new(name: impl Into<String>) -> Local {
-        Local { name: name.into(), sudo: false }
+        Local {
+            name: name.into(),
+            sudo: false,
+        }
     }
 
     pub fn with_sudo(mut self, sudo: bool) -> Local {
@@ -38,14 +41,26 @@ impl Host for Local {
 /// Runs argv on this machine, capturing everything. Shared by the transports that drive a
 /// local client program (ssh, docker).
 pub(super) fn spawn(argv: &[&str], stdin: Option<&[u8]>) -> Result<Output> {
-    let (program, args) = argv.split_first().ok_or_else(|| Error::other("empty command"))?;
-    let mut expr = duct::cmd(*program, args).stdout_capture().stderr_capture().unchecked();
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| Error::other("empty command"))?;
+    let mut expr = duct::cmd(*program, args)
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked();
     expr = match stdin {
         Some(bytes) => expr.stdin_bytes(bytes.to_vec()),
         None => expr.stdin_null(),
     };
     let out = expr.run().map_err(|e| {
-        Error::new(ErrorKind::Unreachable, format!("cannot run `{program}`: {e}"))
+        Error::new(
+            ErrorKind::Unreachable,
+            format!("cannot run `{program}`: {e}"),
+        )
     })?;
-    Ok(Output { status: out.status.code(), stdout: out.stdout, stderr: out.stderr })
+    Ok(Output {
+        status: out.status.code(),
+        stdout: out.stdout,
+        stderr: out.stderr,
+    })
 }

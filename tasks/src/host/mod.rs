@@ -26,7 +26,10 @@ pub struct Cmd {
 
 impl Cmd {
     pub fn new<S: AsRef<str>>(argv: &[S]) -> Cmd {
-        Cmd { argv: argv.iter().map(|s| s.as_ref().to_string()).collect(), stdin: None }
+        Cmd {
+            argv: argv.iter().map(|s| s.as_ref().to_string()).collect(),
+            stdin: None,
+        }
     }
 
     pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Cmd {
@@ -97,8 +100,11 @@ pub(crate) fn command_failed(cmd: &Cmd, out: &Output) -> Error {
         Some(code) => format!("exit status {code}"),
         None => "killed by a signal".to_string(),
     };
-    Error::new(ErrorKind::Command, format!("`{}` failed ({status})", short(&cmd.display())))
-        .with_stderr(&out.stderr)
+    Error::new(
+        ErrorKind::Command,
+        format!("`{}` failed ({status})", short(&cmd.display())),
+    )
+    .with_stderr(&out.stderr)
 }
 
 /// Long commands (inline scripts) are cut in messages.
@@ -115,12 +121,21 @@ fn short(s: &str) -> String {
 /// Quotes one word for a POSIX shell: as is when it is made of safe characters only.
 pub fn shell_quote(word: &str) -> String {
     let safe = !word.is_empty()
-        && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b));
-    if safe { word.to_string() } else { format!("'{}'", word.replace('\'', r"'\''")) }
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b));
+    if safe {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 pub fn shell_join<S: AsRef<str>>(argv: &[S]) -> String {
-    argv.iter().map(|w| shell_quote(w.as_ref())).collect::<Vec<_>>().join(" ")
+    argv.iter()
+        .map(|w| shell_quote(w.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -139,9 +154,24 @@ mod tests {
 
     #[test]
     fn quoting_survives_a_real_shell() {
-        let nasty = ["a b", "it's", "$(echo PWNED)", "`id`", "x;y", "line\nbreak", "\\", "\"q\""];
+        let nasty = [
+            "a b",
+            "it's",
+            "$(echo PWNED)",
+            "`id`",
+            "x;y",
+            "line\nbreak",
+            "\\",
+            "\"q\"",
+        ];
         for word in nasty {
-            let out = Local::new("t").exec(&Cmd::new(&["sh", "-c", &format!("printf %s {}", shell_quote(word))])).unwrap();
+            let out = Local::new("t")
+                .exec(&Cmd::new(&[
+                    "sh",
+                    "-c",
+                    &format!("printf %s {}", shell_quote(word)),
+                ]))
+                .unwrap();
             assert_eq!(String::from_utf8(out.stdout).unwrap(), word);
         }
     }

@@ -14,7 +14,11 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn new(name: impl Into<String>) -> Recorder {
-        Recorder { name: name.into(), log: Mutex::new(Vec::new()), replies: Mutex::new(Vec::new()) }
+        Recorder {
+            name: name.into(),
+            log: Mutex::new(Vec::new()),
+            replies: Mutex::new(Vec::new()),
+        }
     }
 
     /// Commands whose display starts with `prefix` get `out` (first match wins); others
@@ -37,7 +41,12 @@ impl Host for Recorder {
         self.log.lock().unwrap().push(cmd.clone());
         let shown = cmd.display();
         let replies = self.replies.lock().unwrap();
-        let canned = replies.iter().find(|(prefix, _)| shown.starts_with(prefix.as_str()));
-        Ok(canned.map(|(_, out)| out.clone()).unwrap_or(Output { status: Some(0), ..Output::default() }))
+        let canned = replies
+            .iter()
+            .find(|(prefix, _)| shown.starts_with(prefix.as_str()));
+        Ok(canned.map(|(_, out)| out.clone()).unwrap_or(Output {
+            status: Some(0),
+            ..Output::default()
+        }))
     }
 }

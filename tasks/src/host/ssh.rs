@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::{local::spawn, shell_join, Cmd, Host, Output};
+use super::{Cmd, Host, Output, local::spawn, shell_join};
 use crate::error::{Error, ErrorKind, Result};
 
 /// How to reach one host.
@@ -48,7 +48,11 @@ impl Ssh {
     pub fn new(cfg: SshConfig) -> Result<Ssh> {
         // Unix socket paths are limited to ~108 bytes: keep the directory short.
         let control_dir = tempfile::Builder::new().prefix("np-").tempdir_in("/tmp")?;
-        Ok(Ssh { cfg, control_dir, invocations: AtomicU32::new(0) })
+        Ok(Ssh {
+            cfg,
+            control_dir,
+            invocations: AtomicU32::new(0),
+        })
     }
 
     /// How many times the ssh client was run (each over the one master connection).
@@ -76,21 +80,43 @@ impl Ssh {
             "-o".into(),
             "LogLevel=ERROR".into(),
             "-o".into(),
-            format!("StrictHostKeyChecking={}", if c.accept_new_host_key { "accept-new" } else { "yes" }),
+            format!(
+                "StrictHostKeyChecking={}",
+                if c.accept_new_host_key {
+                    "accept-new"
+                } else {
+                    "yes"
+                }
+            ),
         ];
         if let Some(kh) = &c.known_hosts {
             a.extend(["-o".into(), format!("UserKnownHostsFile={}", kh.display())]);
         }
         if let Some(id) = &c.identity_file {
-            a.extend(["-o".into(), "IdentitiesOnly=yes".into(), "-i".into(), id.display().to_string()]);
+            a.extend([
+                "-o".into(),
+                "IdentitiesOnly=yes".into(),
+                "-i".into(),
+                id.display().to_string(),
+            ]);
         }
-        a.extend(["-p".into(), c.port.to_string(), "-l".into(), c.user.clone(), c.address.clone()]);
+        a.extend([
+            "-p".into(),
+            c.port.to_string(),
+            "-l".into(),
+            c.user.clone(),
+            c.address.clone(),
+        ]);
         a
     }
 
     fn remote_command(&self, cmd: &Cmd) -> String {
         let body = shell_join(&cmd.argv);
-        if self.cfg.user == "root" { body } else { format!("sudo -n -- {body}") }
+        if self.cfg.user == "root" {
+            body
+        } else {
+            format!("sudo -n -- {body}")
+        }
     }
 }
 
@@ -111,7 +137,9 @@ impl Host for Ssh {
         }
         if self.cfg.user != "root" && out.status == Some(1) {
             let err = String::from_utf8_lossy(&out.stderr);
-            if err.contains("sudo:") && (err.contains("password is required") || err.contains("a terminal is required")) {
+            if err.contains("sudo:")
+                && (err.contains("password is required") || err.contains("a terminal is required"))
+            {
                 return Err(Error::new(
                     ErrorKind::Unreachable,
                     format!(
@@ -147,18 +175,26 @@ impl Drop for Ssh {
 fn connection_error(cfg: &SshConfig, out: &Output) -> Error {
     let err = String::from_utf8_lossy(&out.stderr);
     let target = format!("{}@{}:{}", cfg.user, cfg.address, cfg.port);
-    let message = if err.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || err.contains("Host key verification failed") {
+    let message = if err.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+        || err.contains("Host key verification failed")
+    {
         if err.contains("HAS CHANGED") {
             format!(
                 "host key of {target} has changed: refusing to connect. If the host was reinstalled, remove its old key with `ssh-keygen -R '[{}]:{}'{}` and run again",
                 cfg.address,
                 cfg.port,
-                cfg.known_hosts.as_ref().map(|p| format!(" -f {}", p.display())).unwrap_or_default()
+                cfg.known_hosts
+                    .as_ref()
+                    .map(|p| format!(" -f {}", p.display()))
+                    .unwrap_or_default()
             )
         } else {
             format!(
                 "host key of {target} is not in {}: add it (ssh-keyscan) or pass --accept-new-host-keys",
-                cfg.known_hosts.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "known_hosts".into())
+                cfg.known_hosts
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "known_hosts".into())
             )
         }
     } else if err.contains("Permission denied") {

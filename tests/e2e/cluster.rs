@@ -1,0 +1,156 @@
+//! The three roles on a mini-cluster of Debian systemd containers (1 haproxy, 1 master, 2
+//! workers), prepared over ssh by the real runner with packages really installed: check mode
+//! first (nothing may change), then the real run, the state on every host, and a second run
+//! that changes nothing.
+
+use nodeprep_tests::{Lab, lab};
+use serde_json::Value;
+
+use crate::worker::run_json_at;
+
+const HOSTS: &[(&str, &str)] = &[
+    ("prdinfhap501", "haproxy"),
+    ("prdk8smst501", "k8s-master"),
+    ("prdk8swok501", "k8s-worker"),
+    ("prdk8swok502", "k8s-worker"),
+];
+
+const SETTINGS: &str = r#"
+[admin]
+name = "kubeadmin"
+password_hash = "$6$nodeprepdemo$wk44XuU7o9MhcvILKmVk55VnCYVIH.At4AbdPsvCzM6R6zZGO6xjQv0aPOQDJVwWGFwJ9hh32qddZeWox1cQx/"
+ssh_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOyiXo8ZDrrZ8ngq0ORx3MAF5HnbFe9Q/89EcrI9vvO0 ops@example.lan"]
+
+[system]
+locale = "fr_FR.UTF-8"
+keymap = "fr"
+ntp = ["ntp1.example.lan", "ntp2.example.lan"]
+
+[kubernetes]
+source = "present"
+"#;
+
+/// Each role's playbook on its hosts, all at once; the events of every run.
+fn run_roles(lab: &Lab, extra: &[&str]) -> Vec<(i32, Vec<Value>)> {
+    let inv = lab.write_inventory(SETTINGS).unwrap();
+    let inv = inv.as_path();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = ["haproxy", "k8s-master", "k8s-worker"]
+            .into_iter()
+            .map(|role| {
+                s.spawn(move || {
+                    let mut args = vec!["run", role, "--role", role];
+                    args.extend_from_slice(extra);
+                    run_json_at(inv, &args)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn snapshot(lab: &Lab, host: &str) -> String {
+    lab.sh(host, "find /etc /home /usr/local/share/ca-certificates -xdev -type f -print0 2>/dev/null | sort -z | xargs -0 sha256sum; dpkg-query -W; stat -c '%n %a %U' /etc/* | sort")
+        .unwrap()
+}
+
+#[test]
+fn mini_cluster_converges_and_is_idempotent() {
+    let lab = lab(HOSTS);
+    for (name, role) in HOSTS {
+        if role.starts_with("k8s-") {
+            lab.sh(name, xtask::lab::KUBE_STANDINS).unwrap();
+        }
+    }
+
+    // Check mode on fresh hosts: nothing modified.
+    let before: Vec<String> = HOSTS.iter().map(|(n, _)| snapshot(&lab, n)).collect();
+    for (code, events) in run_roles(&lab, &["--check"]) {
+        assert_eq!(code, 0, "{events:#?}");
+    }
+    let after: Vec<String> = HOSTS.iter().map(|(n, _)| snapshot(&lab, n)).collect();
+    for (i, (name, _)) in HOSTS.iter().enumerate() {
+        assert!(before[i] == after[i], "check mode modified {name}");
+    }
+
+    // The real run.
+    for (code, events) in run_roles(&lab, &[]) {
+        assert_eq!(code, 0, "{events:#?}");
+    }
+    for (name, role) in HOSTS {
+        let sh = |script: &str| {
+            lab.sh(name, script)
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"))
+        };
+        assert!(
+            sh("id -nG kubeadmin")
+                .split_whitespace()
+                .any(|g| g == "sudo"),
+            "{name}: kubeadmin not in sudo"
+        );
+        assert!(
+            sh("getent shadow kubeadmin").starts_with("kubeadmin:$6$nodeprepdemo$"),
+            "{name}: password hash"
+        );
+        assert!(sh("cat /home/kubeadmin/.ssh/authorized_keys").contains("ops@example.lan"));
+        assert_eq!(
+            sh("chage -l root | grep -i 'maximum number'")
+                .trim()
+                .rsplit(' ')
+                .next(),
+            Some("99999")
+        );
+        assert!(sh("grep -x 'fr_FR.UTF-8 UTF-8' /etc/locale.gen").len() > 0);
+        assert!(
+            sh("locale -a").to_lowercase().contains("fr_fr.utf8"),
+            "{name}: locale not generated"
+        );
+        assert!(sh("cat /etc/default/locale").contains("LANG=fr_FR.UTF-8"));
+        assert!(
+            sh("cat /etc/systemd/timesyncd.conf")
+                .lines()
+                .any(|l| l == "NTP=ntp1.example.lan ntp2.example.lan")
+        );
+        for p in ["nfs-common", "locales", "kbd"] {
+            assert!(
+                sh(&format!("dpkg-query -W -f '${{Status}}' {p}")).contains("ok installed"),
+                "{name}: {p}"
+            );
+        }
+        if role.starts_with("k8s-") {
+            assert!(
+                sh("dpkg-query -W -f '${Status}' containerd").contains("ok installed"),
+                "{name}: containerd"
+            );
+            let cfg = sh("cat /etc/containerd/config.toml");
+            assert!(cfg.contains("SystemdCgroup = true"), "{name}: {cfg}");
+            assert_eq!(sh("systemctl is-enabled containerd").trim(), "enabled");
+            assert!(sh("cat /etc/crictl.yaml").contains("unix:///run/containerd/containerd.sock"));
+            assert!(sh("cat /etc/default/kubelet").contains("--cgroup-driver=systemd"));
+            assert_eq!(sh("systemctl is-enabled kubelet").trim(), "enabled");
+            assert!(
+                sh("cat /etc/sysctl.d/99-kubernetes-cri.conf").contains("net.ipv4.ip_forward = 1")
+            );
+            assert!(sh("cat /etc/modules-load.d/containerd.conf").contains("br_netfilter"));
+        } else {
+            let cfg = sh("cat /etc/haproxy/haproxy.cfg");
+            assert!(
+                cfg.contains("6443") && cfg.contains("prdk8smst501"),
+                "{name}: {cfg}"
+            );
+            assert_eq!(sh("systemctl is-enabled haproxy").trim(), "enabled");
+            assert_eq!(sh("systemctl is-active haproxy").trim(), "active");
+        }
+    }
+
+    // Second run: nothing changes anywhere.
+    for (code, events) in run_roles(&lab, &[]) {
+        assert_eq!(code, 0, "{events:#?}");
+        for recap in events.iter().filter(|e| e["event"] == "recap") {
+            assert_eq!(
+                recap["changed"], 0,
+                "second run changed something: {events:#?}"
+            );
+        }
+    }
+}
