@@ -23,6 +23,9 @@ fn plan(playbook: &str, host: &str, fixture: Fixture, inv: &Inventory) -> String
     let (mut cx, _rec) = fixture.complete().ctx(Mode::Check);
     (pb.run)(&mut cx, &target).unwrap_or_else(|e| panic!("{playbook} on {host}: {e}"));
     let plan: String = cx.actions().iter().map(|a| format!("{a}\n")).collect();
+    // Every listed step ran, in order: removing one from the role fails here.
+    let ran: Vec<&str> = cx.records().iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(ran, pb.steps, "{playbook}: steps run differ from the steps listed");
     let failed: Vec<_> = cx
         .records()
         .iter()
