@@ -25,7 +25,10 @@ fn plan(playbook: &str, host: &str, fixture: Fixture, inv: &Inventory) -> String
     let plan: String = cx.actions().iter().map(|a| format!("{a}\n")).collect();
     // Every listed step ran, in order: removing one from the role fails here.
     let ran: Vec<&str> = cx.records().iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(ran, pb.steps, "{playbook}: steps run differ from the steps listed");
+    assert_eq!(
+        ran, pb.steps,
+        "{playbook}: steps run differ from the steps listed"
+    );
     let failed: Vec<_> = cx
         .records()
         .iter()
