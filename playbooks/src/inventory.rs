@@ -282,26 +282,26 @@ impl Inventory {
                     ),
                 );
             }
-            if let Some(user) = &h.user {
-                if !is_unix_name(user) {
-                    push(
-                        host,
-                        "user",
-                        format!("`{}` is not a valid user name", user.escape_debug()),
-                    );
-                }
+            if let Some(user) = &h.user
+                && !is_unix_name(user)
+            {
+                push(
+                    host,
+                    "user",
+                    format!("`{}` is not a valid user name", user.escape_debug()),
+                );
             }
-            if let Some(zone) = &h.zone {
-                if !is_rfc1123_label(zone) {
-                    push(
-                        host,
-                        "zone",
-                        format!(
-                            "zone `{}` must be lowercase letters, digits and '-'",
-                            zone.escape_debug()
-                        ),
-                    );
-                }
+            if let Some(zone) = &h.zone
+                && !is_rfc1123_label(zone)
+            {
+                push(
+                    host,
+                    "zone",
+                    format!(
+                        "zone `{}` must be lowercase letters, digits and '-'",
+                        zone.escape_debug()
+                    ),
+                );
             }
             if let Some(n) = &h.network {
                 if !is_ifname(&n.interface) {
@@ -327,14 +327,14 @@ impl Inventory {
                         format!("`{}`: {why}", n.address.escape_debug()),
                     ),
                 }
-                if let Some(gw) = &n.gateway {
-                    if gw.parse::<Ipv4Addr>().is_err() {
-                        push(
-                            host,
-                            "network.gateway",
-                            format!("`{}` is not an IPv4 address", gw.escape_debug()),
-                        );
-                    }
+                if let Some(gw) = &n.gateway
+                    && gw.parse::<Ipv4Addr>().is_err()
+                {
+                    push(
+                        host,
+                        "network.gateway",
+                        format!("`{}` is not an IPv4 address", gw.escape_debug()),
+                    );
                 }
                 for d in &n.dns {
                     if d.parse::<Ipv4Addr>().is_err() {
@@ -399,18 +399,17 @@ impl Inventory {
                 ),
             );
         }
-        if let Some(k) = &self.system.keymap {
-            if k.is_empty()
+        if let Some(k) = &self.system.keymap
+            && (k.is_empty()
                 || !k
                     .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
-            {
-                push(
-                    None,
-                    "system.keymap",
-                    format!("`{}` is not a keymap name", k.escape_debug()),
-                );
-            }
+                    .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)))
+        {
+            push(
+                None,
+                "system.keymap",
+                format!("`{}` is not a keymap name", k.escape_debug()),
+            );
         }
         for s in self.system.ntp.iter() {
             if !is_address(s) {
@@ -565,12 +564,12 @@ pub mod spans {
                     let h = h.trim_start_matches('[');
                     table = split_key(h);
                     offsets.push((table.clone(), pos));
-                } else if let Some((k, _)) = t.split_once('=') {
-                    if !t.starts_with('#') {
-                        let mut full = table.clone();
-                        full.extend(split_key(k));
-                        offsets.push((full, pos));
-                    }
+                } else if let Some((k, _)) = t.split_once('=')
+                    && !t.starts_with('#')
+                {
+                    let mut full = table.clone();
+                    full.extend(split_key(k));
+                    offsets.push((full, pos));
                 }
                 pos += line.len();
             }

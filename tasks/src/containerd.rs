@@ -183,26 +183,7 @@ fn set_bool(table: &mut dyn TableLike, key: &str, value: bool) {
 /// this run, so a running containerd is restarted (a stopped one just starts with it). Inside
 /// a container containerd may be unable to run: a failed start there is a skip, not a failure.
 pub fn enabled_and_running(cx: &mut Ctx, config_changed: bool) -> Result<Change> {
-    let enabled = systemd::enabled(cx, SERVICE)?;
-    let running = systemd::unit(cx, SERVICE)?.active == "active";
-    let started = if !running {
-        systemd::started(cx, SERVICE)
-    } else if config_changed {
-        systemd::restarted(cx, SERVICE)
-    } else {
-        Ok(Change::Unchanged)
-    };
-    match started {
-        Ok(c) => Ok(enabled | c),
-        Err(e) if cx.facts().in_container() && e.kind() == ErrorKind::Command => {
-            Ok(Change::Skipped(format!(
-                "containerd cannot run inside this container ({}): {}",
-                cx.facts().container.clone().unwrap_or_default(),
-                e.message()
-            )))
-        }
-        Err(e) => Err(e),
-    }
+    systemd::enabled_and_running(cx, SERVICE, config_changed)
 }
 
 /// Restarts containerd (a handler, for when something else it reads changed).

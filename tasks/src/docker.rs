@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::ctx::{Change, Ctx};
-use crate::error::{ErrorKind, Result};
+use crate::error::Result;
 use crate::{file, pkg, systemd};
 
 pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
@@ -95,26 +95,7 @@ pub fn enable_and_start(cx: &mut Ctx, daemon_changed: bool) -> Result<Change> {
     if !is_installed(cx)? {
         return Ok(Change::Skipped("docker is not installed".into()));
     }
-    let enabled = systemd::enabled(cx, SERVICE)?;
-    let running = systemd::unit(cx, SERVICE)?.active == "active";
-    let started = if !running {
-        systemd::started(cx, SERVICE)
-    } else if daemon_changed {
-        systemd::restarted(cx, SERVICE)
-    } else {
-        Ok(Change::Unchanged)
-    };
-    match started {
-        Ok(c) => Ok(enabled | c),
-        Err(e) if cx.facts().in_container() && e.kind() == ErrorKind::Command => {
-            Ok(Change::Skipped(format!(
-                "dockerd cannot run inside this container ({}): {}",
-                cx.facts().container.clone().unwrap_or_default(),
-                e.message()
-            )))
-        }
-        Err(e) => Err(e),
-    }
+    systemd::enabled_and_running(cx, SERVICE, daemon_changed)
 }
 
 #[cfg(test)]

@@ -340,8 +340,8 @@ mod tests {
                 active: "inactive".into()
             }
         );
-        assert_eq!(s.programs["ip"], true);
-        assert_eq!(s.programs["socat"], false);
+        assert!(s.programs["ip"]);
+        assert!(!s.programs["socat"]);
         let fstab = s.files["/etc/fstab"].as_ref().unwrap();
         assert_eq!(
             (fstab.mode, fstab.content.as_slice()),

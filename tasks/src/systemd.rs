@@ -98,6 +98,33 @@ pub fn started(cx: &mut Ctx, name: &str) -> Result<Change> {
     Ok(Change::Changed)
 }
 
+/// The service is enabled at boot and running; a running one is restarted when
+/// `config_changed` (a stopped one just starts with the new configuration). Inside a container
+/// some daemons cannot run: a failed start there is a skip with the reason, not a failure.
+pub fn enabled_and_running(cx: &mut Ctx, name: &str, config_changed: bool) -> Result<Change> {
+    let unit_name = unit_name(name);
+    let enabled = enabled(cx, &unit_name)?;
+    let running = unit(cx, &unit_name)?.active == "active";
+    let started = if !running {
+        started(cx, &unit_name)
+    } else if config_changed {
+        restarted(cx, &unit_name)
+    } else {
+        Ok(Change::Unchanged)
+    };
+    match started {
+        Ok(c) => Ok(enabled | c),
+        Err(e) if cx.facts().in_container() && e.kind() == ErrorKind::Command => {
+            Ok(Change::Skipped(format!(
+                "{unit_name} cannot run inside this container ({}): {}",
+                cx.facts().container.clone().unwrap_or_default(),
+                e.message()
+            )))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Restarts the unit (a handler: call it when its configuration changed).
 pub fn restarted(cx: &mut Ctx, name: &str) -> Result<Change> {
     require_systemd(cx)?;

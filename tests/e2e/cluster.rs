@@ -100,7 +100,7 @@ fn mini_cluster_converges_and_is_idempotent() {
                 .next(),
             Some("99999")
         );
-        assert!(sh("grep -x 'fr_FR.UTF-8 UTF-8' /etc/locale.gen").len() > 0);
+        assert!(!sh("grep -x 'fr_FR.UTF-8 UTF-8' /etc/locale.gen").is_empty());
         assert!(
             sh("locale -a").to_lowercase().contains("fr_fr.utf8"),
             "{name}: locale not generated"

@@ -51,13 +51,13 @@ pub fn select<'a>(inv: &'a Inventory, s: &SelectArgs) -> Result<Vec<&'a str>> {
             bail!("no host `{h}` in {file}{hint}");
         }
     }
-    if let Some(role) = &s.role {
-        if !playbooks::inventory::ROLES.contains(&role.as_str()) {
-            bail!(
-                "unknown role `{role}` (expected one of: {})",
-                playbooks::inventory::ROLES.join(", ")
-            );
-        }
+    if let Some(role) = &s.role
+        && !playbooks::inventory::ROLES.contains(&role.as_str())
+    {
+        bail!(
+            "unknown role `{role}` (expected one of: {})",
+            playbooks::inventory::ROLES.join(", ")
+        );
     }
     if s.hosts.is_empty() && s.role.is_none() && s.zone.is_none() && !s.all && s.limit.is_none() {
         bail!(
@@ -110,8 +110,8 @@ pub fn hosts(args: &SelectArgs) -> Result<u8> {
         select(&inv, args)?
     };
     println!(
-        "{:<16} {:<11} {:<6} {:<22} {}",
-        "HOST", "ROLE", "ZONE", "SSH", "NETWORK"
+        "{:<16} {:<11} {:<6} {:<22} NETWORK",
+        "HOST", "ROLE", "ZONE", "SSH"
     );
     for name in names {
         let h = &inv.hosts[name];

@@ -138,6 +138,20 @@ pub fn shell_join<S: AsRef<str>>(argv: &[S]) -> String {
         .join(" ")
 }
 
+impl<H: Host + ?Sized> Host for std::sync::Arc<H> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn exec(&self, cmd: &Cmd) -> Result<Output> {
+        (**self).exec(cmd)
+    }
+
+    fn close(&self) {
+        (**self).close()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,19 +188,5 @@ mod tests {
                 .unwrap();
             assert_eq!(String::from_utf8(out.stdout).unwrap(), word);
         }
-    }
-}
-
-impl<H: Host + ?Sized> Host for std::sync::Arc<H> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-
-    fn exec(&self, cmd: &Cmd) -> Result<Output> {
-        (**self).exec(cmd)
-    }
-
-    fn close(&self) {
-        (**self).close()
     }
 }
