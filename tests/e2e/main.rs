@@ -4,3 +4,4 @@ mod cluster;
 mod custom;
 mod lab_smoke;
 mod worker;
+mod fleet;
