@@ -5,3 +5,4 @@ mod custom;
 mod lab_smoke;
 mod worker;
 mod fleet;
+mod cli_lab;
