@@ -5,8 +5,8 @@
 use tasks::network::StaticNetwork;
 use tasks::{Change, Ctx, Error, ErrorKind, Result};
 use tasks::{
-    ca, containerd, disks, docker, haproxy, hostname, kernel, kubelet, locale, pkg, timesync,
-    update, users,
+    ca, containerd, disks, docker, firewall, haproxy, hostname, kernel, kubelet, locale, pkg,
+    timesync, update, users,
 };
 
 use crate::inventory::Target;
@@ -59,7 +59,7 @@ pub const COMMON_STEPS: [&str; 13] = [
 ];
 
 /// Kubernetes node steps (masters and workers).
-pub const NODE_STEPS: [&str; 18] = [
+pub const NODE_STEPS: [&str; 19] = [
     "hostname",
     "stable disk ids",
     "swap off",
@@ -77,13 +77,15 @@ pub const NODE_STEPS: [&str; 18] = [
     "docker running",
     "kubelet extra args",
     "kubelet enabled",
+    "firewall ports",
     "system updated",
 ];
 
-pub const HAPROXY_STEPS: [&str; 5] = [
+pub const HAPROXY_STEPS: [&str; 6] = [
     "haproxy installed",
     "haproxy config",
     "haproxy enabled",
+    "firewall ports",
     "haproxy running",
     "system updated",
 ];
@@ -111,8 +113,8 @@ mod concat_steps {
         out
     }
 
-    pub const K8S: [&str; 33] = concat(&[&COMMON_STEPS, &NODE_STEPS, &NETWORK_STEPS]);
-    pub const HAPROXY: [&str; 20] = concat(&[&COMMON_STEPS, &HAPROXY_STEPS, &NETWORK_STEPS]);
+    pub const K8S: [&str; 34] = concat(&[&COMMON_STEPS, &NODE_STEPS, &NETWORK_STEPS]);
+    pub const HAPROXY: [&str; 21] = concat(&[&COMMON_STEPS, &HAPROXY_STEPS, &NETWORK_STEPS]);
 }
 
 pub const SYSCTL_FILE: &str = "/etc/sysctl.d/99-kubernetes-cri.conf";
@@ -296,6 +298,8 @@ fn k8s_node(cx: &mut Ctx, t: &Target) -> Result<()> {
     })?;
     let _ = cx.step("kubelet extra args", kubelet::extra_args)?;
     let _ = cx.step("kubelet enabled", kubelet::enabled)?;
+    let ports = firewall::role_ports(&t.host.role, false);
+    let _ = cx.step("firewall ports", |cx| firewall::ports_open(cx, &ports))?;
     full_update(cx, t)?;
     network(cx, t)
 }
@@ -352,17 +356,13 @@ fn haproxy_role(cx: &mut Ctx, t: &Target) -> Result<()> {
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
-    let text = haproxy::render_config(
-        &m,
-        if inv.haproxy.ingress && !w.is_empty() {
-            Some(&w)
-        } else {
-            None
-        },
-    );
+    let ingress = inv.haproxy.ingress && !w.is_empty();
+    let text = haproxy::render_config(&m, if ingress { Some(&w) } else { None });
     let _ = cx.step("haproxy installed", haproxy::installed)?;
     let config = cx.step("haproxy config", |cx| haproxy::config(cx, &text))?;
     let _ = cx.step("haproxy enabled", haproxy::enabled)?;
+    let ports = firewall::role_ports("haproxy", ingress);
+    let _ = cx.step("firewall ports", |cx| firewall::ports_open(cx, &ports))?;
     let _ = cx.step("haproxy running", |cx| {
         haproxy::running(cx, config.changed())
     })?;

@@ -115,6 +115,9 @@ fn photon_k8s_worker() {
         write /etc/crictl.yaml 0644 root:root
         write /etc/sysconfig/kubelet 0644 root:root
         run systemctl enable kubelet.service
+        write /etc/systemd/scripts/ip4save 0644 root:root
+        run iptables -w 10 -I INPUT -p tcp -m tcp --dport 30000:32767 -j ACCEPT
+        run iptables -w 10 -I INPUT -p tcp -m tcp --dport 10250 -j ACCEPT
         write /etc/systemd/network/10-static-en.network 0644 root:root
     "#]],
     );
@@ -157,6 +160,12 @@ fn photon_k8s_master() {
         write /etc/crictl.yaml 0644 root:root
         write /etc/sysconfig/kubelet 0644 root:root
         run systemctl enable kubelet.service
+        write /etc/systemd/scripts/ip4save 0644 root:root
+        run iptables -w 10 -I INPUT -p tcp -m tcp --dport 10259 -j ACCEPT
+        run iptables -w 10 -I INPUT -p tcp -m tcp --dport 10257 -j ACCEPT
+        run iptables -w 10 -I INPUT -p tcp -m tcp --dport 10250 -j ACCEPT
+        run iptables -w 10 -I INPUT -p tcp -m tcp --dport 2379:2380 -j ACCEPT
+        run iptables -w 10 -I INPUT -p tcp -m tcp --dport 6443 -j ACCEPT
         write /etc/systemd/network/10-static-en.network 0644 root:root
     "#]],
     );
@@ -191,6 +200,10 @@ fn photon_haproxy() {
         write /etc/haproxy/haproxy.cfg 0644 root:root
         run rm -f /etc/haproxy/haproxy.cfg.nodeprep-candidate
         run systemctl enable haproxy.service
+        write /etc/systemd/scripts/ip4save 0644 root:root
+        run iptables -w 10 -I INPUT -p tcp -m tcp --dport 443 -j ACCEPT
+        run iptables -w 10 -I INPUT -p tcp -m tcp --dport 80 -j ACCEPT
+        run iptables -w 10 -I INPUT -p tcp -m tcp --dport 6443 -j ACCEPT
         run systemctl start haproxy.service
         write /etc/systemd/network/10-static-en.network 0644 root:root
     "#]],

@@ -13,6 +13,7 @@ pub mod docker;
 pub mod error;
 pub mod facts;
 pub mod file;
+pub mod firewall;
 pub mod haproxy;
 pub mod host;
 pub mod hostname;
@@ -51,6 +52,7 @@ pub fn default_probe() -> state::Probe {
         update::probe_files(),
         disks::probe_files(),
         haproxy::probe_files(),
+        firewall::probe_files(),
     ];
     state::Probe::default().files(&files.concat()).units(&[
         "containerd.service",
