@@ -16,6 +16,7 @@ pub static PLAYBOOKS: &[Playbook] = &[Playbook {
     role: None,
     steps: &["motd"],
     files: &["/etc/motd"],
+    probe: crate::registry::no_probe,
     run: motd,
 }];
 

@@ -43,6 +43,9 @@ pub struct SshDefaults {
     pub connect_timeout: u32,
     /// Accept the key of a host never seen before (never a changed one).
     pub accept_new_host_keys: bool,
+    /// Prefer the curve25519 key exchange over OpenSSH's default post-quantum hybrid (faster
+    /// connections; the hybrid is still offered after it). `false` keeps OpenSSH's order.
+    pub fast_kex: bool,
 }
 
 impl Default for SshDefaults {
@@ -54,6 +57,7 @@ impl Default for SshDefaults {
             known_hosts: None,
             connect_timeout: 10,
             accept_new_host_keys: false,
+            fast_kex: true,
         }
     }
 }

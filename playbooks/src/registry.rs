@@ -18,6 +18,9 @@ pub struct Playbook {
     /// Files it manages beyond those the task families always read: the state probe fetches
     /// them in the run's first round trip (a file missing here costs one more round trip).
     pub files: &'static [&'static str],
+    /// Files known only from the inventory (a user's home, certificate names): added to the
+    /// first round trip too.
+    pub probe: fn(&Target) -> Vec<String>,
     pub run: fn(&mut Ctx, &Target) -> Result<()>,
 }
 
@@ -39,4 +42,9 @@ pub fn all() -> Vec<&'static Playbook> {
 
 pub fn find(name: &str) -> Option<&'static Playbook> {
     all().into_iter().find(|p| p.name == name)
+}
+
+/// For playbooks whose files are all static.
+pub fn no_probe(_: &Target) -> Vec<String> {
+    Vec::new()
 }

@@ -19,6 +19,7 @@ pub static BUILTIN: &[Playbook] = &[
         role: Some("haproxy"),
         steps: &concat_steps::HAPROXY,
         files: &["/etc/haproxy/haproxy.cfg"],
+        probe: probe_files,
         run: haproxy_role,
     },
     Playbook {
@@ -27,6 +28,7 @@ pub static BUILTIN: &[Playbook] = &[
         role: Some("k8s-master"),
         steps: &concat_steps::K8S,
         files: K8S_FILES,
+        probe: probe_files,
         run: k8s_node,
     },
     Playbook {
@@ -35,6 +37,7 @@ pub static BUILTIN: &[Playbook] = &[
         role: Some("k8s-worker"),
         steps: &concat_steps::K8S,
         files: K8S_FILES,
+        probe: probe_files,
         run: k8s_node,
     },
 ];
@@ -125,6 +128,39 @@ pub const SYSCTL: &[(&str, &str)] = &[
 ];
 pub const MODULES_FILE: &str = "/etc/modules-load.d/containerd.conf";
 pub const MODULES: &[&str] = &["overlay", "br_netfilter"];
+
+/// The files of the common steps that depend on the inventory: the admin's ssh keys (at the
+/// usual home; another home costs one more round trip) and the CA certificates, in each OS
+/// family's layout (the family is not known before the probe).
+fn probe_files(t: &Target) -> Vec<String> {
+    let mut files = Vec::new();
+    if let Some(admin) = &t.inventory.admin {
+        let dir = if admin.name == "root" {
+            "/root/.ssh".to_string()
+        } else {
+            format!("/home/{}/.ssh", admin.name)
+        };
+        files.push(format!("{dir}/authorized_keys"));
+        files.push(dir);
+    }
+    for f in &t.inventory.system.ca_files {
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Ok(stem) = ca::stem(&name) {
+            for os in [
+                tasks::OsFamily::Photon,
+                tasks::OsFamily::Debian,
+                tasks::OsFamily::Rhel,
+            ] {
+                let l = ca::layout(os);
+                files.push(format!("{}/{stem}.{}", l.dir, l.ext));
+            }
+        }
+    }
+    files
+}
 
 fn skip(why: &str) -> Result<Change> {
     Ok(Change::Skipped(why.to_string()))

@@ -164,6 +164,7 @@ pub struct Ctx {
     records: Vec<Record>,
     current: Option<Current>,
     commands: u32,
+    remote: Duration,
     actions: Vec<Action>,
     stamp: u64,
 }
@@ -178,12 +179,21 @@ impl Ctx {
     pub fn connect(host: Box<dyn Host>, opts: Options) -> Result<Ctx> {
         let probe = crate::default_probe().merge(&opts.probe);
         let script = state::probe_script(&probe);
+        let start = Instant::now();
         let out = host.run(&Cmd::new(&["sh", "-s"]).stdin(script))?;
+        let remote = start.elapsed();
+        tracing::debug!(
+            host = host.name(),
+            elapsed_ms = remote.as_millis() as u64,
+            "state probe ({} files)",
+            probe.files.len()
+        );
         let state =
             state::parse_probe(&out.stdout_str(), &probe).map_err(|e| e.on_host(host.name()))?;
         let facts = facts_from_state(&state).map_err(|e| e.on_host(host.name()))?;
         let mut cx = Ctx::with_state(host, facts, state, opts);
         cx.commands = 1;
+        cx.remote = remote;
         Ok(cx)
     }
 
@@ -201,6 +211,7 @@ impl Ctx {
             records: Vec::new(),
             current: None,
             commands: 0,
+            remote: Duration::ZERO,
             actions: Vec::new(),
             stamp,
         }
@@ -305,10 +316,35 @@ impl Ctx {
         }
     }
 
+    /// Sends one command to the host, counting it and the time spent waiting on the host.
+    /// `check`: a non-zero exit is an error.
+    fn send(&mut self, cmd: &Cmd, check: bool) -> Result<Output> {
+        self.commands += 1;
+        let start = Instant::now();
+        let out = if check {
+            self.host.run(cmd)
+        } else {
+            self.host.exec(cmd)
+        };
+        self.remote += start.elapsed();
+        // The command line only: stdin (where secrets travel) is never logged.
+        tracing::debug!(
+            host = self.host.name(),
+            elapsed_ms = start.elapsed().as_millis() as u64,
+            "sent {}",
+            short_display(cmd)
+        );
+        out
+    }
+
+    /// Time spent waiting on the host (transport included).
+    pub fn remote_time(&self) -> Duration {
+        self.remote
+    }
+
     /// Runs a read-only command (always, also in check mode).
     pub fn query(&mut self, argv: &[&str]) -> Result<Output> {
-        self.commands += 1;
-        self.host.exec(&Cmd::new(argv))
+        self.send(&Cmd::new(argv), false)
     }
 
     /// Runs a command that changes the host; in check mode it is only recorded. Fails on a
@@ -323,8 +359,7 @@ impl Ctx {
         if self.check_mode() {
             return Ok(None);
         }
-        self.commands += 1;
-        self.host.run(&cmd).map(Some)
+        self.send(&cmd, true).map(Some)
     }
 
     /// As [`Ctx::apply`] but a non-zero exit is returned, not raised.
@@ -334,8 +369,7 @@ impl Ctx {
         if self.check_mode() {
             return Ok(None);
         }
-        self.commands += 1;
-        self.host.exec(&cmd).map(Some)
+        self.send(&cmd, false).map(Some)
     }
 
     fn record_action(&mut self, action: Action) {
@@ -386,8 +420,7 @@ impl Ctx {
         }
         let probe = Probe::default().files(&missing);
         let script = state::files_script(&missing);
-        self.commands += 1;
-        let out = self.host.run(&Cmd::new(&["sh", "-s"]).stdin(script))?;
+        let out = self.send(&Cmd::new(&["sh", "-s"]).stdin(script), true)?;
         let read = state::parse_probe(&out.stdout_str(), &probe)
             .map_err(|e| e.on_host(self.host.name()))?;
         for path in missing {
@@ -436,8 +469,7 @@ impl Ctx {
                 &backup,
             ])
             .stdin(content.to_vec());
-            self.commands += 1;
-            self.host.run(&cmd)?;
+            self.send(&cmd, true)?;
         }
         self.state.files.insert(
             path.to_string(),
@@ -469,6 +501,14 @@ impl Ctx {
             self.state.packages = Some(map);
         }
         Ok(self.state.packages.as_ref().expect("just filled"))
+    }
+}
+
+fn short_display(cmd: &Cmd) -> String {
+    let shown = cmd.display();
+    match shown.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &shown[..i]),
+        None => shown,
     }
 }
 

@@ -248,6 +248,13 @@ fn present(cx: &mut Ctx) -> Result<Change> {
     if missing.is_empty() {
         return Ok(Change::Unchanged);
     }
+    // On PATH, as the probe saw it: no question to ask.
+    if missing
+        .iter()
+        .all(|m| cx.state().programs.get(*m) == Some(&true))
+    {
+        return Ok(Change::Unchanged);
+    }
     // Not packaged: maybe installed as plain binaries.
     let mut script = String::from("PATH=$PATH:/usr/local/bin:/usr/bin:/opt/bin; ");
     for m in &missing {

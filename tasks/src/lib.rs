@@ -54,7 +54,7 @@ pub fn default_probe() -> state::Probe {
         haproxy::probe_files(),
         firewall::probe_files(),
     ];
-    state::Probe::default().files(&files.concat()).units(&[
+    state::Probe::default().files(&files.concat()).programs(&["kubelet", "kubeadm"]).units(&[
         "containerd.service",
         "docker.service",
         "kubelet.service",

@@ -162,11 +162,33 @@ f() {
 /// A script that reads only files (a cache miss).
 pub fn files_script<S: AsRef<str>>(paths: &[S]) -> String {
     let mut s = String::from(PROBE_PRELUDE);
-    for path in paths {
-        s.push_str(&format!("f {}\n", shell_quote(path.as_ref())));
-    }
+    push_files(&mut s, paths);
     s.push_str("m end -\n");
     s
+}
+
+/// The shell that reads `paths`: files of /proc and /sys one by one (their size is not their
+/// content), everything else in one `tar` stream (two processes instead of two per file),
+/// falling back to one by one where GNU tar is missing. A path absent from the archive is absent.
+fn push_files<S: AsRef<str>>(s: &mut String, paths: &[S]) {
+    let (kernel, plain): (Vec<&str>, Vec<&str>) = paths
+        .iter()
+        .map(|p| p.as_ref())
+        .partition(|p| p.starts_with("/proc/") || p.starts_with("/sys/"));
+    for path in kernel {
+        s.push_str(&format!("f {}\n", shell_quote(path)));
+    }
+    if plain.is_empty() {
+        return;
+    }
+    let quoted: Vec<String> = plain.iter().map(|p| shell_quote(p)).collect();
+    let list = quoted.join(" ");
+    s.push_str(&format!(
+        "if tar --version 2>/dev/null | grep -q 'GNU tar'; then\n  m tar -\n  tar -c -P -h --hard-dereference --no-recursion -f - -- {list} 2>/dev/null | base64 -w0; echo\nelse\n  for p in {list}; do f \"$p\"; done\nfi\n"
+    ));
+    for p in &plain {
+        s.push_str(&format!("m want {}\n", shell_quote(p)));
+    }
 }
 
 /// The probe as a POSIX shell script (run as `sh -s` with the script on stdin).
@@ -196,9 +218,7 @@ fi
             q = shell_quote(prog)
         ));
     }
-    for path in &probe.files {
-        s.push_str(&format!("f {}\n", shell_quote(path)));
-    }
+    push_files(&mut s, &probe.files.iter().collect::<Vec<_>>());
     s.push_str("m end -\n");
     s
 }
@@ -213,6 +233,8 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
         state.programs.insert(prog.clone(), false);
     }
     let mut packages = BTreeMap::new();
+    let mut wanted: Vec<String> = Vec::new();
+    let mut in_tar: HashMap<String, FileState> = HashMap::new();
     for chunk in reply.split(&format!("\n{MARK}")).skip(1) {
         let (head, body) = chunk.split_once('\n').unwrap_or((chunk, ""));
         let (kind, name) = head.split_once(' ').unwrap_or((head, ""));
@@ -238,6 +260,14 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
             }
             "none" => {
                 state.files.insert(name.to_string(), None);
+            }
+            "want" => wanted.push(name.to_string()),
+            "tar" => {
+                let bytes = base64_decode(body.trim())
+                    .ok_or_else(|| Error::other("state probe: bad tar stream"))?;
+                for (path, file) in parse_tar(&bytes)? {
+                    in_tar.insert(path, file);
+                }
             }
             "file" => {
                 let mut lines = body.lines();
@@ -267,10 +297,79 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
             _ => {}
         }
     }
+    for path in wanted {
+        // Read one by one (no tar on the host): already in `files`.
+        if !state.files.contains_key(&path) {
+            let file = in_tar.remove(&path);
+            state.files.insert(path, file);
+        }
+    }
     if state.facts.contains_key("os-release") {
         state.packages = Some(packages);
     }
     Ok(state)
+}
+
+/// The members of a tar archive (ustar or GNU, as `tar -c` writes): path → mode, owner,
+/// group, contents. GNU long names (`L` entries) and the ustar prefix field are understood.
+pub fn parse_tar(bytes: &[u8]) -> Result<Vec<(String, FileState)>> {
+    fn field(b: &[u8]) -> String {
+        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        String::from_utf8_lossy(&b[..end]).into_owned()
+    }
+    fn octal(b: &[u8]) -> Result<u64> {
+        let t = field(b);
+        let t = t.trim_matches(|c: char| c == ' ' || c == '\0');
+        if t.is_empty() {
+            return Ok(0);
+        }
+        u64::from_str_radix(t, 8).map_err(|_| Error::other(format!("state probe: bad tar number {t:?}")))
+    }
+    let mut out = Vec::new();
+    let mut pos = 0;
+    let mut long_name: Option<String> = None;
+    while pos + 512 <= bytes.len() {
+        let h = &bytes[pos..pos + 512];
+        if h.iter().all(|&b| b == 0) {
+            break;
+        }
+        let size = octal(&h[124..136])? as usize;
+        let kind = h[156];
+        let data_start = pos + 512;
+        let data_end = data_start + size;
+        if data_end > bytes.len() {
+            return Err(Error::other("state probe: truncated tar stream"));
+        }
+        let data = &bytes[data_start..data_end];
+        pos = data_start + size.div_ceil(512) * 512;
+        if kind == b'L' {
+            long_name = Some(field(data));
+            continue;
+        }
+        let name = match long_name.take() {
+            Some(n) => n,
+            None => {
+                let prefix = field(&h[345..500]);
+                let name = field(&h[0..100]);
+                if prefix.is_empty() || &h[257..262] != b"ustar" { name } else { format!("{prefix}/{name}") }
+            }
+        };
+        let is_dir = kind == b'5';
+        if !(kind == b'0' || kind == 0 || is_dir) {
+            continue; // links, devices: not managed files
+        }
+        let path = name.trim_end_matches('/').to_string();
+        let path = if path.starts_with('/') { path } else { format!("/{path}") };
+        let file = FileState {
+            mode: (octal(&h[100..108])? & 0o7777) as u32,
+            owner: field(&h[265..297]),
+            group: field(&h[297..329]),
+            is_dir,
+            content: if is_dir { Vec::new() } else { data.to_vec() },
+        };
+        out.push((path, file));
+    }
+    Ok(out)
 }
 
 /// Standard base64 (RFC 4648) decoding, padding optional; `None` on a bad character.
@@ -308,6 +407,46 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_read_through_tar_on_a_real_shell() {
+        use crate::host::{Cmd, Host, Local};
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        std::fs::write(format!("{d}/plain"), "a\nb\n").unwrap();
+        std::fs::write(format!("{d}/with space"), [0u8, 1, 2, 255]).unwrap();
+        std::fs::create_dir(format!("{d}/sub")).unwrap();
+        let long = format!("{d}/{}", "x".repeat(120));
+        std::fs::write(&long, "long").unwrap();
+        std::os::unix::fs::symlink(format!("{d}/plain"), format!("{d}/link")).unwrap();
+        let paths = [
+            format!("{d}/plain"),
+            format!("{d}/with space"),
+            format!("{d}/sub"),
+            format!("{d}/absent"),
+            format!("{d}/link"),
+            long.clone(),
+            "/proc/self/status".to_string(),
+        ];
+        let script = files_script(&paths);
+        assert!(script.contains("tar -c"), "{script}");
+        let out = Local::new("t").run(&Cmd::new(&["sh", "-s"]).stdin(script)).unwrap();
+        let probe = Probe::default().files(&paths);
+        let s = parse_probe(&out.stdout_str(), &probe).unwrap();
+        let get = |p: &str| s.files.get(p).unwrap_or_else(|| panic!("{p} not reported")).clone();
+        assert_eq!(get(&paths[0]).unwrap().content, b"a\nb\n");
+        assert_eq!(get(&paths[1]).unwrap().content, [0u8, 1, 2, 255]);
+        assert!(get(&paths[2]).unwrap().is_dir);
+        assert_eq!(get(&paths[3]), None);
+        assert_eq!(get(&paths[4]).unwrap().content, b"a\nb\n", "symlinks are followed");
+        assert_eq!(get(&long).unwrap().content, b"long");
+        assert!(get("/proc/self/status").unwrap().text().contains("Pid:"), "/proc read by content, not size");
+        let plain = get(&paths[0]).unwrap();
+        let meta = std::fs::metadata(&paths[0]).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(plain.mode, meta.permissions().mode() & 0o7777);
+        assert_eq!(plain.owner, "root");
+    }
 
     #[test]
     fn base64() {

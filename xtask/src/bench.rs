@@ -12,6 +12,23 @@ use xshell::Shell;
 use crate::cli::BenchArgs;
 use crate::run::EXIT_OK;
 
+/// A representative inventory: admin user, locale, keymap, NTP; Kubernetes binaries present
+/// (the lab's stand-ins).
+const SETTINGS: &str = r#"
+[admin]
+name = "kubeadmin"
+password_hash = "$6$nodeprepdemo$wk44XuU7o9MhcvILKmVk55VnCYVIH.At4AbdPsvCzM6R6zZGO6xjQv0aPOQDJVwWGFwJ9hh32qddZeWox1cQx/"
+ssh_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOyiXo8ZDrrZ8ngq0ORx3MAF5HnbFe9Q/89EcrI9vvO0 ops@example.lan"]
+
+[system]
+locale = "fr_FR.UTF-8"
+keymap = "fr"
+ntp = ["ntp1.example.lan"]
+
+[kubernetes]
+source = "present"
+"#;
+
 struct Sample {
     hosts: usize,
     first_secs: f64,
@@ -31,7 +48,10 @@ pub fn bench(args: &BenchArgs) -> Result<u8> {
         let hosts: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "k8s-worker")).collect();
         eprintln!("bench: {n} host(s): starting containers");
         let lab = xtask::lab::Lab::start(&sh, &image, "nodeprep-bench", &hosts)?;
-        let inv = lab.write_inventory("")?;
+        for node in lab.nodes() {
+            lab.sh(&node.name, xtask::lab::KUBE_STANDINS)?;
+        }
+        let inv = lab.write_inventory(SETTINGS)?;
         let run = |label: &str| -> Result<(f64, Vec<serde_json::Value>)> {
             let start = Instant::now();
             let out = duct::cmd(

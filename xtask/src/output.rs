@@ -153,6 +153,7 @@ impl Printer {
                         "unreachable": r.unreachable(),
                         "duration_ms": r.duration.as_millis() as u64,
                         "commands": r.commands,
+                        "remote_ms": r.remote.as_millis() as u64,
                         "check": check,
                     })
                     .to_string(),

@@ -31,6 +31,8 @@ pub struct HostReport {
     pub error: Option<(ErrorKind, String)>,
     pub duration: Duration,
     pub commands: u32,
+    /// Time spent waiting on the host (commands and transport); the rest is nodeprep's own.
+    pub remote: Duration,
 }
 
 impl HostReport {
@@ -177,6 +179,7 @@ fn ssh_host(inv: &Inventory, t: &Target) -> tasks::Result<Box<dyn Host>> {
         .as_ref()
         .map(|p| inv.resolve(&expand_home(p)));
     cfg.accept_new_host_key = inv.ssh.accept_new_host_keys;
+    cfg.prefer_fast_kex = inv.ssh.fast_kex;
     cfg.connect_timeout_secs = inv.ssh.connect_timeout;
     Ok(Box::new(Ssh::new(cfg)?))
 }
@@ -206,11 +209,14 @@ pub fn run_one(
                 error: Some((e.kind(), e.to_string())),
                 duration: start.elapsed(),
                 commands: 0,
+                remote: Duration::ZERO,
             };
         }
     };
     let mut opts = opts;
-    opts.probe = std::mem::take(&mut opts.probe).files(playbook.files);
+    opts.probe = std::mem::take(&mut opts.probe)
+        .files(playbook.files)
+        .files(&(playbook.probe)(target));
     let mut cx = match Ctx::connect(host, opts) {
         Ok(cx) => cx,
         Err(e) => {
@@ -220,6 +226,7 @@ pub fn run_one(
                 error: Some((e.kind(), e.to_string())),
                 duration: start.elapsed(),
                 commands: 1,
+                remote: start.elapsed(),
             };
         }
     };
@@ -231,6 +238,7 @@ pub fn run_one(
         error: result.err().map(|e| (e.kind(), e.to_string())),
         duration: start.elapsed(),
         commands: cx.commands_sent(),
+        remote: cx.remote_time(),
     }
 }
 
