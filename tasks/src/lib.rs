@@ -29,6 +29,7 @@ pub mod testing;
 pub mod timesync;
 pub mod update;
 pub mod users;
+pub mod verify;
 
 pub use ctx::{Action, Change, Ctx, Event, Mode, Options, Outcome, Record};
 pub use error::{Error, ErrorKind, Result};

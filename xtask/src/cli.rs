@@ -26,6 +26,10 @@ pub enum Command {
     Hosts(SelectArgs),
     /// List the playbooks and their steps.
     Playbooks,
+    /// Read-only checks before `kubeadm init/join` (swap, modules, sysctls, cgroup driver,
+    /// binaries, ports, resources, host name, clock; unique names, addresses, machine-id and
+    /// product_uuid across the hosts), each with the fix when it fails.
+    Verify(VerifyArgs),
     /// Inventory commands.
     Inventory {
         #[command(subcommand)]
@@ -108,6 +112,26 @@ pub struct RunArgs {
     /// Do not keep copies of replaced files under /var/backups/nodeprep on the hosts.
     #[arg(long)]
     pub no_backup: bool,
+}
+
+#[derive(Args, Clone)]
+pub struct VerifyArgs {
+    /// The playbook whose hosts are checked (its role picks the checks).
+    pub playbook: String,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Write JSON-lines events on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Hosts checked at once.
+    #[arg(long, default_value_t = 16)]
+    pub forks: usize,
+    /// Run only these checks (repeatable).
+    #[arg(long)]
+    pub only: Vec<String>,
+    /// Skip these checks (repeatable).
+    #[arg(long)]
+    pub skip: Vec<String>,
 }
 
 #[derive(Args, Clone)]

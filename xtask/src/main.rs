@@ -8,6 +8,7 @@ mod output;
 mod run;
 mod select;
 mod test;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Hosts(args) => select::hosts(&args),
         Command::Playbooks => select::playbooks(),
+        Command::Verify(args) => verify::verify(&args),
         Command::Inventory {
             command: InventoryCommand::Check(args),
         } => select::check(&args),
