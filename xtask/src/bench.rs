@@ -95,6 +95,16 @@ pub fn bench(args: &BenchArgs) -> Result<u8> {
             / 1000.0;
         let mut noop_secs = Vec::new();
         let mut commands = 0.0;
+        // ssh connections as the hosts saw them: sshd logs each accepted login.
+        let accepted = |lab: &xtask::lab::Lab| -> Result<f64> {
+            let mut total = 0.0;
+            for node in lab.nodes() {
+                let n = lab.sh(&node.name, "journalctl -q -o cat _COMM=sshd | grep -c 'Accepted publickey' || true")?;
+                total += n.trim().parse::<f64>().unwrap_or(0.0);
+            }
+            Ok(total)
+        };
+        let before = accepted(&lab)?;
         for i in 0..args.runs {
             let (secs, events) = run("no-op")?;
             let recaps: Vec<&serde_json::Value> =
@@ -119,7 +129,7 @@ pub fn bench(args: &BenchArgs) -> Result<u8> {
             first_remote_secs,
             noop_secs,
             commands_per_host: commands,
-            connections_per_host: 1.0,
+            connections_per_host: (accepted(&lab)? - before) / (args.runs.max(1) * n) as f64,
         });
         drop(lab);
     }
