@@ -3,6 +3,7 @@ mod cli;
 mod cluster;
 mod custom;
 mod lab_smoke;
+mod vm;
 mod worker;
 mod fleet;
 mod cli_lab;

@@ -4,3 +4,4 @@
 pub mod image;
 pub mod lab;
 pub mod prereq;
+pub mod vm;
