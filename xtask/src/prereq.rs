@@ -1,6 +1,6 @@
-//! What the lab needs on this machine: a running docker engine and mmdebstrap. On a Debian or
-//! Ubuntu machine where nodeprep runs as root, missing pieces are installed with apt-get and
-//! dockerd is started; elsewhere the error says what to install.
+//! What the lab needs on this machine: a running docker engine, mmdebstrap and (for the VM
+//! test) QEMU. On a Debian or Ubuntu machine where nodeprep runs as root, missing pieces are
+//! installed with apt-get and dockerd is started; elsewhere the error says what to install.
 
 use std::time::{Duration, Instant};
 
@@ -36,7 +36,7 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Makes sure docker (engine running) and mmdebstrap are there.
+/// Makes sure docker (engine running), mmdebstrap and QEMU are there.
 pub fn ensure(sh: &Shell) -> Result<()> {
     let mut missing = Vec::new();
     if !have(sh, "dockerd") && !engine_up(sh) {
@@ -44,6 +44,12 @@ pub fn ensure(sh: &Shell) -> Result<()> {
     }
     if !have(sh, "mmdebstrap") {
         missing.push("mmdebstrap");
+    }
+    if !have(sh, "qemu-system-x86_64") {
+        missing.push("qemu-system-x86");
+    }
+    if !have(sh, "qemu-img") {
+        missing.push("qemu-utils");
     }
     if !missing.is_empty() {
         if !(is_root() && have(sh, "apt-get")) {
