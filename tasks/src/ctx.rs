@@ -154,6 +154,9 @@ pub struct Options {
     pub sink: Option<Sink>,
     /// Keep a copy of every replaced file under /var/backups/nodeprep (on by default in the runner).
     pub backup: bool,
+    /// Take the host's run lock (/run/nodeprep.lock) in the probe, naming this holder; a
+    /// second runner on the same host then fails with "busy". Released when the Ctx is dropped.
+    pub lock: Option<String>,
 }
 
 pub struct Ctx {
@@ -177,7 +180,8 @@ struct Current {
 impl Ctx {
     /// Connects: runs the state probe (facts and state in one round trip).
     pub fn connect(host: Box<dyn Host>, opts: Options) -> Result<Ctx> {
-        let probe = crate::default_probe().merge(&opts.probe);
+        let mut probe = crate::default_probe().merge(&opts.probe);
+        probe.lock = opts.lock.clone();
         let script = state::probe_script(&probe);
         let start = Instant::now();
         let out = host.run(&Cmd::new(&["sh", "-s"]).stdin(script))?;
@@ -251,7 +255,13 @@ impl Ctx {
         &mut self.state
     }
 
-    pub fn close(&self) {
+    /// Releases the run lock (if this run took it) and the connection. Also done on drop.
+    pub fn close(&mut self) {
+        if self.state.facts.remove("locked").is_some() {
+            if let Some(holder) = self.opts.lock.clone() {
+                let _ = self.send(&Cmd::new(&["sh", "-c", &state::unlock_script(&holder)]), false);
+            }
+        }
         self.host.close();
     }
 
@@ -467,6 +477,7 @@ impl Ctx {
                 owner,
                 group,
                 &backup,
+                &content.len().to_string(),
             ])
             .stdin(content.to_vec());
             self.send(&cmd, true)?;
@@ -524,7 +535,9 @@ fn check_path(path: &str) -> Result<()> {
     Ok(())
 }
 
-/// `sh -c WRITE_SCRIPT nodeprep-write PATH MODE OWNER GROUP BACKUP`, contents on stdin.
+/// `sh -c WRITE_SCRIPT nodeprep-write PATH MODE OWNER GROUP BACKUP SIZE`, contents on stdin.
+/// The byte count guards against a connection cut mid-stream: stdin then ends early, and a
+/// short file must never replace the real one.
 const WRITE_SCRIPT: &str = r#"set -eu
 umask 022
 p=$1; d=$(dirname -- "$p")
@@ -532,6 +545,9 @@ mkdir -p -- "$d"
 t=$(mktemp -- "$d/.nodeprep.XXXXXX")
 trap 'rm -f -- "$t"' EXIT INT TERM HUP
 cat > "$t"
+n=$(wc -c < "$t")
+if [ "$n" -ne "$6" ]; then echo "nodeprep: got $n of $6 bytes for $p; the file is left as it was" >&2; exit 1; fi
+sync -- "$t" 2>/dev/null || true
 chown -- "$3:$4" "$t"
 chmod -- "$2" "$t"
 if [ -n "$5" ] && [ -f "$p" ]; then mkdir -p -- "$(dirname -- "$5")"; cp -p -- "$p" "$5"; fi
@@ -583,11 +599,76 @@ mod tests {
         assert!(!c.changed());
     }
 
+    /// The write script on a real shell: a whole write lands; a short stream (a cut connection)
+    /// leaves the old file and no temporary file.
+    #[test]
+    fn write_script_never_installs_a_short_file() {
+        use crate::host::Local;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("conf");
+        std::fs::write(&target, "old\n").unwrap();
+        let path = target.display().to_string();
+        let run = |content: &[u8], size: usize| {
+            let size = size.to_string();
+            Local::new("t")
+                .exec(&Cmd::new(&["sh", "-c", WRITE_SCRIPT, "w", &path, "0640", "root", "root", "", &size]).stdin(content.to_vec()))
+                .unwrap()
+        };
+        let short = run(b"new con", 12);
+        assert!(!short.success());
+        assert!(String::from_utf8_lossy(&short.stderr).contains("got 7 of 12 bytes"), "{short:?}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "old\n");
+        let whole = run(b"new content\n", 12);
+        assert!(whole.success(), "{whole:?}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new content\n");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o640);
+        let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["conf"], "temporary files left behind");
+    }
+
+    /// The lock on a real shell, with LOCK_DIR pointed elsewhere: taken, refused to a second
+    /// holder with the first one named, released only by its holder.
+    #[test]
+    fn run_lock_is_exclusive() {
+        use crate::host::Local;
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("lock").display().to_string();
+        let probe = |holder: &str| {
+            let mut p = Probe::default();
+            p.lock = Some(holder.to_string());
+            let script = state::probe_script(&p).replace(state::LOCK_DIR, &lock);
+            let out = Local::new("t").run(&Cmd::new(&["sh", "-s"]).stdin(script)).unwrap();
+            state::parse_probe(&out.stdout_str(), &p)
+        };
+        probe("first run").unwrap();
+        let err = probe("second run").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Busy);
+        assert!(err.to_string().contains("first run"), "{err}");
+        let unlock = |holder: &str| {
+            let script = state::unlock_script(holder).replace(state::LOCK_DIR, &lock);
+            Local::new("t").run(&Cmd::new(&["sh", "-c", &script])).unwrap();
+        };
+        unlock("second run");
+        assert!(std::path::Path::new(&lock).exists(), "released by a non-holder");
+        unlock("first run");
+        assert!(!std::path::Path::new(&lock).exists());
+        assert!(probe("second run").is_ok());
+    }
+
     #[test]
     fn write_path_checked() {
         assert!(check_path("etc/x").is_err());
         assert!(check_path("/etc/../x").is_err());
         assert!(check_path("/etc/x\ny").is_err());
         assert!(check_path("/etc/sysctl.d/99-kubernetes-cri.conf").is_ok());
+    }
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        if self.state.facts.contains_key("locked") {
+            self.close();
+        }
     }
 }

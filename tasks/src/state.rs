@@ -56,6 +56,22 @@ pub struct Probe {
     pub programs: BTreeSet<String>,
     /// systemd units whose enablement and activity are read.
     pub units: BTreeSet<String>,
+    /// Take the run lock for this holder (see [`LOCK_DIR`]).
+    pub lock: Option<String>,
+}
+
+/// The host's run lock: a directory (mkdir is atomic) holding the holder's description.
+pub const LOCK_DIR: &str = "/run/nodeprep.lock";
+
+/// A lock older than this is taken to be left by a runner that died (seconds).
+pub const LOCK_STALE_SECS: u64 = 6 * 3600;
+
+/// Releases the lock if this holder has it.
+pub fn unlock_script(holder: &str) -> String {
+    format!(
+        "L={LOCK_DIR}; [ \"$(cat \"$L/holder\" 2>/dev/null)\" = {h} ] && rm -rf \"$L\"; true",
+        h = shell_quote(holder)
+    )
 }
 
 impl Probe {
@@ -194,6 +210,17 @@ fn push_files<S: AsRef<str>>(s: &mut String, paths: &[S]) {
 /// The probe as a POSIX shell script (run as `sh -s` with the script on stdin).
 pub fn probe_script(probe: &Probe) -> String {
     let mut s = String::from(PROBE_PRELUDE);
+    if let Some(holder) = &probe.lock {
+        s.push_str(&format!(
+            r#"L={LOCK_DIR}; H={h}
+if [ -d "$L" ] && [ $(( $(date +%s) - $(stat -c %Y "$L" 2>/dev/null || date +%s) )) -gt {LOCK_STALE_SECS} ]; then rm -rf "$L"; fi
+if mkdir "$L" 2>/dev/null; then printf '%s\n' "$H" > "$L/holder"; m lock ok
+else m lock busy; cat "$L/holder" 2>/dev/null; printf 'since %s\n' "$(date -d @$(stat -c %Y "$L") '+%F %T %Z' 2>/dev/null)"
+fi
+"#,
+            h = shell_quote(holder)
+        ));
+    }
     s.push_str(
         r#"m fact os-release; cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release 2>/dev/null
 m fact systemd; [ -d /run/systemd/system ] && echo yes
@@ -254,6 +281,19 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
             }
             "units" => {
                 state.units.extend(parse_units_show(body));
+            }
+            "lock" => {
+                if name != "ok" {
+                    let holder: Vec<&str> = body.lines().filter(|l| !l.trim().is_empty()).collect();
+                    return Err(Error::new(
+                        crate::error::ErrorKind::Busy,
+                        format!(
+                            "busy: another nodeprep run holds {LOCK_DIR} ({}); if none is running, remove that directory",
+                            holder.join(", ")
+                        ),
+                    ));
+                }
+                state.facts.insert("locked".into(), "yes".into());
             }
             "prog" => {
                 state.programs.insert(name.to_string(), true);

@@ -123,7 +123,17 @@ fn options(args: &RunArgs, printer: &Printer) -> Options {
         probe: Default::default(),
         sink: Some(printer.sink()),
         backup: !args.no_backup,
+        // Apply runs take the host's lock; a check run reads only.
+        lock: (!args.check).then(holder),
     }
+}
+
+/// Who holds a host's lock during a run, as a second runner is told.
+fn holder() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "?".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    format!("nodeprep run by {user}@{} (pid {}, started at unix time {since})", host.trim(), std::process::id())
 }
 
 /// Runs `playbook` on every named host, `--forks` at a time.
