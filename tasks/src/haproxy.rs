@@ -75,7 +75,8 @@ pub fn render_config(masters: &[(&str, &str)], ingress: Option<&[(&str, &str)]>)
         "# HAProxy for the Kubernetes API and ingress, written by nodeprep: edit the inventory, not this file.
 global
     log /dev/log local0 info
-    maxconn 20000
+    # No maxconn: haproxy sizes it to the open-files limit it is given. A fixed one needing more
+    # descriptors than that limit allows makes every start and reload fail (\"Cannot raise FD limit\").
     # Workers drop root once the ports are bound (numeric: no user is assumed to exist).
     uid 65534
     gid 65534
@@ -174,7 +175,8 @@ mod tests {
             # HAProxy for the Kubernetes API and ingress, written by nodeprep: edit the inventory, not this file.
             global
                 log /dev/log local0 info
-                maxconn 20000
+                # No maxconn: haproxy sizes it to the open-files limit it is given. A fixed one needing more
+                # descriptors than that limit allows makes every start and reload fail ("Cannot raise FD limit").
                 # Workers drop root once the ports are bound (numeric: no user is assumed to exist).
                 uid 65534
                 gid 65534

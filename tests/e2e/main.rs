@@ -2,6 +2,7 @@
 mod cli;
 mod cluster;
 mod custom;
+mod haproxy;
 mod lab_smoke;
 mod vm;
 mod worker;
