@@ -157,6 +157,9 @@ pub struct Options {
     /// Take the host's run lock (/run/nodeprep.lock) in the probe, naming this holder; a
     /// second runner on the same host then fails with "busy". Released when the Ctx is dropped.
     pub lock: Option<String>,
+    /// Tells whether a lock holder is gone (its runner died), given the holder's description;
+    /// such a lock is broken and taken.
+    pub lock_is_stale: Option<fn(&str) -> bool>,
 }
 
 pub struct Ctx {
@@ -182,21 +185,27 @@ impl Ctx {
     pub fn connect(host: Box<dyn Host>, opts: Options) -> Result<Ctx> {
         let mut probe = crate::default_probe().merge(&opts.probe);
         probe.lock = opts.lock.clone();
-        let script = state::probe_script(&probe);
         let start = Instant::now();
-        let out = host.run(&Cmd::new(&["sh", "-s"]).stdin(script))?;
+        let mut state = run_probe(host.as_ref(), &probe)?;
+        if let Some(busy) = state.facts.get("lock-busy").cloned() {
+            let holder = busy.lines().next().unwrap_or("").to_string();
+            match opts.lock_is_stale {
+                Some(stale) if !holder.is_empty() && stale(&holder) => {
+                    probe.break_lock = Some(holder);
+                    state = run_probe(host.as_ref(), &probe)?;
+                    if let Some(busy) = state.facts.get("lock-busy") {
+                        return Err(state::busy_error(busy).on_host(host.name()));
+                    }
+                }
+                _ => return Err(state::busy_error(&busy).on_host(host.name())),
+            }
+        }
         let remote = start.elapsed();
-        tracing::debug!(
-            host = host.name(),
-            elapsed_ms = remote.as_millis() as u64,
-            "state probe ({} files)",
-            probe.files.len()
-        );
-        let state =
-            state::parse_probe(&out.stdout_str(), &probe).map_err(|e| e.on_host(host.name()))?;
+        tracing::debug!(host = host.name(), elapsed_ms = remote.as_millis() as u64, "state probe ({} files)", probe.files.len());
         let facts = facts_from_state(&state).map_err(|e| e.on_host(host.name()))?;
+        let commands = if probe.break_lock.is_some() { 2 } else { 1 };
         let mut cx = Ctx::with_state(host, facts, state, opts);
-        cx.commands = 1;
+        cx.commands = commands;
         cx.remote = remote;
         Ok(cx)
     }
@@ -555,6 +564,11 @@ mv -f -- "$t" "$p"
 trap - EXIT INT TERM HUP
 "#;
 
+fn run_probe(host: &dyn Host, probe: &Probe) -> Result<State> {
+    let out = host.run(&Cmd::new(&["sh", "-s"]).stdin(state::probe_script(probe)))?;
+    state::parse_probe(&out.stdout_str(), probe).map_err(|e| e.on_host(host.name()))
+}
+
 fn facts_from_state(state: &State) -> Result<Facts> {
     let os_release = state
         .facts
@@ -639,7 +653,11 @@ mod tests {
             p.lock = Some(holder.to_string());
             let script = state::probe_script(&p).replace(state::LOCK_DIR, &lock);
             let out = Local::new("t").run(&Cmd::new(&["sh", "-s"]).stdin(script)).unwrap();
-            state::parse_probe(&out.stdout_str(), &p)
+            let s = state::parse_probe(&out.stdout_str(), &p).unwrap();
+            match s.facts.get("lock-busy") {
+                Some(busy) => Err(state::busy_error(busy)),
+                None => Ok(s),
+            }
         };
         probe("first run").unwrap();
         let err = probe("second run").unwrap_err();

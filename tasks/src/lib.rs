@@ -55,15 +55,18 @@ pub fn default_probe() -> state::Probe {
         haproxy::probe_files(),
         firewall::probe_files(),
     ];
-    state::Probe::default().files(&files.concat()).programs(&["kubelet", "kubeadm"]).units(&[
-        "containerd.service",
-        "docker.service",
-        "kubelet.service",
-        "haproxy.service",
-        "systemd-timesyncd.service",
-        "systemd-networkd.service",
-        "iptables.service",
-        "nftables.service",
-        "firewalld.service",
-    ])
+    state::Probe::default()
+        .files(&files.concat())
+        .programs(&["kubelet", "kubeadm"])
+        .units(&[
+            "containerd.service",
+            "docker.service",
+            "kubelet.service",
+            "haproxy.service",
+            "systemd-timesyncd.service",
+            "systemd-networkd.service",
+            "iptables.service",
+            "nftables.service",
+            "firewalld.service",
+        ])
 }

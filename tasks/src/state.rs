@@ -58,6 +58,8 @@ pub struct Probe {
     pub units: BTreeSet<String>,
     /// Take the run lock for this holder (see [`LOCK_DIR`]).
     pub lock: Option<String>,
+    /// A holder known to be gone (its runner died): its lock is removed first.
+    pub break_lock: Option<String>,
 }
 
 /// The host's run lock: a directory (mkdir is atomic) holding the holder's description.
@@ -65,6 +67,15 @@ pub const LOCK_DIR: &str = "/run/nodeprep.lock";
 
 /// A lock older than this is taken to be left by a runner that died (seconds).
 pub const LOCK_STALE_SECS: u64 = 6 * 3600;
+
+/// The error for a lock held by someone else (`busy`: the holder's lines).
+pub fn busy_error(busy: &str) -> Error {
+    let lines: Vec<&str> = busy.lines().filter(|l| !l.trim().is_empty()).collect();
+    Error::new(
+        crate::error::ErrorKind::Busy,
+        format!("busy: another nodeprep run holds {LOCK_DIR} ({}); if none is running, remove that directory", lines.join(", ")),
+    )
+}
 
 /// Releases the lock if this holder has it.
 pub fn unlock_script(holder: &str) -> String {
@@ -212,13 +223,15 @@ pub fn probe_script(probe: &Probe) -> String {
     let mut s = String::from(PROBE_PRELUDE);
     if let Some(holder) = &probe.lock {
         s.push_str(&format!(
-            r#"L={LOCK_DIR}; H={h}
+            r#"L={LOCK_DIR}; H={h}; B={b}
+if [ -n "$B" ] && [ "$(head -n1 "$L/holder" 2>/dev/null)" = "$B" ]; then rm -rf "$L"; fi
 if [ -d "$L" ] && [ $(( $(date +%s) - $(stat -c %Y "$L" 2>/dev/null || date +%s) )) -gt {LOCK_STALE_SECS} ]; then rm -rf "$L"; fi
 if mkdir "$L" 2>/dev/null; then printf '%s\n' "$H" > "$L/holder"; m lock ok
 else m lock busy; cat "$L/holder" 2>/dev/null; printf 'since %s\n' "$(date -d @$(stat -c %Y "$L") '+%F %T %Z' 2>/dev/null)"
 fi
 "#,
-            h = shell_quote(holder)
+            h = shell_quote(holder),
+            b = shell_quote(probe.break_lock.as_deref().unwrap_or(""))
         ));
     }
     s.push_str(
@@ -283,17 +296,12 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
                 state.units.extend(parse_units_show(body));
             }
             "lock" => {
-                if name != "ok" {
-                    let holder: Vec<&str> = body.lines().filter(|l| !l.trim().is_empty()).collect();
-                    return Err(Error::new(
-                        crate::error::ErrorKind::Busy,
-                        format!(
-                            "busy: another nodeprep run holds {LOCK_DIR} ({}); if none is running, remove that directory",
-                            holder.join(", ")
-                        ),
-                    ));
+                if name == "ok" {
+                    state.facts.insert("locked".into(), "yes".into());
+                } else {
+                    // The holder, then when it took the lock: Ctx::connect decides.
+                    state.facts.insert("lock-busy".into(), body.trim().to_string());
                 }
-                state.facts.insert("locked".into(), "yes".into());
             }
             "prog" => {
                 state.programs.insert(name.to_string(), true);

@@ -8,3 +8,4 @@ mod vm;
 mod worker;
 mod fleet;
 mod cli_lab;
+mod faults;

@@ -1,0 +1,181 @@
+//! Faults, each on its own host of one run: authentication refused, a changed host key, sudo
+//! asking for a password, a command missing, a package manager failing. Each is reported on
+//! its host with what to do, the healthy host finishes, and once the faults are fixed a re-run
+//! converges. Also: a full disk leaves the old file whole, and a runner killed at any moment
+//! leaves no partial file.
+
+use std::time::Duration;
+
+use nodeprep_tests::{lab, runner_bin, Lab};
+use serde_json::Value;
+
+use crate::worker::run_json_at;
+
+const OK: &str = "okhost";
+const BAD_AUTH: &str = "badauth";
+const SUDO_PASSWORD: &str = "sudopass";
+const NEW_KEY: &str = "newkey";
+const NO_CHAGE: &str = "nochage";
+const BAD_APT: &str = "badapt";
+const STEPS: &[&str] = &["password expiry off", "nfs client", "sysctl persisted"];
+
+fn args() -> Vec<&'static str> {
+    let mut a = vec!["run", "k8s-worker", "--all"];
+    for s in STEPS {
+        a.extend(["--only", s]);
+    }
+    a
+}
+
+/// The lab inventory with `user = USER` for some hosts.
+fn inventory(lab: &Lab, users: &[(&str, &str)]) -> std::path::PathBuf {
+    let path = lab.write_inventory("").unwrap();
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for (host, user) in users {
+        let header = format!("[hosts.{host}]\n");
+        text = text.replace(&header, &format!("{header}user = \"{user}\"\n"));
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn host_error<'a>(events: &'a [Value], host: &str) -> &'a str {
+    events
+        .iter()
+        .find(|e| e["host"] == host && (e["event"] == "host_error"))
+        .and_then(|e| e["error"].as_str())
+        .unwrap_or_else(|| panic!("no error for {host}: {events:#?}"))
+}
+
+fn recap<'a>(events: &'a [Value], host: &str) -> &'a Value {
+    events.iter().find(|e| e["event"] == "recap" && e["host"] == host).unwrap()
+}
+
+#[test]
+fn faults_are_reported_per_host_and_a_rerun_converges() {
+    let hosts: Vec<(&str, &str)> =
+        [OK, BAD_AUTH, SUDO_PASSWORD, NEW_KEY, NO_CHAGE, BAD_APT].iter().map(|h| (*h, "k8s-worker")).collect();
+    let lab = lab(&hosts);
+    // badauth: a user with no authorized key. sudopass: a user whose sudo asks a password.
+    lab.sh(BAD_AUTH, "useradd -m stranger").unwrap();
+    lab.sh(
+        SUDO_PASSWORD,
+        "useradd -m -s /bin/sh deploy && echo 'deploy:not-a-secret' | chpasswd && install -d -m 700 -o deploy -g deploy ~deploy/.ssh \
+         && install -m 600 -o deploy -g deploy /root/.ssh/authorized_keys ~deploy/.ssh/ && echo 'deploy ALL=(ALL) ALL' > /etc/sudoers.d/deploy",
+    )
+    .unwrap();
+    lab.sh(NO_CHAGE, "chage -M 90 root && mv /usr/bin/chage /usr/bin/chage.away").unwrap();
+    lab.sh(BAD_APT, "cp /etc/apt/sources.list /root/sources.list.good && echo 'deb http://127.0.0.1:9/debian bookworm main' > /etc/apt/sources.list").unwrap();
+    let inv = inventory(&lab, &[(BAD_AUTH, "stranger"), (SUDO_PASSWORD, "deploy")]);
+    // newkey: the host key on record is another host's.
+    let known = std::fs::read_to_string(lab.known_hosts()).unwrap();
+    let port = lab.node(NEW_KEY).ssh_port;
+    let other = lab.sh(OK, "ssh-keygen -q -t ed25519 -N '' -f /tmp/k >/dev/null && cat /tmp/k.pub").unwrap();
+    let other_key: Vec<&str> = other.split_whitespace().take(2).collect();
+    let forged: String = known
+        .lines()
+        .map(|l| if l.starts_with(&format!("[127.0.0.1]:{port} ")) { format!("[127.0.0.1]:{port} {}", other_key.join(" ")) } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    std::fs::write(lab.known_hosts(), forged).unwrap();
+
+    let (code, events) = run_json_at(&inv, &args());
+    assert_eq!(code, 3, "some host unreachable: {events:#?}");
+    let r = recap(&events, OK);
+    assert_eq!((r["failed"].as_u64(), r["unreachable"].as_bool()), (Some(0), Some(false)), "{r}");
+    assert!(host_error(&events, BAD_AUTH).contains("ssh authentication refused"));
+    let sudo = host_error(&events, SUDO_PASSWORD);
+    assert!(sudo.contains("asks deploy for a password") && sudo.contains("NOPASSWD"), "{sudo}");
+    let key = host_error(&events, NEW_KEY);
+    assert!(key.contains("host key") && key.contains("has changed") && key.contains("ssh-keygen -R"), "{key}");
+    let chage = host_error(&events, NO_CHAGE);
+    assert!(chage.contains("chage") && chage.contains("127"), "{chage}");
+    assert!(host_error(&events, BAD_APT).contains("apt-get"), "{events:#?}");
+    for h in [BAD_AUTH, SUDO_PASSWORD, NEW_KEY] {
+        assert_eq!(recap(&events, h)["unreachable"], true, "{h}");
+    }
+    for h in [NO_CHAGE, BAD_APT] {
+        assert_eq!(recap(&events, h)["failed"], 1, "{h}: {events:#?}");
+    }
+    // The password never reached the output.
+    assert!(!serde_json::to_string(&events).unwrap().contains("not-a-secret"));
+
+    // Fix everything, the way the messages say.
+    std::fs::write(lab.known_hosts(), &known).unwrap();
+    lab.sh(BAD_AUTH, "install -d -m 700 -o stranger -g stranger ~stranger/.ssh && install -m 600 -o stranger -g stranger /root/.ssh/authorized_keys ~stranger/.ssh/ && echo 'stranger ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/stranger").unwrap();
+    lab.sh(SUDO_PASSWORD, "echo 'deploy ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/deploy").unwrap();
+    lab.sh(NO_CHAGE, "mv /usr/bin/chage.away /usr/bin/chage").unwrap();
+    lab.sh(BAD_APT, "cp /root/sources.list.good /etc/apt/sources.list").unwrap();
+    let (code, events) = run_json_at(&inv, &args());
+    assert_eq!(code, 0, "after the fixes: {events:#?}");
+    let (code, events) = run_json_at(&inv, &args());
+    assert_eq!(code, 0);
+    for (h, _) in &hosts {
+        assert_eq!(recap(&events, h)["changed"], 0, "{h} still changes: {events:#?}");
+    }
+}
+
+#[test]
+fn a_full_disk_leaves_the_old_file_whole() {
+    let lab = lab(&[("fullhost", "k8s-worker")]);
+    lab.sh("fullhost", "mkdir -p /mnt/small && mount -t tmpfs -o size=512k tmpfs /mnt/small && printf 'old\\n' > /mnt/small/app.conf && (dd if=/dev/zero of=/mnt/small/fill bs=4k 2>/dev/null || true)").unwrap();
+    let node = lab.node("fullhost");
+    let mut cfg = tasks::host::SshConfig::new("fullhost", "127.0.0.1");
+    cfg.port = node.ssh_port;
+    cfg.identity_file = Some(lab.identity_file());
+    cfg.known_hosts = Some(lab.known_hosts());
+    let host = tasks::host::Ssh::new(cfg).unwrap();
+    let mut cx = tasks::Ctx::connect(Box::new(host), tasks::Options::default()).unwrap();
+    let big = "x".repeat(200_000);
+    let err = tasks::file::content(&mut cx, "/mnt/small/app.conf", &big, tasks::file::Perm::CONFIG).unwrap_err();
+    assert!(err.to_string().contains("fullhost") && err.to_string().contains("No space left"), "{err}");
+    assert_eq!(lab.read_file("fullhost", "/mnt/small/app.conf").unwrap(), "old\n");
+    assert_eq!(lab.sh("fullhost", "ls -a /mnt/small | grep -c nodeprep || true").unwrap().trim(), "0", "temporary file left");
+    // Space freed: the next attempt lands.
+    lab.sh("fullhost", "rm /mnt/small/fill").unwrap();
+    drop(cx);
+    let mut cfg = tasks::host::SshConfig::new("fullhost", "127.0.0.1");
+    cfg.port = node.ssh_port;
+    cfg.identity_file = Some(lab.identity_file());
+    cfg.known_hosts = Some(lab.known_hosts());
+    let mut cx = tasks::Ctx::connect(Box::new(tasks::host::Ssh::new(cfg).unwrap()), tasks::Options::default()).unwrap();
+    assert!(tasks::file::content(&mut cx, "/mnt/small/app.conf", &big, tasks::file::Perm::CONFIG).unwrap().changed());
+    assert_eq!(lab.read_file("fullhost", "/mnt/small/app.conf").unwrap().len(), 200_000);
+}
+
+#[test]
+fn a_runner_killed_at_any_moment_leaves_no_partial_file() {
+    let lab = lab(&[("killhost", "k8s-worker")]);
+    let inv = lab.write_inventory("").unwrap();
+    let kernel = ["swap disabled in fstab", "kernel modules persisted", "sysctl persisted"];
+    let mut argv: Vec<String> = ["run", "k8s-worker", "--host", "killhost", "--inventory"].map(String::from).to_vec();
+    argv.push(inv.display().to_string());
+    for s in kernel {
+        argv.extend(["--only".into(), s.into()]);
+    }
+    let sysctl = "/etc/sysctl.d/99-kubernetes-cri.conf";
+    let modules = "/etc/modules-load.d/containerd.conf";
+    for (i, delay_ms) in [0u64, 40, 80, 120, 160, 200, 260, 320].into_iter().enumerate() {
+        // Start from scratch each time so that there is something to write.
+        lab.sh("killhost", &format!("rm -f {sysctl} {modules}")).unwrap();
+        let handle = duct::cmd(runner_bin(), &argv).stdout_null().stderr_null().unchecked().start().unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        handle.kill().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        for (path, must_hold) in [(sysctl, "net.bridge.bridge-nf-call-ip6tables = 1\n"), (modules, "br_netfilter\n")] {
+            if let Some(text) = lab.read_file("killhost", path) {
+                assert!(text.ends_with(must_hold), "round {i}: partial {path}:\n{text}");
+            }
+        }
+        let temps = lab.sh("killhost", "ls -a /etc /etc/sysctl.d /etc/modules-load.d 2>/dev/null | grep -c '^.nodeprep' || true").unwrap();
+        assert_eq!(temps.trim(), "0", "round {i}: temporary file left");
+    }
+    // Whatever the kills left, a run converges and the next changes nothing.
+    let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let (code, events) = run_json_at(&inv, &args);
+    assert_eq!(code, 0, "{events:#?}");
+    let (_, events) = run_json_at(&inv, &args);
+    let r = events.iter().find(|e| e["event"] == "recap").unwrap();
+    assert_eq!(r["changed"], 0, "{events:#?}");
+}
