@@ -4,6 +4,7 @@ mod cluster;
 mod custom;
 mod haproxy;
 mod lab_smoke;
+mod verify;
 mod vm;
 mod worker;
 mod fleet;
