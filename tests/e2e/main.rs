@@ -10,3 +10,4 @@ mod worker;
 mod fleet;
 mod cli_lab;
 mod faults;
+mod security;
