@@ -179,3 +179,24 @@ fn a_runner_killed_at_any_moment_leaves_no_partial_file() {
     let r = events.iter().find(|e| e["event"] == "recap").unwrap();
     assert_eq!(r["changed"], 0, "{events:#?}");
 }
+
+#[test]
+fn a_host_held_by_another_runner_is_busy() {
+    let lab = lab(&[("lockhost", "k8s-worker")]);
+    let inv = lab.write_inventory("").unwrap();
+    lab.sh("lockhost", "mkdir /run/nodeprep.lock && echo 'nodeprep run by ops@othermachine (pid 4242, started at unix time 1)' > /run/nodeprep.lock/holder").unwrap();
+    let args = ["run", "k8s-worker", "--host", "lockhost", "--only", "sysctl persisted"];
+    let (code, events) = run_json_at(&inv, &args);
+    assert_eq!(code, 2, "{events:#?}");
+    let err = host_error(&events, "lockhost");
+    assert!(err.contains("busy") && err.contains("ops@othermachine (pid 4242"), "{err}");
+    assert!(lab.read_file("lockhost", "/etc/sysctl.d/99-kubernetes-cri.conf").is_none(), "a busy host was touched");
+    // A check run reads only: it takes no lock and goes through.
+    let (code, _) = run_json_at(&inv, &[&args[..], &["--check"]].concat());
+    assert_eq!(code, 0);
+    // The other run is over: its lock goes, ours is taken and released.
+    lab.sh("lockhost", "rm -rf /run/nodeprep.lock").unwrap();
+    let (code, events) = run_json_at(&inv, &args);
+    assert_eq!(code, 0, "{events:#?}");
+    assert!(lab.sh("lockhost", "test ! -e /run/nodeprep.lock && echo released").unwrap().contains("released"));
+}
