@@ -133,6 +133,16 @@ fn k8s_worker_converges_and_is_idempotent() {
         "second run changed something: {events:#?}"
     );
     assert_eq!(recap(&events, HOST)["failed"], 0);
+
+    // Changed behind nodeprep's back between two runs: seen (the probe reads the files each
+    // run, nothing is remembered across runs) and put back.
+    lab.sh(HOST, "echo 'net.ipv4.ip_forward = 0' >> /etc/sysctl.d/99-kubernetes-cri.conf && chmod 600 /etc/modules-load.d/containerd.conf").unwrap();
+    let (code, events) = kernel_run(&lab, &[]);
+    assert_eq!(code, 0, "{events:#?}");
+    assert_eq!(outcome(&events, "sysctl persisted"), "changed");
+    assert_eq!(outcome(&events, "kernel modules persisted"), "changed");
+    assert_eq!(lab.read_file(HOST, "/etc/sysctl.d/99-kubernetes-cri.conf").unwrap(), sysctl);
+    assert_eq!(lab.sh(HOST, "stat -c %a /etc/modules-load.d/containerd.conf").unwrap(), "644\n");
 }
 
 #[test]
