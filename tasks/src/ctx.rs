@@ -201,7 +201,12 @@ impl Ctx {
             }
         }
         let remote = start.elapsed();
-        tracing::debug!(host = host.name(), elapsed_ms = remote.as_millis() as u64, "state probe ({} files)", probe.files.len());
+        tracing::debug!(
+            host = host.name(),
+            elapsed_ms = remote.as_millis() as u64,
+            "state probe ({} files)",
+            probe.files.len()
+        );
         let facts = facts_from_state(&state).map_err(|e| e.on_host(host.name()))?;
         let commands = if probe.break_lock.is_some() { 2 } else { 1 };
         let mut cx = Ctx::with_state(host, facts, state, opts);
@@ -266,10 +271,13 @@ impl Ctx {
 
     /// Releases the run lock (if this run took it) and the connection. Also done on drop.
     pub fn close(&mut self) {
-        if self.state.facts.remove("locked").is_some() {
-            if let Some(holder) = self.opts.lock.clone() {
-                let _ = self.send(&Cmd::new(&["sh", "-c", &state::unlock_script(&holder)]), false);
-            }
+        if self.state.facts.remove("locked").is_some()
+            && let Some(holder) = self.opts.lock.clone()
+        {
+            let _ = self.send(
+                &Cmd::new(&["sh", "-c", &state::unlock_script(&holder)]),
+                false,
+            );
         }
         self.host.close();
     }
@@ -593,6 +601,14 @@ fn facts_from_state(state: &State) -> Result<Facts> {
     Ok(facts)
 }
 
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        if self.state.facts.contains_key("locked") {
+            self.close();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -625,19 +641,42 @@ mod tests {
         let run = |content: &[u8], size: usize| {
             let size = size.to_string();
             Local::new("t")
-                .exec(&Cmd::new(&["sh", "-c", WRITE_SCRIPT, "w", &path, "0640", "root", "root", "", &size]).stdin(content.to_vec()))
+                .exec(
+                    &Cmd::new(&[
+                        "sh",
+                        "-c",
+                        WRITE_SCRIPT,
+                        "w",
+                        &path,
+                        "0640",
+                        "root",
+                        "root",
+                        "",
+                        &size,
+                    ])
+                    .stdin(content.to_vec()),
+                )
                 .unwrap()
         };
         let short = run(b"new con", 12);
         assert!(!short.success());
-        assert!(String::from_utf8_lossy(&short.stderr).contains("got 7 of 12 bytes"), "{short:?}");
+        assert!(
+            String::from_utf8_lossy(&short.stderr).contains("got 7 of 12 bytes"),
+            "{short:?}"
+        );
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "old\n");
         let whole = run(b"new content\n", 12);
         assert!(whole.success(), "{whole:?}");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "new content\n");
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o640);
-        let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(
+            std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         assert_eq!(names, ["conf"], "temporary files left behind");
     }
 
@@ -649,10 +688,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lock = dir.path().join("lock").display().to_string();
         let probe = |holder: &str| {
-            let mut p = Probe::default();
-            p.lock = Some(holder.to_string());
+            let p = Probe {
+                lock: Some(holder.to_string()),
+                ..Probe::default()
+            };
             let script = state::probe_script(&p).replace(state::LOCK_DIR, &lock);
-            let out = Local::new("t").run(&Cmd::new(&["sh", "-s"]).stdin(script)).unwrap();
+            let out = Local::new("t")
+                .run(&Cmd::new(&["sh", "-s"]).stdin(script))
+                .unwrap();
             let s = state::parse_probe(&out.stdout_str(), &p).unwrap();
             match s.facts.get("lock-busy") {
                 Some(busy) => Err(state::busy_error(busy)),
@@ -665,10 +708,15 @@ mod tests {
         assert!(err.to_string().contains("first run"), "{err}");
         let unlock = |holder: &str| {
             let script = state::unlock_script(holder).replace(state::LOCK_DIR, &lock);
-            Local::new("t").run(&Cmd::new(&["sh", "-c", &script])).unwrap();
+            Local::new("t")
+                .run(&Cmd::new(&["sh", "-c", &script]))
+                .unwrap();
         };
         unlock("second run");
-        assert!(std::path::Path::new(&lock).exists(), "released by a non-holder");
+        assert!(
+            std::path::Path::new(&lock).exists(),
+            "released by a non-holder"
+        );
         unlock("first run");
         assert!(!std::path::Path::new(&lock).exists());
         assert!(probe("second run").is_ok());
@@ -680,13 +728,5 @@ mod tests {
         assert!(check_path("/etc/../x").is_err());
         assert!(check_path("/etc/x\ny").is_err());
         assert!(check_path("/etc/sysctl.d/99-kubernetes-cri.conf").is_ok());
-    }
-}
-
-impl Drop for Ctx {
-    fn drop(&mut self) {
-        if self.state.facts.contains_key("locked") {
-            self.close();
-        }
     }
 }

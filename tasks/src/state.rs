@@ -73,7 +73,10 @@ pub fn busy_error(busy: &str) -> Error {
     let lines: Vec<&str> = busy.lines().filter(|l| !l.trim().is_empty()).collect();
     Error::new(
         crate::error::ErrorKind::Busy,
-        format!("busy: another nodeprep run holds {LOCK_DIR} ({}); if none is running, remove that directory", lines.join(", ")),
+        format!(
+            "busy: another nodeprep run holds {LOCK_DIR} ({}); if none is running, remove that directory",
+            lines.join(", ")
+        ),
     )
 }
 
@@ -300,7 +303,9 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
                     state.facts.insert("locked".into(), "yes".into());
                 } else {
                     // The holder, then when it took the lock: Ctx::connect decides.
-                    state.facts.insert("lock-busy".into(), body.trim().to_string());
+                    state
+                        .facts
+                        .insert("lock-busy".into(), body.trim().to_string());
                 }
             }
             "prog" => {
@@ -347,9 +352,9 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
     }
     for path in wanted {
         // Read one by one (no tar on the host): already in `files`.
-        if !state.files.contains_key(&path) {
-            let file = in_tar.remove(&path);
-            state.files.insert(path, file);
+        if let std::collections::hash_map::Entry::Vacant(slot) = state.files.entry(path) {
+            let file = in_tar.remove(slot.key());
+            slot.insert(file);
         }
     }
     if state.facts.contains_key("os-release") {
@@ -371,7 +376,8 @@ pub fn parse_tar(bytes: &[u8]) -> Result<Vec<(String, FileState)>> {
         if t.is_empty() {
             return Ok(0);
         }
-        u64::from_str_radix(t, 8).map_err(|_| Error::other(format!("state probe: bad tar number {t:?}")))
+        u64::from_str_radix(t, 8)
+            .map_err(|_| Error::other(format!("state probe: bad tar number {t:?}")))
     }
     let mut out = Vec::new();
     let mut pos = 0;
@@ -399,7 +405,11 @@ pub fn parse_tar(bytes: &[u8]) -> Result<Vec<(String, FileState)>> {
             None => {
                 let prefix = field(&h[345..500]);
                 let name = field(&h[0..100]);
-                if prefix.is_empty() || &h[257..262] != b"ustar" { name } else { format!("{prefix}/{name}") }
+                if prefix.is_empty() || &h[257..262] != b"ustar" {
+                    name
+                } else {
+                    format!("{prefix}/{name}")
+                }
             }
         };
         let is_dir = kind == b'5';
@@ -407,7 +417,11 @@ pub fn parse_tar(bytes: &[u8]) -> Result<Vec<(String, FileState)>> {
             continue; // links, devices: not managed files
         }
         let path = name.trim_end_matches('/').to_string();
-        let path = if path.starts_with('/') { path } else { format!("/{path}") };
+        let path = if path.starts_with('/') {
+            path
+        } else {
+            format!("/{path}")
+        };
         let file = FileState {
             mode: (octal(&h[100..108])? & 0o7777) as u32,
             owner: field(&h[265..297]),
@@ -478,17 +492,31 @@ mod tests {
         ];
         let script = files_script(&paths);
         assert!(script.contains("tar -c"), "{script}");
-        let out = Local::new("t").run(&Cmd::new(&["sh", "-s"]).stdin(script)).unwrap();
+        let out = Local::new("t")
+            .run(&Cmd::new(&["sh", "-s"]).stdin(script))
+            .unwrap();
         let probe = Probe::default().files(&paths);
         let s = parse_probe(&out.stdout_str(), &probe).unwrap();
-        let get = |p: &str| s.files.get(p).unwrap_or_else(|| panic!("{p} not reported")).clone();
+        let get = |p: &str| {
+            s.files
+                .get(p)
+                .unwrap_or_else(|| panic!("{p} not reported"))
+                .clone()
+        };
         assert_eq!(get(&paths[0]).unwrap().content, b"a\nb\n");
         assert_eq!(get(&paths[1]).unwrap().content, [0u8, 1, 2, 255]);
         assert!(get(&paths[2]).unwrap().is_dir);
         assert_eq!(get(&paths[3]), None);
-        assert_eq!(get(&paths[4]).unwrap().content, b"a\nb\n", "symlinks are followed");
+        assert_eq!(
+            get(&paths[4]).unwrap().content,
+            b"a\nb\n",
+            "symlinks are followed"
+        );
         assert_eq!(get(&long).unwrap().content, b"long");
-        assert!(get("/proc/self/status").unwrap().text().contains("Pid:"), "/proc read by content, not size");
+        assert!(
+            get("/proc/self/status").unwrap().text().contains("Pid:"),
+            "/proc read by content, not size"
+        );
         let plain = get(&paths[0]).unwrap();
         let meta = std::fs::metadata(&paths[0]).unwrap();
         use std::os::unix::fs::PermissionsExt;

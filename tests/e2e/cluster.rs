@@ -15,24 +15,9 @@ const HOSTS: &[(&str, &str)] = &[
     ("prdk8swok502", "k8s-worker"),
 ];
 
-const SETTINGS: &str = r#"
-[admin]
-name = "kubeadmin"
-password_hash = "$6$nodeprepdemo$wk44XuU7o9MhcvILKmVk55VnCYVIH.At4AbdPsvCzM6R6zZGO6xjQv0aPOQDJVwWGFwJ9hh32qddZeWox1cQx/"
-ssh_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOyiXo8ZDrrZ8ngq0ORx3MAF5HnbFe9Q/89EcrI9vvO0 ops@example.lan"]
-
-[system]
-locale = "fr_FR.UTF-8"
-keymap = "fr"
-ntp = ["ntp1.example.lan", "ntp2.example.lan"]
-
-[kubernetes]
-source = "present"
-"#;
-
 /// Each role's playbook on its hosts, all at once; the events of every run.
 fn run_roles(lab: &Lab, extra: &[&str]) -> Vec<(i32, Vec<Value>)> {
-    let inv = lab.write_inventory(SETTINGS).unwrap();
+    let inv = lab.write_inventory(xtask::lab::LAB_SETTINGS).unwrap();
     let inv = inv.as_path();
     std::thread::scope(|s| {
         let handles: Vec<_> = ["haproxy", "k8s-master", "k8s-worker"]

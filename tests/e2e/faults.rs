@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use nodeprep_tests::{lab, runner_bin, Lab};
+use nodeprep_tests::{Lab, lab, runner_bin};
 use serde_json::Value;
 
 use crate::worker::run_json_at;
@@ -48,13 +48,18 @@ fn host_error<'a>(events: &'a [Value], host: &str) -> &'a str {
 }
 
 fn recap<'a>(events: &'a [Value], host: &str) -> &'a Value {
-    events.iter().find(|e| e["event"] == "recap" && e["host"] == host).unwrap()
+    events
+        .iter()
+        .find(|e| e["event"] == "recap" && e["host"] == host)
+        .unwrap()
 }
 
 #[test]
 fn faults_are_reported_per_host_and_a_rerun_converges() {
-    let hosts: Vec<(&str, &str)> =
-        [OK, BAD_AUTH, SUDO_PASSWORD, NEW_KEY, NO_CHAGE, BAD_APT].iter().map(|h| (*h, "k8s-worker")).collect();
+    let hosts: Vec<(&str, &str)> = [OK, BAD_AUTH, SUDO_PASSWORD, NEW_KEY, NO_CHAGE, BAD_APT]
+        .iter()
+        .map(|h| (*h, "k8s-worker"))
+        .collect();
     let lab = lab(&hosts);
     // badauth: a user with no authorized key. sudopass: a user whose sudo asks a password.
     lab.sh(BAD_AUTH, "useradd -m stranger").unwrap();
@@ -64,17 +69,32 @@ fn faults_are_reported_per_host_and_a_rerun_converges() {
          && install -m 600 -o deploy -g deploy /root/.ssh/authorized_keys ~deploy/.ssh/ && echo 'deploy ALL=(ALL) ALL' > /etc/sudoers.d/deploy",
     )
     .unwrap();
-    lab.sh(NO_CHAGE, "chage -M 90 root && mv /usr/bin/chage /usr/bin/chage.away").unwrap();
+    lab.sh(
+        NO_CHAGE,
+        "chage -M 90 root && mv /usr/bin/chage /usr/bin/chage.away",
+    )
+    .unwrap();
     lab.sh(BAD_APT, "cp /etc/apt/sources.list /root/sources.list.good && echo 'deb http://127.0.0.1:9/debian bookworm main' > /etc/apt/sources.list").unwrap();
     let inv = inventory(&lab, &[(BAD_AUTH, "stranger"), (SUDO_PASSWORD, "deploy")]);
     // newkey: the host key on record is another host's.
     let known = std::fs::read_to_string(lab.known_hosts()).unwrap();
     let port = lab.node(NEW_KEY).ssh_port;
-    let other = lab.sh(OK, "ssh-keygen -q -t ed25519 -N '' -f /tmp/k >/dev/null && cat /tmp/k.pub").unwrap();
+    let other = lab
+        .sh(
+            OK,
+            "ssh-keygen -q -t ed25519 -N '' -f /tmp/k >/dev/null && cat /tmp/k.pub",
+        )
+        .unwrap();
     let other_key: Vec<&str> = other.split_whitespace().take(2).collect();
     let forged: String = known
         .lines()
-        .map(|l| if l.starts_with(&format!("[127.0.0.1]:{port} ")) { format!("[127.0.0.1]:{port} {}", other_key.join(" ")) } else { l.to_string() })
+        .map(|l| {
+            if l.starts_with(&format!("[127.0.0.1]:{port} ")) {
+                format!("[127.0.0.1]:{port} {}", other_key.join(" "))
+            } else {
+                l.to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n")
         + "\n";
@@ -83,15 +103,28 @@ fn faults_are_reported_per_host_and_a_rerun_converges() {
     let (code, events) = run_json_at(&inv, &args());
     assert_eq!(code, 3, "some host unreachable: {events:#?}");
     let r = recap(&events, OK);
-    assert_eq!((r["failed"].as_u64(), r["unreachable"].as_bool()), (Some(0), Some(false)), "{r}");
+    assert_eq!(
+        (r["failed"].as_u64(), r["unreachable"].as_bool()),
+        (Some(0), Some(false)),
+        "{r}"
+    );
     assert!(host_error(&events, BAD_AUTH).contains("ssh authentication refused"));
     let sudo = host_error(&events, SUDO_PASSWORD);
-    assert!(sudo.contains("asks deploy for a password") && sudo.contains("NOPASSWD"), "{sudo}");
+    assert!(
+        sudo.contains("asks deploy for a password") && sudo.contains("NOPASSWD"),
+        "{sudo}"
+    );
     let key = host_error(&events, NEW_KEY);
-    assert!(key.contains("host key") && key.contains("has changed") && key.contains("ssh-keygen -R"), "{key}");
+    assert!(
+        key.contains("host key") && key.contains("has changed") && key.contains("ssh-keygen -R"),
+        "{key}"
+    );
     let chage = host_error(&events, NO_CHAGE);
     assert!(chage.contains("chage") && chage.contains("127"), "{chage}");
-    assert!(host_error(&events, BAD_APT).contains("apt-get"), "{events:#?}");
+    assert!(
+        host_error(&events, BAD_APT).contains("apt-get"),
+        "{events:#?}"
+    );
     for h in [BAD_AUTH, SUDO_PASSWORD, NEW_KEY] {
         assert_eq!(recap(&events, h)["unreachable"], true, "{h}");
     }
@@ -99,20 +132,34 @@ fn faults_are_reported_per_host_and_a_rerun_converges() {
         assert_eq!(recap(&events, h)["failed"], 1, "{h}: {events:#?}");
     }
     // The password never reached the output.
-    assert!(!serde_json::to_string(&events).unwrap().contains("not-a-secret"));
+    assert!(
+        !serde_json::to_string(&events)
+            .unwrap()
+            .contains("not-a-secret")
+    );
 
     // Fix everything, the way the messages say.
     std::fs::write(lab.known_hosts(), &known).unwrap();
     lab.sh(BAD_AUTH, "install -d -m 700 -o stranger -g stranger ~stranger/.ssh && install -m 600 -o stranger -g stranger /root/.ssh/authorized_keys ~stranger/.ssh/ && echo 'stranger ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/stranger").unwrap();
-    lab.sh(SUDO_PASSWORD, "echo 'deploy ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/deploy").unwrap();
-    lab.sh(NO_CHAGE, "mv /usr/bin/chage.away /usr/bin/chage").unwrap();
-    lab.sh(BAD_APT, "cp /root/sources.list.good /etc/apt/sources.list").unwrap();
+    lab.sh(
+        SUDO_PASSWORD,
+        "echo 'deploy ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/deploy",
+    )
+    .unwrap();
+    lab.sh(NO_CHAGE, "mv /usr/bin/chage.away /usr/bin/chage")
+        .unwrap();
+    lab.sh(BAD_APT, "cp /root/sources.list.good /etc/apt/sources.list")
+        .unwrap();
     let (code, events) = run_json_at(&inv, &args());
     assert_eq!(code, 0, "after the fixes: {events:#?}");
     let (code, events) = run_json_at(&inv, &args());
     assert_eq!(code, 0);
     for (h, _) in &hosts {
-        assert_eq!(recap(&events, h)["changed"], 0, "{h} still changes: {events:#?}");
+        assert_eq!(
+            recap(&events, h)["changed"],
+            0,
+            "{h} still changes: {events:#?}"
+        );
     }
 }
 
@@ -128,10 +175,28 @@ fn a_full_disk_leaves_the_old_file_whole() {
     let host = tasks::host::Ssh::new(cfg).unwrap();
     let mut cx = tasks::Ctx::connect(Box::new(host), tasks::Options::default()).unwrap();
     let big = "x".repeat(200_000);
-    let err = tasks::file::content(&mut cx, "/mnt/small/app.conf", &big, tasks::file::Perm::CONFIG).unwrap_err();
-    assert!(err.to_string().contains("fullhost") && err.to_string().contains("No space left"), "{err}");
-    assert_eq!(lab.read_file("fullhost", "/mnt/small/app.conf").unwrap(), "old\n");
-    assert_eq!(lab.sh("fullhost", "ls -a /mnt/small | grep -c nodeprep || true").unwrap().trim(), "0", "temporary file left");
+    let err = tasks::file::content(
+        &mut cx,
+        "/mnt/small/app.conf",
+        &big,
+        tasks::file::Perm::CONFIG,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("fullhost") && err.to_string().contains("No space left"),
+        "{err}"
+    );
+    assert_eq!(
+        lab.read_file("fullhost", "/mnt/small/app.conf").unwrap(),
+        "old\n"
+    );
+    assert_eq!(
+        lab.sh("fullhost", "ls -a /mnt/small | grep -c nodeprep || true")
+            .unwrap()
+            .trim(),
+        "0",
+        "temporary file left"
+    );
     // Space freed: the next attempt lands.
     lab.sh("fullhost", "rm /mnt/small/fill").unwrap();
     drop(cx);
@@ -139,33 +204,72 @@ fn a_full_disk_leaves_the_old_file_whole() {
     cfg.port = node.ssh_port;
     cfg.identity_file = Some(lab.identity_file());
     cfg.known_hosts = Some(lab.known_hosts());
-    let mut cx = tasks::Ctx::connect(Box::new(tasks::host::Ssh::new(cfg).unwrap()), tasks::Options::default()).unwrap();
-    assert!(tasks::file::content(&mut cx, "/mnt/small/app.conf", &big, tasks::file::Perm::CONFIG).unwrap().changed());
-    assert_eq!(lab.read_file("fullhost", "/mnt/small/app.conf").unwrap().len(), 200_000);
+    let mut cx = tasks::Ctx::connect(
+        Box::new(tasks::host::Ssh::new(cfg).unwrap()),
+        tasks::Options::default(),
+    )
+    .unwrap();
+    assert!(
+        tasks::file::content(
+            &mut cx,
+            "/mnt/small/app.conf",
+            &big,
+            tasks::file::Perm::CONFIG
+        )
+        .unwrap()
+        .changed()
+    );
+    assert_eq!(
+        lab.read_file("fullhost", "/mnt/small/app.conf")
+            .unwrap()
+            .len(),
+        200_000
+    );
 }
 
 #[test]
 fn a_runner_killed_at_any_moment_leaves_no_partial_file() {
     let lab = lab(&[("killhost", "k8s-worker")]);
     let inv = lab.write_inventory("").unwrap();
-    let kernel = ["swap disabled in fstab", "kernel modules persisted", "sysctl persisted"];
-    let mut argv: Vec<String> = ["run", "k8s-worker", "--host", "killhost", "--inventory"].map(String::from).to_vec();
+    let kernel = [
+        "swap disabled in fstab",
+        "kernel modules persisted",
+        "sysctl persisted",
+    ];
+    let mut argv: Vec<String> = ["run", "k8s-worker", "--host", "killhost", "--inventory"]
+        .map(String::from)
+        .to_vec();
     argv.push(inv.display().to_string());
     for s in kernel {
         argv.extend(["--only".into(), s.into()]);
     }
     let sysctl = "/etc/sysctl.d/99-kubernetes-cri.conf";
     let modules = "/etc/modules-load.d/containerd.conf";
-    for (i, delay_ms) in [0u64, 40, 80, 120, 160, 200, 260, 320].into_iter().enumerate() {
+    for (i, delay_ms) in [0u64, 40, 80, 120, 160, 200, 260, 320]
+        .into_iter()
+        .enumerate()
+    {
         // Start from scratch each time so that there is something to write.
-        lab.sh("killhost", &format!("rm -f {sysctl} {modules}")).unwrap();
-        let handle = duct::cmd(runner_bin(), &argv).stdout_null().stderr_null().unchecked().start().unwrap();
+        lab.sh("killhost", &format!("rm -f {sysctl} {modules}"))
+            .unwrap();
+        let handle = duct::cmd(runner_bin(), &argv)
+            .stdout_null()
+            .stderr_null()
+            .unchecked()
+            .start()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
         handle.kill().unwrap();
         std::thread::sleep(Duration::from_millis(300));
-        for (path, must_hold) in [(sysctl, "net.bridge.bridge-nf-call-ip6tables = 1\n"), (modules, "br_netfilter\n")] {
+        for (path, must_hold) in [
+            (sysctl, "net.bridge.bridge-nf-call-ip6tables = 1\n"),
+            (modules, "br_netfilter\n"),
+        ] {
             if let Some(text) = lab.read_file("killhost", path) {
-                assert!(text.ends_with(must_hold), "round {i}: partial {path}:\n{text}");
+                assert!(
+                    text.ends_with(must_hold),
+                    "round {i}: partial {path}:\n{text}"
+                );
             }
         }
         let temps = lab.sh("killhost", "ls -a /etc /etc/sysctl.d /etc/modules-load.d 2>/dev/null | grep -c '^.nodeprep' || true").unwrap();
@@ -185,12 +289,26 @@ fn a_host_held_by_another_runner_is_busy() {
     let lab = lab(&[("lockhost", "k8s-worker")]);
     let inv = lab.write_inventory("").unwrap();
     lab.sh("lockhost", "mkdir /run/nodeprep.lock && echo 'nodeprep run by ops@othermachine (pid 4242, started at unix time 1)' > /run/nodeprep.lock/holder").unwrap();
-    let args = ["run", "k8s-worker", "--host", "lockhost", "--only", "sysctl persisted"];
+    let args = [
+        "run",
+        "k8s-worker",
+        "--host",
+        "lockhost",
+        "--only",
+        "sysctl persisted",
+    ];
     let (code, events) = run_json_at(&inv, &args);
     assert_eq!(code, 2, "{events:#?}");
     let err = host_error(&events, "lockhost");
-    assert!(err.contains("busy") && err.contains("ops@othermachine (pid 4242"), "{err}");
-    assert!(lab.read_file("lockhost", "/etc/sysctl.d/99-kubernetes-cri.conf").is_none(), "a busy host was touched");
+    assert!(
+        err.contains("busy") && err.contains("ops@othermachine (pid 4242"),
+        "{err}"
+    );
+    assert!(
+        lab.read_file("lockhost", "/etc/sysctl.d/99-kubernetes-cri.conf")
+            .is_none(),
+        "a busy host was touched"
+    );
     // A check run reads only: it takes no lock and goes through.
     let (code, _) = run_json_at(&inv, &[&args[..], &["--check"]].concat());
     assert_eq!(code, 0);
@@ -198,5 +316,9 @@ fn a_host_held_by_another_runner_is_busy() {
     lab.sh("lockhost", "rm -rf /run/nodeprep.lock").unwrap();
     let (code, events) = run_json_at(&inv, &args);
     assert_eq!(code, 0, "{events:#?}");
-    assert!(lab.sh("lockhost", "test ! -e /run/nodeprep.lock && echo released").unwrap().contains("released"));
+    assert!(
+        lab.sh("lockhost", "test ! -e /run/nodeprep.lock && echo released")
+            .unwrap()
+            .contains("released")
+    );
 }

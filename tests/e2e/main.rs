@@ -1,13 +1,13 @@
 //! End-to-end tests.
 mod cli;
+mod cli_lab;
 mod cluster;
 mod custom;
+mod faults;
+mod fleet;
 mod haproxy;
 mod lab_smoke;
+mod security;
 mod verify;
 mod vm;
 mod worker;
-mod fleet;
-mod cli_lab;
-mod faults;
-mod security;

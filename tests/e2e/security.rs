@@ -22,38 +22,98 @@ fn the_password_hash_never_leaves_stdin() {
         "[admin]\nname = \"kubeadmin\"\npassword_hash = \"{HASH}\"\nssh_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOyiXo8ZDrrZ8ngq0ORx3MAF5HnbFe9Q/89EcrI9vvO0 ops@example.lan\"]\n"
     );
     let inv = lab.write_inventory(&settings).unwrap();
-    let steps = ["--only", "admin user", "--only", "admin ssh keys", "--only", "password expiry off"];
+    let steps = [
+        "--only",
+        "admin user",
+        "--only",
+        "admin ssh keys",
+        "--only",
+        "password expiry off",
+    ];
     let mut seen = String::new();
-    for extra in [&["--check", "--diff", "-vv"][..], &["--diff", "-vv"], &["--json", "--diff", "-vv"], &["--json", "--check", "--diff"]] {
-        let out = runner(&inv).env("RUST_LOG", "trace").args(["run", "k8s-worker", "--host", HOST]).args(steps).args(extra).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    for extra in [
+        &["--check", "--diff", "-vv"][..],
+        &["--diff", "-vv"],
+        &["--json", "--diff", "-vv"],
+        &["--json", "--check", "--diff"],
+    ] {
+        let out = runner(&inv)
+            .env("RUST_LOG", "trace")
+            .args(["run", "k8s-worker", "--host", HOST])
+            .args(steps)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         seen.push_str(&String::from_utf8_lossy(&out.stdout));
         seen.push_str(&String::from_utf8_lossy(&out.stderr));
     }
-    assert!(seen.contains("kubeadmin"), "the runs did not show the user:\n{seen}");
+    assert!(
+        seen.contains("kubeadmin"),
+        "the runs did not show the user:\n{seen}"
+    );
     for secret in [HASH, "wk44XuU7o9MhcvILKmVk55", "$6$nodeprepdemo"] {
         assert!(!seen.contains(secret), "{secret} leaked into the output");
     }
     let argv_log = lab.read_file(HOST, "/var/log/argv.log").unwrap();
-    assert!(argv_log.contains("chpasswd -e"), "the password was not set through chpasswd:\n{argv_log}");
-    assert!(!argv_log.contains("nodeprepdemo"), "the hash was on a command line:\n{argv_log}");
-    assert!(lab.sh(HOST, "getent shadow kubeadmin").unwrap().contains(HASH));
+    assert!(
+        argv_log.contains("chpasswd -e"),
+        "the password was not set through chpasswd:\n{argv_log}"
+    );
+    assert!(
+        !argv_log.contains("nodeprepdemo"),
+        "the hash was on a command line:\n{argv_log}"
+    );
+    assert!(
+        lab.sh(HOST, "getent shadow kubeadmin")
+            .unwrap()
+            .contains(HASH)
+    );
 }
 
 #[test]
 fn inventory_values_with_shell_syntax_are_refused() {
     let example = std::fs::read_to_string(workspace_dir().join("inventory.toml")).unwrap();
-    let nasty = ["a;reboot", "$(reboot)", "`reboot`", "a b", "x\\ny", "x'y", "x|y", "x&&y"];
+    let nasty = [
+        "a;reboot",
+        "$(reboot)",
+        "`reboot`",
+        "a b",
+        "x\\ny",
+        "x'y",
+        "x|y",
+        "x&&y",
+    ];
     let fields: &[(&str, &str, &str)] = &[
         ("admin name", "name = \"kubeadmin\"", "name = \"{}\""),
         ("locale", "locale = \"fr_FR.UTF-8\"", "locale = \"{}\""),
         ("keymap", "keymap = \"fr\"", "keymap = \"{}\""),
-        ("ntp server", "ntp = [\"dc01.example.lan\"]", "ntp = [\"{}\"]"),
+        (
+            "ntp server",
+            "ntp = [\"dc01.example.lan\"]",
+            "ntp = [\"{}\"]",
+        ),
         ("ssh user", "user = \"root\"", "user = \"{}\""),
-        ("host address", "address = \"192.168.10.45\"", "address = \"{}\""),
-        ("interface", "interface = \"eth0\", address = \"192.168.10.45/24\"", "interface = \"{}\", address = \"192.168.10.45/24\""),
+        (
+            "host address",
+            "address = \"192.168.10.45\"",
+            "address = \"{}\"",
+        ),
+        (
+            "interface",
+            "interface = \"eth0\", address = \"192.168.10.45/24\"",
+            "interface = \"{}\", address = \"192.168.10.45/24\"",
+        ),
         ("zone", "zone = \"lan\"", "zone = \"{}\""),
-        ("kubernetes version", "version = \"1.30\"", "version = \"{}\""),
+        (
+            "kubernetes version",
+            "version = \"1.30\"",
+            "version = \"{}\"",
+        ),
     ];
     let mut cases = 0;
     for (what, from, to) in fields {
@@ -62,7 +122,11 @@ fn inventory_values_with_shell_syntax_are_refused() {
             let path = dir.path().join("inventory.toml");
             std::fs::write(&path, example.replacen(from, &to.replace("{}", value), 1)).unwrap();
             let out = runner(&path).args(["inventory", "check"]).output().unwrap();
-            assert_eq!(out.status.code(), Some(1), "{what} = {value:?} was accepted");
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{what} = {value:?} was accepted"
+            );
             cases += 1;
         }
     }
@@ -77,16 +141,33 @@ fn arguments_reaching_a_host_are_quoted() {
     cfg.port = node.ssh_port;
     cfg.identity_file = Some(lab.identity_file());
     cfg.known_hosts = Some(lab.known_hosts());
-    let mut cx = tasks::Ctx::connect(Box::new(tasks::host::Ssh::new(cfg).unwrap()), tasks::Options::default()).unwrap();
-    let words = ["a;touch /tmp/p1", "$(touch /tmp/p2)", "`touch /tmp/p3`", "x\ntouch /tmp/p4", "'; touch /tmp/p5; '", "\"$(touch /tmp/p6)\"", "&& touch /tmp/p7"];
+    let mut cx = tasks::Ctx::connect(
+        Box::new(tasks::host::Ssh::new(cfg).unwrap()),
+        tasks::Options::default(),
+    )
+    .unwrap();
+    let words = [
+        "a;touch /tmp/p1",
+        "$(touch /tmp/p2)",
+        "`touch /tmp/p3`",
+        "x\ntouch /tmp/p4",
+        "'; touch /tmp/p5; '",
+        "\"$(touch /tmp/p6)\"",
+        "&& touch /tmp/p7",
+    ];
     let mut argv = vec!["printf", "%s\\n"];
     argv.extend(words);
     let out = cx.apply(&argv).unwrap().unwrap();
-    assert_eq!(out.stdout_str(), words.iter().map(|w| format!("{w}\n")).collect::<String>());
+    assert_eq!(
+        out.stdout_str(),
+        words.iter().map(|w| format!("{w}\n")).collect::<String>()
+    );
     // A file whose name is shell syntax is written under exactly that name.
     let path = "/tmp/odd $(touch p8); name`touch p9`";
     let _ = tasks::file::content(&mut cx, path, "x\n", tasks::file::Perm::CONFIG).unwrap();
     assert_eq!(lab.read_file(HOST, path).unwrap(), "x\n");
-    let ran = lab.sh(HOST, "ls /tmp /root | grep -c '^p[0-9]$' || true").unwrap();
+    let ran = lab
+        .sh(HOST, "ls /tmp /root | grep -c '^p[0-9]$' || true")
+        .unwrap();
     assert_eq!(ran.trim(), "0", "an injected command ran");
 }

@@ -141,8 +141,16 @@ fn k8s_worker_converges_and_is_idempotent() {
     assert_eq!(code, 0, "{events:#?}");
     assert_eq!(outcome(&events, "sysctl persisted"), "changed");
     assert_eq!(outcome(&events, "kernel modules persisted"), "changed");
-    assert_eq!(lab.read_file(HOST, "/etc/sysctl.d/99-kubernetes-cri.conf").unwrap(), sysctl);
-    assert_eq!(lab.sh(HOST, "stat -c %a /etc/modules-load.d/containerd.conf").unwrap(), "644\n");
+    assert_eq!(
+        lab.read_file(HOST, "/etc/sysctl.d/99-kubernetes-cri.conf")
+            .unwrap(),
+        sysctl
+    );
+    assert_eq!(
+        lab.sh(HOST, "stat -c %a /etc/modules-load.d/containerd.conf")
+            .unwrap(),
+        "644\n"
+    );
 }
 
 #[test]

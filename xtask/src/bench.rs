@@ -12,23 +12,6 @@ use xshell::Shell;
 use crate::cli::BenchArgs;
 use crate::run::EXIT_OK;
 
-/// A representative inventory: admin user, locale, keymap, NTP; Kubernetes binaries present
-/// (the lab's stand-ins).
-const SETTINGS: &str = r#"
-[admin]
-name = "kubeadmin"
-password_hash = "$6$nodeprepdemo$wk44XuU7o9MhcvILKmVk55VnCYVIH.At4AbdPsvCzM6R6zZGO6xjQv0aPOQDJVwWGFwJ9hh32qddZeWox1cQx/"
-ssh_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOyiXo8ZDrrZ8ngq0ORx3MAF5HnbFe9Q/89EcrI9vvO0 ops@example.lan"]
-
-[system]
-locale = "fr_FR.UTF-8"
-keymap = "fr"
-ntp = ["ntp1.example.lan"]
-
-[kubernetes]
-source = "present"
-"#;
-
 struct Sample {
     hosts: usize,
     first_secs: f64,
@@ -54,7 +37,7 @@ pub fn bench(args: &BenchArgs) -> Result<u8> {
         for node in lab.nodes() {
             lab.sh(&node.name, xtask::lab::KUBE_STANDINS)?;
         }
-        let inv = lab.write_inventory(SETTINGS)?;
+        let inv = lab.write_inventory(xtask::lab::LAB_SETTINGS)?;
         let run = |label: &str| -> Result<(f64, Vec<serde_json::Value>)> {
             let start = Instant::now();
             let out = duct::cmd(
@@ -99,7 +82,10 @@ pub fn bench(args: &BenchArgs) -> Result<u8> {
         let accepted = |lab: &xtask::lab::Lab| -> Result<f64> {
             let mut total = 0.0;
             for node in lab.nodes() {
-                let n = lab.sh(&node.name, "journalctl -q -o cat _COMM=sshd | grep -c 'Accepted publickey' || true")?;
+                let n = lab.sh(
+                    &node.name,
+                    "journalctl -q -o cat _COMM=sshd | grep -c 'Accepted publickey' || true",
+                )?;
                 total += n.trim().parse::<f64>().unwrap_or(0.0);
             }
             Ok(total)
@@ -171,7 +157,14 @@ fn report(samples: &[Sample], as_json: bool) {
     }
     println!(
         "{:>5} {:>10} {:>13} {:>12} {:>9} {:>9} {:>14} {:>17}",
-        "hosts", "first run", "nodeprep own", "no-op median", "min", "max", "commands/host", "connections/host"
+        "hosts",
+        "first run",
+        "nodeprep own",
+        "no-op median",
+        "min",
+        "max",
+        "commands/host",
+        "connections/host"
     );
     for s in samples {
         let (median, min, max) = stats(&s.noop_secs);
@@ -187,5 +180,7 @@ fn report(samples: &[Sample], as_json: bool) {
             s.connections_per_host
         );
     }
-    println!("(nodeprep own: first run minus the longest time a host spent running commands, package installs included)");
+    println!(
+        "(nodeprep own: first run minus the longest time a host spent running commands, package installs included)"
+    );
 }

@@ -476,5 +476,22 @@ UNIT
 systemctl daemon-reload
 "#;
 
+/// A representative inventory for lab hosts: an admin user (a throwaway demo hash), locale,
+/// keymap, NTP, and Kubernetes binaries taken as present (see [`KUBE_STANDINS`]).
+pub const LAB_SETTINGS: &str = r#"
+[admin]
+name = "kubeadmin"
+password_hash = "$6$nodeprepdemo$wk44XuU7o9MhcvILKmVk55VnCYVIH.At4AbdPsvCzM6R6zZGO6xjQv0aPOQDJVwWGFwJ9hh32qddZeWox1cQx/"
+ssh_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOyiXo8ZDrrZ8ngq0ORx3MAF5HnbFe9Q/89EcrI9vvO0 ops@example.lan"]
+
+[system]
+locale = "fr_FR.UTF-8"
+keymap = "fr"
+ntp = ["ntp1.example.lan", "ntp2.example.lan"]
+
+[kubernetes]
+source = "present"
+"#;
+
 /// Settings lab inventories add: Kubernetes binaries taken as present (see [`KUBE_STANDINS`]).
 pub const LAB_KUBERNETES: &str = "[kubernetes]\nsource = \"present\"\n";

@@ -131,21 +131,41 @@ fn options(args: &RunArgs, printer: &Printer) -> Options {
 
 /// Who holds a host's lock during a run, as a second runner is told.
 fn holder() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "?".into());
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "?".into());
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    format!("nodeprep run by {user}@{} (pid {}, started at unix time {since})", host.trim(), std::process::id())
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!(
+        "nodeprep run by {user}@{} (pid {}, started at unix time {since})",
+        host.trim(),
+        std::process::id()
+    )
 }
 
 /// A lock taken by a runner of this machine whose process is gone (killed) is stale; one
 /// from another machine is never judged from here.
 fn holder_is_gone(holder: &str) -> bool {
     let this = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let Some(rest) = holder.strip_prefix("nodeprep run by ") else { return false };
-    let Some((who, after)) = rest.split_once(" (pid ") else { return false };
+    let Some(rest) = holder.strip_prefix("nodeprep run by ") else {
+        return false;
+    };
+    let Some((who, after)) = rest.split_once(" (pid ") else {
+        return false;
+    };
     let host = who.rsplit_once('@').map(|(_, h)| h).unwrap_or("");
-    let pid: u32 = after.split(|c: char| !c.is_ascii_digit()).next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    host == this.trim() && pid != 0 && pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    let pid: u32 = after
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    host == this.trim()
+        && pid != 0
+        && pid != std::process::id()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Runs `playbook` on every named host, `--forks` at a time.

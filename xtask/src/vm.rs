@@ -131,7 +131,7 @@ pub fn recipe_hash() -> String {
         PACKAGES.join(","),
         DPKG_OPTS.join(","),
     );
-    format!("{:016x}", fnv1a64(recipe.as_bytes()))
+    format!("{:016x}", crate::image::fnv1a64(recipe.as_bytes()))
 }
 
 /// Where images are cached: `NODEPREP_VM_CACHE` when set, else `<target dir>/nodeprep-vm`.
@@ -726,16 +726,6 @@ fn strip_escapes(s: &str) -> String {
         }
     }
     out
-}
-
-/// FNV-1a, 64 bits (as the container image's tag): stable across Rust versions and platforms.
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
 }
 
 /// A TOML basic string for a path.
