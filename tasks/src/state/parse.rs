@@ -2,6 +2,11 @@
 //! `tar` stream and base64 the files come in.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+
+use base64::Engine;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
 use super::script::MARK;
 use super::{FileState, Probe, State, UnitState};
@@ -133,107 +138,71 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
     Ok(state)
 }
 
-/// The members of a tar archive (ustar or GNU, as `tar -c` writes): path → mode, owner,
-/// group, contents. GNU long names (`L` entries) and the ustar prefix field are understood.
+/// The members of a tar archive (as GNU `tar -c` writes; ustar and pax too): path → mode,
+/// owner, group, contents. Regular files and directories only: links and devices are not
+/// managed files (the probe dereferences symlinks, so it sends none). Paths are made absolute
+/// and lose a trailing `/`.
 pub fn parse_tar(bytes: &[u8]) -> Result<Vec<(String, FileState)>> {
-    fn field(b: &[u8]) -> String {
-        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-        String::from_utf8_lossy(&b[..end]).into_owned()
-    }
-    fn octal(b: &[u8]) -> Result<u64> {
-        let t = field(b);
-        let t = t.trim_matches(|c: char| c == ' ' || c == '\0');
-        if t.is_empty() {
-            return Ok(0);
-        }
-        u64::from_str_radix(t, 8)
-            .map_err(|_| Error::other(format!("state probe: bad tar number {t:?}")))
-    }
+    let bad = |e: std::io::Error| Error::other(format!("state probe: bad tar stream: {e}"));
+    let name = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
+    let mut archive = tar::Archive::new(bytes);
     let mut out = Vec::new();
-    let mut pos = 0;
-    let mut long_name: Option<String> = None;
-    while pos + 512 <= bytes.len() {
-        let h = &bytes[pos..pos + 512];
-        if h.iter().all(|&b| b == 0) {
-            break;
-        }
-        let size = octal(&h[124..136])? as usize;
-        let kind = h[156];
-        let data_start = pos + 512;
-        let data_end = data_start + size;
-        if data_end > bytes.len() {
-            return Err(Error::other("state probe: truncated tar stream"));
-        }
-        let data = &bytes[data_start..data_end];
-        pos = data_start + size.div_ceil(512) * 512;
-        if kind == b'L' {
-            long_name = Some(field(data));
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        let kind = entry.header().entry_type();
+        let is_dir = kind.is_dir();
+        if !(kind.is_file() || is_dir) {
             continue;
         }
-        let name = match long_name.take() {
-            Some(n) => n,
-            None => {
-                let prefix = field(&h[345..500]);
-                let name = field(&h[0..100]);
-                if prefix.is_empty() || &h[257..262] != b"ustar" {
-                    name
-                } else {
-                    format!("{prefix}/{name}")
-                }
-            }
-        };
-        let is_dir = kind == b'5';
-        if !(kind == b'0' || kind == 0 || is_dir) {
-            continue; // links, devices: not managed files
-        }
-        let path = name.trim_end_matches('/').to_string();
+        let path = String::from_utf8_lossy(&entry.path_bytes())
+            .trim_end_matches('/')
+            .to_string();
         let path = if path.starts_with('/') {
             path
         } else {
             format!("/{path}")
         };
-        let file = FileState {
-            mode: (octal(&h[100..108])? & 0o7777) as u32,
-            owner: field(&h[265..297]),
-            group: field(&h[297..329]),
-            is_dir,
-            content: if is_dir { Vec::new() } else { data.to_vec() },
-        };
-        out.push((path, file));
+        let header = entry.header();
+        let mode = header.mode().map_err(bad)? & 0o7777;
+        let owner = name(header.username_bytes());
+        let group = name(header.groupname_bytes());
+        let mut content = Vec::new();
+        if !is_dir {
+            entry.read_to_end(&mut content).map_err(bad)?;
+            // The crate reads a member cut short by the end of the input as a shorter file;
+            // a file read in part must not pass for the file.
+            if content.len() as u64 != entry.size() {
+                return Err(Error::other("state probe: truncated tar stream"));
+            }
+        }
+        out.push((
+            path,
+            FileState {
+                mode,
+                owner,
+                group,
+                is_dir,
+                content,
+            },
+        ));
     }
     Ok(out)
 }
 
-/// Standard base64 (RFC 4648) decoding, padding optional; `None` on a bad character.
+/// Standard base64 (RFC 4648 alphabet), padding optional, bits past the last byte ignored: what
+/// the hand-written decoder this replaced accepted (`general_purpose::STANDARD` would refuse
+/// unpadded input such as `YQ`).
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// Standard base64 (RFC 4648) decoding, padding optional; `None` on a bad character
+/// (whitespace included: callers trim the ends) or a bad length.
 pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let val = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let bytes: Vec<u8> = text.bytes().filter(|&b| b != b'=').collect();
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            acc |= val(c)? << (18 - 6 * i);
-        }
-        let n = match chunk.len() {
-            4 => 3,
-            3 => 2,
-            2 => 1,
-            _ => return None,
-        };
-        for i in 0..n {
-            out.push((acc >> (16 - 8 * i)) as u8);
-        }
-    }
-    Some(out)
+    BASE64.decode(text).ok()
 }
 
 #[cfg(test)]
@@ -246,6 +215,160 @@ mod tests {
         assert_eq!(base64_decode("YQ").unwrap(), b"a");
         assert_eq!(base64_decode("").unwrap(), b"");
         assert!(base64_decode("a$b=").is_none());
+        // As before the crate: bits past the last byte are ignored, short padding is fine,
+        // whitespace inside is refused (base64 -w0 wraps nothing; callers trim the ends).
+        assert_eq!(base64_decode("YR").unwrap(), b"a");
+        assert_eq!(base64_decode("YQ=").unwrap(), b"a");
+        assert!(base64_decode("YWJj\nZGVm").is_none());
+        assert!(base64_decode("Y").is_none());
+    }
+
+    /// A GNU archive as `tar -c -P` writes it, built by the `tar` crate: a file with mode and
+    /// owner names, a directory, an empty file, a name past the 100-byte header field, an
+    /// absolute name, and a symlink (skipped).
+    fn archive() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add =
+            |path: &str, kind: tar::EntryType, mode: u32, owner: (&str, &str), data: &[u8]| {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(kind);
+                h.set_mode(mode);
+                h.set_username(owner.0).unwrap();
+                h.set_groupname(owner.1).unwrap();
+                h.set_size(data.len() as u64);
+                if path.starts_with('/') {
+                    // `set_path` takes relative paths only; GNU tar -P keeps the leading '/'.
+                    h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+                    h.set_cksum();
+                    b.append(&h, data).unwrap();
+                } else {
+                    b.append_data(&mut h, path, data).unwrap();
+                }
+            };
+        add(
+            "etc/app.conf",
+            tar::EntryType::Regular,
+            0o100640,
+            ("root", "adm"),
+            b"key = 1\n",
+        );
+        add(
+            "etc/app.d/",
+            tar::EntryType::Directory,
+            0o40755,
+            ("root", "root"),
+            b"",
+        );
+        add(
+            "etc/empty",
+            tar::EntryType::Regular,
+            0o600,
+            ("nobody", "nogroup"),
+            b"",
+        );
+        let long = format!("var/lib/{}/f", "x".repeat(120));
+        add(
+            &long,
+            tar::EntryType::Regular,
+            0o644,
+            ("root", "root"),
+            b"long",
+        );
+        add(
+            "/abs/file",
+            tar::EntryType::Regular,
+            0o4755,
+            ("root", "root"),
+            b"\0\xff",
+        );
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Symlink);
+        link.set_size(0);
+        b.append_link(&mut link, "etc/link", "app.conf").unwrap();
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn tar_members_read_back() {
+        let files: BTreeMap<String, FileState> =
+            parse_tar(&archive()).unwrap().into_iter().collect();
+        let keys: Vec<&str> = files.keys().map(String::as_str).collect();
+        let long = format!("/var/lib/{}/f", "x".repeat(120));
+        assert_eq!(
+            keys,
+            [
+                "/abs/file",
+                "/etc/app.conf",
+                "/etc/app.d",
+                "/etc/empty",
+                long.as_str()
+            ]
+        );
+        let conf = &files["/etc/app.conf"];
+        assert_eq!(
+            (
+                conf.mode,
+                conf.owner.as_str(),
+                conf.group.as_str(),
+                conf.is_dir
+            ),
+            (0o640, "root", "adm", false)
+        );
+        assert_eq!(conf.content, b"key = 1\n");
+        let dir = &files["/etc/app.d"];
+        assert!(dir.is_dir);
+        assert_eq!((dir.mode, dir.content.len()), (0o755, 0));
+        let empty = &files["/etc/empty"];
+        assert_eq!(
+            (
+                empty.mode,
+                empty.owner.as_str(),
+                empty.group.as_str(),
+                empty.is_dir
+            ),
+            (0o600, "nobody", "nogroup", false)
+        );
+        assert!(empty.content.is_empty());
+        assert_eq!(files[&long].content, b"long");
+        assert_eq!(
+            (
+                files["/abs/file"].mode,
+                files["/abs/file"].content.as_slice()
+            ),
+            (0o4755, b"\0\xff".as_slice())
+        );
+    }
+
+    #[test]
+    fn tar_cut_short_or_corrupt_is_an_error() {
+        let bytes = archive();
+        assert!(parse_tar(&[]).unwrap().is_empty());
+        // Inside the first member's contents, and inside its header.
+        assert!(parse_tar(&bytes[..512 + 3]).is_err());
+        assert!(parse_tar(&bytes[..100]).is_err());
+        let mut bad = bytes.clone();
+        bad[148] ^= 1; // the header checksum
+        assert!(parse_tar(&bad).is_err());
+    }
+
+    #[test]
+    fn tar_in_a_probe_reply() {
+        use base64::Engine;
+        let probe = Probe::default().files(&["/etc/app.conf", "/etc/gone"]);
+        let reply = format!(
+            "\n@@np:tar -\n{}\n\n@@np:want /etc/app.conf\n\n@@np:want /etc/gone\n\n@@np:end -\n",
+            base64::engine::general_purpose::STANDARD.encode(archive())
+        );
+        let s = parse_probe(&reply, &probe).unwrap();
+        assert_eq!(
+            s.files["/etc/app.conf"].as_ref().unwrap().content,
+            b"key = 1\n"
+        );
+        assert_eq!(s.files["/etc/gone"], None);
+        assert!(
+            !s.files.contains_key("/etc/empty"),
+            "only the paths asked for"
+        );
     }
 
     #[test]
