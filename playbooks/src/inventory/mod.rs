@@ -3,6 +3,11 @@
 //! is reported at once, each naming the file, the host, the field and, where it can be found,
 //! the line.
 //!
+//! Besides the settings nodeprep knows, operators keep their own under `[vars]` (shared) and
+//! `[hosts.NAME.vars]` (one host's, merged over the shared ones): any TOML, read by their
+//! playbooks into their own types with [`Target::vars`]. Unknown keys anywhere else are
+//! refused.
+//!
 //! The model and its loading are here; the checks are in `validate`, the report in `problems`
 //! and the key positions it gives line numbers from in [`spans`].
 
@@ -15,32 +20,99 @@ use tasks::Secret;
 mod problems;
 pub mod spans;
 mod validate;
+mod vars;
 
 pub use problems::{Problem, Problems};
 pub use validate::{is_rfc1123_label, is_sha512_crypt, parse_cidr};
+pub use vars::VarsError;
 
 use problems::{line_at, locate};
 
+/// The roles a host may have.
 pub const ROLES: &[&str] = &["haproxy", "k8s-master", "k8s-worker"];
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "RawInventory")]
 pub struct Inventory {
-    #[serde(default)]
     pub ssh: SshDefaults,
-    #[serde(default)]
     pub admin: Option<Admin>,
-    #[serde(default)]
     pub system: System,
-    #[serde(default)]
     pub kubernetes: Kubernetes,
-    #[serde(default)]
     pub haproxy: Haproxy,
-    #[serde(default)]
     pub hosts: BTreeMap<String, HostEntry>,
+    /// The operators' own settings shared by every host (`[vars]`), as written.
+    pub vars: toml::Table,
+    /// Each host's own settings (`[hosts.NAME.vars]`), as written, for the hosts that have
+    /// some. [`Target::var_table`] merges them over [`Inventory::vars`].
+    pub host_vars: BTreeMap<String, toml::Table>,
     /// Where it was read from (for messages and relative paths).
-    #[serde(skip)]
     pub path: PathBuf,
+}
+
+/// The file's shape: [`Inventory`] with each host's `vars` still inside its table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInventory {
+    #[serde(default)]
+    ssh: SshDefaults,
+    #[serde(default)]
+    admin: Option<Admin>,
+    #[serde(default)]
+    system: System,
+    #[serde(default)]
+    kubernetes: Kubernetes,
+    #[serde(default)]
+    haproxy: Haproxy,
+    #[serde(default)]
+    vars: toml::Table,
+    #[serde(default)]
+    hosts: BTreeMap<String, RawHost>,
+}
+
+/// A `[hosts.NAME]` table: [`HostEntry`] and the host's `vars`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    role: String,
+    address: String,
+    port: Option<u16>,
+    user: Option<String>,
+    zone: Option<String>,
+    network: Option<Network>,
+    #[serde(default)]
+    vars: Option<toml::Table>,
+}
+
+impl From<RawInventory> for Inventory {
+    fn from(raw: RawInventory) -> Inventory {
+        let mut hosts = BTreeMap::new();
+        let mut host_vars = BTreeMap::new();
+        for (name, h) in raw.hosts {
+            if let Some(vars) = h.vars {
+                host_vars.insert(name.clone(), vars);
+            }
+            let entry = HostEntry {
+                role: h.role,
+                address: h.address,
+                port: h.port,
+                user: h.user,
+                zone: h.zone,
+                network: h.network,
+            };
+            hosts.insert(name, entry);
+        }
+        Inventory {
+            ssh: raw.ssh,
+            admin: raw.admin,
+            system: raw.system,
+            kubernetes: raw.kubernetes,
+            haproxy: raw.haproxy,
+            hosts,
+            vars: raw.vars,
+            host_vars,
+            path: PathBuf::new(),
+        }
+    }
 }
 
 /// How to reach hosts over ssh; each host may override port and user.
@@ -139,6 +211,7 @@ pub struct Haproxy {
     pub ingress: bool,
 }
 
+/// A host as written under `[hosts.NAME]`; its `vars` are kept in [`Inventory::host_vars`].
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostEntry {
