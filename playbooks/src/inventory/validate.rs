@@ -1,0 +1,421 @@
+//! Validation of a parsed inventory: one function per concern (hosts and their network, ssh,
+//! admin user, system settings, Kubernetes), each adding what it finds to one list, so that
+//! every problem is reported at once. Then the syntax predicates they use.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use super::problems::Problem;
+use super::{Admin, HostEntry, Inventory, Kubernetes, Network, ROLES, SshDefaults, System};
+
+impl Inventory {
+    /// Every problem of the inventory, hosts first (in name order), then the shared settings.
+    /// Lines are left to the caller, who has the text.
+    pub(super) fn problems(&self) -> Vec<Problem> {
+        let mut out = Found::default();
+        hosts(self, &mut out);
+        ssh(&self.ssh, &mut out);
+        if let Some(a) = &self.admin {
+            admin(a, &mut out);
+        }
+        system(self, &self.system, &mut out);
+        kubernetes(&self.kubernetes, &mut out);
+        out.list
+    }
+}
+
+/// The problems found so far.
+#[derive(Default)]
+struct Found {
+    list: Vec<Problem>,
+}
+
+impl Found {
+    fn push(&mut self, host: Option<&str>, field: &str, message: String) {
+        self.list.push(Problem {
+            host: host.map(str::to_string),
+            field: field.to_string(),
+            line: None,
+            message,
+        });
+    }
+
+    /// A problem of the shared settings (no host).
+    fn shared(&mut self, field: &str, message: String) {
+        self.push(None, field, message);
+    }
+}
+
+/// Each host on its own, and addresses shared by two hosts.
+fn hosts(inv: &Inventory, out: &mut Found) {
+    let mut seen_addr: HashMap<(String, u16), &str> = HashMap::new();
+    let mut seen_net: HashMap<String, &str> = HashMap::new();
+    for (name, h) in &inv.hosts {
+        host(name, h, inv.ssh.port, &mut seen_addr, out);
+        if let Some(n) = &h.network {
+            network(name, n, &mut seen_net, out);
+        }
+    }
+}
+
+/// A host's name, role, address, ssh port and user, zone. `ssh_port` is the shared port;
+/// `seen` maps the ssh address and port of the hosts before it to their names.
+fn host<'a>(
+    name: &'a str,
+    h: &HostEntry,
+    ssh_port: u16,
+    seen: &mut HashMap<(String, u16), &'a str>,
+    out: &mut Found,
+) {
+    let host = Some(name);
+    if !is_rfc1123_label(name) {
+        out.push(
+            host,
+            "",
+            format!(
+                "host name `{}` must be a lowercase RFC 1123 label (a-z, 0-9, '-', at most 63, no leading/trailing '-'): it is also the hostname and the Kubernetes node name",
+                name.escape_debug()
+            ),
+        );
+    }
+    if !ROLES.contains(&h.role.as_str()) {
+        out.push(
+            host,
+            "role",
+            format!(
+                "unknown role `{}` (expected one of: {})",
+                h.role.escape_debug(),
+                ROLES.join(", ")
+            ),
+        );
+    }
+    if !is_address(&h.address) {
+        out.push(
+            host,
+            "address",
+            format!(
+                "`{}` is neither an IPv4 address nor a DNS name",
+                h.address.escape_debug()
+            ),
+        );
+    }
+    let port = h.port.unwrap_or(ssh_port);
+    if port == 0 {
+        out.push(host, "port", "port 0 is not a port".into());
+    }
+    if let Some(other) = seen.insert((h.address.clone(), port), name) {
+        out.push(
+            host,
+            "address",
+            format!(
+                "address {}:{port} is also the address of {other}",
+                h.address
+            ),
+        );
+    }
+    if let Some(user) = &h.user
+        && !is_unix_name(user)
+    {
+        out.push(
+            host,
+            "user",
+            format!("`{}` is not a valid user name", user.escape_debug()),
+        );
+    }
+    if let Some(zone) = &h.zone
+        && !is_rfc1123_label(zone)
+    {
+        out.push(
+            host,
+            "zone",
+            format!(
+                "zone `{}` must be lowercase letters, digits and '-'",
+                zone.escape_debug()
+            ),
+        );
+    }
+}
+
+/// A host's static network; `seen` maps the addresses of the hosts before it to their names.
+fn network<'a>(name: &'a str, n: &Network, seen: &mut HashMap<String, &'a str>, out: &mut Found) {
+    let host = Some(name);
+    if !is_ifname(&n.interface) {
+        out.push(
+            host,
+            "network.interface",
+            format!("`{}` is not an interface name", n.interface.escape_debug()),
+        );
+    }
+    match parse_cidr(&n.address) {
+        Ok((ip, _)) => {
+            if let Some(other) = seen.insert(ip.to_string(), name) {
+                out.push(
+                    host,
+                    "network.address",
+                    format!("address {ip} is also the address of {other}"),
+                );
+            }
+        }
+        Err(why) => out.push(
+            host,
+            "network.address",
+            format!("`{}`: {why}", n.address.escape_debug()),
+        ),
+    }
+    if let Some(gw) = &n.gateway
+        && gw.parse::<Ipv4Addr>().is_err()
+    {
+        out.push(
+            host,
+            "network.gateway",
+            format!("`{}` is not an IPv4 address", gw.escape_debug()),
+        );
+    }
+    for d in &n.dns {
+        if d.parse::<Ipv4Addr>().is_err() {
+            out.push(
+                host,
+                "network.dns",
+                format!("`{}` is not an IPv4 address", d.escape_debug()),
+            );
+        }
+    }
+}
+
+fn ssh(s: &SshDefaults, out: &mut Found) {
+    if s.port == 0 {
+        out.shared("ssh.port", "port 0 is not a port".into());
+    }
+    if !is_unix_name(&s.user) {
+        out.shared(
+            "ssh.user",
+            format!("`{}` is not a valid user name", s.user.escape_debug()),
+        );
+    }
+}
+
+fn admin(a: &Admin, out: &mut Found) {
+    if !is_unix_name(&a.name) {
+        out.shared(
+            "admin.name",
+            format!(
+                "`{}` is not a valid user name (lowercase, starts with a letter or _)",
+                a.name.escape_debug()
+            ),
+        );
+    }
+    if !is_sha512_crypt(a.password_hash.expose()) {
+        // Never echo the value: it may be a plaintext password.
+        out.shared("admin.password_hash", "expected a SHA-512 crypt hash ($6$salt$hash, as `openssl passwd -6` prints it); this looks like something else, maybe a plaintext password (value not shown)".into());
+    }
+    for (i, k) in a.ssh_keys.iter().enumerate() {
+        if !is_ssh_public_key(k) {
+            out.shared(
+                "admin.ssh_keys",
+                format!(
+                    "key #{} is not an ssh public key line (type base64 [comment])",
+                    i + 1
+                ),
+            );
+        }
+    }
+}
+
+/// Locale, keymap, time and name servers, CA files (`inv` resolves their paths).
+fn system(inv: &Inventory, s: &System, out: &mut Found) {
+    if !is_locale(&s.locale) {
+        out.shared(
+            "system.locale",
+            format!(
+                "`{}` is not a locale name like fr_FR.UTF-8",
+                s.locale.escape_debug()
+            ),
+        );
+    }
+    if let Some(k) = &s.keymap
+        && !is_keymap(k)
+    {
+        out.shared(
+            "system.keymap",
+            format!("`{}` is not a keymap name", k.escape_debug()),
+        );
+    }
+    for n in &s.ntp {
+        if !is_address(n) {
+            out.shared(
+                "system.ntp",
+                format!(
+                    "`{}` is neither an IPv4 address nor a DNS name",
+                    n.escape_debug()
+                ),
+            );
+        }
+    }
+    for d in &s.dns {
+        if d.parse::<Ipv4Addr>().is_err() {
+            out.shared(
+                "system.dns",
+                format!("`{}` is not an IPv4 address", d.escape_debug()),
+            );
+        }
+    }
+    for f in &s.ca_files {
+        ca_file(inv, f, out);
+    }
+}
+
+/// A CA file must hold a PEM certificate and have a name safe to install under.
+fn ca_file(inv: &Inventory, f: &std::path::Path, out: &mut Found) {
+    let p = inv.resolve(f);
+    match std::fs::read_to_string(&p) {
+        Ok(t) if t.contains("-----BEGIN CERTIFICATE-----") => {}
+        Ok(_) => out.shared(
+            "system.ca_files",
+            format!("{} holds no PEM certificate", p.display()),
+        ),
+        Err(e) => out.shared("system.ca_files", format!("{}: {e}", p.display())),
+    }
+    let base = f
+        .file_name()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    if !base
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        out.shared(
+            "system.ca_files",
+            format!(
+                "file name `{}` may hold only letters, digits, '.', '_' and '-'",
+                base.escape_debug()
+            ),
+        );
+    }
+}
+
+fn kubernetes(k: &Kubernetes, out: &mut Found) {
+    if !["distro", "upstream", "present"].contains(&k.source.as_str()) {
+        out.shared(
+            "kubernetes.source",
+            format!(
+                "unknown source `{}` (expected distro, upstream or present)",
+                k.source.escape_debug()
+            ),
+        );
+    }
+    if !is_minor_version(&k.version) {
+        out.shared(
+            "kubernetes.version",
+            format!(
+                "`{}` is not a minor version like 1.30",
+                k.version.escape_debug()
+            ),
+        );
+    }
+}
+
+pub fn is_rfc1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// An IPv4 address or a DNS name.
+fn is_address(s: &str) -> bool {
+    if s.parse::<Ipv4Addr>().is_ok() {
+        return true;
+    }
+    if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return false; // looks like an IPv4 address but is not one
+    }
+    s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+        })
+}
+
+fn is_unix_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_lowercase() || c == b'_')
+        && s.len() <= 32
+        && s.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
+}
+
+fn is_ifname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.*".contains(&c))
+}
+
+fn is_locale(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-@".contains(&c))
+}
+
+fn is_keymap(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+}
+
+fn is_minor_version(s: &str) -> bool {
+    let mut it = s.split('.');
+    matches!((it.next(), it.next(), it.next()), (Some(a), Some(b), None) if !a.is_empty() && !b.is_empty() && a.bytes().all(|c| c.is_ascii_digit()) && b.bytes().all(|c| c.is_ascii_digit()))
+}
+
+/// `$6$[rounds=N$]salt$hash` with crypt's alphabet.
+pub fn is_sha512_crypt(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("$6$") else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('$').collect();
+    let (salt, hash) = match parts.as_slice() {
+        [r, salt, hash] if r.starts_with("rounds=") => (*salt, *hash),
+        [salt, hash] => (*salt, *hash),
+        _ => return false,
+    };
+    let crypt = |c: u8| c.is_ascii_alphanumeric() || c == b'.' || c == b'/';
+    !salt.is_empty()
+        && salt.len() <= 16
+        && salt.bytes().all(crypt)
+        && hash.len() == 86
+        && hash.bytes().all(crypt)
+}
+
+fn is_ssh_public_key(k: &str) -> bool {
+    let mut it = k.split_whitespace();
+    let (Some(kind), Some(data)) = (it.next(), it.next()) else {
+        return false;
+    };
+    !k.contains('\n')
+        && (kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-"))
+        && data.len() > 16
+        && data
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"+/=".contains(&c))
+}
+
+/// `a.b.c.d/prefix`, prefix 1..=32, not the network's own address when prefix < 31.
+pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    let (ip, prefix) = s
+        .split_once('/')
+        .ok_or("expected address/prefix, like 192.168.10.57/24")?;
+    let ip: Ipv4Addr = ip
+        .parse()
+        .map_err(|_| format!("`{ip}` is not an IPv4 address"))?;
+    let prefix: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| (1..=32).contains(p))
+        .ok_or(format!("prefix `{prefix}` is not in 1..=32"))?;
+    Ok((ip, prefix))
+}
