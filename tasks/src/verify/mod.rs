@@ -3,6 +3,10 @@
 //! [`Verdict::Pass`], [`Verdict::Fail`] (the reason and the fix) or [`Verdict::Skip`] (why it
 //! cannot be told here).
 //!
+//! Nothing here knows the roles: the caller describes what a host must be in a [`Spec`] (a
+//! Kubernetes node and its modules and sysctls, the ports it serves, the resources it needs),
+//! and [`host_checks`] runs what that describes.
+//!
 //! Host checks read the state cache (the probe already holds most of what they need) and run
 //! only read-only queries ([`Ctx::query`]); nothing here modifies a host. Checks across hosts
 //! ([`fleet_checks`]: unique names, addresses, machine-id, product_uuid) are pure functions
@@ -24,7 +28,7 @@ mod runtime;
 
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
-use crate::firewall;
+use crate::firewall::Ports;
 
 pub use identity::{
     ClockSample, FLEET_CHECKS, Identity, MACHINE_ID, MAX_SKEW_SECS, PRODUCT_UUID, clock_sample,
@@ -37,34 +41,6 @@ pub use runtime::{
     BINARIES, KUBELET_CONFIG, binaries, cgroup_driver, containerd_driver, extra_args_driver,
     kubelet_config_driver, package_of,
 };
-
-/// The three sysctls of a Kubernetes node, and the value each must have.
-pub const SYSCTLS: [(&str, &str); 3] = [
-    ("net.bridge.bridge-nf-call-iptables", "1"),
-    ("net.ipv4.ip_forward", "1"),
-    ("net.bridge.bridge-nf-call-ip6tables", "1"),
-];
-pub const MODULES: [&str; 2] = ["overlay", "br_netfilter"];
-
-/// Check names, in the order they run. Fleet checks come after every host's own.
-pub const NODE_CHECKS: [&str; 12] = [
-    "swap off",
-    "module overlay",
-    "module br_netfilter",
-    "sysctl net.bridge.bridge-nf-call-iptables",
-    "sysctl net.ipv4.ip_forward",
-    "sysctl net.bridge.bridge-nf-call-ip6tables",
-    "cgroup driver",
-    "binaries",
-    "ports free",
-    "hostname",
-    "clock synchronized",
-    "clock skew",
-];
-/// Masters only.
-pub const MASTER_CHECKS: [&str; 2] = ["cpus", "memory"];
-/// Load balancers.
-pub const BALANCER_CHECKS: [&str; 3] = ["ports free", "clock synchronized", "clock skew"];
 
 /// Files the checks read beyond the default probe: read in the first round trip of a verify
 /// run.
@@ -142,43 +118,122 @@ impl Check {
     }
 }
 
-/// What is verified on one host.
-#[derive(Debug, Clone, Copy)]
+/// What is verified on one host: the caller, who knows the host's role, fills it in.
+#[derive(Debug, Clone)]
 pub struct Spec<'a> {
-    /// The inventory name: the host name it must have.
+    /// The inventory name: the host name a node must have.
     pub name: &'a str,
-    /// The inventory role: which checks apply, which ports must be free.
-    pub role: &'a str,
-    /// A load balancer with ingress frontends (ports 80 and 443 too).
-    pub ingress: bool,
+    /// A Kubernetes node: swap, its modules and sysctls, cgroup driver, binaries and host name
+    /// are checked. `None` for a load balancer.
+    pub node: Option<Node<'a>>,
+    /// The ports the host serves: they must be free, or held by [`allowed_holders`](Self::allowed_holders).
+    pub ports: Vec<Ports>,
+    /// The processes that may already hold those ports (Kubernetes' own on a node in a
+    /// cluster, [`KUBERNETES_HOLDERS`]; haproxy on a load balancer).
+    pub allowed_holders: &'a [&'a str],
+    /// The CPUs and memory the host needs, if checked (a control-plane node).
+    pub resources: Option<Resources>,
 }
 
-/// Every check of `spec.role` on this host, in order.
-pub fn host_checks(cx: &mut Ctx, spec: &Spec<'_>) -> Result<Vec<Check>> {
-    let ports = firewall::role_ports(spec.role, spec.ingress);
-    let mut out = Vec::new();
-    if spec.role == "haproxy" {
-        out.push(ports_free(cx, &ports, &["haproxy"])?);
-    } else {
-        out.push(swap_off(cx)?);
-        for m in MODULES {
-            out.push(module_loaded(cx, m)?);
+/// What a Kubernetes node's kernel must have.
+#[derive(Debug, Clone, Copy)]
+pub struct Node<'a> {
+    /// Loaded or built in.
+    pub modules: &'a [&'a str],
+    /// Each key's live value.
+    pub sysctls: &'a [(&'a str, &'a str)],
+}
+
+/// The least a host must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resources {
+    pub cpus: u32,
+    pub memory_mib: u64,
+}
+
+/// One check of a host before it runs: what [`host_checks`] runs and [`check_names`] names.
+#[derive(Debug, Clone, Copy)]
+enum HostCheck<'s> {
+    SwapOff,
+    Module(&'s str),
+    Sysctl(&'s str, &'s str),
+    CgroupDriver,
+    Binaries,
+    PortsFree(&'s [Ports], &'s [&'s str]),
+    Cpus(u32),
+    Memory(u64),
+    Hostname(&'s str),
+    ClockSynchronized,
+    ClockSkew,
+}
+
+impl HostCheck<'_> {
+    fn name(self) -> String {
+        match self {
+            HostCheck::SwapOff => kernel::name::SWAP_OFF.into(),
+            HostCheck::Module(module) => kernel::name::module(module),
+            HostCheck::Sysctl(key, _) => kernel::name::sysctl(key),
+            HostCheck::CgroupDriver => runtime::name::CGROUP_DRIVER.into(),
+            HostCheck::Binaries => runtime::name::BINARIES.into(),
+            HostCheck::PortsFree(..) => ports::name::PORTS_FREE.into(),
+            HostCheck::Cpus(_) => resources::name::CPUS.into(),
+            HostCheck::Memory(_) => resources::name::MEMORY.into(),
+            HostCheck::Hostname(_) => identity::name::HOSTNAME.into(),
+            HostCheck::ClockSynchronized => identity::name::CLOCK_SYNCHRONIZED.into(),
+            HostCheck::ClockSkew => identity::name::CLOCK_SKEW.into(),
         }
-        for (key, want) in SYSCTLS {
-            out.push(sysctl(cx, key, want)?);
-        }
-        out.push(cgroup_driver(cx)?);
-        out.push(binaries(cx)?);
-        out.push(ports_free(cx, &ports, KUBERNETES_HOLDERS)?);
-        if spec.role == "k8s-master" {
-            out.push(cpus(cx)?);
-            out.push(memory(cx)?);
-        }
-        out.push(hostname_matches(cx, spec.name)?);
     }
-    out.push(clock_synchronized(cx)?);
-    out.push(clock_skew(clock_sample(cx)?, MAX_SKEW_SECS));
-    Ok(out)
+
+    fn run(self, cx: &mut Ctx) -> Result<Check> {
+        match self {
+            HostCheck::SwapOff => swap_off(cx),
+            HostCheck::Module(module) => module_loaded(cx, module),
+            HostCheck::Sysctl(key, want) => sysctl(cx, key, want),
+            HostCheck::CgroupDriver => cgroup_driver(cx),
+            HostCheck::Binaries => binaries(cx),
+            HostCheck::PortsFree(ports, allowed) => ports_free(cx, ports, allowed),
+            HostCheck::Cpus(min) => cpus(cx, min),
+            HostCheck::Memory(min_mib) => memory(cx, min_mib),
+            HostCheck::Hostname(name) => hostname_matches(cx, name),
+            HostCheck::ClockSynchronized => clock_synchronized(cx),
+            HostCheck::ClockSkew => Ok(clock_skew(clock_sample(cx)?, MAX_SKEW_SECS)),
+        }
+    }
+}
+
+/// The checks `spec` describes, in the order they run: a node's kernel and runtime, the ports,
+/// the resources, a node's host name, the clock.
+fn plan<'s>(spec: &'s Spec<'_>) -> Vec<HostCheck<'s>> {
+    let mut out = Vec::new();
+    if let Some(node) = &spec.node {
+        out.push(HostCheck::SwapOff);
+        out.extend(node.modules.iter().map(|m| HostCheck::Module(m)));
+        out.extend(node.sysctls.iter().map(|(k, v)| HostCheck::Sysctl(k, v)));
+        out.push(HostCheck::CgroupDriver);
+        out.push(HostCheck::Binaries);
+    }
+    out.push(HostCheck::PortsFree(&spec.ports, spec.allowed_holders));
+    if let Some(r) = spec.resources {
+        out.push(HostCheck::Cpus(r.cpus));
+        out.push(HostCheck::Memory(r.memory_mib));
+    }
+    if spec.node.is_some() {
+        out.push(HostCheck::Hostname(spec.name));
+    }
+    out.push(HostCheck::ClockSynchronized);
+    out.push(HostCheck::ClockSkew);
+    out
+}
+
+/// Every check `spec` describes, run on this host, in order.
+pub fn host_checks(cx: &mut Ctx, spec: &Spec<'_>) -> Result<Vec<Check>> {
+    plan(spec).into_iter().map(|c| c.run(cx)).collect()
+}
+
+/// The names of the checks [`host_checks`] runs for `spec`, in the same order, without
+/// running them (for `--only` / `--skip`).
+pub fn check_names(spec: &Spec<'_>) -> Vec<String> {
+    plan(spec).into_iter().map(HostCheck::name).collect()
 }
 
 /// What the tests of every concern share: a host every check passes on, and how to read a
@@ -192,7 +247,17 @@ pub(crate) mod fixtures {
     use crate::kubelet;
     use crate::testing::{Fixture, photon_files};
 
-    pub(crate) use super::SYSCTLS;
+    /// A Kubernetes node's modules and sysctls, as the k8s roles set them.
+    pub(crate) const MODULES: [&str; 2] = ["overlay", "br_netfilter"];
+    pub(crate) const SYSCTLS: [(&str, &str); 3] = [
+        ("net.bridge.bridge-nf-call-iptables", "1"),
+        ("net.ipv4.ip_forward", "1"),
+        ("net.bridge.bridge-nf-call-ip6tables", "1"),
+    ];
+    pub(crate) const NODE: Node<'static> = Node {
+        modules: &MODULES,
+        sysctls: &SYSCTLS,
+    };
 
     pub(crate) fn ok(stdout: &str) -> Output {
         Output {
@@ -251,23 +316,73 @@ pub(crate) mod fixtures {
 
 #[cfg(test)]
 mod tests {
-    use super::fixtures::{ok, ready_ctx};
+    use super::fixtures::{NODE, ok, ready_ctx};
     use super::identity::now;
     use super::*;
     use crate::ctx::Mode;
+    use crate::firewall;
 
-    const MASTER: Spec<'static> = Spec {
-        name: "prdk8smst501",
-        role: "k8s-master",
-        ingress: false,
-    };
+    /// Check names, in the order they run: a node's, a master's own (before "hostname"), a
+    /// load balancer's.
+    const NODE_CHECKS: [&str; 12] = [
+        "swap off",
+        "module overlay",
+        "module br_netfilter",
+        "sysctl net.bridge.bridge-nf-call-iptables",
+        "sysctl net.ipv4.ip_forward",
+        "sysctl net.bridge.bridge-nf-call-ip6tables",
+        "cgroup driver",
+        "binaries",
+        "ports free",
+        "hostname",
+        "clock synchronized",
+        "clock skew",
+    ];
+    const MASTER_CHECKS: [&str; 2] = ["cpus", "memory"];
+    const BALANCER_CHECKS: [&str; 3] = ["ports free", "clock synchronized", "clock skew"];
+
+    /// A control-plane node, as the k8s-master role describes it.
+    fn master() -> Spec<'static> {
+        Spec {
+            name: "prdk8smst501",
+            node: Some(NODE),
+            ports: firewall::MASTER_PORTS.to_vec(),
+            allowed_holders: KUBERNETES_HOLDERS,
+            resources: Some(Resources {
+                cpus: MIN_CPUS,
+                memory_mib: MIN_MEMORY_MIB,
+            }),
+        }
+    }
+
+    /// A worker node, as the k8s-worker role describes it.
+    fn worker() -> Spec<'static> {
+        Spec {
+            name: "prdk8smst501",
+            node: Some(NODE),
+            ports: firewall::WORKER_PORTS.to_vec(),
+            allowed_holders: KUBERNETES_HOLDERS,
+            resources: None,
+        }
+    }
+
+    /// A load balancer with ingress frontends, as the haproxy role describes it.
+    fn balancer(name: &str) -> Spec<'_> {
+        Spec {
+            name,
+            node: None,
+            ports: [firewall::BALANCER_PORTS, firewall::INGRESS_PORTS].concat(),
+            allowed_holders: &["haproxy"],
+            resources: None,
+        }
+    }
 
     #[test]
     fn a_ready_master_passes_everything_read_only() {
         let (mut cx, rec) = ready_ctx(Mode::Apply);
         let now = now();
         rec.reply("date", ok(&format!("{now:.9}\n")));
-        let checks = host_checks(&mut cx, &MASTER).unwrap();
+        let checks = host_checks(&mut cx, &master()).unwrap();
         let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
         let mut want: Vec<&str> = NODE_CHECKS.to_vec();
         want.splice(9..9, MASTER_CHECKS);
@@ -297,13 +412,40 @@ mod tests {
     fn balancer_checks() {
         let (mut cx, rec) = ready_ctx(Mode::Check);
         rec.reply("date", ok(&format!("{:.9}\n", now())));
-        let spec = Spec {
-            name: "prdinfhap501",
-            role: "haproxy",
-            ingress: true,
-        };
+        let spec = balancer("prdinfhap501");
         let checks = host_checks(&mut cx, &spec).unwrap();
         let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, BALANCER_CHECKS);
+    }
+
+    #[test]
+    fn names_are_those_of_the_checks_run() {
+        for spec in [master(), worker(), balancer("prdinfhap501")] {
+            let (mut cx, rec) = ready_ctx(Mode::Check);
+            rec.reply("date", ok(&format!("{:.9}\n", now())));
+            let run: Vec<String> = host_checks(&mut cx, &spec)
+                .unwrap()
+                .into_iter()
+                .map(|c| c.name)
+                .collect();
+            assert_eq!(check_names(&spec), run);
+        }
+        let mut want: Vec<&str> = NODE_CHECKS.to_vec();
+        want.splice(9..9, MASTER_CHECKS);
+        assert_eq!(check_names(&master()), want);
+        assert_eq!(check_names(&worker()), NODE_CHECKS);
+        assert_eq!(check_names(&balancer("prdinfhap501")), BALANCER_CHECKS);
+        // No ports: the check is still there, and says why it has nothing to tell.
+        let (mut cx, rec) = ready_ctx(Mode::Check);
+        rec.reply("date", ok(&format!("{:.9}\n", now())));
+        let spec = Spec {
+            ports: Vec::new(),
+            ..worker()
+        };
+        let checks = host_checks(&mut cx, &spec).unwrap();
+        assert_eq!(
+            checks[8],
+            Check::skip("ports free", "no ports for this role")
+        );
     }
 }

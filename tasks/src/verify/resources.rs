@@ -1,4 +1,5 @@
-//! Enough CPUs and memory for what the host runs.
+//! Enough CPUs and memory for what the host runs: the least is the caller's to say (kubeadm's
+//! for a control-plane node: [`MIN_CPUS`], [`MIN_MEMORY_MIB`]).
 
 use crate::ctx::Ctx;
 use crate::error::Result;
@@ -30,8 +31,8 @@ pub fn mem_total_mib(meminfo: &str) -> Option<u64> {
 
 // ---- checks ---------------------------------------------------------------------------------
 
-/// At least [`MIN_CPUS`] CPUs.
-pub fn cpus(cx: &mut Ctx) -> Result<Check> {
+/// At least `min` CPUs.
+pub fn cpus(cx: &mut Ctx, min: u32) -> Result<Check> {
     const NAME: &str = name::CPUS;
     let known = cx
         .state()
@@ -45,32 +46,30 @@ pub fn cpus(cx: &mut Ctx) -> Result<Check> {
             Err(_) => return Ok(Check::skip(NAME, "`nproc` gave no number")),
         },
     };
-    if n >= MIN_CPUS {
+    if n >= min {
         Ok(Check::pass(NAME))
     } else {
         Ok(Check::fail(
             NAME,
-            format!("{n} CPU, a control-plane node needs at least {MIN_CPUS}"),
-            format!("give the VM {MIN_CPUS} vCPUs or more (kubeadm init refuses fewer)"),
+            format!("{n} CPU, a control-plane node needs at least {min}"),
+            format!("give the VM {min} vCPUs or more (kubeadm init refuses fewer)"),
         ))
     }
 }
 
-/// At least [`MIN_MEMORY_MIB`] of memory.
-pub fn memory(cx: &mut Ctx) -> Result<Check> {
+/// At least `min_mib` MiB of memory.
+pub fn memory(cx: &mut Ctx, min_mib: u64) -> Result<Check> {
     const NAME: &str = name::MEMORY;
     let Some(mib) = cx.file(MEMINFO)?.and_then(|f| mem_total_mib(&f.text())) else {
         return Ok(Check::skip(NAME, "no MemTotal in /proc/meminfo"));
     };
-    if mib >= MIN_MEMORY_MIB {
+    if mib >= min_mib {
         Ok(Check::pass(NAME))
     } else {
         Ok(Check::fail(
             NAME,
-            format!("{mib} MB, a control-plane node needs at least {MIN_MEMORY_MIB} MB"),
-            format!(
-                "give the VM {MIN_MEMORY_MIB} MB of memory or more (kubeadm init refuses less)"
-            ),
+            format!("{mib} MB, a control-plane node needs at least {min_mib} MB"),
+            format!("give the VM {min_mib} MB of memory or more (kubeadm init refuses less)"),
         ))
     }
 }
@@ -84,22 +83,22 @@ mod tests {
     #[test]
     fn resources() {
         let (mut cx, _) = ready_ctx(Mode::Check);
-        assert!(cpus(&mut cx).unwrap().passed());
-        assert!(memory(&mut cx).unwrap().passed());
+        assert!(cpus(&mut cx, MIN_CPUS).unwrap().passed());
+        assert!(memory(&mut cx, MIN_MEMORY_MIB).unwrap().passed());
         let mut f = ready_photon().file(MEMINFO, "MemTotal:        1015808 kB\n", 0o444);
         f.state.facts.insert("nproc".into(), "1".into());
         let (mut cx, _) = f.ctx(Mode::Check);
         assert_eq!(
-            reason(&cpus(&mut cx).unwrap()),
+            reason(&cpus(&mut cx, MIN_CPUS).unwrap()),
             "1 CPU, a control-plane node needs at least 2"
         );
         assert_eq!(
-            reason(&memory(&mut cx).unwrap()),
+            reason(&memory(&mut cx, MIN_MEMORY_MIB).unwrap()),
             "992 MB, a control-plane node needs at least 1700 MB"
         );
         // nproc not in the probe: asked.
         let (mut cx, rec) = ready_photon().ctx(Mode::Check);
         rec.reply("nproc", ok("8\n"));
-        assert!(cpus(&mut cx).unwrap().passed());
+        assert!(cpus(&mut cx, MIN_CPUS).unwrap().passed());
     }
 }
