@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use playbooks::{Playbook, Target};
-use tasks::verify::{self, Identity, Spec};
+use tasks::firewall;
+use tasks::verify::{self, Identity, Node, Resources, Spec};
 use tasks::{Ctx, Event, Outcome, Record};
 
 use crate::cli::{RunArgs, VerifyArgs};
@@ -17,11 +18,54 @@ use crate::output::Printer;
 use crate::run;
 use crate::select;
 
-/// Every check name, for `--only` / `--skip`.
-fn all_checks() -> Vec<&'static str> {
-    let mut v: Vec<&str> = verify::NODE_CHECKS.to_vec();
-    v.extend(verify::MASTER_CHECKS);
-    v.extend(verify::FLEET_CHECKS);
+/// A Kubernetes node's kernel modules and sysctls (until the roles describe their own checks).
+const MODULES: &[&str] = &["overlay", "br_netfilter"];
+const SYSCTLS: &[(&str, &str)] = &[
+    ("net.bridge.bridge-nf-call-iptables", "1"),
+    ("net.ipv4.ip_forward", "1"),
+    ("net.bridge.bridge-nf-call-ip6tables", "1"),
+];
+
+/// What is verified on host `name` of inventory role `role` (`ingress`: a load balancer with
+/// ingress frontends): a load balancer's ports; any other role is a node, a master with
+/// kubeadm's minimum resources.
+fn role_spec<'a>(name: &'a str, role: &str, ingress: bool) -> Spec<'a> {
+    let ports = firewall::role_ports(role, ingress);
+    if role == "haproxy" {
+        return Spec {
+            name,
+            node: None,
+            ports,
+            allowed_holders: &["haproxy"],
+            resources: None,
+        };
+    }
+    Spec {
+        name,
+        node: Some(Node {
+            modules: MODULES,
+            sysctls: SYSCTLS,
+        }),
+        ports,
+        allowed_holders: verify::KUBERNETES_HOLDERS,
+        resources: (role == "k8s-master").then_some(Resources {
+            cpus: verify::MIN_CPUS,
+            memory_mib: verify::MIN_MEMORY_MIB,
+        }),
+    }
+}
+
+/// Every check name, for `--only` / `--skip`: each role's, then the checks across hosts.
+fn all_checks() -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for role in ["k8s-worker", "k8s-master", "haproxy"] {
+        for name in verify::check_names(&role_spec("", role, true)) {
+            if !v.contains(&name) {
+                v.push(name);
+            }
+        }
+    }
+    v.extend(verify::FLEET_CHECKS.map(String::from));
     v
 }
 
@@ -37,11 +81,7 @@ fn verify_host(cx: &mut Ctx, t: &Target) -> tasks::Result<()> {
             .hosts
             .values()
             .any(|h| h.role == "k8s-worker" && h.zone == t.host.zone);
-    let spec = Spec {
-        name: t.name,
-        role: &t.host.role,
-        ingress,
-    };
+    let spec = role_spec(t.name, &t.host.role, ingress);
     for check in verify::host_checks(cx, &spec)? {
         let name = check.name.clone();
         // A failed check is recorded and the others go on.
@@ -63,7 +103,7 @@ pub fn verify(args: &VerifyArgs) -> Result<u8> {
     };
     let known = all_checks();
     for name in args.only.iter().chain(&args.skip) {
-        if !known.contains(&name.as_str()) {
+        if !known.contains(name) {
             bail!("no check `{name}` (known: {})", known.join(", "));
         }
     }
