@@ -1,11 +1,17 @@
-//! nodeprep's playbooks: the roles as plain Rust functions over the `tasks` API, the
-//! inventory they read their settings from, and the registry of named playbooks that the
-//! runner looks names up in.
+//! nodeprep's playbooks: the built-in roles as types ([`roles`]), the inventory they read their
+//! settings from, the registry of named playbooks the runner looks names up in, and the
+//! operator's own playbooks and tasks (`playbooks/site/`, compiled in as [`site`]).
 
-pub mod custom;
 pub mod inventory;
 pub mod registry;
 pub mod roles;
+pub mod testing;
+
+/// The operator's own playbooks (`playbooks/site/*.rs`) and tasks (`playbooks/site/tasks/`).
+pub mod site {
+    include!(concat!(env!("OUT_DIR"), "/site.rs"));
+}
 
 pub use inventory::{HostEntry, Inventory, Target};
-pub use registry::{Playbook, all, find};
+pub use registry::{FnPlaybook, Playbook, Registry, steps};
+pub use roles::Role;

@@ -1,50 +1,146 @@
-//! The registry of named playbooks: the built-in roles and the operator's own (see
-//! [`crate::custom`]). `cargo xtask run NAME` looks NAME up here.
+//! Named playbooks: one per built-in role, then the operator's own (`playbooks/site/`, or
+//! added to a [`Registry`] by a crate of their own). `cargo xtask run NAME` looks NAME up
+//! here; `cargo xtask playbooks`, `--only`/`--skip` and the plans tests read a playbook's
+//! steps from its plan, the one place they are declared.
 
-use tasks::{Ctx, Result};
+use std::path::Path;
 
-use crate::inventory::Target;
+use tasks::{Plan, Result};
 
-/// A named playbook.
-#[derive(Clone, Copy)]
-pub struct Playbook {
-    pub name: &'static str,
-    pub about: &'static str,
-    /// The inventory role it is meant for; the runner refuses hosts of another role unless
-    /// forced. `None`: any host.
-    pub role: Option<&'static str>,
-    /// Its steps, in order (for `cargo xtask playbooks`, `--only` and `--skip`).
-    pub steps: &'static [&'static str],
-    /// Files it manages beyond those the task families always read: the state probe fetches
-    /// them in the run's first round trip (a file missing here costs one more round trip).
-    pub files: &'static [&'static str],
-    /// Files known only from the inventory (a user's home, certificate names): added to the
-    /// first round trip too.
-    pub probe: fn(&Target) -> Vec<String>,
-    pub run: fn(&mut Ctx, &Target) -> Result<()>,
+use crate::inventory::{HostEntry, Inventory, Target};
+use crate::roles::{self, Role};
+
+/// A named playbook: for one host of the inventory, the plan of its steps.
+pub trait Playbook: Send + Sync {
+    fn name(&self) -> &str;
+    /// One line for `cargo xtask playbooks`.
+    fn about(&self) -> &str;
+    /// The role it is meant for: the runner refuses hosts of another role unless forced, and
+    /// `verify` runs the role's checks. `None`: any host.
+    fn role(&self) -> Option<&'static dyn Role> {
+        None
+    }
+    /// Declares the steps for `t`. An error here (a bad `[vars]` value, say) is bad input:
+    /// the run stops before any host is touched.
+    fn plan<'a>(&self, t: Target<'a>, p: &mut Plan<'a>) -> Result<()>;
 }
 
-impl std::fmt::Debug for Playbook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Playbook")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
+/// A playbook made of a plain function: what operators' playbooks usually are.
+pub struct FnPlaybook {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub role: Option<&'static dyn Role>,
+    pub plan: for<'a> fn(Target<'a>, &mut Plan<'a>) -> Result<()>,
+}
+
+impl Playbook for FnPlaybook {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn about(&self) -> &str {
+        self.about
+    }
+    fn role(&self) -> Option<&'static dyn Role> {
+        self.role
+    }
+    fn plan<'a>(&self, t: Target<'a>, p: &mut Plan<'a>) -> Result<()> {
+        (self.plan)(t, p)
     }
 }
 
-/// The built-in playbooks, then the custom ones.
-pub fn all() -> Vec<&'static Playbook> {
-    crate::roles::BUILTIN
-        .iter()
-        .chain(crate::custom::PLAYBOOKS.iter())
-        .collect()
+/// The playbook of a built-in role, named after it.
+struct RolePlaybook(&'static dyn Role);
+
+impl Playbook for RolePlaybook {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn about(&self) -> &str {
+        self.0.about()
+    }
+    fn role(&self) -> Option<&'static dyn Role> {
+        Some(self.0)
+    }
+    fn plan<'a>(&self, t: Target<'a>, p: &mut Plan<'a>) -> Result<()> {
+        self.0.plan(t, p)
+    }
 }
 
-pub fn find(name: &str) -> Option<&'static Playbook> {
-    all().into_iter().find(|p| p.name == name)
+/// The playbooks a runner knows, in listing order.
+pub struct Registry {
+    playbooks: Vec<Box<dyn Playbook>>,
 }
 
-/// For playbooks whose files are all static.
-pub fn no_probe(_: &Target) -> Vec<String> {
-    Vec::new()
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.playbooks.iter().map(|p| p.name()))
+            .finish()
+    }
+}
+
+impl Default for Registry {
+    /// The built-in roles, then the playbooks of `playbooks/site/`.
+    fn default() -> Registry {
+        let mut r = Registry::empty();
+        for role in roles::ALL {
+            r.add(RolePlaybook(*role));
+        }
+        crate::site::register(&mut r);
+        r
+    }
+}
+
+impl Registry {
+    pub fn empty() -> Registry {
+        Registry {
+            playbooks: Vec::new(),
+        }
+    }
+
+    /// Adds a playbook. A name already taken is a programming error.
+    pub fn add(&mut self, p: impl Playbook + 'static) -> &mut Registry {
+        assert!(
+            self.find(p.name()).is_none(),
+            "two playbooks named `{}`",
+            p.name()
+        );
+        self.playbooks.push(Box::new(p));
+        self
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &dyn Playbook> {
+        self.playbooks.iter().map(|p| p.as_ref())
+    }
+
+    pub fn find(&self, name: &str) -> Option<&dyn Playbook> {
+        self.all().find(|p| p.name() == name)
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.all().map(|p| p.name()).collect()
+    }
+}
+
+/// The steps of `pb`, as its plan declares them for a host of its role with the inventory's
+/// defaults (a playbook declares the same steps for every host; what a host does not need is
+/// skipped with the reason).
+pub fn steps(pb: &dyn Playbook) -> Result<Vec<String>> {
+    let inv = Inventory::parse("", Path::new("inventory.toml")).expect("the empty inventory");
+    let host = HostEntry {
+        role: pb.role().map(|r| r.name()).unwrap_or("k8s-worker").into(),
+        address: "127.0.0.1".into(),
+        port: None,
+        user: None,
+        zone: None,
+        network: None,
+    };
+    let t = Target {
+        name: "localhost",
+        host: &host,
+        inventory: &inv,
+    };
+    let mut plan = Plan::new();
+    pb.plan(t, &mut plan)?;
+    Ok(plan.names())
 }

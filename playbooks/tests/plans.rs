@@ -5,73 +5,28 @@
 use std::path::Path;
 
 use expect_test::{Expect, expect};
-use playbooks::Inventory;
+use playbooks::testing::converge;
+use playbooks::{Inventory, Registry};
 use tasks::testing::Fixture;
-use tasks::{Ctx, Mode};
 
 fn inventory(extra: &str) -> Inventory {
     let text = include_str!("../../inventory.toml").to_string() + extra;
     Inventory::parse(&text, Path::new("inventory.toml")).unwrap()
 }
 
-/// Runs `playbook` for `host` on `fixture`: returns the plan, and checks that a second run on
-/// the state the first one leads to plans nothing.
+/// The plan of `playbook` for `host` on `fixture`, checked by [`converge`]: the steps run are
+/// the steps listed, a converged host gets nothing, nothing is read outside the probe.
 fn plan(playbook: &str, host: &str, fixture: Fixture, inv: &Inventory) -> String {
-    let pb = playbooks::find(playbook).unwrap();
+    let registry = Registry::default();
+    let pb = registry.find(playbook).unwrap();
     let target = inv.target(host).unwrap();
-    let facts = fixture.facts.clone();
-    let (mut cx, _rec) = fixture.complete().ctx(Mode::Check);
-    (pb.run)(&mut cx, &target).unwrap_or_else(|e| panic!("{playbook} on {host}: {e}"));
-    let plan: String = cx.actions().iter().map(|a| format!("{a}\n")).collect();
-    // Every listed step ran, in order: removing one from the role fails here.
-    let ran: Vec<&str> = cx.records().iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(
-        ran, pb.steps,
-        "{playbook}: steps run differ from the steps listed"
-    );
-    let failed: Vec<_> = cx
-        .records()
-        .iter()
-        .filter(|r| r.outcome.label() == "failed")
-        .collect();
-    assert!(failed.is_empty(), "{failed:#?}");
-
-    // The converged host: the state the plan leads to.
-    let mut converged = cx.state().clone();
-    // Run artifacts, not host state.
-    converged.facts.remove("units-stale");
-    converged.facts.remove("apt-updated");
-    let rec = std::sync::Arc::new(tasks::host::Recorder::new(host));
     // What apt-mark reports once the first run held the upstream packages (not file state).
-    let holds = tasks::Output {
-        status: Some(0),
-        stdout: b"kubeadm\nkubectl\nkubelet\n".to_vec(),
-        stderr: vec![],
-    };
-    rec.reply("apt-mark showhold", holds);
-    let mut again = Ctx::with_state(
-        Box::new(rec.clone()),
-        facts,
-        converged,
-        tasks::Options::default(),
-    );
-    (pb.run)(&mut again, &target).unwrap();
-    let second: Vec<String> = again.actions().iter().map(|a| a.to_string()).collect();
-    assert!(
-        second.is_empty(),
-        "{playbook} on {host}: a converged host still gets {second:#?}"
-    );
-    let changed: Vec<&str> = again
-        .records()
-        .iter()
-        .filter(|r| r.outcome.label() == "changed")
-        .map(|r| r.name.as_str())
-        .collect();
-    assert!(
-        changed.is_empty(),
-        "{playbook} on {host}: converged but steps changed: {changed:?}"
-    );
-    plan
+    converge(
+        pb,
+        target,
+        fixture,
+        &[("apt-mark showhold", "kubeadm\nkubectl\nkubelet\n")],
+    )
 }
 
 fn check(playbook: &str, host: &str, fixture: Fixture, inv: &Inventory, want: Expect) {

@@ -19,12 +19,10 @@ use crate::error::{Error, Result};
 use crate::facts::OsFamily;
 use crate::file::{self, Perm};
 use crate::pkg;
+use crate::plan::Reads;
 
-/// Files these tasks read, for the state probe: none known in advance (the names come from the
-/// inventory; they are read together, in one round trip, when the step runs).
-pub fn probe_files() -> Vec<String> {
-    Vec::new()
-}
+/// What these tasks read (see [`crate::plan::Reads`]).
+pub const READS: Reads = Reads::NONE;
 
 /// Where and how one OS family trusts local CAs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,7 +160,7 @@ mod tests {
     use super::*;
     use crate::ctx::Mode;
     use crate::host::Output;
-    use crate::testing::Fixture;
+    use crate::testing::{Fixture, actions as strings};
     use expect_test::expect;
 
     const PEM: &str = "-----BEGIN CERTIFICATE-----\r\nMIIBszCCAVmgAwIBAgIUQ0FSb290\r\n-----END CERTIFICATE-----\r\n\r\n";
@@ -172,10 +170,6 @@ mod tests {
             ("corp-root.crt".into(), PEM.into()),
             ("corp-issuing".into(), PEM.into()),
         ]
-    }
-
-    fn strings(cx: &Ctx) -> Vec<String> {
-        cx.actions().iter().map(|a| a.to_string()).collect()
     }
 
     #[test]

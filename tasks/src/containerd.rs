@@ -12,6 +12,7 @@ use toml_edit::{DocumentMut, Item, Table, TableLike, Value};
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
 use crate::file::{self, Perm};
+use crate::plan::Reads;
 use crate::{pkg, systemd};
 
 pub const CONFIG: &str = "/etc/containerd/config.toml";
@@ -31,10 +32,8 @@ const CRI_PLUGINS: [&str; 5] = [
     "io.containerd.cri.v1",
 ];
 
-/// Files these tasks read, for the state probe.
-pub fn probe_files() -> Vec<String> {
-    vec![CONFIG.to_string(), CRICTL.to_string()]
-}
+/// What these tasks read (see [`crate::plan::Reads`]).
+pub const READS: Reads = Reads::files(&[CONFIG, CRICTL]).units(&[SERVICE]);
 
 /// containerd is installed: package `containerd` (an installed `containerd.io`, Docker's
 /// package, counts too: installing the other would conflict with it).
@@ -236,12 +235,8 @@ pub fn with_yaml_keys(text: &str, wanted: &[(&str, &str)]) -> String {
 mod tests {
     use super::*;
     use crate::ctx::Mode;
-    use crate::testing::{Fixture, photon_files};
+    use crate::testing::{Fixture, photon_files, plan};
     use expect_test::expect;
-
-    fn plan(cx: &Ctx) -> String {
-        cx.actions().iter().map(|a| format!("{a}\n")).collect()
-    }
 
     fn text(cx: &Ctx, path: &str) -> String {
         cx.state().files[path]
@@ -456,7 +451,7 @@ version = 2
                 active: "active".into(),
             },
         );
-        cx.state_mut().facts.remove("units-stale");
+        let _ = cx.take_units_stale();
         assert!(config(&mut cx).unwrap().changed());
         assert!(text(&cx, CONFIG).contains("version = 2\n"));
         assert!(crictl_config(&mut cx).unwrap().changed());

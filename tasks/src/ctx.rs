@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, ErrorKind, Result};
 use crate::facts::Facts;
 use crate::host::{Cmd, Host, Output};
+use crate::plan::StepRef;
 use crate::state::{self, FileState, Probe, State};
 
 /// Apply changes, or only say what would change.
@@ -144,11 +145,8 @@ pub struct Options {
     pub mode: Mode,
     /// Compute diffs of changed files (always on in check mode).
     pub diff: bool,
-    /// Only these steps run (empty: all).
-    pub only: Vec<String>,
-    /// These steps are skipped.
-    pub skip: Vec<String>,
-    /// Extra files for the state probe (beyond what the task families always read).
+    /// What the run reads in its first round trip: the reads its steps declare (see
+    /// [`crate::plan::Plan::probe`]).
     pub probe: Probe,
     /// Receives events as they happen.
     pub sink: Option<Sink>,
@@ -173,9 +171,27 @@ pub struct Ctx {
     remote: Duration,
     actions: Vec<Action>,
     stamp: u64,
+    flags: RunFlags,
+    /// Steps of the running plan that changed something (for handlers).
+    changed: std::collections::BTreeSet<usize>,
+    /// Paths read after the probe, one round trip each time: reads a step did not declare.
+    misses: Vec<String>,
+}
+
+/// What a run has done to a host so far that changes how it reads it. Kept by the engine,
+/// never by tasks.
+#[derive(Debug, Clone, Copy, Default)]
+struct RunFlags {
+    /// This run holds the host's lock (released on close).
+    locked: bool,
+    /// `apt-get update` ran in this run.
+    apt_updated: bool,
+    /// A package install may have brought unit files: unit states are read again.
+    units_stale: bool,
 }
 
 struct Current {
+    name: String,
     diffs: Vec<String>,
     actions: Vec<Action>,
 }
@@ -183,23 +199,24 @@ struct Current {
 impl Ctx {
     /// Connects: runs the state probe (facts and state in one round trip).
     pub fn connect(host: Box<dyn Host>, opts: Options) -> Result<Ctx> {
-        let mut probe = crate::default_probe().merge(&opts.probe);
+        let mut probe = opts.probe.clone();
         probe.lock = opts.lock.clone();
         let start = Instant::now();
         let mut state = run_probe(host.as_ref(), &probe)?;
-        if let Some(busy) = state.facts.get("lock-busy").cloned() {
+        if let Some(busy) = state.facts.remove("lock-busy") {
             let holder = busy.lines().next().unwrap_or("").to_string();
             match opts.lock_is_stale {
                 Some(stale) if !holder.is_empty() && stale(&holder) => {
                     probe.break_lock = Some(holder);
                     state = run_probe(host.as_ref(), &probe)?;
-                    if let Some(busy) = state.facts.get("lock-busy") {
-                        return Err(state::busy_error(busy).on_host(host.name()));
+                    if let Some(busy) = state.facts.remove("lock-busy") {
+                        return Err(state::busy_error(&busy).on_host(host.name()));
                     }
                 }
                 _ => return Err(state::busy_error(&busy).on_host(host.name())),
             }
         }
+        let locked = state.facts.remove("locked").is_some();
         let remote = start.elapsed();
         tracing::debug!(
             host = host.name(),
@@ -212,6 +229,7 @@ impl Ctx {
         let mut cx = Ctx::with_state(host, facts, state, opts);
         cx.commands = commands;
         cx.remote = remote;
+        cx.flags.locked = locked;
         Ok(cx)
     }
 
@@ -232,7 +250,49 @@ impl Ctx {
             remote: Duration::ZERO,
             actions: Vec::new(),
             stamp,
+            flags: RunFlags::default(),
+            changed: Default::default(),
+            misses: Vec::new(),
         }
+    }
+
+    /// What the running plan reads (refreshed after a package install).
+    pub(crate) fn set_reads(&mut self, probe: Probe) {
+        self.opts.probe.files.extend(probe.files);
+        self.opts.probe.units.extend(probe.units);
+        self.opts.probe.programs.extend(probe.programs);
+    }
+
+    /// Whether the step `r` of the running plan changed something (for handlers: restart
+    /// a service when its configuration changed). A step left out by `--only`/`--skip`
+    /// changed nothing.
+    pub fn changed(&self, r: StepRef) -> bool {
+        self.changed.contains(&r.0)
+    }
+
+    pub(crate) fn mark_changed(&mut self, r: StepRef) {
+        self.changed.insert(r.0);
+    }
+
+    /// What was read after the first round trip because no step declared it: file paths,
+    /// and `unit NAME` for unit states.
+    pub fn misses(&self) -> &[String] {
+        &self.misses
+    }
+
+    /// Something read outside the probe (a unit's state): logged at `-vv` and counted.
+    pub(crate) fn note_miss(&mut self, what: String) {
+        let step = self
+            .current
+            .as_ref()
+            .map(|c| c.name.clone())
+            .unwrap_or_default();
+        tracing::debug!(
+            host = self.host.name(),
+            step = %step,
+            "cache miss: {what} not declared in the step's reads; one more round trip"
+        );
+        self.misses.push(what);
     }
 
     pub fn host_name(&self) -> &str {
@@ -265,13 +325,15 @@ impl Ctx {
         &self.state
     }
 
-    pub fn state_mut(&mut self) -> &mut State {
+    /// The cache, for the engine's primitives (files, packages, units) only: task families
+    /// go through [`Ctx::file`], [`Ctx::write_file`], [`Ctx::forget`] and the primitives.
+    pub(crate) fn state_mut(&mut self) -> &mut State {
         &mut self.state
     }
 
     /// Releases the run lock (if this run took it) and the connection. Also done on drop.
     pub fn close(&mut self) {
-        if self.state.facts.remove("locked").is_some()
+        if std::mem::take(&mut self.flags.locked)
             && let Some(holder) = self.opts.lock.clone()
         {
             let _ = self.send(
@@ -288,23 +350,19 @@ impl Ctx {
         name: &str,
         f: impl FnOnce(&mut Ctx) -> Result<Change>,
     ) -> Result<Change> {
-        let selected = (self.opts.only.is_empty() || self.opts.only.iter().any(|o| o == name))
-            && !self.opts.skip.iter().any(|s| s == name);
         let start = Instant::now();
         self.emit(Event::StepStarted {
             host: self.host_name().to_string(),
             name: name.to_string(),
         });
-        let result = if selected {
-            self.current = Some(Current {
-                diffs: Vec::new(),
-                actions: Vec::new(),
-            });
-            f(self)
-        } else {
-            Ok(Change::Skipped("not selected (--only/--skip)".into()))
-        };
+        self.current = Some(Current {
+            name: name.to_string(),
+            diffs: Vec::new(),
+            actions: Vec::new(),
+        });
+        let result = f(self);
         let cur = self.current.take().unwrap_or(Current {
+            name: name.to_string(),
             diffs: Vec::new(),
             actions: Vec::new(),
         });
@@ -445,6 +503,18 @@ impl Ctx {
             }
             return Ok(());
         }
+        let step = self
+            .current
+            .as_ref()
+            .map(|c| c.name.clone())
+            .unwrap_or_default();
+        tracing::debug!(
+            host = self.host.name(),
+            step = %step,
+            "cache miss: {} not declared in the step's reads; one more round trip",
+            missing.join(" ")
+        );
+        self.misses.extend(missing.iter().map(|p| p.to_string()));
         let probe = Probe::default().files(&missing);
         let script = state::files_script(&missing);
         let out = self.send(&Cmd::new(&["sh", "-s"]).stdin(script), true)?;
@@ -510,6 +580,81 @@ impl Ctx {
             }),
         );
         Ok(())
+    }
+
+    /// After packages were installed: what a package brings (its files, its units, other
+    /// packages) is read again. On a live host in apply mode that is one round trip over
+    /// everything the run reads, so a package's own configuration file is edited, backed up
+    /// and diffed like any other. In check mode nothing was installed: the packages count as
+    /// present (version unknown) and the rest stays as probed. A recorded host (tests) has
+    /// no live files to read: its packages and units are asked again when next needed.
+    pub(crate) fn after_install(&mut self, names: &[&str]) -> Result<()> {
+        if self.check_mode() {
+            if let Some(p) = &mut self.state.packages {
+                for n in names {
+                    p.insert(n.to_string(), String::new());
+                }
+            }
+            return Ok(());
+        }
+        if self.state.files_complete || !self.host.live() {
+            self.state.packages = None;
+            self.flags.units_stale = true;
+            return Ok(());
+        }
+        let mut probe = self.opts.probe.clone();
+        probe.lock = None;
+        probe.break_lock = None;
+        probe.files.extend(self.state.files.keys().cloned());
+        probe.units.extend(self.state.units.keys().cloned());
+        probe.programs.extend(self.state.programs.keys().cloned());
+        let out = self.send(
+            &Cmd::new(&["sh", "-s"]).stdin(state::probe_script(&probe)),
+            true,
+        )?;
+        let read = state::parse_probe(&out.stdout_str(), &probe)
+            .map_err(|e| e.on_host(self.host.name()))?;
+        tracing::debug!(
+            host = self.host.name(),
+            "read again after installing {}: {} files, {} units",
+            names.join(" "),
+            probe.files.len(),
+            probe.units.len()
+        );
+        for path in &probe.files {
+            let f = read.files.get(path).cloned().flatten();
+            self.state.files.insert(path.clone(), f);
+        }
+        self.state.units = read.units;
+        self.state.programs = read.programs;
+        self.state.packages = read.packages;
+        self.flags.units_stale = false;
+        Ok(())
+    }
+
+    /// Unit states must be read again (a package install on a recorded host); clears the mark.
+    pub(crate) fn take_units_stale(&mut self) -> bool {
+        std::mem::take(&mut self.flags.units_stale)
+    }
+
+    /// Whether `apt-get update` already ran in this run; marks it as run.
+    pub(crate) fn apt_updated(&mut self, mark: bool) -> bool {
+        let was = self.flags.apt_updated;
+        self.flags.apt_updated |= mark;
+        was
+    }
+
+    /// A repository was added: the package lists must be read again before the next install.
+    pub(crate) fn apt_lists_changed(&mut self) {
+        self.flags.apt_updated = false;
+    }
+
+    /// A command changed these files in ways the cache cannot follow (useradd, locale-gen, a
+    /// package's scripts): they are read again when next needed.
+    pub fn forget(&mut self, paths: &[&str]) {
+        for p in paths {
+            self.state.files.remove(*p);
+        }
     }
 
     /// Packages known installed (name → version); read once per run.
@@ -603,7 +748,7 @@ fn facts_from_state(state: &State) -> Result<Facts> {
 
 impl Drop for Ctx {
     fn drop(&mut self) {
-        if self.state.facts.contains_key("locked") {
+        if self.flags.locked {
             self.close();
         }
     }

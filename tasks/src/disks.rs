@@ -5,13 +5,12 @@
 
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
+use crate::plan::Reads;
 
 pub const SYS_VENDOR: &str = "/sys/class/dmi/id/sys_vendor";
 
-/// Files these tasks read, for the state probe.
-pub fn probe_files() -> Vec<String> {
-    vec![SYS_VENDOR.to_string()]
-}
+/// What these tasks read (see [`crate::plan::Reads`]).
+pub const READS: Reads = Reads::files(&[SYS_VENDOR]);
 
 /// Lists the physical disks (`disk NAME`) and the by-id links (`id LINK TARGET`).
 const LIST_SCRIPT: &str = r#"export LC_ALL=C

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::ctx::{Change, Ctx};
 use crate::error::Result;
+use crate::plan::Reads;
 use crate::{file, pkg, systemd};
 
 pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
@@ -24,10 +25,8 @@ pub const PACKAGES: [&str; 5] = [
 
 const CGROUP_DRIVER: &str = "native.cgroupdriver=systemd";
 
-/// Files these tasks read, for the state probe.
-pub fn probe_files() -> Vec<String> {
-    vec![DAEMON_JSON.to_string()]
-}
+/// What these tasks read (see [`crate::plan::Reads`]).
+pub const READS: Reads = Reads::files(&[DAEMON_JSON]).units(&["docker.service"]);
 
 /// Docker's daemon is installed (under any of its package names).
 pub fn is_installed(cx: &mut Ctx) -> Result<bool> {
@@ -102,12 +101,8 @@ pub fn enable_and_start(cx: &mut Ctx, daemon_changed: bool) -> Result<Change> {
 mod tests {
     use super::*;
     use crate::ctx::Mode;
-    use crate::testing::Fixture;
+    use crate::testing::{Fixture, plan};
     use expect_test::expect;
-
-    fn plan(cx: &Ctx) -> String {
-        cx.actions().iter().map(|a| format!("{a}\n")).collect()
-    }
 
     fn text(cx: &Ctx) -> String {
         cx.state().files[DAEMON_JSON]

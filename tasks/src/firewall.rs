@@ -21,6 +21,7 @@ use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
 use crate::file;
 use crate::host::Cmd;
+use crate::plan::Reads;
 use crate::systemd;
 
 /// Photon OS: the IPv4 rules `iptables.service` restores at start.
@@ -89,37 +90,28 @@ impl std::fmt::Display for Ports {
     }
 }
 
-/// Control plane: API server, etcd client and peer, kubelet, controller-manager, scheduler.
-pub const MASTER_PORTS: &[Ports] = &[
-    Ports::one(6443),
-    Ports::range(2379, 2380),
-    Ports::one(10250),
-    Ports::one(10257),
-    Ports::one(10259),
-];
-/// Workers: kubelet and the NodePort range.
-pub const WORKER_PORTS: &[Ports] = &[Ports::one(10250), Ports::range(30000, 32767)];
-/// A load balancer's frontend for the API.
-pub const BALANCER_PORTS: &[Ports] = &[Ports::one(6443)];
-/// A load balancer's ingress frontends.
-pub const INGRESS_PORTS: &[Ports] = &[Ports::one(80), Ports::one(443)];
-
-/// The ports a host of inventory role `role` serves (`ingress`: a load balancer with ingress
-/// frontends). Unknown roles serve nothing.
-pub fn role_ports(role: &str, ingress: bool) -> Vec<Ports> {
-    match role {
-        "k8s-master" => MASTER_PORTS.to_vec(),
-        "k8s-worker" => WORKER_PORTS.to_vec(),
-        "haproxy" if ingress => [BALANCER_PORTS, INGRESS_PORTS].concat(),
-        "haproxy" => BALANCER_PORTS.to_vec(),
-        _ => Vec::new(),
-    }
+/// Sample port sets for the tests (the roles own the real ones, in the playbooks crate).
+#[cfg(test)]
+pub(crate) mod sample {
+    use super::Ports;
+    pub(crate) const MASTER_PORTS: &[Ports] = &[
+        Ports::one(6443),
+        Ports::range(2379, 2380),
+        Ports::one(10250),
+        Ports::one(10257),
+        Ports::one(10259),
+    ];
+    pub(crate) const WORKER_PORTS: &[Ports] = &[Ports::one(10250), Ports::range(30000, 32767)];
+    pub(crate) const BALANCER_PORTS: &[Ports] = &[Ports::one(6443)];
+    pub(crate) const INGRESS_PORTS: &[Ports] = &[Ports::one(80), Ports::one(443)];
 }
 
-/// Files these tasks read, for the state probe.
-pub fn probe_files() -> Vec<String> {
-    vec![IP4SAVE.to_string(), RULES_V4.to_string()]
-}
+/// What these tasks read (see [`crate::plan::Reads`]).
+pub const READS: Reads = Reads::files(&[IP4SAVE, RULES_V4]).units(&[
+    "iptables.service",
+    "nftables.service",
+    "firewalld.service",
+]);
 
 /// Which firewall filters this host's incoming traffic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -497,15 +489,12 @@ pub fn nftables_checked(cx: &mut Ctx, ports: &[Ports]) -> Result<Change> {
 
 #[cfg(test)]
 mod tests {
+    use super::sample::*;
     use super::*;
     use crate::ctx::Mode;
     use crate::host::Output;
-    use crate::testing::{Fixture, photon_files};
+    use crate::testing::{Fixture, photon_files, plan};
     use expect_test::expect;
-
-    fn plan(cx: &Ctx) -> String {
-        cx.actions().iter().map(|a| format!("{a}\n")).collect()
-    }
 
     fn ok(stdout: &str) -> Output {
         Output {
@@ -539,22 +528,7 @@ mod tests {
     const PHOTON_LIVE: &str = "-P INPUT DROP\n-A INPUT -i lo -j ACCEPT\n-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n";
 
     #[test]
-    fn ports_by_role() {
-        let shown = |role, ingress| {
-            role_ports(role, ingress)
-                .iter()
-                .map(Ports::to_string)
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        assert_eq!(
-            shown("k8s-master", false),
-            "6443 2379-2380 10250 10257 10259"
-        );
-        assert_eq!(shown("k8s-worker", true), "10250 30000-32767");
-        assert_eq!(shown("haproxy", false), "6443");
-        assert_eq!(shown("haproxy", true), "6443 80 443");
-        assert_eq!(shown("other", true), "");
+    fn ports_parsed() {
         assert_eq!(Ports::parse("2379:2380"), Some(Ports::range(2379, 2380)));
         assert_eq!(
             Ports::parse("30000-32767"),

@@ -6,6 +6,7 @@
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
 use crate::file::{self, Perm};
+use crate::plan::Reads;
 use crate::{pkg, systemd};
 
 pub const CONFIG: &str = "/etc/haproxy/haproxy.cfg";
@@ -14,10 +15,8 @@ pub const CONFIG: &str = "/etc/haproxy/haproxy.cfg";
 pub const CANDIDATE: &str = "/etc/haproxy/haproxy.cfg.nodeprep-candidate";
 pub const SERVICE: &str = "haproxy.service";
 
-/// Files these tasks read, for the state probe.
-pub fn probe_files() -> Vec<String> {
-    vec![CONFIG.to_string()]
-}
+/// What these tasks read (see [`crate::plan::Reads`]).
+pub const READS: Reads = Reads::files(&[CONFIG]).units(&["haproxy.service"]);
 
 /// The haproxy package is installed.
 pub fn installed(cx: &mut Ctx) -> Result<Change> {
@@ -156,7 +155,7 @@ mod tests {
     use super::*;
     use crate::ctx::Mode;
     use crate::host::Output;
-    use crate::testing::Fixture;
+    use crate::testing::{Fixture, plan};
     use expect_test::expect;
 
     const MASTERS: &[(&str, &str)] = &[("prdk8smst501", "192.168.10.56")];
@@ -164,10 +163,6 @@ mod tests {
         ("prdk8swok501", "192.168.10.57"),
         ("prdk8swok502", "192.168.10.58"),
     ];
-
-    fn plan(cx: &Ctx) -> String {
-        cx.actions().iter().map(|a| format!("{a}\n")).collect()
-    }
 
     #[test]
     fn rendered() {

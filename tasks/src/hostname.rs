@@ -11,13 +11,12 @@
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, Result};
 use crate::file::{self, Perm};
+use crate::plan::Reads;
 
 pub const HOSTNAME_FILE: &str = "/etc/hostname";
 
-/// Files these tasks read, for the state probe.
-pub fn probe_files() -> Vec<String> {
-    vec![HOSTNAME_FILE.to_string()]
-}
+/// What these tasks read (see [`crate::plan::Reads`]).
+pub const READS: Reads = Reads::files(&[HOSTNAME_FILE]);
 
 /// A lowercase RFC 1123 name: labels of 1 to 63 characters `[a-z0-9-]`, not starting or
 /// ending with `-`, separated by dots, 253 characters at most (what Kubernetes accepts as a
@@ -106,11 +105,7 @@ pub fn hostname(cx: &mut Ctx, name: &str) -> Result<Change> {
 mod tests {
     use super::*;
     use crate::ctx::Mode;
-    use crate::testing::Fixture;
-
-    fn strings(cx: &Ctx) -> Vec<String> {
-        cx.actions().iter().map(|a| a.to_string()).collect()
-    }
+    use crate::testing::{Fixture, actions as strings};
 
     #[test]
     fn names() {

@@ -5,26 +5,14 @@
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
 use crate::file::{self, Perm};
+use crate::plan::Reads;
 
 pub const FSTAB: &str = "/etc/fstab";
 pub const SWAPS: &str = "/proc/swaps";
 pub const MODULES: &str = "/proc/modules";
 
-/// Files and directories these tasks read, for the state probe.
-pub fn probe_files() -> Vec<String> {
-    let mut v = vec![FSTAB.to_string(), SWAPS.to_string(), MODULES.to_string()];
-    for key in [
-        "net.bridge.bridge-nf-call-iptables",
-        "net.bridge.bridge-nf-call-ip6tables",
-        "net.ipv4.ip_forward",
-    ] {
-        v.push(sysctl_path(key));
-    }
-    for m in ["overlay", "br_netfilter"] {
-        v.push(format!("/sys/module/{m}"));
-    }
-    v
-}
+/// What these tasks read (see [`crate::plan::Reads`]).
+pub const READS: Reads = Reads::files(&[FSTAB, SWAPS, MODULES]);
 
 fn container_reason(cx: &Ctx, what: &str) -> Option<String> {
     cx.facts().container.as_ref().map(|c| {
@@ -67,6 +55,14 @@ pub fn fstab_swap_disabled(cx: &mut Ctx) -> Result<Change> {
 /// An fstab entry of type swap.
 pub fn is_swap_entry(line: &str) -> bool {
     line.split_whitespace().nth(2) == Some("swap")
+}
+
+/// The live kernel state of these modules and sysctl keys (`/sys/module/M`,
+/// `/proc/sys/...`): what the module and sysctl steps compare against.
+pub fn live_reads(modules: &[&str], sysctls: &[(&str, &str)]) -> crate::state::Probe {
+    let mut files: Vec<String> = modules.iter().map(|m| format!("/sys/module/{m}")).collect();
+    files.extend(sysctls.iter().map(|(k, _)| sysctl_path(k)));
+    crate::state::Probe::default().files(&files)
 }
 
 pub fn sysctl_path(key: &str) -> String {

@@ -7,6 +7,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::facts::OsFamily;
 use crate::file::{self, Perm};
 use crate::host::Cmd;
+use crate::plan::Reads;
 use crate::{pkg, systemd};
 
 pub const SERVICE: &str = "kubelet.service";
@@ -23,12 +24,10 @@ pub const UPSTREAM_PACKAGES: [&str; 3] = ["kubelet", "kubeadm", "kubectl"];
 const CGROUP_FLAG: &str = "--cgroup-driver";
 const CGROUP_DRIVER: &str = "--cgroup-driver=systemd";
 
-/// Files these tasks read, for the state probe.
-pub fn probe_files() -> Vec<String> {
-    [SYSCONFIG, DEFAULT, APT_KEYRING, APT_LIST, YUM_REPO]
-        .map(String::from)
-        .to_vec()
-}
+/// What these tasks read (see [`crate::plan::Reads`]).
+pub const READS: Reads = Reads::files(&[SYSCONFIG, DEFAULT, APT_KEYRING, APT_LIST, YUM_REPO])
+    .units(&["kubelet.service"])
+    .programs(&["kubelet", "kubeadm"]);
 
 /// Where kubelet and kubeadm come from: the inventory setting `kubernetes.source`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,7 +167,7 @@ fn upstream_apt(cx: &mut Ctx, minor: &str) -> Result<Change> {
     let list = file::content(cx, APT_LIST, &render_apt_list(minor), Perm::CONFIG)?;
     if sources_changed || list.changed() {
         // The package lists must be read again, now with this repository.
-        cx.state_mut().facts.remove("apt-updated");
+        cx.apt_lists_changed();
     }
     change |= list;
     change |= pkg::installed(cx, &UPSTREAM_PACKAGES)?;
@@ -221,14 +220,7 @@ fn upstream_rpm(cx: &mut Ctx, minor: &str) -> Result<Change> {
     }
     argv.extend(&missing);
     cx.apply(&argv)?;
-    // As pkg::installed does: versions are read again after a real install.
-    let check = cx.check_mode();
-    let state = cx.state_mut();
-    match (&mut state.packages, check) {
-        (Some(p), true) => p.extend(missing.iter().map(|n| (n.to_string(), String::new()))),
-        _ => state.packages = None,
-    }
-    state.facts.insert("units-stale".into(), "yes".into());
+    cx.after_install(&missing)?;
     change = Change::Changed;
     Ok(change)
 }
@@ -379,12 +371,8 @@ pub fn enabled(cx: &mut Ctx) -> Result<Change> {
 mod tests {
     use super::*;
     use crate::ctx::Mode;
-    use crate::testing::Fixture;
+    use crate::testing::{Fixture, plan};
     use expect_test::expect;
-
-    fn plan(cx: &Ctx) -> String {
-        cx.actions().iter().map(|a| format!("{a}\n")).collect()
-    }
 
     fn text(cx: &Ctx, path: &str) -> String {
         cx.state().files[path]
@@ -406,7 +394,7 @@ mod tests {
                 active: "inactive".into(),
             },
         );
-        cx.state_mut().facts.remove("units-stale");
+        let _ = cx.take_units_stale();
         assert!(extra_args(&mut cx).unwrap().changed());
         assert_eq!(enabled(&mut cx).unwrap(), Change::Unchanged);
         expect![[r#"

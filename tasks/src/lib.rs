@@ -22,6 +22,7 @@ pub mod kubelet;
 pub mod locale;
 pub mod network;
 pub mod pkg;
+pub mod plan;
 pub mod secret;
 pub mod state;
 pub mod systemd;
@@ -35,38 +36,5 @@ pub use ctx::{Action, Change, Ctx, Event, Mode, Options, Outcome, Record};
 pub use error::{Error, ErrorKind, Result};
 pub use facts::{Facts, OsFamily};
 pub use host::{Cmd, Host, Output};
+pub use plan::{Plan, Reads, Selection, StepRef};
 pub use secret::Secret;
-
-/// What the state probe reads on every host: the files and programs the task families use.
-pub fn default_probe() -> state::Probe {
-    let files = [
-        kernel::probe_files(),
-        users::probe_files(),
-        locale::probe_files(),
-        timesync::probe_files(),
-        ca::probe_files(),
-        network::probe_files(),
-        hostname::probe_files(),
-        containerd::probe_files(),
-        docker::probe_files(),
-        kubelet::probe_files(),
-        update::probe_files(),
-        disks::probe_files(),
-        haproxy::probe_files(),
-        firewall::probe_files(),
-    ];
-    state::Probe::default()
-        .files(&files.concat())
-        .programs(&["kubelet", "kubeadm"])
-        .units(&[
-            "containerd.service",
-            "docker.service",
-            "kubelet.service",
-            "haproxy.service",
-            "systemd-timesyncd.service",
-            "systemd-networkd.service",
-            "iptables.service",
-            "nftables.service",
-            "firewalld.service",
-        ])
-}

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::facts::OsFamily;
 use crate::file::{self, Perm};
 use crate::pkg;
+use crate::plan::Reads;
 
 /// Photon's locale-gen.sh configuration.
 pub const LOCALE_GEN_CONF: &str = "/etc/locale-gen.conf";
@@ -31,19 +32,15 @@ pub const VCONSOLE_CONF: &str = "/etc/vconsole.conf";
 /// Debian's console-setup / keyboard-configuration settings.
 pub const DEFAULT_KEYBOARD: &str = "/etc/default/keyboard";
 
-/// Files these tasks read, for the state probe.
-pub fn probe_files() -> Vec<String> {
-    [
-        LOCALE_GEN_CONF,
-        LOCALE_GEN,
-        LOCALE_CONF,
-        DEFAULT_LOCALE,
-        VCONSOLE_CONF,
-        DEFAULT_KEYBOARD,
-    ]
-    .map(String::from)
-    .to_vec()
-}
+/// What these tasks read (see [`crate::plan::Reads`]).
+pub const READS: Reads = Reads::files(&[
+    LOCALE_GEN_CONF,
+    LOCALE_GEN,
+    LOCALE_CONF,
+    DEFAULT_LOCALE,
+    VCONSOLE_CONF,
+    DEFAULT_KEYBOARD,
+]);
 
 /// A locale name split into its parts: `fr_FR.UTF-8` → lang `fr`, charset `UTF-8`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -316,12 +313,8 @@ pub fn locale(cx: &mut Ctx, locale: &str, keymap: Option<&str>) -> Result<Change
 mod tests {
     use super::*;
     use crate::ctx::Mode;
-    use crate::testing::{Fixture, photon_files};
+    use crate::testing::{Fixture, actions as strings, photon_files};
     use expect_test::expect;
-
-    fn strings(cx: &Ctx) -> Vec<String> {
-        cx.actions().iter().map(|a| a.to_string()).collect()
-    }
 
     fn cached(cx: &mut Ctx, path: &str) -> String {
         cx.file(path).unwrap().map(|f| f.text()).unwrap_or_default()

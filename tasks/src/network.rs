@@ -24,6 +24,7 @@ use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
 use crate::facts::OsFamily;
 use crate::file::{self, Perm};
+use crate::plan::Reads;
 use crate::systemd;
 
 pub const NETWORK_FILE: &str = "/etc/systemd/network/10-static-en.network";
@@ -31,10 +32,9 @@ pub const NETWORK_FILE: &str = "/etc/systemd/network/10-static-en.network";
 pub const IFUPDOWN: &str = "/etc/network/interfaces";
 const NETWORKD: &str = "systemd-networkd.service";
 
-/// Files these tasks read, for the state probe.
-pub fn probe_files() -> Vec<String> {
-    vec![NETWORK_FILE.to_string(), IFUPDOWN.to_string()]
-}
+/// What these tasks read (see [`crate::plan::Reads`]).
+pub const READS: Reads =
+    Reads::files(&[NETWORK_FILE, IFUPDOWN]).units(&["systemd-networkd.service"]);
 
 /// A host's static address settings (from the inventory).
 #[derive(Debug, Clone, Copy)]
@@ -200,12 +200,8 @@ pub fn ifupdown_stanza(text: &str, interface: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::ctx::Mode;
-    use crate::testing::Fixture;
+    use crate::testing::{Fixture, actions as strings};
     use expect_test::expect;
-
-    fn strings(cx: &Ctx) -> Vec<String> {
-        cx.actions().iter().map(|a| a.to_string()).collect()
-    }
 
     fn dns() -> Vec<String> {
         vec!["192.168.10.2".into(), "192.168.10.3".into()]

@@ -24,7 +24,7 @@ pub fn installed(cx: &mut Ctx, names: &[&str]) -> Result<Change> {
     let mut argv = install_argv(os);
     argv.extend(missing.iter().copied());
     cx.apply(&argv)?;
-    after_install(cx, &missing);
+    cx.after_install(&missing)?;
     Ok(Change::Changed)
 }
 
@@ -49,31 +49,12 @@ pub fn install_argv(os: OsFamily) -> Vec<&'static str> {
 
 /// `apt-get update` at most once per run, before the first install.
 pub fn apt_update_once(cx: &mut Ctx) -> Result<()> {
-    if cx.state().facts.contains_key("apt-updated") {
+    if cx.apt_updated(false) {
         return Ok(());
     }
     cx.apply(&["apt-get", "update", "-q", "-o", "DPkg::Lock::Timeout=120"])?;
-    cx.state_mut()
-        .facts
-        .insert("apt-updated".into(), "yes".into());
+    cx.apt_updated(true);
     Ok(())
-}
-
-/// After an install: the named packages are present (versions unknown until read again), and
-/// unit files may have appeared.
-fn after_install(cx: &mut Ctx, names: &[&str]) {
-    let check = cx.check_mode();
-    let state = cx.state_mut();
-    if check {
-        if let Some(p) = &mut state.packages {
-            for n in names {
-                p.insert(n.to_string(), String::new());
-            }
-        }
-    } else {
-        state.packages = None;
-    }
-    state.facts.insert("units-stale".into(), "yes".into());
 }
 
 /// The installed version of a package, if it is installed.

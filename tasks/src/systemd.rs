@@ -21,23 +21,13 @@ pub fn unit_name(name: &str) -> String {
 /// probe; after a package install or a daemon-reload, read again (one round trip per unit).
 pub fn unit(cx: &mut Ctx, name: &str) -> Result<UnitState> {
     let name = unit_name(name);
-    let stale = cx
-        .state()
-        .facts
-        .get("units-stale")
-        .is_some_and(|v| v == "yes");
-    if stale {
-        if cx.check_mode() {
-            // Nothing was installed: what the probe saw still holds, except for units a
-            // package would bring; leave those unknown.
-        } else {
-            cx.state_mut().units.clear();
-            cx.state_mut().facts.remove("units-stale");
-        }
+    if cx.take_units_stale() {
+        cx.state_mut().units.clear();
     }
     if let Some(u) = cx.state().units.get(&name) {
         return Ok(u.clone());
     }
+    cx.note_miss(format!("unit {name}"));
     let out = cx.query(&["sh", "-c", &state::units_show_command(&[&name])])?;
     let read = state::parse_units_show(&out.stdout_str());
     let u = read

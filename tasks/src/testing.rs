@@ -208,3 +208,14 @@ impl Fixture {
         )
     }
 }
+
+/// The plan a context recorded: its modifying actions, one per line (`run ...`, `write ...`).
+/// What facts-in/commands-out tests assert.
+pub fn plan(cx: &Ctx) -> String {
+    cx.actions().iter().map(|a| format!("{a}\n")).collect()
+}
+
+/// The same plan, one action a string.
+pub fn actions(cx: &Ctx) -> Vec<String> {
+    cx.actions().iter().map(|a| a.to_string()).collect()
+}

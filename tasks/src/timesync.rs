@@ -5,8 +5,9 @@
 //! missing). RHEL-like hosts have no timesyncd; there chronyd gets `server NAME iburst` lines in
 //! /etc/chrony.conf.
 //!
-//! Steps: "ntp servers" ([`ntp_servers`]), "time sync enabled" ([`timesync_enabled`]) and the
-//! handler [`timesync_restarted`] (`if c.changed()`). Inside a container both daemons are
+//! The roles' steps: "time service installed" ([`timesync_installed`]), "time servers"
+//! ([`ntp_servers`]), "time service enabled" ([`timesync_enabled`]) and the handler "time
+//! service restarted" ([`timesync_restarted`], when "time servers" changed). Inside a container both daemons are
 //! condition-skipped by systemd (timesyncd: `ConditionVirtualization=!container`; chronyd:
 //! `ConditionCapability=CAP_SYS_TIME`): `systemctl restart` then exits 0 and leaves the unit
 //! inactive, so the live part is reported skipped, never as a change that happened.
@@ -16,15 +17,15 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::facts::OsFamily;
 use crate::file;
 use crate::pkg;
+use crate::plan::Reads;
 use crate::systemd;
 
 pub const TIMESYNCD_CONF: &str = "/etc/systemd/timesyncd.conf";
 pub const CHRONY_CONF: &str = "/etc/chrony.conf";
 
-/// Files these tasks read, for the state probe.
-pub fn probe_files() -> Vec<String> {
-    vec![TIMESYNCD_CONF.to_string(), CHRONY_CONF.to_string()]
-}
+/// What these tasks read (see [`crate::plan::Reads`]).
+pub const READS: Reads = Reads::files(&[TIMESYNCD_CONF, CHRONY_CONF])
+    .units(&["systemd-timesyncd.service", "chronyd.service"]);
 
 /// The daemon that synchronises the clock on this OS family.
 pub fn service(os: OsFamily) -> &'static str {
@@ -96,7 +97,7 @@ pub fn validate_servers(servers: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Step "ntp servers": the daemon is installed ([`timesync_installed`]) and uses `servers`
+/// Step "time servers": the daemon is installed ([`timesync_installed`]) and uses `servers`
 /// (`NTP=a b` in timesyncd.conf; `server a iburst` lines in chrony.conf). Changed when the
 /// configuration changed: the caller then runs [`timesync_restarted`].
 pub fn ntp_servers(cx: &mut Ctx, servers: &[String]) -> Result<Change> {
@@ -168,16 +169,16 @@ fn container_reason(cx: &Ctx) -> Option<String> {
     })
 }
 
-/// Step "time sync enabled": the daemon is enabled at boot and running. Inside a container it
+/// Step "time service enabled": the daemon is enabled at boot and running. Inside a container it
 /// is only enabled (it cannot run there: reported skipped when it is not running).
 pub fn timesync_enabled(cx: &mut Ctx) -> Result<Change> {
     let unit = service(cx.facts().os);
     if systemd::unit(cx, unit)?.enablement.is_empty() && !cx.check_mode() {
-        // (In check mode the install planned by "ntp servers" did not happen: plan on.)
+        // (In check mode the install planned by "time service installed" did not happen.)
         return Err(Error::new(
             ErrorKind::Unsupported,
             format!(
-                "{unit} is not installed on this host: the \"ntp servers\" step (ntp_servers) installs it, run it first"
+                "{unit} is not installed on this host: the \"time service installed\" step installs it, run it first (not --skip it)"
             ),
         ));
     }
@@ -231,12 +232,8 @@ mod tests {
     use super::*;
     use crate::ctx::Mode;
     use crate::host::Output;
-    use crate::testing::Fixture;
+    use crate::testing::{Fixture, actions as strings};
     use expect_test::expect;
-
-    fn strings(cx: &Ctx) -> Vec<String> {
-        cx.actions().iter().map(|a| a.to_string()).collect()
-    }
 
     fn servers() -> Vec<String> {
         vec!["ntp1.lan".into(), "192.168.10.1".into()]

@@ -10,11 +10,10 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::facts::OsFamily;
 use crate::host::{Cmd, Output};
 use crate::pkg;
+use crate::plan::Reads;
 
-/// Files these tasks read, for the state probe (the package list comes with the probe).
-pub fn probe_files() -> Vec<String> {
-    Vec::new()
-}
+/// What these tasks read (see [`crate::plan::Reads`]).
+pub const READS: Reads = Reads::NONE;
 
 /// The commands of a full update, per OS family (after `apt-get update` on Debian).
 pub fn update_commands(os: OsFamily) -> Vec<Vec<&'static str>> {
@@ -164,14 +163,10 @@ fn is_update_line(line: &str) -> bool {
 mod tests {
     use super::*;
     use crate::ctx::Mode;
-    use crate::testing::Fixture;
+    use crate::testing::{Fixture, plan};
     use expect_test::expect;
 
     const PKGS_QUERY: &str = "sh -c 'if command -v rpm";
-
-    fn plan(cx: &Ctx) -> String {
-        cx.actions().iter().map(|a| format!("{a}\n")).collect()
-    }
 
     fn reply(stdout: &str, status: i32) -> Output {
         Output {

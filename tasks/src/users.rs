@@ -15,6 +15,7 @@ use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
 use crate::facts::OsFamily;
 use crate::file;
+use crate::plan::Reads;
 use crate::secret::Secret;
 use crate::state::FileState;
 
@@ -22,11 +23,8 @@ pub const PASSWD: &str = "/etc/passwd";
 pub const GROUP: &str = "/etc/group";
 pub const SHADOW: &str = "/etc/shadow";
 
-/// Files these tasks read, for the state probe. (Home directories are known only once
-/// /etc/passwd is read: `~/.ssh` is a cache miss, one round trip.)
-pub fn probe_files() -> Vec<String> {
-    vec![PASSWD.to_string(), GROUP.to_string(), SHADOW.to_string()]
-}
+/// What these tasks read (see [`crate::plan::Reads`]).
+pub const READS: Reads = Reads::files(&[PASSWD, GROUP, SHADOW]);
 
 /// The admin account of the inventory.
 #[derive(Debug, Clone, Copy)]
@@ -579,7 +577,7 @@ mod tests {
     use super::*;
     use crate::ctx::Mode;
     use crate::host::Output;
-    use crate::testing::Fixture;
+    use crate::testing::{Fixture, actions as strings};
     use expect_test::expect;
 
     /// A real SHA-512 crypt hash of "secret" (random salt, as mkpasswd makes them).
@@ -592,10 +590,6 @@ mod tests {
 
     const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGxJtH1l2d7ebWk3Vt6e2e0m3Jz1rQb8X2u6m7c8d9e0 ops@admin";
     const KEY2: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 other@laptop";
-
-    fn strings(cx: &Ctx) -> Vec<String> {
-        cx.actions().iter().map(|a| a.to_string()).collect()
-    }
 
     fn admin<'a>(h: &'a Secret, keys: &'a [String]) -> AdminUser<'a> {
         AdminUser {

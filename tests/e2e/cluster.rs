@@ -17,7 +17,7 @@ const HOSTS: &[(&str, &str)] = &[
 
 /// Each role's playbook on its hosts, all at once; the events of every run.
 fn run_roles(lab: &Lab, extra: &[&str]) -> Vec<(i32, Vec<Value>)> {
-    let inv = lab.write_inventory(xtask::lab::LAB_SETTINGS).unwrap();
+    let inv = lab.write_inventory(xtask::dev::lab::LAB_SETTINGS).unwrap();
     let inv = inv.as_path();
     std::thread::scope(|s| {
         let handles: Vec<_> = ["haproxy", "k8s-master", "k8s-worker"]
@@ -44,7 +44,7 @@ fn mini_cluster_converges_and_is_idempotent() {
     let lab = lab(HOSTS);
     for (name, role) in HOSTS {
         if role.starts_with("k8s-") {
-            lab.sh(name, xtask::lab::KUBE_STANDINS).unwrap();
+            lab.sh(name, xtask::dev::lab::KUBE_STANDINS).unwrap();
         }
     }
 

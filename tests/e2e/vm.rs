@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use serde_json::Value;
-use xtask::vm::{self, Vm};
+use xtask::dev::vm::{self, Vm};
 
 use crate::worker::run_json_at;
 

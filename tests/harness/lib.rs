@@ -1,5 +1,5 @@
 //! Container and VM harness for nodeprep integration tests: the test image, lab containers and
-//! the runner binary, on top of `xtask::image` and `xtask::lab`.
+//! the runner binary, on top of `xtask::dev::image` and `xtask::dev::lab`.
 //!
 //! Tests fail (never skip) when docker or the image are missing.
 
@@ -7,7 +7,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-pub use xtask::lab::{Lab, Node};
+pub use xtask::dev::lab::{Lab, Node};
 
 /// Prefix of every container and network the tests start.
 const PREFIX: &str = "nodeprep-test";
@@ -47,7 +47,7 @@ pub fn image() -> String {
             lock.lock()
                 .unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
             let sh = xshell::Shell::new().expect("xshell");
-            let tag = xtask::image::ensure(&sh)
+            let tag = xtask::dev::image::ensure(&sh)
                 .unwrap_or_else(|e| panic!("test image unavailable: {e:#}"));
             drop(lock);
             tag

@@ -1,7 +1,6 @@
-//! Library side of the runner: what both the `xtask` binary and the integration tests use
-//! (test image, lab containers, VM image and VMs).
+//! nodeprep's runner library ([`runner`]) and its development tools ([`dev`]: the test image,
+//! lab containers, the VM, the test, demo and bench commands). The runner never imports the
+//! dev tools.
 
-pub mod image;
-pub mod lab;
-pub mod prereq;
-pub mod vm;
+pub mod dev;
+pub mod runner;

@@ -1,53 +1,44 @@
-//! `cargo xtask`: nodeprep's runner. Parses the command line and dispatches; each subcommand
-//! lives in its own module.
-
-mod bench;
-mod cli;
-mod demo;
-mod output;
-mod run;
-mod select;
-mod test;
-mod verify;
+//! `cargo xtask`: nodeprep's command line. The runner's commands (`run`, `verify`, `hosts`,
+//! `playbooks`, `inventory check`) come from [`xtask::runner`] over the default registry (the
+//! built-in roles and `playbooks/site/`); the dev commands (test image, tests, demo, bench)
+//! from [`xtask::dev`].
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use xtask::{dev, runner};
 
-use cli::{Cli, Command, InventoryCommand};
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "nodeprep: prepare Linux servers for Kubernetes",
+    version
+)]
+struct Cli {
+    /// More log output (-v info, -vv debug); RUST_LOG works too.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Runner(runner::cli::Command),
+    #[command(flatten)]
+    Dev(dev::Command),
+}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() {
-                run::EXIT_BAD_INPUT
-            } else {
-                0
-            };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
+        Err(e) => return runner::usage_error(e),
     };
-    output::init_logging(cli.verbose);
+    runner::print::init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Run(args) => run::run(&args),
-        Command::Hosts(args) => select::hosts(&args),
-        Command::Playbooks => select::playbooks(),
-        Command::Verify(args) => verify::verify(&args),
-        Command::Inventory {
-            command: InventoryCommand::Check(args),
-        } => select::check(&args),
-        Command::TestImage => test::image(),
-        Command::Test(args) => test::test(&args),
-        Command::Demo(args) => demo::demo(&args),
-        Command::Bench(args) => bench::bench(&args),
+        Command::Runner(c) => runner::dispatch(c, &playbooks::Registry::default()),
+        Command::Dev(c) => dev::dispatch(c),
     };
-    match result {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(run::EXIT_BAD_INPUT)
-        }
-    }
+    ExitCode::from(result.unwrap_or_else(|e| runner::error_code(&e)))
 }

@@ -28,9 +28,6 @@ pub use vars::VarsError;
 
 use problems::{line_at, locate};
 
-/// The roles a host may have.
-pub const ROLES: &[&str] = &["haproxy", "k8s-master", "k8s-worker"];
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(from = "RawInventory")]
 pub struct Inventory {

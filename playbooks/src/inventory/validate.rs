@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use super::problems::Problem;
-use super::{Admin, HostEntry, Inventory, Kubernetes, Network, ROLES, SshDefaults, System};
+use super::{Admin, HostEntry, Inventory, Kubernetes, Network, SshDefaults, System};
+use crate::roles;
 
 impl Inventory {
     /// Every problem of the inventory, hosts first (in name order), then the shared settings.
@@ -78,14 +79,14 @@ fn host<'a>(
             ),
         );
     }
-    if !ROLES.contains(&h.role.as_str()) {
+    if roles::find(&h.role).is_none() {
         out.push(
             host,
             "role",
             format!(
                 "unknown role `{}` (expected one of: {})",
                 h.role.escape_debug(),
-                ROLES.join(", ")
+                roles::names().join(", ")
             ),
         );
     }

@@ -37,6 +37,10 @@ impl Host for Recorder {
         &self.name
     }
 
+    fn live(&self) -> bool {
+        false
+    }
+
     fn exec(&self, cmd: &Cmd) -> Result<Output> {
         self.log.lock().unwrap().push(cmd.clone());
         let shown = cmd.display();

@@ -197,7 +197,7 @@ fn connection_error(cfg: &SshConfig, out: &Output) -> Error {
             )
         } else {
             format!(
-                "host key of {target} is not in {}: add it (ssh-keyscan) or pass --accept-new-host-keys",
+                "host key of {target} is not in {}: add it (ssh-keyscan) or set `ssh.accept_new_host_keys = true` in the inventory",
                 cfg.known_hosts
                     .as_ref()
                     .map(|p| p.display().to_string())

@@ -29,6 +29,8 @@ mod runtime;
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
 use crate::firewall::Ports;
+use crate::plan::{Plan, Reads};
+use crate::state::Probe;
 
 pub use identity::{
     ClockSample, FLEET_CHECKS, Identity, MACHINE_ID, MAX_SKEW_SECS, PRODUCT_UUID, clock_sample,
@@ -42,13 +44,35 @@ pub use runtime::{
     kubelet_config_driver, package_of,
 };
 
-/// Files the checks read beyond the default probe: read in the first round trip of a verify
-/// run.
+/// Files the checks read of their own.
 pub const FILES: &[&str] = &[MACHINE_ID, PRODUCT_UUID, MEMINFO, TCP, TCP6, KUBELET_CONFIG];
 
-/// [`FILES`], for the state probe.
-pub fn probe_files() -> Vec<String> {
-    FILES.iter().map(|f| f.to_string()).collect()
+/// What the checks read: their own files, and those of the tasks whose results they judge
+/// (fstab and swaps, containerd's and kubelet's configuration, the host name).
+pub const READS: [Reads; 5] = [
+    Reads::files(FILES),
+    crate::kernel::READS,
+    crate::containerd::READS,
+    crate::kubelet::READS,
+    crate::hostname::READS,
+];
+
+/// Declares the checks `spec` describes as steps of `p`, in order: each is a check (a failure
+/// is recorded and the next ones still run), named as [`check_names`] names it, reading what
+/// [`READS`] and the node's live kernel state list.
+pub fn declare<'a>(spec: Spec<'a>, p: &mut Plan<'a>) {
+    let mut reads = Probe::from(READS);
+    if let Some(node) = &spec.node {
+        reads = reads.merge(&crate::kernel::live_reads(node.modules, node.sysctls));
+    }
+    let names = check_names(&spec);
+    let spec = std::rc::Rc::new(spec);
+    for (i, name) in names.iter().enumerate() {
+        let spec = spec.clone();
+        p.check(name, reads.clone(), move |cx| {
+            plan(&spec)[i].run(cx)?.into_result()
+        });
+    }
 }
 
 /// How a check ended.
@@ -346,7 +370,7 @@ mod tests {
         Spec {
             name: "prdk8smst501",
             node: Some(NODE),
-            ports: firewall::MASTER_PORTS.to_vec(),
+            ports: firewall::sample::MASTER_PORTS.to_vec(),
             allowed_holders: KUBERNETES_HOLDERS,
             resources: Some(Resources {
                 cpus: MIN_CPUS,
@@ -360,7 +384,7 @@ mod tests {
         Spec {
             name: "prdk8smst501",
             node: Some(NODE),
-            ports: firewall::WORKER_PORTS.to_vec(),
+            ports: firewall::sample::WORKER_PORTS.to_vec(),
             allowed_holders: KUBERNETES_HOLDERS,
             resources: None,
         }
@@ -371,7 +395,11 @@ mod tests {
         Spec {
             name,
             node: None,
-            ports: [firewall::BALANCER_PORTS, firewall::INGRESS_PORTS].concat(),
+            ports: [
+                firewall::sample::BALANCER_PORTS,
+                firewall::sample::INGRESS_PORTS,
+            ]
+            .concat(),
             allowed_holders: &["haproxy"],
             resources: None,
         }

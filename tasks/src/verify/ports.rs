@@ -146,7 +146,7 @@ mod tests {
 
         let (mut cx, _) = ready_ctx(Mode::Check);
         assert!(
-            ports_free(&mut cx, firewall::WORKER_PORTS, KUBERNETES_HOLDERS)
+            ports_free(&mut cx, firewall::sample::WORKER_PORTS, KUBERNETES_HOLDERS)
                 .unwrap()
                 .passed()
         );
@@ -154,7 +154,7 @@ mod tests {
             .file(TCP6, TCP_WITH_10250, 0o444)
             .ctx(Mode::Check);
         rec.reply("ss -Hltnp", ok(ss));
-        let c = ports_free(&mut cx, firewall::WORKER_PORTS, KUBERNETES_HOLDERS).unwrap();
+        let c = ports_free(&mut cx, firewall::sample::WORKER_PORTS, KUBERNETES_HOLDERS).unwrap();
         assert_eq!(reason(&c), "in use: 10250 (by socat)");
         assert!(hint(&c).contains("TCP 10250, 30000-32767"), "{c:?}");
         // Held by kubelet itself: a node already in a cluster.
@@ -166,7 +166,7 @@ mod tests {
             ok("LISTEN 0 4096 *:10250 *:* users:((\"kubelet\",pid=7,fd=5))\n"),
         );
         assert!(
-            ports_free(&mut cx, firewall::WORKER_PORTS, KUBERNETES_HOLDERS)
+            ports_free(&mut cx, firewall::sample::WORKER_PORTS, KUBERNETES_HOLDERS)
                 .unwrap()
                 .passed()
         );
@@ -179,7 +179,7 @@ mod tests {
             ok("LISTEN 0 4096 0.0.0.0:6443 0.0.0.0:* users:((\"haproxy\",pid=70,fd=7))\n"),
         );
         assert!(
-            ports_free(&mut cx, firewall::BALANCER_PORTS, &["haproxy"])
+            ports_free(&mut cx, firewall::sample::BALANCER_PORTS, &["haproxy"])
                 .unwrap()
                 .passed()
         );
@@ -192,7 +192,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let c = ports_free(&mut cx, firewall::MASTER_PORTS, KUBERNETES_HOLDERS).unwrap();
+        let c = ports_free(&mut cx, firewall::sample::MASTER_PORTS, KUBERNETES_HOLDERS).unwrap();
         assert_eq!(reason(&c), "in use: 6443");
     }
 }

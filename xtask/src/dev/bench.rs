@@ -9,8 +9,8 @@ use anyhow::{Result, bail};
 use serde_json::json;
 use xshell::Shell;
 
-use crate::cli::BenchArgs;
-use crate::run::EXIT_OK;
+use super::BenchArgs;
+use crate::runner::EXIT_OK;
 
 struct Sample {
     hosts: usize,
@@ -25,19 +25,19 @@ struct Sample {
 
 pub fn bench(args: &BenchArgs) -> Result<u8> {
     let sh = Shell::new()?;
-    xtask::prereq::ensure(&sh)?;
-    let image = xtask::image::ensure(&sh)?;
+    super::prereq::ensure(&sh)?;
+    let image = super::image::ensure(&sh)?;
     let exe = std::env::current_exe()?;
     let mut samples = Vec::new();
     for &n in &args.hosts {
         let names: Vec<String> = (1..=n).map(|i| format!("benchwok{i:02}")).collect();
         let hosts: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "k8s-worker")).collect();
         eprintln!("bench: {n} host(s): starting containers");
-        let lab = xtask::lab::Lab::start(&sh, &image, "nodeprep-bench", &hosts)?;
+        let lab = super::lab::Lab::start(&sh, &image, "nodeprep-bench", &hosts)?;
         for node in lab.nodes() {
-            lab.sh(&node.name, xtask::lab::KUBE_STANDINS)?;
+            lab.sh(&node.name, super::lab::KUBE_STANDINS)?;
         }
-        let inv = lab.write_inventory(xtask::lab::LAB_SETTINGS)?;
+        let inv = lab.write_inventory(super::lab::LAB_SETTINGS)?;
         let run = |label: &str| -> Result<(f64, Vec<serde_json::Value>)> {
             let start = Instant::now();
             let out = duct::cmd(
@@ -79,7 +79,7 @@ pub fn bench(args: &BenchArgs) -> Result<u8> {
         let mut noop_secs = Vec::new();
         let mut commands = 0.0;
         // ssh connections as the hosts saw them: sshd logs each accepted login.
-        let accepted = |lab: &xtask::lab::Lab| -> Result<f64> {
+        let accepted = |lab: &super::lab::Lab| -> Result<f64> {
             let mut total = 0.0;
             for node in lab.nodes() {
                 let n = lab.sh(

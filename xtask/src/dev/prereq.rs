@@ -45,10 +45,13 @@ pub fn ensure(sh: &Shell) -> Result<()> {
     if !have(sh, "mmdebstrap") {
         missing.push("mmdebstrap");
     }
+    let mut qemu_utils = None;
     if !have(sh, "qemu-system-x86_64") {
         missing.push("qemu-system-x86");
-    }
-    if !have(sh, "qemu-img") {
+        // qemu-system-x86 needs qemu-utils of its own version: a machine with a newer
+        // qemu-utils (from backports) gets the matching one, or apt refuses the install.
+        qemu_utils = Some(());
+    } else if !have(sh, "qemu-img") {
         missing.push("qemu-utils");
     }
     if !missing.is_empty() {
@@ -63,9 +66,22 @@ pub fn ensure(sh: &Shell) -> Result<()> {
         cmd!(sh, "apt-get update -q")
             .env("DEBIAN_FRONTEND", "noninteractive")
             .run()?;
+        let mut names: Vec<String> = missing.iter().map(|s| s.to_string()).collect();
+        if qemu_utils.is_some() {
+            let policy = cmd!(sh, "apt-cache policy qemu-system-x86")
+                .quiet()
+                .read()?;
+            match policy
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("Candidate: "))
+            {
+                Some(v) if v != "(none)" => names.push(format!("qemu-utils={v}")),
+                _ => names.push("qemu-utils".into()),
+            }
+        }
         cmd!(
             sh,
-            "apt-get install -y -q --no-install-recommends {missing...}"
+            "apt-get install -y -q --no-install-recommends --allow-downgrades {names...}"
         )
         .env("DEBIAN_FRONTEND", "noninteractive")
         .run()?;

@@ -1,5 +1,7 @@
 //! What the runner prints: one line per step prefixed by the host, diffs, the recap; or
-//! JSON-lines events with `--json`. Tasks never print: everything comes through here.
+//! JSON-lines events with `--json`; and the listings (hosts, playbooks, inventory check).
+//! Tasks never print, and nothing else in the runner writes to stdout: everything comes
+//! through here.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -8,7 +10,9 @@ use serde_json::json;
 use tasks::ctx::Sink;
 use tasks::{Event, Outcome};
 
-use crate::run::HostReport;
+use playbooks::{Inventory, Registry};
+
+use super::report::HostReport;
 
 pub fn init_logging(verbose: u8) {
     let default = match verbose {
@@ -18,8 +22,11 @@ pub fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colours only where a person reads them: not in a file, a pipe or a CI log.
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
@@ -148,8 +155,9 @@ impl Printer {
                         "host": r.host,
                         "ok": r.count("ok"),
                         "changed": r.count("changed"),
-                        "failed": r.count("failed") + usize::from(r.error.is_some() && !r.unreachable() && r.count("failed") == 0),
+                        "failed": r.failures(),
                         "skipped": r.count("skipped"),
+                        "not_selected": r.not_selected,
                         "unreachable": r.unreachable(),
                         "duration_ms": r.duration.as_millis() as u64,
                         "commands": r.commands,
@@ -177,8 +185,7 @@ impl Printer {
             "time"
         );
         for r in reports {
-            let failed = r.count("failed")
-                + usize::from(r.error.is_some() && !r.unreachable() && r.count("failed") == 0);
+            let failed = r.failures();
             text.push_str(&format!(
                 "\n{:<16} {:>4} {:>8} {:>7} {:>8} {:>12} {:>8.2}s",
                 r.host,
@@ -190,8 +197,75 @@ impl Printer {
                 r.duration.as_secs_f64()
             ));
         }
+        // Left out by --only/--skip: one line, not one per step.
+        if let Some(n) = reports
+            .iter()
+            .map(|r| r.not_selected)
+            .max()
+            .filter(|n| *n > 0)
+        {
+            text.push_str(&format!(
+                "\n{n} step{} of the playbook not selected (--only/--skip)",
+                if n == 1 { "" } else { "s" }
+            ));
+        }
         self.line(&text);
     }
+}
+
+/// `cargo xtask hosts`: one line per host.
+pub fn hosts(inv: &Inventory, names: &[&str]) {
+    let mut out = format!(
+        "{:<16} {:<11} {:<6} {:<22} NETWORK",
+        "HOST", "ROLE", "ZONE", "SSH"
+    );
+    for name in names {
+        let h = &inv.hosts[*name];
+        let ssh = format!(
+            "{}@{}:{}",
+            h.user.as_deref().unwrap_or(&inv.ssh.user),
+            h.address,
+            h.port.unwrap_or(inv.ssh.port)
+        );
+        let net = h
+            .network
+            .as_ref()
+            .map(|n| format!("{} {}", n.interface, n.address))
+            .unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "\n{name:<16} {:<11} {:<6} {ssh:<22} {net}",
+            h.role,
+            h.zone.as_deref().unwrap_or("-")
+        ));
+    }
+    println!("{out}");
+}
+
+/// `cargo xtask playbooks`: each playbook with its steps, as its plan declares them.
+pub fn playbooks(registry: &Registry) {
+    for p in registry.all() {
+        println!(
+            "{}  ({}{})",
+            p.name(),
+            p.about(),
+            p.role()
+                .map(|r| format!("; role {}", r.name()))
+                .unwrap_or_default()
+        );
+        match playbooks::steps(p) {
+            Ok(steps) => {
+                for (i, s) in steps.iter().enumerate() {
+                    println!("  {:>2}. {s}", i + 1);
+                }
+            }
+            Err(e) => println!("  (its steps depend on the inventory: {e})"),
+        }
+    }
+}
+
+/// `cargo xtask inventory check` on a valid inventory.
+pub fn inventory_ok(inv: &Inventory) {
+    println!("{}: ok, {} hosts", inv.path.display(), inv.hosts.len());
 }
 
 fn indent(text: &str, prefix: &str) -> String {

@@ -6,13 +6,12 @@ use anyhow::{Context, Result};
 use playbooks::Inventory;
 use xshell::Shell;
 
-use crate::cli::{DemoArgs, InventoryArgs, RunArgs, SelectArgs};
-use crate::output::Printer;
-use crate::run::{HostReport, exit_code, fan_out};
-use crate::test::project_root;
+use super::DemoArgs;
+use super::test::project_root;
+use crate::runner::{HostReport, Printer, RunOptions, exit_code, fanout};
 
 /// The example inventory, embedded: the demo works from any folder.
-const EXAMPLE: &str = include_str!("../../inventory.toml");
+const EXAMPLE: &str = include_str!("../../../inventory.toml");
 
 pub fn demo(args: &DemoArgs) -> Result<u8> {
     let example = Inventory::parse(EXAMPLE, &project_root().join("inventory.toml"))
@@ -23,23 +22,23 @@ pub fn demo(args: &DemoArgs) -> Result<u8> {
         .map(|(n, h)| (n.as_str(), h.role.as_str()))
         .collect();
     let sh = Shell::new()?;
-    xtask::prereq::ensure(&sh)?;
+    super::prereq::ensure(&sh)?;
     eprintln!("demo: building (or reusing) the lab image");
-    let image = xtask::image::ensure(&sh)?;
+    let image = super::image::ensure(&sh)?;
     eprintln!(
         "demo: starting {} lab containers: {}",
         hosts.len(),
         hosts.iter().map(|h| h.0).collect::<Vec<_>>().join(", ")
     );
     let mut lab =
-        xtask::lab::Lab::start(&sh, &image, "nodeprep-demo", &hosts).context("starting the lab")?;
+        super::lab::Lab::start(&sh, &image, "nodeprep-demo", &hosts).context("starting the lab")?;
     if args.keep {
         lab.keep();
     }
     // The lab's inventory: the example's settings, each host reached on its container's
     // loopback ssh port instead of its real address.
     for node in lab.nodes().iter().filter(|n| n.role.starts_with("k8s-")) {
-        lab.sh(&node.name, xtask::lab::KUBE_STANDINS)?;
+        lab.sh(&node.name, super::lab::KUBE_STANDINS)?;
     }
     let path = lab.write_inventory(&lab_settings())?;
     let inv = Inventory::load(&path).map_err(|p| anyhow::anyhow!("{p}"))?;
@@ -50,46 +49,29 @@ pub fn demo(args: &DemoArgs) -> Result<u8> {
             println!("\n== second run: nothing should change ==");
         }
         let printer = Printer::new(false, false);
-        // Every role at once: one fan-out per playbook, each over its hosts in parallel.
+        let registry = playbooks::Registry::default();
+        let opts = RunOptions::default();
+        // Every role at once: one fan-out per role's playbook, each over its hosts in parallel.
         let mut reports: Vec<HostReport> = std::thread::scope(|s| {
-            let handles: Vec<_> = playbooks::all()
-                .into_iter()
-                .filter(|p| p.role.is_some())
-                .map(|playbook| {
-                    let (inv, path, printer) = (&inv, &path, &printer);
+            let handles: Vec<_> = registry
+                .all()
+                .filter_map(|p| p.role().map(|r| (p, r)))
+                .map(|(playbook, role)| {
+                    let (inv, printer, opts) = (&inv, &printer, &opts);
                     s.spawn(move || {
                         let names: Vec<&str> = inv
                             .hosts
                             .iter()
-                            .filter(|(_, h)| Some(h.role.as_str()) == playbook.role)
+                            .filter(|(_, h)| h.role == role.name())
                             .map(|(n, _)| n.as_str())
                             .collect();
                         if names.is_empty() {
                             return Vec::new();
                         }
-                        let run = RunArgs {
-                            playbook: playbook.name.into(),
-                            select: SelectArgs {
-                                inv: InventoryArgs {
-                                    inventory: Some(path.clone()),
-                                },
-                                hosts: vec![],
-                                role: None,
-                                zone: None,
-                                all: true,
-                                limit: None,
-                            },
-                            local: false,
-                            check: false,
-                            diff: false,
-                            json: false,
-                            forks: 16,
-                            only: vec![],
-                            skip: vec![],
-                            force: false,
-                            no_backup: false,
-                        };
-                        fan_out(inv, &names, playbook, &run, printer)
+                        let planner = fanout::planner(|t, p| playbook.plan(t, p));
+                        fanout::over_ssh(inv, &names, &planner, opts, &printer.sink(), &|r| {
+                            printer.host_done(r)
+                        })
                     })
                 })
                 .collect();
@@ -127,6 +109,6 @@ fn lab_settings() -> String {
             out.push('\n');
         }
     }
-    out.push_str(xtask::lab::LAB_KUBERNETES);
+    out.push_str(super::lab::LAB_KUBERNETES);
     out
 }

@@ -3,7 +3,7 @@
 //! steps (swapoff, modprobe, sysctl, a networkd address) and their persistence across a reboot
 //! run on a real kernel.
 //!
-//! The image is built like the container image ([`crate::image`]): an `mmdebstrap` rootfs, then
+//! The image is built like the container image ([`super::image`]): an `mmdebstrap` rootfs, then
 //! `mkfs.ext4 -d` into a raw disk without a partition table (`root=/dev/vda`), with the kernel
 //! and initrd beside it for direct kernel boot. It lives in `<cache>/<recipe hash>/` and is
 //! reused while the recipe below is unchanged. Each [`Vm`] boots a copy-on-write qcow2 overlay
@@ -131,7 +131,7 @@ pub fn recipe_hash() -> String {
         PACKAGES.join(","),
         DPKG_OPTS.join(","),
     );
-    format!("{:016x}", crate::image::fnv1a64(recipe.as_bytes()))
+    format!("{:016x}", super::image::fnv1a64(recipe.as_bytes()))
 }
 
 /// Where images are cached: `NODEPREP_VM_CACHE` when set, else `<target dir>/nodeprep-vm`.

@@ -3,28 +3,28 @@
 use anyhow::{Context, Result};
 use xshell::{Shell, cmd};
 
-use crate::run::{EXIT_FAILED, EXIT_OK};
+use crate::runner::{EXIT_FAILED, EXIT_OK};
 
 pub fn image() -> Result<u8> {
     let sh = Shell::new()?;
-    xtask::prereq::ensure(&sh)?;
-    let tag = xtask::image::ensure(&sh)?;
+    super::prereq::ensure(&sh)?;
+    let tag = super::image::ensure(&sh)?;
     println!("{tag}");
     Ok(EXIT_OK)
 }
 
 /// Builds the image, then runs every test of the workspace with nextest (profile `ci`), the
 /// integration tests using this very binary as the runner.
-pub fn test(args: &crate::cli::TestArgs) -> Result<u8> {
+pub fn test(args: &super::TestArgs) -> Result<u8> {
     let sh = Shell::new()?;
     sh.change_dir(project_root());
-    xtask::prereq::ensure(&sh)?;
+    super::prereq::ensure(&sh)?;
     let tag = match std::env::var("NODEPREP_TEST_IMAGE")
         .ok()
         .filter(|s| !s.is_empty())
     {
         Some(given) => given,
-        None => xtask::image::ensure(&sh).context("building the test image")?,
+        None => super::image::ensure(&sh).context("building the test image")?,
     };
     let bin = std::env::current_exe().context("locating the runner binary")?;
     let extra = &args.nextest_args;

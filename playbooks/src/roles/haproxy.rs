@@ -1,0 +1,100 @@
+//! The load balancer: haproxy in front of the masters' API, and in front of the workers of
+//! its zone for ingress when the inventory asks.
+
+use tasks::firewall::{self, Ports};
+use tasks::{Plan, Result, haproxy, verify};
+
+use super::{Role, common, full_update, network};
+use crate::inventory::{HostEntry, Target};
+
+/// A load balancer.
+#[derive(Debug, Clone, Copy)]
+pub struct Haproxy;
+
+/// The frontend for the API.
+pub const BALANCER_PORTS: &[Ports] = &[Ports::one(6443)];
+/// The ingress frontends.
+pub const INGRESS_PORTS: &[Ports] = &[Ports::one(80), Ports::one(443)];
+
+/// The address other hosts reach `h` at: its static address, else its ssh address.
+fn cluster_ip(h: &HostEntry) -> String {
+    h.network
+        .as_ref()
+        .and_then(|n| n.address.split('/').next().map(str::to_string))
+        .unwrap_or_else(|| h.address.clone())
+}
+
+/// The backends: masters, and the workers of the balancer's zone.
+fn backends(t: &Target, role: &str, same_zone: bool) -> Vec<(String, String)> {
+    t.inventory
+        .hosts
+        .iter()
+        .filter(|(_, h)| h.role == role && (!same_zone || h.zone == t.host.zone))
+        .map(|(n, h)| (n.clone(), cluster_ip(h)))
+        .collect()
+}
+
+/// Ingress frontends are served when the inventory asks and the zone has workers.
+pub fn ingress(t: &Target) -> bool {
+    t.inventory.haproxy.ingress && !backends(t, "k8s-worker", true).is_empty()
+}
+
+impl Role for Haproxy {
+    fn name(&self) -> &'static str {
+        "haproxy"
+    }
+
+    fn about(&self) -> &'static str {
+        "prepare a load balancer for the Kubernetes API (and ingress)"
+    }
+
+    fn ports(&self, t: &Target) -> Vec<Ports> {
+        if ingress(t) {
+            [BALANCER_PORTS, INGRESS_PORTS].concat()
+        } else {
+            BALANCER_PORTS.to_vec()
+        }
+    }
+
+    fn verify<'a>(&self, t: Target<'a>) -> verify::Spec<'a> {
+        verify::Spec {
+            name: t.name,
+            node: None,
+            ports: self.ports(&t),
+            // haproxy itself may hold its frontends already.
+            allowed_holders: &["haproxy"],
+            resources: None,
+        }
+    }
+
+    fn plan<'a>(&self, t: Target<'a>, p: &mut Plan<'a>) -> Result<()> {
+        common(t, p);
+        let masters = backends(&t, "k8s-master", false);
+        let workers = backends(&t, "k8s-worker", true);
+        let m: Vec<(&str, &str)> = masters
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let w: Vec<(&str, &str)> = workers
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let text = haproxy::render_config(&m, ingress(&t).then_some(&w[..]));
+        p.step("haproxy installed", haproxy::READS, haproxy::installed);
+        let config = p.step("haproxy config", haproxy::READS, move |cx| {
+            haproxy::config(cx, &text)
+        });
+        p.step("haproxy enabled", haproxy::READS, haproxy::enabled);
+        let ports = self.ports(&t);
+        p.step("firewall ports", firewall::READS, move |cx| {
+            firewall::ports_open(cx, &ports)
+        });
+        p.step("haproxy running", haproxy::READS, move |cx| {
+            let changed = cx.changed(config);
+            haproxy::running(cx, changed)
+        });
+        full_update(t, p);
+        network(t, p);
+        Ok(())
+    }
+}

@@ -1,0 +1,175 @@
+//! Kubernetes nodes: control-plane masters and workers.
+
+use tasks::firewall::{self, Ports};
+use tasks::{Change, Plan, Reads, Result, verify};
+use tasks::{containerd, disks, docker, hostname, kernel, kubelet};
+
+use super::{Role, common, full_update, network};
+use crate::inventory::Target;
+
+/// A master or a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    Master,
+    Worker,
+}
+
+/// A Kubernetes node of one kind.
+#[derive(Debug, Clone, Copy)]
+pub struct K8sNode(pub NodeKind);
+
+/// Control plane: API server, etcd client and peer, kubelet, controller-manager, scheduler.
+pub const MASTER_PORTS: &[Ports] = &[
+    Ports::one(6443),
+    Ports::range(2379, 2380),
+    Ports::one(10250),
+    Ports::one(10257),
+    Ports::one(10259),
+];
+
+/// Workers: kubelet and the NodePort range.
+pub const WORKER_PORTS: &[Ports] = &[Ports::one(10250), Ports::range(30000, 32767)];
+
+pub const SYSCTL_FILE: &str = "/etc/sysctl.d/99-kubernetes-cri.conf";
+pub const SYSCTLS: &[(&str, &str)] = &[
+    ("net.bridge.bridge-nf-call-iptables", "1"),
+    ("net.ipv4.ip_forward", "1"),
+    ("net.bridge.bridge-nf-call-ip6tables", "1"),
+];
+pub const MODULES_FILE: &str = "/etc/modules-load.d/containerd.conf";
+pub const MODULES: &[&str] = &["overlay", "br_netfilter"];
+
+impl Role for K8sNode {
+    fn name(&self) -> &'static str {
+        match self.0 {
+            NodeKind::Master => "k8s-master",
+            NodeKind::Worker => "k8s-worker",
+        }
+    }
+
+    fn about(&self) -> &'static str {
+        match self.0 {
+            NodeKind::Master => "prepare a Kubernetes control-plane node",
+            NodeKind::Worker => "prepare a Kubernetes worker node",
+        }
+    }
+
+    fn ports(&self, _: &Target) -> Vec<Ports> {
+        match self.0 {
+            NodeKind::Master => MASTER_PORTS.to_vec(),
+            NodeKind::Worker => WORKER_PORTS.to_vec(),
+        }
+    }
+
+    fn modules(&self) -> &'static [&'static str] {
+        MODULES
+    }
+
+    fn sysctls(&self) -> &'static [(&'static str, &'static str)] {
+        SYSCTLS
+    }
+
+    fn verify<'a>(&self, t: Target<'a>) -> verify::Spec<'a> {
+        verify::Spec {
+            name: t.name,
+            node: Some(verify::Node {
+                modules: self.modules(),
+                sysctls: self.sysctls(),
+            }),
+            ports: self.ports(&t),
+            allowed_holders: verify::KUBERNETES_HOLDERS,
+            // kubeadm's preflight minimums for a control-plane node.
+            resources: (self.0 == NodeKind::Master).then_some(verify::Resources {
+                cpus: verify::MIN_CPUS,
+                memory_mib: verify::MIN_MEMORY_MIB,
+            }),
+        }
+    }
+
+    fn plan<'a>(&self, t: Target<'a>, p: &mut Plan<'a>) -> Result<()> {
+        common(t, p);
+        p.step("hostname", hostname::READS, move |cx| {
+            hostname::hostname(cx, t.name)
+        });
+        // A check: a failure is reported (with the fix) but the preparation goes on.
+        p.check("stable disk ids", disks::READS, disks::stable_disk_ids);
+        kernel_prep(p, self.modules(), self.sysctls());
+        let k = &t.inventory.kubernetes;
+        let source = match k.source.as_str() {
+            "upstream" => kubelet::Source::Upstream { minor: &k.version },
+            "present" => kubelet::Source::Present,
+            _ => kubelet::Source::Distro,
+        };
+        p.step("kubernetes packages", kubelet::READS, move |cx| {
+            kubelet::packages(cx, source)
+        });
+        p.step(
+            "containerd installed",
+            containerd::READS,
+            containerd::installed,
+        );
+        let config = p.step("containerd config", containerd::READS, containerd::config);
+        p.step("containerd running", containerd::READS, move |cx| {
+            let changed = cx.changed(config);
+            containerd::enabled_and_running(cx, changed)
+        });
+        p.step(
+            "crictl config",
+            containerd::READS,
+            containerd::crictl_config,
+        );
+        let daemon = p.step("docker daemon.json", docker::READS, move |cx| {
+            if k.docker || docker::is_installed(cx)? {
+                docker::daemon_json(cx)
+            } else {
+                Ok(Change::Skipped("docker is not installed".into()))
+            }
+        });
+        p.step("docker running", docker::READS, move |cx| {
+            let changed = cx.changed(daemon);
+            docker::enable_and_start(cx, changed)
+        });
+        p.step("kubelet extra args", kubelet::READS, kubelet::extra_args);
+        p.step("kubelet enabled", kubelet::READS, kubelet::enabled);
+        let ports = self.ports(&t);
+        p.step("firewall ports", firewall::READS, move |cx| {
+            firewall::ports_open(cx, &ports)
+        });
+        full_update(t, p);
+        network(t, p);
+        Ok(())
+    }
+}
+
+/// Swap off now and for good; the modules loaded now and at boot; the sysctls persisted and
+/// live (after the modules: the bridge keys exist only once br_netfilter is loaded).
+pub fn kernel_prep<'a>(
+    p: &mut Plan<'a>,
+    modules: &'a [&'a str],
+    sysctls: &'a [(&'a str, &'a str)],
+) {
+    let live = kernel::live_reads(modules, sysctls);
+    p.step("swap off", kernel::READS, kernel::swap_off);
+    p.step(
+        "swap disabled in fstab",
+        kernel::READS,
+        kernel::fstab_swap_disabled,
+    );
+    p.step(
+        "kernel modules persisted",
+        [kernel::READS, Reads::files(&[MODULES_FILE])],
+        move |cx| kernel::modules_file(cx, MODULES_FILE, modules),
+    );
+    p.step("kernel modules loaded", live.clone(), move |cx| {
+        kernel::modules_loaded(cx, modules)
+    });
+    let persisted = p.step(
+        "sysctl persisted",
+        Reads::files(&[SYSCTL_FILE]),
+        move |cx| kernel::sysctl_file(cx, SYSCTL_FILE, sysctls),
+    );
+    p.step("sysctl applied", live, move |cx| {
+        let changed = cx.changed(persisted);
+        kernel::sysctl_applied(cx, sysctls, changed)
+    });
+}

@@ -1,0 +1,66 @@
+//! The development tools: the systemd + sshd test image, lab containers, the VM, and the
+//! `test-image`, `test`, `demo` and `bench` commands. They drive the runner like a user does
+//! (the runner binary, or [`crate::runner`]'s jobs); the runner never imports them.
+
+pub mod bench;
+pub mod demo;
+pub mod image;
+pub mod lab;
+pub mod prereq;
+pub mod test;
+pub mod vm;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+/// The dev commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build (or reuse) the systemd + sshd test image and print its tag.
+    TestImage,
+    /// Build the test image and run every test with cargo-nextest.
+    Test(TestArgs),
+    /// Start lab containers named after the example inventory's hosts and prepare them all.
+    Demo(DemoArgs),
+    /// Time the first and the no-op runs of k8s-worker against fresh lab containers.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct TestArgs {
+    /// Extra arguments for cargo nextest (e.g. a filter).
+    #[arg(last = true)]
+    pub nextest_args: Vec<String>,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct DemoArgs {
+    /// Leave the containers running afterwards (they are removed by default).
+    #[arg(long)]
+    pub keep: bool,
+    /// Also run everything a second time, to show that nothing changes.
+    #[arg(long)]
+    pub twice: bool,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct BenchArgs {
+    /// Host counts to measure (repeatable).
+    #[arg(long = "hosts", default_values_t = [1, 8])]
+    pub hosts: Vec<usize>,
+    /// No-op re-runs per host count.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn dispatch(command: Command) -> Result<u8> {
+    match command {
+        Command::TestImage => test::image(),
+        Command::Test(args) => test::test(&args),
+        Command::Demo(args) => demo::demo(&args),
+        Command::Bench(args) => bench::bench(&args),
+    }
+}

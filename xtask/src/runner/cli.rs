@@ -1,0 +1,189 @@
+//! The runner's command line (clap): `run`, `verify`, `hosts`, `playbooks`, `inventory check`.
+//! Each command is turned into a plan (a playbook, its targets, typed options) for the
+//! runner; nothing here runs or prints anything itself.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::{Args, Subcommand};
+use playbooks::Registry;
+use tasks::{Mode, Selection};
+
+use super::fanout::RunOptions;
+use super::select::Selector;
+use super::{Job, Targets};
+
+/// The runner's commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a playbook against hosts of the inventory (or this machine with --local).
+    Run(RunArgs),
+    /// List the inventory's hosts (optionally a selection).
+    Hosts(SelectArgs),
+    /// List the playbooks and their steps.
+    Playbooks,
+    /// Read-only checks before `kubeadm init/join` (swap, modules, sysctls, cgroup driver,
+    /// binaries, ports, resources, host name, clock; unique names, addresses, machine-id and
+    /// product_uuid across the hosts), each with the fix when it fails.
+    Verify(VerifyArgs),
+    /// Inventory commands.
+    Inventory {
+        #[command(subcommand)]
+        command: InventoryCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InventoryCommand {
+    /// Validate the inventory and report every problem.
+    Check(InventoryArgs),
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct InventoryArgs {
+    /// The inventory file [env: NODEPREP_INVENTORY; default: ./inventory.toml]
+    #[arg(long, short = 'i')]
+    pub inventory: Option<PathBuf>,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct SelectArgs {
+    #[command(flatten)]
+    pub inv: InventoryArgs,
+    /// A host by name (repeatable).
+    #[arg(long = "host", short = 'H')]
+    pub hosts: Vec<String>,
+    /// Every host of a role.
+    #[arg(long)]
+    pub role: Option<String>,
+    /// Every host of a zone.
+    #[arg(long)]
+    pub zone: Option<String>,
+    /// Every host of the inventory.
+    #[arg(long)]
+    pub all: bool,
+    /// Only hosts whose name matches this glob (`*`, `?`, `[...]`), e.g. 'prdk8swok5*'.
+    #[arg(long)]
+    pub limit: Option<String>,
+}
+
+impl SelectArgs {
+    pub fn selector(&self) -> Selector {
+        Selector {
+            hosts: self.hosts.clone(),
+            role: self.role.clone(),
+            zone: self.zone.clone(),
+            all: self.all,
+            limit: self.limit.clone(),
+        }
+    }
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct RunArgs {
+    /// The playbook to run (see `cargo xtask playbooks`).
+    pub playbook: String,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Run on this machine, without ssh.
+    #[arg(long)]
+    pub local: bool,
+    /// Change nothing; report what would change.
+    #[arg(long)]
+    pub check: bool,
+    /// Show the unified diff of every file that changes (or would).
+    #[arg(long)]
+    pub diff: bool,
+    /// Write JSON-lines events on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Hosts prepared at once.
+    #[arg(long, default_value_t = 16)]
+    pub forks: usize,
+    /// Run only these steps (repeatable, or a comma list).
+    #[arg(long)]
+    pub only: Vec<String>,
+    /// Skip these steps (repeatable, or a comma list).
+    #[arg(long)]
+    pub skip: Vec<String>,
+    /// Run the playbook on hosts of another role.
+    #[arg(long)]
+    pub force: bool,
+    /// Do not keep copies of replaced files under /var/backups/nodeprep on the hosts.
+    #[arg(long)]
+    pub no_backup: bool,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct VerifyArgs {
+    /// The playbook whose hosts are checked (its role picks the checks).
+    pub playbook: String,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Write JSON-lines events on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Hosts checked at once.
+    #[arg(long, default_value_t = 16)]
+    pub forks: usize,
+    /// Run only these checks (repeatable, or a comma list).
+    #[arg(long)]
+    pub only: Vec<String>,
+    /// Skip these checks (repeatable, or a comma list).
+    #[arg(long)]
+    pub skip: Vec<String>,
+}
+
+fn forks(n: usize) -> Result<usize> {
+    if n == 0 {
+        bail!("--forks must be at least 1");
+    }
+    Ok(n)
+}
+
+impl RunArgs {
+    /// The job this command line asks for.
+    pub fn job<'r>(&self, registry: &'r Registry) -> Result<Job<'r>> {
+        let playbook = super::find_playbook(registry, &self.playbook)?;
+        let targets = if self.local {
+            Targets::Local {
+                name: self.select.hosts.first().cloned(),
+            }
+        } else {
+            Targets::Inventory(self.select.selector())
+        };
+        Ok(Job {
+            playbook,
+            inventory: self.select.inv.inventory.clone(),
+            targets,
+            options: RunOptions {
+                mode: if self.check { Mode::Check } else { Mode::Apply },
+                diff: self.diff,
+                backup: !self.no_backup,
+                forks: forks(self.forks)?,
+                selection: Selection::new(&self.only, &self.skip),
+            },
+            force: self.force,
+            json: self.json,
+        })
+    }
+}
+
+impl VerifyArgs {
+    pub fn job<'r>(&self, registry: &'r Registry) -> Result<Job<'r>> {
+        Ok(Job {
+            playbook: super::find_playbook(registry, &self.playbook)?,
+            inventory: self.select.inv.inventory.clone(),
+            targets: Targets::Inventory(self.select.selector()),
+            options: RunOptions {
+                mode: Mode::Check,
+                diff: false,
+                backup: false,
+                forks: forks(self.forks)?,
+                selection: Selection::new(&self.only, &self.skip),
+            },
+            force: false,
+            json: self.json,
+        })
+    }
+}

@@ -1,0 +1,244 @@
+//! Running a plan over hosts: for each host, in parallel (at most `forks` at once), connect,
+//! read what the plan's steps read in one round trip, run the steps, close. A failure on one
+//! host never stops the others.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use playbooks::{HostEntry, Inventory, Target};
+use tasks::ctx::Sink;
+use tasks::host::{Local, Ssh, SshConfig};
+use tasks::{Ctx, Host, Mode, Options, Plan, Selection};
+
+use super::report::HostReport;
+
+/// How a run treats its hosts.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub mode: Mode,
+    /// Compute the diffs of changed files (always on in check mode).
+    pub diff: bool,
+    /// Keep a copy of every replaced file under /var/backups/nodeprep.
+    pub backup: bool,
+    /// Hosts prepared at once.
+    pub forks: usize,
+    pub selection: Selection,
+}
+
+impl Default for RunOptions {
+    fn default() -> RunOptions {
+        RunOptions {
+            mode: Mode::Apply,
+            diff: false,
+            backup: true,
+            forks: 16,
+            selection: Selection::default(),
+        }
+    }
+}
+
+/// Builds the plan of one host: a playbook's, or `verify`'s checks.
+pub type Planner<'p> = dyn for<'a> Fn(Target<'a>, &mut Plan<'a>) -> tasks::Result<()> + Sync + 'p;
+
+/// A closure as a [`Planner`] (it names the lifetimes the compiler cannot infer).
+pub fn planner<F>(f: F) -> F
+where
+    F: for<'a> Fn(Target<'a>, &mut Plan<'a>) -> tasks::Result<()> + Sync,
+{
+    f
+}
+
+/// Runs `planner`'s plan on every named host of `inv` over ssh, `forks` at a time, telling
+/// `sink` every event and `done` every finished host. Reports come back in `names`' order.
+pub fn over_ssh(
+    inv: &Inventory,
+    names: &[&str],
+    planner: &Planner,
+    opts: &RunOptions,
+    sink: &Sink,
+    done: &(dyn Fn(&HostReport) + Sync),
+) -> Vec<HostReport> {
+    let queue = Mutex::new(names.iter().copied().enumerate());
+    let results: Mutex<Vec<(usize, HostReport)>> = Mutex::new(Vec::new());
+    let workers = opts.forks.min(names.len()).max(1);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let next = queue.lock().unwrap().next();
+                    let Some((i, name)) = next else { break };
+                    let target = inv.target(name).expect("selected from the inventory");
+                    let report = run_one(ssh_host(inv, &target), target, planner, opts, sink);
+                    done(&report);
+                    results.lock().unwrap().push((i, report));
+                }
+            });
+        }
+    });
+    let mut out = results.into_inner().unwrap();
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Runs `planner`'s plan on this machine, without ssh, as inventory host `name` (its settings
+/// from the inventory when it names this host, else the role's defaults).
+pub fn local(
+    inv: &Inventory,
+    name: &str,
+    role: Option<&str>,
+    planner: &Planner,
+    opts: &RunOptions,
+    sink: &Sink,
+) -> HostReport {
+    let fallback = HostEntry {
+        role: role.unwrap_or("k8s-worker").to_string(),
+        address: "127.0.0.1".into(),
+        port: None,
+        user: None,
+        zone: None,
+        network: None,
+    };
+    let target = inv.target(name).unwrap_or(Target {
+        name,
+        host: &fallback,
+        inventory: inv,
+    });
+    let host: Box<dyn Host> = Box::new(Local::new(target.name).with_sudo(!is_root()));
+    run_one(Ok(host), target, planner, opts, sink)
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// This machine's host name.
+pub fn this_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn ssh_host(inv: &Inventory, t: &Target) -> tasks::Result<Box<dyn Host>> {
+    let mut cfg = SshConfig::new(t.name, &t.host.address);
+    cfg.port = t.host.port.unwrap_or(inv.ssh.port);
+    cfg.user = t.host.user.clone().unwrap_or_else(|| inv.ssh.user.clone());
+    cfg.identity_file = inv
+        .ssh
+        .identity_file
+        .as_ref()
+        .map(|p| inv.resolve(&expand_home(p)));
+    cfg.known_hosts = inv
+        .ssh
+        .known_hosts
+        .as_ref()
+        .map(|p| inv.resolve(&expand_home(p)));
+    cfg.accept_new_host_key = inv.ssh.accept_new_host_keys;
+    cfg.prefer_fast_kex = inv.ssh.fast_kex;
+    cfg.connect_timeout_secs = inv.ssh.connect_timeout;
+    Ok(Box::new(Ssh::new(cfg)?))
+}
+
+fn expand_home(p: &Path) -> PathBuf {
+    match (p.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// Plans, connects, runs the selected steps, closes; never panics the caller.
+fn run_one(
+    host: tasks::Result<Box<dyn Host>>,
+    target: Target,
+    planner: &Planner,
+    opts: &RunOptions,
+    sink: &Sink,
+) -> HostReport {
+    let start = Instant::now();
+    let name = target.name;
+    let mut plan = Plan::new();
+    if let Err(e) = planner(target, &mut plan) {
+        return HostReport::early(name, e.kind(), e.to_string(), start.elapsed());
+    }
+    let host = match host {
+        Ok(h) => h,
+        Err(e) => return HostReport::early(name, e.kind(), e.to_string(), start.elapsed()),
+    };
+    let check = opts.mode == Mode::Check;
+    let ctx_opts = Options {
+        mode: opts.mode,
+        diff: opts.diff,
+        probe: plan.probe(&opts.selection),
+        sink: Some(sink.clone()),
+        backup: opts.backup,
+        // Apply runs take the host's lock; a check run reads only.
+        lock: (!check).then(holder),
+        lock_is_stale: Some(holder_is_gone),
+    };
+    let mut cx = match Ctx::connect(host, ctx_opts) {
+        Ok(cx) => cx,
+        Err(e) => {
+            let mut r = HostReport::early(name, e.kind(), e.to_string(), start.elapsed());
+            r.commands = 1;
+            r.remote = start.elapsed();
+            return r;
+        }
+    };
+    let ran = plan.run(&mut cx, &opts.selection);
+    cx.close();
+    HostReport {
+        host: name.to_string(),
+        records: cx.records().to_vec(),
+        not_selected: ran.not_selected,
+        error: ran.error.map(|e| (e.kind(), e.to_string())),
+        duration: start.elapsed(),
+        commands: cx.commands_sent(),
+        remote: cx.remote_time(),
+        misses: cx.misses().to_vec(),
+    }
+}
+
+/// Who holds a host's lock during a run, as a second runner is told.
+fn holder() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "?".into());
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!(
+        "nodeprep run by {user}@{} (pid {}, started at unix time {since})",
+        this_hostname(),
+        std::process::id()
+    )
+}
+
+/// A lock taken by a runner of this machine whose process is gone (killed) is stale; one
+/// from another machine is never judged from here.
+fn holder_is_gone(holder: &str) -> bool {
+    let Some(rest) = holder.strip_prefix("nodeprep run by ") else {
+        return false;
+    };
+    let Some((who, after)) = rest.split_once(" (pid ") else {
+        return false;
+    };
+    let host = who.rsplit_once('@').map(|(_, h)| h).unwrap_or("");
+    let pid: u32 = after
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    host == this_hostname()
+        && pid != 0
+        && pid != std::process::id()
+        && !Path::new(&format!("/proc/{pid}")).exists()
+}
