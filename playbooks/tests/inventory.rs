@@ -24,7 +24,7 @@ fn the_example_is_valid() {
     assert_eq!(inv.hosts["prdk8swok511"].address, "192.168.5.57");
     assert_eq!(inv.system.locale, "fr_FR.UTF-8");
     let vars = inv.target("prdk8swok511").unwrap().var_table();
-    assert!(vars["motd_greeting"].is_str(), "{vars}");
+    assert!(vars["motd"]["notice"].is_str(), "{vars}");
 }
 
 #[test]

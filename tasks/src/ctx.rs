@@ -6,8 +6,12 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, ErrorKind, Result};
 use crate::facts::Facts;
 use crate::host::{Cmd, Host, Output};
-use crate::plan::StepRef;
 use crate::state::{self, FileState, Probe, State};
+
+/// A handle on a step declared in a [`crate::plan::Plan`], for handlers: [`Ctx::changed`]
+/// tells whether that step changed something in this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepRef(pub(crate) usize);
 
 /// Apply changes, or only say what would change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -16,6 +16,7 @@
 //! assert_eq!(p.names(), ["swap disabled in fstab", "report"]);
 //! ```
 
+pub use crate::ctx::StepRef;
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
 use crate::state::Probe;
@@ -69,11 +70,6 @@ impl<const N: usize> From<[Reads; N]> for Probe {
             .fold(Probe::default(), |p, r| p.merge(&Probe::from(r)))
     }
 }
-
-/// A handle on a declared step, for handlers: [`Ctx::changed`] tells whether it changed
-/// something in this run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StepRef(pub(crate) usize);
 
 type StepFn<'a> = Box<dyn FnOnce(&mut Ctx) -> Result<Change> + 'a>;
 type FinallyFn<'a> = Box<dyn FnOnce(&mut Ctx) -> Result<()> + 'a>;

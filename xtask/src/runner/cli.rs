@@ -1,6 +1,6 @@
 //! The runner's command line (clap): `run`, `verify`, `hosts`, `playbooks`, `inventory check`.
-//! Each command is turned into a plan (a playbook, its targets, typed options) for the
-//! runner; nothing here runs or prints anything itself.
+//! Each command becomes a [`Job`] (a playbook, its targets, typed options) or a listing;
+//! [`main`] is the whole command line for an operator's own crate.
 
 use std::path::PathBuf;
 
@@ -9,9 +9,13 @@ use clap::{Args, Subcommand};
 use playbooks::Registry;
 use tasks::{Mode, Selection};
 
+use std::process::ExitCode;
+
 use super::fanout::RunOptions;
-use super::select::Selector;
-use super::{Job, Targets};
+use super::job::{self, Job, Reported, Targets};
+use super::report::{EXIT_BAD_INPUT, EXIT_OK};
+use super::select::{self, Selector};
+use super::{print, verify};
 
 /// The runner's commands.
 #[derive(Subcommand, Debug)]
@@ -144,7 +148,7 @@ fn forks(n: usize) -> Result<usize> {
 impl RunArgs {
     /// The job this command line asks for.
     pub fn job<'r>(&self, registry: &'r Registry) -> Result<Job<'r>> {
-        let playbook = super::find_playbook(registry, &self.playbook)?;
+        let playbook = job::find_playbook(registry, &self.playbook)?;
         let targets = if self.local {
             Targets::Local {
                 name: self.select.hosts.first().cloned(),
@@ -172,7 +176,7 @@ impl RunArgs {
 impl VerifyArgs {
     pub fn job<'r>(&self, registry: &'r Registry) -> Result<Job<'r>> {
         Ok(Job {
-            playbook: super::find_playbook(registry, &self.playbook)?,
+            playbook: job::find_playbook(registry, &self.playbook)?,
             inventory: self.select.inv.inventory.clone(),
             targets: Targets::Inventory(self.select.selector()),
             options: RunOptions {
@@ -186,4 +190,88 @@ impl VerifyArgs {
             json: self.json,
         })
     }
+}
+
+/// Runs one of the runner's commands.
+pub fn dispatch(command: Command, registry: &Registry) -> Result<u8> {
+    match command {
+        Command::Run(args) => job::run(&args.job(registry)?),
+        Command::Verify(args) => verify::verify(&args.job(registry)?),
+        Command::Playbooks => {
+            print::playbooks(registry);
+            Ok(EXIT_OK)
+        }
+        Command::Hosts(args) => {
+            let inv = job::load_inventory(args.inv.inventory.as_deref())?;
+            let sel = args.selector();
+            let names: Vec<&str> = if sel.is_empty() {
+                inv.hosts.keys().map(String::as_str).collect()
+            } else {
+                select::select(&inv, &sel)?
+            };
+            print::hosts(&inv, &names);
+            Ok(EXIT_OK)
+        }
+        Command::Inventory {
+            command: InventoryCommand::Check(args),
+        } => {
+            let inv = job::load_inventory(args.inventory.as_deref())?;
+            print::inventory_ok(&inv);
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+/// The exit code for an error out of [`dispatch`], printing it unless it was printed already.
+pub fn error_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<Reported>() {
+        Some(Reported(code)) => *code,
+        None => {
+            eprintln!("error: {e:#}");
+            EXIT_BAD_INPUT
+        }
+    }
+}
+
+/// The runner's command line, for a crate of the operator's own:
+///
+/// ```no_run
+/// fn main() -> std::process::ExitCode {
+///     let mut registry = playbooks::Registry::default();
+///     // registry.add(my_playbook);
+///     xtask::runner::main(registry)
+/// }
+/// ```
+pub fn main(registry: Registry) -> ExitCode {
+    use clap::Parser;
+    #[derive(Parser)]
+    #[command(
+        name = "nodeprep",
+        about = "nodeprep: prepare Linux servers for Kubernetes",
+        version
+    )]
+    struct Cli {
+        /// More log output (-v info, -vv debug); RUST_LOG works too.
+        #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+        verbose: u8,
+        #[command(subcommand)]
+        command: Command,
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    print::init_logging(cli.verbose);
+    ExitCode::from(dispatch(cli.command, &registry).unwrap_or_else(|e| error_code(&e)))
+}
+
+/// clap's own error: usage problems are bad input, `--help` and `--version` are not.
+pub fn usage_error(e: clap::Error) -> ExitCode {
+    let code = if e.use_stderr() {
+        EXIT_BAD_INPUT
+    } else {
+        EXIT_OK
+    };
+    let _ = e.print();
+    ExitCode::from(code)
 }

@@ -13,8 +13,10 @@ use playbooks::{HostEntry, Inventory, Role, Target};
 use tasks::verify::{self, Identity};
 use tasks::{Event, Outcome, Plan, Record};
 
+use super::fanout;
+use super::job::{Job, Targets, load_inventory, targets};
+use super::print::Printer;
 use super::report::exit_code;
-use super::{Job, Printer, Targets, fanout, load_inventory, targets};
 
 /// Every check name a role's hosts can get, for `--only` / `--skip`: the role's checks (as
 /// its spec declares them, ingress frontends included), then the checks across hosts.
