@@ -3,8 +3,6 @@
 //! here; `cargo xtask playbooks`, `--only`/`--skip` and the plans tests read a playbook's
 //! steps from its plan, the one place they are declared.
 
-use std::path::Path;
-
 use tasks::{Plan, Result};
 
 use crate::inventory::{HostEntry, Inventory, Target};
@@ -122,25 +120,46 @@ impl Registry {
     }
 }
 
-/// The steps of `pb`, as its plan declares them for a host of its role with the inventory's
-/// defaults (a playbook declares the same steps for every host; what a host does not need is
-/// skipped with the reason).
-pub fn steps(pb: &dyn Playbook) -> Result<Vec<String>> {
-    let inv = Inventory::parse("", Path::new("inventory.toml")).expect("the empty inventory");
-    let host = HostEntry {
+/// The steps of `pb` for host `t`, as its plan declares them (a playbook declares the same
+/// steps for every host; what a host does not need is skipped with the reason).
+pub fn steps(pb: &dyn Playbook, t: Target) -> Result<Vec<String>> {
+    let mut plan = Plan::new();
+    pb.plan(t, &mut plan)?;
+    Ok(plan.names())
+}
+
+/// A host of `pb`'s role with no settings of its own (this machine, `--local`, when the
+/// inventory does not name it).
+pub fn stand_in(pb: &dyn Playbook) -> HostEntry {
+    HostEntry {
         role: pb.role().map(|r| r.name()).unwrap_or("k8s-worker").into(),
         address: "127.0.0.1".into(),
         port: None,
         user: None,
         zone: None,
         network: None,
-    };
-    let t = Target {
-        name: "localhost",
-        host: &host,
-        inventory: &inv,
-    };
-    let mut plan = Plan::new();
-    pb.plan(t, &mut plan)?;
-    Ok(plan.names())
+    }
+}
+
+/// The steps of `pb` for a listing: planned for the first host of its role in `inv` (any
+/// host for a playbook of no role), else for a stand-in host with `inv`'s settings.
+pub fn listed_steps(pb: &dyn Playbook, inv: &Inventory) -> Result<Vec<String>> {
+    let host = inv
+        .hosts
+        .iter()
+        .find(|(_, h)| pb.role().is_none_or(|r| r.name() == h.role));
+    match host {
+        Some((name, _)) => steps(pb, inv.target(name).expect("a host of the inventory")),
+        None => {
+            let host = stand_in(pb);
+            steps(
+                pb,
+                Target {
+                    name: "localhost",
+                    host: &host,
+                    inventory: inv,
+                },
+            )
+        }
+    }
 }

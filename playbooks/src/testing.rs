@@ -43,7 +43,7 @@ pub fn converge(
     }
     let out = plan(&cx);
     let ran: Vec<String> = cx.records().iter().map(|r| r.name.clone()).collect();
-    let listed = steps(pb).unwrap_or_else(|e| panic!("{who}: {e}"));
+    let listed = steps(pb, target).unwrap_or_else(|e| panic!("{who}: {e}"));
     assert_eq!(
         ran, listed,
         "{who}: the steps run differ from the steps listed"

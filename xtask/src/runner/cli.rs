@@ -25,7 +25,7 @@ pub enum Command {
     /// List the inventory's hosts (optionally a selection).
     Hosts(SelectArgs),
     /// List the playbooks and their steps.
-    Playbooks,
+    Playbooks(InventoryArgs),
     /// Read-only checks before `kubeadm init/join` (swap, modules, sysctls, cgroup driver,
     /// binaries, ports, resources, host name, clock; unique names, addresses, machine-id and
     /// product_uuid across the hosts), each with the fix when it fails.
@@ -197,8 +197,10 @@ pub fn dispatch(command: Command, registry: &Registry) -> Result<u8> {
     match command {
         Command::Run(args) => job::run(&args.job(registry)?),
         Command::Verify(args) => verify::verify(&args.job(registry)?),
-        Command::Playbooks => {
-            print::playbooks(registry);
+        Command::Playbooks(args) => {
+            // The inventory's settings when there is one: a playbook may read its `[vars]`.
+            let inv = job::optional_inventory(args.inventory.as_deref())?;
+            print::playbooks(registry, &inv);
             Ok(EXIT_OK)
         }
         Command::Hosts(args) => {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use playbooks::{HostEntry, Inventory, Target};
+use playbooks::{Inventory, Target};
 use tasks::ctx::Sink;
 use tasks::host::{Local, Ssh, SshConfig};
 use tasks::{Ctx, Host, Mode, Options, Plan, Selection};
@@ -81,29 +81,8 @@ pub fn over_ssh(
     out.into_iter().map(|(_, r)| r).collect()
 }
 
-/// Runs `planner`'s plan on this machine, without ssh, as inventory host `name` (its settings
-/// from the inventory when it names this host, else the role's defaults).
-pub fn local(
-    inv: &Inventory,
-    name: &str,
-    role: Option<&str>,
-    planner: &Planner,
-    opts: &RunOptions,
-    sink: &Sink,
-) -> HostReport {
-    let fallback = HostEntry {
-        role: role.unwrap_or("k8s-worker").to_string(),
-        address: "127.0.0.1".into(),
-        port: None,
-        user: None,
-        zone: None,
-        network: None,
-    };
-    let target = inv.target(name).unwrap_or(Target {
-        name,
-        host: &fallback,
-        inventory: inv,
-    });
+/// Runs `planner`'s plan on this machine, without ssh, as `target`.
+pub fn local(target: Target, planner: &Planner, opts: &RunOptions, sink: &Sink) -> HostReport {
     let host: Box<dyn Host> = Box::new(Local::new(target.name).with_sudo(!is_root()));
     run_one(Ok(host), target, planner, opts, sink)
 }

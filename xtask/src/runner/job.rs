@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, anyhow, bail};
-use playbooks::{Inventory, Playbook, Registry};
+use playbooks::{Inventory, Playbook, Registry, Target};
 
 use super::fanout::{self, RunOptions};
 use super::print::Printer;
@@ -64,8 +64,9 @@ pub fn load_inventory(path: Option<&std::path::Path>) -> Result<Inventory> {
     })
 }
 
-/// The inventory for `--local`: optional (its settings are used when it exists).
-fn local_inventory(path: Option<&std::path::Path>) -> Result<Inventory> {
+/// The inventory when it exists, else one with every setting at its default (`--local`,
+/// listings).
+pub(crate) fn optional_inventory(path: Option<&std::path::Path>) -> Result<Inventory> {
     let path = select::inventory_path(path);
     if path.exists() {
         load_inventory(Some(&path))
@@ -101,22 +102,53 @@ pub(crate) fn targets<'i>(
     Ok(names)
 }
 
-/// Runs a job: every selected host, the recap; returns the exit code.
-pub fn run(job: &Job) -> Result<u8> {
-    let steps = playbooks::steps(job.playbook).map_err(|e| anyhow!("{e}"))?;
+/// Every host's plan is made before any host is touched: a bad `[vars]` value is bad input,
+/// not a failure on some hosts; and `--only`/`--skip` must name steps of those plans.
+fn check_plans(job: &Job, targets: &[Target]) -> Result<()> {
+    let mut steps: Vec<String> = Vec::new();
+    for t in targets {
+        for s in playbooks::steps(job.playbook, *t).map_err(|e| anyhow!("{e}"))? {
+            if !steps.contains(&s) {
+                steps.push(s);
+            }
+        }
+    }
+    check_selection(job, &steps)
+}
+
+fn check_selection(job: &Job, steps: &[String]) -> Result<()> {
     job.options
         .selection
-        .validate(&format!("playbook {}", job.playbook.name()), &steps)
-        .map_err(|e| anyhow!("{e} (see `cargo xtask playbooks`)"))?;
+        .validate(&format!("playbook {}", job.playbook.name()), steps)
+        .map_err(|e| anyhow!("{e} (see `cargo xtask playbooks`)"))
+}
+
+/// Runs a job: every selected host, the recap; returns the exit code.
+pub fn run(job: &Job) -> Result<u8> {
+    // Steps named wrong are refused first, from the steps the playbook lists with the
+    // inventory's defaults (when it can plan without the inventory's [vars]); each host's own
+    // plan is checked again below.
+    let defaults =
+        Inventory::parse("", std::path::Path::new("inventory.toml")).map_err(|p| anyhow!("{p}"))?;
+    if let Ok(steps) = playbooks::listed_steps(job.playbook, &defaults) {
+        check_selection(job, &steps)?;
+    }
     let check = job.options.mode == tasks::Mode::Check;
     let printer = Printer::new(job.json, job.options.diff || check);
     let planner = fanout::planner(|t, p| job.playbook.plan(t, p));
     let reports = match &job.targets {
         Targets::Local { name } => {
-            let inv = local_inventory(job.inventory.as_deref())?;
+            let inv = optional_inventory(job.inventory.as_deref())?;
             let name = name.clone().unwrap_or_else(fanout::this_hostname);
-            let role = job.playbook.role().map(|r| r.name());
-            let report = fanout::local(&inv, &name, role, &planner, &job.options, &printer.sink());
+            // The inventory's settings when it names this host, else the role's defaults.
+            let fallback = playbooks::registry::stand_in(job.playbook);
+            let t = inv.target(&name).unwrap_or(Target {
+                name: &name,
+                host: &fallback,
+                inventory: &inv,
+            });
+            check_plans(job, &[t])?;
+            let report = fanout::local(t, &planner, &job.options, &printer.sink());
             printer.host_done(&report);
             vec![report]
         }
@@ -125,12 +157,11 @@ pub fn run(job: &Job) -> Result<u8> {
             let names = targets(&inv, job, sel, &|hosts| {
                 format!("refusing {hosts} (use --force to run it anyway)")
             })?;
-            // Every host's plan is made before any host is touched: a bad `[vars]` value is
-            // bad input, not a failure on some hosts.
-            for name in &names {
-                let t = inv.target(name).expect("selected");
-                planner(t, &mut tasks::Plan::new()).map_err(|e| anyhow!("{e}"))?;
-            }
+            let selected: Vec<Target> = names
+                .iter()
+                .map(|n| inv.target(n).expect("selected"))
+                .collect();
+            check_plans(job, &selected)?;
             fanout::over_ssh(
                 &inv,
                 &names,

@@ -241,8 +241,9 @@ pub fn hosts(inv: &Inventory, names: &[&str]) {
     println!("{out}");
 }
 
-/// `cargo xtask playbooks`: each playbook with its steps, as its plan declares them.
-pub fn playbooks(registry: &Registry) {
+/// `cargo xtask playbooks`: each playbook with its steps, as its plan declares them for a
+/// host of `inv`.
+pub fn playbooks(registry: &Registry, inv: &Inventory) {
     for p in registry.all() {
         println!(
             "{}  ({}{})",
@@ -252,7 +253,7 @@ pub fn playbooks(registry: &Registry) {
                 .map(|r| format!("; role {}", r.name()))
                 .unwrap_or_default()
         );
-        match playbooks::steps(p) {
+        match playbooks::listed_steps(p, inv) {
             Ok(steps) => {
                 for (i, s) in steps.iter().enumerate() {
                     println!("  {:>2}. {s}", i + 1);
