@@ -1,4 +1,4 @@
-//! An operator's own playbook (playbooks/src/custom.rs), found by name and run over ssh.
+//! An operator's own playbook (playbooks/site/motd.rs), found by name and run over ssh.
 
 use nodeprep_tests::lab;
 
