@@ -25,8 +25,8 @@ const STEPS: [&str; 5] = [
     "haproxy running",
 ];
 
-/// Each k8s host's cluster address: its address on the lab network (what the haproxy role puts in the
-/// backends), in a `[hosts.NAME.network]` table after the host's own.
+/// Each k8s host's cluster address: its address on the lab network (what the haproxy role
+/// puts in the backends), in a `[hosts.NAME.network]` table after the host's own.
 fn inventory(lab: &Lab) -> std::path::PathBuf {
     let mut extra = String::from("[haproxy]\ningress = true\n");
     for node in lab.nodes().iter().filter(|n| n.role != "haproxy") {
