@@ -15,14 +15,6 @@ pub enum OsFamily {
 }
 
 impl OsFamily {
-    pub fn package_manager(self) -> &'static str {
-        match self {
-            OsFamily::Photon => "tdnf",
-            OsFamily::Debian => "apt",
-            OsFamily::Rhel => "dnf",
-        }
-    }
-
     /// The group whose members may use sudo.
     pub fn sudo_group(self) -> &'static str {
         match self {

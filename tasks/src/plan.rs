@@ -129,10 +129,6 @@ impl Selection {
             && !self.skip.iter().any(|s| s == name)
     }
 
-    pub fn is_all(&self) -> bool {
-        self.only.is_empty() && self.skip.is_empty()
-    }
-
     /// Every name must be one of `known`; the error lists them.
     pub fn validate(&self, what: &str, known: &[String]) -> Result<()> {
         for name in self.only.iter().chain(&self.skip) {
