@@ -3,7 +3,7 @@
 //! first (nothing may change), then the real run, the state on every host, and a second run
 //! that changes nothing.
 
-use nodeprep_tests::{Lab, lab};
+use nodeprep_tests::{Lab, Testbed, lab};
 use serde_json::Value;
 
 use crate::worker::run_json_at;

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use nodeprep_tests::{Lab, lab, runner_bin};
+use nodeprep_tests::{Lab, Testbed, lab, runner_bin};
 use serde_json::Value;
 
 use crate::worker::run_json_at;
@@ -78,7 +78,7 @@ fn faults_are_reported_per_host_and_a_rerun_converges() {
     let inv = inventory(&lab, &[(BAD_AUTH, "stranger"), (SUDO_PASSWORD, "deploy")]);
     // newkey: the host key on record is another host's.
     let known = std::fs::read_to_string(lab.known_hosts()).unwrap();
-    let port = lab.node(NEW_KEY).ssh_port;
+    let port = lab.host(NEW_KEY).ssh_port;
     let other = lab
         .sh(
             OK,
@@ -167,10 +167,10 @@ fn faults_are_reported_per_host_and_a_rerun_converges() {
 fn a_full_disk_leaves_the_old_file_whole() {
     let lab = lab(&[("fullhost", "k8s-worker")]);
     lab.sh("fullhost", "mkdir -p /mnt/small && mount -t tmpfs -o size=512k tmpfs /mnt/small && printf 'old\\n' > /mnt/small/app.conf && (dd if=/dev/zero of=/mnt/small/fill bs=4k 2>/dev/null || true)").unwrap();
-    let node = lab.node("fullhost");
+    let node = lab.host("fullhost");
     let mut cfg = tasks::host::SshConfig::new("fullhost", "127.0.0.1");
     cfg.port = node.ssh_port;
-    cfg.identity_file = Some(lab.identity_file());
+    cfg.identity_file = Some(lab.identity_file().to_path_buf());
     cfg.known_hosts = Some(lab.known_hosts());
     let host = tasks::host::Ssh::new(cfg).unwrap();
     let mut cx = tasks::Ctx::connect(Box::new(host), tasks::Options::default()).unwrap();
@@ -202,7 +202,7 @@ fn a_full_disk_leaves_the_old_file_whole() {
     drop(cx);
     let mut cfg = tasks::host::SshConfig::new("fullhost", "127.0.0.1");
     cfg.port = node.ssh_port;
-    cfg.identity_file = Some(lab.identity_file());
+    cfg.identity_file = Some(lab.identity_file().to_path_buf());
     cfg.known_hosts = Some(lab.known_hosts());
     let mut cx = tasks::Ctx::connect(
         Box::new(tasks::host::Ssh::new(cfg).unwrap()),

@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 
+use nodeprep_tests::Testbed;
 use serde_json::Value;
 use xtask::dev::vm::{self, Vm};
 
@@ -60,7 +61,10 @@ fn run(vm: &Vm, inventory: &std::path::Path) -> (i32, Vec<Value>) {
     let (code, events) = run_json_at(inventory, &args);
     eprintln!("runner: exit {code} after {:.1?}", started.elapsed());
     if code != 0 {
-        panic!("{}", vm.fail(format!("runner exited {code}: {events:#?}")));
+        panic!(
+            "{}",
+            vm.fail(HOST, format!("runner exited {code}: {events:#?}"))
+        );
     }
     (code, events)
 }
@@ -81,13 +85,13 @@ fn recap(events: &[Value]) -> &Value {
 }
 
 fn sh(vm: &Vm, script: &str) -> String {
-    vm.ssh(script).unwrap_or_else(|e| panic!("{e:#}"))
+    vm.sh(HOST, script).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// Asserts `cond` with the VM's console tail in the message.
 fn check(vm: &Vm, cond: bool, what: String) {
     if !cond {
-        panic!("{}", vm.fail(what));
+        panic!("{}", vm.fail(HOST, what));
     }
 }
 
@@ -214,9 +218,9 @@ fn k8s_worker_kernel_and_network_survive_a_reboot() {
     let started = Instant::now();
     let image = image();
     eprintln!("vm image ready after {:.1?}", started.elapsed());
-    let vm = Vm::start(&image, HOST).unwrap_or_else(|e| panic!("{e:#}"));
+    let vm = Vm::start(&image, HOST, "k8s-worker").unwrap_or_else(|e| panic!("{e:#}"));
     assert_fresh(&vm);
-    let inventory = vm.write_inventory("k8s-worker", NETWORK).unwrap();
+    let inventory = vm.write_inventory(NETWORK).unwrap();
 
     let (_, events) = run(&vm, &inventory);
     for step in STEPS {

@@ -1,6 +1,6 @@
 //! k8s-worker end to end: the real runner over ssh against a systemd container.
 
-use nodeprep_tests::{Lab, lab, runner};
+use nodeprep_tests::{Lab, Testbed, lab, runner};
 use serde_json::Value;
 
 const HOST: &str = "prdk8swok511";

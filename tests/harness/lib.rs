@@ -1,13 +1,17 @@
-//! Container and VM harness for nodeprep integration tests: the test image, lab containers and
-//! the runner binary, on top of `xtask::dev::image` and `xtask::dev::lab`.
+//! Container and VM harness for nodeprep integration tests: the test image, lab containers, the
+//! VM and the runner binary, on top of `xtask::dev::image`, `xtask::dev::lab` and
+//! `xtask::dev::vm`. Both the lab and the VM are a [`Testbed`]: tests reach their hosts through
+//! the same calls.
 //!
-//! Tests fail (never skip) when docker or the image are missing.
+//! Tests fail (never skip) when docker, QEMU or the images are missing.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-pub use xtask::dev::lab::{Lab, Node};
+pub use xtask::dev::lab::Lab;
+pub use xtask::dev::testbed::{Host, Testbed};
+pub use xtask::dev::vm::Vm;
 
 /// Prefix of every container and network the tests start.
 const PREFIX: &str = "nodeprep-test";

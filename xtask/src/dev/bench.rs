@@ -10,6 +10,7 @@ use serde_json::json;
 use xshell::Shell;
 
 use super::BenchArgs;
+use super::testbed::Testbed as _;
 use crate::runner::EXIT_OK;
 
 struct Sample {
@@ -34,8 +35,8 @@ pub fn bench(args: &BenchArgs) -> Result<u8> {
         let hosts: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "k8s-worker")).collect();
         eprintln!("bench: {n} host(s): starting containers");
         let lab = super::lab::Lab::start(&sh, &image, "nodeprep-bench", &hosts)?;
-        for node in lab.nodes() {
-            lab.sh(&node.name, super::lab::KUBE_STANDINS)?;
+        for host in lab.hosts() {
+            lab.sh(&host.name, super::lab::KUBE_STANDINS)?;
         }
         let inv = lab.write_inventory(super::lab::LAB_SETTINGS)?;
         let run = |label: &str| -> Result<(f64, Vec<serde_json::Value>)> {
@@ -81,9 +82,9 @@ pub fn bench(args: &BenchArgs) -> Result<u8> {
         // ssh connections as the hosts saw them: sshd logs each accepted login.
         let accepted = |lab: &super::lab::Lab| -> Result<f64> {
             let mut total = 0.0;
-            for node in lab.nodes() {
+            for host in lab.hosts() {
                 let n = lab.sh(
-                    &node.name,
+                    &host.name,
                     "journalctl -q -o cat _COMM=sshd | grep -c 'Accepted publickey' || true",
                 )?;
                 total += n.trim().parse::<f64>().unwrap_or(0.0);
