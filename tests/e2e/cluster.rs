@@ -42,11 +42,7 @@ fn snapshot(lab: &Lab, host: &str) -> String {
 #[test]
 fn mini_cluster_converges_and_is_idempotent() {
     let lab = lab(HOSTS);
-    for (name, role) in HOSTS {
-        if role.starts_with("k8s-") {
-            lab.sh(name, xtask::dev::lab::KUBE_STANDINS).unwrap();
-        }
-    }
+    xtask::dev::lab::install_kube_standins(&lab).unwrap();
 
     // Check mode on fresh hosts: nothing modified.
     let before: Vec<String> = HOSTS.iter().map(|(n, _)| snapshot(&lab, n)).collect();

@@ -38,9 +38,7 @@ pub fn demo(args: &DemoArgs) -> Result<u8> {
     }
     // The lab's inventory: the example's settings, each host reached on its container's
     // loopback ssh port instead of its real address.
-    for host in lab.hosts().iter().filter(|h| h.role.starts_with("k8s-")) {
-        lab.sh(&host.name, super::lab::KUBE_STANDINS)?;
-    }
+    super::lab::install_kube_standins(&lab)?;
     let path = lab.write_inventory(&lab_settings())?;
     let inv = Inventory::load(&path).map_err(|p| anyhow::anyhow!("{p}"))?;
     let mut code = 0;

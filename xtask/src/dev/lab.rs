@@ -414,6 +414,14 @@ UNIT
 systemctl daemon-reload
 "#;
 
+/// Installs [`KUBE_STANDINS`] on every `k8s-*` host of `bed`.
+pub fn install_kube_standins(bed: &dyn Testbed) -> Result<()> {
+    for host in bed.hosts().iter().filter(|h| h.role.starts_with("k8s-")) {
+        bed.sh(&host.name, KUBE_STANDINS)?;
+    }
+    Ok(())
+}
+
 /// A representative inventory for lab hosts: an admin user (a throwaway demo hash), locale,
 /// keymap, NTP, and Kubernetes binaries taken as present (see [`KUBE_STANDINS`]).
 pub const LAB_SETTINGS: &str = r#"
