@@ -136,13 +136,8 @@ fn inventory_values_with_shell_syntax_are_refused() {
 #[test]
 fn arguments_reaching_a_host_are_quoted() {
     let lab = lab(&[(HOST, "k8s-worker")]);
-    let node = lab.host(HOST);
-    let mut cfg = tasks::host::SshConfig::new(HOST, "127.0.0.1");
-    cfg.port = node.ssh_port;
-    cfg.identity_file = Some(lab.identity_file().to_path_buf());
-    cfg.known_hosts = Some(lab.known_hosts());
     let mut cx = tasks::Ctx::connect(
-        Box::new(tasks::host::Ssh::new(cfg).unwrap()),
+        Box::new(tasks::host::Ssh::new(lab.ssh_config(HOST)).unwrap()),
         tasks::Options::default(),
     )
     .unwrap();

@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Instant;
 
 pub use xtask::dev::lab::Lab;
 pub use xtask::dev::testbed::{Host, Testbed};
@@ -86,4 +87,15 @@ pub fn lab(hosts: &[(&str, &str)]) -> Lab {
     let sh = xshell::Shell::new().expect("xshell");
     Lab::start(&sh, &image, PREFIX, hosts)
         .unwrap_or_else(|e| panic!("starting lab {hosts:?} on {image}: {e:#}"))
+}
+
+/// Boots a VM of the VM image (built first if needed) as host `name` of `role`; panics with the
+/// reason if it can't.
+pub fn vm(name: &str, role: &str) -> Vm {
+    let started = Instant::now();
+    let sh = xshell::Shell::new().expect("xshell");
+    let image = xtask::dev::vm::ensure(&sh, &xtask::dev::vm::default_cache_dir())
+        .unwrap_or_else(|e| panic!("vm image: {e:#}"));
+    eprintln!("vm image ready after {:.1?}", started.elapsed());
+    Vm::start(&image, name, role).unwrap_or_else(|e| panic!("{e:#}"))
 }
