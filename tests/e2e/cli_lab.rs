@@ -1,7 +1,7 @@
 //! Runner paths that need a host: text output with diffs, --skip, -v logging, and --local (the
 //! runner binary copied into a container and run there, no ssh).
 
-use nodeprep_tests::{lab, runner, runner_bin};
+use nodeprep_tests::{Testbed, lab, runner, runner_bin};
 
 const HOST: &str = "prdk8swok502";
 
@@ -69,7 +69,7 @@ fn text_output_check_diff_skip_and_verbose() {
 #[test]
 fn local_mode_runs_on_this_machine_without_ssh() {
     let lab = lab(&[(HOST, "k8s-worker")]);
-    let container = &lab.node(HOST).container;
+    let container = lab.container(HOST);
     duct::cmd(
         "docker",
         [

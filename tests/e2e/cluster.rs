@@ -3,7 +3,7 @@
 //! first (nothing may change), then the real run, the state on every host, and a second run
 //! that changes nothing.
 
-use nodeprep_tests::{Lab, lab};
+use nodeprep_tests::{Lab, Testbed, lab};
 use serde_json::Value;
 
 use crate::worker::run_json_at;
@@ -42,11 +42,7 @@ fn snapshot(lab: &Lab, host: &str) -> String {
 #[test]
 fn mini_cluster_converges_and_is_idempotent() {
     let lab = lab(HOSTS);
-    for (name, role) in HOSTS {
-        if role.starts_with("k8s-") {
-            lab.sh(name, xtask::dev::lab::KUBE_STANDINS).unwrap();
-        }
-    }
+    xtask::dev::lab::install_kube_standins(&lab).unwrap();
 
     // Check mode on fresh hosts: nothing modified.
     let before: Vec<String> = HOSTS.iter().map(|(n, _)| snapshot(&lab, n)).collect();

@@ -1,6 +1,6 @@
 //! An operator's own playbook (playbooks/site/motd.rs), found by name and run over ssh.
 
-use nodeprep_tests::lab;
+use nodeprep_tests::{Testbed, lab};
 
 use crate::worker::run_json;
 

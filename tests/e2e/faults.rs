@@ -6,10 +6,11 @@
 
 use std::time::Duration;
 
-use nodeprep_tests::{Lab, lab, runner_bin};
+use nodeprep_tests::{Lab, Testbed, lab, runner_bin};
 use serde_json::Value;
+use xtask::dev::testbed::known_hosts_line;
 
-use crate::worker::run_json_at;
+use crate::worker::{recap, run_json_at};
 
 const OK: &str = "okhost";
 const BAD_AUTH: &str = "badauth";
@@ -47,13 +48,6 @@ fn host_error<'a>(events: &'a [Value], host: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no error for {host}: {events:#?}"))
 }
 
-fn recap<'a>(events: &'a [Value], host: &str) -> &'a Value {
-    events
-        .iter()
-        .find(|e| e["event"] == "recap" && e["host"] == host)
-        .unwrap()
-}
-
 #[test]
 fn faults_are_reported_per_host_and_a_rerun_converges() {
     let hosts: Vec<(&str, &str)> = [OK, BAD_AUTH, SUDO_PASSWORD, NEW_KEY, NO_CHAGE, BAD_APT]
@@ -78,19 +72,18 @@ fn faults_are_reported_per_host_and_a_rerun_converges() {
     let inv = inventory(&lab, &[(BAD_AUTH, "stranger"), (SUDO_PASSWORD, "deploy")]);
     // newkey: the host key on record is another host's.
     let known = std::fs::read_to_string(lab.known_hosts()).unwrap();
-    let port = lab.node(NEW_KEY).ssh_port;
+    let port = lab.host(NEW_KEY).ssh_port;
     let other = lab
         .sh(
             OK,
             "ssh-keygen -q -t ed25519 -N '' -f /tmp/k >/dev/null && cat /tmp/k.pub",
         )
         .unwrap();
-    let other_key: Vec<&str> = other.split_whitespace().take(2).collect();
     let forged: String = known
         .lines()
         .map(|l| {
             if l.starts_with(&format!("[127.0.0.1]:{port} ")) {
-                format!("[127.0.0.1]:{port} {}", other_key.join(" "))
+                known_hosts_line(port, &other).trim_end().to_string()
             } else {
                 l.to_string()
             }
@@ -167,12 +160,7 @@ fn faults_are_reported_per_host_and_a_rerun_converges() {
 fn a_full_disk_leaves_the_old_file_whole() {
     let lab = lab(&[("fullhost", "k8s-worker")]);
     lab.sh("fullhost", "mkdir -p /mnt/small && mount -t tmpfs -o size=512k tmpfs /mnt/small && printf 'old\\n' > /mnt/small/app.conf && (dd if=/dev/zero of=/mnt/small/fill bs=4k 2>/dev/null || true)").unwrap();
-    let node = lab.node("fullhost");
-    let mut cfg = tasks::host::SshConfig::new("fullhost", "127.0.0.1");
-    cfg.port = node.ssh_port;
-    cfg.identity_file = Some(lab.identity_file());
-    cfg.known_hosts = Some(lab.known_hosts());
-    let host = tasks::host::Ssh::new(cfg).unwrap();
+    let host = tasks::host::Ssh::new(lab.ssh_config("fullhost")).unwrap();
     let mut cx = tasks::Ctx::connect(Box::new(host), tasks::Options::default()).unwrap();
     let big = "x".repeat(200_000);
     let err = tasks::file::content(
@@ -200,12 +188,8 @@ fn a_full_disk_leaves_the_old_file_whole() {
     // Space freed: the next attempt lands.
     lab.sh("fullhost", "rm /mnt/small/fill").unwrap();
     drop(cx);
-    let mut cfg = tasks::host::SshConfig::new("fullhost", "127.0.0.1");
-    cfg.port = node.ssh_port;
-    cfg.identity_file = Some(lab.identity_file());
-    cfg.known_hosts = Some(lab.known_hosts());
     let mut cx = tasks::Ctx::connect(
-        Box::new(tasks::host::Ssh::new(cfg).unwrap()),
+        Box::new(tasks::host::Ssh::new(lab.ssh_config("fullhost")).unwrap()),
         tasks::Options::default(),
     )
     .unwrap();

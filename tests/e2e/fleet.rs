@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 
-use nodeprep_tests::{lab, runner_bin};
+use nodeprep_tests::{Testbed, lab, runner_bin};
 use serde_json::Value;
 
 const HOSTS: &[(&str, &str)] = &[

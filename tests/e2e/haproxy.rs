@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use nodeprep_tests::{Lab, lab};
+use nodeprep_tests::{Lab, Testbed, lab};
 use serde_json::Value;
 use tasks::host::Docker;
 use tasks::{Ctx, ErrorKind, Options, haproxy};
@@ -29,10 +29,11 @@ const STEPS: [&str; 5] = [
 /// puts in the backends), in a `[hosts.NAME.network]` table after the host's own.
 fn inventory(lab: &Lab) -> std::path::PathBuf {
     let mut extra = String::from("[haproxy]\ningress = true\n");
-    for node in lab.nodes().iter().filter(|n| n.role != "haproxy") {
+    for host in lab.hosts().iter().filter(|h| h.role != "haproxy") {
         extra.push_str(&format!(
             "\n[hosts.{}.network]\naddress = \"{}/16\"\n",
-            node.name, node.ip
+            host.name,
+            lab.ip(&host.name)
         ));
     }
     lab.write_inventory(&extra).unwrap()
@@ -119,7 +120,7 @@ fn haproxy_balances_the_api_and_ingress() {
     assert_eq!(code, 0, "{events:#?}");
     let cfg = lab.read_file(LB, haproxy::CONFIG).unwrap();
     for m in MASTERS {
-        let ip = &lab.node(m).ip;
+        let ip = lab.ip(m);
         assert!(
             cfg.contains(&format!("    server {m} {ip}:6443 check\n")),
             "{cfg}"
@@ -128,7 +129,7 @@ fn haproxy_balances_the_api_and_ingress() {
     assert!(
         cfg.contains(&format!(
             "    server {WORKER} {}:80 check\n",
-            lab.node(WORKER).ip
+            lab.ip(WORKER)
         )),
         "{cfg}"
     );
@@ -186,7 +187,7 @@ fn a_rejected_config_never_goes_live() {
     );
 
     // The task itself, over docker exec, with a configuration haproxy refuses.
-    let host = Docker::new(LB, lab.node(LB).container.clone());
+    let host = Docker::new(LB, lab.container(LB).to_string());
     let mut cx = Ctx::connect(Box::new(host), Options::default()).unwrap();
     let bad = format!("{live}\nbackend broken\n    server x 10.0.0.1:6443 bogus-keyword\n");
     let e = haproxy::config(&mut cx, &bad).unwrap_err();

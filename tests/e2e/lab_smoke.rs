@@ -1,7 +1,9 @@
 //! The lab itself: containers boot, answer ssh through the lab's key and known_hosts, reach each
 //! other on the private network, and are gone after drop.
 
-use nodeprep_tests::lab;
+use std::time::Duration;
+
+use nodeprep_tests::{Testbed, lab};
 
 fn run(program: &str, args: &[&str]) -> std::process::Output {
     duct::cmd(program, args)
@@ -15,51 +17,30 @@ fn run(program: &str, args: &[&str]) -> std::process::Output {
 #[test]
 fn lab_boots_answers_ssh_and_cleans_up() {
     let lab = lab(&[("node1", "k8s-control-plane"), ("node2", "k8s-worker")]);
-    let identity = lab.identity_file();
-    let known_hosts = format!("UserKnownHostsFile={}", lab.known_hosts().display());
 
-    for node in lab.nodes() {
-        let port = node.ssh_port.to_string();
-        let out = run(
-            "ssh",
-            &[
-                "-F",
-                "/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                &known_hosts,
-                "-i",
-                identity.to_str().unwrap(),
-                "-p",
-                &port,
-                "root@127.0.0.1",
-                "hostname",
-            ],
-        );
+    // A real login through each loopback port, with the lab's key and known_hosts only.
+    for host in lab.hosts() {
+        let out = lab
+            .ssh(&host.name, "hostname", Duration::from_secs(30))
+            .unwrap();
         assert!(
             out.status.success(),
             "ssh to {} failed: {}",
-            node.name,
+            host.name,
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), node.name);
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), host.name);
     }
 
     // Nodes reach each other on the private network (sshd's port, with bash's /dev/tcp).
-    let (n1, n2) = (lab.node("node1"), lab.node("node2"));
-    for (from, to) in [(n1, n2), (n2, n1)] {
-        let probe = format!("exec 3<>/dev/tcp/{}/22 && head -c 4 <&3", to.ip);
-        let banner = lab.exec(&from.name, &["bash", "-c", &probe]).unwrap();
+    for (from, to) in [("node1", "node2"), ("node2", "node1")] {
+        let probe = format!("exec 3<>/dev/tcp/{}/22 && head -c 4 <&3", lab.ip(to));
+        let banner = lab.exec(from, &["bash", "-c", &probe]).unwrap();
         assert_eq!(
             String::from_utf8_lossy(&banner.stdout),
             "SSH-",
-            "{} -> {} ({}): {}",
-            from.name,
-            to.name,
-            to.ip,
+            "{from} -> {to} ({}): {}",
+            lab.ip(to),
             String::from_utf8_lossy(&banner.stderr)
         );
     }
@@ -68,7 +49,7 @@ fn lab_boots_answers_ssh_and_cleans_up() {
     assert!(
         inventory.contains(&format!(
             "[hosts.node2]\nrole = \"k8s-worker\"\naddress = \"127.0.0.1\"\nport = {}\n",
-            n2.ssh_port
+            lab.host("node2").ssh_port
         )),
         "{inventory}"
     );
@@ -80,7 +61,11 @@ fn lab_boots_answers_ssh_and_cleans_up() {
     );
     assert!(lab.sh("node1", "exit 3").is_err());
 
-    let containers: Vec<String> = lab.nodes().iter().map(|n| n.container.clone()).collect();
+    let containers: Vec<String> = lab
+        .hosts()
+        .iter()
+        .map(|h| lab.container(&h.name).to_string())
+        .collect();
     drop(lab);
     for container in containers {
         let out = run(

@@ -3,7 +3,7 @@
 //! log their arguments). Inventory values carrying shell syntax are refused; arguments that
 //! do reach a host are quoted so that no unintended command runs.
 
-use nodeprep_tests::{lab, runner, workspace_dir};
+use nodeprep_tests::{Testbed, lab, runner, workspace_dir};
 
 const HOST: &str = "prdk8swok512";
 const HASH: &str = "$6$nodeprepdemo$wk44XuU7o9MhcvILKmVk55VnCYVIH.At4AbdPsvCzM6R6zZGO6xjQv0aPOQDJVwWGFwJ9hh32qddZeWox1cQx/";
@@ -136,13 +136,8 @@ fn inventory_values_with_shell_syntax_are_refused() {
 #[test]
 fn arguments_reaching_a_host_are_quoted() {
     let lab = lab(&[(HOST, "k8s-worker")]);
-    let node = lab.node(HOST);
-    let mut cfg = tasks::host::SshConfig::new(HOST, "127.0.0.1");
-    cfg.port = node.ssh_port;
-    cfg.identity_file = Some(lab.identity_file());
-    cfg.known_hosts = Some(lab.known_hosts());
     let mut cx = tasks::Ctx::connect(
-        Box::new(tasks::host::Ssh::new(cfg).unwrap()),
+        Box::new(tasks::host::Ssh::new(lab.ssh_config(HOST)).unwrap()),
         tasks::Options::default(),
     )
     .unwrap();

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use nodeprep_tests::{Lab, lab, runner};
+use nodeprep_tests::{Lab, Testbed, lab, runner};
 use serde_json::Value;
 
 use crate::worker::run_json_at;

@@ -6,25 +6,20 @@
 
 use std::time::Instant;
 
+use nodeprep_tests::{Testbed, Vm, vm};
 use serde_json::Value;
-use xtask::dev::vm::{self, Vm};
 
-use crate::worker::run_json_at;
+use crate::worker::{KERNEL_STEPS, outcome, recap, run_json_with};
 
 const HOST: &str = "prdk8swok521";
 
 /// The kernel steps of k8s-worker, then the network (the rest of the role is covered by the
 /// container tests).
-const STEPS: [&str; 8] = [
-    "swap off",
-    "swap disabled in fstab",
-    "kernel modules persisted",
-    "kernel modules loaded",
-    "sysctl persisted",
-    "sysctl applied",
-    "network file",
-    "network applied",
-];
+fn steps() -> impl Iterator<Item = &'static str> {
+    KERNEL_STEPS
+        .into_iter()
+        .chain(["network file", "network applied"])
+}
 
 /// QEMU's user-mode network gives the guest 10.0.2.15/24 via 10.0.2.2 over DHCP, and forwards
 /// ssh to exactly that address: the static configuration asks for the same, so the session
@@ -46,48 +41,32 @@ Address=10.0.2.15/24
 Gateway=10.0.2.2
 ";
 
-fn image() -> vm::Image {
-    let sh = xshell::Shell::new().expect("xshell");
-    vm::ensure(&sh, &vm::default_cache_dir()).unwrap_or_else(|e| panic!("vm image: {e:#}"))
-}
-
-fn run(vm: &Vm, inventory: &std::path::Path) -> (i32, Vec<Value>) {
+/// Runs the steps on the VM, with the network settings in its inventory.
+fn run(vm: &Vm) -> Vec<Value> {
     let mut args = vec!["run", "k8s-worker", "--host", HOST];
-    for s in STEPS {
+    for s in steps() {
         args.extend(["--only", s]);
     }
     let started = Instant::now();
-    let (code, events) = run_json_at(inventory, &args);
+    let (code, events) = run_json_with(vm, NETWORK, &args);
     eprintln!("runner: exit {code} after {:.1?}", started.elapsed());
     if code != 0 {
-        panic!("{}", vm.fail(format!("runner exited {code}: {events:#?}")));
+        panic!(
+            "{}",
+            vm.fail(HOST, format!("runner exited {code}: {events:#?}"))
+        );
     }
-    (code, events)
-}
-
-fn outcome<'a>(events: &'a [Value], step: &str) -> &'a str {
     events
-        .iter()
-        .find(|e| e["event"] == "step" && e["step"] == step)
-        .and_then(|e| e["outcome"].as_str())
-        .unwrap_or_else(|| panic!("no step {step} in {events:#?}"))
-}
-
-fn recap(events: &[Value]) -> &Value {
-    events
-        .iter()
-        .find(|e| e["event"] == "recap" && e["host"] == HOST)
-        .unwrap_or_else(|| panic!("no recap for {HOST} in {events:#?}"))
 }
 
 fn sh(vm: &Vm, script: &str) -> String {
-    vm.ssh(script).unwrap_or_else(|e| panic!("{e:#}"))
+    vm.sh(HOST, script).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// Asserts `cond` with the VM's console tail in the message.
 fn check(vm: &Vm, cond: bool, what: String) {
     if !cond {
-        panic!("{}", vm.fail(what));
+        panic!("{}", vm.fail(HOST, what));
     }
 }
 
@@ -212,14 +191,11 @@ fn assert_persisted(vm: &Vm) {
 #[test]
 fn k8s_worker_kernel_and_network_survive_a_reboot() {
     let started = Instant::now();
-    let image = image();
-    eprintln!("vm image ready after {:.1?}", started.elapsed());
-    let vm = Vm::start(&image, HOST).unwrap_or_else(|e| panic!("{e:#}"));
+    let vm = vm(HOST, "k8s-worker");
     assert_fresh(&vm);
-    let inventory = vm.write_inventory("k8s-worker", NETWORK).unwrap();
 
-    let (_, events) = run(&vm, &inventory);
-    for step in STEPS {
+    let events = run(&vm);
+    for step in steps() {
         check(
             &vm,
             outcome(&events, step) == "changed",
@@ -228,7 +204,7 @@ fn k8s_worker_kernel_and_network_survive_a_reboot() {
     }
     check(
         &vm,
-        recap(&events)["failed"] == 0,
+        recap(&events, HOST)["failed"] == 0,
         format!("first run failed: {events:#?}"),
     );
     assert_live(&vm, "after the run");
@@ -260,10 +236,10 @@ fn k8s_worker_kernel_and_network_survive_a_reboot() {
         format!("failed units after the reboot:\n{failed}"),
     );
 
-    let (_, events) = run(&vm, &inventory);
+    let events = run(&vm);
     check(
         &vm,
-        recap(&events)["changed"] == 0 && recap(&events)["failed"] == 0,
+        recap(&events, HOST)["changed"] == 0 && recap(&events, HOST)["failed"] == 0,
         format!("second run after the reboot changed something: {events:#?}"),
     );
     assert_live(&vm, "after the second run");

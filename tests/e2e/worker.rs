@@ -1,6 +1,6 @@
 //! k8s-worker end to end: the real runner over ssh against a systemd container.
 
-use nodeprep_tests::{Lab, lab, runner};
+use nodeprep_tests::{Lab, Testbed, lab, runner};
 use serde_json::Value;
 
 const HOST: &str = "prdk8swok511";
@@ -16,14 +16,15 @@ fn prepared_lab() -> Lab {
     lab
 }
 
-/// Runs the runner with `args` (+ --json) and returns its exit code and events.
-pub fn run_json(lab: &Lab, args: &[&str]) -> (i32, Vec<Value>) {
-    run_json_with(lab, "", args)
+/// Runs the runner with `args` (+ --json) on the testbed's inventory and returns its exit code
+/// and events.
+pub fn run_json(bed: &dyn Testbed, args: &[&str]) -> (i32, Vec<Value>) {
+    run_json_with(bed, "", args)
 }
 
-/// As [`run_json`], with `settings` added to the lab's inventory.
-pub fn run_json_with(lab: &Lab, settings: &str, args: &[&str]) -> (i32, Vec<Value>) {
-    let inv = lab.write_inventory(settings).unwrap();
+/// As [`run_json`], with `settings` added to the testbed's inventory.
+pub fn run_json_with(bed: &dyn Testbed, settings: &str, args: &[&str]) -> (i32, Vec<Value>) {
+    let inv = bed.write_inventory(settings).unwrap();
     run_json_at(&inv, args)
 }
 
@@ -46,7 +47,7 @@ pub fn run_json_at(inv: &std::path::Path, args: &[&str]) -> (i32, Vec<Value>) {
 }
 
 /// The kernel steps of k8s-worker (the rest of the role is covered by the cluster test).
-const KERNEL_STEPS: [&str; 6] = [
+pub const KERNEL_STEPS: [&str; 6] = [
     "swap off",
     "swap disabled in fstab",
     "kernel modules persisted",
@@ -64,14 +65,14 @@ fn kernel_run(lab: &Lab, extra: &[&str]) -> (i32, Vec<Value>) {
     run_json(lab, &args)
 }
 
-fn recap<'a>(events: &'a [Value], host: &str) -> &'a Value {
+pub fn recap<'a>(events: &'a [Value], host: &str) -> &'a Value {
     events
         .iter()
         .find(|e| e["event"] == "recap" && e["host"] == host)
         .unwrap_or_else(|| panic!("no recap for {host} in {events:#?}"))
 }
 
-fn outcome<'a>(events: &'a [Value], step: &str) -> &'a str {
+pub fn outcome<'a>(events: &'a [Value], step: &str) -> &'a str {
     events
         .iter()
         .find(|e| e["event"] == "step" && e["step"] == step)

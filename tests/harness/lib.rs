@@ -1,13 +1,18 @@
-//! Container and VM harness for nodeprep integration tests: the test image, lab containers and
-//! the runner binary, on top of `xtask::dev::image` and `xtask::dev::lab`.
+//! Container and VM harness for nodeprep integration tests: the test image, lab containers, the
+//! VM and the runner binary, on top of `xtask::dev::image`, `xtask::dev::lab` and
+//! `xtask::dev::vm`. Both the lab and the VM are a [`Testbed`]: tests reach their hosts through
+//! the same calls.
 //!
-//! Tests fail (never skip) when docker or the image are missing.
+//! Tests fail (never skip) when docker, QEMU or the images are missing.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Instant;
 
-pub use xtask::dev::lab::{Lab, Node};
+pub use xtask::dev::lab::Lab;
+pub use xtask::dev::testbed::{Host, Testbed};
+pub use xtask::dev::vm::Vm;
 
 /// Prefix of every container and network the tests start.
 const PREFIX: &str = "nodeprep-test";
@@ -82,4 +87,15 @@ pub fn lab(hosts: &[(&str, &str)]) -> Lab {
     let sh = xshell::Shell::new().expect("xshell");
     Lab::start(&sh, &image, PREFIX, hosts)
         .unwrap_or_else(|e| panic!("starting lab {hosts:?} on {image}: {e:#}"))
+}
+
+/// Boots a VM of the VM image (built first if needed) as host `name` of `role`; panics with the
+/// reason if it can't.
+pub fn vm(name: &str, role: &str) -> Vm {
+    let started = Instant::now();
+    let sh = xshell::Shell::new().expect("xshell");
+    let image = xtask::dev::vm::ensure(&sh, &xtask::dev::vm::default_cache_dir())
+        .unwrap_or_else(|e| panic!("vm image: {e:#}"));
+    eprintln!("vm image ready after {:.1?}", started.elapsed());
+    Vm::start(&image, name, role).unwrap_or_else(|e| panic!("{e:#}"))
 }

@@ -1,8 +1,9 @@
 //! `cargo xtask bench`: the cost of a run, measured against fresh lab containers. For N = 1 and
 //! N = 8 hosts: the first run of k8s-worker, then M no-op re-runs, each a real invocation of
 //! this runner binary over ssh. Reports median, min and max wall time, and the remote commands
-//! and ssh connections per host.
+//! and ssh connections per host. The measurement itself takes any [`Testbed`].
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
@@ -10,6 +11,8 @@ use serde_json::json;
 use xshell::Shell;
 
 use super::BenchArgs;
+use super::lab::{LAB_SETTINGS, Lab, install_kube_standins};
+use super::testbed::Testbed;
 use crate::runner::EXIT_OK;
 
 struct Sample {
@@ -33,17 +36,22 @@ pub fn bench(args: &BenchArgs) -> Result<u8> {
         let names: Vec<String> = (1..=n).map(|i| format!("benchwok{i:02}")).collect();
         let hosts: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "k8s-worker")).collect();
         eprintln!("bench: {n} host(s): starting containers");
-        let lab = super::lab::Lab::start(&sh, &image, "nodeprep-bench", &hosts)?;
-        for node in lab.nodes() {
-            lab.sh(&node.name, super::lab::KUBE_STANDINS)?;
-        }
-        let inv = lab.write_inventory(super::lab::LAB_SETTINGS)?;
-        let run = |label: &str| -> Result<(f64, Vec<serde_json::Value>)> {
-            let start = Instant::now();
-            let out = duct::cmd(
-                &exe,
-                ["run", "k8s-worker", "--all", "--json", "--inventory"],
-            )
+        let lab = Lab::start(&sh, &image, "nodeprep-bench", &hosts)?;
+        samples.push(measure(&lab, &exe, args.runs)?);
+        drop(lab);
+    }
+    report(&samples, args.json);
+    Ok(EXIT_OK)
+}
+
+/// The first run of k8s-worker on every host of `bed` (all of that role), then `runs` no-op
+/// re-runs, each an invocation of the runner binary `exe`.
+fn measure(bed: &dyn Testbed, exe: &Path, runs: usize) -> Result<Sample> {
+    install_kube_standins(bed)?;
+    let inv = bed.write_inventory(LAB_SETTINGS)?;
+    let run = |label: &str| -> Result<(f64, Vec<serde_json::Value>)> {
+        let start = Instant::now();
+        let out = duct::cmd(exe, ["run", "k8s-worker", "--all", "--json", "--inventory"])
             .before_spawn({
                 let inv = inv.clone();
                 move |c| {
@@ -55,72 +63,69 @@ pub fn bench(args: &BenchArgs) -> Result<u8> {
             .stderr_capture()
             .unchecked()
             .run()?;
-            let secs = start.elapsed().as_secs_f64();
-            let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect();
-            if !out.status.success() {
-                bail!(
-                    "{label} run failed: {}\n{}",
-                    String::from_utf8_lossy(&out.stderr),
-                    String::from_utf8_lossy(&out.stdout)
-                );
-            }
-            Ok((secs, events))
-        };
-        let (first_secs, first_events) = run("first")?;
-        let first_remote_secs = first_events
-            .iter()
-            .filter(|e| e["event"] == "recap")
-            .filter_map(|e| e["remote_ms"].as_f64())
-            .fold(0.0, f64::max)
-            / 1000.0;
-        let mut noop_secs = Vec::new();
-        let mut commands = 0.0;
-        // ssh connections as the hosts saw them: sshd logs each accepted login.
-        let accepted = |lab: &super::lab::Lab| -> Result<f64> {
-            let mut total = 0.0;
-            for node in lab.nodes() {
-                let n = lab.sh(
-                    &node.name,
-                    "journalctl -q -o cat _COMM=sshd | grep -c 'Accepted publickey' || true",
-                )?;
-                total += n.trim().parse::<f64>().unwrap_or(0.0);
-            }
-            Ok(total)
-        };
-        let before = accepted(&lab)?;
-        for i in 0..args.runs {
-            let (secs, events) = run("no-op")?;
-            let recaps: Vec<&serde_json::Value> =
-                events.iter().filter(|e| e["event"] == "recap").collect();
-            let changed: u64 = recaps
-                .iter()
-                .map(|r| r["changed"].as_u64().unwrap_or(0))
-                .sum();
-            if changed != 0 {
-                bail!("no-op run {i} changed {changed} step(s): the playbook is not idempotent");
-            }
-            commands = recaps
-                .iter()
-                .map(|r| r["commands"].as_f64().unwrap_or(0.0))
-                .sum::<f64>()
-                / recaps.len().max(1) as f64;
-            noop_secs.push(secs);
+        let secs = start.elapsed().as_secs_f64();
+        let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if !out.status.success() {
+            bail!(
+                "{label} run failed: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            );
         }
-        samples.push(Sample {
-            hosts: n,
-            first_secs,
-            first_remote_secs,
-            noop_secs,
-            commands_per_host: commands,
-            connections_per_host: (accepted(&lab)? - before) / (args.runs.max(1) * n) as f64,
-        });
-        drop(lab);
+        Ok((secs, events))
+    };
+    let (first_secs, first_events) = run("first")?;
+    let first_remote_secs = first_events
+        .iter()
+        .filter(|e| e["event"] == "recap")
+        .filter_map(|e| e["remote_ms"].as_f64())
+        .fold(0.0, f64::max)
+        / 1000.0;
+    let mut noop_secs = Vec::new();
+    let mut commands = 0.0;
+    // ssh connections as the hosts saw them: sshd logs each accepted login.
+    let accepted = || -> Result<f64> {
+        let mut total = 0.0;
+        for host in bed.hosts() {
+            let n = bed.sh(
+                &host.name,
+                "journalctl -q -o cat _COMM=sshd | grep -c 'Accepted publickey' || true",
+            )?;
+            total += n.trim().parse::<f64>().unwrap_or(0.0);
+        }
+        Ok(total)
+    };
+    let before = accepted()?;
+    for i in 0..runs {
+        let (secs, events) = run("no-op")?;
+        let recaps: Vec<&serde_json::Value> =
+            events.iter().filter(|e| e["event"] == "recap").collect();
+        let changed: u64 = recaps
+            .iter()
+            .map(|r| r["changed"].as_u64().unwrap_or(0))
+            .sum();
+        if changed != 0 {
+            bail!("no-op run {i} changed {changed} step(s): the playbook is not idempotent");
+        }
+        commands = recaps
+            .iter()
+            .map(|r| r["commands"].as_f64().unwrap_or(0.0))
+            .sum::<f64>()
+            / recaps.len().max(1) as f64;
+        noop_secs.push(secs);
     }
-    report(&samples, args.json);
-    Ok(EXIT_OK)
+    let n = bed.hosts().len();
+    Ok(Sample {
+        hosts: n,
+        first_secs,
+        first_remote_secs,
+        noop_secs,
+        commands_per_host: commands,
+        connections_per_host: (accepted()? - before) / (runs.max(1) * n) as f64,
+    })
 }
 
 fn stats(v: &[f64]) -> (f64, f64, f64) {

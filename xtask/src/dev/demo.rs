@@ -8,6 +8,7 @@ use xshell::Shell;
 
 use super::DemoArgs;
 use super::test::project_root;
+use super::testbed::Testbed as _;
 use crate::runner::{HostReport, Printer, RunOptions, exit_code, fanout};
 
 /// The example inventory, embedded: the demo works from any folder.
@@ -37,9 +38,7 @@ pub fn demo(args: &DemoArgs) -> Result<u8> {
     }
     // The lab's inventory: the example's settings, each host reached on its container's
     // loopback ssh port instead of its real address.
-    for node in lab.nodes().iter().filter(|n| n.role.starts_with("k8s-")) {
-        lab.sh(&node.name, super::lab::KUBE_STANDINS)?;
-    }
+    super::lab::install_kube_standins(&lab)?;
     let path = lab.write_inventory(&lab_settings())?;
     let inv = Inventory::load(&path).map_err(|p| anyhow::anyhow!("{p}"))?;
     let mut code = 0;

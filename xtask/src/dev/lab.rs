@@ -1,10 +1,9 @@
 //! Lab containers: one systemd + sshd container per inventory host on a private docker network,
-//! reachable over ssh on a loopback port, with a throwaway key pair and known_hosts file.
-//! Used by `cargo xtask demo`, the benchmark and the integration tests. Everything is removed on
-//! drop unless [`Lab::keep`] was called.
+//! reachable over ssh on a loopback port, with a throwaway key pair and known_hosts file (a
+//! [`Testbed`]). Used by `cargo xtask demo`, the benchmark and the integration tests. Everything
+//! is removed on drop unless [`Lab::keep`] was called.
 
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
@@ -13,6 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, anyhow, bail};
 use tempfile::TempDir;
 use xshell::{Shell, cmd};
+
+use super::testbed::{Host, Testbed, keygen, known_hosts_line, ssh_command};
 
 /// How long a container may take from `docker run` to answering ssh.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -33,35 +34,27 @@ const RUN_FLAGS: &[&str] = &[
     "--pull=never",
 ];
 
-/// Running lab containers and the ssh material to reach them.
+/// Running lab containers, one per host, and the ssh material to reach them.
 pub struct Lab {
     network: String,
-    /// Every container name ever asked of docker, so drop removes half-started ones too.
+    /// One per host, in the same order; every container name ever asked of docker, so drop
+    /// removes half-started ones too.
     containers: Vec<String>,
-    nodes: Vec<Node>,
+    hosts: Vec<Host>,
+    /// Each host's address on the lab's private network, in the order of `hosts`.
+    ips: Vec<String>,
     dir: TempDir,
+    identity_file: std::path::PathBuf,
     keep: bool,
-}
-
-/// One lab container, standing for one inventory host.
-#[derive(Debug, Clone)]
-pub struct Node {
-    /// Inventory host name; also the container's hostname.
-    pub name: String,
-    pub role: String,
-    /// Docker container name.
-    pub container: String,
-    /// Loopback port published for the container's port 22.
-    pub ssh_port: u16,
-    /// Address on the lab's private network (how nodes reach each other).
-    pub ip: String,
 }
 
 impl std::fmt::Debug for Lab {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lab")
             .field("network", &self.network)
-            .field("nodes", &self.nodes)
+            .field("hosts", &self.hosts)
+            .field("containers", &self.containers)
+            .field("ips", &self.ips)
             .field("dir", &self.dir.path())
             .finish()
     }
@@ -73,15 +66,8 @@ impl Lab {
     pub fn start(sh: &Shell, image: &str, prefix: &str, hosts: &[(&str, &str)]) -> Result<Lab> {
         let suffix = unique_suffix();
         let dir = tempfile::Builder::new().prefix("nodeprep-lab-").tempdir()?;
-        let key = dir.path().join("id_ed25519");
-        cmd!(
-            sh,
-            "ssh-keygen -t ed25519 -N '' -q -C nodeprep-lab -f {key}"
-        )
-        .quiet()
-        .run()
-        .context("ssh-keygen failed (is openssh-client installed?)")?;
-        let pubkey = std::fs::read_to_string(dir.path().join("id_ed25519.pub"))?;
+        let identity_file = dir.path().join("id_ed25519");
+        let pubkey = std::fs::read_to_string(keygen(sh, &identity_file, "nodeprep-lab")?)?;
 
         let network = format!("{prefix}-net-{suffix}");
         let mut lab = Lab {
@@ -90,8 +76,10 @@ impl Lab {
                 .iter()
                 .map(|(name, _)| format!("{prefix}-{name}-{suffix}"))
                 .collect(),
-            nodes: Vec::new(),
+            hosts: Vec::new(),
+            ips: Vec::new(),
             dir,
+            identity_file,
             keep: false,
         };
         cmd!(
@@ -103,8 +91,8 @@ impl Lab {
         .run()
         .context("docker network create failed")?;
 
-        let key = lab.identity_file();
-        let results: Vec<Result<(Node, String)>> = thread::scope(|s| {
+        let key = lab.identity_file.clone();
+        let results: Vec<Result<Started>> = thread::scope(|s| {
             let handles: Vec<_> = hosts
                 .iter()
                 .zip(&lab.containers)
@@ -134,9 +122,10 @@ impl Lab {
         let mut errors = Vec::new();
         for result in results {
             match result {
-                Ok((node, line)) => {
-                    known_hosts.push_str(&line);
-                    lab.nodes.push(node);
+                Ok(started) => {
+                    known_hosts.push_str(&started.known_hosts_line);
+                    lab.hosts.push(started.host);
+                    lab.ips.push(started.ip);
                 }
                 Err(e) => errors.push(format!("{e:#}")),
             }
@@ -148,94 +137,27 @@ impl Lab {
         Ok(lab)
     }
 
-    pub fn nodes(&self) -> &[Node] {
-        &self.nodes
-    }
-
-    /// The node called `name`; panics if there is none (a bug in the caller).
-    pub fn node(&self, name: &str) -> &Node {
-        self.nodes
+    fn index(&self, name: &str) -> usize {
+        self.hosts
             .iter()
-            .find(|n| n.name == name)
-            .unwrap_or_else(|| panic!("no lab node named {name:?}"))
+            .position(|h| h.name == name)
+            .unwrap_or_else(|| panic!("no lab host named {name:?}"))
     }
 
-    /// Directory holding the key pair, known_hosts and inventory; removed on drop.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
+    /// Docker container name of host `name`.
+    pub fn container(&self, name: &str) -> &str {
+        &self.containers[self.index(name)]
     }
 
-    pub fn identity_file(&self) -> PathBuf {
-        self.dir.path().join("id_ed25519")
+    /// Address of host `name` on the lab's private network (how hosts reach each other).
+    pub fn ip(&self, name: &str) -> &str {
+        &self.ips[self.index(name)]
     }
 
-    pub fn known_hosts(&self) -> PathBuf {
-        self.dir.path().join("known_hosts")
-    }
-
-    /// Writes `inventory.toml` in [`Lab::dir`]: the `[ssh]` table, one `[hosts.NAME]` table per
-    /// node, then `extra` (more TOML) verbatim. Returns its path.
-    pub fn write_inventory(&self, extra: &str) -> Result<PathBuf> {
-        let mut text = String::new();
-        writeln!(text, "[ssh]")?;
-        writeln!(text, "user = \"root\"")?;
-        writeln!(text, "identity_file = {}", toml_str(&self.identity_file()))?;
-        writeln!(text, "known_hosts = {}", toml_str(&self.known_hosts()))?;
-        for node in &self.nodes {
-            writeln!(text, "\n[hosts.{}]", node.name)?;
-            writeln!(text, "role = \"{}\"", node.role)?;
-            writeln!(text, "address = \"127.0.0.1\"")?;
-            writeln!(text, "port = {}", node.ssh_port)?;
-        }
-        if !extra.is_empty() {
-            text.push('\n');
-            text.push_str(extra);
-            if !extra.ends_with('\n') {
-                text.push('\n');
-            }
-        }
-        let path = self.dir.path().join("inventory.toml");
-        std::fs::write(&path, text)?;
-        Ok(path)
-    }
-
-    /// `docker exec` of `argv` in node `name`; a non-zero exit is not an error.
-    pub fn exec(&self, name: &str, argv: &[&str]) -> Result<Output> {
-        let sh = Shell::new()?;
-        let container = &self.node(name).container;
-        Ok(cmd!(sh, "docker exec {container} {argv...}")
-            .quiet()
-            .ignore_status()
-            .output()?)
-    }
-
-    /// Runs `script` with `sh -c` in node `name`; fails (with its stderr) on a non-zero exit.
-    /// Returns stdout.
-    pub fn sh(&self, name: &str, script: &str) -> Result<String> {
-        let out = self.exec(name, &["sh", "-c", script])?;
-        if !out.status.success() {
-            bail!(
-                "on {name}: `sh -c {script:?}` failed ({}):\nstdout:\n{}\nstderr:\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr),
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// Contents of `path` in node `name`, or `None` if it can't be read.
-    pub fn read_file(&self, name: &str, path: &str) -> Option<String> {
-        let out = self.exec(name, &["cat", "--", path]).ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// Kills node `name`'s container (it stays in the lab and is removed on drop).
+    /// Kills host `name`'s container (it stays in the lab and is removed on drop).
     pub fn stop_node(&self, name: &str) -> Result<()> {
         let sh = Shell::new()?;
-        let container = &self.node(name).container;
+        let container = self.container(name);
         cmd!(sh, "docker kill {container}")
             .quiet()
             .ignore_stdout()
@@ -247,6 +169,31 @@ impl Lab {
     pub fn keep(&mut self) {
         self.keep = true;
         self.dir.disable_cleanup(true);
+    }
+}
+
+impl Testbed for Lab {
+    fn hosts(&self) -> &[Host] {
+        &self.hosts
+    }
+
+    /// Also holds the key pair.
+    fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn identity_file(&self) -> &Path {
+        &self.identity_file
+    }
+
+    /// `docker exec` of `argv` in the host's container.
+    fn exec(&self, host: &str, argv: &[&str]) -> Result<Output> {
+        let sh = Shell::new()?;
+        let container = self.container(host);
+        Ok(cmd!(sh, "docker exec {container} {argv...}")
+            .quiet()
+            .ignore_status()
+            .output()?)
     }
 }
 
@@ -298,9 +245,15 @@ struct NodeSpec<'a> {
     network: &'a str,
 }
 
-/// Runs one container, installs the key, waits for ssh. Returns the node and its known_hosts
-/// line.
-fn start_node(spec: &NodeSpec<'_>, key: &Path, pubkey: &str) -> Result<(Node, String)> {
+/// A container that answers ssh.
+struct Started {
+    host: Host,
+    ip: String,
+    known_hosts_line: String,
+}
+
+/// Runs one container, installs the key, waits for ssh.
+fn start_node(spec: &NodeSpec<'_>, key: &Path, pubkey: &str) -> Result<Started> {
     let sh = Shell::new()?;
     let started = Instant::now();
     let NodeSpec {
@@ -379,22 +332,12 @@ fn start_node(spec: &NodeSpec<'_>, key: &Path, pubkey: &str) -> Result<(Node, St
     .quiet()
     .read()
     .map_err(|e| fail(format!("reading the ed25519 host key: {e}")))?;
-    let known_line = format!("[127.0.0.1]:{ssh_port} {}\n", host_key.trim());
+    let known_line = known_hosts_line(ssh_port, &host_key);
     let node_known = key.with_file_name(format!("known_hosts.{name}"));
     std::fs::write(&node_known, &known_line)?;
-    let port = ssh_port.to_string();
     let mut last_err = String::new();
     wait_until(started, || {
-        let out = cmd!(
-            sh,
-            "ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -o ConnectTimeout=5
-                -o StrictHostKeyChecking=yes -o UserKnownHostsFile={node_known}
-                -i {key} -p {port} root@127.0.0.1 true"
-        )
-        .quiet()
-        .ignore_status()
-        .output();
-        match out {
+        match ssh_command(key, &node_known, ssh_port, 5, "true").run() {
             Ok(o) if o.status.success() => true,
             Ok(o) => {
                 last_err = String::from_utf8_lossy(&o.stderr).trim().to_owned();
@@ -417,14 +360,15 @@ fn start_node(spec: &NodeSpec<'_>, key: &Path, pubkey: &str) -> Result<(Node, St
         "lab: {name} answers ssh on 127.0.0.1:{ssh_port} after {:.1?}",
         started.elapsed()
     );
-    let node = Node {
-        name: name.to_owned(),
-        role: role.to_owned(),
-        container: container.to_owned(),
-        ssh_port,
+    Ok(Started {
+        host: Host {
+            name: name.to_owned(),
+            role: role.to_owned(),
+            ssh_port,
+        },
         ip: ip.trim().to_owned(),
-    };
-    Ok((node, known_line))
+        known_hosts_line: known_line,
+    })
 }
 
 /// Polls `ready` every 250ms until it holds or [`BOOT_TIMEOUT`] since `started` has passed.
@@ -451,12 +395,6 @@ fn unique_suffix() -> String {
     format!("{:x}{n}{:05x}", std::process::id(), nanos >> 12)
 }
 
-/// A TOML basic string for a path.
-fn toml_str(path: &Path) -> String {
-    let s = path.display().to_string();
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
 /// Stand-ins for kubelet and kubeadm in lab containers. No Kubernetes package repository is
 /// reachable from the lab, so hosts are prepared with `kubernetes.source = "present"`: these
 /// give that check something to find, and kubelet a unit file to enable.
@@ -475,6 +413,14 @@ WantedBy=multi-user.target
 UNIT
 systemctl daemon-reload
 "#;
+
+/// Installs [`KUBE_STANDINS`] on every `k8s-*` host of `bed`.
+pub fn install_kube_standins(bed: &dyn Testbed) -> Result<()> {
+    for host in bed.hosts().iter().filter(|h| h.role.starts_with("k8s-")) {
+        bed.sh(&host.name, KUBE_STANDINS)?;
+    }
+    Ok(())
+}
 
 /// A representative inventory for lab hosts: an admin user (a throwaway demo hash), locale,
 /// keymap, NTP, and Kubernetes binaries taken as present (see [`KUBE_STANDINS`]).

@@ -8,6 +8,7 @@ pub mod image;
 pub mod lab;
 pub mod prereq;
 pub mod test;
+pub mod testbed;
 pub mod vm;
 
 use anyhow::Result;

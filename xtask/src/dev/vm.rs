@@ -8,9 +8,8 @@
 //! and initrd beside it for direct kernel boot. It lives in `<cache>/<recipe hash>/` and is
 //! reused while the recipe below is unchanged. Each [`Vm`] boots a copy-on-write qcow2 overlay
 //! of it, so the base stays clean, with user-mode networking (`restrict=on`: the guest reaches
-//! nothing outside) and its ssh port forwarded on a loopback port.
+//! nothing outside) and its ssh port forwarded on a loopback port: a [`Testbed`] of one host.
 
-use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{Read as _, Seek as _, SeekFrom};
 use std::net::TcpListener;
@@ -22,6 +21,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use tempfile::TempDir;
 use xshell::{Shell, cmd};
+
+use super::testbed::{Host, Testbed, keygen, known_hosts_line};
 
 /// Bumped whenever the build steps change in a way the recipe text below does not show.
 const FORMAT_VERSION: &str = "1";
@@ -121,7 +122,7 @@ const APPEND: &str = "root=/dev/vda rw console=ttyS0 net.ifnames=0";
 /// 20 to 60 s, more when the machine is busy.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// How long one [`Vm::ssh`] command may run.
+/// How long one command ([`Testbed::exec`]) may run.
 const SSH_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The recipe's hash, 16 hex digits: the name of the image's directory in the cache.
@@ -161,7 +162,7 @@ pub struct Image {
     pub initrd: PathBuf,
     /// Private key whose public half is root's authorized_keys in the image.
     pub identity_file: PathBuf,
-    /// The image's ed25519 host key (`ssh-ed25519 AAAA...`), for known_hosts.
+    /// The image's ed25519 host key (as in `ssh_host_ed25519_key.pub`), for known_hosts.
     pub host_key: String,
 }
 
@@ -169,11 +170,6 @@ impl Image {
     fn at(dir: PathBuf) -> Result<Image> {
         let host_key = std::fs::read_to_string(dir.join("host_ed25519_key.pub"))
             .with_context(|| format!("reading the host key of {}", dir.display()))?;
-        let host_key = host_key
-            .split_whitespace()
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" ");
         Ok(Image {
             disk: dir.join("disk.raw"),
             kernel: dir.join("vmlinuz"),
@@ -251,12 +247,7 @@ fn build(sh: &Shell, out: &Path) -> Result<()> {
         );
     }
     let started = Instant::now();
-    let key = out.join("id_ed25519");
-    cmd!(sh, "ssh-keygen -t ed25519 -N '' -q -C nodeprep-vm -f {key}")
-        .quiet()
-        .run()
-        .context("ssh-keygen failed (is openssh-client installed?)")?;
-    let pubkey = out.join("id_ed25519.pub");
+    let pubkey = keygen(sh, &out.join("id_ed25519"), "nodeprep-vm")?;
 
     let work = tempfile::Builder::new().prefix("rootfs-").tempdir_in(out)?;
     let hook_path = work.path().join("customize.sh");
@@ -310,13 +301,12 @@ fn build(sh: &Shell, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A running VM booted from an overlay of an [`Image`], reachable over ssh as root on
-/// `127.0.0.1:`[`Vm::port`]. Dropping it kills QEMU and removes the overlay; a watchdog does the
+/// A running VM booted from an overlay of an [`Image`], its one [`Host`] reachable over ssh as
+/// root on a loopback port. Dropping it kills QEMU and removes the overlay; a watchdog does the
 /// same if this process dies without unwinding.
 pub struct Vm {
-    name: String,
+    host: Host,
     image: Image,
-    port: u16,
     qemu: duct::Handle,
     watchdog: Option<duct::Handle>,
     dir: TempDir,
@@ -325,8 +315,7 @@ pub struct Vm {
 impl std::fmt::Debug for Vm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Vm")
-            .field("name", &self.name)
-            .field("port", &self.port)
+            .field("host", &self.host)
             .field("dir", &self.dir.path())
             .finish()
     }
@@ -341,8 +330,8 @@ fn accel() -> String {
 }
 
 impl Vm {
-    /// Boots `image` (as inventory host `name`) and waits until it answers ssh.
-    pub fn start(image: &Image, name: &str) -> Result<Vm> {
+    /// Boots `image` (as inventory host `name` of `role`) and waits until it answers ssh.
+    pub fn start(image: &Image, name: &str, role: &str) -> Result<Vm> {
         let sh = Shell::new()?;
         let dir = tempfile::Builder::new().prefix("nodeprep-vm-").tempdir()?;
         let overlay = dir.path().join("overlay.qcow2");
@@ -372,45 +361,22 @@ impl Vm {
                 Err(e) => bail!("qemu-system-x86_64: {e}"),
             }
         };
-        std::fs::write(
-            dir.path().join("known_hosts"),
-            format!("[127.0.0.1]:{port} {}\n", image.host_key),
-        )?;
         let mut vm = Vm {
-            name: name.to_owned(),
+            host: Host {
+                name: name.to_owned(),
+                role: role.to_owned(),
+                ssh_port: port,
+            },
             image: image.clone(),
-            port,
             qemu,
             watchdog: None,
             dir,
         };
+        std::fs::write(vm.known_hosts(), known_hosts_line(port, &image.host_key))?;
         vm.watchdog = Some(vm.spawn_watchdog()?);
         let booted = vm.wait_for_ssh(BOOT_TIMEOUT)?;
         eprintln!("vm {name}: answers ssh on 127.0.0.1:{port} after {booted:.1?}");
         Ok(vm)
-    }
-
-    /// The inventory host name it stands for.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Loopback port forwarded to the guest's port 22.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Directory of the overlay, console log, known_hosts and inventory; removed on drop.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn identity_file(&self) -> &Path {
-        &self.image.identity_file
-    }
-
-    pub fn known_hosts(&self) -> PathBuf {
-        self.dir.path().join("known_hosts")
     }
 
     /// The serial console's log (kernel and systemd messages of every boot).
@@ -427,115 +393,10 @@ impl Vm {
         tail(&self.dir.path().join("qemu.log"), 20)
     }
 
-    /// Writes `inventory.toml` in [`Vm::dir`]: the `[ssh]` table, `[hosts.NAME]` with `role`,
-    /// then `extra` (more TOML, e.g. `[hosts.NAME.network]`) verbatim. Returns its path.
-    pub fn write_inventory(&self, role: &str, extra: &str) -> Result<PathBuf> {
-        let mut text = String::new();
-        writeln!(text, "[ssh]")?;
-        writeln!(text, "user = \"root\"")?;
-        writeln!(text, "identity_file = {}", toml_str(self.identity_file()))?;
-        writeln!(text, "known_hosts = {}", toml_str(&self.known_hosts()))?;
-        writeln!(text, "\n[hosts.{}]", self.name)?;
-        writeln!(text, "role = \"{role}\"")?;
-        writeln!(text, "address = \"127.0.0.1\"")?;
-        writeln!(text, "port = {}", self.port)?;
-        if !extra.is_empty() {
-            text.push('\n');
-            text.push_str(extra);
-            if !extra.ends_with('\n') {
-                text.push('\n');
-            }
-        }
-        let path = self.dir.path().join("inventory.toml");
-        std::fs::write(&path, text)?;
-        Ok(path)
-    }
-
-    fn ssh_expr(&self, script: &str, connect_timeout: u32) -> duct::Expression {
-        let known = format!("UserKnownHostsFile={}", self.known_hosts().display());
-        let connect = format!("ConnectTimeout={connect_timeout}");
-        let port = self.port.to_string();
-        let args: Vec<std::ffi::OsString> = [
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            &known,
-            "-o",
-            &connect,
-            "-o",
-            "ServerAliveInterval=5",
-            "-o",
-            "ServerAliveCountMax=6",
-            "-o",
-            "LogLevel=ERROR",
-            "-i",
-        ]
-        .iter()
-        .map(Into::into)
-        .chain([
-            self.image.identity_file.as_os_str().to_owned(),
-            "-p".into(),
-            port.into(),
-            "root@127.0.0.1".into(),
-            "--".into(),
-            script.into(),
-        ])
-        .collect();
-        duct::cmd("ssh", args)
-            .stdin_null()
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked()
-    }
-
     /// Runs `script` (a shell command line) as root in the VM; a non-zero exit is not an
     /// error. Killed after `timeout`.
-    pub fn ssh_output(&self, script: &str, timeout: Duration) -> Result<Output> {
-        let handle = self.ssh_expr(script, 10).start()?;
-        match handle.wait_timeout(timeout)? {
-            Some(out) => Ok(out.clone()),
-            None => {
-                let _ = handle.kill();
-                let _ = handle.wait();
-                bail!(
-                    "`{script}` in vm {} still running after {timeout:?}",
-                    self.name
-                )
-            }
-        }
-    }
-
-    /// Runs `script` as root in the VM; fails, with its output and the console's tail, on a
-    /// non-zero exit. Returns stdout.
-    pub fn ssh(&self, script: &str) -> Result<String> {
-        let out = self
-            .ssh_output(script, SSH_TIMEOUT)
-            .map_err(|e| self.fail(format!("{e:#}")))?;
-        if !out.status.success() {
-            return Err(self.fail(format!(
-                "`{script}` failed ({}):\nstdout:\n{}\nstderr:\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr),
-            )));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// An error about this VM, with the tail of its serial console.
-    pub fn fail(&self, what: String) -> anyhow::Error {
-        anyhow!(
-            "vm {} (127.0.0.1:{}): {what}\n--- serial console, last 40 lines ---\n{}",
-            self.name,
-            self.port,
-            self.console_tail(40)
-        )
+    fn ssh_output(&self, script: &str, timeout: Duration) -> Result<Output> {
+        self.ssh(&self.host.name, script, timeout)
     }
 
     fn qemu_exited(&self) -> Option<String> {
@@ -546,7 +407,7 @@ impl Vm {
         }
     }
 
-    /// Polls until a login works (every second, each attempt with a 5 s connect timeout), or
+    /// Polls until a login works (every second, each attempt with a 10 s connect timeout), or
     /// fails after `timeout`, or as soon as QEMU exits. Returns how long it took.
     pub fn wait_for_ssh(&self, timeout: Duration) -> Result<Duration> {
         self.wait_for_login(timeout, |_| true)
@@ -557,7 +418,7 @@ impl Vm {
         let started = Instant::now();
         loop {
             if let Some(why) = self.qemu_exited() {
-                return Err(self.fail(why));
+                return Err(self.fail(&self.host.name, why));
             }
             let last = match self.ssh_output(
                 "cat /proc/sys/kernel/random/boot_id",
@@ -574,9 +435,10 @@ impl Vm {
                 Err(e) => format!("{e:#}"),
             };
             if started.elapsed() > timeout {
-                return Err(self.fail(format!(
-                    "no ssh login after {timeout:?}; last attempt: {last}"
-                )));
+                return Err(self.fail(
+                    &self.host.name,
+                    format!("no ssh login after {timeout:?}; last attempt: {last}"),
+                ));
             }
             thread::sleep(Duration::from_secs(1));
         }
@@ -585,7 +447,7 @@ impl Vm {
     /// The kernel's boot id: changes on every boot.
     pub fn boot_id(&self) -> Result<String> {
         Ok(self
-            .ssh("cat /proc/sys/kernel/random/boot_id")?
+            .sh(&self.host.name, "cat /proc/sys/kernel/random/boot_id")?
             .trim()
             .to_owned())
     }
@@ -598,7 +460,7 @@ impl Vm {
         // The session may be cut before it returns: its status says nothing.
         let _ = self.ssh_output("systemctl reboot", Duration::from_secs(30));
         let took = self.wait_for_login(BOOT_TIMEOUT, |id| id != before)?;
-        eprintln!("vm {}: rebooted in {took:.1?}", self.name);
+        eprintln!("vm {}: rebooted in {took:.1?}", self.host.name);
         Ok(started.elapsed())
     }
 
@@ -639,6 +501,36 @@ impl Vm {
             let _ = w.kill();
             let _ = w.wait_timeout(Duration::from_secs(5));
         }
+    }
+}
+
+impl Testbed for Vm {
+    fn hosts(&self) -> &[Host] {
+        std::slice::from_ref(&self.host)
+    }
+
+    /// Also holds the overlay and the console log.
+    fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The image's: its public half is root's authorized_keys there.
+    fn identity_file(&self) -> &Path {
+        &self.image.identity_file
+    }
+
+    /// Over ssh, `argv` quoted for the remote shell; killed after [`SSH_TIMEOUT`].
+    fn exec(&self, host: &str, argv: &[&str]) -> Result<Output> {
+        self.ssh(host, &tasks::host::shell_join(argv), SSH_TIMEOUT)
+    }
+
+    /// With the tail of the VM's serial console.
+    fn fail(&self, host: &str, what: String) -> anyhow::Error {
+        anyhow!(
+            "vm {host} (127.0.0.1:{}): {what}\n--- serial console, last 40 lines ---\n{}",
+            self.host(host).ssh_port,
+            self.console_tail(40)
+        )
     }
 }
 
@@ -726,12 +618,6 @@ fn strip_escapes(s: &str) -> String {
         }
     }
     out
-}
-
-/// A TOML basic string for a path.
-fn toml_str(path: &Path) -> String {
-    let s = path.display().to_string();
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 #[cfg(test)]
