@@ -43,7 +43,7 @@ pub fn swap_off(cx: &mut Ctx) -> Result<Change> {
     for area in &active {
         cx.apply(&["swapoff", area])?;
     }
-    update_cached(cx, SWAPS, "Filename\tType\tSize\tUsed\tPriority\n");
+    cx.known(SWAPS, "Filename\tType\tSize\tUsed\tPriority\n");
     Ok(Change::Changed)
 }
 
@@ -109,7 +109,7 @@ pub fn sysctl_applied(cx: &mut Ctx, settings: &[(&str, &str)], force: bool) -> R
     }
     cx.apply(&["sysctl", "--system"])?;
     for (k, v) in settings {
-        update_cached(cx, &sysctl_path(k), &format!("{v}\n"));
+        cx.known(&sysctl_path(k), &format!("{v}\n"));
     }
     if differ.is_empty() {
         Ok(Change::Changed)
@@ -181,29 +181,9 @@ pub fn modules_loaded(cx: &mut Ctx, modules: &[&str]) -> Result<Change> {
     }
     for m in &missing {
         cx.apply(&["modprobe", m])?;
-        let dir = crate::state::FileState {
-            mode: 0o755,
-            owner: "root".into(),
-            group: "root".into(),
-            is_dir: true,
-            content: Vec::new(),
-        };
-        cx.state_mut()
-            .files
-            .insert(format!("/sys/module/{m}"), Some(dir));
+        cx.known_dir(&format!("/sys/module/{m}"), 0o755, "root", "root");
     }
     Ok(Change::Changed)
-}
-
-fn update_cached(cx: &mut Ctx, path: &str, content: &str) {
-    let f = crate::state::FileState {
-        mode: 0o644,
-        owner: "root".into(),
-        group: "root".into(),
-        is_dir: false,
-        content: content.as_bytes().to_vec(),
-    };
-    cx.state_mut().files.insert(path.to_string(), Some(f));
 }
 
 #[cfg(test)]

@@ -145,22 +145,17 @@ fn upstream_apt(cx: &mut Ctx, minor: &str) -> Result<Change> {
             repo_url(minor, "deb")
         ));
         let key_url = format!("{}Release.key", repo_url(minor, "deb"));
-        cx.apply(&[
-            "sh",
-            "-c",
-            KEY_SCRIPT,
-            "nodeprep-keyring",
-            &key_url,
+        cx.apply_creating(
+            &[
+                "sh",
+                "-c",
+                KEY_SCRIPT,
+                "nodeprep-keyring",
+                &key_url,
+                APT_KEYRING,
+            ],
             APT_KEYRING,
-        ])?;
-        let key = crate::state::FileState {
-            mode: 0o644,
-            owner: "root".into(),
-            group: "root".into(),
-            is_dir: false,
-            content: Vec::new(),
-        };
-        cx.state_mut().files.insert(APT_KEYRING.into(), Some(key));
+        )?;
         sources_changed = true;
         change = Change::Changed;
     }

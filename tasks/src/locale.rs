@@ -145,9 +145,7 @@ pub fn locale_packages(cx: &mut Ctx, locale: &str) -> Result<Change> {
     if locales_new && !cx.check_mode() {
         // The package's postinst writes /etc/locale.gen (and may write /etc/default/locale):
         // what the probe saw is gone.
-        for path in [LOCALE_GEN, DEFAULT_LOCALE] {
-            cx.state_mut().files.remove(path);
-        }
+        cx.forget(&[LOCALE_GEN, DEFAULT_LOCALE]);
     }
     Ok(c)
 }

@@ -22,7 +22,7 @@ pub fn unit_name(name: &str) -> String {
 pub fn unit(cx: &mut Ctx, name: &str) -> Result<UnitState> {
     let name = unit_name(name);
     if cx.take_units_stale() {
-        cx.state_mut().units.clear();
+        cx.units_mut().clear();
     }
     if let Some(u) = cx.state().units.get(&name) {
         return Ok(u.clone());
@@ -35,7 +35,7 @@ pub fn unit(cx: &mut Ctx, name: &str) -> Result<UnitState> {
         .find(|(id, _)| *id == name)
         .map(|(_, u)| u)
         .unwrap_or_default();
-    cx.state_mut().units.insert(name, u.clone());
+    cx.units_mut().insert(name, u.clone());
     Ok(u)
 }
 
@@ -68,11 +68,7 @@ pub fn enabled(cx: &mut Ctx, name: &str) -> Result<Change> {
         ));
     }
     cx.apply(&["systemctl", "enable", &unit_name])?;
-    cx.state_mut()
-        .units
-        .entry(unit_name)
-        .or_default()
-        .enablement = "enabled".into();
+    cx.units_mut().entry(unit_name).or_default().enablement = "enabled".into();
     Ok(Change::Changed)
 }
 
@@ -84,7 +80,7 @@ pub fn started(cx: &mut Ctx, name: &str) -> Result<Change> {
         return Ok(Change::Unchanged);
     }
     cx.apply(&["systemctl", "start", &unit_name])?;
-    cx.state_mut().units.entry(unit_name).or_default().active = "active".into();
+    set_active(cx, &unit_name, "active");
     Ok(Change::Changed)
 }
 
@@ -120,7 +116,7 @@ pub fn restarted(cx: &mut Ctx, name: &str) -> Result<Change> {
     require_systemd(cx)?;
     let unit_name = unit_name(name);
     cx.apply(&["systemctl", "restart", &unit_name])?;
-    cx.state_mut().units.entry(unit_name).or_default().active = "active".into();
+    set_active(cx, &unit_name, "active");
     Ok(Change::Changed)
 }
 
@@ -129,17 +125,34 @@ pub fn reloaded(cx: &mut Ctx, name: &str) -> Result<Change> {
     require_systemd(cx)?;
     let unit_name = unit_name(name);
     cx.apply(&["systemctl", "reload-or-restart", &unit_name])?;
-    cx.state_mut().units.entry(unit_name).or_default().active = "active".into();
+    set_active(cx, &unit_name, "active");
     Ok(Change::Changed)
 }
 
-/// `systemctl daemon-reload` (a handler: call it when a unit file changed).
+fn set_active(cx: &mut Ctx, unit_name: &str, state: &str) {
+    cx.units_mut()
+        .entry(unit_name.to_string())
+        .or_default()
+        .active = state.into();
+}
+
+/// Whether the unit runs, asked now (`systemctl is-active`, one round trip): after a restart
+/// whose start condition is unmet, systemd exits 0 and leaves the unit inactive. The answer
+/// (`active`, `inactive`, `failed`...) is kept as the unit's state.
+pub fn active_now(cx: &mut Ctx, name: &str) -> Result<String> {
+    let unit_name = unit_name(name);
+    let out = cx.query(&["systemctl", "is-active", &unit_name])?;
+    let state = out.stdout_str().trim().to_string();
+    set_active(cx, &unit_name, &state);
+    Ok(state)
+}
+
+/// `systemctl daemon-reload` (a handler: call it when a unit file changed); unit states are
+/// read again afterwards.
 pub fn daemon_reload(cx: &mut Ctx) -> Result<Change> {
     require_systemd(cx)?;
     cx.apply(&["systemctl", "daemon-reload"])?;
-    cx.state_mut()
-        .facts
-        .insert("units-stale".into(), "yes".into());
+    cx.units_changed();
     Ok(Change::Changed)
 }
 
