@@ -519,6 +519,19 @@ impl Ctx {
             .insert(argv.iter().map(|a| a.to_string()).collect(), answer);
     }
 
+    /// Says in one line, for `--diff`, what a change made by commands did (`user ops: added
+    /// to group wheel`, `installed: kbd glibc-i18n`); recorded with the step's diffs when
+    /// diffs are wanted. Never a secret: the line is printed and logged as it is.
+    pub fn note_change(&mut self, line: impl Into<String>) {
+        if self.diff_wanted() {
+            let mut line = line.into();
+            if !line.ends_with('\n') {
+                line.push('\n');
+            }
+            self.record_diff(line);
+        }
+    }
+
     fn record_action(&mut self, action: Action) {
         if let Some(cur) = &mut self.current {
             cur.actions.push(action.clone());
@@ -1112,6 +1125,31 @@ mod tests {
         assert_eq!(cx.facts().hostname, "prdk8swok511");
         assert!(rec.commands().is_empty(), "{:?}", rec.commands());
         assert!(cx.actions().is_empty());
+    }
+
+    /// A change made by commands is said in one line when diffs are wanted, not otherwise.
+    #[test]
+    fn note_change_only_when_diffs_are_wanted() {
+        for (diff, want) in [
+            (true, vec!["enabled x.service\n".to_string()]),
+            (false, vec![]),
+        ] {
+            let f = crate::testing::Fixture::photon();
+            let rec = std::sync::Arc::new(crate::host::Recorder::new("t"));
+            let opts = Options {
+                diff,
+                ..Options::default()
+            };
+            let mut cx = Ctx::with_state(Box::new(rec), f.facts, f.state, opts);
+            let c = cx
+                .step("s", |cx| {
+                    cx.note_change("enabled x.service");
+                    Ok(Change::Changed)
+                })
+                .unwrap();
+            assert!(c.changed());
+            assert_eq!(cx.records()[0].diffs, want);
+        }
     }
 
     /// A scratch file is never backed up; removing it leaves it known absent.

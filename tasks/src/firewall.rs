@@ -328,7 +328,19 @@ pub fn iptables_live(cx: &mut Ctx, service: &str, ports: &[Ports]) -> Result<Cha
         rules.push_str(&format!("-A INPUT {}\n", rule.join(" ")));
     }
     cx.answer_changed(&LIVE_RULES, rules);
+    cx.note_change(format!(
+        "live iptables INPUT: accepting TCP port(s) {}",
+        port_list(&add)
+    ));
     Ok(Change::Changed)
+}
+
+fn port_list(ports: &[Ports]) -> String {
+    ports
+        .iter()
+        .map(Ports::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 // ---- firewalld ------------------------------------------------------------------------------
@@ -372,6 +384,11 @@ pub fn firewalld_ports(cx: &mut Ctx, ports: &[Ports]) -> Result<Change> {
             listing.push_str(&p.firewalld());
         }
         cx.answer_changed(list, listing);
+        cx.note_change(format!(
+            "firewalld ({}): accepting TCP port(s) {}",
+            if permanent { "permanent" } else { "runtime" },
+            port_list(&add)
+        ));
         change = Change::Changed;
     }
     Ok(change)

@@ -85,6 +85,8 @@ pub fn hostname_live(cx: &mut Ctx, name: &str) -> Result<Change> {
         cx.apply(&["hostname", name])?;
     }
     cx.hostname_changed(name);
+    let was = if live.is_empty() { "(none)" } else { &live };
+    cx.note_change(format!("host name: {was} -> {name}"));
     Ok(Change::Changed)
 }
 
@@ -170,8 +172,8 @@ mod tests {
         assert_eq!(strings(&cx), ["run hostnamectl set-hostname prdk8swok511"]);
     }
 
-    /// Once renamed, the host's name is the new one, for this run and for a run over the
-    /// state it leaves.
+    /// The renaming says what it did. Once renamed, the host's name is the new one, for this
+    /// run and for a run over the state it leaves.
     #[test]
     fn live_rename_is_followed() {
         let (mut cx, _rec) = Fixture::rhel()
@@ -181,6 +183,10 @@ mod tests {
             .step("hostname", |cx| hostname_live(cx, "prdk8swok511"))
             .unwrap();
         assert_eq!(c, Change::Changed);
+        assert_eq!(
+            cx.records()[0].diffs,
+            ["host name: localhost -> prdk8swok511\n"]
+        );
         assert_eq!(cx.facts().hostname, "prdk8swok511");
         assert_eq!(
             hostname_live(&mut cx, "prdk8swok511").unwrap(),

@@ -170,6 +170,7 @@ pub fn locale_generated(cx: &mut Ctx, locale: &str) -> Result<Change> {
     if c.changed() {
         cx.progress(format!("generating locale {}", locale.name));
         cx.apply(&[generator])?;
+        cx.note_change(format!("locale {} generated ({generator})", locale.name));
     }
     Ok(c)
 }

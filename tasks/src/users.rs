@@ -9,7 +9,8 @@
 //! After a command the engine is told what the host now has: the new contents where the
 //! result is exactly known (usermod -aG, chpasswd, chage); after `useradd` (uid and gid chosen
 //! by the host) the three files are read again, or, in check mode, the new account is
-//! predicted so that the steps after it plan against it.
+//! predicted so that the steps after it plan against it. Each change says what it did in one
+//! line for `--diff`; the password line never shows the hash.
 
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
@@ -76,6 +77,14 @@ pub fn user_present(cx: &mut Ctx, name: &str) -> Result<Change> {
     if cx.check_mode() {
         predict_new_user(cx, name, own_group_exists, sudo_exists.then_some(sudo))?;
     }
+    let groups = if sudo_exists {
+        format!(", in group {sudo}")
+    } else {
+        String::new()
+    };
+    cx.note_change(format!(
+        "user {name}: created (useradd -m -s /bin/bash){groups}"
+    ));
     Ok(Change::Changed)
 }
 
@@ -160,6 +169,7 @@ pub fn group_member(cx: &mut Ctx, name: &str, group_name: &str) -> Result<Change
     }
     cx.apply(&["usermod", "-aG", group_name, name])?;
     cx.known(GROUP, &with_member(&group, group_name, name));
+    cx.note_change(format!("user {name}: added to group {group_name}"));
     Ok(Change::Changed)
 }
 
@@ -181,6 +191,7 @@ pub fn password(cx: &mut Ctx, name: &str, hash: &Secret) -> Result<Change> {
         SHADOW,
         &with_shadow_fields(&shadow, name, &[(1, hash.expose())]),
     );
+    cx.note_change(format!("user {name}: password set (hash not shown)"));
     Ok(Change::Changed)
 }
 
@@ -206,6 +217,9 @@ pub fn no_password_expiry(cx: &mut Ctx, name: &str) -> Result<Change> {
         "chage", "-I", "-1", "-m", "0", "-M", "99999", "-E", "-1", name,
     ])?;
     cx.known(SHADOW, &with_shadow_fields(&shadow, name, &NO_EXPIRY));
+    cx.note_change(format!(
+        "user {name}: password never expires (chage -I -1 -m 0 -M 99999 -E -1)"
+    ));
     Ok(Change::Changed)
 }
 
@@ -477,6 +491,9 @@ fn owned_dir(cx: &mut Ctx, path: &str, mode: u32, owner: &str, group: &str) -> R
             cx.apply(&[
                 "install", "-d", "-m", &mode_s, "-o", owner, "-g", group, path,
             ])?;
+            cx.note_change(format!(
+                "{path}: directory created, {mode_s} {owner}:{group}"
+            ));
         }
         Some(d) if !d.is_dir => {
             return Err(Error::invalid(format!(
@@ -493,6 +510,10 @@ fn owned_dir(cx: &mut Ctx, path: &str, mode: u32, owner: &str, group: &str) -> R
             if d.mode != mode {
                 cx.apply(&["chmod", &mode_s, path])?;
             }
+            cx.note_change(format!(
+                "{path}: mode/owner {:04o} {}:{} -> {mode_s} {owner}:{group}",
+                d.mode, d.owner, d.group
+            ));
         }
     }
     cx.known_dir(path, mode, owner, group);
@@ -524,6 +545,10 @@ fn owned_file(
                 cx.apply(&["chmod", &format!("{mode:04o}"), path])?;
             }
             cx.known_mode(path, mode, owner, group);
+            cx.note_change(format!(
+                "{path}: mode/owner {:04o} {}:{} -> {mode:04o} {owner}:{group}",
+                c.mode, c.owner, c.group
+            ));
             Ok(Change::Changed)
         }
         _ => {
@@ -902,6 +927,29 @@ mod tests {
         );
     }
 
+    /// The admin exists with the right password but is not in the sudo group: the only change
+    /// is `usermod -aG`, and the step's diff names the group.
+    #[test]
+    fn group_only_change_has_a_diff() {
+        let h = hash();
+        let (mut cx, _rec) = photon_done(&h)
+            .file(GROUP, "root:x:0:\nwheel:x:10:\nadmin:x:1000:\n", 0o644)
+            .ctx(Mode::Apply);
+        let c = cx
+            .step("admin user", |cx| admin_user(cx, &admin(&h, &[])))
+            .unwrap();
+        assert_eq!(c, Change::Changed);
+        let r = &cx.records()[0];
+        assert_eq!(r.outcome, crate::ctx::Outcome::Changed);
+        expect![[r#"
+            [
+                "run usermod -aG wheel admin",
+            ]
+        "#]]
+        .assert_debug_eq(&strings(&cx));
+        assert_eq!(r.diffs, ["user admin: added to group wheel\n"]);
+    }
+
     #[test]
     fn shadow_never_in_diffs() {
         let h = hash();
@@ -912,7 +960,19 @@ mod tests {
             .step("admin", |cx| admin_user(cx, &admin(&h, &[])))
             .unwrap();
         let r = &cx.records()[0];
-        assert!(r.diffs.is_empty());
+        // The step says what it did, in lines that hold nothing of the hash or of
+        // /etc/shadow: no file diff at all.
+        let diffs = r.diffs.concat();
+        expect![[r#"
+            user admin: created (useradd -m -s /bin/bash), in group wheel
+            user admin: password set (hash not shown)
+        "#]]
+        .assert_eq(&diffs);
+        assert!(
+            !diffs.contains(h.expose()) && !diffs.contains("$6$"),
+            "{diffs}"
+        );
+        assert!(!diffs.contains(SHADOW) && !diffs.contains("@@"), "{diffs}");
         assert!(!format!("{:?}", r.actions).contains(h.expose()));
     }
 
