@@ -28,7 +28,6 @@ pub fn converge(
 ) -> String {
     let who = format!("{} on {}", pb.name(), target.name);
     let all = Selection::default();
-    let facts = fixture.facts.clone();
     let recorded = fixture.clone();
 
     // 1. The plan, on the whole recorded host.
@@ -69,7 +68,7 @@ pub fn converge(
     }
     let mut again = Ctx::with_state(
         Box::new(rec.clone()),
-        facts,
+        cx.facts().clone(),
         cx.state().clone(),
         Options::default(),
     );

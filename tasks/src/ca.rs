@@ -140,6 +140,7 @@ pub fn ca_trust_updated(cx: &mut Ctx, changed: bool) -> Result<Change> {
     }
     let update = layout(cx.facts().os).update;
     cx.apply(update)?;
+    cx.note_change(format!("trust store rebuilt ({})", update.join(" ")));
     Ok(Change::Changed)
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, ErrorKind, Result};
 use crate::facts::Facts;
 use crate::host::{Cmd, Host, Output};
-use crate::state::{self, FileState, Probe, State};
+use crate::state::{self, FileState, Probe, State, UnitState};
 
 /// A handle on a step declared in a [`crate::plan::Plan`], for handlers: [`Ctx::changed`]
 /// tells whether that step changed something in this run.
@@ -237,8 +237,12 @@ impl Ctx {
         Ok(cx)
     }
 
-    /// A context over a known state: what tests use to feed recorded facts.
-    pub fn with_state(host: Box<dyn Host>, facts: Facts, state: State, opts: Options) -> Ctx {
+    /// A context over a known state: what tests use to feed recorded facts. A host name the
+    /// state holds (the probe's answer, as an earlier run left it) is the host's name.
+    pub fn with_state(host: Box<dyn Host>, mut facts: Facts, state: State, opts: Options) -> Ctx {
+        if let Some(name) = probed_hostname(&state) {
+            facts.hostname = name;
+        }
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -329,10 +333,18 @@ impl Ctx {
         &self.state
     }
 
-    /// The cache, for the engine's primitives (files, packages, units) only: task families
-    /// go through [`Ctx::file`], [`Ctx::write_file`], [`Ctx::forget`] and the primitives.
+    /// The whole cache, for tests that simulate what a host answers. The run itself keeps the
+    /// cache coherent through the engine: reads go through [`Ctx::file`], writes through
+    /// [`Ctx::write_file`], and what commands did is told with [`Ctx::known`],
+    /// [`Ctx::apply_touching`], [`Ctx::forget`] and their kin.
+    #[cfg(test)]
     pub(crate) fn state_mut(&mut self) -> &mut State {
         &mut self.state
+    }
+
+    /// The cached unit states, for the systemd primitives (`systemd.rs`) only.
+    pub(crate) fn units_mut(&mut self) -> &mut std::collections::HashMap<String, UnitState> {
+        &mut self.state.units
     }
 
     /// Releases the run lock (if this run took it) and the connection. Also done on drop.
@@ -461,6 +473,69 @@ impl Ctx {
         self.send(&cmd, false).map(Some)
     }
 
+    /// As [`Ctx::apply`], for a command that changes files in ways the cache cannot follow
+    /// (`useradd` picks ids, a script fetches a keyring): once it ran, `paths` are forgotten
+    /// and read again when next needed. In check mode nothing ran and nothing is forgotten.
+    pub fn apply_touching(&mut self, argv: &[&str], paths: &[&str]) -> Result<Option<Output>> {
+        let out = self.apply(argv)?;
+        if !self.check_mode() {
+            self.forget(paths);
+        }
+        Ok(out)
+    }
+
+    /// As [`Ctx::apply`], for a command that creates `path` with contents the run does not
+    /// follow (a keyring a script fetches and dearmors): once it ran, `path` is read again
+    /// when next needed. In check mode nothing ran: `path` counts as present (0644 root:root,
+    /// contents unknown, read as empty) so that later steps plan against it, as installed
+    /// packages count as present with their version unknown.
+    pub fn apply_creating(&mut self, argv: &[&str], path: &str) -> Result<Option<Output>> {
+        let out = self.apply_touching(argv, &[path])?;
+        if self.check_mode() {
+            self.known(path, "");
+        }
+        Ok(out)
+    }
+
+    /// The standard output of a read-only command, asked once per run: later calls get the
+    /// same answer, or the one [`Ctx::answer_changed`] gave since (`iptables -S INPUT` read once
+    /// by every step that opens ports). A non-zero exit is an error, and is not remembered.
+    pub fn query_once(&mut self, argv: &[&str]) -> Result<String> {
+        let key: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+        if let Some(answer) = self.state.answers.get(&key) {
+            return Ok(answer.clone());
+        }
+        let out = self.query(argv)?;
+        if !out.success() {
+            return Err(crate::host::command_failed(&Cmd::new(argv), &out));
+        }
+        let answer = out.stdout_str();
+        self.state.answers.insert(key, answer.clone());
+        Ok(answer)
+    }
+
+    /// A modifying command changed what `argv` answers (a rule inserted changes the
+    /// listing): this is its answer now, for the next [`Ctx::query_once`]. In check mode it
+    /// is the answer the host would give.
+    pub fn answer_changed(&mut self, argv: &[&str], answer: String) {
+        self.state
+            .answers
+            .insert(argv.iter().map(|a| a.to_string()).collect(), answer);
+    }
+
+    /// Says in one line, for `--diff`, what a change made by commands did (`user ops: added
+    /// to group wheel`, `installed: kbd glibc-i18n`); recorded with the step's diffs when
+    /// diffs are wanted. Never a secret: the line is printed and logged as it is.
+    pub fn note_change(&mut self, line: impl Into<String>) {
+        if self.diff_wanted() {
+            let mut line = line.into();
+            if !line.ends_with('\n') {
+                line.push('\n');
+            }
+            self.record_diff(line);
+        }
+    }
+
     fn record_action(&mut self, action: Action) {
         if let Some(cur) = &mut self.current {
             cur.actions.push(action.clone());
@@ -543,6 +618,39 @@ impl Ctx {
         owner: &str,
         group: &str,
     ) -> Result<()> {
+        self.write(path, content, mode, owner, group, true)
+    }
+
+    /// As [`Ctx::write_file`], for a scratch file (a candidate configuration checked before it
+    /// replaces the live one): never backed up.
+    pub fn write_scratch(
+        &mut self,
+        path: &str,
+        content: &[u8],
+        mode: u32,
+        owner: &str,
+        group: &str,
+    ) -> Result<()> {
+        self.write(path, content, mode, owner, group, false)
+    }
+
+    /// Removes a file (`rm -f`); the cache then knows it absent.
+    pub fn remove_file(&mut self, path: &str) -> Result<()> {
+        check_path(path)?;
+        self.apply(&["rm", "-f", path])?;
+        self.state.files.insert(path.to_string(), None);
+        Ok(())
+    }
+
+    fn write(
+        &mut self,
+        path: &str,
+        content: &[u8],
+        mode: u32,
+        owner: &str,
+        group: &str,
+        backup: bool,
+    ) -> Result<()> {
         check_path(path)?;
         self.record_action(Action::Write {
             path: path.into(),
@@ -552,7 +660,7 @@ impl Ctx {
         });
         if !self.check_mode() {
             let backup = match self.state.files.get(path) {
-                Some(Some(_)) | None if self.opts.backup => {
+                Some(Some(_)) | None if backup && self.opts.backup => {
                     format!("/var/backups/nodeprep{path}.{}", self.stamp)
                 }
                 _ => String::new(),
@@ -661,6 +769,72 @@ impl Ctx {
         }
     }
 
+    /// A command left `path` holding `content`, exactly (a live kernel value after `sysctl`,
+    /// /etc/group after `usermod -aG`): the cache follows, as after a write. A file the cache
+    /// knows keeps its mode and owner; another is recorded 0644 root:root. In check mode it is
+    /// what the command would leave, so that later steps plan against it.
+    pub fn known(&mut self, path: &str, content: &str) {
+        match self.state.files.get_mut(path) {
+            Some(Some(f)) if !f.is_dir => f.content = content.as_bytes().to_vec(),
+            _ => {
+                let f = FileState {
+                    mode: 0o644,
+                    owner: "root".into(),
+                    group: "root".into(),
+                    is_dir: false,
+                    content: content.as_bytes().to_vec(),
+                };
+                self.state.files.insert(path.to_string(), Some(f));
+            }
+        }
+    }
+
+    /// A command left a directory at `path` with this mode and owner (`install -d`, a module
+    /// loaded by `modprobe` appearing under /sys/module).
+    pub fn known_dir(&mut self, path: &str, mode: u32, owner: &str, group: &str) {
+        let dir = FileState {
+            mode,
+            owner: owner.into(),
+            group: group.into(),
+            is_dir: true,
+            content: Vec::new(),
+        };
+        self.state.files.insert(path.to_string(), Some(dir));
+    }
+
+    /// `chmod`/`chown` gave a known file or directory this mode and owner.
+    pub fn known_mode(&mut self, path: &str, mode: u32, owner: &str, group: &str) {
+        if let Some(Some(f)) = self.state.files.get_mut(path) {
+            (f.mode, f.owner, f.group) = (mode, owner.to_string(), group.to_string());
+        }
+    }
+
+    /// The kernel's host name is now `name` (`hostnamectl set-hostname`): the facts follow,
+    /// and so does the probe's answer in the cache (what the host would report now). In check
+    /// mode it is the name the host would have.
+    pub fn hostname_changed(&mut self, name: &str) {
+        self.facts.hostname = name.to_string();
+        self.state
+            .facts
+            .insert(HOSTNAME_ANSWER.into(), name.to_string());
+    }
+
+    /// Packages moved in ways the run cannot name (a full system update): the package list is
+    /// read again when next needed. Nothing moved in check mode.
+    pub fn packages_changed(&mut self) {
+        if !self.check_mode() {
+            self.state.packages = None;
+        }
+    }
+
+    /// Unit files changed (`systemctl daemon-reload`): unit states are read again when next
+    /// needed. Nothing changed in check mode.
+    pub fn units_changed(&mut self) {
+        if !self.check_mode() {
+            self.flags.units_stale = true;
+        }
+    }
+
     /// Packages known installed (name → version); read once per run.
     pub fn packages(&mut self) -> Result<&std::collections::BTreeMap<String, String>> {
         if self.state.packages.is_none() {
@@ -742,12 +916,19 @@ fn facts_from_state(state: &State) -> Result<Facts> {
         .get("container")
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty() && v != "none");
-    facts.hostname = state
-        .facts
-        .get("hostname")
-        .map(|v| v.trim().to_string())
-        .unwrap_or_default();
+    facts.hostname = probed_hostname(state).unwrap_or_default();
     Ok(facts)
+}
+
+/// The probe's answer naming the kernel's host name.
+const HOSTNAME_ANSWER: &str = "hostname";
+
+fn probed_hostname(state: &State) -> Option<String> {
+    state
+        .facts
+        .get(HOSTNAME_ANSWER)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
 impl Drop for Ctx {
@@ -869,6 +1050,143 @@ mod tests {
         unlock("first run");
         assert!(!std::path::Path::new(&lock).exists());
         assert!(probe("second run").is_ok());
+    }
+
+    fn ok(stdout: &str) -> Output {
+        Output {
+            status: Some(0),
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: Vec::new(),
+        }
+    }
+
+    /// A listing is asked once per run; after a change, the next step gets the answer the
+    /// change left, without asking again. A failed command is an error.
+    #[test]
+    fn query_once_asks_once_and_follows_changes() {
+        let (mut cx, rec) = crate::testing::Fixture::photon().ctx(Mode::Apply);
+        rec.reply("iptables -w 10 -S INPUT", ok("-P INPUT DROP\n"));
+        rec.reply(
+            "false",
+            Output {
+                status: Some(1),
+                ..Output::default()
+            },
+        );
+        let argv = ["iptables", "-w", "10", "-S", "INPUT"];
+        assert_eq!(cx.query_once(&argv).unwrap(), "-P INPUT DROP\n");
+        assert_eq!(cx.query_once(&argv).unwrap(), "-P INPUT DROP\n");
+        cx.answer_changed(&argv, "-P INPUT DROP\n-A INPUT -j ACCEPT\n".into());
+        assert_eq!(
+            cx.query_once(&argv).unwrap(),
+            "-P INPUT DROP\n-A INPUT -j ACCEPT\n"
+        );
+        assert_eq!(rec.commands().len(), 1, "asked again: {:?}", rec.commands());
+        assert!(cx.query_once(&["false"]).is_err());
+        assert!(cx.query_once(&["false"]).is_err());
+        assert_eq!(rec.commands().len(), 3, "a failure was remembered");
+        assert!(cx.state().facts.keys().all(|k| k == "os-release"));
+    }
+
+    /// A command that changes files the cache cannot follow makes the engine read them again;
+    /// in check mode nothing ran, and the cache stays as probed.
+    #[test]
+    fn apply_touching_forgets_only_what_ran() {
+        for (mode, forgotten) in [(Mode::Apply, true), (Mode::Check, false)] {
+            let (mut cx, _rec) = crate::testing::Fixture::photon().ctx(mode);
+            cx.apply_touching(&["useradd", "ops"], &["/etc/passwd", "/etc/group"])
+                .unwrap();
+            assert_eq!(!cx.state().files.contains_key("/etc/passwd"), forgotten);
+            assert_eq!(!cx.state().files.contains_key("/etc/group"), forgotten);
+            assert!(cx.state().files.contains_key("/etc/shadow"));
+            assert_eq!(cx.actions().len(), 1);
+        }
+    }
+
+    /// What a command left is told to the engine: a known file keeps its mode and owner, a
+    /// new one is a plain root file, a directory has the mode and owner given.
+    #[test]
+    fn known_contents_follow_commands() {
+        let (mut cx, rec) = crate::testing::Fixture::photon().ctx(Mode::Apply);
+        cx.known("/etc/shadow", "root:!:19000:0:99999:7:::\n");
+        let shadow = cx.file("/etc/shadow").unwrap().unwrap();
+        assert_eq!(shadow.text(), "root:!:19000:0:99999:7:::\n");
+        assert_eq!((shadow.mode, shadow.owner.as_str()), (0o600, "root"));
+        cx.known("/proc/sys/net/ipv4/ip_forward", "1\n");
+        assert_eq!(
+            cx.file("/proc/sys/net/ipv4/ip_forward")
+                .unwrap()
+                .unwrap()
+                .text(),
+            "1\n"
+        );
+        cx.known_dir("/sys/module/br_netfilter", 0o755, "root", "root");
+        assert!(cx.file("/sys/module/br_netfilter").unwrap().unwrap().is_dir);
+        cx.known_mode("/etc/shadow", 0o640, "root", "shadow");
+        let shadow = cx.file("/etc/shadow").unwrap().unwrap();
+        assert_eq!((shadow.mode, shadow.group.as_str()), (0o640, "shadow"));
+        cx.hostname_changed("prdk8swok511");
+        assert_eq!(cx.facts().hostname, "prdk8swok511");
+        assert!(rec.commands().is_empty(), "{:?}", rec.commands());
+        assert!(cx.actions().is_empty());
+    }
+
+    /// A change made by commands is said in one line when diffs are wanted, not otherwise.
+    #[test]
+    fn note_change_only_when_diffs_are_wanted() {
+        for (diff, want) in [
+            (true, vec!["enabled x.service\n".to_string()]),
+            (false, vec![]),
+        ] {
+            let f = crate::testing::Fixture::photon();
+            let rec = std::sync::Arc::new(crate::host::Recorder::new("t"));
+            let opts = Options {
+                diff,
+                ..Options::default()
+            };
+            let mut cx = Ctx::with_state(Box::new(rec), f.facts, f.state, opts);
+            let c = cx
+                .step("s", |cx| {
+                    cx.note_change("enabled x.service");
+                    Ok(Change::Changed)
+                })
+                .unwrap();
+            assert!(c.changed());
+            assert_eq!(cx.records()[0].diffs, want);
+        }
+    }
+
+    /// A scratch file is never backed up; removing it leaves it known absent.
+    #[test]
+    fn scratch_files_are_not_backed_up() {
+        let f = crate::testing::Fixture::photon().file("/etc/x.new", "old\n", 0o600);
+        let rec = std::sync::Arc::new(crate::host::Recorder::new("t"));
+        let opts = Options {
+            backup: true,
+            ..Options::default()
+        };
+        let mut cx = Ctx::with_state(Box::new(rec.clone()), f.facts, f.state, opts);
+        cx.write_scratch("/etc/x.new", b"new\n", 0o600, "root", "root")
+            .unwrap();
+        cx.write_file("/etc/x", b"live\n", 0o644, "root", "root")
+            .unwrap();
+        cx.remove_file("/etc/x.new").unwrap();
+        assert_eq!(cx.file("/etc/x.new").unwrap(), None);
+        let backups: Vec<String> = rec
+            .commands()
+            .iter()
+            .map(|c| c.display())
+            .filter(|c| c.contains("/var/backups/nodeprep"))
+            .collect();
+        assert_eq!(backups.len(), 1, "{backups:?}");
+        assert!(
+            backups[0].contains("/var/backups/nodeprep/etc/x.") && !backups[0].contains("x.new"),
+            "{backups:?}"
+        );
+        assert_eq!(
+            cx.actions().last().map(|a| a.to_string()).as_deref(),
+            Some("run rm -f /etc/x.new")
+        );
     }
 
     #[test]

@@ -83,9 +83,7 @@ pub fn edit(
             if c.mode != mode {
                 cx.apply(&["chmod", &format!("{mode:04o}"), path])?;
             }
-            if let Some(Some(f)) = cx.state_mut().files.get_mut(path) {
-                (f.mode, f.owner, f.group) = (mode, owner, group);
-            }
+            cx.known_mode(path, mode, &owner, &group);
             Ok(Change::Changed)
         }
         _ => {

@@ -300,8 +300,8 @@ pub fn iptables_persisted(cx: &mut Ctx, save: &str, ports: &[Ports]) -> Result<C
     })
 }
 
-/// Cache key of the live INPUT rules in the state's facts.
-const LIVE_RULES: &str = "iptables -S INPUT";
+/// The listing of the live INPUT rules, asked once per run.
+const LIVE_RULES: [&str; 5] = ["iptables", "-w", "10", "-S", "INPUT"];
 
 /// The live INPUT chain accepts `ports`: each missing rule is inserted at the top of INPUT
 /// (`iptables -I`, so a final DROP/REJECT rule cannot shadow it); the chain is read once with
@@ -313,20 +313,12 @@ pub fn iptables_live(cx: &mut Ctx, service: &str, ports: &[Ports]) -> Result<Cha
             "{service} is not running: the saved rules apply when it starts"
         )));
     }
-    let rules = match cx.state().facts.get(LIVE_RULES) {
-        Some(r) => r.clone(),
-        None => {
-            let argv = ["iptables", "-w", "10", "-S", "INPUT"];
-            let out = cx.query(&argv)?;
-            if !out.success() {
-                return Err(crate::host::command_failed(&Cmd::new(&argv), &out));
-            }
-            out.stdout_str()
-        }
-    };
+    let mut rules = cx.query_once(&LIVE_RULES)?;
     let have: Vec<Ports> = rules.lines().flat_map(accepted_ports).collect();
     let add = missing(&have, ports);
-    let mut rules = rules;
+    if add.is_empty() {
+        return Ok(Change::Unchanged);
+    }
     // Inserted at the top in reverse: they end up in the order given.
     for p in add.iter().rev() {
         let mut argv = vec!["iptables", "-w", "10", "-I", "INPUT"];
@@ -335,8 +327,20 @@ pub fn iptables_live(cx: &mut Ctx, service: &str, ports: &[Ports]) -> Result<Cha
         cx.apply(&argv)?;
         rules.push_str(&format!("-A INPUT {}\n", rule.join(" ")));
     }
-    cx.state_mut().facts.insert(LIVE_RULES.into(), rules);
-    Ok(Change::from_bool(!add.is_empty()))
+    cx.answer_changed(&LIVE_RULES, rules);
+    cx.note_change(format!(
+        "live iptables INPUT: accepting TCP port(s) {}",
+        port_list(&add)
+    ));
+    Ok(Change::Changed)
+}
+
+fn port_list(ports: &[Ports]) -> String {
+    ports
+        .iter()
+        .map(Ports::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 // ---- firewalld ------------------------------------------------------------------------------
@@ -355,42 +359,37 @@ pub fn firewalld_tcp_ports(listing: &str) -> Vec<Ports> {
 pub fn firewalld_ports(cx: &mut Ctx, ports: &[Ports]) -> Result<Change> {
     let mut change = Change::Unchanged;
     for permanent in [false, true] {
-        let key = if permanent {
-            "firewall-cmd --permanent --list-ports"
+        let list: &[&str] = if permanent {
+            &["firewall-cmd", "--permanent", "--list-ports"]
         } else {
-            "firewall-cmd --list-ports"
+            &["firewall-cmd", "--list-ports"]
         };
-        let listing = match cx.state().facts.get(key) {
-            Some(l) => l.clone(),
-            None => {
-                let argv: Vec<&str> = key.split(' ').collect();
-                let out = cx.query(&argv)?;
-                if !out.success() {
-                    return Err(crate::host::command_failed(&Cmd::new(&argv), &out));
-                }
-                out.stdout_str().trim().to_string()
-            }
-        };
+        let mut listing = cx.query_once(list)?.trim().to_string();
         let add = missing(&firewalld_tcp_ports(&listing), ports);
-        let mut listing = listing;
-        if !add.is_empty() {
-            let flags: Vec<String> = add
-                .iter()
-                .map(|p| format!("--add-port={}", p.firewalld()))
-                .collect();
-            let mut argv = vec!["firewall-cmd"];
-            if permanent {
-                argv.push("--permanent");
-            }
-            argv.extend(flags.iter().map(String::as_str));
-            cx.apply(&argv)?;
-            for p in &add {
-                listing.push(' ');
-                listing.push_str(&p.firewalld());
-            }
-            change = Change::Changed;
+        if add.is_empty() {
+            continue;
         }
-        cx.state_mut().facts.insert(key.into(), listing);
+        let flags: Vec<String> = add
+            .iter()
+            .map(|p| format!("--add-port={}", p.firewalld()))
+            .collect();
+        let mut argv = vec!["firewall-cmd"];
+        if permanent {
+            argv.push("--permanent");
+        }
+        argv.extend(flags.iter().map(String::as_str));
+        cx.apply(&argv)?;
+        for p in &add {
+            listing.push(' ');
+            listing.push_str(&p.firewalld());
+        }
+        cx.answer_changed(list, listing);
+        cx.note_change(format!(
+            "firewalld ({}): accepting TCP port(s) {}",
+            if permanent { "permanent" } else { "runtime" },
+            port_list(&add)
+        ));
+        change = Change::Changed;
     }
     Ok(change)
 }

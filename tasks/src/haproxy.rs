@@ -113,8 +113,7 @@ pub fn config(cx: &mut Ctx, text: &str) -> Result<Change> {
         // Same text: at most mode/owner to fix, nothing to validate.
         return file::content(cx, CONFIG, text, Perm::CONFIG);
     }
-    cx.state_mut().files.insert(CANDIDATE.into(), None);
-    cx.write_file(CANDIDATE, text.as_bytes(), 0o600, "root", "root")?;
+    cx.write_scratch(CANDIDATE, text.as_bytes(), 0o600, "root", "root")?;
     let checked = cx.apply_unchecked(&["haproxy", "-c", "-f", CANDIDATE]);
     let rejected = match checked {
         Ok(Some(out)) if !out.success() => Some(out),
@@ -145,9 +144,7 @@ pub fn config(cx: &mut Ctx, text: &str) -> Result<Change> {
 }
 
 fn discard_candidate(cx: &mut Ctx) -> Result<()> {
-    cx.apply(&["rm", "-f", CANDIDATE])?;
-    cx.state_mut().files.insert(CANDIDATE.into(), None);
-    Ok(())
+    cx.remove_file(CANDIDATE)
 }
 
 #[cfg(test)]

@@ -67,20 +67,13 @@ pub fn hostname_persisted(cx: &mut Ctx, name: &str) -> Result<Change> {
     file::content(cx, HOSTNAME_FILE, &format!("{name}\n"), Perm::CONFIG)
 }
 
-/// The kernel's host name as known in this run.
-fn live_name(cx: &Ctx) -> String {
-    match cx.state().facts.get("hostname") {
-        Some(h) if !h.trim().is_empty() => h.trim().to_string(),
-        _ => cx.facts().hostname.clone(),
-    }
-}
-
 /// Step "hostname live": the kernel's host name is `name`: `hostnamectl set-hostname NAME`
 /// (`hostname NAME` where systemd does not run). Run it after [`hostname_persisted`]:
 /// hostnamectl also writes /etc/hostname, with the same contents.
 pub fn hostname_live(cx: &mut Ctx, name: &str) -> Result<Change> {
     validate(name)?;
-    if live_name(cx) == name {
+    let live = cx.facts().hostname.clone();
+    if live == name {
         return Ok(Change::Unchanged);
     }
     if let Some(reason) = container_reason(cx, name) {
@@ -91,7 +84,9 @@ pub fn hostname_live(cx: &mut Ctx, name: &str) -> Result<Change> {
     } else {
         cx.apply(&["hostname", name])?;
     }
-    cx.state_mut().facts.insert("hostname".into(), name.into());
+    cx.hostname_changed(name);
+    let was = if live.is_empty() { "(none)" } else { &live };
+    cx.note_change(format!("host name: {was} -> {name}"));
     Ok(Change::Changed)
 }
 
@@ -175,6 +170,34 @@ mod tests {
             .ctx(Mode::Apply);
         assert_eq!(hostname(&mut cx, "prdk8swok511").unwrap(), Change::Changed);
         assert_eq!(strings(&cx), ["run hostnamectl set-hostname prdk8swok511"]);
+    }
+
+    /// The renaming says what it did. Once renamed, the host's name is the new one, for this
+    /// run and for a run over the state it leaves.
+    #[test]
+    fn live_rename_is_followed() {
+        let (mut cx, _rec) = Fixture::rhel()
+            .file(HOSTNAME_FILE, "prdk8swok511\n", 0o644)
+            .ctx(Mode::Check);
+        let c = cx
+            .step("hostname", |cx| hostname_live(cx, "prdk8swok511"))
+            .unwrap();
+        assert_eq!(c, Change::Changed);
+        assert_eq!(
+            cx.records()[0].diffs,
+            ["host name: localhost -> prdk8swok511\n"]
+        );
+        assert_eq!(cx.facts().hostname, "prdk8swok511");
+        assert_eq!(
+            hostname_live(&mut cx, "prdk8swok511").unwrap(),
+            Change::Unchanged
+        );
+        let (again, _rec) = Fixture {
+            facts: Fixture::rhel().facts,
+            state: cx.state().clone(),
+        }
+        .ctx(Mode::Check);
+        assert_eq!(again.facts().hostname, "prdk8swok511");
     }
 
     #[test]

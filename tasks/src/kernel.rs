@@ -43,7 +43,8 @@ pub fn swap_off(cx: &mut Ctx) -> Result<Change> {
     for area in &active {
         cx.apply(&["swapoff", area])?;
     }
-    update_cached(cx, SWAPS, "Filename\tType\tSize\tUsed\tPriority\n");
+    cx.known(SWAPS, "Filename\tType\tSize\tUsed\tPriority\n");
+    cx.note_change(format!("swap turned off: {}", active.join(", ")));
     Ok(Change::Changed)
 }
 
@@ -88,12 +89,15 @@ pub fn sysctl_file(cx: &mut Ctx, path: &str, settings: &[(&str, &str)]) -> Resul
 /// different.
 pub fn sysctl_applied(cx: &mut Ctx, settings: &[(&str, &str)], force: bool) -> Result<Change> {
     let mut differ = Vec::new();
+    let mut moves = Vec::new();
     for (k, v) in settings {
         let live = cx
             .file(&sysctl_path(k))?
             .map(|f| f.text().trim().to_string());
         if live.as_deref() != Some(*v) {
-            differ.push(format!("{k}={}", live.unwrap_or_else(|| "(absent)".into())));
+            let live = live.unwrap_or_else(|| "(absent)".into());
+            moves.push(format!("{k} {live} -> {v}"));
+            differ.push(format!("{k}={live}"));
         }
     }
     if differ.is_empty() && (!force || cx.facts().in_container()) {
@@ -109,7 +113,15 @@ pub fn sysctl_applied(cx: &mut Ctx, settings: &[(&str, &str)], force: bool) -> R
     }
     cx.apply(&["sysctl", "--system"])?;
     for (k, v) in settings {
-        update_cached(cx, &sysctl_path(k), &format!("{v}\n"));
+        cx.known(&sysctl_path(k), &format!("{v}\n"));
+    }
+    if moves.is_empty() {
+        cx.note_change("sysctl --system: the settings applied again (a sysctl file changed)");
+    } else {
+        cx.note_change(format!(
+            "live sysctl (sysctl --system): {}",
+            moves.join(", ")
+        ));
     }
     if differ.is_empty() {
         Ok(Change::Changed)
@@ -181,29 +193,10 @@ pub fn modules_loaded(cx: &mut Ctx, modules: &[&str]) -> Result<Change> {
     }
     for m in &missing {
         cx.apply(&["modprobe", m])?;
-        let dir = crate::state::FileState {
-            mode: 0o755,
-            owner: "root".into(),
-            group: "root".into(),
-            is_dir: true,
-            content: Vec::new(),
-        };
-        cx.state_mut()
-            .files
-            .insert(format!("/sys/module/{m}"), Some(dir));
+        cx.known_dir(&format!("/sys/module/{m}"), 0o755, "root", "root");
     }
+    cx.note_change(format!("loaded (modprobe): {}", missing.join(" ")));
     Ok(Change::Changed)
-}
-
-fn update_cached(cx: &mut Ctx, path: &str, content: &str) {
-    let f = crate::state::FileState {
-        mode: 0o644,
-        owner: "root".into(),
-        group: "root".into(),
-        is_dir: false,
-        content: content.as_bytes().to_vec(),
-    };
-    cx.state_mut().files.insert(path.to_string(), Some(f));
 }
 
 #[cfg(test)]
@@ -215,6 +208,31 @@ mod tests {
         let s = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n/swapfile                               file\t\t1048572\t\t0\t\t-2\n/dev/dm-1 partition 2 0 -3\n";
         assert_eq!(active_swaps(s), vec!["/swapfile", "/dev/dm-1"]);
         assert!(active_swaps("Filename Type Size Used Priority\n").is_empty());
+    }
+
+    /// Live kernel changes say what they did: the modules loaded, the values moved.
+    #[test]
+    fn live_changes_are_said() {
+        use crate::ctx::Mode;
+        use crate::testing::Fixture;
+        let (mut cx, _rec) = Fixture::photon().ctx(Mode::Check);
+        let c = cx
+            .step("modules loaded", |cx| {
+                modules_loaded(cx, &["overlay", "br_netfilter"])
+            })
+            .unwrap();
+        assert_eq!(c, Change::Changed);
+        assert_eq!(cx.records()[0].diffs, ["loaded (modprobe): br_netfilter\n"]);
+        let c = cx
+            .step("sysctl applied", |cx| {
+                sysctl_applied(cx, &[("net.ipv4.ip_forward", "1")], false)
+            })
+            .unwrap();
+        assert_eq!(c, Change::Changed);
+        assert_eq!(
+            cx.records()[1].diffs,
+            ["live sysctl (sysctl --system): net.ipv4.ip_forward 0 -> 1\n"]
+        );
     }
 
     #[test]

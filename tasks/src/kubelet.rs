@@ -145,22 +145,18 @@ fn upstream_apt(cx: &mut Ctx, minor: &str) -> Result<Change> {
             repo_url(minor, "deb")
         ));
         let key_url = format!("{}Release.key", repo_url(minor, "deb"));
-        cx.apply(&[
-            "sh",
-            "-c",
-            KEY_SCRIPT,
-            "nodeprep-keyring",
-            &key_url,
+        cx.apply_creating(
+            &[
+                "sh",
+                "-c",
+                KEY_SCRIPT,
+                "nodeprep-keyring",
+                &key_url,
+                APT_KEYRING,
+            ],
             APT_KEYRING,
-        ])?;
-        let key = crate::state::FileState {
-            mode: 0o644,
-            owner: "root".into(),
-            group: "root".into(),
-            is_dir: false,
-            content: Vec::new(),
-        };
-        cx.state_mut().files.insert(APT_KEYRING.into(), Some(key));
+        )?;
+        cx.note_change(format!("signing key fetched into {APT_KEYRING}"));
         sources_changed = true;
         change = Change::Changed;
     }
@@ -197,6 +193,7 @@ pub fn held(cx: &mut Ctx, names: &[&str]) -> Result<Change> {
     let mut argv = vec!["apt-mark", "hold"];
     argv.extend(&missing);
     cx.apply(&argv)?;
+    cx.note_change(format!("held (apt-mark hold): {}", missing.join(" ")));
     Ok(Change::Changed)
 }
 
@@ -204,24 +201,12 @@ fn upstream_rpm(cx: &mut Ctx, minor: &str) -> Result<Change> {
     let os = cx.facts().os;
     let exclude = os == OsFamily::Rhel;
     let mut change = file::content(cx, YUM_REPO, &render_yum_repo(minor, exclude), Perm::CONFIG)?;
-    let have = cx.packages()?;
-    let missing: Vec<&str> = UPSTREAM_PACKAGES
-        .iter()
-        .copied()
-        .filter(|n| !have.contains_key(*n))
-        .collect();
-    if missing.is_empty() {
-        return Ok(change);
-    }
-    cx.progress(format!("installing {}", missing.join(" ")));
-    let mut argv = pkg::install_argv(os);
-    if exclude {
-        argv.push("--disableexcludes=kubernetes");
-    }
-    argv.extend(&missing);
-    cx.apply(&argv)?;
-    cx.after_install(&missing)?;
-    change = Change::Changed;
+    let flags: &[&str] = if exclude {
+        &["--disableexcludes=kubernetes"]
+    } else {
+        &[]
+    };
+    change |= pkg::installed_with(cx, &UPSTREAM_PACKAGES, flags)?;
     Ok(change)
 }
 

@@ -145,9 +145,7 @@ pub fn locale_packages(cx: &mut Ctx, locale: &str) -> Result<Change> {
     if locales_new && !cx.check_mode() {
         // The package's postinst writes /etc/locale.gen (and may write /etc/default/locale):
         // what the probe saw is gone.
-        for path in [LOCALE_GEN, DEFAULT_LOCALE] {
-            cx.state_mut().files.remove(path);
-        }
+        cx.forget(&[LOCALE_GEN, DEFAULT_LOCALE]);
     }
     Ok(c)
 }
@@ -172,6 +170,7 @@ pub fn locale_generated(cx: &mut Ctx, locale: &str) -> Result<Change> {
     if c.changed() {
         cx.progress(format!("generating locale {}", locale.name));
         cx.apply(&[generator])?;
+        cx.note_change(format!("locale {} generated ({generator})", locale.name));
     }
     Ok(c)
 }

@@ -179,6 +179,7 @@ pub fn network_applied(
     let mut c = systemd::enabled(cx, NETWORKD)?;
     if running {
         cx.apply(&["networkctl", "reload"])?;
+        cx.note_change("systemd-networkd reloaded its configuration (networkctl reload)");
         c = Change::Changed;
     } else {
         c |= systemd::started(cx, NETWORKD)?;

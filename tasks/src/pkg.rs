@@ -7,6 +7,12 @@ use crate::facts::OsFamily;
 
 /// Every package in `names` is installed; the missing ones go in one transaction.
 pub fn installed(cx: &mut Ctx, names: &[&str]) -> Result<Change> {
+    installed_with(cx, names, &[])
+}
+
+/// As [`installed`], with `flags` for the package manager before the names
+/// (`--disableexcludes=kubernetes`).
+pub fn installed_with(cx: &mut Ctx, names: &[&str], flags: &[&str]) -> Result<Change> {
     let have = cx.packages()?;
     let missing: Vec<&str> = names
         .iter()
@@ -22,9 +28,11 @@ pub fn installed(cx: &mut Ctx, names: &[&str]) -> Result<Change> {
         apt_update_once(cx)?;
     }
     let mut argv = install_argv(os);
+    argv.extend(flags);
     argv.extend(missing.iter().copied());
     cx.apply(&argv)?;
     cx.after_install(&missing)?;
+    cx.note_change(format!("installed: {}", missing.join(" ")));
     Ok(Change::Changed)
 }
 
@@ -73,4 +81,37 @@ pub fn nfs_client(cx: &mut Ctx) -> Result<Change> {
         OsFamily::Photon | OsFamily::Rhel => "nfs-utils",
     };
     installed(cx, &[name])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctx::{Mode, Outcome};
+    use crate::testing::{Fixture, plan};
+
+    /// An install says which packages it installed; packages already there are not named.
+    #[test]
+    fn install_diff_names_the_packages() {
+        for mode in [Mode::Apply, Mode::Check] {
+            let (mut cx, _rec) = Fixture::photon()
+                .packages(&[("kbd", "2.6.4-1.ph5")])
+                .ctx(mode);
+            let c = cx
+                .step("locale packages", |cx| {
+                    installed(cx, &["kbd", "glibc-i18n", "tar"])
+                })
+                .unwrap();
+            assert_eq!(c, Change::Changed);
+            assert_eq!(plan(&cx), "run tdnf install -y --quiet glibc-i18n tar\n");
+            let r = &cx.records()[0];
+            assert_eq!(r.outcome, Outcome::Changed);
+            assert_eq!(r.diffs, ["installed: glibc-i18n tar\n"], "{mode:?}");
+        }
+        let (mut cx, _rec) = Fixture::photon()
+            .packages(&[("kbd", "2.6.4-1.ph5")])
+            .ctx(Mode::Apply);
+        let c = cx.step("kbd", |cx| installed(cx, &["kbd"])).unwrap();
+        assert_eq!(c, Change::Unchanged);
+        assert!(cx.records()[0].diffs.is_empty());
+    }
 }

@@ -22,7 +22,7 @@ pub fn unit_name(name: &str) -> String {
 pub fn unit(cx: &mut Ctx, name: &str) -> Result<UnitState> {
     let name = unit_name(name);
     if cx.take_units_stale() {
-        cx.state_mut().units.clear();
+        cx.units_mut().clear();
     }
     if let Some(u) = cx.state().units.get(&name) {
         return Ok(u.clone());
@@ -35,7 +35,7 @@ pub fn unit(cx: &mut Ctx, name: &str) -> Result<UnitState> {
         .find(|(id, _)| *id == name)
         .map(|(_, u)| u)
         .unwrap_or_default();
-    cx.state_mut().units.insert(name, u.clone());
+    cx.units_mut().insert(name, u.clone());
     Ok(u)
 }
 
@@ -52,14 +52,23 @@ fn require_systemd(cx: &Ctx) -> Result<()> {
 
 /// The unit is enabled at boot.
 pub fn enabled(cx: &mut Ctx, name: &str) -> Result<Change> {
-    require_systemd(cx)?;
     let unit_name = unit_name(name);
-    let u = unit(cx, &unit_name)?;
+    let done = enable(cx, &unit_name)?;
+    if done {
+        cx.note_change(format!("enabled {unit_name}"));
+    }
+    Ok(Change::from_bool(done))
+}
+
+/// `systemctl enable` unless the unit is enabled already; whether it ran.
+fn enable(cx: &mut Ctx, unit_name: &str) -> Result<bool> {
+    require_systemd(cx)?;
+    let u = unit(cx, unit_name)?;
     if matches!(
         u.enablement.as_str(),
         "enabled" | "enabled-runtime" | "static" | "alias" | "indirect" | "generated"
     ) {
-        return Ok(Change::Unchanged);
+        return Ok(false);
     }
     if u.enablement == "masked" {
         return Err(Error::new(
@@ -67,25 +76,40 @@ pub fn enabled(cx: &mut Ctx, name: &str) -> Result<Change> {
             format!("{unit_name} is masked; unmask it first (systemctl unmask {unit_name})"),
         ));
     }
-    cx.apply(&["systemctl", "enable", &unit_name])?;
-    cx.state_mut()
-        .units
-        .entry(unit_name)
+    cx.apply(&["systemctl", "enable", unit_name])?;
+    cx.units_mut()
+        .entry(unit_name.to_string())
         .or_default()
         .enablement = "enabled".into();
-    Ok(Change::Changed)
+    Ok(true)
 }
 
 /// The unit is running.
 pub fn started(cx: &mut Ctx, name: &str) -> Result<Change> {
-    require_systemd(cx)?;
     let unit_name = unit_name(name);
-    if unit(cx, &unit_name)?.active == "active" {
-        return Ok(Change::Unchanged);
+    let done = start(cx, &unit_name)?;
+    if done {
+        cx.note_change(format!("started {unit_name}"));
     }
-    cx.apply(&["systemctl", "start", &unit_name])?;
-    cx.state_mut().units.entry(unit_name).or_default().active = "active".into();
-    Ok(Change::Changed)
+    Ok(Change::from_bool(done))
+}
+
+/// `systemctl start` unless the unit is active; whether it ran.
+fn start(cx: &mut Ctx, unit_name: &str) -> Result<bool> {
+    require_systemd(cx)?;
+    if unit(cx, unit_name)?.active == "active" {
+        return Ok(false);
+    }
+    cx.apply(&["systemctl", "start", unit_name])?;
+    set_active(cx, unit_name, "active");
+    Ok(true)
+}
+
+fn set_active(cx: &mut Ctx, unit_name: &str, state: &str) {
+    cx.units_mut()
+        .entry(unit_name.to_string())
+        .or_default()
+        .active = state.into();
 }
 
 /// The service is enabled at boot and running; a running one is restarted when
@@ -93,17 +117,27 @@ pub fn started(cx: &mut Ctx, name: &str) -> Result<Change> {
 /// some daemons cannot run: a failed start there is a skip with the reason, not a failure.
 pub fn enabled_and_running(cx: &mut Ctx, name: &str, config_changed: bool) -> Result<Change> {
     let unit_name = unit_name(name);
-    let enabled = enabled(cx, &unit_name)?;
+    let enabled = enable(cx, &unit_name)?;
     let running = unit(cx, &unit_name)?.active == "active";
     let started = if !running {
-        started(cx, &unit_name)
+        start(cx, &unit_name).map(|done| done.then_some("started"))
     } else if config_changed {
-        restarted(cx, &unit_name)
+        restart(cx, &unit_name).map(|()| Some("restarted"))
     } else {
-        Ok(Change::Unchanged)
+        Ok(None)
     };
+    let mut done: Vec<&str> = Vec::new();
+    if enabled {
+        done.push("enabled");
+    }
+    if let Ok(Some(what)) = &started {
+        done.push(what);
+    }
+    if !done.is_empty() {
+        cx.note_change(format!("{} {unit_name}", done.join(" and ")));
+    }
     match started {
-        Ok(c) => Ok(enabled | c),
+        Ok(s) => Ok(Change::from_bool(enabled || s.is_some())),
         Err(e) if cx.facts().in_container() && e.kind() == ErrorKind::Command => {
             Ok(Change::Skipped(format!(
                 "{unit_name} cannot run inside this container ({}): {}",
@@ -117,11 +151,17 @@ pub fn enabled_and_running(cx: &mut Ctx, name: &str, config_changed: bool) -> Re
 
 /// Restarts the unit (a handler: call it when its configuration changed).
 pub fn restarted(cx: &mut Ctx, name: &str) -> Result<Change> {
-    require_systemd(cx)?;
     let unit_name = unit_name(name);
-    cx.apply(&["systemctl", "restart", &unit_name])?;
-    cx.state_mut().units.entry(unit_name).or_default().active = "active".into();
+    restart(cx, &unit_name)?;
+    cx.note_change(format!("restarted {unit_name}"));
     Ok(Change::Changed)
+}
+
+fn restart(cx: &mut Ctx, unit_name: &str) -> Result<()> {
+    require_systemd(cx)?;
+    cx.apply(&["systemctl", "restart", unit_name])?;
+    set_active(cx, unit_name, "active");
+    Ok(())
 }
 
 /// Reloads the unit, or starts it when it is not running.
@@ -129,22 +169,75 @@ pub fn reloaded(cx: &mut Ctx, name: &str) -> Result<Change> {
     require_systemd(cx)?;
     let unit_name = unit_name(name);
     cx.apply(&["systemctl", "reload-or-restart", &unit_name])?;
-    cx.state_mut().units.entry(unit_name).or_default().active = "active".into();
+    set_active(cx, &unit_name, "active");
+    cx.note_change(format!("reloaded {unit_name}"));
     Ok(Change::Changed)
 }
 
-/// `systemctl daemon-reload` (a handler: call it when a unit file changed).
+/// Whether the unit runs, asked now (`systemctl is-active`, one round trip): after a restart
+/// whose start condition is unmet, systemd exits 0 and leaves the unit inactive. The answer
+/// (`active`, `inactive`, `failed`...) is kept as the unit's state.
+pub fn active_now(cx: &mut Ctx, name: &str) -> Result<String> {
+    let unit_name = unit_name(name);
+    let out = cx.query(&["systemctl", "is-active", &unit_name])?;
+    let state = out.stdout_str().trim().to_string();
+    set_active(cx, &unit_name, &state);
+    Ok(state)
+}
+
+/// `systemctl daemon-reload` (a handler: call it when a unit file changed); unit states are
+/// read again afterwards.
 pub fn daemon_reload(cx: &mut Ctx) -> Result<Change> {
     require_systemd(cx)?;
     cx.apply(&["systemctl", "daemon-reload"])?;
-    cx.state_mut()
-        .facts
-        .insert("units-stale".into(), "yes".into());
+    cx.units_changed();
+    cx.note_change("systemd reloaded its unit files (daemon-reload)");
     Ok(Change::Changed)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::ctx::Mode;
+    use crate::testing::{Fixture, plan};
+
+    /// Each change says what it did in one line: enabled and started together, restarted after
+    /// a configuration change; nothing when the unit is as wanted.
+    #[test]
+    fn changes_are_said() {
+        let (mut cx, _rec) = Fixture::photon()
+            .unit("containerd.service", "disabled", "inactive")
+            .ctx(Mode::Apply);
+        let c = cx
+            .step("containerd running", |cx| {
+                enabled_and_running(cx, "containerd", false)
+            })
+            .unwrap();
+        assert_eq!(c, Change::Changed);
+        assert_eq!(
+            cx.records()[0].diffs,
+            ["enabled and started containerd.service\n"]
+        );
+        let c = cx
+            .step("again", |cx| enabled_and_running(cx, "containerd", true))
+            .unwrap();
+        assert_eq!(c, Change::Changed);
+        assert_eq!(cx.records()[1].diffs, ["restarted containerd.service\n"]);
+        let c = cx
+            .step("as wanted", |cx| {
+                enabled_and_running(cx, "containerd", false)
+            })
+            .unwrap();
+        assert_eq!(c, Change::Unchanged);
+        assert!(cx.records()[2].diffs.is_empty());
+        assert_eq!(
+            plan(&cx),
+            "run systemctl enable containerd.service\n\
+             run systemctl start containerd.service\n\
+             run systemctl restart containerd.service\n"
+        );
+    }
+
     #[test]
     fn unit_names() {
         assert_eq!(super::unit_name("containerd"), "containerd.service");

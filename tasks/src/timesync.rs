@@ -70,7 +70,7 @@ pub fn timesync_installed(cx: &mut Ctx) -> Result<Change> {
             let c = pkg::installed(cx, &["systemd-timesyncd"])?;
             if !cx.check_mode() {
                 // The package ships the configuration file the probe saw absent.
-                cx.state_mut().files.remove(TIMESYNCD_CONF);
+                cx.forget(&[TIMESYNCD_CONF]);
             }
             Ok(c)
         }
@@ -207,16 +207,10 @@ pub fn timesync_restarted(cx: &mut Ctx, changed: bool) -> Result<Change> {
     if cx.check_mode() {
         return Ok(c);
     }
-    let out = cx.query(&["systemctl", "is-active", unit])?;
-    let state = out.stdout_str().trim().to_string();
+    let state = systemd::active_now(cx, unit)?;
     if state == "active" {
         return Ok(c);
     }
-    cx.state_mut()
-        .units
-        .entry(unit.to_string())
-        .or_default()
-        .active = state.clone();
     Ok(Change::Skipped(format!(
         "{unit} is {} after its restart: a start condition of the unit is not met (see `systemctl status {unit}`)",
         if state.is_empty() {

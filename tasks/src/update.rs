@@ -57,10 +57,7 @@ pub fn full_update(cx: &mut Ctx) -> Result<Change> {
     for argv in update_commands(os) {
         cx.apply(&argv)?;
     }
-    cx.state_mut().packages = None;
-    cx.state_mut()
-        .facts
-        .insert("units-stale".into(), "yes".into());
+    cx.packages_changed();
     let after = cx.packages()?.clone();
     if after.is_empty() {
         return Err(Error::new(

@@ -6,10 +6,11 @@
 //! salt would report a change on every run); it reaches the host on the stdin of
 //! `chpasswd -e`, never on argv, and /etc/shadow is never diffed or logged.
 //!
-//! After a command the cache is brought to what the host now has: edited in place where the
+//! After a command the engine is told what the host now has: the new contents where the
 //! result is exactly known (usermod -aG, chpasswd, chage); after `useradd` (uid and gid chosen
-//! by the host) the three files are dropped from the cache and read again, or, in check mode,
-//! the new account is predicted so that the steps after it plan against it.
+//! by the host) the three files are read again, or, in check mode, the new account is
+//! predicted so that the steps after it plan against it. Each change says what it did in one
+//! line for `--diff`; the password line never shows the hash.
 
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
@@ -72,14 +73,18 @@ pub fn user_present(cx: &mut Ctx, name: &str) -> Result<Change> {
         argv.extend(["-G", sudo]);
     }
     argv.push(name);
-    cx.apply(&argv)?;
+    cx.apply_touching(&argv, &[PASSWD, GROUP, SHADOW])?;
     if cx.check_mode() {
         predict_new_user(cx, name, own_group_exists, sudo_exists.then_some(sudo))?;
-    } else {
-        for path in [PASSWD, GROUP, SHADOW] {
-            cx.state_mut().files.remove(path);
-        }
     }
+    let groups = if sudo_exists {
+        format!(", in group {sudo}")
+    } else {
+        String::new()
+    };
+    cx.note_change(format!(
+        "user {name}: created (useradd -m -s /bin/bash){groups}"
+    ));
     Ok(Change::Changed)
 }
 
@@ -118,19 +123,17 @@ fn predict_new_user(
     } else {
         99999
     };
-    replace_cached(
-        cx,
+    cx.known(
         PASSWD,
-        append_line(
+        &append_line(
             &passwd,
             &format!("{name}:x:{uid}:{gid}::/home/{name}:/bin/bash"),
         ),
     );
-    replace_cached(cx, GROUP, group);
-    replace_cached(
-        cx,
+    cx.known(GROUP, &group);
+    cx.known(
         SHADOW,
-        append_line(&shadow, &format!("{name}:!::0:{max}:7:::")),
+        &append_line(&shadow, &format!("{name}:!::0:{max}:7:::")),
     );
     Ok(())
 }
@@ -165,7 +168,8 @@ pub fn group_member(cx: &mut Ctx, name: &str, group_name: &str) -> Result<Change
         return Ok(Change::Unchanged);
     }
     cx.apply(&["usermod", "-aG", group_name, name])?;
-    replace_cached(cx, GROUP, with_member(&group, group_name, name));
+    cx.known(GROUP, &with_member(&group, group_name, name));
+    cx.note_change(format!("user {name}: added to group {group_name}"));
     Ok(Change::Changed)
 }
 
@@ -183,11 +187,11 @@ pub fn password(cx: &mut Ctx, name: &str, hash: &Secret) -> Result<Change> {
     }
     let line = format!("{name}:{}\n", hash.expose());
     cx.apply_cmd(crate::host::Cmd::new(&["chpasswd", "-e"]).stdin(line))?;
-    replace_cached(
-        cx,
+    cx.known(
         SHADOW,
-        with_shadow_fields(&shadow, name, &[(1, hash.expose())]),
+        &with_shadow_fields(&shadow, name, &[(1, hash.expose())]),
     );
+    cx.note_change(format!("user {name}: password set (hash not shown)"));
     Ok(Change::Changed)
 }
 
@@ -212,7 +216,10 @@ pub fn no_password_expiry(cx: &mut Ctx, name: &str) -> Result<Change> {
     cx.apply(&[
         "chage", "-I", "-1", "-m", "0", "-M", "99999", "-E", "-1", name,
     ])?;
-    replace_cached(cx, SHADOW, with_shadow_fields(&shadow, name, &NO_EXPIRY));
+    cx.known(SHADOW, &with_shadow_fields(&shadow, name, &NO_EXPIRY));
+    cx.note_change(format!(
+        "user {name}: password never expires (chage -I -1 -m 0 -M 99999 -E -1)"
+    ));
     Ok(Change::Changed)
 }
 
@@ -461,25 +468,6 @@ fn text(cx: &mut Ctx, path: &str) -> Result<String> {
     Ok(cx.file(path)?.map(|f| f.text()).unwrap_or_default())
 }
 
-/// Replaces a cached file's contents, keeping its stat.
-fn replace_cached(cx: &mut Ctx, path: &str, content: String) {
-    let files = &mut cx.state_mut().files;
-    match files.get_mut(path) {
-        Some(Some(f)) => f.content = content.into_bytes(),
-        _ => {
-            let mode = if path == SHADOW { 0o600 } else { 0o644 };
-            let f = FileState {
-                mode,
-                owner: "root".into(),
-                group: "root".into(),
-                is_dir: false,
-                content: content.into_bytes(),
-            };
-            files.insert(path.to_string(), Some(f));
-        }
-    }
-}
-
 fn no_user(name: &str) -> Error {
     Error::invalid(format!("user {name} does not exist on this host"))
 }
@@ -503,6 +491,9 @@ fn owned_dir(cx: &mut Ctx, path: &str, mode: u32, owner: &str, group: &str) -> R
             cx.apply(&[
                 "install", "-d", "-m", &mode_s, "-o", owner, "-g", group, path,
             ])?;
+            cx.note_change(format!(
+                "{path}: directory created, {mode_s} {owner}:{group}"
+            ));
         }
         Some(d) if !d.is_dir => {
             return Err(Error::invalid(format!(
@@ -519,16 +510,13 @@ fn owned_dir(cx: &mut Ctx, path: &str, mode: u32, owner: &str, group: &str) -> R
             if d.mode != mode {
                 cx.apply(&["chmod", &mode_s, path])?;
             }
+            cx.note_change(format!(
+                "{path}: mode/owner {:04o} {}:{} -> {mode_s} {owner}:{group}",
+                d.mode, d.owner, d.group
+            ));
         }
     }
-    let dir = FileState {
-        mode,
-        owner: owner.into(),
-        group: group.into(),
-        is_dir: true,
-        content: Vec::new(),
-    };
-    cx.state_mut().files.insert(path.to_string(), Some(dir));
+    cx.known_dir(path, mode, owner, group);
     Ok(Change::Changed)
 }
 
@@ -556,9 +544,11 @@ fn owned_file(
             if c.mode != mode {
                 cx.apply(&["chmod", &format!("{mode:04o}"), path])?;
             }
-            if let Some(Some(f)) = cx.state_mut().files.get_mut(path) {
-                (f.mode, f.owner, f.group) = (mode, owner.to_string(), group.to_string());
-            }
+            cx.known_mode(path, mode, owner, group);
+            cx.note_change(format!(
+                "{path}: mode/owner {:04o} {}:{} -> {mode:04o} {owner}:{group}",
+                c.mode, c.owner, c.group
+            ));
             Ok(Change::Changed)
         }
         _ => {
@@ -937,6 +927,29 @@ mod tests {
         );
     }
 
+    /// The admin exists with the right password but is not in the sudo group: the only change
+    /// is `usermod -aG`, and the step's diff names the group.
+    #[test]
+    fn group_only_change_has_a_diff() {
+        let h = hash();
+        let (mut cx, _rec) = photon_done(&h)
+            .file(GROUP, "root:x:0:\nwheel:x:10:\nadmin:x:1000:\n", 0o644)
+            .ctx(Mode::Apply);
+        let c = cx
+            .step("admin user", |cx| admin_user(cx, &admin(&h, &[])))
+            .unwrap();
+        assert_eq!(c, Change::Changed);
+        let r = &cx.records()[0];
+        assert_eq!(r.outcome, crate::ctx::Outcome::Changed);
+        expect![[r#"
+            [
+                "run usermod -aG wheel admin",
+            ]
+        "#]]
+        .assert_debug_eq(&strings(&cx));
+        assert_eq!(r.diffs, ["user admin: added to group wheel\n"]);
+    }
+
     #[test]
     fn shadow_never_in_diffs() {
         let h = hash();
@@ -947,7 +960,19 @@ mod tests {
             .step("admin", |cx| admin_user(cx, &admin(&h, &[])))
             .unwrap();
         let r = &cx.records()[0];
-        assert!(r.diffs.is_empty());
+        // The step says what it did, in lines that hold nothing of the hash or of
+        // /etc/shadow: no file diff at all.
+        let diffs = r.diffs.concat();
+        expect![[r#"
+            user admin: created (useradd -m -s /bin/bash), in group wheel
+            user admin: password set (hash not shown)
+        "#]]
+        .assert_eq(&diffs);
+        assert!(
+            !diffs.contains(h.expose()) && !diffs.contains("$6$"),
+            "{diffs}"
+        );
+        assert!(!diffs.contains(SHADOW) && !diffs.contains("@@"), "{diffs}");
         assert!(!format!("{:?}", r.actions).contains(h.expose()));
     }
 

@@ -111,8 +111,12 @@ pub struct State {
     pub units: HashMap<String, UnitState>,
     /// Program → present on PATH.
     pub programs: HashMap<String, bool>,
-    /// Raw facts answers (os-release text, virtualization, hostname...).
+    /// Raw facts answers (os-release text, virtualization, hostname...), as the probe
+    /// reported them.
     pub facts: BTreeMap<String, String>,
+    /// Answers of read-only commands asked once per run (`iptables -S INPUT`), by argv, as
+    /// the run's own changes left them (see `Ctx::query_once`).
+    pub answers: HashMap<Vec<String>, String>,
     /// Every file is known: one not in `files` is absent (recorded hosts in tests).
     pub files_complete: bool,
 }

@@ -69,12 +69,9 @@ pub fn global_addresses(ip_addr: &str) -> Vec<String> {
 
 // ---- reading the host -----------------------------------------------------------------------
 
-/// The kernel's host name: from the probe, else from the facts.
+/// The kernel's host name, as the probe read it (and as the run changed it).
 fn live_hostname(cx: &Ctx) -> String {
-    match cx.state().facts.get("hostname") {
-        Some(h) if !h.trim().is_empty() => h.trim().to_string(),
-        _ => cx.facts().hostname.clone(),
-    }
+    cx.facts().hostname.clone()
 }
 
 /// The host's name, now and after a reboot, is the inventory name (lowercase RFC 1123: it is
