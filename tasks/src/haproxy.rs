@@ -1,7 +1,8 @@
 //! HAProxy in front of the cluster: the package, `/etc/haproxy/haproxy.cfg` (the Kubernetes API
-//! on :6443 balanced over the masters, optional ingress frontends :80/:443 over the workers,
-//! all plain TCP with health checks), validated with `haproxy -c` before it replaces the live
-//! file, and the service enabled, running, reloaded when the configuration changed.
+//! on :6443 balanced over the masters and checked on `/healthz` as kubeadm's HA guide does,
+//! optional ingress frontends :80/:443 over the ingress controller's NodePorts on the workers,
+//! all passed through as TCP), validated with `haproxy -c` before it replaces the live file,
+//! and the service enabled, running, reloaded when the configuration changed.
 
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
@@ -49,27 +50,65 @@ fn address(ip: &str, port: u16) -> String {
     }
 }
 
-/// A TCP frontend on `port` and its backend over `servers` (name, address) on the same port.
-fn tcp_service(out: &mut String, name: &str, port: u16, balance: &str, servers: &[(&str, &str)]) {
+/// How a backend checks its servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// A TCP connection.
+    Connect,
+    /// The Kubernetes API's health as kubeadm's HA guide checks it: `GET /healthz` over HTTPS,
+    /// the certificate not verified (haproxy has no cluster CA), status 200 expected. An
+    /// apiserver that accepts connections but is not healthy leaves the rotation. (The
+    /// guide's sample also sets `option ssl-hello-chk`, which would replace the HTTP check
+    /// with a TLS hello: `check-ssl` runs the HTTP check over TLS instead.)
+    ApiHealthz,
+}
+
+/// A TCP frontend on `port` and its backend over `servers` (name, address) on `server_port`.
+fn tcp_service(
+    out: &mut String,
+    name: &str,
+    (port, server_port): (u16, u16),
+    balance: &str,
+    check: Check,
+    servers: &[(&str, &str)],
+) {
     out.push_str(&format!(
         "\nfrontend {name}\n    bind :{port}\n    default_backend {name}\n"
     ));
-    out.push_str(&format!(
-        "\nbackend {name}\n    balance {balance}\n    option tcp-check\n"
-    ));
+    out.push_str(&format!("\nbackend {name}\n    balance {balance}\n"));
+    let server_check = match check {
+        Check::Connect => {
+            out.push_str("    option tcp-check\n");
+            "check"
+        }
+        Check::ApiHealthz => {
+            out.push_str("    option httpchk GET /healthz\n    http-check expect status 200\n");
+            "check check-ssl verify none"
+        }
+    };
     out.push_str("    default-server inter 5s fall 3 rise 2\n");
     for (server, ip) in servers {
         out.push_str(&format!(
-            "    server {server} {} check\n",
-            address(ip, port)
+            "    server {server} {} {server_check}\n",
+            address(ip, server_port)
         ));
     }
 }
 
+/// Ingress through the balancer: its ports 80 and 443 passed through (TCP, the ingress
+/// controller terminates TLS) to the ingress controller's NodePorts on `workers`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ingress<'a> {
+    /// (name, address) of each worker.
+    pub workers: &'a [(&'a str, &'a str)],
+    pub http_nodeport: u16,
+    pub https_nodeport: u16,
+}
+
 /// `/etc/haproxy/haproxy.cfg` for a cluster: the API of `masters` (name, address) on :6443,
-/// and, when `ingress` names workers, ports 80 and 443 passed through to them (the ingress
-/// controller terminates TLS). Timeouts suit long-lived API watches and exec/log streams.
-pub fn render_config(masters: &[(&str, &str)], ingress: Option<&[(&str, &str)]>) -> String {
+/// checked as kubeadm's HA guide does, and, with `ingress`, ports 80 and 443 balanced over
+/// the workers' ingress NodePorts. Timeouts suit long-lived API watches and exec/log streams.
+pub fn render_config(masters: &[(&str, &str)], ingress: Option<&Ingress>) -> String {
     let mut s = String::from(
         "# HAProxy for the Kubernetes API and ingress, written by nodeprep: edit the inventory, not this file.
 global
@@ -93,10 +132,33 @@ defaults
     timeout check 5s
 ",
     );
-    tcp_service(&mut s, "kube-apiserver", 6443, "leastconn", masters);
-    if let Some(workers) = ingress {
-        tcp_service(&mut s, "ingress-http", 80, "roundrobin", workers);
-        tcp_service(&mut s, "ingress-https", 443, "roundrobin", workers);
+    tcp_service(
+        &mut s,
+        "kube-apiserver",
+        (6443, 6443),
+        "leastconn",
+        Check::ApiHealthz,
+        masters,
+    );
+    if let Some(i) = ingress {
+        let http = (80, i.http_nodeport);
+        let https = (443, i.https_nodeport);
+        tcp_service(
+            &mut s,
+            "ingress-http",
+            http,
+            "roundrobin",
+            Check::Connect,
+            i.workers,
+        );
+        tcp_service(
+            &mut s,
+            "ingress-https",
+            https,
+            "roundrobin",
+            Check::Connect,
+            i.workers,
+        );
     }
     s
 }
@@ -160,10 +222,15 @@ mod tests {
         ("prdk8swok501", "192.168.10.57"),
         ("prdk8swok502", "192.168.10.58"),
     ];
+    const INGRESS: Ingress = Ingress {
+        workers: WORKERS,
+        http_nodeport: 30080,
+        https_nodeport: 30443,
+    };
 
     #[test]
     fn rendered() {
-        expect![[r#"
+        expect![[r##"
             # HAProxy for the Kubernetes API and ingress, written by nodeprep: edit the inventory, not this file.
             global
                 log /dev/log local0 info
@@ -191,9 +258,10 @@ mod tests {
 
             backend kube-apiserver
                 balance leastconn
-                option tcp-check
+                option httpchk GET /healthz
+                http-check expect status 200
                 default-server inter 5s fall 3 rise 2
-                server prdk8smst501 192.168.10.56:6443 check
+                server prdk8smst501 192.168.10.56:6443 check check-ssl verify none
 
             frontend ingress-http
                 bind :80
@@ -203,8 +271,8 @@ mod tests {
                 balance roundrobin
                 option tcp-check
                 default-server inter 5s fall 3 rise 2
-                server prdk8swok501 192.168.10.57:80 check
-                server prdk8swok502 192.168.10.58:80 check
+                server prdk8swok501 192.168.10.57:30080 check
+                server prdk8swok502 192.168.10.58:30080 check
 
             frontend ingress-https
                 bind :443
@@ -214,16 +282,94 @@ mod tests {
                 balance roundrobin
                 option tcp-check
                 default-server inter 5s fall 3 rise 2
-                server prdk8swok501 192.168.10.57:443 check
-                server prdk8swok502 192.168.10.58:443 check
-        "#]]
-        .assert_eq(&render_config(MASTERS, Some(WORKERS)));
+                server prdk8swok501 192.168.10.57:30443 check
+                server prdk8swok502 192.168.10.58:30443 check
+        "##]]
+        .assert_eq(&render_config(MASTERS, Some(&INGRESS)));
         let api_only = render_config(&[("m1", "10.0.0.1"), ("m2", "fd00::2")], None);
         assert!(!api_only.contains("frontend ingress"));
         assert!(
-            api_only.contains("    server m2 [fd00::2]:6443 check\n"),
+            api_only.contains("    server m2 [fd00::2]:6443 check check-ssl verify none\n"),
             "{api_only}"
         );
+    }
+
+    /// The API backend checks `/healthz` over TLS and wants a 200 (kubeadm's HA guide), not a
+    /// bare connect; the ingress backends go to the NodePorts, not to 80/443 on the workers.
+    #[test]
+    fn api_checked_on_healthz_and_ingress_on_nodeports() {
+        let text = render_config(MASTERS, Some(&INGRESS));
+        let backend = |name: &str| -> Vec<&str> {
+            text.split("\nbackend ")
+                .find(|b| b.starts_with(name))
+                .unwrap()
+                .lines()
+                .map(str::trim)
+                .collect()
+        };
+        let api = backend("kube-apiserver");
+        assert!(api.contains(&"option httpchk GET /healthz"), "{api:?}");
+        assert!(api.contains(&"http-check expect status 200"), "{api:?}");
+        assert!(!api.contains(&"option tcp-check"), "{api:?}");
+        assert!(!api.iter().any(|l| l.contains("ssl-hello-chk")), "{api:?}");
+        assert!(
+            api.iter()
+                .filter(|l| l.starts_with("server "))
+                .all(|l| l.ends_with(":6443 check check-ssl verify none")),
+            "{api:?}"
+        );
+        for (name, port) in [("ingress-http", 30080), ("ingress-https", 30443)] {
+            let servers: Vec<&str> = backend(name)
+                .into_iter()
+                .filter(|l| l.starts_with("server "))
+                .collect();
+            assert_eq!(servers.len(), WORKERS.len());
+            assert!(
+                servers
+                    .iter()
+                    .all(|l| l.ends_with(&format!(":{port} check"))),
+                "{servers:?}"
+            );
+        }
+    }
+
+    /// The rendered configuration passes the real `haproxy -c` of this machine. Where haproxy
+    /// is not installed the test says so and passes, except in CI (`CI=true`), where it fails:
+    /// CI installs haproxy.
+    #[test]
+    fn real_haproxy_accepts_the_config() {
+        use crate::host::{Cmd, Host, Local};
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("haproxy.cfg");
+        let texts = [
+            render_config(MASTERS, Some(&INGRESS)),
+            render_config(&[("m1", "10.0.0.1"), ("m2", "fd00::2")], None),
+        ];
+        for text in texts {
+            std::fs::write(&file, &text).unwrap();
+            let path = file.display().to_string();
+            let out = Local::new("t")
+                .exec(&Cmd::new(&["haproxy", "-c", "-f", &path]))
+                .ok()
+                .filter(|o| o.status != Some(127));
+            let Some(out) = out else {
+                let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+                assert!(
+                    !ci,
+                    "haproxy is not installed: CI must install it (apt-get install -y haproxy) to check the rendered configuration"
+                );
+                eprintln!(
+                    "haproxy is not installed here: the rendered configuration was not checked with `haproxy -c`"
+                );
+                return;
+            };
+            assert!(
+                out.success(),
+                "haproxy -c refused the rendered configuration:\n{}{}\n{text}",
+                out.stdout_str(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 
     #[test]
@@ -301,7 +447,7 @@ mod tests {
 
     #[test]
     fn no_change() {
-        let text = render_config(MASTERS, Some(WORKERS));
+        let text = render_config(MASTERS, Some(&INGRESS));
         let (mut cx, rec) = Fixture::debian()
             .packages(&[("haproxy", "2.6.12-1+deb12u4")])
             .file(CONFIG, &text, 0o644)

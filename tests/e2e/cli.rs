@@ -161,6 +161,27 @@ fn invalid_inventories_are_reported_with_file_host_field_and_line() {
             &["kubernetes.source", "unknown source `snap`"],
         ),
         (
+            "unknown CNI",
+            "cni = \"calico\"",
+            "cni = \"weave\"",
+            &["kubernetes.cni", "unknown CNI `weave`"],
+        ),
+        (
+            "pod network holding the hosts",
+            "pod_cidr = \"10.244.0.0/16\"",
+            "pod_cidr = \"192.168.0.0/16\"",
+            &["kubernetes.pod_cidr", "contains the address of host"],
+        ),
+        (
+            "ingress NodePort outside the range",
+            "ingress_http_nodeport = 30080",
+            "ingress_http_nodeport = 80",
+            &[
+                "haproxy.ingress_http_nodeport",
+                "NodePort range 30000-32767",
+            ],
+        ),
+        (
             "gateway not an address",
             "gateway = \"192.168.10.1\", dns = [\"192.168.10.10\"] }\n\n[hosts.prdk8smst501]",
             "gateway = \"gw\", dns = [\"192.168.10.10\"] }\n\n[hosts.prdk8smst501]",

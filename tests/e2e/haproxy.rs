@@ -1,7 +1,9 @@
 //! The haproxy role carries real traffic: a load balancer, two masters and a worker in
-//! containers, a TCP listener on each master's :6443 and on the worker's :80, the haproxy
-//! playbook run over ssh; then connections to the balancer's own 127.0.0.1:6443 and :80 reach
-//! the masters and the worker. And a configuration haproxy rejects never replaces the live one.
+//! containers; one master serves HTTPS on :6443 with a healthy `/healthz`, the other only
+//! accepts TCP connections there; the worker listens on the ingress NodePorts. The haproxy
+//! playbook runs over ssh; then HTTPS requests to the balancer's own 127.0.0.1:6443 reach only
+//! the healthy master (the other is taken out by the `/healthz` check), and :80/:443 reach the
+//! worker's NodePorts. And a configuration haproxy rejects never replaces the live one.
 
 use std::time::{Duration, Instant};
 
@@ -61,10 +63,34 @@ fn listen(lab: &Lab, host: &str, port: u16) {
     .unwrap_or_else(|e| panic!("listener on {host}:{port}: {e:#}"));
 }
 
+/// An HTTPS server on :6443 standing for a healthy apiserver (`openssl s_server -WWW`, a
+/// self-signed certificate): `GET /healthz` answers 200, `GET /who` names the host.
+fn serve_api(lab: &Lab, host: &str) {
+    lab.sh(
+        host,
+        "set -e; mkdir -p /srv/api && cd /srv/api && echo ok > healthz && \
+         echo \"hello from $(hostname) on 6443\" > who && \
+         openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 1 \
+           -subj /CN=kube-apiserver 2>/dev/null && \
+         systemd-run --unit=nodeprep-test-apiserver --working-directory=/srv/api \
+           openssl s_server -quiet -4 -WWW -accept 6443 -cert cert.pem -key key.pem && \
+         for i in $(seq 50); do ss -Hltn | grep -q ':6443 ' && exit 0; sleep 0.1; done; exit 1",
+    )
+    .unwrap_or_else(|e| panic!("HTTPS server on {host}:6443: {e:#}"));
+}
+
 /// Connects from `host` to 127.0.0.1:`port` and returns the first line it is sent.
 fn connect(lab: &Lab, host: &str, port: u16) -> String {
     let script = format!("exec 3<>/dev/tcp/127.0.0.1/{port} && timeout 5 head -n 1 <&3");
     let out = lab.exec(host, &["bash", "-c", &script]).unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `GET /who` over HTTPS from `host` to its 127.0.0.1:6443: the last line of the answer.
+fn https_who(lab: &Lab, host: &str) -> String {
+    let script = "printf 'GET /who HTTP/1.0\\r\\n\\r\\n' | \
+                  timeout 5 openssl s_client -quiet -connect 127.0.0.1:6443 2>/dev/null | tail -n 1";
+    let out = lab.exec(host, &["bash", "-c", script]).unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -78,26 +104,39 @@ fn diagnose(lab: &Lab) -> String {
     .unwrap_or_default()
 }
 
-/// Replies through the balancer until `want` hosts have answered on `port` (or 20 s passed:
-/// haproxy may still be starting). Returns every reply.
-fn replies(lab: &Lab, port: u16, want: &[&str]) -> Vec<String> {
+/// Replies through the balancer, each read by `get`, until every line of `want` has been
+/// seen (or 60 s passed: haproxy brings servers up after their first checks). Returns every
+/// reply.
+fn replies(lab: &Lab, get: impl Fn(&Lab) -> String, want: &[String]) -> Vec<String> {
     let start = Instant::now();
     let mut got = Vec::new();
-    while start.elapsed() < Duration::from_secs(20) {
-        let reply = connect(lab, LB, port);
+    while start.elapsed() < Duration::from_secs(60) {
+        let reply = get(lab);
         if !reply.is_empty() {
             got.push(reply);
         }
-        let seen = want.iter().all(|h| {
-            got.iter()
-                .any(|r| *r == format!("hello from {h} on {port}"))
-        });
-        if seen {
+        if want.iter().all(|w| got.contains(w)) {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     got
+}
+
+/// Waits (60 s at most) until haproxy's log says `server` of `backend` is down.
+fn wait_down(lab: &Lab, backend: &str, server: &str) -> bool {
+    let start = Instant::now();
+    let needle = format!("{backend}/{server} is DOWN");
+    while start.elapsed() < Duration::from_secs(60) {
+        let log = lab
+            .sh(LB, "journalctl -u haproxy --no-pager")
+            .unwrap_or_default();
+        if log.contains(&needle) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    false
 }
 
 #[test]
@@ -109,30 +148,35 @@ fn haproxy_balances_the_api_and_ingress() {
         (WORKER, "k8s-worker"),
     ];
     let lab = lab(&hosts);
-    for m in MASTERS {
-        listen(&lab, m, 6443);
-    }
-    listen(&lab, WORKER, 80);
-    listen(&lab, WORKER, 443);
+    let (healthy, sick) = (MASTERS[0], MASTERS[1]);
+    serve_api(&lab, healthy);
+    // Accepts connections on :6443 but is no apiserver: no TLS, no /healthz.
+    listen(&lab, sick, 6443);
+    // The ingress controller's NodePorts (the inventory's defaults).
+    listen(&lab, WORKER, 30080);
+    listen(&lab, WORKER, 30443);
     let inv = inventory(&lab);
 
     let (code, events) = run_haproxy(&inv);
     assert_eq!(code, 0, "{events:#?}");
     let cfg = lab.read_file(LB, haproxy::CONFIG).unwrap();
+    assert!(cfg.contains("    option httpchk GET /healthz\n"), "{cfg}");
     for m in MASTERS {
         let ip = lab.ip(m);
         assert!(
-            cfg.contains(&format!("    server {m} {ip}:6443 check\n")),
+            cfg.contains(&format!(
+                "    server {m} {ip}:6443 check check-ssl verify none\n"
+            )),
             "{cfg}"
         );
     }
-    assert!(
-        cfg.contains(&format!(
-            "    server {WORKER} {}:80 check\n",
-            lab.ip(WORKER)
-        )),
-        "{cfg}"
-    );
+    for port in [30080, 30443] {
+        let ip = lab.ip(WORKER);
+        assert!(
+            cfg.contains(&format!("    server {WORKER} {ip}:{port} check\n")),
+            "{cfg}"
+        );
+    }
     // No firewall in these containers: the step says so and opens nothing.
     let fw = events
         .iter()
@@ -140,25 +184,24 @@ fn haproxy_balances_the_api_and_ingress() {
         .unwrap();
     assert_eq!(fw["outcome"], "skipped", "{fw}");
 
-    // The API frontend reaches every master; the ingress frontends reach the worker.
-    let api = replies(&lab, 6443, &MASTERS);
-    for m in MASTERS {
-        let line = format!("hello from {m} on 6443");
-        assert!(
-            api.contains(&line),
-            "no reply from {m} through haproxy: {api:?}"
-        );
-    }
+    // The API frontend: the master whose /healthz fails is taken out, the healthy one answers.
     assert!(
-        api.iter().all(|r| MASTERS
-            .iter()
-            .any(|m| *r == format!("hello from {m} on 6443"))),
-        "{api:?}"
+        wait_down(&lab, "kube-apiserver", sick),
+        "haproxy never took {sick} out:\n{}",
+        diagnose(&lab)
     );
-    for port in [80, 443] {
-        let got = replies(&lab, port, &[WORKER]);
+    let want = format!("hello from {healthy} on 6443");
+    let api = replies(&lab, |l| https_who(l, LB), std::slice::from_ref(&want));
+    assert!(api.contains(&want), "{api:?}\n{}", diagnose(&lab));
+    let more: Vec<String> = (0..6).map(|_| https_who(&lab, LB)).collect();
+    assert!(more.iter().all(|r| *r == want), "{more:?}");
+
+    // The ingress frontends reach the worker's NodePorts.
+    for (port, nodeport) in [(80, 30080), (443, 30443)] {
+        let want = format!("hello from {WORKER} on {nodeport}");
+        let got = replies(&lab, |l| connect(l, LB, port), std::slice::from_ref(&want));
         assert!(
-            got.contains(&format!("hello from {WORKER} on {port}")),
+            got.contains(&want),
             "ingress :{port}: {got:?}\n{}",
             diagnose(&lab)
         );
@@ -174,17 +217,14 @@ fn haproxy_balances_the_api_and_ingress() {
 #[test]
 fn a_rejected_config_never_goes_live() {
     let lab = lab(&[(LB, "haproxy"), (MASTERS[0], "k8s-master")]);
-    listen(&lab, MASTERS[0], 6443);
+    serve_api(&lab, MASTERS[0]);
     let inv = inventory(&lab);
     let (code, events) = run_haproxy(&inv);
     assert_eq!(code, 0, "{events:#?}");
     let live = lab.read_file(LB, haproxy::CONFIG).unwrap();
-    let reply = replies(&lab, 6443, &[MASTERS[0]]);
-    assert!(
-        reply.contains(&format!("hello from {} on 6443", MASTERS[0])),
-        "{reply:?}\n{}",
-        diagnose(&lab)
-    );
+    let want = format!("hello from {} on 6443", MASTERS[0]);
+    let reply = replies(&lab, |l| https_who(l, LB), std::slice::from_ref(&want));
+    assert!(reply.contains(&want), "{reply:?}\n{}", diagnose(&lab));
 
     // The task itself, over docker exec, with a configuration haproxy refuses.
     let host = Docker::new(LB, lab.container(LB).to_string());
@@ -206,10 +246,7 @@ fn a_rejected_config_never_goes_live() {
         lab.sh(LB, "systemctl is-active haproxy").unwrap().trim(),
         "active"
     );
-    assert_eq!(
-        connect(&lab, LB, 6443),
-        format!("hello from {} on 6443", MASTERS[0])
-    );
+    assert_eq!(https_who(&lab, LB), want);
 
     // The runner afterwards finds the live file as it wants it: nothing changes.
     let (code, events) = run_haproxy(&inv);

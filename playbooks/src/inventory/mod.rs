@@ -17,10 +17,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tasks::Secret;
 
+pub mod cluster;
 mod problems;
 pub mod spans;
 mod validate;
 mod vars;
+
+pub use cluster::ExtraRule;
 
 pub use problems::{Problem, Problems};
 pub use validate::{is_rfc1123_label, is_sha512_crypt, parse_cidr};
@@ -189,6 +192,17 @@ pub struct Kubernetes {
     pub version: String,
     /// Manage docker's daemon.json even where docker is not installed yet.
     pub docker: bool,
+    /// The pod network add-on: `calico`, `flannel`, `cilium` (the ports and protocols its
+    /// nodes exchange are opened on every node) or `none` (only `extra_rules`).
+    pub cni: String,
+    /// The pods' network, as given to `kubeadm init --pod-network-cidr` (forwarded to and from
+    /// on every node). Default: the CNI's own (calico 192.168.0.0/16, flannel 10.244.0.0/16,
+    /// cilium 10.0.0.0/8; none: no pod network rule).
+    pub pod_cidr: Option<String>,
+    /// The services' network (kubeadm's `serviceSubnet`), forwarded to and from on every node.
+    pub service_cidr: String,
+    /// More incoming rules for every node, for what the CNI setting does not cover.
+    pub extra_rules: Vec<ExtraRule>,
 }
 
 impl Default for Kubernetes {
@@ -197,15 +211,35 @@ impl Default for Kubernetes {
             source: "distro".into(),
             version: "1.30".into(),
             docker: false,
+            cni: "none".into(),
+            pod_cidr: None,
+            // kubeadm's default serviceSubnet.
+            service_cidr: "10.96.0.0/12".into(),
+            extra_rules: Vec::new(),
         }
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Haproxy {
-    /// Add frontends for ports 80 and 443 to the workers of the balancer's zone.
+    /// Add frontends for ports 80 and 443, balanced over the ingress NodePorts of the workers
+    /// of the balancer's zone.
     pub ingress: bool,
+    /// The NodePort of the ingress controller's HTTP port: where :80 goes on the workers.
+    pub ingress_http_nodeport: u16,
+    /// The NodePort of the ingress controller's HTTPS port: where :443 goes on the workers.
+    pub ingress_https_nodeport: u16,
+}
+
+impl Default for Haproxy {
+    fn default() -> Self {
+        Haproxy {
+            ingress: false,
+            ingress_http_nodeport: 30080,
+            ingress_https_nodeport: 30443,
+        }
+    }
 }
 
 /// A host as written under `[hosts.NAME]`; its `vars` are kept in [`Inventory::host_vars`].

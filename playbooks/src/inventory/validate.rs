@@ -21,6 +21,7 @@ impl Inventory {
         }
         system(self, &self.system, &mut out);
         kubernetes(&self.kubernetes, &mut out);
+        out.list.extend(super::cluster::problems(self));
         out.list
     }
 }

@@ -5,7 +5,7 @@ use tasks::firewall::{self, Ports};
 use tasks::{Plan, Result, haproxy, verify};
 
 use super::{Role, common, full_update, network};
-use crate::inventory::{HostEntry, Target};
+use crate::inventory::{HostEntry, Inventory, Target};
 
 /// A load balancer.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +39,42 @@ pub fn ingress(t: &Target) -> bool {
     t.inventory.haproxy.ingress && !backends(t, "k8s-worker", true).is_empty()
 }
 
+/// The workers' ports the ingress frontends send to (the ingress controller's NodePorts,
+/// `haproxy.ingress_http_nodeport` and `ingress_https_nodeport`), when the inventory asks for
+/// ingress: the workers open them.
+pub fn ingress_nodeports(inv: &Inventory) -> Vec<Ports> {
+    let h = &inv.haproxy;
+    if h.ingress {
+        vec![
+            Ports::one(h.ingress_http_nodeport),
+            Ports::one(h.ingress_https_nodeport),
+        ]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The balancer's haproxy.cfg: the API over every master, ingress over the ingress NodePorts
+/// of the workers of its zone.
+pub fn config(t: &Target) -> String {
+    let masters = backends(t, "k8s-master", false);
+    let workers = backends(t, "k8s-worker", true);
+    let m: Vec<(&str, &str)> = masters
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let w: Vec<(&str, &str)> = workers
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let nodeports = haproxy::Ingress {
+        workers: &w,
+        http_nodeport: t.inventory.haproxy.ingress_http_nodeport,
+        https_nodeport: t.inventory.haproxy.ingress_https_nodeport,
+    };
+    haproxy::render_config(&m, ingress(t).then_some(&nodeports))
+}
+
 impl Role for Haproxy {
     fn name(&self) -> &'static str {
         "haproxy"
@@ -69,25 +105,15 @@ impl Role for Haproxy {
 
     fn plan<'a>(&self, t: Target<'a>, p: &mut Plan<'a>) -> Result<()> {
         common(t, p);
-        let masters = backends(&t, "k8s-master", false);
-        let workers = backends(&t, "k8s-worker", true);
-        let m: Vec<(&str, &str)> = masters
-            .iter()
-            .map(|(a, b)| (a.as_str(), b.as_str()))
-            .collect();
-        let w: Vec<(&str, &str)> = workers
-            .iter()
-            .map(|(a, b)| (a.as_str(), b.as_str()))
-            .collect();
-        let text = haproxy::render_config(&m, ingress(&t).then_some(&w[..]));
+        let text = config(&t);
         p.step("haproxy installed", haproxy::READS, haproxy::installed);
         let config = p.step("haproxy config", haproxy::READS, move |cx| {
             haproxy::config(cx, &text)
         });
         p.step("haproxy enabled", haproxy::READS, haproxy::enabled);
-        let ports = self.ports(&t);
+        let rules = self.firewall(&t);
         p.step("firewall ports", firewall::READS, move |cx| {
-            firewall::ports_open(cx, &ports)
+            firewall::open(cx, &rules)
         });
         p.step("haproxy running", haproxy::READS, move |cx| {
             let changed = cx.changed(config);

@@ -1,11 +1,12 @@
 //! Kubernetes nodes: control-plane masters and workers.
 
-use tasks::firewall::{self, Ports};
+use tasks::firewall::{self, Chain, Net, Ports, Rule};
 use tasks::{Change, Plan, Reads, Result, verify};
 use tasks::{containerd, disks, docker, hostname, kernel, kubelet};
 
-use super::{Role, common, full_update, network};
+use super::{Role, common, full_update, ingress_nodeports, network};
 use crate::inventory::Target;
+use crate::inventory::cluster::{pod_network, service_network};
 
 /// A master or a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +29,67 @@ pub const MASTER_PORTS: &[Ports] = &[
 ];
 
 /// Workers: kubelet and the NodePort range.
-pub const WORKER_PORTS: &[Ports] = &[Ports::one(10250), Ports::range(30000, 32767)];
+pub const WORKER_PORTS: &[Ports] = &[Ports::one(10250), NODEPORTS];
+
+/// Kubernetes' default NodePort range (kube-apiserver's `--service-node-port-range`): open
+/// on workers for TCP and UDP services alike.
+pub const NODEPORTS: Ports = Ports::range(30000, 32767);
+
+/// A pod network add-on: what its nodes exchange with each other (from its documented
+/// network requirements), and the pods' network it uses unless told otherwise.
+#[derive(Debug)]
+pub struct Cni {
+    pub name: &'static str,
+    pub rules: &'static [Rule],
+    pub pod_cidr: Option<Net>,
+}
+
+/// The CNIs `kubernetes.cni` names.
+pub static CNIS: &[Cni] = &[
+    // Calico's network requirements: BGP (TCP 179), IP in IP (protocol 4, its default
+    // encapsulation), VXLAN (UDP 4789), Typha's clients (TCP 5473). Default IP pool:
+    // 192.168.0.0/16.
+    Cni {
+        name: "calico",
+        rules: &[
+            Rule::tcp(Ports::one(179)),
+            Rule::ip(4),
+            Rule::udp(Ports::one(4789)),
+            Rule::tcp(Ports::one(5473)),
+        ],
+        pod_cidr: Some(Net::new(192, 168, 0, 0, 16)),
+    },
+    // flannel's VXLAN backend (the default): UDP 8472, the Linux kernel's VXLAN port.
+    // kube-flannel.yml's network: 10.244.0.0/16.
+    Cni {
+        name: "flannel",
+        rules: &[Rule::udp(Ports::one(8472))],
+        pod_cidr: Some(Net::new(10, 244, 0, 0, 16)),
+    },
+    // Cilium: VXLAN (UDP 8472), cilium-health (TCP 4240, and ICMP echo: every ICMP type,
+    // the rules have no ICMP type), Hubble (TCP 4244). Cluster-pool IPAM default: 10.0.0.0/8.
+    Cni {
+        name: "cilium",
+        rules: &[
+            Rule::udp(Ports::one(8472)),
+            Rule::tcp(Ports::one(4240)),
+            Rule::ip(1),
+            Rule::tcp(Ports::one(4244)),
+        ],
+        pod_cidr: Some(Net::new(10, 0, 0, 0, 8)),
+    },
+    // Another CNI, or none yet: its rules go to kubernetes.extra_rules.
+    Cni {
+        name: "none",
+        rules: &[],
+        pod_cidr: None,
+    },
+];
+
+/// The CNI named `name`.
+pub fn cni(name: &str) -> Option<&'static Cni> {
+    CNIS.iter().find(|c| c.name == name)
+}
 
 pub const SYSCTL_FILE: &str = "/etc/sysctl.d/99-kubernetes-cri.conf";
 pub const SYSCTLS: &[(&str, &str)] = &[
@@ -59,6 +120,25 @@ impl Role for K8sNode {
             NodeKind::Master => MASTER_PORTS.to_vec(),
             NodeKind::Worker => WORKER_PORTS.to_vec(),
         }
+    }
+
+    /// Its ports; on workers the NodePorts for UDP too, and the ingress controller's NodePorts
+    /// the balancers send to; the CNI's rules and the inventory's extra rules; forwarding to
+    /// and from the pods' and the services' networks.
+    fn firewall(&self, t: &Target) -> Vec<Rule> {
+        let inv = t.inventory;
+        let k = &inv.kubernetes;
+        let mut rules: Vec<Rule> = self.ports(t).into_iter().map(Rule::tcp).collect();
+        if self.0 == NodeKind::Worker {
+            rules.push(Rule::udp(NODEPORTS));
+            rules.extend(ingress_nodeports(inv).into_iter().map(Rule::tcp));
+        }
+        rules.extend(cni(&k.cni).map_or(&[][..], |c| c.rules));
+        rules.extend(k.extra_rules.iter().filter_map(|r| r.rule().ok()));
+        for net in pod_network(inv).into_iter().chain(service_network(inv)) {
+            rules.extend([Rule::forward_from(net), Rule::forward_to(net)]);
+        }
+        rules
     }
 
     fn modules(&self) -> &'static [&'static str] {
@@ -131,9 +211,16 @@ impl Role for K8sNode {
         });
         p.step("kubelet extra args", kubelet::READS, kubelet::extra_args);
         p.step("kubelet enabled", kubelet::READS, kubelet::enabled);
-        let ports = self.ports(&t);
+        let (forward, input): (Vec<Rule>, Vec<Rule>) = self
+            .firewall(&t)
+            .into_iter()
+            .partition(|r| r.chain == Chain::Forward);
         p.step("firewall ports", firewall::READS, move |cx| {
-            firewall::ports_open(cx, &ports)
+            firewall::open(cx, &input)
+        });
+        // A step of its own: where the firewall cannot take them (firewalld), its outcome says so.
+        p.step("firewall forward", firewall::READS, move |cx| {
+            firewall::open(cx, &forward)
         });
         full_update(t, p);
         network(t, p);

@@ -1,7 +1,9 @@
 //! The built-in roles. A role is a type that owns everything nodeprep knows about it: the
-//! ports its hosts serve (opened in the host firewall, checked free by `verify`), the kernel
-//! modules and sysctls it needs, its steps, and its `verify` checks. Nothing else in the code
-//! matches on role names: the inventory, the runner and the tasks ask the role.
+//! ports its hosts serve (checked free by `verify`) and the firewall rules they need (those
+//! ports, and for Kubernetes nodes the CNI's ports and protocols, the NodePorts, the pods' and
+//! services' networks), the kernel modules and sysctls it needs, its steps, and its `verify`
+//! checks. Nothing else in the code matches on role names: the inventory, the runner and the
+//! tasks ask the role.
 //!
 //! Adding a role: a file here with a type implementing [`Role`], and one line in [`ALL`].
 
@@ -9,15 +11,15 @@ mod common;
 mod haproxy;
 mod k8s;
 
-use tasks::firewall::Ports;
+use tasks::firewall::{Ports, Rule};
 use tasks::verify;
 use tasks::{Plan, Result};
 
 use crate::inventory::Target;
 
 pub use common::{common, full_update, network};
-pub use haproxy::Haproxy;
-pub use k8s::{K8sNode, NodeKind};
+pub use haproxy::{Haproxy, ingress_nodeports};
+pub use k8s::{CNIS, Cni, K8sNode, NODEPORTS, NodeKind, cni};
 
 /// Everything nodeprep knows about one inventory role.
 pub trait Role: Send + Sync {
@@ -27,6 +29,10 @@ pub trait Role: Send + Sync {
     fn about(&self) -> &'static str;
     /// The TCP ports this host serves: opened in its firewall, free before kubeadm runs.
     fn ports(&self, t: &Target) -> Vec<Ports>;
+    /// Everything its host firewall must accept: by default its [`ports`](Self::ports).
+    fn firewall(&self, t: &Target) -> Vec<Rule> {
+        self.ports(t).into_iter().map(Rule::tcp).collect()
+    }
     /// Kernel modules loaded now and at boot.
     fn modules(&self) -> &'static [&'static str] {
         &[]
@@ -95,5 +101,99 @@ mod tests {
         assert_eq!(shown("haproxy", "prdinfhap511", false), "6443");
         assert_eq!(shown("haproxy", "prdinfhap511", true), "6443 80 443");
         assert!(find("other").is_none());
+    }
+
+    /// The example inventory with `[kubernetes]` settings replaced.
+    fn example_with(kubernetes: &str) -> Inventory {
+        let text = include_str!("../../../inventory.toml");
+        let start = text.find("\ncni = ").unwrap();
+        let end = text.find("\n[haproxy]").unwrap();
+        let text = format!("{}\n{kubernetes}\n{}", &text[..start], &text[end..]);
+        Inventory::parse(&text, Path::new("inventory.toml")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn rules(inv: &Inventory, role: &str, host: &str) -> String {
+        let t = inv.target(host).unwrap();
+        find(role)
+            .unwrap()
+            .firewall(&t)
+            .iter()
+            .map(Rule::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    #[test]
+    fn firewall_by_role_and_cni() {
+        let calico = example_with("cni = \"calico\"\npod_cidr = \"10.244.0.0/16\"");
+        expect_test::expect!["tcp/10250, tcp/30000-32767, udp/30000-32767, tcp/30080, tcp/30443, tcp/179, ipencap (protocol 4), udp/4789, tcp/5473, forward from 10.244.0.0/16, forward to 10.244.0.0/16, forward from 10.96.0.0/12, forward to 10.96.0.0/12"]
+            .assert_eq(&rules(&calico, "k8s-worker", "prdk8swok501"));
+        expect_test::expect!["tcp/6443, tcp/2379-2380, tcp/10250, tcp/10257, tcp/10259, tcp/179, ipencap (protocol 4), udp/4789, tcp/5473, forward from 10.244.0.0/16, forward to 10.244.0.0/16, forward from 10.96.0.0/12, forward to 10.96.0.0/12"]
+            .assert_eq(&rules(&calico, "k8s-master", "prdk8smst501"));
+        // The balancers forward nothing and carry no CNI.
+        expect_test::expect!["tcp/6443, tcp/80, tcp/443"].assert_eq(&rules(
+            &calico,
+            "haproxy",
+            "prdinfhap501",
+        ));
+        let flannel = example_with("cni = \"flannel\"");
+        expect_test::expect!["tcp/6443, tcp/2379-2380, tcp/10250, tcp/10257, tcp/10259, udp/8472, forward from 10.244.0.0/16, forward to 10.244.0.0/16, forward from 10.96.0.0/12, forward to 10.96.0.0/12"]
+            .assert_eq(&rules(&flannel, "k8s-master", "prdk8smst501"));
+        let cilium = example_with("cni = \"cilium\"\nservice_cidr = \"172.20.0.0/16\"");
+        expect_test::expect!["tcp/6443, tcp/2379-2380, tcp/10250, tcp/10257, tcp/10259, udp/8472, tcp/4240, icmp (protocol 1), tcp/4244, forward from 10.0.0.0/8, forward to 10.0.0.0/8, forward from 172.20.0.0/16, forward to 172.20.0.0/16"]
+            .assert_eq(&rules(&cilium, "k8s-master", "prdk8smst501"));
+        // Another CNI: its rules by hand; no pod network known, the services' still forwarded.
+        let other = example_with(
+            "cni = \"none\"\nextra_rules = [{ proto = \"udp\", ports = 6081 }, { proto = \"gre\" }]",
+        );
+        expect_test::expect!["tcp/6443, tcp/2379-2380, tcp/10250, tcp/10257, tcp/10259, udp/6081, gre (protocol 47), forward from 10.96.0.0/12, forward to 10.96.0.0/12"]
+            .assert_eq(&rules(&other, "k8s-master", "prdk8smst501"));
+    }
+
+    /// Every port a balancer sends to is one its backends' role opens: the API on the masters,
+    /// the ingress NodePorts on the workers (whatever NodePorts the inventory gives).
+    #[test]
+    fn balancers_send_to_ports_their_backends_open() {
+        let text = include_str!("../../../inventory.toml");
+        for nodeports in [
+            "",
+            "ingress_http_nodeport = 31080\ningress_https_nodeport = 32443\n",
+        ] {
+            let text = text.replace("[haproxy]\n", &format!("[haproxy]\n{nodeports}"));
+            let text = text.replace(
+                "\ningress_http_nodeport = 30080\ningress_https_nodeport = 30443\n",
+                "\n",
+            );
+            let inv = Inventory::parse(&text, Path::new("inventory.toml")).unwrap();
+            let mut checked = 0;
+            for balancer in ["prdinfhap501", "prdinfhap511"] {
+                let cfg = haproxy::config(&inv.target(balancer).unwrap());
+                for line in cfg
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| l.starts_with("server "))
+                {
+                    let words: Vec<&str> = line.split_whitespace().collect();
+                    let (name, addr) = (words[1], words[2]);
+                    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+                    let t = inv.target(name).unwrap();
+                    let opened = find(&t.host.role).unwrap().firewall(&t);
+                    assert!(
+                        opened
+                            .iter()
+                            .any(|r| r.covers(&Rule::tcp(Ports::one(port)))),
+                        "{balancer} sends to {name}:{port}, which {name} ({}) does not open: {opened:?}",
+                        t.host.role
+                    );
+                    checked += 1;
+                }
+                assert!(cfg.contains(&format!(":{} check\n", inv.haproxy.ingress_http_nodeport)));
+            }
+            assert_eq!(
+                checked,
+                2 * (1 + 2 * 2),
+                "a master and two workers per zone, ingress on"
+            );
+        }
     }
 }
