@@ -176,7 +176,10 @@ mod tests {
         "#]]
         .assert_eq(&plan(&cx));
         let sent = rec.commands();
-        assert!(sent.iter().any(|c| c.display().contains("visudo -c -f")), "{sent:?}");
+        assert!(
+            sent.iter().any(|c| c.display().contains("visudo -c -f")),
+            "{sent:?}"
+        );
         let (mut again, rec) = Fixture {
             facts: cx.facts().clone(),
             state: cx.state().clone(),
