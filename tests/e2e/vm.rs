@@ -52,7 +52,9 @@ fn image() -> vm::Image {
 }
 
 fn run(vm: &Vm, inventory: &std::path::Path) -> (i32, Vec<Value>) {
-    let mut args = vec!["run", "k8s-worker", "--host", HOST];
+    // The VM is called nodeprep-vm and reached on a forwarded loopback port: nothing proves it
+    // is prdk8swok521 until its machine-id is on record (the first run records it).
+    let mut args = vec!["run", "k8s-worker", "--host", HOST, "--accept-new-identity"];
     for s in STEPS {
         args.extend(["--only", s]);
     }

@@ -7,8 +7,10 @@
 //! Who imports whom (no loops): `cli` → this module → `fanout`, `verify`, `select`, `print`
 //! → `report`. The dev tools (`crate::dev`) use the runner; the runner never uses them.
 
+pub mod access;
 pub mod cli;
 pub mod fanout;
+pub mod identity;
 pub mod print;
 pub mod report;
 pub mod select;
@@ -22,7 +24,9 @@ use playbooks::{Inventory, Playbook, Registry};
 
 pub use fanout::RunOptions;
 pub use print::Printer;
-pub use report::{EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, HostReport, exit_code};
+pub use report::{
+    EXIT_BAD_INPUT, EXIT_FAILED, EXIT_IDENTITY, EXIT_OK, EXIT_UNREACHABLE, HostReport, exit_code,
+};
 pub use select::Selector;
 
 /// Which hosts a job runs on.
@@ -45,6 +49,10 @@ pub struct Job<'r> {
     pub force: bool,
     /// JSON-lines events instead of text.
     pub json: bool,
+    /// Where the ssh and sudo passwords come from (none: keys and passwordless sudo).
+    pub access: cli::AccessArgs,
+    /// Accept (and record) a host whose identity is new (see [`identity`]).
+    pub accept_new_identity: bool,
 }
 
 /// An error whose message was already printed, with the exit code it calls for.
@@ -125,12 +133,17 @@ pub fn run(job: &Job) -> Result<u8> {
     let check = job.options.mode == tasks::Mode::Check;
     let printer = Printer::new(job.json, job.options.diff || check);
     let planner = fanout::planner(|t, p| job.playbook.plan(t, p));
+    let mut opts = job.options.clone();
     let reports = match &job.targets {
         Targets::Local { name } => {
-            let inv = local_inventory(job.inventory.as_deref())?;
+            let path = select::inventory_path(job.inventory.as_deref());
+            let inv = local_inventory(Some(&path))?;
             let name = name.clone().unwrap_or_else(fanout::this_hostname);
             let role = job.playbook.role().map(|r| r.name());
-            let report = fanout::local(&inv, &name, role, &planner, &job.options, &printer.sink());
+            let user = std::env::var("USER").unwrap_or_else(|_| "this user".into());
+            opts.identity = Some(identity_book(job, &path, path.exists())?);
+            opts.credentials = credentials(job, &inv, &[&user], !fanout::is_root())?;
+            let report = fanout::local(&inv, &name, role, &planner, &opts, &printer.sink());
             printer.host_done(&report);
             vec![report]
         }
@@ -145,18 +158,57 @@ pub fn run(job: &Job) -> Result<u8> {
                 let t = inv.target(name).expect("selected");
                 planner(t, &mut tasks::Plan::new()).map_err(|e| anyhow!("{e}"))?;
             }
-            fanout::over_ssh(
-                &inv,
-                &names,
-                &planner,
-                &job.options,
-                &printer.sink(),
-                &|r| printer.host_done(r),
-            )
+            let mut users: Vec<&str> = names
+                .iter()
+                .map(|n| fanout::login_user(&inv, &inv.target(n).expect("selected")))
+                .collect();
+            users.sort_unstable();
+            users.dedup();
+            let sudo = users.iter().any(|u| *u != "root");
+            opts.identity = Some(identity_book(job, &inv.path, true)?);
+            opts.credentials = credentials(job, &inv, &users, sudo)?;
+            fanout::over_ssh(&inv, &names, &planner, &opts, &printer.sink(), &|r| {
+                printer.host_done(r)
+            })
         }
     };
     printer.recap(&reports, check);
     Ok(exit_code(&reports))
+}
+
+/// The passwords the job asks for, read once (after the inventory was found valid, before any
+/// connection). `users`: the login users; `sudo`: some of them go through sudo.
+fn credentials(
+    job: &Job,
+    inv: &Inventory,
+    users: &[&str],
+    sudo: bool,
+) -> Result<access::Credentials> {
+    let ssh = job.access.ssh();
+    if ssh.is_some() && matches!(job.targets, Targets::Local { .. }) {
+        bail!(
+            "--local runs without ssh: give sudo's password with --ask-become-pass, --become-password-file or --become-password-env"
+        );
+    }
+    let become_pw = job.access.sudo();
+    if become_pw.is_some() && !sudo {
+        bail!("sudo's password was given, but every login user is root: nothing asks for it");
+    }
+    let creds = access::Credentials::read(ssh.as_ref(), become_pw.as_ref(), &users.join(", "))?;
+    access::check_admin_password(inv, users, &creds)?;
+    Ok(creds)
+}
+
+/// The identity check of a run over inventory `path` (`exists`: there is a file to keep the
+/// record beside).
+fn identity_book(
+    job: &Job,
+    path: &std::path::Path,
+    exists: bool,
+) -> Result<std::sync::Arc<identity::Book>> {
+    let write = job.options.mode == tasks::Mode::Apply;
+    let book = identity::Book::open(path, exists, job.accept_new_identity, write)?;
+    Ok(std::sync::Arc::new(book))
 }
 
 /// Runs one of the runner's commands.
@@ -212,6 +264,10 @@ pub fn error_code(e: &anyhow::Error) -> u8 {
 /// ```
 pub fn main(registry: Registry) -> ExitCode {
     use clap::Parser;
+    // Started by ssh as the askpass program of a run (see tasks::host::askpass).
+    if let Some(code) = tasks::host::askpass::answer_if_asked() {
+        return ExitCode::from(code);
+    }
     #[derive(Parser)]
     #[command(
         name = "nodeprep",
