@@ -41,7 +41,8 @@ const GUARD: &str = "IFS= read -r l || l=; if [ \"$l\" != nodeprep-sudo-stdin ];
 /// The first command of a connection with a password (the password line on stdin): whether
 /// sudo asks this user for a password at all, and if it does, whether it takes this one.
 /// `true` stands for any command: the answer holds for the policy `ALL`.
-const CHECK: &str = "if sudo -k -n -- true 2>/dev/null; then echo nodeprep-sudo:none; \
+const CHECK: &str = "command -v sudo >/dev/null 2>&1 || { echo nodeprep-sudo:missing; exit 1; }; \
+if sudo -k -n -- true 2>/dev/null; then echo nodeprep-sudo:none; \
 elif sudo -k -S -p '' -- true; then echo nodeprep-sudo:password; else exit 1; fi";
 
 const UNKNOWN: u8 = 0;
@@ -120,6 +121,14 @@ impl Sudo {
             NONE
         } else if answer.contains("nodeprep-sudo:password") {
             PASSWORD
+        } else if answer.contains("nodeprep-sudo:missing") {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "sudo is not installed on {}: log in as root, or install sudo",
+                    who.place
+                ),
+            ));
         } else {
             return Err(Error::new(
                 ErrorKind::Unreachable,
@@ -379,6 +388,35 @@ echo 'sudo: a password is required' >&2; exit 1
         );
         assert!(!e.to_string().contains("wrong"), "{e}");
         assert_eq!(fake.sent.borrow().len(), 1, "nothing sent after the check");
+    }
+
+    #[test]
+    fn a_host_without_sudo_is_said_so() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/bin/sh", dir.path().join("sh")).unwrap();
+        let path = dir.path().display().to_string();
+        let send = |argv: &[String], stdin: Option<&[u8]>| {
+            let out = duct::cmd(&argv[0], &argv[1..])
+                .env("PATH", &path)
+                .stdin_bytes(stdin.unwrap_or_default().to_vec())
+                .stdout_capture()
+                .stderr_capture()
+                .unchecked()
+                .run()
+                .unwrap();
+            Ok(Output {
+                status: out.status.code(),
+                stdout: out.stdout,
+                stderr: out.stderr,
+            })
+        };
+        let sudo = Sudo::new(Some(Secret::new(PASSWORD)));
+        let e = sudo.exec(&Cmd::new(&["true"]), &WHO, &send).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        assert_eq!(
+            e.to_string(),
+            "sudo is not installed on 10.0.0.1: log in as root, or install sudo"
+        );
     }
 
     #[test]
