@@ -52,9 +52,7 @@ fn image() -> vm::Image {
 }
 
 fn run(vm: &Vm, inventory: &std::path::Path) -> (i32, Vec<Value>) {
-    // The VM is called nodeprep-vm and reached on a forwarded loopback port: nothing proves it
-    // is prdk8swok521 until its machine-id is on record (the first run records it).
-    let mut args = vec!["run", "k8s-worker", "--host", HOST, "--accept-new-identity"];
+    let mut args = vec!["run", "k8s-worker", "--host", HOST];
     for s in STEPS {
         args.extend(["--only", s]);
     }

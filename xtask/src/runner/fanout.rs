@@ -216,7 +216,7 @@ fn run_one(
     };
     if let Some(book) = &opts.identity {
         let seen = identity::Seen::from_state(cx.state());
-        match book.check(name, &target.host.address, &seen) {
+        match book.check(identity::Claim::of(name, target.host), &seen) {
             Ok(accepted) => {
                 if let Some(note) = accepted.note {
                     sink(&Event::Progress {

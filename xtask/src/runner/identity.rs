@@ -4,9 +4,13 @@
 //!
 //! The machine is the inventory's host when, as the probe read it (before any step):
 //! - its host name is the inventory name (or its first label is: an FQDN host name), or
-//! - one of its addresses is the inventory address (a DNS name is resolved on the controller;
+//! - one of its addresses is the inventory's address for it: the address of its `network`
+//!   table when it has one, else the ssh `address` (a DNS name is resolved on the controller;
 //!   loopback addresses prove nothing: every machine has them, and lab hosts and forwarded
-//!   ports are all reached on 127.0.0.1), or
+//!   ports are all reached on 127.0.0.1). The network address comes first because the ssh
+//!   address alone proves little: whatever answers at an address has that address, so a
+//!   mistyped `address` leads to a machine that "has" it; the network address is the
+//!   inventory's own word on where the host lives, written apart from where ssh goes. Or
 //! - its machine-id is the one recorded for that inventory name at an earlier contact.
 //!
 //! Otherwise it is refused with the reason, and nothing is changed on it (exit code
@@ -68,17 +72,48 @@ pub enum Proof {
     Accepted,
 }
 
-/// The decision for one host. `name` and `address`: the inventory's; `expected`: the inventory
-/// address as addresses (parsed, or resolved from a DNS name); `recorded`: the machine-id on
-/// record for `name`.
+/// What the inventory says of one host.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    /// The inventory name.
+    pub name: &'a str,
+    /// Where ssh reached it (for messages).
+    pub reached_at: &'a str,
+    /// The address the inventory gives the host itself (see the module's documentation).
+    pub address: &'a str,
+}
+
+impl<'a> Claim<'a> {
+    /// The claim of an inventory host: its network address when it has a network table, else
+    /// its ssh address.
+    pub fn of(name: &'a str, host: &'a playbooks::HostEntry) -> Claim<'a> {
+        let address = match &host.network {
+            Some(n) => n.address.split('/').next().unwrap_or(&n.address),
+            None => &host.address,
+        };
+        Claim {
+            name,
+            reached_at: &host.address,
+            address,
+        }
+    }
+}
+
+/// The decision for one host: `claim`, the inventory's; `expected`: the claimed address as
+/// addresses (parsed, or resolved from a DNS name); `recorded`: the machine-id on record for
+/// the name.
 pub fn decide(
-    name: &str,
-    address: &str,
+    claim: Claim,
     expected: &[IpAddr],
     seen: &Seen,
     recorded: Option<&str>,
     accept_new: bool,
 ) -> Result<Proof, String> {
+    let Claim {
+        name,
+        reached_at,
+        address,
+    } = claim;
     let short = seen.hostname.split('.').next().unwrap_or("");
     if seen.hostname == name || short == name {
         return Ok(Proof::Name);
@@ -110,7 +145,7 @@ pub fn decide(
         None => format!("none is recorded for {name}"),
     };
     Err(format!(
-        "refusing to touch the machine reached at {address}: it is not {name} as the inventory knows it. \
+        "refusing to touch the machine reached at {reached_at}: it is not {name} as the inventory knows it. \
          Its host name is {:?}, not {name:?}; none of its addresses ({}) is {address}; its machine-id is {id}, and {record}. \
          Nothing was changed on it. If the address is right and this is {name} (reinstalled, renamed, or reached \
          through a forwarded port), run again with --accept-new-identity to record it; otherwise fix {name}'s address \
@@ -258,20 +293,14 @@ impl Book {
         })
     }
 
-    /// Decides for inventory host `name` at `address` what the probe saw, and records the
-    /// machine-id of an accepted host (apply runs). `Err`: the refusal, worded for the operator.
-    pub fn check(&self, name: &str, address: &str, seen: &Seen) -> Result<Accepted, String> {
-        let expected = expected_addresses(address);
+    /// Decides for `claim` what the probe saw, and records the machine-id of an accepted
+    /// host (apply runs). `Err`: the refusal, worded for the operator.
+    pub fn check(&self, claim: Claim, seen: &Seen) -> Result<Accepted, String> {
+        let name = claim.name;
+        let expected = expected_addresses(claim.address);
         let mut records = self.records.lock().unwrap();
         let recorded = records.get(name).cloned();
-        let proof = decide(
-            name,
-            address,
-            &expected,
-            seen,
-            recorded.as_deref(),
-            self.accept_new,
-        )?;
+        let proof = decide(claim, &expected, seen, recorded.as_deref(), self.accept_new)?;
         let mut note = None;
         if proof == Proof::Accepted && seen.machine_id.is_none() {
             note = Some(
@@ -348,13 +377,22 @@ mod tests {
         vec![a.parse().unwrap()]
     }
 
+    fn claim<'a>(name: &'a str, address: &'a str) -> Claim<'a> {
+        Claim {
+            name,
+            reached_at: address,
+            address,
+        }
+    }
+
     /// Every row of the decision: name, address, machine-id, the flag; loopback proves nothing.
     #[test]
     fn decision_table() {
         let w = "prdk8swok501";
         let addr = "192.168.10.57";
-        let it =
-            |s: &Seen, rec: Option<&str>, accept: bool| decide(w, addr, &ip(addr), s, rec, accept);
+        let it = |s: &Seen, rec: Option<&str>, accept: bool| {
+            decide(claim(w, addr), &ip(addr), s, rec, accept)
+        };
         let lan = ["127.0.0.1", "192.168.10.57"];
         let elsewhere = ["127.0.0.1", "192.168.10.99"];
         assert_eq!(it(&seen(w, &elsewhere, None), None, false), Ok(Proof::Name));
@@ -388,14 +426,20 @@ mod tests {
         assert!(it(&seen("x", &elsewhere, None), Some(ID), false).is_err());
         // Loopback proves nothing, even when the inventory says 127.0.0.1 (lab, forwarded port).
         assert!(
-            decide(w, "127.0.0.1", &ip("127.0.0.1"), &stranger, None, false).is_err(),
+            decide(
+                claim(w, "127.0.0.1"),
+                &ip("127.0.0.1"),
+                &stranger,
+                None,
+                false
+            )
+            .is_err(),
             "every machine has 127.0.0.1"
         );
         // IPv6.
         assert_eq!(
             decide(
-                w,
-                "fd00::57",
+                claim(w, "fd00::57"),
                 &ip("fd00::57"),
                 &seen("x", &["::1", "fd00::57"], None),
                 None,
@@ -405,11 +449,35 @@ mod tests {
         );
     }
 
+    /// The seed's typo: prdinfhap511's ssh address mistyped as prdk8swok511's. The machine
+    /// reached has that address, of course; its network address is what tells.
+    #[test]
+    fn a_mistyped_ssh_address_is_caught_by_the_network_address() {
+        let inv = playbooks::Inventory::parse(
+            "[hosts.prdinfhap511]\nrole = \"haproxy\"\naddress = \"192.168.5.57\"\n\
+             network = { address = \"192.168.5.45/24\" }\n\n\
+             [hosts.prdk8swok599]\nrole = \"k8s-worker\"\naddress = \"192.168.5.99\"\n",
+            Path::new("inventory.toml"),
+        )
+        .unwrap();
+        let c = Claim::of("prdinfhap511", &inv.hosts["prdinfhap511"]);
+        assert_eq!((c.reached_at, c.address), ("192.168.5.57", "192.168.5.45"));
+        let worker = seen("prdk8swok511", &["192.168.5.57"], Some(ID));
+        let e = decide(c, &expected_addresses(c.address), &worker, None, false).unwrap_err();
+        assert!(
+            e.contains("reached at 192.168.5.57")
+                && e.contains("none of its addresses (192.168.5.57) is 192.168.5.45"),
+            "{e}"
+        );
+        // Without a network table the ssh address is all the inventory says.
+        let c = Claim::of("prdk8swok599", &inv.hosts["prdk8swok599"]);
+        assert_eq!(c.address, "192.168.5.99");
+    }
+
     #[test]
     fn a_refusal_says_why_and_what_to_do() {
         let e = decide(
-            "prdk8swok501",
-            "192.168.10.57",
+            claim("prdk8swok501", "192.168.10.57"),
             &ip("192.168.10.57"),
             &seen("prdk8swok502", &["127.0.0.1", "192.168.10.58"], Some(ID)),
             Some(OTHER),
@@ -492,32 +560,34 @@ mod tests {
         let stranger = seen("other", &["127.0.0.1"], Some(ID));
         // Check run with the flag: accepted, nothing written.
         let book = Book::open(&inv, true, true, false).unwrap();
-        let a = book.check("w1", "127.0.0.1", &stranger).unwrap();
+        let a = book.check(claim("w1", "127.0.0.1"), &stranger).unwrap();
         assert_eq!(a.proof, Proof::Accepted);
         assert!(a.note.unwrap().contains("not recorded"));
         assert!(!state_path(&inv).exists());
         // Apply run with the flag: recorded...
         let book = Book::open(&inv, true, true, true).unwrap();
-        let a = book.check("w1", "127.0.0.1", &stranger).unwrap();
+        let a = book.check(claim("w1", "127.0.0.1"), &stranger).unwrap();
         assert!(a.note.unwrap().contains("recorded in"));
         assert_eq!(load(&state_path(&inv)).unwrap()["w1"], ID);
         // ...and recognised without it.
         let book = Book::open(&inv, true, false, true).unwrap();
         assert_eq!(
-            book.check("w1", "127.0.0.1", &stranger).unwrap().proof,
+            book.check(claim("w1", "127.0.0.1"), &stranger)
+                .unwrap()
+                .proof,
             Proof::MachineId
         );
-        assert!(book.check("w2", "127.0.0.1", &stranger).is_err());
+        assert!(book.check(claim("w2", "127.0.0.1"), &stranger).is_err());
         // First contact by name: recorded quietly.
         let a = book
-            .check("w3", "127.0.0.1", &seen("w3", &[], Some(OTHER)))
+            .check(claim("w3", "127.0.0.1"), &seen("w3", &[], Some(OTHER)))
             .unwrap();
         assert_eq!((a.proof, a.note), (Proof::Name, None));
         assert_eq!(load(&state_path(&inv)).unwrap()["w3"], OTHER);
         // No inventory file: nothing is written anywhere.
         let lone = dir.path().join("sub").join("inventory.toml");
         let book = Book::open(&lone, false, true, true).unwrap();
-        book.check("w1", "127.0.0.1", &stranger).unwrap();
+        book.check(claim("w1", "127.0.0.1"), &stranger).unwrap();
         assert!(!dir.path().join("sub").exists());
     }
 }
