@@ -316,19 +316,26 @@ const REACHED: &str = "prdk8swok543";
 const NAMED: &str = "prdk8swok542";
 const WORKER_STEPS: &[&str] = &["sysctl persisted", "kernel modules persisted"];
 
-/// An inventory naming `name` the host at `node`'s ssh port.
-fn inventory_naming(lab: &Lab, node: &str, name: &str) -> PathBuf {
-    let path = lab.dir().join("identity.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[ssh]\nuser = \"root\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\n\n[hosts.{name}]\nrole = \"k8s-worker\"\naddress = \"127.0.0.1\"\nport = {}\n",
-            lab.identity_file().display(),
-            lab.known_hosts().display(),
-            lab.node(node).ssh_port
-        ),
-    )
-    .unwrap();
+/// An inventory naming `name` the host at `node`'s ssh port, in `file` of the lab's folder,
+/// with a network table of `network` address when given.
+fn inventory_naming(
+    lab: &Lab,
+    node: &str,
+    name: &str,
+    file: &str,
+    network: Option<&str>,
+) -> PathBuf {
+    let path = lab.dir().join(file);
+    let mut text = format!(
+        "[ssh]\nuser = \"root\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\n\n[hosts.{name}]\nrole = \"k8s-worker\"\naddress = \"127.0.0.1\"\nport = {}\n",
+        lab.identity_file().display(),
+        lab.known_hosts().display(),
+        lab.node(node).ssh_port
+    );
+    if let Some(address) = network {
+        text.push_str(&format!("network = {{ address = \"{address}/16\" }}\n"));
+    }
+    std::fs::write(&path, text).unwrap();
     path
 }
 
@@ -344,7 +351,7 @@ fn snapshot(lab: &Lab, host: &str) -> String {
 #[test]
 fn a_host_that_is_not_the_inventorys_is_refused_until_accepted() {
     let lab = lab(&[(REACHED, "k8s-worker")]);
-    let inv = inventory_naming(&lab, REACHED, NAMED);
+    let inv = inventory_naming(&lab, REACHED, NAMED, "identity.toml", None);
     let record = lab.dir().join("identity.identities.toml");
     let mut args = vec!["run", "k8s-worker", "--host", NAMED];
     args.extend(only(WORKER_STEPS));
@@ -380,6 +387,22 @@ fn a_host_that_is_not_the_inventorys_is_refused_until_accepted() {
     assert_eq!(code, 6);
     assert!(out.contains(&format!("{NAMED} | REFUSED")), "{out}");
 
+    // The address the inventory gives the host (its network table) is the machine's: proven,
+    // whatever the name. A check run: nothing recorded. Another network address: refused.
+    let ip = lab.node(REACHED).ip.clone();
+    let by_address = inventory_naming(&lab, REACHED, NAMED, "by-address.toml", Some(&ip));
+    let (code, events) = run_json_at(&by_address, &[&args[..], &["--check"]].concat());
+    assert_eq!(code, 0, "{events:#?}");
+    assert_eq!(outcome(&events, "sysctl persisted"), "changed");
+    let elsewhere = inventory_naming(&lab, REACHED, NAMED, "elsewhere.toml", Some("10.99.0.7"));
+    let (code, events) = run_json_at(&elsewhere, &[&args[..], &["--check"]].concat());
+    assert_eq!(code, 6, "{events:#?}");
+    let msg = host_error(&events, NAMED)["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("is 10.99.0.7"), "{msg}");
+
     // Accepted once: recorded, and the run goes on.
     let (code, events) = run_json_at(&inv, &[&args[..], &["--accept-new-identity"]].concat());
     assert_eq!(code, 0, "{events:#?}");
@@ -408,7 +431,7 @@ fn a_host_that_is_not_the_inventorys_is_refused_until_accepted() {
     assert_eq!(recap(&events, NAMED)["changed"], 0);
 
     // Another name for the same machine is still refused.
-    let other = inventory_naming(&lab, REACHED, "prdk8swok544");
+    let other = inventory_naming(&lab, REACHED, "prdk8swok544", "other.toml", None);
     let (code, _) = run_json_at(
         &other,
         &[
