@@ -364,3 +364,63 @@ fn rhel_k8s_worker_firewalld() {
     "#]]
     .assert_debug_eq(&firewall);
 }
+
+/// `admin.passwordless_sudo = true`: after the admin's own steps, the sudoers drop-in,
+/// checked by visudo before it goes live. Photon's /etc/sudoers includes /etc/sudoers.d
+/// (`@includedir`, sudo 1.9.15p5).
+#[test]
+fn photon_haproxy_admin_passwordless_sudo() {
+    let text = include_str!("../../inventory.toml").replacen(
+        "\nssh_keys = [",
+        "\npasswordless_sudo = true\nssh_keys = [",
+        1,
+    );
+    let inv = Inventory::parse(&text, Path::new("inventory.toml")).unwrap();
+    assert!(inv.admin.as_ref().unwrap().passwordless_sudo);
+    let photon = Fixture::photon().file(
+        "/etc/sudoers",
+        "root ALL=(ALL:ALL) ALL\n%wheel ALL=(ALL) ALL \n%sudo   ALL=(ALL) ALL\n@includedir /etc/sudoers.d\n",
+        0o440,
+    );
+    check(
+        "haproxy",
+        "prdinfhap511",
+        photon,
+        &inv,
+        expect![[r#"
+            run useradd -m -s /bin/bash -U -G wheel kubeadmin
+            run chpasswd -e
+            run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
+            write /home/kubeadmin/.ssh/authorized_keys 0600 kubeadmin:kubeadmin
+            run chage -I -1 -m 0 -M 99999 -E -1 kubeadmin
+            run chage -I -1 -m 0 -M 99999 -E -1 root
+            write /etc/sudoers.d/.nodeprep-kubeadmin.candidate 0440 root:root
+            run visudo -c -f /etc/sudoers.d/.nodeprep-kubeadmin.candidate
+            write /etc/sudoers.d/nodeprep-kubeadmin 0440 root:root
+            run rm -f /etc/sudoers.d/.nodeprep-kubeadmin.candidate
+            run tdnf install -y --quiet kbd glibc-i18n
+            write /etc/locale-gen.conf 0644 root:root
+            run locale-gen.sh
+            write /etc/locale.conf 0644 root:root
+            write /etc/vconsole.conf 0644 root:root
+            write /etc/systemd/timesyncd.conf 0644 root:root
+            run systemctl restart systemd-timesyncd.service
+            run tdnf install -y --quiet nfs-utils
+            run tdnf install -y --quiet haproxy
+            write /etc/haproxy/haproxy.cfg.nodeprep-candidate 0600 root:root
+            run haproxy -c -f /etc/haproxy/haproxy.cfg.nodeprep-candidate
+            write /etc/haproxy/haproxy.cfg 0644 root:root
+            run rm -f /etc/haproxy/haproxy.cfg.nodeprep-candidate
+            run systemctl enable haproxy.service
+            write /etc/systemd/scripts/ip4save.nodeprep-candidate 0600 root:root
+            run iptables-restore -w 10 --test /etc/systemd/scripts/ip4save.nodeprep-candidate
+            write /etc/systemd/scripts/ip4save 0644 root:root
+            run rm -f /etc/systemd/scripts/ip4save.nodeprep-candidate
+            run iptables -w 10 -I INPUT -p tcp -m tcp --dport 443 -j ACCEPT
+            run iptables -w 10 -I INPUT -p tcp -m tcp --dport 80 -j ACCEPT
+            run iptables -w 10 -I INPUT -p tcp -m tcp --dport 6443 -j ACCEPT
+            run systemctl start haproxy.service
+            write /etc/systemd/network/10-static-en.network 0644 root:root
+        "#]],
+    );
+}

@@ -18,6 +18,9 @@ pub enum ErrorKind {
     Invalid,
     /// Another runner holds the host.
     Busy,
+    /// The machine reached is not the inventory's host (name, addresses and recorded
+    /// machine-id all differ): refused before anything is changed.
+    Identity,
     /// Anything else (I/O on the controller, malformed replies).
     Other,
 }

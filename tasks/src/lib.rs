@@ -25,6 +25,7 @@ pub mod pkg;
 pub mod plan;
 pub mod secret;
 pub mod state;
+pub mod sudoers;
 pub mod systemd;
 pub mod testing;
 pub mod timesync;

@@ -1,4 +1,5 @@
 //! End-to-end tests.
+mod access;
 mod cli;
 mod cli_lab;
 mod cluster;

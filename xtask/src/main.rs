@@ -31,6 +31,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Started by ssh as the askpass program of a run (see tasks::host::askpass).
+    if let Some(code) = tasks::host::askpass::answer_if_asked() {
+        return ExitCode::from(code);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return runner::usage_error(e),

@@ -154,6 +154,12 @@ pub struct Admin {
     pub password_hash: Secret,
     #[serde(default)]
     pub ssh_keys: Vec<String>,
+    /// Let the admin use sudo without a password: a drop-in `/etc/sudoers.d/nodeprep-NAME`
+    /// (`NAME ALL=(ALL) NOPASSWD: ALL`, checked with `visudo` before it goes live). What a
+    /// fresh Photon OS needs after a first run with the password (its sudoers asks the
+    /// password of `wheel`), so that later runs log in with a key and use `sudo -n`.
+    #[serde(default)]
+    pub passwordless_sudo: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

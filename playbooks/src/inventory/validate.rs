@@ -210,6 +210,19 @@ fn admin(a: &Admin, out: &mut Found) {
         // Never echo the value: it may be a plaintext password.
         out.shared("admin.password_hash", "expected a SHA-512 crypt hash ($6$salt$hash, as `openssl passwd -6` prints it); this looks like something else, maybe a plaintext password (value not shown)".into());
     }
+    if a.passwordless_sudo {
+        if a.name == "root" {
+            out.shared(
+                "admin.passwordless_sudo",
+                "root needs no sudo rule: set it for an admin other than root, or remove it".into(),
+            );
+        } else if a.ssh_keys.is_empty() {
+            out.shared(
+                "admin.passwordless_sudo",
+                "needs admin.ssh_keys: passwordless sudo is for key-only logins, and without a key the admin logs in with its password anyway".into(),
+            );
+        }
+    }
     for (i, k) in a.ssh_keys.iter().enumerate() {
         if !is_ssh_public_key(k) {
             out.shared(

@@ -1,10 +1,10 @@
-//! The steps every role starts with (admin access, locale, time, CA certificates, NFS client)
-//! and ends with (full update, static network).
+//! The steps every role starts with (admin access and its sudo, locale, time, CA certificates,
+//! NFS client) and ends with (full update, static network).
 
 use tasks::network::{self, StaticNetwork};
 use tasks::state::Probe;
 use tasks::{Change, Error, ErrorKind, Plan, Reads, Result};
-use tasks::{ca, locale, pkg, timesync, update, users};
+use tasks::{ca, locale, pkg, sudoers, timesync, update, users};
 
 use crate::inventory::Target;
 
@@ -12,7 +12,8 @@ fn skip(why: &str) -> Result<Change> {
     Ok(Change::Skipped(why.to_string()))
 }
 
-/// Admin access, locale, time, CA certificates, NFS client.
+/// Admin access (and, when the inventory asks, sudo without a password), locale, time, CA
+/// certificates, NFS client.
 pub fn common<'a>(t: Target<'a>, p: &mut Plan<'a>) {
     let inv = t.inventory;
     let sys = &inv.system;
@@ -39,6 +40,16 @@ pub fn common<'a>(t: Target<'a>, p: &mut Plan<'a>) {
         }
         None => users::no_password_expiry(cx, "root"),
     });
+    p.reads(sudoers_files(t));
+    p.step(
+        "admin passwordless sudo",
+        sudoers::READS,
+        move |cx| match admin {
+            Some(a) if a.passwordless_sudo => sudoers::passwordless(cx, &a.name),
+            Some(_) => skip("admin.passwordless_sudo is not set"),
+            None => skip("no [admin] in the inventory"),
+        },
+    );
     p.step("locale packages", locale::READS, |cx| {
         locale::locale_packages(cx, &sys.locale)
     });
@@ -106,6 +117,18 @@ fn admin_files(t: Target) -> Probe {
         files.push(format!("{dir}/authorized_keys"));
         files.push(dir);
     }
+    Probe::default().files(&files)
+}
+
+/// The admin's sudoers drop-in, when the inventory asks for one.
+fn sudoers_files(t: Target) -> Probe {
+    let files: Vec<String> = t
+        .inventory
+        .admin
+        .iter()
+        .filter(|a| a.passwordless_sudo)
+        .map(|a| sudoers::drop_in(&a.name))
+        .collect();
     Probe::default().files(&files)
 }
 

@@ -1,24 +1,35 @@
 //! This machine, through duct.
 
+use std::ffi::OsString;
+
+use super::sudo::{Sudo, Who};
 use super::{Cmd, Host, Output};
 use crate::error::{Error, ErrorKind, Result};
+use crate::secret::Secret;
 
 pub struct Local {
     name: String,
-    /// Prefix commands with `sudo -n --` (running as a user other than root).
-    sudo: bool,
+    /// Run commands through sudo (running as a user other than root): `sudo -n`, or the
+    /// password on sudo's stdin when one is given (see [`super::sudo`]).
+    sudo: Option<Sudo>,
 }
 
 impl Local {
     pub fn new(name: impl Into<String>) -> Local {
         Local {
             name: name.into(),
-            sudo: false,
+            sudo: None,
         }
     }
 
     pub fn with_sudo(mut self, sudo: bool) -> Local {
-        self.sudo = sudo;
+        self.sudo = sudo.then(|| Sudo::new(None));
+        self
+    }
+
+    /// Through sudo, with its password (when running as a user other than root).
+    pub fn with_sudo_password(mut self, password: Secret) -> Local {
+        self.sudo = Some(Sudo::new(Some(password)));
         self
     }
 }
@@ -29,18 +40,39 @@ impl Host for Local {
     }
 
     fn exec(&self, cmd: &Cmd) -> Result<Output> {
-        let mut argv: Vec<&str> = Vec::new();
-        if self.sudo {
-            argv.extend(["sudo", "-n", "--"]);
-        }
-        argv.extend(cmd.argv.iter().map(String::as_str));
-        spawn(&argv, cmd.stdin.as_deref()).map_err(|e| e.on_host(&self.name))
+        let result = match &self.sudo {
+            None => {
+                let argv: Vec<&str> = cmd.argv.iter().map(String::as_str).collect();
+                spawn(&argv, cmd.stdin.as_deref())
+            }
+            Some(sudo) => {
+                let user = std::env::var("USER").unwrap_or_else(|_| "this user".into());
+                let who = Who {
+                    user: &user,
+                    place: "this machine",
+                };
+                sudo.exec(cmd, &who, &|argv, stdin| {
+                    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                    spawn(&argv, stdin)
+                })
+            }
+        };
+        result.map_err(|e| e.on_host(&self.name))
     }
 }
 
 /// Runs argv on this machine, capturing everything. Shared by the transports that drive a
 /// local client program (ssh, docker).
 pub(super) fn spawn(argv: &[&str], stdin: Option<&[u8]>) -> Result<Output> {
+    spawn_env(argv, stdin, &[])
+}
+
+/// As [`spawn`], with these variables added to the environment.
+pub(super) fn spawn_env(
+    argv: &[&str],
+    stdin: Option<&[u8]>,
+    env: &[(&str, OsString)],
+) -> Result<Output> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| Error::other("empty command"))?;
@@ -48,6 +80,9 @@ pub(super) fn spawn(argv: &[&str], stdin: Option<&[u8]>) -> Result<Output> {
         .stdout_capture()
         .stderr_capture()
         .unchecked();
+    for (key, value) in env {
+        expr = expr.env(key, value);
+    }
     expr = match stdin {
         Some(bytes) => expr.stdin_bytes(bytes.to_vec()),
         None => expr.stdin_null(),

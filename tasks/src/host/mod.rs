@@ -4,11 +4,16 @@
 //! Transports: [`Local`] (this machine, through duct), [`Ssh`] (the system OpenSSH client with
 //! one ControlMaster socket per host), [`Docker`] (`docker exec`), and [`Recorder`] for tests
 //! that assert the plan of commands without any host.
+//!
+//! A login user other than root runs commands through sudo ([`sudo`]); a login password reaches
+//! OpenSSH through nodeprep's askpass program ([`askpass`]).
 
+pub mod askpass;
 mod docker;
 mod local;
 mod recorder;
 mod ssh;
+pub mod sudo;
 
 pub use docker::Docker;
 pub use local::Local;

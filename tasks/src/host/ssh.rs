@@ -1,11 +1,17 @@
 //! The system OpenSSH client, one ControlMaster socket per host in a private temporary
-//! directory, BatchMode, host-key checking on by default.
+//! directory, host-key checking on by default. `BatchMode` unless a password is given: then
+//! OpenSSH gets it from nodeprep's askpass program ([`super::askpass`]), only for the
+//! invocation that opens the connection. A login user other than root runs commands through
+//! sudo ([`super::sudo`]).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::{Cmd, Host, Output, local::spawn, shell_join};
+use super::askpass::{self, AskpassFile};
+use super::sudo::{Sudo, Who};
+use super::{Cmd, Host, Output, local::spawn_env, shell_join};
 use crate::error::{Error, ErrorKind, Result};
+use crate::secret::Secret;
 
 /// How to reach one host.
 #[derive(Debug, Clone)]
@@ -24,6 +30,14 @@ pub struct SshConfig {
     /// default post-quantum hybrid); the hybrid stays offered after it.
     pub prefer_fast_kex: bool,
     pub connect_timeout_secs: u32,
+    /// The login password (ssh password or keyboard-interactive authentication); `BatchMode`
+    /// is on when there is none.
+    pub password: Option<Secret>,
+    /// sudo's password for a login user other than root; without one, sudo must ask none.
+    pub sudo_password: Option<Secret>,
+    /// The askpass program OpenSSH runs for the password: a binary that calls
+    /// [`askpass::answer_if_asked`] first thing (the running executable when `None`).
+    pub askpass_program: Option<PathBuf>,
 }
 
 impl SshConfig {
@@ -38,24 +52,51 @@ impl SshConfig {
             accept_new_host_key: false,
             prefer_fast_kex: true,
             connect_timeout_secs: 10,
+            password: None,
+            sudo_password: None,
+            askpass_program: None,
         }
     }
 }
 
+/// Variables added to an ssh invocation's environment.
+type Env = Vec<(&'static str, std::ffi::OsString)>;
+
 pub struct Ssh {
     cfg: SshConfig,
+    /// Private (0700): the ControlMaster socket, and the askpass file while a connection opens.
     control_dir: tempfile::TempDir,
     invocations: AtomicU32,
+    sudo: Sudo,
+    /// The askpass program, resolved once (with a password only).
+    askpass_program: Option<PathBuf>,
 }
 
 impl Ssh {
     pub fn new(cfg: SshConfig) -> Result<Ssh> {
         // Unix socket paths are limited to ~108 bytes: keep the directory short.
-        let control_dir = tempfile::Builder::new().prefix("np-").tempdir_in("/tmp")?;
+        // Private: it holds the askpass file while a connection opens.
+        use std::os::unix::fs::PermissionsExt;
+        let control_dir = tempfile::Builder::new()
+            .prefix("np-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir_in("/tmp")?;
+        let askpass_program = match (&cfg.password, &cfg.askpass_program) {
+            (None, _) => None,
+            (Some(_), Some(p)) => Some(p.clone()),
+            (Some(_), None) => Some(std::env::current_exe().map_err(|e| {
+                Error::other(format!(
+                    "cannot find nodeprep's own executable (the askpass program for the ssh password): {e}"
+                ))
+            })?),
+        };
+        let sudo = Sudo::new(cfg.sudo_password.clone());
         Ok(Ssh {
             cfg,
             control_dir,
             invocations: AtomicU32::new(0),
+            sudo,
+            askpass_program,
         })
     }
 
@@ -76,7 +117,10 @@ impl Ssh {
             "-o".into(),
             "ControlPersist=120".into(),
             "-o".into(),
-            "BatchMode=yes".into(),
+            format!(
+                "BatchMode={}",
+                if c.password.is_some() { "no" } else { "yes" }
+            ),
             "-o".into(),
             format!("ConnectTimeout={}", c.connect_timeout_secs),
             "-o".into(),
@@ -93,6 +137,16 @@ impl Ssh {
                 }
             ),
         ];
+        if c.password.is_some() {
+            // One try: a wrong password must not count against sshd's MaxAuthTries (Photon: 4)
+            // or a PAM lockout more than once per run.
+            a.extend([
+                "-o".into(),
+                "NumberOfPasswordPrompts=1".into(),
+                "-o".into(),
+                "PreferredAuthentications=publickey,keyboard-interactive,password".into(),
+            ]);
+        }
         if c.prefer_fast_kex {
             a.extend(["-o".into(), "KexAlgorithms=^curve25519-sha256".into()]);
         }
@@ -117,13 +171,42 @@ impl Ssh {
         a
     }
 
-    fn remote_command(&self, cmd: &Cmd) -> String {
-        let body = shell_join(&cmd.argv);
-        if self.cfg.user == "root" {
-            body
+    /// The environment of an ssh invocation: with a password, the askpass program, and the
+    /// password file when this invocation opens the connection (no master socket yet).
+    fn askpass_env(&self) -> Result<(Env, Option<AskpassFile>)> {
+        let (Some(password), Some(program)) = (&self.cfg.password, &self.askpass_program) else {
+            return Ok((Vec::new(), None));
+        };
+        let mut env = vec![
+            ("SSH_ASKPASS", program.clone().into_os_string()),
+            ("SSH_ASKPASS_REQUIRE", "force".into()),
+        ];
+        let file = if self.control_dir.path().join("cm").exists() {
+            None
         } else {
-            format!("sudo -n -- {body}")
+            let f = AskpassFile::write(self.control_dir.path(), password)?;
+            env.push((askpass::FILE_ENV, f.path().as_os_str().to_owned()));
+            Some(f)
+        };
+        Ok((env, file))
+    }
+
+    /// Runs `argv` on the host as the login user, `stdin` on its stdin.
+    fn send(&self, argv: &[String], stdin: Option<&[u8]>) -> Result<Output> {
+        self.invocations.fetch_add(1, Ordering::Relaxed);
+        let mut args = self.base_args();
+        args.push("--".into());
+        args.push(shell_join(argv));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (env, file) = self.askpass_env()?;
+        let out = spawn_env(&refs, stdin, &env);
+        // The connection is open (or failed): the password file goes now.
+        drop(file);
+        let out = out?;
+        if out.status == Some(255) {
+            return Err(connection_error(&self.cfg, &out));
         }
+        Ok(out)
     }
 }
 
@@ -133,32 +216,17 @@ impl Host for Ssh {
     }
 
     fn exec(&self, cmd: &Cmd) -> Result<Output> {
-        self.invocations.fetch_add(1, Ordering::Relaxed);
-        let mut argv = self.base_args();
-        argv.push("--".into());
-        argv.push(self.remote_command(cmd));
-        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let out = spawn(&refs, cmd.stdin.as_deref()).map_err(|e| e.on_host(&self.cfg.name))?;
-        if out.status == Some(255) {
-            return Err(connection_error(&self.cfg, &out).on_host(&self.cfg.name));
-        }
-        if self.cfg.user != "root" && out.status == Some(1) {
-            let err = String::from_utf8_lossy(&out.stderr);
-            if err.contains("sudo:")
-                && (err.contains("password is required") || err.contains("a terminal is required"))
-            {
-                return Err(Error::new(
-                    ErrorKind::Unreachable,
-                    format!(
-                        "sudo on {} asks {} for a password; nodeprep needs passwordless sudo (NOPASSWD) for that user",
-                        self.cfg.address, self.cfg.user
-                    ),
-                )
-                .with_stderr(&out.stderr)
-                .on_host(&self.cfg.name));
-            }
-        }
-        Ok(out)
+        let result = if self.cfg.user == "root" {
+            self.send(&cmd.argv, cmd.stdin.as_deref())
+        } else {
+            let who = Who {
+                user: &self.cfg.user,
+                place: &self.cfg.address,
+            };
+            self.sudo
+                .exec(cmd, &who, &|argv, stdin| self.send(argv, stdin))
+        };
+        result.map_err(|e| e.on_host(&self.cfg.name))
     }
 
     fn close(&self) {
@@ -166,7 +234,7 @@ impl Host for Ssh {
         let dest = argv.pop().unwrap_or_default();
         argv.extend(["-O".into(), "exit".into(), dest]);
         let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let _ = spawn(&refs, None);
+        let _ = spawn_env(&refs, None, &[]);
     }
 }
 
@@ -205,7 +273,13 @@ fn connection_error(cfg: &SshConfig, out: &Output) -> Error {
             )
         }
     } else if err.contains("Permission denied") {
-        format!("ssh authentication refused by {target}")
+        if cfg.password.is_some() {
+            format!("ssh authentication refused by {target} (key and password)")
+        } else {
+            format!(
+                "ssh authentication refused by {target} (a first run with a password: --ask-pass, --password-file or --password-env)"
+            )
+        }
     } else if err.contains("timed out") {
         format!("ssh connection to {target} timed out")
     } else if err.contains("Connection refused") {
@@ -214,4 +288,78 @@ fn connection_error(cfg: &SshConfig, out: &Output) -> Error {
         format!("cannot reach {target} over ssh")
     };
     Error::new(ErrorKind::Unreachable, message).with_stderr(&out.stderr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    const PASSWORD: &str = "pw-in-argv? never";
+
+    fn with_password() -> Ssh {
+        let mut cfg = SshConfig::new("h1", "10.0.0.1");
+        cfg.user = "kubeadmin".into();
+        cfg.password = Some(Secret::new(PASSWORD));
+        cfg.sudo_password = Some(Secret::new(PASSWORD));
+        cfg.askpass_program = Some("/usr/local/bin/nodeprep".into());
+        Ssh::new(cfg).unwrap()
+    }
+
+    #[test]
+    fn batch_mode_only_without_a_password() {
+        let plain = Ssh::new(SshConfig::new("h1", "10.0.0.1")).unwrap();
+        let args = plain.base_args();
+        assert!(args.contains(&"BatchMode=yes".to_string()), "{args:?}");
+        assert!(!args.iter().any(|a| a.contains("NumberOfPasswordPrompts")));
+        assert_eq!(plain.askpass_env().unwrap().0, vec![]);
+        let args = with_password().base_args();
+        assert!(args.contains(&"BatchMode=no".to_string()), "{args:?}");
+        assert!(args.contains(&"NumberOfPasswordPrompts=1".to_string()));
+    }
+
+    /// The password is on no argv: not ssh's, not in the environment, only in a 0600 file of
+    /// the 0700 control directory while the connection opens, then gone.
+    #[test]
+    fn askpass_plumbing_keeps_the_password_off_argv() {
+        let ssh = with_password();
+        let mut argv = ssh.base_args();
+        argv.push(shell_join(&["sudo", "-n", "--", "true"]));
+        assert!(argv.iter().all(|a| !a.contains("never")), "{argv:?}");
+        let dir_mode = std::fs::metadata(ssh.control_dir.path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dir_mode & 0o777, 0o700);
+        let (env, file) = ssh.askpass_env().unwrap();
+        let file = file.expect("no connection yet: the file is written");
+        let names: Vec<&str> = env.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            names,
+            ["SSH_ASKPASS", "SSH_ASKPASS_REQUIRE", askpass::FILE_ENV]
+        );
+        assert_eq!(env[0].1, "/usr/local/bin/nodeprep");
+        assert_eq!(env[1].1, "force");
+        assert!(
+            env.iter()
+                .all(|(_, v)| !v.to_string_lossy().contains("never")),
+            "{env:?}"
+        );
+        let path = file.path().to_path_buf();
+        assert_eq!(path.parent(), Some(ssh.control_dir.path()));
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), PASSWORD);
+        drop(file);
+        assert!(!path.exists(), "the password file outlived the invocation");
+        // Once the master connection is up, no file is written at all.
+        std::fs::write(ssh.control_dir.path().join("cm"), "").unwrap();
+        let (env, file) = ssh.askpass_env().unwrap();
+        assert!(file.is_none());
+        assert_eq!(env.len(), 2);
+        std::fs::remove_file(ssh.control_dir.path().join("cm")).unwrap();
+        assert!(!format!("{:?}", ssh.cfg).contains("never"));
+    }
 }

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 mod parse;
 mod script;
 
-pub use parse::{base64_decode, parse_probe, parse_tar, parse_units_show};
+pub use parse::{base64_decode, parse_addresses, parse_probe, parse_tar, parse_units_show};
 pub use script::{
     LOCK_DIR, LOCK_STALE_SECS, busy_error, files_script, probe_script, units_show_command,
     unlock_script,
@@ -124,6 +124,24 @@ pub struct State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What proves a host's identity, read by the probe on a real shell: its addresses
+    /// (loopback at least) and its machine-id.
+    #[test]
+    fn the_probe_reads_addresses_and_machine_id() {
+        use crate::host::{Cmd, Host, Local};
+        let out = Local::new("t")
+            .run(&Cmd::new(&["sh", "-s"]).stdin(probe_script(&Probe::default())))
+            .unwrap();
+        let s = parse_probe(&out.stdout_str(), &Probe::default()).unwrap();
+        let addresses = parse_addresses(&s.facts["addresses"]);
+        assert!(
+            addresses.contains(&"127.0.0.1".parse().unwrap()),
+            "{addresses:?}"
+        );
+        let id = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
+        assert_eq!(s.facts["machine-id"], id.trim());
+    }
 
     #[test]
     fn files_read_through_tar_on_a_real_shell() {

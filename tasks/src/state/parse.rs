@@ -1,8 +1,9 @@
 //! Reading the probe's reply: the sections `script` asks for, `systemctl show` blocks, and the
 //! `tar` stream and base64 the files come in.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use base64::Engine;
 use base64::alphabet;
@@ -138,6 +139,50 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
     Ok(state)
 }
 
+/// The host's addresses, from the probe's `addresses` fact: `ip -o addr show` lines, or where
+/// `ip` is missing, /proc/net/fib_trie (IPv4: the `|-- ADDR` followed by `/32 host LOCAL`) and
+/// /proc/net/if_inet6 (IPv6: 32 hex digits first). Sorted, without duplicates; loopback
+/// addresses included (the caller decides what they prove).
+pub fn parse_addresses(text: &str) -> Vec<IpAddr> {
+    let mut out = BTreeSet::new();
+    let mut last_trie: Option<Ipv4Addr> = None;
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        // `2: eth0    inet 172.17.0.2/16 brd ... scope global eth0\ ...`
+        if let Some(i) = words.iter().position(|w| *w == "inet" || *w == "inet6") {
+            if let Some(ip) = words
+                .get(i + 1)
+                .and_then(|a| a.split('/').next())
+                .and_then(|a| a.parse::<IpAddr>().ok())
+            {
+                out.insert(ip);
+            }
+            continue;
+        }
+        // fib_trie: `|-- 172.17.0.2` then `/32 host LOCAL`.
+        if let Some(rest) = line.trim_start().strip_prefix("|-- ") {
+            last_trie = rest.trim().parse().ok();
+            continue;
+        }
+        if line.trim_start().starts_with("/32 host LOCAL") {
+            if let Some(ip) = last_trie.take() {
+                out.insert(IpAddr::V4(ip));
+            }
+            continue;
+        }
+        // if_inet6: `fe800000000000000242ac1100020000 2a 40 20 80 eth0`.
+        if let Some(hex) = words.first()
+            && words.len() >= 6
+            && hex.len() == 32
+            && hex.bytes().all(|b| b.is_ascii_hexdigit())
+            && let Ok(n) = u128::from_str_radix(hex, 16)
+        {
+            out.insert(IpAddr::V6(Ipv6Addr::from(n)));
+        }
+    }
+    out.into_iter().collect()
+}
+
 /// The members of a tar archive (as GNU `tar -c` writes; ustar and pax too): path → mode,
 /// owner, group, contents. Regular files and directories only: links and devices are not
 /// managed files (the probe dereferences symlinks, so it sends none). Paths are made absolute
@@ -208,6 +253,59 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_from_ip_or_proc() {
+        let ip = "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever
+1: lo    inet6 ::1/128 scope host noprefixroute \\       valid_lft forever preferred_lft forever
+2: eth0    inet 192.168.10.57/24 brd 192.168.10.255 scope global eth0\\       valid_lft forever preferred_lft forever
+2: eth0    inet 192.168.10.99/24 scope global secondary eth0
+2: eth0    inet6 fe80::250:56ff:fe01:203/64 scope link \\       valid_lft forever preferred_lft forever
+";
+        let want: Vec<IpAddr> = [
+            "127.0.0.1",
+            "192.168.10.57",
+            "192.168.10.99",
+            "::1",
+            "fe80::250:56ff:fe01:203",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        assert_eq!(parse_addresses(ip), want);
+        let proc = "# fib_trie
+Main:
+  +-- 0.0.0.0/0 3 0 5
+     |-- 0.0.0.0
+        /0 universe UNICAST
+     +-- 127.0.0.0/8 2 0 2
+        +-- 127.0.0.0/31 1 0 0
+           |-- 127.0.0.0
+              /8 host LOCAL
+           |-- 127.0.0.1
+              /32 host LOCAL
+     +-- 172.17.0.0/16 2 0 2
+        |-- 172.17.0.0
+           /16 link UNICAST
+        |-- 172.17.0.2
+           /32 host LOCAL
+Local:
+        |-- 172.17.0.2
+           /32 host LOCAL
+# if_inet6
+00000000000000000000000000000001 01 80 10 80       lo
+fe800000000000000250568fffe01203 02 40 20 80     eth0
+";
+        let got: Vec<String> = parse_addresses(proc)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(
+            got,
+            ["127.0.0.1", "172.17.0.2", "::1", "fe80::250:568f:ffe0:1203"]
+        );
+        assert!(parse_addresses("").is_empty());
+    }
 
     #[test]
     fn base64() {

@@ -114,6 +114,8 @@ fi
 m fact systemd; [ -d /run/systemd/system ] && echo yes
 m fact container; (systemd-detect-virt --container 2>/dev/null) || { [ -f /.dockerenv ] && echo docker; } || { [ -f /run/.containerenv ] && echo podman; } || true
 m fact hostname; cat /proc/sys/kernel/hostname
+m fact machine-id; cat /etc/machine-id 2>/dev/null
+m fact addresses; ip -o addr show 2>/dev/null || { echo '# fib_trie'; cat /proc/net/fib_trie 2>/dev/null; echo '# if_inet6'; cat /proc/net/if_inet6 2>/dev/null; }
 m fact uid; id -u
 m fact nproc; nproc 2>/dev/null
 m pkgs -

@@ -11,6 +11,7 @@ use tasks::{Mode, Selection};
 
 use std::process::ExitCode;
 
+use super::access::Source;
 use super::fanout::RunOptions;
 use super::job::{self, Job, Reported, Targets};
 use super::report::{EXIT_BAD_INPUT, EXIT_OK};
@@ -21,7 +22,7 @@ use super::{print, verify};
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a playbook against hosts of the inventory (or this machine with --local).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List the inventory's hosts (optionally a selection).
     Hosts(SelectArgs),
     /// List the playbooks and their steps.
@@ -116,6 +117,64 @@ pub struct RunArgs {
     /// Do not keep copies of replaced files under /var/backups/nodeprep on the hosts.
     #[arg(long)]
     pub no_backup: bool,
+    #[command(flatten)]
+    pub access: AccessArgs,
+    /// Accept a host whose name, addresses and recorded machine-id all differ from the
+    /// inventory's (reinstalled, renamed, reached through a forwarded port), and record its
+    /// machine-id so that later runs recognise it.
+    #[arg(long)]
+    pub accept_new_identity: bool,
+}
+
+/// The passwords of a first contact: the ssh login password, and sudo's when it differs (it is
+/// the ssh password otherwise). Each is read once per run; none is ever put on a command line,
+/// in a log or in JSON.
+#[derive(Args, Clone, Debug, Default)]
+pub struct AccessArgs {
+    /// Ask the ssh login password on the terminal (once per run; also sudo's unless given apart).
+    #[arg(long, group = "ssh_password")]
+    pub ask_pass: bool,
+    /// Read the ssh login password from the first line of this file (keep it mode 0600).
+    #[arg(long, value_name = "PATH", group = "ssh_password")]
+    pub password_file: Option<PathBuf>,
+    /// Read the ssh login password from this environment variable.
+    #[arg(long, value_name = "VAR", group = "ssh_password")]
+    pub password_env: Option<String>,
+    /// Ask sudo's password on the terminal (when it is not the ssh password, or login is by key).
+    #[arg(long, group = "sudo_password")]
+    pub ask_become_pass: bool,
+    /// Read sudo's password from the first line of this file.
+    #[arg(long, value_name = "PATH", group = "sudo_password")]
+    pub become_password_file: Option<PathBuf>,
+    /// Read sudo's password from this environment variable.
+    #[arg(long, value_name = "VAR", group = "sudo_password")]
+    pub become_password_env: Option<String>,
+}
+
+impl AccessArgs {
+    /// Where the ssh password comes from, if anywhere.
+    pub fn ssh(&self) -> Option<Source> {
+        source(self.ask_pass, &self.password_file, &self.password_env)
+    }
+
+    /// Where sudo's own password comes from, if anywhere.
+    pub fn sudo(&self) -> Option<Source> {
+        source(
+            self.ask_become_pass,
+            &self.become_password_file,
+            &self.become_password_env,
+        )
+    }
+}
+
+fn source(ask: bool, file: &Option<PathBuf>, env: &Option<String>) -> Option<Source> {
+    if ask {
+        Some(Source::Prompt)
+    } else if let Some(f) = file {
+        Some(Source::File(f.clone()))
+    } else {
+        env.as_ref().map(|v| Source::Env(v.clone()))
+    }
 }
 
 #[derive(Args, Clone, Debug)]
@@ -166,9 +225,12 @@ impl RunArgs {
                 backup: !self.no_backup,
                 forks: forks(self.forks)?,
                 selection: Selection::new(&self.only, &self.skip),
+                ..RunOptions::default()
             },
             force: self.force,
             json: self.json,
+            access: self.access.clone(),
+            accept_new_identity: self.accept_new_identity,
         })
     }
 }
@@ -185,9 +247,12 @@ impl VerifyArgs {
                 backup: false,
                 forks: forks(self.forks)?,
                 selection: Selection::new(&self.only, &self.skip),
+                ..RunOptions::default()
             },
             force: false,
             json: self.json,
+            access: AccessArgs::default(),
+            accept_new_identity: false,
         })
     }
 }
@@ -258,6 +323,10 @@ pub fn main(registry: Registry) -> ExitCode {
         verbose: u8,
         #[command(subcommand)]
         command: Command,
+    }
+    // Started by ssh as the askpass program of a run (see tasks::host::askpass).
+    if let Some(code) = tasks::host::askpass::answer_if_asked() {
+        return ExitCode::from(code);
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

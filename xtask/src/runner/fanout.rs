@@ -3,14 +3,16 @@
 //! host never stops the others.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use playbooks::{Inventory, Target};
 use tasks::ctx::Sink;
 use tasks::host::{Local, Ssh, SshConfig};
-use tasks::{Ctx, Host, Mode, Options, Plan, Selection};
+use tasks::{Ctx, Error, ErrorKind, Event, Host, Mode, Options, Plan, Selection};
 
+use super::access::Credentials;
+use super::identity::{self, Book};
 use super::report::HostReport;
 
 /// How a run treats its hosts.
@@ -24,6 +26,11 @@ pub struct RunOptions {
     /// Hosts prepared at once.
     pub forks: usize,
     pub selection: Selection,
+    /// The ssh and sudo passwords of the run (none: keys and passwordless sudo).
+    pub credentials: Credentials,
+    /// Each host proves it is the inventory's host before any step ([`identity`]); `None`
+    /// checks nothing (`verify`, whose own "hostname" check reports a wrong host).
+    pub identity: Option<Arc<Book>>,
 }
 
 impl Default for RunOptions {
@@ -34,6 +41,8 @@ impl Default for RunOptions {
             backup: true,
             forks: 16,
             selection: Selection::default(),
+            credentials: Credentials::default(),
+            identity: None,
         }
     }
 }
@@ -69,7 +78,8 @@ pub fn over_ssh(
                     let next = queue.lock().unwrap().next();
                     let Some((i, name)) = next else { break };
                     let target = inv.target(name).expect("selected from the inventory");
-                    let report = run_one(ssh_host(inv, &target), target, planner, opts, sink);
+                    let host = ssh_host(inv, &target, &opts.credentials);
+                    let report = run_one(host, target, planner, opts, sink);
                     done(&report);
                     results.lock().unwrap().push((i, report));
                 }
@@ -83,11 +93,16 @@ pub fn over_ssh(
 
 /// Runs `planner`'s plan on this machine, without ssh, as `target`.
 pub fn local(target: Target, planner: &Planner, opts: &RunOptions, sink: &Sink) -> HostReport {
-    let host: Box<dyn Host> = Box::new(Local::new(target.name).with_sudo(!is_root()));
-    run_one(Ok(host), target, planner, opts, sink)
+    let local = Local::new(target.name);
+    let local = match (&opts.credentials.sudo, is_root()) {
+        (_, true) => local,
+        (Some(password), false) => local.with_sudo_password(password.clone()),
+        (None, false) => local.with_sudo(true),
+    };
+    run_one(Ok(Box::new(local)), target, planner, opts, sink)
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -106,10 +121,17 @@ pub fn this_hostname() -> String {
         .to_string()
 }
 
-fn ssh_host(inv: &Inventory, t: &Target) -> tasks::Result<Box<dyn Host>> {
+/// The login user of an inventory host.
+pub fn login_user<'i>(inv: &'i Inventory, t: &Target<'i>) -> &'i str {
+    t.host.user.as_deref().unwrap_or(&inv.ssh.user)
+}
+
+fn ssh_host(inv: &Inventory, t: &Target, creds: &Credentials) -> tasks::Result<Box<dyn Host>> {
     let mut cfg = SshConfig::new(t.name, &t.host.address);
     cfg.port = t.host.port.unwrap_or(inv.ssh.port);
-    cfg.user = t.host.user.clone().unwrap_or_else(|| inv.ssh.user.clone());
+    cfg.user = login_user(inv, t).to_string();
+    cfg.password = creds.ssh.clone();
+    cfg.sudo_password = creds.sudo.clone();
     cfg.identity_file = inv
         .ssh
         .identity_file
@@ -171,6 +193,28 @@ fn run_one(
             return r;
         }
     };
+    if let Some(book) = &opts.identity {
+        let seen = identity::Seen::from_state(cx.state());
+        match book.check(identity::Claim::of(name, target.host), &seen) {
+            Ok(accepted) => {
+                if let Some(note) = accepted.note {
+                    sink(&Event::Progress {
+                        host: name.to_string(),
+                        message: note,
+                    });
+                }
+            }
+            Err(reason) => {
+                // Nothing ran: the lock the probe took is released, the connection closed.
+                cx.close();
+                let e = Error::new(ErrorKind::Identity, reason).on_host(name);
+                let mut r = HostReport::early(name, e.kind(), e.to_string(), start.elapsed());
+                r.commands = cx.commands_sent();
+                r.remote = cx.remote_time();
+                return r;
+            }
+        }
+    }
     let ran = plan.run(&mut cx, &opts.selection);
     cx.close();
     HostReport {

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use anyhow::{Result, anyhow, bail};
 use playbooks::{Inventory, Playbook, Registry, Target};
 
+use super::access;
+use super::cli::AccessArgs;
 use super::fanout::{self, RunOptions};
+use super::identity;
 use super::print::Printer;
 use super::report::{EXIT_BAD_INPUT, exit_code};
 use super::select::{self, Selector};
@@ -31,6 +34,10 @@ pub struct Job<'r> {
     pub force: bool,
     /// JSON-lines events instead of text.
     pub json: bool,
+    /// Where the ssh and sudo passwords come from (none: keys and passwordless sudo).
+    pub access: AccessArgs,
+    /// Accept (and record) a host whose identity is new (see [`identity`]).
+    pub accept_new_identity: bool,
 }
 
 /// An error whose message was already printed, with the exit code it calls for.
@@ -136,9 +143,11 @@ pub fn run(job: &Job) -> Result<u8> {
     let check = job.options.mode == tasks::Mode::Check;
     let printer = Printer::new(job.json, job.options.diff || check);
     let planner = fanout::planner(|t, p| job.playbook.plan(t, p));
+    let mut opts = job.options.clone();
     let reports = match &job.targets {
         Targets::Local { name } => {
-            let inv = optional_inventory(job.inventory.as_deref())?;
+            let path = select::inventory_path(job.inventory.as_deref());
+            let inv = optional_inventory(Some(&path))?;
             let name = name.clone().unwrap_or_else(fanout::this_hostname);
             // The inventory's settings when it names this host, else the role's defaults.
             let fallback = playbooks::registry::stand_in(job.playbook);
@@ -148,7 +157,10 @@ pub fn run(job: &Job) -> Result<u8> {
                 inventory: &inv,
             });
             check_plans(job, &[t])?;
-            let report = fanout::local(t, &planner, &job.options, &printer.sink());
+            let user = std::env::var("USER").unwrap_or_else(|_| "this user".into());
+            opts.identity = Some(identity_book(job, &path, path.exists())?);
+            opts.credentials = credentials(job, &inv, &[&user], !fanout::is_root())?;
+            let report = fanout::local(t, &planner, &opts, &printer.sink());
             printer.host_done(&report);
             vec![report]
         }
@@ -162,16 +174,55 @@ pub fn run(job: &Job) -> Result<u8> {
                 .map(|n| inv.target(n).expect("selected"))
                 .collect();
             check_plans(job, &selected)?;
-            fanout::over_ssh(
-                &inv,
-                &names,
-                &planner,
-                &job.options,
-                &printer.sink(),
-                &|r| printer.host_done(r),
-            )
+            let mut users: Vec<&str> = selected
+                .iter()
+                .map(|t| fanout::login_user(&inv, t))
+                .collect();
+            users.sort_unstable();
+            users.dedup();
+            let sudo = users.iter().any(|u| *u != "root");
+            opts.identity = Some(identity_book(job, &inv.path, true)?);
+            opts.credentials = credentials(job, &inv, &users, sudo)?;
+            fanout::over_ssh(&inv, &names, &planner, &opts, &printer.sink(), &|r| {
+                printer.host_done(r)
+            })
         }
     };
     printer.recap(&reports, check);
     Ok(exit_code(&reports))
+}
+
+/// The passwords the job asks for, read once (after the inventory was found valid, before any
+/// connection). `users`: the login users; `sudo`: some of them go through sudo.
+fn credentials(
+    job: &Job,
+    inv: &Inventory,
+    users: &[&str],
+    sudo: bool,
+) -> Result<access::Credentials> {
+    let ssh = job.access.ssh();
+    if ssh.is_some() && matches!(job.targets, Targets::Local { .. }) {
+        bail!(
+            "--local runs without ssh: give sudo's password with --ask-become-pass, --become-password-file or --become-password-env"
+        );
+    }
+    let become_pw = job.access.sudo();
+    if become_pw.is_some() && !sudo {
+        bail!("sudo's password was given, but every login user is root: nothing asks for it");
+    }
+    let creds = access::Credentials::read(ssh.as_ref(), become_pw.as_ref(), &users.join(", "))?;
+    access::check_admin_password(inv, users, &creds)?;
+    Ok(creds)
+}
+
+/// The identity check of a run over inventory `path` (`exists`: there is a file to keep the
+/// record beside).
+fn identity_book(
+    job: &Job,
+    path: &std::path::Path,
+    exists: bool,
+) -> Result<std::sync::Arc<identity::Book>> {
+    let write = job.options.mode == tasks::Mode::Apply;
+    let book = identity::Book::open(path, exists, job.accept_new_identity, write)?;
+    Ok(std::sync::Arc::new(book))
 }

@@ -7,8 +7,10 @@
 //! Who imports whom (no loops): `cli` → `verify` → `job` → `fanout`, `select`, `print` →
 //! `report`; this file only declares the modules and names the entry points. The dev tools (`crate::dev`) use the runner; the runner never uses them.
 
+pub mod access;
 pub mod cli;
 pub mod fanout;
+pub mod identity;
 pub mod job;
 pub mod print;
 pub mod report;
@@ -19,5 +21,7 @@ pub use cli::{dispatch, error_code, main, usage_error};
 pub use fanout::RunOptions;
 pub use job::{Job, Reported, Targets, run};
 pub use print::Printer;
-pub use report::{EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, HostReport, exit_code};
+pub use report::{
+    EXIT_BAD_INPUT, EXIT_FAILED, EXIT_IDENTITY, EXIT_OK, EXIT_UNREACHABLE, HostReport, exit_code,
+};
 pub use select::Selector;

@@ -138,6 +138,8 @@ impl Printer {
             } else if !in_step {
                 let what = if r.unreachable() {
                     "UNREACHABLE"
+                } else if r.refused() {
+                    "REFUSED"
                 } else {
                     "FAILED"
                 };
@@ -159,6 +161,7 @@ impl Printer {
                         "skipped": r.count("skipped"),
                         "not_selected": r.not_selected,
                         "unreachable": r.unreachable(),
+                        "refused": r.refused(),
                         "duration_ms": r.duration.as_millis() as u64,
                         "commands": r.commands,
                         "remote_ms": r.remote.as_millis() as u64,

@@ -12,6 +12,10 @@ pub const EXIT_BAD_INPUT: u8 = 1;
 pub const EXIT_FAILED: u8 = 2;
 /// At least one host could not be reached (whatever happened on the others).
 pub const EXIT_UNREACHABLE: u8 = 3;
+/// At least one machine reached was refused as not the inventory's host (name, addresses and
+/// recorded machine-id all differ); nothing was changed on it. Wins over every other failure:
+/// the inventory points somewhere it should not.
+pub const EXIT_IDENTITY: u8 = 6;
 
 /// What happened on one host.
 #[derive(Debug, Clone)]
@@ -50,6 +54,11 @@ impl HostReport {
         matches!(self.error, Some((ErrorKind::Unreachable, _)))
     }
 
+    /// The machine reached is not the inventory's host: refused before any step.
+    pub fn refused(&self) -> bool {
+        matches!(self.error, Some((ErrorKind::Identity, _)))
+    }
+
     pub fn failed(&self) -> bool {
         self.error.is_some()
             || self
@@ -72,13 +81,43 @@ impl HostReport {
     }
 }
 
-/// The exit code of a run over these hosts: unreachable wins over failed.
+/// The exit code of a run over these hosts: a refused identity wins over unreachable, which
+/// wins over failed.
 pub fn exit_code(reports: &[HostReport]) -> u8 {
-    if reports.iter().any(HostReport::unreachable) {
+    if reports.iter().any(HostReport::refused) {
+        EXIT_IDENTITY
+    } else if reports.iter().any(HostReport::unreachable) {
         EXIT_UNREACHABLE
     } else if reports.iter().any(HostReport::failed) {
         EXIT_FAILED
     } else {
         EXIT_OK
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(kind: Option<ErrorKind>) -> HostReport {
+        let mut r = HostReport::early("h", ErrorKind::Other, String::new(), Duration::ZERO);
+        r.error = kind.map(|k| (k, "why".to_string()));
+        r
+    }
+
+    #[test]
+    fn a_refused_identity_wins() {
+        let ok = report(None);
+        let failed = report(Some(ErrorKind::Command));
+        let unreachable = report(Some(ErrorKind::Unreachable));
+        let refused = report(Some(ErrorKind::Identity));
+        assert_eq!(exit_code(std::slice::from_ref(&ok)), EXIT_OK);
+        assert_eq!(exit_code(&[ok.clone(), failed.clone()]), EXIT_FAILED);
+        assert_eq!(
+            exit_code(&[failed.clone(), unreachable.clone()]),
+            EXIT_UNREACHABLE
+        );
+        assert_eq!(exit_code(&[failed, unreachable, refused.clone(), ok]), 6);
+        assert_eq!(refused.failures(), 1);
     }
 }
