@@ -96,6 +96,8 @@ pub enum Action {
         owner: String,
         group: String,
     },
+    /// A file removed.
+    Remove { path: String },
 }
 
 impl std::fmt::Display for Action {
@@ -108,6 +110,7 @@ impl std::fmt::Display for Action {
                 owner,
                 group,
             } => write!(f, "write {path} {mode:04o} {owner}:{group}"),
+            Action::Remove { path } => write!(f, "remove {path}"),
         }
     }
 }
@@ -586,6 +589,24 @@ impl Ctx {
         Ok(())
     }
 
+    /// Removes a file, backed up first as [`Ctx::write_file`] backs up a file it replaces. An
+    /// absent file is left absent.
+    pub fn remove_file(&mut self, path: &str) -> Result<()> {
+        check_path(path)?;
+        self.record_action(Action::Remove { path: path.into() });
+        if !self.check_mode() {
+            let backup = if self.opts.backup {
+                format!("/var/backups/nodeprep{path}.{}", self.stamp)
+            } else {
+                String::new()
+            };
+            let cmd = Cmd::new(&["sh", "-c", REMOVE_SCRIPT, "nodeprep-remove", path, &backup]);
+            self.send(&cmd, true)?;
+        }
+        self.state.files.insert(path.to_string(), None);
+        Ok(())
+    }
+
     /// After packages were installed: what a package brings (its files, its units, other
     /// packages) is read again. On a live host in apply mode that is one round trip over
     /// everything the run reads, so a package's own configuration file is edited, backed up
@@ -719,6 +740,14 @@ chmod -- "$2" "$t"
 if [ -n "$5" ] && [ -f "$p" ]; then mkdir -p -- "$(dirname -- "$5")"; cp -p -- "$p" "$5"; fi
 mv -f -- "$t" "$p"
 trap - EXIT INT TERM HUP
+"#;
+
+/// `sh -c REMOVE_SCRIPT nodeprep-remove PATH BACKUP`: the file copied to BACKUP (when given),
+/// then removed.
+const REMOVE_SCRIPT: &str = r#"set -eu
+p=$1
+if [ -n "$2" ] && [ -f "$p" ]; then mkdir -p -- "$(dirname -- "$2")"; cp -p -- "$p" "$2"; fi
+rm -f -- "$p"
 "#;
 
 fn run_probe(host: &dyn Host, probe: &Probe) -> Result<State> {
@@ -869,6 +898,37 @@ mod tests {
         unlock("first run");
         assert!(!std::path::Path::new(&lock).exists());
         assert!(probe("second run").is_ok());
+    }
+
+    /// The remove script on a real shell: the file is gone, its copy kept at the backup path;
+    /// an absent file is no error.
+    #[test]
+    fn remove_script_keeps_a_backup() {
+        use crate::host::Local;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("10-cloud-init-eth0.network");
+        std::fs::write(&target, "[Match]\nName=eth0\n").unwrap();
+        let backup = dir.path().join("backups/sub/10-cloud-init-eth0.network.1");
+        let run = |backup: &std::path::Path| {
+            Local::new("t")
+                .exec(&Cmd::new(&[
+                    "sh",
+                    "-c",
+                    REMOVE_SCRIPT,
+                    "r",
+                    &target.display().to_string(),
+                    &backup.display().to_string(),
+                ]))
+                .unwrap()
+        };
+        assert!(run(&backup).success());
+        assert!(!target.exists());
+        assert_eq!(
+            std::fs::read_to_string(&backup).unwrap(),
+            "[Match]\nName=eth0\n"
+        );
+        let again = run(std::path::Path::new(""));
+        assert!(again.success(), "{again:?}");
     }
 
     #[test]
