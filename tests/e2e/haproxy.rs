@@ -26,16 +26,25 @@ const STEPS: [&str; 5] = [
 ];
 
 /// Each k8s host's cluster address: its address on the lab network (what the haproxy role
-/// puts in the backends), in a `[hosts.NAME.network]` table after the host's own.
+/// puts in the backends), in a `[hosts.NAME.network]` table after the host's own, which
+/// says its ssh address (loopback) is a separate management address.
 fn inventory(lab: &Lab) -> std::path::PathBuf {
     let mut extra = String::from("[haproxy]\ningress = true\n");
-    for node in lab.nodes().iter().filter(|n| n.role != "haproxy") {
+    let nodes: Vec<_> = lab.nodes().iter().filter(|n| n.role != "haproxy").collect();
+    for node in &nodes {
         extra.push_str(&format!(
             "\n[hosts.{}.network]\naddress = \"{}/16\"\n",
             node.name, node.ip
         ));
     }
-    lab.write_inventory(&extra).unwrap()
+    let path = lab.write_inventory(&extra).unwrap();
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for node in &nodes {
+        let header = format!("[hosts.{}]\n", node.name);
+        text = text.replacen(&header, &format!("{header}management_address = true\n"), 1);
+    }
+    std::fs::write(&path, text).unwrap();
+    path
 }
 
 fn run_haproxy(inv: &std::path::Path) -> (i32, Vec<Value>) {

@@ -94,7 +94,7 @@ impl Role for Haproxy {
             haproxy::running(cx, changed)
         });
         full_update(t, p);
-        network(t, p);
+        network(t, p)?;
         Ok(())
     }
 }

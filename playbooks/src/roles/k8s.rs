@@ -136,7 +136,7 @@ impl Role for K8sNode {
             firewall::ports_open(cx, &ports)
         });
         full_update(t, p);
-        network(t, p);
+        network(t, p)?;
         Ok(())
     }
 }
