@@ -234,7 +234,7 @@ pub fn network<'a>(t: Target<'a>, p: &mut Plan<'a>) -> Result<()> {
 
 /// What a plan does with a value of the inventory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Use {
+enum Use {
     /// ssh connects to it.
     Connect,
     /// The static network file holds it.
@@ -244,7 +244,7 @@ pub enum Use {
 /// The values of the inventory a plan for `t` would use and that are placeholders: the
 /// address ssh connects to and, when nodeprep writes the host's network, every value of the
 /// static file (the shared name servers when the host has none of its own).
-pub fn placeholders_used<'a>(t: Target<'a>) -> Vec<(&'a Placeholder, Use)> {
+fn placeholders_used<'a>(t: Target<'a>) -> Vec<(&'a Placeholder, Use)> {
     let inv = t.inventory;
     let host = Some(t.name);
     let mut used: Vec<(&Placeholder, Use)> = inv
