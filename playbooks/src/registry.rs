@@ -134,6 +134,7 @@ pub fn stand_in(pb: &dyn Playbook) -> HostEntry {
     HostEntry {
         role: pb.role().map(|r| r.name()).unwrap_or("k8s-worker").into(),
         address: "127.0.0.1".into(),
+        management_address: false,
         port: None,
         user: None,
         zone: None,
@@ -142,8 +143,13 @@ pub fn stand_in(pb: &dyn Playbook) -> HostEntry {
 }
 
 /// The steps of `pb` for a listing: planned for the first host of its role in `inv` (any
-/// host for a playbook of no role), else for a stand-in host with `inv`'s settings.
+/// host for a playbook of no role), else for a stand-in host with `inv`'s settings. A listing
+/// writes nothing: the inventory's placeholders do not stop it.
 pub fn listed_steps(pb: &dyn Playbook, inv: &Inventory) -> Result<Vec<String>> {
+    let inv = &Inventory {
+        placeholders: Vec::new(),
+        ..inv.clone()
+    };
     let host = inv
         .hosts
         .iter()

@@ -9,9 +9,14 @@ use playbooks::testing::converge;
 use playbooks::{Inventory, Registry};
 use tasks::testing::Fixture;
 
+/// The example inventory with its placeholders confirmed (a run refuses to write them: see
+/// `placeholders_refuse_the_plan`), so the plans are those of an operator who checked them.
 fn inventory(extra: &str) -> Inventory {
     let text = include_str!("../../inventory.toml").to_string() + extra;
-    Inventory::parse(&text, Path::new("inventory.toml")).unwrap()
+    let mut inv = Inventory::parse(&text, Path::new("inventory.toml")).unwrap();
+    assert!(!inv.placeholders.is_empty());
+    inv.placeholders.clear();
+    inv
 }
 
 /// The plan of `playbook` for `host` on `fixture`, checked by [`converge`]: the steps run are
@@ -375,7 +380,8 @@ fn photon_haproxy_admin_passwordless_sudo() {
         "\npasswordless_sudo = true\nssh_keys = [",
         1,
     );
-    let inv = Inventory::parse(&text, Path::new("inventory.toml")).unwrap();
+    let mut inv = Inventory::parse(&text, Path::new("inventory.toml")).unwrap();
+    inv.placeholders.clear();
     assert!(inv.admin.as_ref().unwrap().passwordless_sudo);
     let photon = Fixture::photon().file(
         "/etc/sudoers",
@@ -422,5 +428,158 @@ fn photon_haproxy_admin_passwordless_sudo() {
             run systemctl start haproxy.service
             write /etc/systemd/network/10-static-en.network 0644 root:root
         "#]],
+    );
+}
+
+/// The example as written: every role's plan is refused, before any host is touched, naming
+/// each placeholder it would write (file, line, host, field), or the placeholder address it
+/// would connect to; with the network left alone (`write = false`), only that address is.
+#[test]
+fn placeholders_refuse_the_plan() {
+    let text = include_str!("../../inventory.toml");
+    let mut inv = Inventory::parse(text, Path::new("inventory.toml")).unwrap();
+    let registry = Registry::default();
+    let refusal = |inv: &Inventory, host: &str| {
+        let t = inv.target(host).unwrap();
+        let pb = registry.find(&t.host.role).unwrap();
+        let mut p = tasks::Plan::new();
+        pb.plan(t, &mut p).err().map(|e| e.to_string())
+    };
+    for host in inv.hosts.keys() {
+        let err = refusal(&inv, host).unwrap_or_else(|| panic!("{host}: planned"));
+        let line = |field: &str| {
+            let p = inv.placeholder(Some(host), field).unwrap();
+            format!(
+                "inventory.toml:{}: host {host}: {field}: placeholder",
+                p.line.unwrap()
+            )
+        };
+        for field in ["network.prefix", "network.gateway"] {
+            assert!(err.contains(&line(field)), "{host}: {err}");
+        }
+        assert!(err.contains("system.dns: placeholder"), "{host}: {err}");
+    }
+    let err = refusal(&inv, "prdinfhap511").unwrap();
+    assert!(
+        err.contains(
+            "host prdinfhap511: address: placeholder \"192.168.5.45\" (ssh would connect to it)"
+        ),
+        "{err}"
+    );
+    // The network left as it is: nothing of it is written, the placeholders are not used.
+    for n in inv.hosts.values_mut().filter_map(|h| h.network.as_mut()) {
+        n.write = false;
+    }
+    assert_eq!(refusal(&inv, "prdk8swok501"), None);
+    let err = refusal(&inv, "prdinfhap511").unwrap();
+    assert!(
+        err.contains("host prdinfhap511: address: placeholder"),
+        "{err}"
+    );
+    assert!(!err.contains("network."), "{err}");
+    // Listing the steps writes nothing: placeholders do not stop it.
+    let inv = Inventory::parse(text, Path::new("inventory.toml")).unwrap();
+    let pb = registry.find("haproxy").unwrap();
+    assert!(
+        playbooks::registry::listed_steps(pb, &inv)
+            .unwrap()
+            .contains(&"network file".to_string())
+    );
+}
+
+/// The network part of a plan: its actions.
+fn network_actions(plan: &str) -> Vec<&str> {
+    plan.lines()
+        .map(str::trim)
+        .filter(|l| l.contains("/etc/systemd/network/") || l.contains("/etc/cloud/"))
+        .collect()
+}
+
+/// A real Photon minimal install carries cloud-init (minimal-packages.txt) with its cloud.cfg;
+/// here cloud-init also left its own file for eth0. Where the inventory gives nodeprep the
+/// network: the drop-in turns cloud-init's network configuration off, its file is removed,
+/// then the static file is written; the converged host gets nothing, and nothing is read
+/// outside the probe.
+#[test]
+fn photon_cloud_init_kept_off_the_static_network() {
+    let inv = inventory("");
+    let photon = || {
+        Fixture::photon()
+            .packages(&[("cloud-init", "25.1-1.ph5")])
+            .file(
+                "/etc/cloud/cloud.cfg",
+                include_str!("../../tasks/tests/data/photon/cloud.cfg"),
+                0o644,
+            )
+            .file(
+                "/etc/systemd/network/10-cloud-init-eth0.network",
+                "[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n",
+                0o644,
+            )
+    };
+    assert_eq!(
+        network_actions(&plan("k8s-worker", "prdk8swok511", photon(), &inv)),
+        [
+            "write /etc/cloud/cloud.cfg.d/99-disable-network-config.cfg 0644 root:root",
+            "remove /etc/systemd/network/10-cloud-init-eth0.network",
+            "write /etc/systemd/network/10-static-en.network 0644 root:root",
+        ]
+    );
+    assert_eq!(
+        network_actions(&plan("haproxy", "prdinfhap501", photon(), &inv)).len(),
+        3
+    );
+}
+
+/// A network table alone writes nothing: the static file and cloud-init are left as they are
+/// unless `network.write = true`.
+#[test]
+fn network_written_only_when_asked() {
+    let photon = || {
+        Fixture::photon()
+            .packages(&[("cloud-init", "25.1-1.ph5")])
+            .file(
+                "/etc/systemd/network/10-cloud-init-eth0.network",
+                "[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n",
+                0o644,
+            )
+    };
+    let mut inv = inventory("");
+    inv.hosts
+        .get_mut("prdk8swok511")
+        .unwrap()
+        .network
+        .as_mut()
+        .unwrap()
+        .write = false;
+    assert!(network_actions(&plan("k8s-worker", "prdk8swok511", photon(), &inv)).is_empty());
+    // Its steps say why.
+    let t = inv.target("prdk8swok511").unwrap();
+    let pb = Registry::default();
+    let pb = pb.find("k8s-worker").unwrap();
+    let (mut cx, _rec) = photon().complete().ctx(tasks::Mode::Check);
+    let mut p = tasks::Plan::new();
+    pb.plan(t, &mut p).unwrap();
+    let _ = p.run(&mut cx, &tasks::Selection::default());
+    for step in [
+        "cloud-init network off",
+        "cloud-init network file removed",
+        "network file",
+        "network applied",
+    ] {
+        let r = cx.records().iter().find(|r| r.name == step).unwrap();
+        assert_eq!(
+            r.outcome,
+            tasks::Outcome::Skipped(
+                "network.write is not set: nodeprep leaves this host's network as it is".into()
+            ),
+            "{step}"
+        );
+    }
+    // Asked: written.
+    let inv = inventory("");
+    assert_eq!(
+        network_actions(&plan("k8s-worker", "prdk8swok511", photon(), &inv)).len(),
+        3
     );
 }

@@ -96,6 +96,8 @@ pub enum Action {
         owner: String,
         group: String,
     },
+    /// A file removed.
+    Remove { path: String },
 }
 
 impl std::fmt::Display for Action {
@@ -108,6 +110,7 @@ impl std::fmt::Display for Action {
                 owner,
                 group,
             } => write!(f, "write {path} {mode:04o} {owner}:{group}"),
+            Action::Remove { path } => write!(f, "remove {path}"),
         }
     }
 }
@@ -634,8 +637,9 @@ impl Ctx {
         self.write(path, content, mode, owner, group, false)
     }
 
-    /// Removes a file (`rm -f`); the cache then knows it absent.
-    pub fn remove_file(&mut self, path: &str) -> Result<()> {
+    /// Removes a scratch file (`rm -f`, no backup: a candidate checked or refused); the cache
+    /// then knows it absent.
+    pub fn remove_scratch(&mut self, path: &str) -> Result<()> {
         check_path(path)?;
         self.apply(&["rm", "-f", path])?;
         self.state.files.insert(path.to_string(), None);
@@ -691,6 +695,24 @@ impl Ctx {
                 content: content.to_vec(),
             }),
         );
+        Ok(())
+    }
+
+    /// Removes a file, backed up first as [`Ctx::write_file`] backs up a file it replaces. An
+    /// absent file is left absent.
+    pub fn remove_file(&mut self, path: &str) -> Result<()> {
+        check_path(path)?;
+        self.record_action(Action::Remove { path: path.into() });
+        if !self.check_mode() {
+            let backup = if self.opts.backup {
+                format!("/var/backups/nodeprep{path}.{}", self.stamp)
+            } else {
+                String::new()
+            };
+            let cmd = Cmd::new(&["sh", "-c", REMOVE_SCRIPT, "nodeprep-remove", path, &backup]);
+            self.send(&cmd, true)?;
+        }
+        self.state.files.insert(path.to_string(), None);
         Ok(())
     }
 
@@ -893,6 +915,14 @@ chmod -- "$2" "$t"
 if [ -n "$5" ] && [ -f "$p" ]; then mkdir -p -- "$(dirname -- "$5")"; cp -p -- "$p" "$5"; fi
 mv -f -- "$t" "$p"
 trap - EXIT INT TERM HUP
+"#;
+
+/// `sh -c REMOVE_SCRIPT nodeprep-remove PATH BACKUP`: the file copied to BACKUP (when given),
+/// then removed.
+const REMOVE_SCRIPT: &str = r#"set -eu
+p=$1
+if [ -n "$2" ] && [ -f "$p" ]; then mkdir -p -- "$(dirname -- "$2")"; cp -p -- "$p" "$2"; fi
+rm -f -- "$p"
 "#;
 
 fn run_probe(host: &dyn Host, probe: &Probe) -> Result<State> {
@@ -1170,7 +1200,7 @@ mod tests {
             .unwrap();
         cx.write_file("/etc/x", b"live\n", 0o644, "root", "root")
             .unwrap();
-        cx.remove_file("/etc/x.new").unwrap();
+        cx.remove_scratch("/etc/x.new").unwrap();
         assert_eq!(cx.file("/etc/x.new").unwrap(), None);
         let backups: Vec<String> = rec
             .commands()
@@ -1187,6 +1217,37 @@ mod tests {
             cx.actions().last().map(|a| a.to_string()).as_deref(),
             Some("run rm -f /etc/x.new")
         );
+    }
+
+    /// The remove script on a real shell: the file is gone, its copy kept at the backup path;
+    /// an absent file is no error.
+    #[test]
+    fn remove_script_keeps_a_backup() {
+        use crate::host::Local;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("10-cloud-init-eth0.network");
+        std::fs::write(&target, "[Match]\nName=eth0\n").unwrap();
+        let backup = dir.path().join("backups/sub/10-cloud-init-eth0.network.1");
+        let run = |backup: &std::path::Path| {
+            Local::new("t")
+                .exec(&Cmd::new(&[
+                    "sh",
+                    "-c",
+                    REMOVE_SCRIPT,
+                    "r",
+                    &target.display().to_string(),
+                    &backup.display().to_string(),
+                ]))
+                .unwrap()
+        };
+        assert!(run(&backup).success());
+        assert!(!target.exists());
+        assert_eq!(
+            std::fs::read_to_string(&backup).unwrap(),
+            "[Match]\nName=eth0\n"
+        );
+        let again = run(std::path::Path::new(""));
+        assert!(again.success(), "{again:?}");
     }
 
     #[test]

@@ -118,6 +118,30 @@ pub fn unified_diff(path: &str, old: Option<&str>, new: &str) -> String {
         .to_string()
 }
 
+/// `path` is absent: removed when there, backed up first like a replaced file (see
+/// [`Ctx::remove_file`]); the diff shows what goes.
+pub fn absent(cx: &mut Ctx, path: &str) -> Result<Change> {
+    let Some(current) = cx.file(path)? else {
+        return Ok(Change::Unchanged);
+    };
+    if current.is_dir {
+        return Err(Error::new(
+            ErrorKind::Invalid,
+            format!("{path} is a directory, expected a file"),
+        ));
+    }
+    if cx.diff_wanted() {
+        let diff = similar::TextDiff::from_lines(current.text().as_str(), "")
+            .unified_diff()
+            .context_radius(3)
+            .header(&format!("{path} (before)"), "/dev/null")
+            .to_string();
+        cx.record_diff(diff);
+    }
+    cx.remove_file(path)?;
+    Ok(Change::Changed)
+}
+
 /// `line` is present (exactly, as a whole line); appended when missing, the file created if
 /// absent.
 pub fn line_present(cx: &mut Ctx, path: &str, line: &str, perm: Option<Perm>) -> Result<Change> {

@@ -818,7 +818,7 @@ pub fn iptables_persisted(cx: &mut Ctx, save: &str, rules: &[Rule]) -> Result<Ch
 
 /// Removes a candidate file (checked or refused).
 fn discard(cx: &mut Ctx, candidate: &str) -> Result<()> {
-    cx.remove_file(candidate)
+    cx.remove_scratch(candidate)
 }
 
 /// The listing of the live INPUT rules, asked once per run.

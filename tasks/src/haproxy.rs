@@ -206,7 +206,7 @@ pub fn config(cx: &mut Ctx, text: &str) -> Result<Change> {
 }
 
 fn discard_candidate(cx: &mut Ctx) -> Result<()> {
-    cx.remove_file(CANDIDATE)
+    cx.remove_scratch(CANDIDATE)
 }
 
 #[cfg(test)]

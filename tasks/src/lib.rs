@@ -6,6 +6,7 @@
 //! difference. Tasks never print; the runner renders what [`Ctx`] records.
 
 pub mod ca;
+pub mod cloudinit;
 pub mod containerd;
 pub mod ctx;
 pub mod disks;

@@ -3,9 +3,14 @@
 //! leave it unreadable for systemd-networkd, which runs as its own user).
 //!
 //! Steps: "network file" ([`network_file`]) then, last in the playbook, "network applied"
-//! ([`network_applied`]). Applying a new address can cut the ssh session doing it, so it
-//! happens only when the inventory asks (`network.apply = true`); otherwise the file waits for
-//! the next boot and the step says so.
+//! ([`network_applied`]), both only for a host whose network nodeprep manages (the inventory
+//! asks for it). Applying a new address can cut the ssh session doing it, so it happens only
+//! when the inventory asks (`network.apply = true`); otherwise the file waits for the next boot
+//! and the step says so. cloud-init, where installed, would shadow the file: see
+//! [`crate::cloudinit`].
+//!
+//! [`Cidr`] checks what a host can hold: the prefix in range, not an IPv4 network's own or
+//! broadcast address, a gateway on the address's network.
 //!
 //! networkd uses the first `.network` file, in lexical order, that matches an interface: `10-`
 //! sorts before Photon's `99-dhcp-en.network` (`Name=e*`, DHCP), which then no longer applies
@@ -55,6 +60,143 @@ fn ip(what: &str, s: &str) -> Result<IpAddr> {
     })
 }
 
+/// An address with its prefix length, as a static address is written: `192.168.10.57/24`,
+/// `fd00::5/64`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// The address as a number, with its width in bits.
+fn bits(ip: IpAddr) -> (u128, u8) {
+    match ip {
+        IpAddr::V4(a) => (u32::from(a) as u128, 32),
+        IpAddr::V6(a) => (u128::from(a), 128),
+    }
+}
+
+impl Cidr {
+    /// `ADDRESS/PREFIX`; the reason when it is not one a host can hold.
+    pub fn parse(s: &str) -> std::result::Result<Cidr, String> {
+        let (addr, prefix) = s
+            .split_once('/')
+            .ok_or("expected address/prefix, like 192.168.10.57/24")?;
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("`{addr}` is not an IPv4 or IPv6 address"))?;
+        let max = bits(addr).1;
+        let prefix = prefix
+            .parse::<u8>()
+            .ok()
+            .filter(|_| !prefix.starts_with('+'))
+            .ok_or(format!("prefix `{prefix}` is not in 1..={max}"))?;
+        Cidr::new(addr, prefix)
+    }
+
+    /// `addr` with `prefix`: the prefix in 1..=32 (IPv4) or 1..=128 (IPv6), and, on an IPv4
+    /// network of more than two addresses, neither the network's own address nor its
+    /// broadcast address.
+    pub fn new(addr: IpAddr, prefix: u8) -> std::result::Result<Cidr, String> {
+        let max = bits(addr).1;
+        if !(1..=max).contains(&prefix) {
+            return Err(format!("prefix `{prefix}` is not in 1..={max}"));
+        }
+        let c = Cidr { addr, prefix };
+        if addr.is_ipv4() && prefix <= 30 {
+            let (n, _) = bits(addr);
+            if n == c.network() {
+                return Err(format!(
+                    "{addr} is the address of the network {c}, not a host's"
+                ));
+            }
+            if n == c.broadcast() {
+                return Err(format!(
+                    "{addr} is the broadcast address of the network {}/{prefix}, not a host's",
+                    c.network_addr()
+                ));
+            }
+        }
+        Ok(c)
+    }
+
+    /// The bits of the host part.
+    fn host_mask(&self) -> u128 {
+        let width = bits(self.addr).1;
+        let host_bits = u32::from(width - self.prefix);
+        1u128.checked_shl(host_bits).map_or(u128::MAX, |v| v - 1)
+    }
+
+    fn network(&self) -> u128 {
+        bits(self.addr).0 & !self.host_mask()
+    }
+
+    fn broadcast(&self) -> u128 {
+        self.network() | self.host_mask()
+    }
+
+    fn network_addr(&self) -> IpAddr {
+        let n = self.network();
+        match self.addr {
+            IpAddr::V4(_) => IpAddr::V4((n as u32).into()),
+            IpAddr::V6(_) => IpAddr::V6(n.into()),
+        }
+    }
+
+    /// `ip` is on this address's network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        ip.is_ipv4() == self.addr.is_ipv4() && bits(ip).0 & !self.host_mask() == self.network()
+    }
+
+    /// Why `gw` cannot be the gateway of a host holding this address, if it cannot: another
+    /// IP version, the host's own address, outside the network (a /32 or /128 has no other
+    /// address at all), or, on IPv4, the network's own or broadcast address. An IPv6
+    /// link-local gateway (fe80::/10) is on every link.
+    pub fn gateway_problem(&self, gw: IpAddr) -> Option<String> {
+        let net = format!("{}/{}", self.network_addr(), self.prefix);
+        if gw.is_ipv4() != self.addr.is_ipv4() {
+            return Some(format!(
+                "gateway {gw} and address {} are not of the same IP version",
+                self.addr
+            ));
+        }
+        if gw == self.addr {
+            return Some(format!("gateway {gw} is the host's own address"));
+        }
+        if let IpAddr::V6(v6) = gw
+            && v6.segments()[0] & 0xffc0 == 0xfe80
+        {
+            return None;
+        }
+        let max = bits(self.addr).1;
+        if self.prefix == max {
+            return Some(format!(
+                "a /{max} address has no other address on its link: gateway {gw} cannot be reached (give the real prefix)"
+            ));
+        }
+        if !self.contains(gw) {
+            return Some(format!(
+                "gateway {gw} is outside {net}, the network of {self}: the host could not reach it"
+            ));
+        }
+        if gw.is_ipv4() && self.prefix <= 30 {
+            if bits(gw).0 == self.network() {
+                return Some(format!("gateway {gw} is the address of the network {net}"));
+            }
+            if bits(gw).0 == self.broadcast() {
+                return Some(format!("gateway {gw} is the broadcast address of {net}"));
+            }
+        }
+        None
+    }
+}
+
 impl StaticNetwork<'_> {
     pub fn validate(&self) -> Result<()> {
         let i = self.interface;
@@ -68,26 +210,13 @@ impl StaticNetwork<'_> {
                 "invalid interface name {i:?}: expected a name such as eth0 or ens192"
             )));
         }
-        let (addr, prefix) = self.address_cidr.split_once('/').ok_or_else(|| {
-            Error::invalid(format!(
-                "invalid address {:?}: expected ADDRESS/PREFIX such as 192.168.10.57/24",
-                self.address_cidr
-            ))
+        let cidr = Cidr::parse(self.address_cidr).map_err(|why| {
+            Error::invalid(format!("invalid address {:?}: {why}", self.address_cidr))
         })?;
-        let addr = ip("address", addr)?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        if !prefix.parse::<u8>().is_ok_and(|p| (1..=max).contains(&p)) || prefix.starts_with('+') {
-            return Err(Error::invalid(format!(
-                "invalid prefix length in {:?}: expected 1 to {max}",
-                self.address_cidr
-            )));
-        }
         if let Some(gw) = self.gateway {
             let gw = ip("gateway", gw)?;
-            if gw.is_ipv4() != addr.is_ipv4() {
-                return Err(Error::invalid(format!(
-                    "gateway {gw} and address {addr} are not of the same IP version"
-                )));
+            if let Some(why) = cidr.gateway_problem(gw) {
+                return Err(Error::invalid(why));
             }
         }
         for d in self.dns {
@@ -282,6 +411,81 @@ mod tests {
         }
         let bad_dns = ["8.8.8.8\nDNS=1.1.1.1".to_string()];
         assert!(net(&bad_dns).validate().is_err());
+        let outside = StaticNetwork {
+            gateway: Some("192.168.11.1"),
+            ..ok
+        };
+        let err = outside.validate().unwrap_err();
+        assert!(err.message().contains("outside 192.168.10.0/24"), "{err}");
+    }
+
+    /// A gateway must be on the address's network; the network's own address, its broadcast
+    /// address and the host's own address are none; /31 (RFC 3021) and /32 have no network or
+    /// broadcast address, and a /32 has no room for a gateway.
+    #[test]
+    fn gateways_inside_the_prefix() {
+        let gw = |cidr: &str, gw: &str| {
+            Cidr::parse(cidr)
+                .unwrap()
+                .gateway_problem(gw.parse().unwrap())
+        };
+        assert_eq!(gw("192.168.10.57/24", "192.168.10.1"), None);
+        assert_eq!(gw("192.168.10.57/16", "192.168.200.1"), None);
+        assert_eq!(gw("10.0.0.0/31", "10.0.0.1"), None);
+        assert_eq!(gw("fd00::5/64", "fd00::1"), None);
+        assert_eq!(gw("fd00::5/64", "fe80::1"), None, "link-local gateway");
+        for (cidr, bad, why) in [
+            (
+                "192.168.10.57/24",
+                "192.168.11.1",
+                "outside 192.168.10.0/24",
+            ),
+            (
+                "192.168.10.57/25",
+                "192.168.10.129",
+                "outside 192.168.10.0/25",
+            ),
+            ("192.168.10.57/24", "192.168.10.0", "address of the network"),
+            ("192.168.10.57/24", "192.168.10.255", "broadcast"),
+            ("192.168.10.57/24", "192.168.10.57", "own address"),
+            ("10.0.0.0/31", "10.0.0.2", "outside 10.0.0.0/31"),
+            ("192.168.10.57/32", "192.168.10.1", "no other address"),
+            ("fd00::5/128", "fd00::1", "no other address"),
+            ("fd00::5/64", "fd01::1", "outside fd00::/64"),
+            ("192.168.10.57/24", "fd00::1", "same IP version"),
+        ] {
+            let got = gw(cidr, bad).unwrap_or_default();
+            assert!(got.contains(why), "{cidr} via {bad}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn addresses_a_host_can_hold() {
+        for ok in [
+            "192.168.10.57/24",
+            "10.0.0.0/31",
+            "10.0.0.1/31",
+            "10.0.0.0/32",
+            "fd00::/64",
+            "fd00::5/128",
+        ] {
+            assert!(Cidr::parse(ok).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("192.168.10.0/24", "address of the network 192.168.10.0/24"),
+            (
+                "192.168.10.255/24",
+                "broadcast address of the network 192.168.10.0/24",
+            ),
+            ("192.168.10.57/0", "prefix `0` is not in 1..=32"),
+            ("192.168.10.57/33", "prefix `33` is not in 1..=32"),
+            ("192.168.10.57/+24", "prefix `+24`"),
+            ("fd00::5/129", "prefix `129` is not in 1..=128"),
+            ("192.168.10.57", "expected address/prefix"),
+        ] {
+            let got = Cidr::parse(bad).unwrap_err();
+            assert!(got.contains(why), "{bad}: {got}");
+        }
     }
 
     #[test]

@@ -118,7 +118,7 @@ pub fn passwordless(cx: &mut Ctx, user: &str) -> Result<Change> {
 }
 
 fn discard(cx: &mut Ctx, candidate: &str) -> Result<()> {
-    cx.remove_file(candidate)
+    cx.remove_scratch(candidate)
 }
 
 #[cfg(test)]

@@ -10,16 +10,29 @@ fn example() -> String {
     std::fs::read_to_string(workspace_dir().join("inventory.toml")).unwrap()
 }
 
-/// The example inventory with every host moved to a distinct loopback port nothing listens on.
-fn loopback_example(dir: &Path) -> PathBuf {
+/// The example inventory with every host reached at a distinct loopback port nothing listens
+/// on (a management address: its network keeps its cluster address), and its placeholders
+/// confirmed unless `keep_placeholders`.
+fn loopback_example(dir: &Path, keep_placeholders: bool) -> PathBuf {
     let mut text = String::new();
     let mut port = 1;
+    let mut in_host_table = false;
     for line in example().lines() {
-        if line.starts_with("address = ") {
-            text.push_str(&format!("address = \"127.0.0.1\"\nport = {port}\n"));
+        if line.starts_with('[') {
+            in_host_table = line.starts_with("[hosts.") && !line.ends_with(".network]");
+        }
+        let line = if keep_placeholders {
+            line.to_string()
+        } else {
+            confirmed(line)
+        };
+        if in_host_table && line.starts_with("address = ") {
+            text.push_str(&format!(
+                "address = \"127.0.0.1\"\nport = {port}\nmanagement_address = true\n"
+            ));
             port += 1;
         } else {
-            text.push_str(line);
+            text.push_str(&line);
             text.push('\n');
         }
     }
@@ -28,19 +41,57 @@ fn loopback_example(dir: &Path) -> PathBuf {
     path
 }
 
+/// `key = { placeholder = VALUE }` written `key = VALUE`.
+fn confirmed(line: &str) -> String {
+    match line.split_once(" = { placeholder = ") {
+        Some((key, rest)) if !line.starts_with('#') => {
+            format!("{key} = {}", rest.strip_suffix(" }").unwrap())
+        }
+        _ => line.to_string(),
+    }
+}
+
 fn write(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("inventory.toml");
     std::fs::write(&path, text).unwrap();
     path
 }
 
+/// The example is valid; the values the seed does not give are listed as warnings, each with
+/// its line, host and field.
 #[test]
 fn example_inventory_is_valid() {
-    runner(&workspace_dir().join("inventory.toml"))
+    let out = runner(&workspace_dir().join("inventory.toml"))
         .args(["inventory", "check"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("ok, 7 hosts"));
+        .stdout(predicate::str::contains("ok, 7 hosts"))
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).unwrap();
+    let text = example();
+    let warnings: Vec<&str> = out.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(warnings.len(), 17, "{out}");
+    for w in &warnings {
+        // warning: FILE:LINE: ...: placeholder VALUE: ...
+        let n: usize = w.split(':').nth(2).unwrap().trim().parse().unwrap();
+        assert!(
+            text.lines()
+                .nth(n - 1)
+                .unwrap()
+                .contains("{ placeholder = "),
+            "{w}"
+        );
+    }
+    for expected in [
+        "host prdinfhap511: address: placeholder \"192.168.5.45\"",
+        "host prdk8swok501: network.prefix: placeholder 24",
+        "host prdk8swok512: network.gateway: placeholder \"192.168.5.1\"",
+        "system.dns: placeholder [\"192.168.10.10\"]",
+    ] {
+        assert!(out.contains(expected), "{expected:?} not in:\n{out}");
+    }
 }
 
 #[test]
@@ -104,7 +155,7 @@ fn invalid_inventories_are_reported_with_file_host_field_and_line() {
         // (what, replace this, with this, expected fragments)
         (
             "the seed's duplicate address",
-            "address = \"192.168.5.45\"",
+            "address = { placeholder = \"192.168.5.45\" }",
             "address = \"192.168.5.57\"",
             &[
                 "host prdk8swok511",
@@ -114,8 +165,8 @@ fn invalid_inventories_are_reported_with_file_host_field_and_line() {
         ),
         (
             "uppercase host name",
-            "[hosts.prdk8swok512]",
-            "[hosts.PRDk8swok512]",
+            "[hosts.prdk8swok512]\nrole = \"k8s-worker\"\nzone = \"dmz\"\naddress = \"192.168.5.58\"\n\n[hosts.prdk8swok512.network]",
+            "[hosts.PRDk8swok512]\nrole = \"k8s-worker\"\nzone = \"dmz\"\naddress = \"192.168.5.58\"\n\n[hosts.PRDk8swok512.network]",
             &["host PRDk8swok512", "lowercase RFC 1123"],
         ),
         (
@@ -126,9 +177,35 @@ fn invalid_inventories_are_reported_with_file_host_field_and_line() {
         ),
         (
             "bad prefix",
-            "192.168.10.57/24",
-            "192.168.10.57/33",
-            &["host prdk8swok501", "network.address", "prefix `33`"],
+            "address = \"192.168.10.57\"\nprefix = { placeholder = 24 }",
+            "address = \"192.168.10.57\"\nprefix = 33",
+            &["host prdk8swok501", "network.prefix", "prefix `33`"],
+        ),
+        (
+            "gateway outside the prefix",
+            "prefix = { placeholder = 24 }\ngateway = { placeholder = \"192.168.10.1\" }\n\n[hosts.prdk8swok502]",
+            "prefix = 24\ngateway = \"192.168.11.1\"\n\n[hosts.prdk8swok502]",
+            &[
+                "host prdk8swok501",
+                "network.gateway",
+                "outside 192.168.10.0/24",
+            ],
+        ),
+        (
+            "network address not the host's",
+            "address = \"192.168.5.58\"\nprefix",
+            "address = \"192.168.5.59\"\nprefix",
+            &[
+                "host prdk8swok512",
+                "network.address",
+                "management_address = true",
+            ],
+        ),
+        (
+            "locale written UTF8",
+            "locale = \"fr_FR.UTF-8\"",
+            "locale = \"fr_FR.UTF8\"",
+            &["system.locale", "fr_FR.UTF-8"],
         ),
         (
             "bad address",
@@ -183,8 +260,8 @@ fn invalid_inventories_are_reported_with_file_host_field_and_line() {
         ),
         (
             "gateway not an address",
-            "gateway = \"192.168.10.1\", dns = [\"192.168.10.10\"] }\n\n[hosts.prdk8smst501]",
-            "gateway = \"gw\", dns = [\"192.168.10.10\"] }\n\n[hosts.prdk8smst501]",
+            "gateway = { placeholder = \"192.168.10.1\" }\n\n[hosts.prdk8smst501]",
+            "gateway = \"gw\"\n\n[hosts.prdk8smst501]",
             &["host prdinfhap501", "network.gateway"],
         ),
     ];
@@ -234,7 +311,11 @@ fn several_problems_are_reported_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let text = example()
         .replacen("role = \"k8s-master\"", "role = \"boss\"", 1)
-        .replacen("192.168.10.57/24", "192.168.10.57", 1);
+        .replacen(
+            "address = \"192.168.10.57\"\nprefix = { placeholder = 24 }",
+            "address = \"192.168.10.57\"",
+            1,
+        );
     let path = write(dir.path(), &text);
     runner(&path)
         .args(["inventory", "check"])
@@ -250,7 +331,7 @@ fn several_problems_are_reported_at_once() {
 #[test]
 fn run_errors_before_any_connection() {
     let dir = tempfile::tempdir().unwrap();
-    let inv = loopback_example(dir.path());
+    let inv = loopback_example(dir.path(), false);
     let cases: &[(&[&str], &str)] = &[
         (
             &["run", "k8s-wrker", "--host", "prdk8swok511"],
@@ -298,7 +379,7 @@ fn run_errors_before_any_connection() {
 #[test]
 fn unreachable_hosts_are_reported_and_exit_3() {
     let dir = tempfile::tempdir().unwrap();
-    let inv = loopback_example(dir.path());
+    let inv = loopback_example(dir.path(), false);
     let out = runner(&inv)
         .args([
             "run",
@@ -319,4 +400,31 @@ fn unreachable_hosts_are_reported_and_exit_3() {
         "{stdout}"
     );
     assert!(stdout.contains("RECAP"), "{stdout}");
+}
+
+/// A run that would write a placeholder onto a host is refused before any connection, each
+/// placeholder named with its file, line, host and field.
+#[test]
+fn run_refuses_placeholders_before_any_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = loopback_example(dir.path(), true);
+    let out = runner(&inv)
+        .args(["run", "k8s-worker", "--host", "prdk8swok501", "--check"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "host prdk8swok501: network.prefix: placeholder 24",
+        "host prdk8swok501: network.gateway: placeholder \"192.168.10.1\"",
+        "system.dns: placeholder",
+    ] {
+        assert!(
+            stderr.contains(&format!("{}:", inv.display())) && stderr.contains(expected),
+            "{expected:?} not in:\n{stderr}"
+        );
+    }
+    assert!(!stdout.contains("UNREACHABLE"), "{stdout}");
 }

@@ -28,17 +28,26 @@ const STEPS: [&str; 5] = [
 ];
 
 /// Each k8s host's cluster address: its address on the lab network (what the haproxy role
-/// puts in the backends), in a `[hosts.NAME.network]` table after the host's own.
+/// puts in the backends), in a `[hosts.NAME.network]` table after the host's own, which
+/// says its ssh address (loopback) is a separate management address.
 fn inventory(lab: &Lab) -> std::path::PathBuf {
     let mut extra = String::from("[haproxy]\ningress = true\n");
-    for host in lab.hosts().iter().filter(|h| h.role != "haproxy") {
+    let hosts: Vec<_> = lab.hosts().iter().filter(|h| h.role != "haproxy").collect();
+    for host in &hosts {
         extra.push_str(&format!(
             "\n[hosts.{}.network]\naddress = \"{}/16\"\n",
             host.name,
             lab.ip(&host.name)
         ));
     }
-    lab.write_inventory(&extra).unwrap()
+    let path = lab.write_inventory(&extra).unwrap();
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for host in &hosts {
+        let header = format!("[hosts.{}]\n", host.name);
+        text = text.replacen(&header, &format!("{header}management_address = true\n"), 1);
+    }
+    std::fs::write(&path, text).unwrap();
+    path
 }
 
 fn run_haproxy(inv: &std::path::Path) -> (i32, Vec<Value>) {

@@ -105,8 +105,8 @@ fn inventory_values_with_shell_syntax_are_refused() {
         ),
         (
             "interface",
-            "interface = \"eth0\", address = \"192.168.10.45/24\"",
-            "interface = \"{}\", address = \"192.168.10.45/24\"",
+            "interface = \"eth0\"\naddress = \"192.168.10.45\"",
+            "interface = \"{}\"\naddress = \"192.168.10.45\"",
         ),
         ("zone", "zone = \"lan\"", "zone = \"{}\""),
         (

@@ -24,8 +24,12 @@ fn steps() -> impl Iterator<Item = &'static str> {
 /// QEMU's user-mode network gives the guest 10.0.2.15/24 via 10.0.2.2 over DHCP, and forwards
 /// ssh to exactly that address: the static configuration asks for the same, so the session
 /// survives, and the test tells them apart by how the address is held (no lease lifetime,
-/// the static file in use).
-const NETWORK: &str = "[hosts.prdk8swok521.network]
+/// the static file in use). ssh reaches the guest through that forward on loopback: a
+/// management address, apart from the address the file gives.
+const NETWORK: &str = "management_address = true
+
+[hosts.prdk8swok521.network]
+write = true
 interface = \"eth0\"
 address = \"10.0.2.15/24\"
 gateway = \"10.0.2.2\"

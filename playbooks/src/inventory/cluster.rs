@@ -224,7 +224,9 @@ fn host_addresses(inv: &Inventory) -> Vec<(&str, Ipv4Addr)> {
         if let Ok(ip) = h.address.parse::<Ipv4Addr>() {
             out.push((name.as_str(), ip));
         }
-        if let Some(Ok((ip, _))) = h.network.as_ref().map(|n| parse_cidr(&n.address)) {
+        if let Some(Ok((std::net::IpAddr::V4(ip), _))) =
+            h.network.as_ref().map(|n| parse_cidr(&n.address))
+        {
             out.push((name.as_str(), ip));
         }
     }

@@ -8,6 +8,9 @@
 //! playbooks into their own types with [`Target::vars`]. Unknown keys anywhere else are
 //! refused.
 //!
+//! Values not known yet are written as placeholders (`gateway = { placeholder = "10.0.0.1" }`,
+//! see [`placeholders`]): valid, listed as warnings, never written onto a host.
+//!
 //! The model and its loading are here; the checks are in `validate`, the report in `problems`
 //! and the key positions it gives line numbers from in [`spans`].
 
@@ -18,6 +21,7 @@ use serde::Deserialize;
 use tasks::Secret;
 
 pub mod cluster;
+pub mod placeholders;
 mod problems;
 pub mod spans;
 mod validate;
@@ -25,10 +29,12 @@ mod vars;
 
 pub use cluster::ExtraRule;
 
+pub use placeholders::Placeholder;
 pub use problems::{Problem, Problems};
 pub use validate::{is_rfc1123_label, is_sha512_crypt, parse_cidr};
 pub use vars::VarsError;
 
+use placeholders::marked;
 use problems::{line_at, locate};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -45,6 +51,8 @@ pub struct Inventory {
     /// Each host's own settings (`[hosts.NAME.vars]`), as written, for the hosts that have
     /// some. [`Target::var_table`] merges them over [`Inventory::vars`].
     pub host_vars: BTreeMap<String, toml::Table>,
+    /// The values written as placeholders: hosts in name order, then the shared settings.
+    pub placeholders: Vec<Placeholder>,
     /// Where it was read from (for messages and relative paths).
     pub path: PathBuf,
 }
@@ -74,7 +82,10 @@ struct RawInventory {
 #[serde(deny_unknown_fields)]
 struct RawHost {
     role: String,
+    #[serde(deserialize_with = "marked")]
     address: String,
+    #[serde(default)]
+    management_address: bool,
     port: Option<u16>,
     user: Option<String>,
     zone: Option<String>,
@@ -94,6 +105,7 @@ impl From<RawInventory> for Inventory {
             let entry = HostEntry {
                 role: h.role,
                 address: h.address,
+                management_address: h.management_address,
                 port: h.port,
                 user: h.user,
                 zone: h.zone,
@@ -110,6 +122,7 @@ impl From<RawInventory> for Inventory {
             hosts,
             vars: raw.vars,
             host_vars,
+            placeholders: Vec::new(),
             path: PathBuf::new(),
         }
     }
@@ -168,6 +181,9 @@ pub struct System {
     pub locale: String,
     pub keymap: Option<String>,
     pub ntp: Vec<String>,
+    /// The name servers of every host whose network nodeprep writes, unless its own
+    /// `network.dns` gives others.
+    #[serde(deserialize_with = "marked")]
     pub dns: Vec<String>,
     /// Local CA certificates (PEM files on the controller, relative to the inventory).
     pub ca_files: Vec<PathBuf>,
@@ -253,29 +269,64 @@ impl Default for Haproxy {
 #[serde(deny_unknown_fields)]
 pub struct HostEntry {
     pub role: String,
-    /// Where ssh connects (an IPv4 address or a DNS name).
+    /// Where ssh connects: an IPv4 or IPv6 address, or a DNS name. It is also the host's own
+    /// address, which `network.address` must then be, unless `management_address` says
+    /// otherwise.
     pub address: String,
+    /// `address` is a management address, apart from the host's cluster address
+    /// (`network.address`, which the static file gives the host and the balancers reach):
+    /// ssh connects to the one, the network file holds the other.
+    #[serde(default)]
+    pub management_address: bool,
     pub port: Option<u16>,
     pub user: Option<String>,
     pub zone: Option<String>,
     pub network: Option<Network>,
 }
 
-/// The static network of a host (systemd-networkd).
+/// The network of a host: its cluster address and, when nodeprep writes it, its static
+/// network file (systemd-networkd).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
-    #[serde(default = "default_interface")]
-    pub interface: String,
-    /// address/prefix, e.g. 192.168.10.57/24.
-    pub address: String,
-    pub gateway: Option<String>,
+    /// nodeprep manages this host's network: it writes the static file
+    /// (/etc/systemd/network/10-static-en.network) and keeps cloud-init from configuring the
+    /// interface. Without it the table only tells the host's cluster address.
     #[serde(default)]
-    pub dns: Vec<String>,
+    pub write: bool,
     /// Apply the file now (restart systemd-networkd, as the very last step): this can cut the
-    /// ssh session that applies it.
+    /// ssh session that applies it. Needs `write`.
     #[serde(default)]
     pub apply: bool,
+    #[serde(default = "default_interface", deserialize_with = "marked")]
+    pub interface: String,
+    /// The host's cluster address, with its prefix (`192.168.10.57/24`) or without it when
+    /// `prefix` gives it.
+    #[serde(deserialize_with = "marked")]
+    pub address: String,
+    /// The prefix length, when `address` is written without it.
+    #[serde(default, deserialize_with = "marked")]
+    pub prefix: Option<u8>,
+    #[serde(default, deserialize_with = "marked")]
+    pub gateway: Option<String>,
+    /// Name servers (else the shared `system.dns`).
+    #[serde(default, deserialize_with = "marked")]
+    pub dns: Vec<String>,
+}
+
+impl Network {
+    /// The address without its prefix.
+    pub fn ip(&self) -> &str {
+        self.address.split('/').next().unwrap_or_default()
+    }
+
+    /// `address/prefix`, as the static file holds it.
+    pub fn cidr(&self) -> String {
+        match self.prefix {
+            Some(p) if !self.address.contains('/') => format!("{}/{p}", self.address),
+            _ => self.address.clone(),
+        }
+    }
 }
 
 fn default_interface() -> String {
@@ -317,6 +368,12 @@ impl Inventory {
             }],
         })?;
         inv.path = path.to_path_buf();
+        if let Ok(doc) = text.parse::<toml::Table>() {
+            inv.placeholders = placeholders::collect(&doc);
+            for p in &mut inv.placeholders {
+                p.line = locate(text, p.host.as_deref(), &p.field);
+            }
+        }
         let mut list = inv.problems();
         for p in &mut list {
             p.line = locate(text, p.host.as_deref(), &p.field);
@@ -329,6 +386,13 @@ impl Inventory {
                 list,
             })
         }
+    }
+
+    /// The placeholder at `field` of `host` (`None`: a shared setting), if that value is one.
+    pub fn placeholder(&self, host: Option<&str>, field: &str) -> Option<&Placeholder> {
+        self.placeholders
+            .iter()
+            .find(|p| p.host.as_deref() == host && p.field == field)
     }
 
     pub fn target<'a>(&'a self, name: &'a str) -> Option<Target<'a>> {

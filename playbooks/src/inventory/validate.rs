@@ -3,7 +3,9 @@
 //! every problem is reported at once. Then the syntax predicates they use.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
+
+use tasks::network::Cidr;
 
 use super::problems::Problem;
 use super::{Admin, HostEntry, Inventory, Kubernetes, Network, SshDefaults, System};
@@ -54,8 +56,14 @@ fn hosts(inv: &Inventory, out: &mut Found) {
     let mut seen_net: HashMap<String, &str> = HashMap::new();
     for (name, h) in &inv.hosts {
         host(name, h, inv.ssh.port, &mut seen_addr, out);
-        if let Some(n) = &h.network {
-            network(name, n, &mut seen_net, out);
+        match &h.network {
+            Some(n) => network(name, h, n, &mut seen_net, out),
+            None if h.management_address => out.push(
+                Some(name),
+                "management_address",
+                "management_address = true says `address` is not the host's cluster address, but no network.address gives that one".into(),
+            ),
+            None => {}
         }
     }
 }
@@ -91,12 +99,21 @@ fn host<'a>(
             ),
         );
     }
-    if !is_address(&h.address) {
+    if h.address.starts_with('[') && h.address.ends_with(']') {
         out.push(
             host,
             "address",
             format!(
-                "`{}` is neither an IPv4 address nor a DNS name",
+                "`{}`: write an IPv6 address without brackets (the port is `port`)",
+                h.address.escape_debug()
+            ),
+        );
+    } else if !is_address(&h.address) {
+        out.push(
+            host,
+            "address",
+            format!(
+                "`{}` is neither an IP address (IPv4 or IPv6) nor a DNS name",
                 h.address.escape_debug()
             ),
         );
@@ -105,12 +122,18 @@ fn host<'a>(
     if port == 0 {
         out.push(host, "port", "port 0 is not a port".into());
     }
-    if let Some(other) = seen.insert((h.address.clone(), port), name) {
+    // One address written two ways (fd00::1, fd00:0::1) is one address.
+    let canonical = h
+        .address
+        .parse::<IpAddr>()
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|_| h.address.to_ascii_lowercase());
+    if let Some(other) = seen.insert((canonical, port), name) {
         out.push(
             host,
             "address",
             format!(
-                "address {}:{port} is also the address of {other}",
+                "address {} (port {port}) is also the address of {other}",
                 h.address
             ),
         );
@@ -138,8 +161,17 @@ fn host<'a>(
     }
 }
 
-/// A host's static network; `seen` maps the addresses of the hosts before it to their names.
-fn network<'a>(name: &'a str, n: &Network, seen: &mut HashMap<String, &'a str>, out: &mut Found) {
+/// A host's network: its interface, its cluster address (which is the host's `address`
+/// unless that one is a separate management address), the prefix, the gateway on that
+/// network, name servers; `apply` only with `write`. `seen` maps the cluster addresses of the
+/// hosts before it to their names.
+fn network<'a>(
+    name: &'a str,
+    h: &HostEntry,
+    n: &Network,
+    seen: &mut HashMap<String, &'a str>,
+    out: &mut Found,
+) {
     let host = Some(name);
     if !is_ifname(&n.interface) {
         out.push(
@@ -148,40 +180,125 @@ fn network<'a>(name: &'a str, n: &Network, seen: &mut HashMap<String, &'a str>, 
             format!("`{}` is not an interface name", n.interface.escape_debug()),
         );
     }
-    match parse_cidr(&n.address) {
-        Ok((ip, _)) => {
-            if let Some(other) = seen.insert(ip.to_string(), name) {
-                out.push(
-                    host,
-                    "network.address",
-                    format!("address {ip} is also the address of {other}"),
-                );
-            }
-        }
-        Err(why) => out.push(
-            host,
-            "network.address",
-            format!("`{}`: {why}", n.address.escape_debug()),
-        ),
-    }
-    if let Some(gw) = &n.gateway
-        && gw.parse::<Ipv4Addr>().is_err()
-    {
+    if n.apply && !n.write {
         out.push(
             host,
-            "network.gateway",
-            format!("`{}` is not an IPv4 address", gw.escape_debug()),
+            "network.apply",
+            "apply = true applies the static network file, which nodeprep writes only with network.write = true".into(),
         );
     }
+    let cidr = cidr(name, n, out);
+    if let Some(cidr) = cidr {
+        same_host(name, h, cidr.addr, seen, out);
+    }
+    if let Some(gw) = &n.gateway {
+        match gw.parse::<IpAddr>() {
+            Ok(gw) => {
+                if let Some(why) = cidr.and_then(|c| c.gateway_problem(gw)) {
+                    out.push(host, "network.gateway", why);
+                }
+            }
+            Err(_) => out.push(
+                host,
+                "network.gateway",
+                format!("`{}` is not an IP address", gw.escape_debug()),
+            ),
+        }
+    }
     for d in &n.dns {
-        if d.parse::<Ipv4Addr>().is_err() {
+        if d.parse::<IpAddr>().is_err() {
             out.push(
                 host,
                 "network.dns",
-                format!("`{}` is not an IPv4 address", d.escape_debug()),
+                format!("`{}` is not an IP address", d.escape_debug()),
             );
         }
     }
+}
+
+/// The cluster address `ip` is no other host's, and is the host's `address` unless that is a
+/// separate management address.
+fn same_host<'a>(
+    name: &'a str,
+    h: &HostEntry,
+    ip: IpAddr,
+    seen: &mut HashMap<String, &'a str>,
+    out: &mut Found,
+) {
+    let host = Some(name);
+    if let Some(other) = seen.insert(ip.to_string(), name) {
+        out.push(
+            host,
+            "network.address",
+            format!("address {ip} is also the address of {other}"),
+        );
+    }
+    match h.address.parse::<IpAddr>() {
+        Ok(reached) if reached != ip && !h.management_address => out.push(
+            host,
+            "network.address",
+            format!(
+                "{ip} is not the host's address {reached}: the static file would give the host an address other than the one it is reached at. If `address` is a separate management address, say so with management_address = true"
+            ),
+        ),
+        Ok(reached) if reached == ip && h.management_address => out.push(
+            host,
+            "management_address",
+            format!(
+                "`address` {reached} is the cluster address network.address, not a separate management address: remove management_address"
+            ),
+        ),
+        // A DNS name: nothing to compare offline.
+        _ => {}
+    }
+}
+
+/// The address and prefix of a host's network, from `address` (`a/p`) or `address` and
+/// `prefix`; `None` after reporting why not.
+fn cidr(name: &str, n: &Network, out: &mut Found) -> Option<Cidr> {
+    let host = Some(name);
+    let written = n.address.escape_debug();
+    if n.address.contains('/') {
+        if n.prefix.is_some() {
+            out.push(
+                host,
+                "network.prefix",
+                format!("the prefix is given twice, in network.address (`{written}`) and in network.prefix: keep one"),
+            );
+            return None;
+        }
+        return Cidr::parse(&n.address)
+            .map_err(|why| out.push(host, "network.address", format!("`{written}`: {why}")))
+            .ok();
+    }
+    let Ok(ip) = n.address.parse::<IpAddr>() else {
+        out.push(
+            host,
+            "network.address",
+            format!("`{written}` is not an IPv4 or IPv6 address"),
+        );
+        return None;
+    };
+    let Some(prefix) = n.prefix else {
+        out.push(
+            host,
+            "network.address",
+            format!("`{written}`: expected address/prefix, like 192.168.10.57/24, or the prefix in network.prefix"),
+        );
+        return None;
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    if !(1..=max).contains(&prefix) {
+        out.push(
+            host,
+            "network.prefix",
+            format!("prefix `{prefix}` is not in 1..={max}"),
+        );
+        return None;
+    }
+    Cidr::new(ip, prefix)
+        .map_err(|why| out.push(host, "network.address", format!("`{written}`: {why}")))
+        .ok()
 }
 
 fn ssh(s: &SshDefaults, out: &mut Found) {
@@ -246,6 +363,14 @@ fn system(inv: &Inventory, s: &System, out: &mut Found) {
                 s.locale.escape_debug()
             ),
         );
+    } else if let Some(right) = utf8_spelled_right(&s.locale) {
+        out.shared(
+            "system.locale",
+            format!(
+                "`{}`: the UTF-8 codeset is written UTF-8, as in {right} (the name locale-gen and localectl are given)",
+                s.locale.escape_debug()
+            ),
+        );
     }
     if let Some(k) = &s.keymap
         && !is_keymap(k)
@@ -260,17 +385,17 @@ fn system(inv: &Inventory, s: &System, out: &mut Found) {
             out.shared(
                 "system.ntp",
                 format!(
-                    "`{}` is neither an IPv4 address nor a DNS name",
+                    "`{}` is neither an IP address (IPv4 or IPv6) nor a DNS name",
                     n.escape_debug()
                 ),
             );
         }
     }
     for d in &s.dns {
-        if d.parse::<Ipv4Addr>().is_err() {
+        if d.parse::<IpAddr>().is_err() {
             out.shared(
                 "system.dns",
-                format!("`{}` is not an IPv4 address", d.escape_debug()),
+                format!("`{}` is not an IP address", d.escape_debug()),
             );
         }
     }
@@ -338,9 +463,9 @@ pub fn is_rfc1123_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-/// An IPv4 address or a DNS name.
+/// An IPv4 or IPv6 address (bare, as ssh takes it with its port apart), or a DNS name.
 fn is_address(s: &str) -> bool {
-    if s.parse::<Ipv4Addr>().is_ok() {
+    if s.parse::<IpAddr>().is_ok() {
         return true;
     }
     if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
@@ -374,6 +499,28 @@ fn is_locale(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|c| c.is_ascii_alphanumeric() || b"_.-@".contains(&c))
+}
+
+/// The locale with its codeset written `UTF-8` when it names UTF-8 some other way (`UTF8`,
+/// `utf8`, `utf-8`); `None` when it is written right or names another codeset.
+fn utf8_spelled_right(locale: &str) -> Option<String> {
+    let (lang, rest) = locale.split_once('.')?;
+    let (codeset, modifier) = match rest.split_once('@') {
+        Some((c, m)) => (c, Some(m)),
+        None => (rest, None),
+    };
+    let plain: String = codeset
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if plain != "utf8" || codeset == "UTF-8" {
+        return None;
+    }
+    Some(match modifier {
+        Some(m) => format!("{lang}.UTF-8@{m}"),
+        None => format!("{lang}.UTF-8"),
+    })
 }
 
 fn is_keymap(s: &str) -> bool {
@@ -419,18 +566,7 @@ fn is_ssh_public_key(k: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || b"+/=".contains(&c))
 }
 
-/// `a.b.c.d/prefix`, prefix 1..=32, not the network's own address when prefix < 31.
-pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
-    let (ip, prefix) = s
-        .split_once('/')
-        .ok_or("expected address/prefix, like 192.168.10.57/24")?;
-    let ip: Ipv4Addr = ip
-        .parse()
-        .map_err(|_| format!("`{ip}` is not an IPv4 address"))?;
-    let prefix: u8 = prefix
-        .parse()
-        .ok()
-        .filter(|p| (1..=32).contains(p))
-        .ok_or(format!("prefix `{prefix}` is not in 1..=32"))?;
-    Ok((ip, prefix))
+/// `address/prefix` as a host can hold it (see [`Cidr::parse`]).
+pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    Cidr::parse(s).map(|c| (c.addr, c.prefix))
 }

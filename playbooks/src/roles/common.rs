@@ -1,12 +1,13 @@
 //! The steps every role starts with (admin access and its sudo, locale, time, CA certificates,
-//! NFS client) and ends with (full update, static network).
+//! NFS client) and ends with (full update, network: cloud-init kept off it, the static file,
+//! applied).
 
 use tasks::network::{self, StaticNetwork};
 use tasks::state::Probe;
 use tasks::{Change, Error, ErrorKind, Plan, Reads, Result};
-use tasks::{ca, locale, pkg, sudoers, timesync, update, users};
+use tasks::{ca, cloudinit, locale, pkg, sudoers, timesync, update, users};
 
-use crate::inventory::Target;
+use crate::inventory::{Network, Placeholder, Target};
 
 fn skip(why: &str) -> Result<Change> {
     Ok(Change::Skipped(why.to_string()))
@@ -192,35 +193,133 @@ pub fn full_update<'a>(t: Target<'a>, p: &mut Plan<'a>) {
     });
 }
 
-/// The static network, written always, applied only when the inventory asks, and last: it can
-/// cut the session that applies it.
-pub fn network<'a>(t: Target<'a>, p: &mut Plan<'a>) {
-    const NO_NETWORK: &str = "no network settings for this host in the inventory";
-    let net = t.host.network.as_ref().map(|n| {
-        let dns = if n.dns.is_empty() {
+/// Why the network steps have nothing to do for a host.
+fn unmanaged(t: Target) -> &'static str {
+    match &t.host.network {
+        None => "no network table for this host in the inventory",
+        Some(_) => "network.write is not set: nodeprep leaves this host's network as it is",
+    }
+}
+
+/// The static file's settings; its name servers are the host's own, else the shared ones.
+fn static_net<'b>(t: Target<'b>, n: &'b Network, cidr: &'b str) -> StaticNetwork<'b> {
+    StaticNetwork {
+        interface: &n.interface,
+        address_cidr: cidr,
+        gateway: n.gateway.as_deref(),
+        dns: if n.dns.is_empty() {
             &t.inventory.system.dns
         } else {
             &n.dns
-        };
-        (
-            StaticNetwork {
-                interface: &n.interface,
-                address_cidr: &n.address,
-                gateway: n.gateway.as_deref(),
-                dns,
-            },
-            n.apply,
-        )
+        },
+    }
+}
+
+/// The host's network, when the inventory gives nodeprep charge of it (`network.write`):
+/// cloud-init kept off the interface, the static file written, then applied only when the
+/// inventory asks, and last: it can cut the session that applies it. A placeholder the plan
+/// would write (or a placeholder address to reach the host at) refuses the plan, before any
+/// host is touched.
+pub fn network<'a>(t: Target<'a>, p: &mut Plan<'a>) -> Result<()> {
+    refuse_placeholders(t)?;
+    let managed = t.host.network.as_ref().filter(|n| n.write);
+    if let Some(n) = managed {
+        p.reads(Probe::default().files(&[cloudinit::network_file(&n.interface)]));
+    }
+    p.step(
+        "cloud-init network off",
+        cloudinit::READS,
+        move |cx| match managed {
+            Some(_) => cloudinit::network_config_disabled(cx),
+            None => skip(unmanaged(t)),
+        },
+    );
+    p.step(
+        "cloud-init network file removed",
+        Reads::NONE,
+        move |cx| match managed {
+            Some(n) => cloudinit::network_file_removed(cx, &n.interface),
+            None => skip(unmanaged(t)),
+        },
+    );
+    let file = p.step("network file", network::READS, move |cx| match managed {
+        Some(n) => network::network_file(cx, &static_net(t, n, &n.cidr())),
+        None => skip(unmanaged(t)),
     });
-    let file = p.step("network file", network::READS, move |cx| match &net {
-        Some((net, _)) => network::network_file(cx, net),
-        None => skip(NO_NETWORK),
-    });
-    p.step("network applied", network::READS, move |cx| match &net {
-        Some((net, apply)) => {
+    p.step("network applied", network::READS, move |cx| match managed {
+        Some(n) => {
             let changed = cx.changed(file);
-            network::network_applied(cx, net, changed, *apply)
+            network::network_applied(cx, &static_net(t, n, &n.cidr()), changed, n.apply)
         }
-        None => skip(NO_NETWORK),
+        None => skip(unmanaged(t)),
     });
+    Ok(())
+}
+
+/// What a plan does with a value of the inventory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    /// ssh connects to it.
+    Connect,
+    /// The static network file holds it.
+    NetworkFile,
+}
+
+/// The values of the inventory a plan for `t` would use and that are placeholders: the
+/// address ssh connects to and, when nodeprep writes the host's network, every value of the
+/// static file (the shared name servers when the host has none of its own).
+fn placeholders_used<'a>(t: Target<'a>) -> Vec<(&'a Placeholder, Use)> {
+    let inv = t.inventory;
+    let host = Some(t.name);
+    let mut used: Vec<(&Placeholder, Use)> = inv
+        .placeholder(host, "address")
+        .map(|p| (p, Use::Connect))
+        .into_iter()
+        .collect();
+    if let Some(n) = t.host.network.as_ref().filter(|n| n.write) {
+        let mut file = |p: Option<&'a Placeholder>| used.extend(p.map(|p| (p, Use::NetworkFile)));
+        for field in [
+            "network.interface",
+            "network.address",
+            "network.prefix",
+            "network.gateway",
+        ] {
+            file(inv.placeholder(host, field));
+        }
+        if n.dns.is_empty() {
+            file(inv.placeholder(None, "system.dns"));
+        } else {
+            file(inv.placeholder(host, "network.dns"));
+        }
+    }
+    used
+}
+
+/// A plan using placeholders is refused, each named with its file, line, host and field.
+fn refuse_placeholders(t: Target) -> Result<()> {
+    let used = placeholders_used(t);
+    if used.is_empty() {
+        return Ok(());
+    }
+    let file = &t.inventory.path;
+    let list: Vec<String> = used
+        .iter()
+        .map(|(p, u)| {
+            let what = match u {
+                Use::Connect => "ssh would connect to it",
+                Use::NetworkFile => "the static network file would hold it",
+            };
+            format!("  {}: placeholder {} ({what})", p.located(file), p.value)
+        })
+        .collect();
+    let mut fix =
+        "confirm each: write the value alone, without `{ placeholder = ... }`".to_string();
+    if used.iter().any(|(_, u)| *u == Use::NetworkFile) {
+        fix.push_str("; or set network.write = false to leave this host's network as it is");
+    }
+    Err(Error::invalid(format!(
+        "host {}: refusing values the inventory marks as placeholders:\n{}\n{fix}",
+        t.name,
+        list.join("\n")
+    )))
 }

@@ -120,7 +120,7 @@ impl Role for Haproxy {
             haproxy::running(cx, changed)
         });
         full_update(t, p);
-        network(t, p);
+        network(t, p)?;
         Ok(())
     }
 }

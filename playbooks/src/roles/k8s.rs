@@ -223,7 +223,7 @@ impl Role for K8sNode {
             firewall::open(cx, &forward)
         });
         full_update(t, p);
-        network(t, p);
+        network(t, p)?;
         Ok(())
     }
 }

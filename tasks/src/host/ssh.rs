@@ -249,15 +249,14 @@ impl Drop for Ssh {
 /// ssh exits 255 when the connection itself failed; say why in an operator's words.
 fn connection_error(cfg: &SshConfig, out: &Output) -> Error {
     let err = String::from_utf8_lossy(&out.stderr);
-    let target = format!("{}@{}:{}", cfg.user, cfg.address, cfg.port);
+    let target = format!("{}@{}", cfg.user, host_port(&cfg.address, cfg.port));
     let message = if err.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
         || err.contains("Host key verification failed")
     {
         if err.contains("HAS CHANGED") {
             format!(
-                "host key of {target} has changed: refusing to connect. If the host was reinstalled, remove its old key with `ssh-keygen -R '[{}]:{}'{}` and run again",
-                cfg.address,
-                cfg.port,
+                "host key of {target} has changed: refusing to connect. If the host was reinstalled, remove its old key with `ssh-keygen -R '{}'{}` and run again",
+                known_hosts_name(&cfg.address, cfg.port),
                 cfg.known_hosts
                     .as_ref()
                     .map(|p| format!(" -f {}", p.display()))
@@ -288,6 +287,71 @@ fn connection_error(cfg: &SshConfig, out: &Output) -> Error {
         format!("cannot reach {target} over ssh")
     };
     Error::new(ErrorKind::Unreachable, message).with_stderr(&out.stderr)
+}
+
+/// `address:port` for messages; an IPv6 address in brackets (`[fd00::5]:22`).
+fn host_port(address: &str, port: u16) -> String {
+    if address.contains(':') {
+        format!("[{address}]:{port}")
+    } else {
+        format!("{address}:{port}")
+    }
+}
+
+/// The name OpenSSH files a host's key under in known_hosts (what `ssh-keygen -R` takes): the
+/// bare address on port 22, `[address]:port` on any other.
+fn known_hosts_name(address: &str, port: u16) -> String {
+    if port == 22 {
+        address.to_string()
+    } else {
+        format!("[{address}]:{port}")
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+
+    /// OpenSSH takes a bare IPv6 address as the destination, the port given apart (-p).
+    #[test]
+    fn ipv6_destination_is_bare_with_its_port_apart() {
+        let mut cfg = SshConfig::new("prdk8swok501", "fd00:10::57");
+        cfg.port = 2222;
+        let args = Ssh::new(cfg).unwrap().base_args();
+        assert_eq!(
+            args[args.len() - 5..],
+            ["-p", "2222", "-l", "root", "fd00:10::57"]
+        );
+    }
+
+    #[test]
+    fn messages_name_the_host_as_openssh_does() {
+        let out = |stderr: &str| Output {
+            status: Some(255),
+            stdout: Vec::new(),
+            stderr: stderr.as_bytes().to_vec(),
+        };
+        let changed = out("@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@");
+        let mut cfg = SshConfig::new("h", "fd00:10::57");
+        cfg.port = 2222;
+        let e = connection_error(&cfg, &changed);
+        assert!(e.message().contains("root@[fd00:10::57]:2222"), "{e}");
+        assert!(
+            e.message().contains("ssh-keygen -R '[fd00:10::57]:2222'"),
+            "{e}"
+        );
+        cfg.port = 22;
+        let e = connection_error(&cfg, &changed);
+        assert!(e.message().contains("ssh-keygen -R 'fd00:10::57'"), "{e}");
+        let cfg = SshConfig::new("h", "192.168.10.57");
+        let e = connection_error(
+            &cfg,
+            &out("ssh: connect to host 192.168.10.57 port 22: Connection refused"),
+        );
+        assert!(e.message().contains("root@192.168.10.57:22 refused"), "{e}");
+        let e = connection_error(&cfg, &changed);
+        assert!(e.message().contains("ssh-keygen -R '192.168.10.57'"), "{e}");
+    }
 }
 
 #[cfg(test)]

@@ -450,11 +450,13 @@ mod tests {
     }
 
     /// The seed's typo: prdinfhap511's ssh address mistyped as prdk8swok511's. The machine
-    /// reached has that address, of course; its network address is what tells.
+    /// reached has that address, of course; its network address is what tells. (Without
+    /// `management_address` the inventory check itself refuses the two addresses differing.)
     #[test]
     fn a_mistyped_ssh_address_is_caught_by_the_network_address() {
         let inv = playbooks::Inventory::parse(
             "[hosts.prdinfhap511]\nrole = \"haproxy\"\naddress = \"192.168.5.57\"\n\
+             management_address = true\n\
              network = { address = \"192.168.5.45/24\" }\n\n\
              [hosts.prdk8swok599]\nrole = \"k8s-worker\"\naddress = \"192.168.5.99\"\n",
             Path::new("inventory.toml"),

@@ -233,7 +233,7 @@ pub fn hosts(inv: &Inventory, names: &[&str]) {
         let net = h
             .network
             .as_ref()
-            .map(|n| format!("{} {}", n.interface, n.address))
+            .map(|n| format!("{} {}", n.interface, n.cidr()))
             .unwrap_or_else(|| "-".into());
         out.push_str(&format!(
             "\n{name:<16} {:<11} {:<6} {ssh:<22} {net}",
@@ -267,9 +267,19 @@ pub fn playbooks(registry: &Registry, inv: &Inventory) {
     }
 }
 
-/// `cargo xtask inventory check` on a valid inventory.
+/// `cargo xtask inventory check` on a valid inventory: ok, then a warning for each value
+/// written as a placeholder, in file order.
 pub fn inventory_ok(inv: &Inventory) {
     println!("{}: ok, {} hosts", inv.path.display(), inv.hosts.len());
+    let mut placeholders: Vec<_> = inv.placeholders.iter().collect();
+    placeholders.sort_by_key(|p| p.line);
+    for p in placeholders {
+        println!(
+            "warning: {}: placeholder {}: confirm it (write the value alone); until then `run` refuses the plans that use it",
+            p.located(&inv.path),
+            p.value
+        );
+    }
 }
 
 fn indent(text: &str, prefix: &str) -> String {

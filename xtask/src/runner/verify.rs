@@ -26,6 +26,7 @@ fn check_names(role: &dyn Role) -> Vec<String> {
     let host = HostEntry {
         role: role.name().into(),
         address: "127.0.0.1".into(),
+        management_address: false,
         port: None,
         user: None,
         zone: None,
