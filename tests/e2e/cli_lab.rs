@@ -28,7 +28,7 @@ fn text_output_check_diff_skip_and_verbose() {
             "swap off",
         ])
         .assert()
-        .success()
+        .code(i32::from(xtask::runner::EXIT_CHANGES_PENDING))
         .get_output()
         .clone();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -51,6 +51,10 @@ fn text_output_check_diff_skip_and_verbose() {
     );
     assert!(
         stdout.contains("RECAP (check mode: nothing was changed)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\nchanges pending on 1 of 1 host"),
         "{stdout}"
     );
     assert!(

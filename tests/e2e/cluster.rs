@@ -48,10 +48,14 @@ fn mini_cluster_converges_and_is_idempotent() {
         }
     }
 
-    // Check mode on fresh hosts: nothing modified.
+    // Check mode on fresh hosts: nothing modified, and changes pending.
     let before: Vec<String> = HOSTS.iter().map(|(n, _)| snapshot(&lab, n)).collect();
     for (code, events) in run_roles(&lab, &["--check"]) {
-        assert_eq!(code, 0, "{events:#?}");
+        assert_eq!(
+            code,
+            i32::from(xtask::runner::EXIT_CHANGES_PENDING),
+            "{events:#?}"
+        );
     }
     let after: Vec<String> = HOSTS.iter().map(|(n, _)| snapshot(&lab, n)).collect();
     for (i, (name, _)) in HOSTS.iter().enumerate() {

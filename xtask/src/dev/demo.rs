@@ -82,7 +82,7 @@ pub fn demo(args: &DemoArgs) -> Result<u8> {
         });
         reports.sort_by(|a, b| a.host.cmp(&b.host));
         printer.recap(&reports, false);
-        code = code.max(exit_code(&reports));
+        code = code.max(exit_code(&reports, false));
     }
     if args.keep {
         println!(

@@ -22,7 +22,10 @@ use playbooks::{Inventory, Playbook, Registry};
 
 pub use fanout::RunOptions;
 pub use print::Printer;
-pub use report::{EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, HostReport, exit_code};
+pub use report::{
+    EXIT_BAD_INPUT, EXIT_CHANGES_PENDING, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, HostReport,
+    exit_code,
+};
 pub use select::Selector;
 
 /// Which hosts a job runs on.
@@ -156,7 +159,7 @@ pub fn run(job: &Job) -> Result<u8> {
         }
     };
     printer.recap(&reports, check);
-    Ok(exit_code(&reports))
+    Ok(exit_code(&reports, check))
 }
 
 /// Runs one of the runner's commands.
