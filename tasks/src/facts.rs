@@ -15,6 +15,15 @@ pub enum OsFamily {
 }
 
 impl OsFamily {
+    /// The package manager's command.
+    pub fn package_manager(self) -> &'static str {
+        match self {
+            OsFamily::Photon => "tdnf",
+            OsFamily::Debian => "apt",
+            OsFamily::Rhel => "dnf",
+        }
+    }
+
     /// The group whose members may use sudo.
     pub fn sudo_group(self) -> &'static str {
         match self {

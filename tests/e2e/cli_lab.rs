@@ -22,7 +22,7 @@ fn text_output_check_diff_skip_and_verbose() {
         // A comma list and a repeat name the same kind of thing.
         .args(["--only", "sysctl persisted,swap off", "--skip", "swap off"])
         .assert()
-        .success()
+        .code(i32::from(xtask::runner::EXIT_CHANGES_PENDING))
         .get_output()
         .clone();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -53,6 +53,10 @@ fn text_output_check_diff_skip_and_verbose() {
     );
     assert!(
         stdout.contains("RECAP (check mode: nothing was changed)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\nchanges pending on 1 of 1 host"),
         "{stdout}"
     );
     assert!(

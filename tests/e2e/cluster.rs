@@ -1,11 +1,16 @@
-//! The three roles on a mini-cluster of Debian systemd containers (1 haproxy, 1 master, 2
-//! workers), prepared over ssh by the real runner with packages really installed: check mode
-//! first (nothing may change), then the real run, the state on every host, and a second run
-//! that changes nothing.
+//! The three roles on a mini-cluster of systemd containers of the chosen base (1 haproxy, 1
+//! master, 2 workers), prepared over ssh by the real runner with packages really installed
+//! (apt on Debian, tdnf from Photon's repositories on Photon): check mode first (nothing may
+//! change, and the exit code says changes are pending), then the real run, the state on every
+//! host, and a second run that changes nothing. Where the state is the OS's own (package
+//! names, file layout, the sudo group), the host's facts say which.
 
 use nodeprep_tests::{Lab, Testbed, lab};
 use serde_json::Value;
+use tasks::{OsFamily, kubelet, locale};
+use xtask::runner::EXIT_CHANGES_PENDING;
 
+use crate::os;
 use crate::worker::run_json_at;
 
 const HOSTS: &[(&str, &str)] = &[
@@ -35,7 +40,8 @@ fn run_roles(lab: &Lab, extra: &[&str]) -> Vec<(i32, Vec<Value>)> {
 }
 
 fn snapshot(lab: &Lab, host: &str) -> String {
-    lab.sh(host, "find /etc /home /usr/local/share/ca-certificates -xdev -type f -print0 2>/dev/null | sort -z | xargs -0 sha256sum; dpkg-query -W; stat -c '%n %a %U' /etc/* | sort")
+    let packages = os::package_list(os::family(lab, host));
+    lab.sh(host, &format!("find /etc /home /usr/local/share/ca-certificates -xdev -type f -print0 2>/dev/null | sort -z | xargs -0 sha256sum; {packages}; stat -c '%n %a %U' /etc/* | sort"))
         .unwrap()
 }
 
@@ -44,10 +50,10 @@ fn mini_cluster_converges_and_is_idempotent() {
     let lab = lab(HOSTS);
     xtask::dev::lab::install_kube_standins(&lab).unwrap();
 
-    // Check mode on fresh hosts: nothing modified.
+    // Check mode on fresh hosts: nothing modified, and changes pending.
     let before: Vec<String> = HOSTS.iter().map(|(n, _)| snapshot(&lab, n)).collect();
     for (code, events) in run_roles(&lab, &["--check"]) {
-        assert_eq!(code, 0, "{events:#?}");
+        assert_eq!(code, i32::from(EXIT_CHANGES_PENDING), "{events:#?}");
     }
     let after: Vec<String> = HOSTS.iter().map(|(n, _)| snapshot(&lab, n)).collect();
     for (i, (name, _)) in HOSTS.iter().enumerate() {
@@ -63,11 +69,12 @@ fn mini_cluster_converges_and_is_idempotent() {
             lab.sh(name, script)
                 .unwrap_or_else(|e| panic!("{name}: {e:#}"))
         };
+        let os = os::family(&lab, name);
+        // The sudo group is the OS's: `sudo` on Debian, `wheel` on Photon.
+        let sudo = os.sudo_group();
         assert!(
-            sh("id -nG kubeadmin")
-                .split_whitespace()
-                .any(|g| g == "sudo"),
-            "{name}: kubeadmin not in sudo"
+            sh("id -nG kubeadmin").split_whitespace().any(|g| g == sudo),
+            "{name}: kubeadmin not in {sudo}"
         );
         assert!(
             sh("getent shadow kubeadmin").starts_with("kubeadmin:$6$nodeprepdemo$"),
@@ -81,33 +88,49 @@ fn mini_cluster_converges_and_is_idempotent() {
                 .next(),
             Some("99999")
         );
-        assert!(!sh("grep -x 'fr_FR.UTF-8 UTF-8' /etc/locale.gen").is_empty());
+        // The generator's list and the system locale file are the OS's (see tasks::locale):
+        // /etc/locale.gen and /etc/default/locale on Debian, /etc/locale-gen.conf and
+        // /etc/locale.conf on Photon.
+        let (generated, system) = match os {
+            OsFamily::Debian => (locale::LOCALE_GEN, locale::DEFAULT_LOCALE),
+            OsFamily::Photon | OsFamily::Rhel => (locale::LOCALE_GEN_CONF, locale::LOCALE_CONF),
+        };
+        assert!(
+            sh(&format!("cat {generated}"))
+                .lines()
+                .any(|l| l.split_whitespace().eq(["fr_FR.UTF-8", "UTF-8"])),
+            "{name}: fr_FR.UTF-8 not listed in {generated}"
+        );
         assert!(
             sh("locale -a").to_lowercase().contains("fr_fr.utf8"),
             "{name}: locale not generated"
         );
-        assert!(sh("cat /etc/default/locale").contains("LANG=fr_FR.UTF-8"));
+        assert!(sh(&format!("cat {system}")).contains("LANG=fr_FR.UTF-8"));
         assert!(
             sh("cat /etc/systemd/timesyncd.conf")
                 .lines()
                 .any(|l| l == "NTP=ntp1.example.lan ntp2.example.lan")
         );
-        for p in ["nfs-common", "locales", "kbd"] {
-            assert!(
-                sh(&format!("dpkg-query -W -f '${{Status}}' {p}")).contains("ok installed"),
-                "{name}: {p}"
-            );
+        // The NFS client and the locale packages by the OS's names (tasks::pkg, tasks::locale).
+        let packages: &[&str] = match os {
+            OsFamily::Debian => &["nfs-common", "locales", "kbd"],
+            OsFamily::Photon | OsFamily::Rhel => &["nfs-utils", "glibc-i18n", "kbd"],
+        };
+        for p in packages {
+            assert!(os::installed(&lab, name, p), "{name}: {p}");
         }
         if role.starts_with("k8s-") {
             assert!(
-                sh("dpkg-query -W -f '${Status}' containerd").contains("ok installed"),
+                os::installed(&lab, name, "containerd"),
                 "{name}: containerd"
             );
             let cfg = sh("cat /etc/containerd/config.toml");
             assert!(cfg.contains("SystemdCgroup = true"), "{name}: {cfg}");
             assert_eq!(sh("systemctl is-enabled containerd").trim(), "enabled");
             assert!(sh("cat /etc/crictl.yaml").contains("unix:///run/containerd/containerd.sock"));
-            assert!(sh("cat /etc/default/kubelet").contains("--cgroup-driver=systemd"));
+            // /etc/default/kubelet on Debian, /etc/sysconfig/kubelet on Photon.
+            let extra_args = kubelet::extra_args_file(os);
+            assert!(sh(&format!("cat {extra_args}")).contains("--cgroup-driver=systemd"));
             assert_eq!(sh("systemctl is-enabled kubelet").trim(), "enabled");
             assert!(
                 sh("cat /etc/sysctl.d/99-kubernetes-cri.conf").contains("net.ipv4.ip_forward = 1")

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use nodeprep_tests::{Lab, Testbed, lab, runner_bin};
 use serde_json::Value;
+use tasks::OsFamily;
 use xtask::dev::testbed::known_hosts_line;
 
+use crate::os;
 use crate::worker::{recap, run_json_at};
 
 const OK: &str = "okhost";
@@ -17,7 +19,27 @@ const BAD_AUTH: &str = "badauth";
 const SUDO_PASSWORD: &str = "sudopass";
 const NEW_KEY: &str = "newkey";
 const NO_CHAGE: &str = "nochage";
-const BAD_APT: &str = "badapt";
+const BAD_PKG: &str = "badpkg";
+/// The SHA-512 crypt hash of deploy's password `not-a-secret` (set with `chpasswd -e`, which
+/// neither needs nor runs the host's password-quality rules).
+const DEPLOY_HASH: &str = "$6$nodeprepfaults$jpbp6szrcYQ/voU5eYG4mXCuV2Fs8LOEZBiXErFurL5HYjdOGyDZ1K/1k.bkGPYgzfLHnQoWTsHv873UH49Nm.";
+
+/// Breaks the host's package manager (its repositories point at a closed loopback port), and
+/// the command that puts it back. Each OS keeps them in its own files: apt's sources.list on
+/// Debian, tdnf's .repo files on Photon (which may skip an unavailable repository unless told
+/// not to).
+fn break_packages(os: OsFamily) -> (&'static str, &'static str) {
+    match os {
+        OsFamily::Debian => (
+            "cp /etc/apt/sources.list /root/sources.list.good && echo 'deb http://127.0.0.1:9/debian bookworm main' > /etc/apt/sources.list",
+            "cp /root/sources.list.good /etc/apt/sources.list",
+        ),
+        OsFamily::Photon | OsFamily::Rhel => (
+            "mkdir /root/repos.good && cp /etc/yum.repos.d/*.repo /root/repos.good/ && sed -i -e 's|^baseurl=.*|baseurl=http://127.0.0.1:9/photon|' -e 's|^skip_if_unavailable=.*|skip_if_unavailable=0|' /etc/yum.repos.d/*.repo",
+            "cp /root/repos.good/*.repo /etc/yum.repos.d/",
+        ),
+    }
+}
 const STEPS: &[&str] = &["password expiry off", "nfs client", "sysctl persisted"];
 
 fn args() -> Vec<&'static str> {
@@ -50,17 +72,18 @@ fn host_error<'a>(events: &'a [Value], host: &str) -> &'a str {
 
 #[test]
 fn faults_are_reported_per_host_and_a_rerun_converges() {
-    let hosts: Vec<(&str, &str)> = [OK, BAD_AUTH, SUDO_PASSWORD, NEW_KEY, NO_CHAGE, BAD_APT]
+    let hosts: Vec<(&str, &str)> = [OK, BAD_AUTH, SUDO_PASSWORD, NEW_KEY, NO_CHAGE, BAD_PKG]
         .iter()
         .map(|h| (*h, "k8s-worker"))
         .collect();
     let lab = lab(&hosts);
     // badauth: a user with no authorized key. sudopass: a user whose sudo asks a password.
-    lab.sh(BAD_AUTH, "useradd -m stranger").unwrap();
+    // (`useradd -U`: a group of the user's own, which Photon's login.defs would not make.)
+    lab.sh(BAD_AUTH, "useradd -m -U stranger").unwrap();
     lab.sh(
         SUDO_PASSWORD,
-        "useradd -m -s /bin/sh deploy && echo 'deploy:not-a-secret' | chpasswd && install -d -m 700 -o deploy -g deploy ~deploy/.ssh \
-         && install -m 600 -o deploy -g deploy /root/.ssh/authorized_keys ~deploy/.ssh/ && echo 'deploy ALL=(ALL) ALL' > /etc/sudoers.d/deploy",
+        &format!("useradd -m -U -s /bin/sh deploy && echo 'deploy:{DEPLOY_HASH}' | chpasswd -e && install -d -m 700 -o deploy -g deploy ~deploy/.ssh \
+         && install -m 600 -o deploy -g deploy /root/.ssh/authorized_keys ~deploy/.ssh/ && echo 'deploy ALL=(ALL) ALL' > /etc/sudoers.d/deploy"),
     )
     .unwrap();
     lab.sh(
@@ -68,7 +91,9 @@ fn faults_are_reported_per_host_and_a_rerun_converges() {
         "chage -M 90 root && mv /usr/bin/chage /usr/bin/chage.away",
     )
     .unwrap();
-    lab.sh(BAD_APT, "cp /etc/apt/sources.list /root/sources.list.good && echo 'deb http://127.0.0.1:9/debian bookworm main' > /etc/apt/sources.list").unwrap();
+    let pkg_os = os::family(&lab, BAD_PKG);
+    let (break_pkg, fix_pkg) = break_packages(pkg_os);
+    lab.sh(BAD_PKG, break_pkg).unwrap();
     let inv = inventory(&lab, &[(BAD_AUTH, "stranger"), (SUDO_PASSWORD, "deploy")]);
     // newkey: the host key on record is another host's.
     let known = std::fs::read_to_string(lab.known_hosts()).unwrap();
@@ -114,22 +139,20 @@ fn faults_are_reported_per_host_and_a_rerun_converges() {
     );
     let chage = host_error(&events, NO_CHAGE);
     assert!(chage.contains("chage") && chage.contains("127"), "{chage}");
+    // The failing command is the OS's package manager: apt-get or tdnf.
     assert!(
-        host_error(&events, BAD_APT).contains("apt-get"),
+        host_error(&events, BAD_PKG).contains(pkg_os.package_manager()),
         "{events:#?}"
     );
     for h in [BAD_AUTH, SUDO_PASSWORD, NEW_KEY] {
         assert_eq!(recap(&events, h)["unreachable"], true, "{h}");
     }
-    for h in [NO_CHAGE, BAD_APT] {
+    for h in [NO_CHAGE, BAD_PKG] {
         assert_eq!(recap(&events, h)["failed"], 1, "{h}: {events:#?}");
     }
     // The password never reached the output.
-    assert!(
-        !serde_json::to_string(&events)
-            .unwrap()
-            .contains("not-a-secret")
-    );
+    let all = serde_json::to_string(&events).unwrap();
+    assert!(!all.contains("not-a-secret") && !all.contains("nodeprepfaults"));
 
     // Fix everything, the way the messages say.
     std::fs::write(lab.known_hosts(), &known).unwrap();
@@ -141,8 +164,7 @@ fn faults_are_reported_per_host_and_a_rerun_converges() {
     .unwrap();
     lab.sh(NO_CHAGE, "mv /usr/bin/chage.away /usr/bin/chage")
         .unwrap();
-    lab.sh(BAD_APT, "cp /root/sources.list.good /etc/apt/sources.list")
-        .unwrap();
+    lab.sh(BAD_PKG, fix_pkg).unwrap();
     let (code, events) = run_json_at(&inv, &args());
     assert_eq!(code, 0, "after the fixes: {events:#?}");
     let (code, events) = run_json_at(&inv, &args());
@@ -293,9 +315,9 @@ fn a_host_held_by_another_runner_is_busy() {
             .is_none(),
         "a busy host was touched"
     );
-    // A check run reads only: it takes no lock and goes through.
+    // A check run reads only: it takes no lock and goes through (with its change pending).
     let (code, _) = run_json_at(&inv, &[&args[..], &["--check"]].concat());
-    assert_eq!(code, 0);
+    assert_eq!(code, i32::from(xtask::runner::EXIT_CHANGES_PENDING));
     // The other run is over: its lock goes, ours is taken and released.
     lab.sh("lockhost", "rm -rf /run/nodeprep.lock").unwrap();
     let (code, events) = run_json_at(&inv, &args);

@@ -186,7 +186,8 @@ fn haproxy_balances_the_api_and_ingress() {
             "{cfg}"
         );
     }
-    // No firewall in these containers: the step says so and opens nothing.
+    // No firewall in these containers (neither lab image installs one, on either base): the
+    // step says so and opens nothing.
     let fw = events
         .iter()
         .find(|e| e["event"] == "step" && e["step"] == "firewall ports")

@@ -8,6 +8,7 @@ mod faults;
 mod fleet;
 mod haproxy;
 mod lab_smoke;
+mod os;
 mod security;
 mod verify;
 mod vm;

@@ -9,7 +9,9 @@ use std::path::Path;
 
 use nodeprep_tests::{Lab, Testbed, lab, runner};
 use serde_json::Value;
+use tasks::OsFamily;
 
+use crate::os;
 use crate::worker::run_json_at;
 
 const W1: &str = "prdk8swok501";
@@ -208,11 +210,20 @@ fn verify_fails_what_is_wrong_and_passes_once_fixed() {
         for host in [W1, W2] {
             let lab = &lab;
             s.spawn(move || {
-                lab.sh(
-                    host,
-                    "apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends conntrack socat ebtables ethtool iptables >/dev/null",
-                )
-                .unwrap()
+                // kubeadm's binaries by the OS's package names: conntrack comes in Photon's
+                // conntrack-tools (there is no package named conntrack there).
+                let os = os::family(lab, host);
+                let packages: &[&str] = match os {
+                    OsFamily::Debian => &["conntrack", "socat", "ebtables", "ethtool", "iptables"],
+                    OsFamily::Photon | OsFamily::Rhel => &[
+                        "conntrack-tools",
+                        "socat",
+                        "ebtables",
+                        "ethtool",
+                        "iptables",
+                    ],
+                };
+                lab.sh(host, &os::install_command(os, packages)).unwrap()
             });
         }
     });

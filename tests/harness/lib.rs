@@ -31,8 +31,9 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_dir().join("target"))
 }
 
-/// The image lab containers run: `NODEPREP_TEST_IMAGE` as is when set, else the recipe image,
-/// built once (an fs lock keeps parallel test processes from building it twice).
+/// The image lab containers run: `NODEPREP_TEST_IMAGE` as is when set, else the recipe image of
+/// the base `NODEPREP_BASE` names (Debian by default), built once (an fs lock keeps parallel
+/// test processes from building it twice).
 pub fn image() -> String {
     static IMAGE: OnceLock<String> = OnceLock::new();
     IMAGE

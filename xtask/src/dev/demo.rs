@@ -24,8 +24,9 @@ pub fn demo(args: &DemoArgs) -> Result<u8> {
         .collect();
     let sh = Shell::new()?;
     super::prereq::ensure(&sh)?;
-    eprintln!("demo: building (or reusing) the lab image");
-    let image = super::image::ensure(&sh)?;
+    let base = super::image::Base::or_env(args.base)?;
+    eprintln!("demo: building (or reusing) the {base} lab image");
+    let image = super::image::ensure_base(&sh, base)?;
     eprintln!(
         "demo: starting {} lab containers: {}",
         hosts.len(),
@@ -44,10 +45,10 @@ pub fn demo(args: &DemoArgs) -> Result<u8> {
     let mut code = 0;
     let rounds = if args.twice { 2 } else { 1 };
     for round in 1..=rounds {
-        if round == 2 {
+        if round == 2 && !args.json {
             println!("\n== second run: nothing should change ==");
         }
-        let printer = Printer::new(false, false);
+        let printer = Printer::new(args.json, false);
         let registry = playbooks::Registry::default();
         let opts = RunOptions::default();
         // Every role at once: one fan-out per role's playbook, each over its hosts in parallel.
@@ -81,10 +82,10 @@ pub fn demo(args: &DemoArgs) -> Result<u8> {
         });
         reports.sort_by(|a, b| a.host.cmp(&b.host));
         printer.recap(&reports, false);
-        code = code.max(exit_code(&reports));
+        code = code.max(exit_code(&reports, false));
     }
     if args.keep {
-        println!(
+        eprintln!(
             "\nThe containers keep running; inventory: {}",
             path.display()
         );

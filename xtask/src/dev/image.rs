@@ -1,14 +1,92 @@
-//! The container test image: a Debian bookworm rootfs with systemd and sshd, built with
-//! `mmdebstrap` and `docker import`, tagged by a hash of its recipe so it is rebuilt only when
-//! the recipe changes.
+//! The container test image, on one of two bases ([`Base`]): a Debian bookworm rootfs built with
+//! `mmdebstrap` and `docker import`, or Photon OS 5.0 built by `docker build` from the public
+//! `photon:5.0` image. Both carry systemd as PID 1 and sshd taking root by key only, and boot with
+//! the lab's flags (`super::lab`). The tag is `nodeprep-test:<base>-<hash>`, the hash covering
+//! the base and its whole recipe, so an image is rebuilt only when its recipe changes.
 
+use std::fmt;
+use std::str::FromStr;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use xshell::{Shell, cmd};
 
+pub mod photon;
+
 /// Bumped whenever the build steps change in a way the recipe text below does not show.
-const FORMAT_VERSION: &str = "1";
+const FORMAT_VERSION: &str = "2";
+
+/// Chooses the base when no `--base` is given: `debian` (the default) or `photon`.
+pub const BASE_ENV: &str = "NODEPREP_BASE";
+
+/// The OS the lab and test containers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Base {
+    /// Debian 12 (bookworm), built here with mmdebstrap: needs only Debian's package mirror.
+    Debian,
+    /// Photon OS 5.0, built from the `photon:5.0` image: needs a container registry serving it
+    /// and Photon's package repositories.
+    Photon,
+}
+
+impl Base {
+    pub const ALL: [Base; 2] = [Base::Debian, Base::Photon];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Base::Debian => "debian",
+            Base::Photon => "photon",
+        }
+    }
+
+    /// `NODEPREP_BASE`, or Debian when it is unset or empty.
+    pub fn from_env() -> Result<Base> {
+        match std::env::var(BASE_ENV) {
+            Ok(v) if !v.trim().is_empty() => v.parse().with_context(|| format!("{BASE_ENV}={v}")),
+            _ => Ok(Base::Debian),
+        }
+    }
+
+    /// The given base, else [`Base::from_env`].
+    pub fn or_env(given: Option<Base>) -> Result<Base> {
+        given.map(Ok).unwrap_or_else(Base::from_env)
+    }
+}
+
+impl fmt::Display for Base {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Base {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Base> {
+        match s.trim() {
+            "debian" => Ok(Base::Debian),
+            "photon" => Ok(Base::Photon),
+            other => bail!("unknown base {other:?}: use debian or photon"),
+        }
+    }
+}
+
+/// What an image is built from, and that the build cannot start: the one line a user gets
+/// (what was tried, why it failed, what to do), with the exit code `super::EXIT_PREREQUISITE`.
+#[derive(Debug)]
+pub struct Unavailable {
+    pub tried: String,
+    pub why: String,
+    pub fix: String,
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} failed: {}; {}", self.tried, self.why, self.fix)
+    }
+}
+
+impl std::error::Error for Unavailable {}
 
 /// Debian suite the image is built from.
 const SUITE: &str = "bookworm";
@@ -40,6 +118,14 @@ const DPKG_OPTS: &[&str] = &[
 /// `docker import --change` instructions (docker 20.10 takes no STOPSIGNAL here: the lab passes
 /// `--stop-signal` to `docker run`).
 const CHANGES: &[&str] = &["ENV container=docker", r#"CMD ["/sbin/init"]"#];
+
+/// sshd's settings in both images (`/etc/ssh/sshd_config.d/10-nodeprep-test.conf`): root by
+/// key only.
+pub(crate) const SSHD_LAB_CONF: &str = "PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UseDNS no
+";
 
 /// Run by mmdebstrap as a customize hook, with the rootfs directory as `$1`.
 const CUSTOMIZE: &str = r#"set -eu
@@ -80,31 +166,50 @@ ln -s /etc/machine-id "$root/var/lib/dbus/machine-id"
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin
 "#;
 
-/// `nodeprep-test:<first 12 hex digits of the recipe's hash>`.
-pub fn recipe_tag() -> String {
-    let recipe = format!(
-        "format {FORMAT_VERSION}\nsuite {SUITE}\npackages {}\ndpkg {}\nchanges {}\ncustomize\n{CUSTOMIZE}",
+/// The Debian recipe as text: what the tag's hash covers.
+fn debian_recipe() -> String {
+    format!(
+        "suite {SUITE}\npackages {}\ndpkg {}\nchanges {}\ncustomize\n{CUSTOMIZE}",
         PACKAGES.join(","),
         DPKG_OPTS.join(","),
         CHANGES.join("\n"),
-    );
-    let hash = format!("{:016x}", fnv1a64(recipe.as_bytes()));
-    format!("nodeprep-test:{}", &hash[..12])
+    )
 }
 
-/// The tag of an image built from the current recipe: reused when docker already has it,
-/// otherwise built now (a few minutes; progress goes to stderr).
+/// `nodeprep-test:<base>-<first 12 hex digits of the hash of the base and its recipe>`.
+pub fn recipe_tag(base: Base) -> String {
+    let recipe = match base {
+        Base::Debian => debian_recipe(),
+        Base::Photon => photon::recipe(),
+    };
+    let text = format!("format {FORMAT_VERSION}\nbase {base}\n{recipe}");
+    let hash = format!("{:016x}", fnv1a64(text.as_bytes()));
+    format!("nodeprep-test:{base}-{}", &hash[..12])
+}
+
+/// The tag of an image built from the current recipe of the base `NODEPREP_BASE` names
+/// (Debian by default): see [`ensure_base`].
 pub fn ensure(sh: &Shell) -> Result<String> {
-    let tag = recipe_tag();
+    ensure_base(sh, Base::from_env()?)
+}
+
+/// The tag of an image of `base` built from its current recipe: reused when docker already has
+/// it, otherwise built now (a few minutes; progress goes to stderr). When the base cannot be
+/// had (Photon's image not pullable) the error is an [`Unavailable`].
+pub fn ensure_base(sh: &Shell, base: Base) -> Result<String> {
+    let tag = recipe_tag(base);
     if exists(sh, &tag) {
         eprintln!("test image {tag}: up to date");
         return Ok(tag);
     }
-    build(sh, &tag).with_context(|| format!("building test image {tag}"))?;
+    match base {
+        Base::Debian => build(sh, &tag).with_context(|| format!("building test image {tag}"))?,
+        Base::Photon => photon::build(sh, &tag)?,
+    }
     Ok(tag)
 }
 
-fn exists(sh: &Shell, tag: &str) -> bool {
+pub(crate) fn exists(sh: &Shell, tag: &str) -> bool {
     cmd!(sh, "docker image inspect {tag}")
         .quiet()
         .ignore_stdout()
@@ -169,10 +274,24 @@ mod tests {
 
     #[test]
     fn tag_shape() {
-        let tag = recipe_tag();
-        let hex = tag.strip_prefix("nodeprep-test:").unwrap();
-        assert_eq!(hex.len(), 12);
-        assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_eq!(tag, recipe_tag());
+        for base in Base::ALL {
+            let tag = recipe_tag(base);
+            let hex = tag
+                .strip_prefix(&format!("nodeprep-test:{base}-"))
+                .unwrap_or_else(|| panic!("{tag}"));
+            assert_eq!(hex.len(), 12);
+            assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()));
+            assert_eq!(tag, recipe_tag(base));
+        }
+        assert_ne!(recipe_tag(Base::Debian), recipe_tag(Base::Photon));
+    }
+
+    #[test]
+    fn bases_parse_by_name() {
+        for base in Base::ALL {
+            assert_eq!(base.name().parse::<Base>().unwrap(), base);
+        }
+        let e = "ubuntu".parse::<Base>().unwrap_err().to_string();
+        assert!(e.contains("debian or photon"), "{e}");
     }
 }

@@ -14,11 +14,18 @@ pub mod vm;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
+use image::Base;
+
+/// A prerequisite of a dev command cannot be had on this machine (the Photon base image cannot
+/// be pulled): one line says what was tried, why it failed and what to do. Distinct from the
+/// runner's codes (0 ok, 1 bad input, 2 failed, 3 unreachable, 5 changes pending).
+pub const EXIT_PREREQUISITE: u8 = 4;
+
 /// The dev commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Build (or reuse) the systemd + sshd test image and print its tag.
-    TestImage,
+    TestImage(ImageArgs),
     /// Build the test image and run every test with cargo-nextest.
     Test(TestArgs),
     /// Start lab containers named after the example inventory's hosts and prepare them all.
@@ -28,7 +35,17 @@ pub enum Command {
 }
 
 #[derive(Args, Clone, Debug)]
+pub struct ImageArgs {
+    /// The OS of the lab containers [env: NODEPREP_BASE; default: debian]
+    #[arg(long, value_enum)]
+    pub base: Option<Base>,
+}
+
+#[derive(Args, Clone, Debug)]
 pub struct TestArgs {
+    /// The OS of the lab containers the tests start [env: NODEPREP_BASE; default: debian]
+    #[arg(long, value_enum)]
+    pub base: Option<Base>,
     /// Extra arguments for cargo nextest (e.g. a filter).
     #[arg(last = true)]
     pub nextest_args: Vec<String>,
@@ -36,6 +53,12 @@ pub struct TestArgs {
 
 #[derive(Args, Clone, Debug)]
 pub struct DemoArgs {
+    /// The OS of the lab containers [env: NODEPREP_BASE; default: debian]
+    #[arg(long, value_enum)]
+    pub base: Option<Base>,
+    /// Write JSON-lines events on stdout instead of text (as `run --json`).
+    #[arg(long)]
+    pub json: bool,
     /// Leave the containers running afterwards (they are removed by default).
     #[arg(long)]
     pub keep: bool,
@@ -58,10 +81,39 @@ pub struct BenchArgs {
 }
 
 pub fn dispatch(command: Command) -> Result<u8> {
-    match command {
-        Command::TestImage => test::image(),
+    let result = match command {
+        Command::TestImage(args) => test::image(&args),
         Command::Test(args) => test::test(&args),
         Command::Demo(args) => demo::demo(&args),
         Command::Bench(args) => bench::bench(&args),
+    };
+    result.or_else(|e| match e.downcast_ref::<image::Unavailable>() {
+        Some(missing) => {
+            eprintln!("error: {missing}");
+            Ok(EXIT_PREREQUISITE)
+        }
+        None => Err(e),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::runner::{
+        EXIT_BAD_INPUT, EXIT_CHANGES_PENDING, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE,
+    };
+
+    #[test]
+    fn exit_codes_are_distinct() {
+        let mut codes = vec![
+            EXIT_OK,
+            EXIT_BAD_INPUT,
+            EXIT_FAILED,
+            EXIT_UNREACHABLE,
+            super::EXIT_PREREQUISITE,
+            EXIT_CHANGES_PENDING,
+        ];
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes, [0, 1, 2, 3, 4, 5]);
     }
 }

@@ -3,19 +3,23 @@
 use anyhow::{Context, Result};
 use xshell::{Shell, cmd};
 
+use super::image::{BASE_ENV, Base};
 use crate::runner::{EXIT_FAILED, EXIT_OK};
 
-pub fn image() -> Result<u8> {
+pub fn image(args: &super::ImageArgs) -> Result<u8> {
+    let base = Base::or_env(args.base)?;
     let sh = Shell::new()?;
     super::prereq::ensure(&sh)?;
-    let tag = super::image::ensure(&sh)?;
+    let tag = super::image::ensure_base(&sh, base)?;
     println!("{tag}");
     Ok(EXIT_OK)
 }
 
-/// Builds the image, then runs every test of the workspace with nextest (profile `ci`), the
-/// integration tests using this very binary as the runner.
+/// Builds the image of the chosen base, then runs every test of the workspace with nextest
+/// (profile `ci`), the integration tests using this very binary as the runner and that image
+/// for their lab containers.
 pub fn test(args: &super::TestArgs) -> Result<u8> {
+    let base = Base::or_env(args.base)?;
     let sh = Shell::new()?;
     sh.change_dir(project_root());
     super::prereq::ensure(&sh)?;
@@ -24,7 +28,7 @@ pub fn test(args: &super::TestArgs) -> Result<u8> {
         .filter(|s| !s.is_empty())
     {
         Some(given) => given,
-        None => super::image::ensure(&sh).context("building the test image")?,
+        None => super::image::ensure_base(&sh, base)?,
     };
     let bin = std::env::current_exe().context("locating the runner binary")?;
     let extra = &args.nextest_args;
@@ -33,6 +37,7 @@ pub fn test(args: &super::TestArgs) -> Result<u8> {
         "cargo nextest run --workspace --profile ci --no-tests=fail {extra...}"
     )
     .env("NODEPREP_TEST_IMAGE", &tag)
+    .env(BASE_ENV, base.name())
     .env("NODEPREP_BIN", &bin)
     .quiet()
     .run();

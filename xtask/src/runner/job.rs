@@ -189,7 +189,7 @@ pub fn run(job: &Job) -> Result<u8> {
         }
     };
     printer.recap(&reports, check);
-    Ok(exit_code(&reports))
+    Ok(exit_code(&reports, check))
 }
 
 /// The passwords the job asks for, read once (after the inventory was found valid, before any

@@ -22,6 +22,7 @@ pub use fanout::RunOptions;
 pub use job::{Job, Reported, Targets, run};
 pub use print::Printer;
 pub use report::{
-    EXIT_BAD_INPUT, EXIT_FAILED, EXIT_IDENTITY, EXIT_OK, EXIT_UNREACHABLE, HostReport, exit_code,
+    EXIT_BAD_INPUT, EXIT_CHANGES_PENDING, EXIT_FAILED, EXIT_IDENTITY, EXIT_OK, EXIT_UNREACHABLE,
+    HostReport, exit_code,
 };
 pub use select::Selector;

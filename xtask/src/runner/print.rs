@@ -212,6 +212,15 @@ impl Printer {
                 if n == 1 { "" } else { "s" }
             ));
         }
+        // Drift, as `run --check` reports it in its exit code.
+        let drifted = reports.iter().filter(|r| r.changed()).count();
+        if check && drifted > 0 {
+            text.push_str(&format!(
+                "\nchanges pending on {drifted} of {} host{}",
+                reports.len(),
+                if reports.len() == 1 { "" } else { "s" }
+            ));
+        }
         self.line(&text);
     }
 }

@@ -16,6 +16,10 @@ pub const EXIT_UNREACHABLE: u8 = 3;
 /// recorded machine-id all differ); nothing was changed on it. Wins over every other failure:
 /// the inventory points somewhere it should not.
 pub const EXIT_IDENTITY: u8 = 6;
+/// A check run (`run --check`) found changes pending on at least one host, and nothing failed
+/// and every host was reached: drift, as `terraform plan -detailed-exitcode` reports it.
+/// (4 is the dev tools' "a prerequisite cannot be had", see `crate::dev::EXIT_PREREQUISITE`.)
+pub const EXIT_CHANGES_PENDING: u8 = 5;
 
 /// What happened on one host.
 #[derive(Debug, Clone)]
@@ -67,6 +71,13 @@ impl HostReport {
                 .any(|r| matches!(r.outcome, Outcome::Failed(_)))
     }
 
+    /// Some step changed the host, or in check mode would have.
+    pub fn changed(&self) -> bool {
+        self.records
+            .iter()
+            .any(|r| matches!(r.outcome, Outcome::Changed))
+    }
+
     pub fn count(&self, label: &str) -> usize {
         self.records
             .iter()
@@ -82,14 +93,17 @@ impl HostReport {
 }
 
 /// The exit code of a run over these hosts: a refused identity wins over unreachable, which
-/// wins over failed.
-pub fn exit_code(reports: &[HostReport]) -> u8 {
+/// wins over failed, which wins over changes pending (reported only for a check run: an
+/// applying run that changed hosts did its job).
+pub fn exit_code(reports: &[HostReport], check: bool) -> u8 {
     if reports.iter().any(HostReport::refused) {
         EXIT_IDENTITY
     } else if reports.iter().any(HostReport::unreachable) {
         EXIT_UNREACHABLE
     } else if reports.iter().any(HostReport::failed) {
         EXIT_FAILED
+    } else if check && reports.iter().any(HostReport::changed) {
+        EXIT_CHANGES_PENDING
     } else {
         EXIT_OK
     }
@@ -105,19 +119,68 @@ mod tests {
         r
     }
 
+    fn host(outcomes: &[Outcome], error: Option<ErrorKind>) -> HostReport {
+        let mut r = HostReport::early("h", ErrorKind::Unreachable, String::new(), Duration::ZERO);
+        r.error = error.map(|k| (k, "boom".to_string()));
+        r.records = outcomes
+            .iter()
+            .enumerate()
+            .map(|(i, o)| Record {
+                name: format!("step {i}"),
+                outcome: o.clone(),
+                duration: Duration::ZERO,
+                diffs: Vec::new(),
+                actions: Vec::new(),
+            })
+            .collect();
+        r
+    }
+
     #[test]
     fn a_refused_identity_wins() {
         let ok = report(None);
         let failed = report(Some(ErrorKind::Command));
         let unreachable = report(Some(ErrorKind::Unreachable));
         let refused = report(Some(ErrorKind::Identity));
-        assert_eq!(exit_code(std::slice::from_ref(&ok)), EXIT_OK);
-        assert_eq!(exit_code(&[ok.clone(), failed.clone()]), EXIT_FAILED);
+        assert_eq!(exit_code(std::slice::from_ref(&ok), false), EXIT_OK);
+        assert_eq!(exit_code(&[ok.clone(), failed.clone()], false), EXIT_FAILED);
         assert_eq!(
-            exit_code(&[failed.clone(), unreachable.clone()]),
+            exit_code(&[failed.clone(), unreachable.clone()], false),
             EXIT_UNREACHABLE
         );
-        assert_eq!(exit_code(&[failed, unreachable, refused.clone(), ok]), 6);
+        assert_eq!(
+            exit_code(&[failed, unreachable, refused.clone(), ok], true),
+            EXIT_IDENTITY
+        );
         assert_eq!(refused.failures(), 1);
+    }
+
+    #[test]
+    fn drift_is_its_own_code_in_check_runs_only() {
+        let clean = host(&[Outcome::Ok, Outcome::Skipped("n/a".into())], None);
+        let drift = host(&[Outcome::Ok, Outcome::Changed], None);
+        let failed = host(&[Outcome::Failed("no".into())], None);
+        let broken = host(&[Outcome::Ok], Some(ErrorKind::Command));
+        let gone = host(&[], Some(ErrorKind::Unreachable));
+
+        assert_eq!(exit_code(std::slice::from_ref(&clean), true), EXIT_OK);
+        assert_eq!(
+            exit_code(&[clean.clone(), drift.clone()], true),
+            EXIT_CHANGES_PENDING
+        );
+        // An applying run that changed something succeeded.
+        assert_eq!(exit_code(&[clean.clone(), drift.clone()], false), EXIT_OK);
+        // Failures and unreachable hosts win over drift, unreachable over failures.
+        assert_eq!(
+            exit_code(&[drift.clone(), failed.clone()], true),
+            EXIT_FAILED
+        );
+        assert_eq!(exit_code(&[drift.clone(), broken], true), EXIT_FAILED);
+        assert_eq!(
+            exit_code(&[drift.clone(), gone.clone()], true),
+            EXIT_UNREACHABLE
+        );
+        assert_eq!(exit_code(&[failed, gone, drift], true), EXIT_UNREACHABLE);
+        assert_eq!(exit_code(&[], true), EXIT_OK);
     }
 }

@@ -119,5 +119,5 @@ pub fn verify(job: &Job) -> Result<u8> {
         report.records.push(record);
     }
     printer.recap(&reports, false);
-    Ok(exit_code(&reports))
+    Ok(exit_code(&reports, false))
 }
