@@ -163,10 +163,11 @@ pub fn kernel_prep<'a>(
     p.step("kernel modules loaded", live.clone(), move |cx| {
         kernel::modules_loaded(cx, modules)
     });
+    // Persisted, and winning at boot over every other sysctl file.
     let persisted = p.step(
         "sysctl persisted",
-        Reads::files(&[SYSCTL_FILE]),
-        move |cx| kernel::sysctl_file(cx, SYSCTL_FILE, sysctls),
+        [Reads::files(&[SYSCTL_FILE]), kernel::SYSCTL_READS],
+        move |cx| kernel::sysctl_persisted(cx, SYSCTL_FILE, sysctls),
     );
     p.step("sysctl applied", live, move |cx| {
         let changed = cx.changed(persisted);
