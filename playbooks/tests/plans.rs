@@ -20,12 +20,16 @@ fn plan(playbook: &str, host: &str, fixture: Fixture, inv: &Inventory) -> String
     let registry = Registry::default();
     let pb = registry.find(playbook).unwrap();
     let target = inv.target(host).unwrap();
-    // What apt-mark reports once the first run held the upstream packages (not file state).
+    // What the converged host answers beyond its files: apt-mark's holds once the first run
+    // held the upstream packages, `locale -a` once the locale was generated.
     converge(
         pb,
         target,
         fixture,
-        &[("apt-mark showhold", "kubeadm\nkubectl\nkubelet\n")],
+        &[
+            ("apt-mark showhold", "kubeadm\nkubectl\nkubelet\n"),
+            ("locale -a", "C\nC.utf8\nPOSIX\nfr_FR.utf8\n"),
+        ],
     )
 }
 
