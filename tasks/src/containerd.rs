@@ -543,7 +543,7 @@ version = 2
         assert_eq!(enabled_and_running(&mut cx, true).unwrap(), Change::Changed);
         expect![[r#"
             run apt-get update -q -o DPkg::Lock::Timeout=120
-            run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 containerd
+            run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 containerd
             write /etc/containerd/config.toml 0644 root:root
             write /etc/crictl.yaml 0644 root:root
             run systemctl restart containerd.service

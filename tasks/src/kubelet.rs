@@ -219,7 +219,7 @@ fn upstream_rpm(cx: &mut Ctx, minor: &str) -> Result<Change> {
         argv.push("--disableexcludes=kubernetes");
     }
     argv.extend(&missing);
-    cx.apply(&argv)?;
+    pkg::run(cx, &argv)?;
     cx.after_install(&missing)?;
     change = Change::Changed;
     Ok(change)
@@ -430,7 +430,7 @@ mod tests {
         assert!(extra_args(&mut cx).unwrap().changed());
         expect![[r#"
             run apt-get update -q -o DPkg::Lock::Timeout=120
-            run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 ca-certificates curl gpg
+            run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 ca-certificates curl gpg
             run sh -c 'set -eu
             d=$(dirname -- "$2")
             install -d -m 0755 -- "$d"
@@ -443,7 +443,7 @@ mod tests {
             ' nodeprep-keyring https://pkgs.k8s.io/core:/stable:/v1.30/deb/Release.key /etc/apt/keyrings/kubernetes-apt-keyring.gpg
             write /etc/apt/sources.list.d/kubernetes.list 0644 root:root
             run apt-get update -q -o DPkg::Lock::Timeout=120
-            run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 kubelet kubeadm kubectl
+            run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 kubelet kubeadm kubectl
             run apt-mark hold kubelet kubeadm kubectl
             write /etc/default/kubelet 0644 root:root
         "#]]

@@ -608,7 +608,7 @@ mod tests {
         expect![[r#"
             [
                 "run apt-get update -q -o DPkg::Lock::Timeout=120",
-                "run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 locales",
+                "run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 locales",
                 "write /etc/locale.gen 0644 root:root",
                 "run locale-gen",
                 "write /etc/default/locale 0644 root:root",

@@ -55,7 +55,7 @@ pub fn full_update(cx: &mut Ctx) -> Result<Change> {
         pkg::apt_update_once(cx)?;
     }
     for argv in update_commands(os) {
-        cx.apply(&argv)?;
+        pkg::run(cx, &argv)?;
     }
     cx.state_mut().packages = None;
     cx.state_mut()
