@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use expect_test::{Expect, expect};
-use playbooks::testing::converge;
+use playbooks::testing::converge_answering;
 use playbooks::{Inventory, Registry};
 use tasks::testing::Fixture;
 
@@ -20,12 +20,19 @@ fn plan(playbook: &str, host: &str, fixture: Fixture, inv: &Inventory) -> String
     let registry = Registry::default();
     let pb = registry.find(playbook).unwrap();
     let target = inv.target(host).unwrap();
+    // What Photon OS 5.0's repositories offer (`kubernetes.source = "distro"` checks the
+    // version asked for against it).
+    let recorded = [(
+        "tdnf list --disableexcludes kubernetes",
+        "kubernetes.x86_64    1.27.16-2.ph5    photon-updates\n",
+    )];
     // What the converged host answers beyond its files: apt-mark's holds once the first run
     // held the upstream packages, `locale -a` once the locale was generated.
-    converge(
+    converge_answering(
         pb,
         target,
         fixture,
+        &recorded,
         &[
             ("apt-mark showhold", "kubeadm\nkubectl\nkubelet\n"),
             ("locale -a", "C\nC.utf8\nPOSIX\nfr_FR.utf8\n"),
@@ -66,7 +73,8 @@ fn photon_k8s_worker() {
         run modprobe br_netfilter
         write /etc/sysctl.d/99-kubernetes-cri.conf 0644 root:root
         run sysctl --system
-        run tdnf install -y --quiet kubernetes kubernetes-kubeadm
+        run tdnf install -y --quiet --disableexcludes kubernetes kubernetes-kubeadm
+        write /etc/tdnf/tdnf.conf 0644 root:root
         run tdnf install -y --quiet containerd
         write /etc/containerd/config.toml 0644 root:root
         run systemctl enable containerd.service
@@ -111,7 +119,8 @@ fn photon_k8s_master() {
         run modprobe br_netfilter
         write /etc/sysctl.d/99-kubernetes-cri.conf 0644 root:root
         run sysctl --system
-        run tdnf install -y --quiet kubernetes kubernetes-kubeadm
+        run tdnf install -y --quiet --disableexcludes kubernetes kubernetes-kubeadm
+        write /etc/tdnf/tdnf.conf 0644 root:root
         run tdnf install -y --quiet containerd
         write /etc/containerd/config.toml 0644 root:root
         run systemctl enable containerd.service
@@ -171,9 +180,9 @@ fn photon_haproxy() {
 
 #[test]
 fn rhel_k8s_worker() {
-    let inv = inventory("").clone();
-    let mut inv = inv;
+    let mut inv = inventory("");
     inv.kubernetes.source = "upstream".into();
+    inv.kubernetes.version = "1.30".into();
     check(
         "k8s-worker",
         "prdk8swok501",
@@ -253,6 +262,7 @@ fn rhel_haproxy() {
 fn debian_k8s_worker() {
     let mut inv = inventory("");
     inv.kubernetes.source = "upstream".into();
+    inv.kubernetes.version = "1.30".into();
     check(
         "k8s-worker",
         "prdk8swok502",

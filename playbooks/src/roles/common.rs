@@ -1,5 +1,6 @@
-//! The steps every role starts with (admin access, locale, time, CA certificates, NFS client)
-//! and ends with (full update, static network).
+//! The steps every role starts with (admin access, locale, time, CA certificates, NFS client,
+//! then the full update, where the seed puts it: before the role's own packages) and ends with
+//! (static network).
 
 use tasks::network::{self, StaticNetwork};
 use tasks::state::Probe;
@@ -12,7 +13,7 @@ fn skip(why: &str) -> Result<Change> {
     Ok(Change::Skipped(why.to_string()))
 }
 
-/// Admin access, locale, time, CA certificates, NFS client.
+/// Admin access, locale, time, CA certificates, NFS client, full update.
 pub fn common<'a>(t: Target<'a>, p: &mut Plan<'a>) {
     let inv = t.inventory;
     let sys = &inv.system;
@@ -91,6 +92,7 @@ pub fn common<'a>(t: Target<'a>, p: &mut Plan<'a>) {
         Ok(c | files)
     });
     p.step("nfs client", Reads::NONE, pkg::nfs_client);
+    full_update(t, p);
 }
 
 /// The admin's ssh directory and keys, at the usual home (another home costs one more round
@@ -158,7 +160,9 @@ fn read_ca_files(t: Target) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-/// The full system update, when the inventory asks for it.
+/// The full system update, when the inventory asks for it: the last of the common steps, so
+/// the role's packages come from the updated system, and the packages nodeprep holds (kubelet,
+/// kubeadm, kubectl) are already held on a re-run.
 pub fn full_update<'a>(t: Target<'a>, p: &mut Plan<'a>) {
     p.step("system updated", update::READS, move |cx| {
         if t.inventory.system.full_update {

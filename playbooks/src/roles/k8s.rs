@@ -4,7 +4,7 @@ use tasks::firewall::{self, Ports};
 use tasks::{Change, Plan, Reads, Result, verify};
 use tasks::{containerd, disks, docker, hostname, kernel, kubelet};
 
-use super::{Role, common, full_update, network};
+use super::{Role, common, network};
 use crate::inventory::Target;
 
 /// A master or a worker.
@@ -98,7 +98,7 @@ impl Role for K8sNode {
         let source = match k.source.as_str() {
             "upstream" => kubelet::Source::Upstream { minor: &k.version },
             "present" => kubelet::Source::Present,
-            _ => kubelet::Source::Distro,
+            _ => kubelet::Source::Distro { minor: &k.version },
         };
         p.step("kubernetes packages", kubelet::READS, move |cx| {
             kubelet::packages(cx, source)
@@ -135,7 +135,6 @@ impl Role for K8sNode {
         p.step("firewall ports", firewall::READS, move |cx| {
             firewall::ports_open(cx, &ports)
         });
-        full_update(t, p);
         network(t, p);
         Ok(())
     }
