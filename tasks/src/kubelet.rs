@@ -296,7 +296,7 @@ fn photon_distro(cx: &mut Ctx, minor: &str) -> Result<Change> {
         // for, else pinned to the newest of that minor.
         let newest_is_it = offered
             .iter()
-            .max_by(|a, b| version_cmp(a, b))
+            .max_by(|a, b| pkg::version_cmp(a, b))
             .is_some_and(|v| *v == version);
         let specs: Vec<String> = missing
             .iter()
@@ -372,56 +372,8 @@ pub fn newest_of_minor(versions: &[String], minor: &str) -> Option<String> {
     versions
         .iter()
         .filter(|v| minor_of(v).as_deref() == Some(minor))
-        .max_by(|a, b| version_cmp(a, b))
+        .max_by(|a, b| pkg::version_cmp(a, b))
         .cloned()
-}
-
-/// rpm's ordering of version-release strings, enough for these: runs of digits compared as
-/// numbers, runs of letters as text, a number after a letter run, separators ignored.
-pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    use std::cmp::Ordering;
-    fn segments(s: &str) -> Vec<(bool, &str)> {
-        let mut out = Vec::new();
-        let mut rest = s;
-        while !rest.is_empty() {
-            let start = rest
-                .find(|c: char| c.is_ascii_alphanumeric())
-                .unwrap_or(rest.len());
-            rest = &rest[start..];
-            if rest.is_empty() {
-                break;
-            }
-            let digit = rest.starts_with(|c: char| c.is_ascii_digit());
-            let end = rest
-                .find(|c: char| {
-                    !(if digit {
-                        c.is_ascii_digit()
-                    } else {
-                        c.is_ascii_alphabetic()
-                    })
-                })
-                .unwrap_or(rest.len());
-            out.push((digit, &rest[..end]));
-            rest = &rest[end..];
-        }
-        out
-    }
-    let (sa, sb) = (segments(a), segments(b));
-    for ((da, xa), (db, xb)) in sa.iter().zip(&sb) {
-        let o = match (da, db) {
-            (true, true) => {
-                let (ta, tb) = (xa.trim_start_matches('0'), xb.trim_start_matches('0'));
-                ta.len().cmp(&tb.len()).then_with(|| ta.cmp(tb))
-            }
-            (true, false) => Ordering::Greater,
-            (false, true) => Ordering::Less,
-            (false, false) => xa.cmp(xb),
-        };
-        if o != Ordering::Equal {
-            return o;
-        }
-    }
-    sa.len().cmp(&sb.len())
 }
 
 /// The packages are held on Photon: listed in `excludepkgs` of `[main]` in /etc/tdnf/tdnf.conf
@@ -815,9 +767,9 @@ mod tests {
         assert_eq!(minor_of("1:1.30.4-1.1").as_deref(), Some("1.30"));
         assert_eq!(minor_of("x"), None);
         use std::cmp::Ordering::*;
-        assert_eq!(version_cmp("1.27.16-2.ph5", "1.27.9-1.ph5"), Greater);
-        assert_eq!(version_cmp("1.27.16-2.ph5", "1.27.16-10.ph5"), Less);
-        assert_eq!(version_cmp("1.27.16-2.ph5", "1.27.16-2.ph5"), Equal);
+        assert_eq!(pkg::version_cmp("1.27.16-2.ph5", "1.27.9-1.ph5"), Greater);
+        assert_eq!(pkg::version_cmp("1.27.16-2.ph5", "1.27.16-10.ph5"), Less);
+        assert_eq!(pkg::version_cmp("1.27.16-2.ph5", "1.27.16-2.ph5"), Equal);
         assert_eq!(
             parse_tdnf_list(
                 "Loaded plugin: tdnfrepogpgcheck\nkubernetes.x86_64 1.27.16-2.ph5 @System\nkubernetes.x86_64 1.27.16-2.ph5 photon-updates\nkubernetes-kubeadm.x86_64 1.27.16-2.ph5 photon-updates\n",

@@ -163,6 +163,54 @@ pub fn failure_cause(text: &str) -> Vec<String> {
     out
 }
 
+/// rpm's ordering of version-release strings, enough for these: runs of digits compared as
+/// numbers, runs of letters as text, a number after a letter run, separators ignored.
+pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    fn segments(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut rest = s;
+        while !rest.is_empty() {
+            let start = rest
+                .find(|c: char| c.is_ascii_alphanumeric())
+                .unwrap_or(rest.len());
+            rest = &rest[start..];
+            if rest.is_empty() {
+                break;
+            }
+            let digit = rest.starts_with(|c: char| c.is_ascii_digit());
+            let end = rest
+                .find(|c: char| {
+                    !(if digit {
+                        c.is_ascii_digit()
+                    } else {
+                        c.is_ascii_alphabetic()
+                    })
+                })
+                .unwrap_or(rest.len());
+            out.push((digit, &rest[..end]));
+            rest = &rest[end..];
+        }
+        out
+    }
+    let (sa, sb) = (segments(a), segments(b));
+    for ((da, xa), (db, xb)) in sa.iter().zip(&sb) {
+        let o = match (da, db) {
+            (true, true) => {
+                let (ta, tb) = (xa.trim_start_matches('0'), xb.trim_start_matches('0'));
+                ta.len().cmp(&tb.len()).then_with(|| ta.cmp(tb))
+            }
+            (true, false) => Ordering::Greater,
+            (false, true) => Ordering::Less,
+            (false, false) => xa.cmp(xb),
+        };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    sa.len().cmp(&sb.len())
+}
+
 /// `apt-get update` at most once per run, before the first install.
 pub fn apt_update_once(cx: &mut Ctx) -> Result<()> {
     if cx.apt_updated(false) {
