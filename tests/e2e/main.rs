@@ -8,6 +8,7 @@ mod fleet;
 mod haproxy;
 mod lab_smoke;
 mod security;
+mod takeover;
 mod verify;
 mod vm;
 mod worker;
