@@ -3,7 +3,8 @@
 //! /etc/containerd/config.toml as a conffile, so dpkg would stop at its prompt). The real
 //! runner, over ssh, on a fresh lab container: the install goes through, each file is edited
 //! (a key nodeprep does not manage survives, and the old file is backed up), and a second run
-//! changes nothing.
+//! changes nothing. Also Debian's /etc/sysctl.conf edited by hand: it gives way to nodeprep's
+//! sysctl file.
 
 use nodeprep_tests::lab;
 use serde_json::Value;
@@ -161,4 +162,84 @@ fn hand_written_files_taken_over() {
         "second run changed something: {events:#?}"
     );
     assert_eq!(recap["failed"], 0);
+}
+
+/// The detail of step or check `name` in a run's events (its error, or the reason of a skip).
+fn detail<'a>(events: &'a [Value], name: &str) -> &'a str {
+    events
+        .iter()
+        .find(|e| e["event"] == "step" && e["step"] == name)
+        .and_then(|e| e["error"].as_str().or(e["reason"].as_str()))
+        .unwrap_or("")
+}
+
+/// Debian's /etc/sysctl.conf edited by hand to `net.ipv4.ip_forward=0`: read at boot through
+/// the /etc/sysctl.d/99-sysctl.conf link, which sorts after 99-kubernetes-cri.conf, so it would
+/// win. `verify` names it; the sysctl step comments the line out in /etc/sysctl.conf (backed
+/// up, the link left a link); then `verify` no longer finds it winning, and a second run
+/// changes nothing.
+#[test]
+fn sysctl_conf_written_by_hand_gives_way() {
+    let lab = lab(&[(HOST, "k8s-worker")]);
+    lab.sh(HOST, "echo 'net.ipv4.ip_forward=0' >> /etc/sysctl.conf")
+        .unwrap();
+    let inv = lab.write_inventory(SETTINGS).unwrap();
+    let check = "sysctl net.ipv4.ip_forward";
+    let verify = || {
+        crate::worker::run_json_at(
+            &inv,
+            &["verify", "k8s-worker", "--host", HOST, "--only", check],
+        )
+    };
+    let (_, events) = verify();
+    assert!(
+        detail(&events, check).contains("/etc/sysctl.conf sets 0"),
+        "{events:#?}"
+    );
+
+    let persisted = || {
+        crate::worker::run_json_at(
+            &inv,
+            &[
+                "run",
+                "k8s-worker",
+                "--host",
+                HOST,
+                "--only",
+                "sysctl persisted",
+            ],
+        )
+    };
+    let (code, events) = persisted();
+    assert_eq!(code, 0, "{events:#?}");
+    assert_eq!(outcome(&events, "sysctl persisted"), "changed");
+    let conf = lab.read_file(HOST, "/etc/sysctl.conf").unwrap();
+    assert!(
+        conf.ends_with(
+            "# nodeprep: the next line overrode `net.ipv4.ip_forward = 1` of \
+             /etc/sysctl.d/99-kubernetes-cri.conf, which Kubernetes needs\n#net.ipv4.ip_forward=0\n"
+        ),
+        "{conf}"
+    );
+    assert_eq!(
+        lab.sh(HOST, "readlink /etc/sysctl.d/99-sysctl.conf")
+            .unwrap(),
+        "../sysctl.conf\n"
+    );
+    assert!(
+        lab.sh(HOST, "ls /var/backups/nodeprep/etc/")
+            .unwrap()
+            .contains("sysctl.conf."),
+        "no backup of /etc/sysctl.conf"
+    );
+
+    // The live value is the machine's (a container): whatever it is, the file that wins at
+    // boot is nodeprep's now.
+    let (_, events) = verify();
+    let after = detail(&events, check);
+    assert!(!after.contains("/etc/sysctl.conf"), "{after}");
+
+    let (code, events) = persisted();
+    assert_eq!(code, 0, "{events:#?}");
+    assert_eq!(outcome(&events, "sysctl persisted"), "ok", "{events:#?}");
 }
