@@ -733,6 +733,26 @@ mod tests {
         );
     }
 
+    /// The upstream repository on Photon: no repository exclude (tdnf has none to lift per
+    /// repository), the packages held in tdnf.conf instead, the install lifting it.
+    #[test]
+    fn photon_upstream() {
+        let (mut cx, _rec) = Fixture::photon().absent(YUM_REPO).ctx(Mode::Check);
+        assert!(
+            packages(&mut cx, Source::Upstream { minor: "1.30" })
+                .unwrap()
+                .changed()
+        );
+        expect![[r#"
+            write /etc/yum.repos.d/kubernetes.repo 0644 root:root
+            run tdnf install -y --quiet --disableexcludes kubelet kubeadm kubectl
+            write /etc/tdnf/tdnf.conf 0644 root:root
+        "#]]
+        .assert_eq(&plan(&cx));
+        assert!(!text(&cx, YUM_REPO).contains("exclude="));
+        assert!(text(&cx, TDNF_CONF).ends_with("\nexcludepkgs=kubelet kubeadm kubectl\n"));
+    }
+
     #[test]
     fn tdnf_holds() {
         let conf = "[main]\ngpgcheck=1\nexcludepkgs=foo kubernetes\n\n[other]\nx=1\n";
