@@ -26,12 +26,38 @@ pub fn converge(
     fixture: Fixture,
     replies: &[(&str, &str)],
 ) -> String {
+    converge_answering(pb, target, fixture, &[], replies)
+}
+
+/// As [`converge`], with read-only commands answered on the recorded host too (`on_recorded`:
+/// what a repository offers, say) and on the converged one (`on_converged`).
+pub fn converge_answering(
+    pb: &dyn Playbook,
+    target: Target,
+    fixture: Fixture,
+    on_recorded: &[(&str, &str)],
+    on_converged: &[(&str, &str)],
+) -> String {
     let who = format!("{} on {}", pb.name(), target.name);
     let all = Selection::default();
     let recorded = fixture.clone();
 
+    let answer = |rec: &tasks::host::Recorder, replies: &[(&str, &str)]| {
+        for (prefix, stdout) in replies {
+            rec.reply(
+                prefix,
+                tasks::Output {
+                    status: Some(0),
+                    stdout: stdout.as_bytes().to_vec(),
+                    stderr: vec![],
+                },
+            );
+        }
+    };
+
     // 1. The plan, on the whole recorded host.
-    let (mut cx, _rec) = fixture.complete().ctx(Mode::Check);
+    let (mut cx, rec) = fixture.complete().ctx(Mode::Check);
+    answer(&rec, on_recorded);
     let mut p = Plan::new();
     pb.plan(target, &mut p)
         .unwrap_or_else(|e| panic!("{who}: {e}"));
@@ -56,16 +82,7 @@ pub fn converge(
 
     // 2. The converged host: the state the plan leads to.
     let rec = std::sync::Arc::new(tasks::host::Recorder::new(target.name));
-    for (prefix, stdout) in replies {
-        rec.reply(
-            prefix,
-            tasks::Output {
-                status: Some(0),
-                stdout: stdout.as_bytes().to_vec(),
-                stderr: vec![],
-            },
-        );
-    }
+    answer(&rec, on_converged);
     let mut again = Ctx::with_state(
         Box::new(rec.clone()),
         cx.facts().clone(),
@@ -95,10 +112,18 @@ pub fn converge(
 
     // 3. Known only through what the steps declared: nothing more is read.
     let mut known = recorded;
+    for dir in &probe.dirs {
+        let listing = known.state.listing_from_files(dir);
+        known.state.dirs.insert(dir.clone(), listing);
+    }
+    let in_listed_dir = |path: &str| {
+        path.rsplit_once('/')
+            .is_some_and(|(dir, _)| probe.dirs.contains(dir))
+    };
     known
         .state
         .files
-        .retain(|path, _| probe.files.contains(path));
+        .retain(|path, _| probe.files.contains(path) || in_listed_dir(path));
     for path in &probe.files {
         known.state.files.entry(path.clone()).or_insert(None);
     }
@@ -109,7 +134,8 @@ pub fn converge(
     for unit in &probe.units {
         known.state.units.entry(unit.clone()).or_default();
     }
-    let (mut cx, _rec) = known.ctx(Mode::Check);
+    let (mut cx, rec) = known.ctx(Mode::Check);
+    answer(&rec, on_recorded);
     let mut p = Plan::new();
     pb.plan(target, &mut p).expect("planned once already");
     let _ = p.run(&mut cx, &all);

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use expect_test::{Expect, expect};
-use playbooks::testing::converge;
+use playbooks::testing::converge_answering;
 use playbooks::{Inventory, Registry};
 use tasks::testing::Fixture;
 
@@ -25,12 +25,23 @@ fn plan(playbook: &str, host: &str, fixture: Fixture, inv: &Inventory) -> String
     let registry = Registry::default();
     let pb = registry.find(playbook).unwrap();
     let target = inv.target(host).unwrap();
-    // What apt-mark reports once the first run held the upstream packages (not file state).
-    converge(
+    // What Photon OS 5.0's repositories offer (`kubernetes.source = "distro"` checks the
+    // version asked for against it).
+    let recorded = [(
+        "tdnf list --disableexcludes kubernetes",
+        "kubernetes.x86_64    1.27.16-2.ph5    photon-updates\n",
+    )];
+    // What the converged host answers beyond its files: apt-mark's holds once the first run
+    // held the upstream packages, `locale -a` once the locale was generated.
+    converge_answering(
         pb,
         target,
         fixture,
-        &[("apt-mark showhold", "kubeadm\nkubectl\nkubelet\n")],
+        &recorded,
+        &[
+            ("apt-mark showhold", "kubeadm\nkubectl\nkubelet\n"),
+            ("locale -a", "C\nC.utf8\nPOSIX\nfr_FR.utf8\n"),
+        ],
     )
 }
 
@@ -67,7 +78,8 @@ fn photon_k8s_worker() {
         run modprobe br_netfilter
         write /etc/sysctl.d/99-kubernetes-cri.conf 0644 root:root
         run sysctl --system
-        run tdnf install -y --quiet kubernetes kubernetes-kubeadm
+        run tdnf install -y --quiet --disableexcludes kubernetes kubernetes-kubeadm
+        write /etc/tdnf/tdnf.conf 0644 root:root
         run tdnf install -y --quiet containerd
         write /etc/containerd/config.toml 0644 root:root
         run systemctl enable containerd.service
@@ -128,7 +140,8 @@ fn photon_k8s_master() {
         run modprobe br_netfilter
         write /etc/sysctl.d/99-kubernetes-cri.conf 0644 root:root
         run sysctl --system
-        run tdnf install -y --quiet kubernetes kubernetes-kubeadm
+        run tdnf install -y --quiet --disableexcludes kubernetes kubernetes-kubeadm
+        write /etc/tdnf/tdnf.conf 0644 root:root
         run tdnf install -y --quiet containerd
         write /etc/containerd/config.toml 0644 root:root
         run systemctl enable containerd.service
@@ -206,9 +219,9 @@ fn photon_haproxy() {
 
 #[test]
 fn rhel_k8s_worker() {
-    let inv = inventory("").clone();
-    let mut inv = inv;
+    let mut inv = inventory("");
     inv.kubernetes.source = "upstream".into();
+    inv.kubernetes.version = "1.30".into();
     check(
         "k8s-worker",
         "prdk8swok501",
@@ -288,6 +301,7 @@ fn rhel_haproxy() {
 fn debian_k8s_worker() {
     let mut inv = inventory("");
     inv.kubernetes.source = "upstream".into();
+    inv.kubernetes.version = "1.30".into();
     check(
         "k8s-worker",
         "prdk8swok502",
@@ -300,24 +314,24 @@ fn debian_k8s_worker() {
         write /home/kubeadmin/.ssh/authorized_keys 0600 kubeadmin:kubeadmin
         run chage -I -1 -m 0 -M 99999 -E -1 root
         run apt-get update -q -o DPkg::Lock::Timeout=120
-        run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 locales kbd
+        run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 locales kbd
         write /etc/locale.gen 0644 root:root
         run locale-gen
         write /etc/default/locale 0644 root:root
         write /etc/vconsole.conf 0644 root:root
-        run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 systemd-timesyncd
+        run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 systemd-timesyncd
         write /etc/systemd/timesyncd.conf 0644 root:root
         run systemctl enable systemd-timesyncd.service
         run systemctl start systemd-timesyncd.service
         run systemctl restart systemd-timesyncd.service
-        run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 nfs-common
+        run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 nfs-common
         write /etc/hostname 0644 root:root
         run hostnamectl set-hostname prdk8swok502
         write /etc/modules-load.d/containerd.conf 0644 root:root
         run modprobe br_netfilter
         write /etc/sysctl.d/99-kubernetes-cri.conf 0644 root:root
         run sysctl --system
-        run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 ca-certificates curl gpg
+        run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 ca-certificates curl gpg
         run sh -c 'set -eu
         d=$(dirname -- "$2")
         install -d -m 0755 -- "$d"
@@ -330,9 +344,9 @@ fn debian_k8s_worker() {
         ' nodeprep-keyring https://pkgs.k8s.io/core:/stable:/v1.30/deb/Release.key /etc/apt/keyrings/kubernetes-apt-keyring.gpg
         write /etc/apt/sources.list.d/kubernetes.list 0644 root:root
         run apt-get update -q -o DPkg::Lock::Timeout=120
-        run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 kubelet kubeadm kubectl
+        run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 kubelet kubeadm kubectl
         run apt-mark hold kubelet kubeadm kubectl
-        run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 containerd
+        run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 containerd
         write /etc/containerd/config.toml 0644 root:root
         run systemctl enable containerd.service
         run systemctl start containerd.service
@@ -581,5 +595,73 @@ fn network_written_only_when_asked() {
     assert_eq!(
         network_actions(&plan("k8s-worker", "prdk8swok511", photon(), &inv)).len(),
         3
+    );
+}
+
+/// Taking over a Debian host prepared by hand: containerd's, docker's and kubelet's files
+/// written before their packages (the seed's containerd snippet, with no `version = 2`).
+/// containerd's install keeps the file there (no conffile prompt), and each file is edited,
+/// not replaced; a second run changes nothing.
+#[test]
+fn debian_k8s_worker_taken_over() {
+    let mut inv = inventory("");
+    inv.kubernetes.source = "present".into();
+    inv.kubernetes.docker = true;
+    let fixture = Fixture::debian()
+        .file(
+            "/etc/containerd/config.toml",
+            "disabled_plugins = [\"\"]\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\nSystemdCgroup = true\n",
+            0o644,
+        )
+        .file(
+            "/etc/docker/daemon.json",
+            "{\"log-driver\": \"journald\", \"registry-mirrors\": [\"https://mirror.example.lan\"]}\n",
+            0o644,
+        )
+        .file(
+            "/etc/default/kubelet",
+            "KUBELET_EXTRA_ARGS=\"--node-ip=10.0.5.58\"\n",
+            0o644,
+        )
+        .packages(&[("kubelet", "1.30.4-1.1"), ("kubeadm", "1.30.4-1.1")]);
+    check(
+        "k8s-worker",
+        "prdk8swok512",
+        fixture,
+        &inv,
+        expect![[r#"
+        run useradd -m -s /bin/bash -U -G sudo kubeadmin
+        run chpasswd -e
+        run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
+        write /home/kubeadmin/.ssh/authorized_keys 0600 kubeadmin:kubeadmin
+        run chage -I -1 -m 0 -M 99999 -E -1 root
+        run apt-get update -q -o DPkg::Lock::Timeout=120
+        run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 locales kbd
+        write /etc/locale.gen 0644 root:root
+        run locale-gen
+        write /etc/default/locale 0644 root:root
+        write /etc/vconsole.conf 0644 root:root
+        run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 systemd-timesyncd
+        write /etc/systemd/timesyncd.conf 0644 root:root
+        run systemctl enable systemd-timesyncd.service
+        run systemctl start systemd-timesyncd.service
+        run systemctl restart systemd-timesyncd.service
+        run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 nfs-common
+        write /etc/hostname 0644 root:root
+        run hostnamectl set-hostname prdk8swok512
+        write /etc/modules-load.d/containerd.conf 0644 root:root
+        run modprobe br_netfilter
+        write /etc/sysctl.d/99-kubernetes-cri.conf 0644 root:root
+        run sysctl --system
+        run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 containerd
+        write /etc/containerd/config.toml 0644 root:root
+        run systemctl enable containerd.service
+        run systemctl start containerd.service
+        write /etc/crictl.yaml 0644 root:root
+        write /etc/docker/daemon.json 0644 root:root
+        write /etc/default/kubelet 0644 root:root
+        run systemctl enable kubelet.service
+        write /etc/systemd/network/10-static-en.network 0644 root:root
+    "#]],
     );
 }

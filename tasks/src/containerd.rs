@@ -125,6 +125,26 @@ fn schema(doc: &mut DocumentMut, major: Option<u32>) -> Result<i64> {
              versions 1 and 2 only; write the file in version 2 or install containerd 2.x",
         )),
         Some(Some(v @ (2 | 3))) => Ok(v),
+        // Version 2's layout (plugins by their full ids) without its `version = 2` line, as the
+        // seed's own snippet is: containerd 1.x would read it as version 1 and ignore the CRI
+        // settings. Written as version 2, it means what it says.
+        Some(Some(1)) | None
+            if doc.contains_key("plugins")
+                && !ignored_as_version_1(doc).is_empty()
+                && short_plugin_ids(doc).is_empty() =>
+        {
+            match doc.get_mut("version").and_then(Item::as_value_mut) {
+                Some(v) => {
+                    let decor = v.decor().clone();
+                    *v = Value::from(2);
+                    *v.decor_mut() = decor;
+                }
+                None => {
+                    doc.insert("version", toml_edit::value(2));
+                }
+            }
+            Ok(2)
+        }
         Some(Some(1)) | None if doc.contains_key("plugins") => Err(Error::invalid(
             "the file is in containerd's version 1 format (no `version = 2`); nodeprep edits versions 2 and 3 \
              only: migrate it (`containerd config migrate` with containerd 2.x, or rewrite it from \
@@ -140,6 +160,37 @@ fn schema(doc: &mut DocumentMut, major: Option<u32>) -> Result<i64> {
             other.map_or_else(|| "(not an integer)".to_string(), |v| v.to_string())
         ))),
     }
+}
+
+/// The plugin tables a file names by their full ids (`io.containerd.grpc.v1.cri`) while it is
+/// a version 1 file (no `version`, or `version = 1`): containerd 1.x looks plugins up by their
+/// short ids (`cri`) in version 1 and ignores these tables, settings and all.
+pub fn ignored_as_version_1(doc: &DocumentMut) -> Vec<String> {
+    if !matches!(
+        doc.get("version").map(Item::as_integer),
+        None | Some(Some(1))
+    ) {
+        return Vec::new();
+    }
+    plugin_ids(doc)
+        .into_iter()
+        .filter(|k| k.contains('.'))
+        .collect()
+}
+
+/// The plugin tables named by short ids (`cri`, `linux`): version 1's layout.
+fn short_plugin_ids(doc: &DocumentMut) -> Vec<String> {
+    plugin_ids(doc)
+        .into_iter()
+        .filter(|k| !k.contains('.'))
+        .collect()
+}
+
+fn plugin_ids(doc: &DocumentMut) -> Vec<String> {
+    doc.get("plugins")
+        .and_then(Item::as_table_like)
+        .map(|t| t.iter().map(|(k, _)| k.to_string()).collect())
+        .unwrap_or_default()
 }
 
 /// The table at `path` under `root`, created (as implicit tables) where missing. Inline and
@@ -394,6 +445,34 @@ version = 2
         );
     }
 
+    /// The seed's snippet: version 2's tables without `version = 2` (containerd 1.x would ignore
+    /// them): the line is added, nothing else moves. A version 1 file in its own layout is still
+    /// refused (above).
+    #[test]
+    fn seed_snippet_gets_its_version() {
+        let seed = "disabled_plugins = [\"\"]\n\n#root = \"/var/lib/containerd\"\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\nSystemdCgroup = true\n";
+        let out = edited_config(Some(seed), Some(1)).unwrap();
+        expect![[r#"
+            disabled_plugins = [""]
+            version = 2
+
+            #root = "/var/lib/containerd"
+
+            [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+            runtime_type = "io.containerd.runc.v2"
+            [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+            SystemdCgroup = true
+        "#]]
+        .assert_eq(&out);
+        assert_eq!(edited_config(Some(&out), Some(1)).unwrap(), out);
+        let said = format!("version = 1 # old\n{seed}");
+        assert!(
+            edited_config(Some(&said), Some(1))
+                .unwrap()
+                .starts_with("version = 2 # old\n")
+        );
+    }
+
     #[test]
     fn major_versions() {
         assert_eq!(major_of("1.6.21-13.ph5"), Some(1));
@@ -464,7 +543,7 @@ version = 2
         assert_eq!(enabled_and_running(&mut cx, true).unwrap(), Change::Changed);
         expect![[r#"
             run apt-get update -q -o DPkg::Lock::Timeout=120
-            run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 containerd
+            run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 containerd
             write /etc/containerd/config.toml 0644 root:root
             write /etc/crictl.yaml 0644 root:root
             run systemctl restart containerd.service

@@ -183,6 +183,8 @@ pub struct Ctx {
     changed: std::collections::BTreeSet<usize>,
     /// Paths read after the probe, one round trip each time: reads a step did not declare.
     misses: Vec<String>,
+    /// Why the host must reboot for what this run did to take effect (a newer kernel).
+    reboot: Option<String>,
 }
 
 /// What a run has done to a host so far that changes how it reads it. Kept by the engine,
@@ -264,6 +266,7 @@ impl Ctx {
             flags: RunFlags::default(),
             changed: Default::default(),
             misses: Vec::new(),
+            reboot: None,
         }
     }
 
@@ -272,6 +275,7 @@ impl Ctx {
         self.opts.probe.files.extend(probe.files);
         self.opts.probe.units.extend(probe.units);
         self.opts.probe.programs.extend(probe.programs);
+        self.opts.probe.dirs.extend(probe.dirs);
     }
 
     /// Whether the step `r` of the running plan changed something (for handlers: restart
@@ -308,6 +312,19 @@ impl Ctx {
 
     pub fn host_name(&self) -> &str {
         self.host.name()
+    }
+
+    /// The host must be rebooted for the run's changes to take effect (a kernel newer than the
+    /// running one was installed): `why` is shown in the host's recap. The first reason stays.
+    pub fn require_reboot(&mut self, why: impl Into<String>) {
+        if self.reboot.is_none() {
+            self.reboot = Some(why.into());
+        }
+    }
+
+    /// Why the host needs a reboot, when a step said so.
+    pub fn reboot_required(&self) -> Option<&str> {
+        self.reboot.as_deref()
     }
 
     pub fn facts(&self) -> &Facts {
@@ -610,6 +627,86 @@ impl Ctx {
         Ok(())
     }
 
+    /// The entry names of a directory, sorted (`None`: no such directory), through the cache.
+    /// Declared directories are listed by the probe with their files read; any other costs
+    /// one round trip (a miss, `dir PATH`), which reads its files too.
+    pub fn dir(&mut self, path: &str) -> Result<Option<Vec<String>>> {
+        if let Some(known) = self.state.dirs.get(path) {
+            return Ok(known.clone());
+        }
+        if self.state.files_complete {
+            return Ok(self.state.listing_from_files(path));
+        }
+        self.note_miss(format!("dir {path}"));
+        let out = self.send(
+            &Cmd::new(&["sh", "-s"]).stdin(state::dirs_script(&[path])),
+            true,
+        )?;
+        let probe = Probe::default().dirs(&[path]);
+        let read = state::parse_probe(&out.stdout_str(), &probe)
+            .map_err(|e| e.on_host(self.host.name()))?;
+        self.take_listings(read);
+        Ok(self.state.dirs.get(path).cloned().flatten())
+    }
+
+    /// Where an entry of a listed directory points, when it is a symlink (`readlink -f`).
+    pub fn link_target(&self, path: &str) -> Option<&str> {
+        self.state.links.get(path).map(String::as_str)
+    }
+
+    /// Directory listings just read, into the cache: the listings, their symlinks, their
+    /// files (a file cached under a listed directory and no longer listed is gone).
+    fn take_listings(&mut self, read: State) {
+        for (dir, names) in &read.dirs {
+            let prefix = format!("{dir}/");
+            let gone: Vec<String> = self
+                .state
+                .files
+                .keys()
+                .filter(|p| {
+                    p.strip_prefix(&prefix).is_some_and(|n| {
+                        !n.contains('/')
+                            && !names.as_ref().is_some_and(|l| l.iter().any(|x| x == n))
+                    })
+                })
+                .cloned()
+                .collect();
+            for p in gone {
+                self.state.files.insert(p, None);
+            }
+            self.state.links.retain(|p, _| !p.starts_with(&prefix));
+        }
+        self.state.links.extend(read.links);
+        self.state.files.extend(read.files);
+        self.state.dirs.extend(read.dirs);
+    }
+
+    /// A file was written: the listing of its directory, when known, shows it, and the
+    /// symlinks known to point to it read its new contents.
+    fn listed(&mut self, path: &str) {
+        let aliases: Vec<String> = self
+            .state
+            .links
+            .iter()
+            .filter(|(_, target)| target.as_str() == path)
+            .map(|(link, _)| link.clone())
+            .collect();
+        let written = self.state.files.get(path).cloned().flatten();
+        for link in aliases {
+            self.state.files.insert(link, written.clone());
+        }
+        let Some((dir, name)) = path.rsplit_once('/') else {
+            return;
+        };
+        if let Some(entry) = self.state.dirs.get_mut(dir) {
+            let names = entry.get_or_insert_with(Vec::new);
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_string());
+                names.sort();
+            }
+        }
+    }
+
     /// Replaces a file atomically: written to a temporary file beside it, mode and owner set,
     /// then renamed over it. A crash leaves either the old file or the new one, never half of
     /// one. The old file is backed up first when backups are on.
@@ -695,6 +792,7 @@ impl Ctx {
                 content: content.to_vec(),
             }),
         );
+        self.listed(path);
         Ok(())
     }
 
@@ -742,6 +840,7 @@ impl Ctx {
         probe.files.extend(self.state.files.keys().cloned());
         probe.units.extend(self.state.units.keys().cloned());
         probe.programs.extend(self.state.programs.keys().cloned());
+        probe.dirs.extend(self.state.dirs.keys().cloned());
         let out = self.send(
             &Cmd::new(&["sh", "-s"]).stdin(state::probe_script(&probe)),
             true,
@@ -759,10 +858,11 @@ impl Ctx {
             let f = read.files.get(path).cloned().flatten();
             self.state.files.insert(path.clone(), f);
         }
-        self.state.units = read.units;
-        self.state.programs = read.programs;
-        self.state.packages = read.packages;
+        self.state.units = read.units.clone();
+        self.state.programs = read.programs.clone();
+        self.state.packages = read.packages.clone();
         self.flags.units_stale = false;
+        self.take_listings(read);
         Ok(())
     }
 
@@ -1248,6 +1348,45 @@ mod tests {
         );
         let again = run(std::path::Path::new(""));
         assert!(again.success(), "{again:?}");
+    }
+
+    /// A directory nobody declared: one round trip (counted as a miss) lists it and reads its
+    /// files; a write into it shows in the listing.
+    #[test]
+    fn undeclared_directory_read_once() {
+        use crate::testing::Fixture;
+        let (mut cx, rec) = Fixture::debian().ctx(Mode::Apply);
+        rec.reply(
+            "sh -s",
+            Output {
+                status: Some(0),
+                stdout: b"\n@@np:dir /etc/sysctl.d\n99-sysctl.conf\t/etc/sysctl.conf\n\n@@np:file /etc/sysctl.d/99-sysctl.conf\n644 root root file\nYT0xCg==\n\n@@np:end -\n".to_vec(),
+                stderr: Vec::new(),
+            },
+        );
+        assert_eq!(
+            cx.dir("/etc/sysctl.d").unwrap().unwrap(),
+            ["99-sysctl.conf"]
+        );
+        assert_eq!(cx.misses(), ["dir /etc/sysctl.d"]);
+        assert_eq!(
+            cx.link_target("/etc/sysctl.d/99-sysctl.conf"),
+            Some("/etc/sysctl.conf")
+        );
+        assert_eq!(
+            cx.file("/etc/sysctl.d/99-sysctl.conf")
+                .unwrap()
+                .unwrap()
+                .text(),
+            "a=1\n"
+        );
+        cx.write_file("/etc/sysctl.d/10-a.conf", b"", 0o644, "root", "root")
+            .unwrap();
+        assert_eq!(
+            cx.dir("/etc/sysctl.d").unwrap().unwrap(),
+            ["10-a.conf", "99-sysctl.conf"]
+        );
+        assert_eq!(rec.commands().len(), 2, "the listing, the write");
     }
 
     #[test]

@@ -18,6 +18,11 @@ pub const DEFAULT: &str = "/etc/default/kubelet";
 pub const APT_KEYRING: &str = "/etc/apt/keyrings/kubernetes-apt-keyring.gpg";
 pub const APT_LIST: &str = "/etc/apt/sources.list.d/kubernetes.list";
 pub const YUM_REPO: &str = "/etc/yum.repos.d/kubernetes.repo";
+/// tdnf's configuration (Photon): where packages are held (`excludepkgs` in `[main]`).
+pub const TDNF_CONF: &str = "/etc/tdnf/tdnf.conf";
+/// Photon's own packages: kubelet and kubectl are in `kubernetes`, kubeadm in
+/// `kubernetes-kubeadm` (both built from one spec, one version).
+pub const PHOTON_PACKAGES: [&str; 2] = ["kubernetes", "kubernetes-kubeadm"];
 /// The packages the upstream repository provides.
 pub const UPSTREAM_PACKAGES: [&str; 3] = ["kubelet", "kubeadm", "kubectl"];
 
@@ -25,15 +30,24 @@ const CGROUP_FLAG: &str = "--cgroup-driver";
 const CGROUP_DRIVER: &str = "--cgroup-driver=systemd";
 
 /// What these tasks read (see [`crate::plan::Reads`]).
-pub const READS: Reads = Reads::files(&[SYSCONFIG, DEFAULT, APT_KEYRING, APT_LIST, YUM_REPO])
-    .units(&["kubelet.service"])
-    .programs(&["kubelet", "kubeadm"]);
+pub const READS: Reads = Reads::files(&[
+    SYSCONFIG,
+    DEFAULT,
+    APT_KEYRING,
+    APT_LIST,
+    YUM_REPO,
+    TDNF_CONF,
+])
+.units(&["kubelet.service"])
+.programs(&["kubelet", "kubeadm"]);
 
 /// Where kubelet and kubeadm come from: the inventory setting `kubernetes.source`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source<'a> {
-    /// The distribution's packages: `kubernetes` and `kubernetes-kubeadm` on Photon OS.
-    Distro,
+    /// The distribution's packages: `kubernetes` and `kubernetes-kubeadm` on Photon OS, of
+    /// this minor version (`"1.27"`: what Photon OS 5.0 ships), which the repositories must
+    /// offer.
+    Distro { minor: &'a str },
     /// The Kubernetes project's repository for one minor version (`"1.30"`).
     Upstream { minor: &'a str },
     /// Installed by other means: only checked.
@@ -45,8 +59,8 @@ pub fn packages(cx: &mut Ctx, source: Source<'_>) -> Result<Change> {
     let os = cx.facts().os;
     match source {
         Source::Present => present(cx),
-        Source::Distro => match os {
-            OsFamily::Photon => pkg::installed(cx, &["kubernetes", "kubernetes-kubeadm"]),
+        Source::Distro { minor } => match os {
+            OsFamily::Photon => photon_distro(cx, &minor_version(minor)?),
             OsFamily::Debian | OsFamily::Rhel => Err(Error::new(
                 ErrorKind::Unsupported,
                 format!(
@@ -109,7 +123,9 @@ pub fn render_apt_list(minor: &str) -> String {
 
 /// `/etc/yum.repos.d/kubernetes.repo`. On RHEL the packages are excluded from ordinary
 /// transactions (a system update never moves kubelet ahead of the control plane); installs
-/// lift the exclusion explicitly. tdnf (Photon) gets the repository without it.
+/// lift the exclusion explicitly. tdnf (Photon) gets the repository without it: tdnf lifts
+/// excludes only as a whole (`--disableexcludes`, no repository argument), and the packages
+/// are held in tdnf.conf instead ([`tdnf_held`]).
 pub fn render_yum_repo(minor: &str, exclude: bool) -> String {
     let url = repo_url(minor, "rpm");
     let mut s = format!(
@@ -199,15 +215,217 @@ pub fn held(cx: &mut Ctx, names: &[&str]) -> Result<Change> {
 
 fn upstream_rpm(cx: &mut Ctx, minor: &str) -> Result<Change> {
     let os = cx.facts().os;
+    let mut change = upstream_rpm_installed(cx, minor)?;
+    if os == OsFamily::Photon {
+        change |= tdnf_held(cx, &UPSTREAM_PACKAGES)?;
+    }
+    Ok(change)
+}
+
+fn upstream_rpm_installed(cx: &mut Ctx, minor: &str) -> Result<Change> {
+    let os = cx.facts().os;
     let exclude = os == OsFamily::Rhel;
     let mut change = file::content(cx, YUM_REPO, &render_yum_repo(minor, exclude), Perm::CONFIG)?;
+    // tdnf: the packages are held in tdnf.conf (see tdnf_held), which an install must lift.
     let flags: &[&str] = if exclude {
         &["--disableexcludes=kubernetes"]
     } else {
-        &[]
+        &["--disableexcludes"]
     };
     change |= pkg::installed_with(cx, &UPSTREAM_PACKAGES, flags)?;
     Ok(change)
+}
+
+/// Photon's own packages, of the inventory's minor version. Installed ones must be of it (a
+/// minor is moved by kubeadm's upgrade procedure, not here); missing ones are installed only
+/// when the repositories offer it (asked read-only, in check mode too), else the run stops
+/// with the versions they offer. Then held against updates ([`tdnf_held`]).
+fn photon_distro(cx: &mut Ctx, minor: &str) -> Result<Change> {
+    let have = cx.packages()?.clone();
+    for name in PHOTON_PACKAGES {
+        // An empty version: planned in check mode, not installed.
+        if let Some(v) = have.get(name).filter(|v| !v.is_empty())
+            && minor_of(v).as_deref() != Some(minor)
+        {
+            return Err(Error::invalid(format!(
+                "{name} {v} is installed, but the inventory setting `kubernetes.version` is \"{minor}\": set \
+                 it to \"{}\" (a minor version is changed by kubeadm's upgrade procedure, not by nodeprep)",
+                minor_of(v).unwrap_or_default()
+            )));
+        }
+    }
+    let missing: Vec<&str> = PHOTON_PACKAGES
+        .iter()
+        .copied()
+        .filter(|n| !have.contains_key(*n))
+        .collect();
+    let mut change = Change::Unchanged;
+    if !missing.is_empty() {
+        let offered = offered_versions(cx, PHOTON_PACKAGES[0])?;
+        let Some(version) = newest_of_minor(&offered, minor) else {
+            return Err(Error::invalid(format!(
+                "the inventory setting `kubernetes.version` is \"{minor}\", but the repositories of {} offer \
+                 kubernetes {}: set `kubernetes.version` to one of these minors, or `kubernetes.source` to \
+                 \"upstream\" (the pkgs.k8s.io repository)",
+                distro_name(cx),
+                if offered.is_empty() {
+                    "in no version".to_string()
+                } else {
+                    offered.join(", ")
+                }
+            )));
+        };
+        // tdnf installs the newest version offered: named as is when that is the minor asked
+        // for, else pinned to the newest of that minor.
+        let newest_is_it = offered
+            .iter()
+            .max_by(|a, b| pkg::version_cmp(a, b))
+            .is_some_and(|v| *v == version);
+        let specs: Vec<String> = missing
+            .iter()
+            .map(|n| {
+                if newest_is_it {
+                    n.to_string()
+                } else {
+                    format!("{n}-{version}")
+                }
+            })
+            .collect();
+        cx.progress(format!("installing {}", specs.join(" ")));
+        let mut argv = pkg::install_argv(OsFamily::Photon);
+        argv.push("--disableexcludes");
+        argv.extend(specs.iter().map(String::as_str));
+        pkg::run(cx, &argv)?;
+        cx.after_install(&missing)?;
+        change = Change::Changed;
+    }
+    Ok(change | tdnf_held(cx, &PHOTON_PACKAGES)?)
+}
+
+/// `1.27.16-2.ph5` (or `1:1.27.16-2`) → `1.27`.
+pub fn minor_of(version: &str) -> Option<String> {
+    let v = version.split_once(':').map_or(version, |(_, rest)| rest);
+    let mut parts = v.split(['.', '-']);
+    let (major, minor) = (parts.next()?, parts.next()?);
+    let numeric = |p: &str| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit());
+    (numeric(major) && numeric(minor)).then(|| format!("{major}.{minor}"))
+}
+
+/// The versions of `name` the repositories offer (and the installed one), as
+/// `tdnf list --disableexcludes NAME` shows them (`name.arch  version-release  repo`), asked
+/// read-only; none when tdnf finds no such package.
+pub fn offered_versions(cx: &mut Ctx, name: &str) -> Result<Vec<String>> {
+    let argv = ["tdnf", "list", "--disableexcludes", name];
+    let out = cx.query(&argv)?;
+    let versions = parse_tdnf_list(&out.stdout_str(), name);
+    if !out.success() && versions.is_empty() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("No matching packages")
+            || out.stdout_str().contains("No matching packages")
+        {
+            return Ok(Vec::new());
+        }
+        return Err(pkg::failure(&argv, &out));
+    }
+    Ok(versions)
+}
+
+/// The versions of `name` in `tdnf list` output, each once, in the order listed.
+pub fn parse_tdnf_list(text: &str, name: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let named = w
+            .first()
+            .and_then(|p| p.rsplit_once('.'))
+            .is_some_and(|(n, _)| n == name);
+        if w.len() == 3
+            && named
+            && w[1].starts_with(|c: char| c.is_ascii_digit())
+            && !out.iter().any(|v| v == w[1])
+        {
+            out.push(w[1].to_string());
+        }
+    }
+    out
+}
+
+/// The newest of `versions` whose minor is `minor`.
+pub fn newest_of_minor(versions: &[String], minor: &str) -> Option<String> {
+    versions
+        .iter()
+        .filter(|v| minor_of(v).as_deref() == Some(minor))
+        .max_by(|a, b| pkg::version_cmp(a, b))
+        .cloned()
+}
+
+/// The packages are held on Photon: listed in `excludepkgs` of `[main]` in /etc/tdnf/tdnf.conf
+/// (tdnf 3.5 has no versionlock), so `tdnf update` and `tdnf distro-sync` leave them alone;
+/// kubeadm's upgrade procedure moves them (`--disableexcludes`). The file is edited in place:
+/// names already there are kept, the rest of the file too.
+pub fn tdnf_held(cx: &mut Ctx, names: &[&str]) -> Result<Change> {
+    if cx.file(TDNF_CONF)?.is_none() {
+        return Err(Error::invalid(format!(
+            "{TDNF_CONF} is missing: tdnf is not set up as Photon OS ships it; nodeprep holds packages there"
+        )));
+    }
+    file::edit(cx, TDNF_CONF, None, |old| {
+        with_excluded(old.unwrap_or(""), names)
+    })
+}
+
+/// tdnf.conf with `names` in the `excludepkgs` of `[main]` (space-separated, as tdnf 3.5 reads
+/// it): added to an existing line, else a line added at the end of the section.
+pub fn with_excluded(text: &str, names: &[&str]) -> Result<String> {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let section = |l: &str| {
+        let t = l.trim();
+        (t.starts_with('[') && t.ends_with(']')).then(|| t[1..t.len() - 1].trim().to_string())
+    };
+    let Some(main) = lines
+        .iter()
+        .position(|l| section(l).as_deref() == Some("main"))
+    else {
+        return Err(Error::invalid(
+            "no [main] section: not a tdnf configuration",
+        ));
+    };
+    let end = lines[main + 1..]
+        .iter()
+        .position(|l| section(l).is_some())
+        .map_or(lines.len(), |i| main + 1 + i);
+    let key_line = (main + 1..end).find(|&i| {
+        let t = lines[i].trim_start();
+        !t.starts_with('#')
+            && t.split_once('=')
+                .is_some_and(|(k, _)| k.trim() == "excludepkgs")
+    });
+    match key_line {
+        Some(i) => {
+            let (key, value) = lines[i].split_once('=').expect("found by its `=`");
+            let mut have: Vec<String> = value.split_whitespace().map(str::to_string).collect();
+            let missing: Vec<&&str> = names
+                .iter()
+                .filter(|n| !have.iter().any(|h| h == **n))
+                .collect();
+            if missing.is_empty() {
+                return Ok(text.to_string());
+            }
+            have.extend(missing.iter().map(|n| n.to_string()));
+            lines[i] = format!("{key}={}", have.join(" "));
+        }
+        None => {
+            // After the section's last setting, before blank lines and the next section.
+            let at = (main + 1..end)
+                .rev()
+                .find(|&i| !lines[i].trim().is_empty())
+                .map_or(main + 1, |i| i + 1);
+            lines.insert(at, format!("excludepkgs={}", names.join(" ")));
+        }
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    Ok(out)
 }
 
 /// `kubernetes.source = "present"`: kubelet and kubeadm must be there already (as packages or
@@ -356,7 +574,7 @@ pub fn enabled(cx: &mut Ctx) -> Result<Change> {
 mod tests {
     use super::*;
     use crate::ctx::Mode;
-    use crate::testing::{Fixture, plan};
+    use crate::testing::{Fixture, photon_files, plan};
     use expect_test::expect;
 
     fn text(cx: &Ctx, path: &str) -> String {
@@ -366,11 +584,27 @@ mod tests {
             .text()
     }
 
+    fn ok(stdout: &str) -> crate::Output {
+        crate::Output {
+            status: Some(0),
+            stdout: stdout.as_bytes().to_vec(),
+            ..Default::default()
+        }
+    }
+
+    /// `tdnf list --disableexcludes kubernetes` on Photon OS 5.0: one minor, 1.27.
+    const PHOTON_OFFERS: &str = "kubernetes.x86_64     1.27.16-2.ph5     photon-updates\n";
+
     #[test]
     fn photon_distro() {
         // Photon: kubeadm's drop-in reads /etc/sysconfig/kubelet, which no package ships.
-        let (mut cx, _rec) = Fixture::photon().absent(SYSCONFIG).ctx(Mode::Apply);
-        assert!(packages(&mut cx, Source::Distro).unwrap().changed());
+        let (mut cx, rec) = Fixture::photon().absent(SYSCONFIG).ctx(Mode::Apply);
+        rec.reply("tdnf list", ok(PHOTON_OFFERS));
+        assert!(
+            packages(&mut cx, Source::Distro { minor: "1.27" })
+                .unwrap()
+                .changed()
+        );
         // The kubeadm package's %post enabled the unit.
         cx.state_mut().units.insert(
             SERVICE.into(),
@@ -383,13 +617,168 @@ mod tests {
         assert!(extra_args(&mut cx).unwrap().changed());
         assert_eq!(enabled(&mut cx).unwrap(), Change::Unchanged);
         expect![[r#"
-            run tdnf install -y --quiet kubernetes kubernetes-kubeadm
+            run tdnf install -y --quiet --disableexcludes kubernetes kubernetes-kubeadm
+            write /etc/tdnf/tdnf.conf 0644 root:root
             write /etc/sysconfig/kubelet 0644 root:root
         "#]]
         .assert_eq(&plan(&cx));
         assert_eq!(
             text(&cx, SYSCONFIG),
             "KUBELET_EXTRA_ARGS=--cgroup-driver=systemd\n"
+        );
+        expect![[r#"
+            [main]
+            gpgcheck=1
+            installonly_limit=3
+            clean_requirements_on_remove=0
+            repodir=/etc/yum.repos.d
+            cachedir=/var/cache/tdnf
+            excludepkgs=kubernetes kubernetes-kubeadm
+        "#]]
+        .assert_eq(&text(&cx, TDNF_CONF));
+    }
+
+    /// `distro` with a minor the repositories do not offer: refused with what they offer,
+    /// nothing touched, in check mode too.
+    #[test]
+    fn photon_distro_version_checked() {
+        for mode in [Mode::Check, Mode::Apply] {
+            let (mut cx, rec) = Fixture::photon().ctx(mode);
+            rec.reply("tdnf list", ok(PHOTON_OFFERS));
+            let e = packages(&mut cx, Source::Distro { minor: "1.30" }).unwrap_err();
+            assert_eq!(
+                e.message(),
+                "the inventory setting `kubernetes.version` is \"1.30\", but the repositories of VMware Photon OS/Linux \
+                 offer kubernetes 1.27.16-2.ph5: set `kubernetes.version` to one of these minors, or \
+                 `kubernetes.source` to \"upstream\" (the pkgs.k8s.io repository)",
+            );
+            assert!(cx.actions().is_empty());
+            let sent: Vec<String> = rec.commands().iter().map(|c| c.display()).collect();
+            assert_eq!(sent, ["tdnf list --disableexcludes kubernetes"]);
+        }
+        // Installed already, of another minor: refused without asking.
+        let (mut cx, rec) = Fixture::photon()
+            .packages(&[("kubernetes", "1.27.16-2.ph5")])
+            .ctx(Mode::Apply);
+        let e = packages(&mut cx, Source::Distro { minor: "1.30" }).unwrap_err();
+        assert!(
+            e.message().starts_with(
+                "kubernetes 1.27.16-2.ph5 is installed, but the inventory setting `kubernetes.version` is \"1.30\": set it to \"1.27\""
+            ),
+            "{e}"
+        );
+        assert!(rec.commands().is_empty());
+        // No such package at all.
+        let (mut cx, rec) = Fixture::photon().ctx(Mode::Check);
+        rec.reply(
+            "tdnf list",
+            crate::Output {
+                status: Some(1),
+                stderr: b"Error(1011) : No matching packages\n".to_vec(),
+                ..Default::default()
+            },
+        );
+        let e = packages(&mut cx, Source::Distro { minor: "1.27" }).unwrap_err();
+        assert!(
+            e.message().contains("offer kubernetes in no version"),
+            "{e}"
+        );
+        // The repositories unreachable: tdnf's own words.
+        let (mut cx, rec) = Fixture::photon().ctx(Mode::Check);
+        rec.reply(
+            "tdnf list",
+            crate::Output {
+                status: Some(1),
+                stderr: b"Error(1200) : Curl error: Couldn't resolve host name\n".to_vec(),
+                ..Default::default()
+            },
+        );
+        let e = packages(&mut cx, Source::Distro { minor: "1.27" }).unwrap_err();
+        assert!(e.message().contains("Curl error"), "{e}");
+    }
+
+    /// Several minors offered and the one asked for is not the newest: pinned.
+    #[test]
+    fn photon_distro_pins_an_older_minor() {
+        let (mut cx, rec) = Fixture::photon().ctx(Mode::Check);
+        rec.reply(
+            "tdnf list",
+            ok("Refreshing metadata for: 'VMware Photon Linux 5.0 (x86_64) Updates'\nkubernetes.x86_64  1.27.13-1.ph5  photon-updates\nkubernetes.x86_64  1.28.4-1.ph5  photon-updates\nkubernetes.x86_64  1.27.16-2.ph5  photon-updates\n"),
+        );
+        assert!(
+            packages(&mut cx, Source::Distro { minor: "1.27" })
+                .unwrap()
+                .changed()
+        );
+        assert_eq!(
+            plan(&cx).lines().next().unwrap(),
+            "run tdnf install -y --quiet --disableexcludes kubernetes-1.27.16-2.ph5 kubernetes-kubeadm-1.27.16-2.ph5"
+        );
+    }
+
+    /// The upstream repository on Photon: no repository exclude (tdnf has none to lift per
+    /// repository), the packages held in tdnf.conf instead, the install lifting it.
+    #[test]
+    fn photon_upstream() {
+        let (mut cx, _rec) = Fixture::photon().absent(YUM_REPO).ctx(Mode::Check);
+        assert!(
+            packages(&mut cx, Source::Upstream { minor: "1.30" })
+                .unwrap()
+                .changed()
+        );
+        expect![[r#"
+            write /etc/yum.repos.d/kubernetes.repo 0644 root:root
+            run tdnf install -y --quiet --disableexcludes kubelet kubeadm kubectl
+            write /etc/tdnf/tdnf.conf 0644 root:root
+        "#]]
+        .assert_eq(&plan(&cx));
+        assert!(!text(&cx, YUM_REPO).contains("exclude="));
+        assert!(text(&cx, TDNF_CONF).ends_with("\nexcludepkgs=kubelet kubeadm kubectl\n"));
+    }
+
+    #[test]
+    fn tdnf_holds() {
+        let conf = "[main]\ngpgcheck=1\nexcludepkgs=foo kubernetes\n\n[other]\nx=1\n";
+        assert_eq!(
+            with_excluded(conf, &PHOTON_PACKAGES).unwrap(),
+            "[main]\ngpgcheck=1\nexcludepkgs=foo kubernetes kubernetes-kubeadm\n\n[other]\nx=1\n"
+        );
+        let once = with_excluded("[main]\ngpgcheck=1\n\n[x]\n", &UPSTREAM_PACKAGES).unwrap();
+        assert_eq!(
+            once,
+            "[main]\ngpgcheck=1\nexcludepkgs=kubelet kubeadm kubectl\n\n[x]\n"
+        );
+        assert_eq!(with_excluded(&once, &UPSTREAM_PACKAGES).unwrap(), once);
+        // A commented line is not a setting.
+        assert_eq!(
+            with_excluded("[main]\n#excludepkgs=a\n", &["b"]).unwrap(),
+            "[main]\n#excludepkgs=a\nexcludepkgs=b\n"
+        );
+        assert!(with_excluded("gpgcheck=1\n", &["b"]).is_err());
+        // Missing tdnf.conf: refused, not invented.
+        let (mut cx, _) = Fixture::photon().absent(TDNF_CONF).ctx(Mode::Check);
+        let e = tdnf_held(&mut cx, &PHOTON_PACKAGES).unwrap_err();
+        assert!(
+            e.message().contains("/etc/tdnf/tdnf.conf is missing"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(minor_of("1.27.16-2.ph5").as_deref(), Some("1.27"));
+        assert_eq!(minor_of("1:1.30.4-1.1").as_deref(), Some("1.30"));
+        assert_eq!(minor_of("x"), None);
+        use std::cmp::Ordering::*;
+        assert_eq!(pkg::version_cmp("1.27.16-2.ph5", "1.27.9-1.ph5"), Greater);
+        assert_eq!(pkg::version_cmp("1.27.16-2.ph5", "1.27.16-10.ph5"), Less);
+        assert_eq!(pkg::version_cmp("1.27.16-2.ph5", "1.27.16-2.ph5"), Equal);
+        assert_eq!(
+            parse_tdnf_list(
+                "Loaded plugin: tdnfrepogpgcheck\nkubernetes.x86_64 1.27.16-2.ph5 @System\nkubernetes.x86_64 1.27.16-2.ph5 photon-updates\nkubernetes-kubeadm.x86_64 1.27.16-2.ph5 photon-updates\n",
+                "kubernetes"
+            ),
+            ["1.27.16-2.ph5"]
         );
     }
 
@@ -415,7 +804,7 @@ mod tests {
         assert!(extra_args(&mut cx).unwrap().changed());
         expect![[r#"
             run apt-get update -q -o DPkg::Lock::Timeout=120
-            run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 ca-certificates curl gpg
+            run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 ca-certificates curl gpg
             run sh -c 'set -eu
             d=$(dirname -- "$2")
             install -d -m 0755 -- "$d"
@@ -428,7 +817,7 @@ mod tests {
             ' nodeprep-keyring https://pkgs.k8s.io/core:/stable:/v1.30/deb/Release.key /etc/apt/keyrings/kubernetes-apt-keyring.gpg
             write /etc/apt/sources.list.d/kubernetes.list 0644 root:root
             run apt-get update -q -o DPkg::Lock::Timeout=120
-            run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 kubelet kubeadm kubectl
+            run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 kubelet kubeadm kubectl
             run apt-mark hold kubelet kubeadm kubectl
             write /etc/default/kubelet 0644 root:root
         "#]]
@@ -473,7 +862,7 @@ mod tests {
     #[test]
     fn bad_sources_refused() {
         let (mut cx, _rec) = Fixture::debian().ctx(Mode::Apply);
-        let e = packages(&mut cx, Source::Distro).unwrap_err();
+        let e = packages(&mut cx, Source::Distro { minor: "1.30" }).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unsupported);
         assert!(
             e.message()
@@ -606,9 +995,14 @@ mod tests {
                 "KUBELET_EXTRA_ARGS=--cgroup-driver=systemd\n",
                 0o644,
             )
+            .file(
+                TDNF_CONF,
+                &with_excluded(photon_files::TDNF_CONF, &PHOTON_PACKAGES).unwrap(),
+                0o644,
+            )
             .unit(SERVICE, "enabled", "inactive")
             .ctx(Mode::Apply);
-        let c = packages(&mut cx, Source::Distro).unwrap()
+        let c = packages(&mut cx, Source::Distro { minor: "1.27" }).unwrap()
             | extra_args(&mut cx).unwrap()
             | enabled(&mut cx).unwrap();
         assert_eq!(c, Change::Unchanged);

@@ -7,7 +7,8 @@
 //! | locale set | [`locale_set`] | /etc/locale.conf | /etc/default/locale | /etc/locale.conf |
 //! | keymap set | [`keymap_set`] | /etc/vconsole.conf | /etc/vconsole.conf and, when present, /etc/default/keyboard | /etc/vconsole.conf |
 //!
-//! The generator runs only when its configuration file changed. "locale set" writes the file
+//! The generator runs when its configuration file changed, or when `locale -a` does not list
+//! the locale (a generation that failed earlier is done again). "locale set" writes the file
 //! `localectl set-locale LANG=.. LC_CTYPE=..` would write, without needing dbus or
 //! systemd-localed; new logins read it. The keymap is written for the next boot (and the next
 //! start of systemd-vconsole-setup); it is not loaded on the live console, which an ssh session
@@ -151,8 +152,8 @@ pub fn locale_packages(cx: &mut Ctx, locale: &str) -> Result<Change> {
 }
 
 /// Step "locale generated": the locale is listed for generation, and generated when the list
-/// changed (`locale-gen.sh` on Photon, `locale-gen` on Debian). On RHEL the langpack already
-/// holds it compiled: nothing to do. Run after [`locale_packages`].
+/// changed or `locale -a` lacks it (`locale-gen.sh` on Photon, `locale-gen` on Debian). On RHEL
+/// the langpack already holds it compiled: nothing to do. Run after [`locale_packages`].
 pub fn locale_generated(cx: &mut Ctx, locale: &str) -> Result<Change> {
     let locale = Locale::parse(locale)?;
     if locale.builtin() {
@@ -167,12 +168,54 @@ pub fn locale_generated(cx: &mut Ctx, locale: &str) -> Result<Change> {
     let c = file::edit(cx, path, None, |old| {
         Ok(with_gen_line(old.unwrap_or(""), &line))
     })?;
-    if c.changed() {
+    // Listed but not generated (a generation that failed, a list edited by hand): generated
+    // now. When `locale -a` cannot tell, only a changed list is a reason.
+    let missing = !c.changed() && locale_available(cx, &locale)? == Some(false);
+    if c.changed() || missing {
         cx.progress(format!("generating locale {}", locale.name));
         cx.apply(&[generator])?;
         cx.note_change(format!("locale {} generated ({generator})", locale.name));
     }
-    Ok(c)
+    Ok(c | Change::from_bool(missing))
+}
+
+/// Whether `locale -a` (read-only) lists the locale, under any spelling of its charset;
+/// `None` when the command cannot tell.
+pub fn locale_available(cx: &mut Ctx, locale: &Locale) -> Result<Option<bool>> {
+    let out = cx.query(&["locale", "-a"])?;
+    if !out.success() {
+        return Ok(None);
+    }
+    let want = normalized(&locale.name);
+    Ok(Some(
+        out.stdout_str()
+            .lines()
+            .any(|l| normalized(l.trim()) == want),
+    ))
+}
+
+/// A locale name as glibc stores it: the charset lowercased with everything but letters and
+/// digits dropped (`fr_FR.UTF-8` → `fr_FR.utf8`, `de_DE.ISO-8859-1` → `de_DE.iso88591`), the
+/// language, territory and modifier kept.
+pub fn normalized(name: &str) -> String {
+    let (base, modifier) = match name.split_once('@') {
+        Some((b, m)) => (b, format!("@{m}")),
+        None => (name, String::new()),
+    };
+    match base.split_once('.') {
+        Some((lt, cs)) => {
+            let mut cs: String = cs
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .map(|c| c.to_ascii_lowercase())
+                .collect();
+            if !cs.is_empty() && cs.bytes().all(|b| b.is_ascii_digit()) {
+                cs.insert_str(0, "iso");
+            }
+            format!("{lt}.{cs}{modifier}")
+        }
+        None => name.to_string(),
+    }
 }
 
 /// The locale-gen list with `line` (`locale charset`) active: already active (whatever the
@@ -315,6 +358,14 @@ mod tests {
     use crate::testing::{Fixture, actions as strings, photon_files};
     use expect_test::expect;
 
+    fn ok(stdout: &str) -> crate::host::Output {
+        crate::host::Output {
+            status: Some(0),
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: Vec::new(),
+        }
+    }
+
     fn cached(cx: &mut Ctx, path: &str) -> String {
         cx.file(path).unwrap().map(|f| f.text()).unwrap_or_default()
     }
@@ -441,7 +492,11 @@ mod tests {
         "#]]
         .assert_debug_eq(&strings(&cx));
         assert_eq!(cached(&mut cx, VCONSOLE_CONF), "KEYMAP=fr\n");
-        // Second run in the same state: nothing.
+        // Second run in the same state (the locale generated): nothing.
+        rec.reply(
+            "locale -a",
+            ok("C\nC.utf8\nPOSIX\nen_US.utf8\nfr_FR.utf8\n"),
+        );
         let n = cx.actions().len();
         assert_eq!(
             locale(&mut cx, "fr_FR.UTF-8", Some("fr")).unwrap(),
@@ -466,6 +521,10 @@ mod tests {
             )
             .file(VCONSOLE_CONF, "KEYMAP=fr\n", 0o644)
             .ctx(Mode::Apply);
+        rec.reply(
+            "locale -a",
+            ok("C\nC.utf8\nen_US.utf8\nfr_FR.utf8\nPOSIX\n"),
+        );
         assert_eq!(
             locale_packages(&mut cx, "fr_FR.UTF-8").unwrap(),
             Change::Unchanged
@@ -480,7 +539,52 @@ mod tests {
         );
         assert_eq!(keymap_set(&mut cx, "fr").unwrap(), Change::Unchanged);
         assert!(cx.actions().is_empty());
-        assert!(rec.commands().is_empty());
+        // One read-only question: is it generated?
+        let sent: Vec<String> = rec.commands().iter().map(|c| c.display()).collect();
+        assert_eq!(sent, ["locale -a"]);
+    }
+
+    /// Listed in the configuration but not generated (a generation that failed): generated
+    /// again, though the list did not change.
+    #[test]
+    fn missing_locale_generated_again() {
+        let listed = format!("{}fr_FR.UTF-8\tUTF-8\n", photon_files::LOCALE_GEN);
+        let (mut cx, rec) = Fixture::photon()
+            .file(LOCALE_GEN_CONF, &listed, 0o644)
+            .ctx(Mode::Apply);
+        rec.reply("locale -a", ok("C\nC.utf8\nen_US.utf8\nPOSIX\n"));
+        assert_eq!(
+            locale_generated(&mut cx, "fr_FR.UTF-8").unwrap(),
+            Change::Changed
+        );
+        assert_eq!(strings(&cx), ["run locale-gen.sh"]);
+        // `locale -a` unavailable: only a changed list would be a reason.
+        let (mut cx, rec) = Fixture::debian()
+            .file(LOCALE_GEN, "fr_FR.UTF-8 UTF-8\n", 0o644)
+            .ctx(Mode::Apply);
+        rec.reply(
+            "locale -a",
+            crate::host::Output {
+                status: Some(127),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            locale_generated(&mut cx, "fr_FR.UTF-8").unwrap(),
+            Change::Unchanged
+        );
+        assert!(cx.actions().is_empty());
+    }
+
+    #[test]
+    fn names_as_glibc_lists_them() {
+        assert_eq!(normalized("fr_FR.UTF-8"), "fr_FR.utf8");
+        assert_eq!(normalized("fr_FR.utf8"), "fr_FR.utf8");
+        assert_eq!(normalized("de_DE.ISO-8859-1"), "de_DE.iso88591");
+        assert_eq!(normalized("sr_RS.UTF-8@latin"), "sr_RS.utf8@latin");
+        assert_eq!(normalized("ja_JP.eucJP"), "ja_JP.eucjp");
+        assert_eq!(normalized("C"), "C");
+        assert_ne!(normalized("fr_CA.UTF-8"), normalized("fr_FR.UTF-8"));
     }
 
     #[test]
@@ -503,7 +607,7 @@ mod tests {
         expect![[r#"
             [
                 "run apt-get update -q -o DPkg::Lock::Timeout=120",
-                "run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 locales",
+                "run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 locales",
                 "write /etc/locale.gen 0644 root:root",
                 "run locale-gen",
                 "write /etc/default/locale 0644 root:root",
@@ -537,12 +641,13 @@ mod tests {
             .file(VCONSOLE_CONF, "KEYMAP=fr-latin9\n", 0o644)
             .file(DEFAULT_KEYBOARD, "XKBMODEL=pc105\nXKBLAYOUT=fr\n", 0o644)
             .ctx(Mode::Apply);
+        rec.reply("locale -a", ok("C\nC.utf8\nfr_FR.utf8\nPOSIX\n"));
         assert_eq!(
             locale(&mut cx, "fr_FR.UTF-8", Some("fr-latin9")).unwrap(),
             Change::Unchanged
         );
         assert!(cx.actions().is_empty(), "{:?}", cx.actions());
-        assert!(rec.commands().is_empty());
+        assert_eq!(rec.commands().len(), 1, "locale -a");
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub struct Reads {
     pub files: &'static [&'static str],
     pub units: &'static [&'static str],
     pub programs: &'static [&'static str],
+    /// Directories listed, with every regular file in them read (see [`Probe::dirs`]).
+    pub dirs: &'static [&'static str],
 }
 
 impl Reads {
@@ -36,6 +38,7 @@ impl Reads {
         files: &[],
         units: &[],
         programs: &[],
+        dirs: &[],
     };
 
     pub const fn files(files: &'static [&'static str]) -> Reads {
@@ -43,6 +46,7 @@ impl Reads {
             files,
             units: &[],
             programs: &[],
+            dirs: &[],
         }
     }
 
@@ -53,6 +57,10 @@ impl Reads {
     pub const fn programs(self, programs: &'static [&'static str]) -> Reads {
         Reads { programs, ..self }
     }
+
+    pub const fn dirs(self, dirs: &'static [&'static str]) -> Reads {
+        Reads { dirs, ..self }
+    }
 }
 
 impl From<Reads> for Probe {
@@ -61,6 +69,7 @@ impl From<Reads> for Probe {
             .files(r.files)
             .units(r.units)
             .programs(r.programs)
+            .dirs(r.dirs)
     }
 }
 

@@ -146,6 +146,15 @@ impl Fixture {
         self
     }
 
+    /// `path` is a symlink to `target` (a file of the fixture): it reads as the target, and a
+    /// directory listing shows where it points.
+    pub fn symlink(mut self, path: &str, target: &str) -> Fixture {
+        let f = self.state.files.get(target).cloned().flatten();
+        self.state.files.insert(path.into(), f);
+        self.state.links.insert(path.into(), target.into());
+        self
+    }
+
     pub fn absent(mut self, path: &str) -> Fixture {
         self.state.files.insert(path.into(), None);
         self

@@ -330,7 +330,7 @@ mod tests {
         expect![[r#"
             [
                 "run apt-get update -q -o DPkg::Lock::Timeout=120",
-                "run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 systemd-timesyncd",
+                "run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 systemd-timesyncd",
                 "write /etc/systemd/timesyncd.conf 0644 root:root",
                 "run systemctl restart systemd-timesyncd.service",
             ]

@@ -1,7 +1,8 @@
 //! The full system update: every package to the newest version the configured repositories
 //! have. Changed only when something was actually upgraded, installed or removed (the
 //! installed packages, name → version, compared before and after). In check mode a read-only
-//! query says what would be upgraded.
+//! query says what would be upgraded. After an update, a kernel newer than the running one
+//! means the host must reboot: [`Ctx::require_reboot`], which the host's recap shows.
 
 use std::collections::BTreeMap;
 
@@ -55,7 +56,7 @@ pub fn full_update(cx: &mut Ctx) -> Result<Change> {
         pkg::apt_update_once(cx)?;
     }
     for argv in update_commands(os) {
-        cx.apply(&argv)?;
+        pkg::run(cx, &argv)?;
     }
     cx.packages_changed();
     let after = cx.packages()?.clone();
@@ -66,6 +67,7 @@ pub fn full_update(cx: &mut Ctx) -> Result<Change> {
         ));
     }
     let moved = package_changes(&before, &after);
+    reboot_for_kernel(cx)?;
     if moved.is_empty() {
         return Ok(Change::Unchanged);
     }
@@ -76,6 +78,82 @@ pub fn full_update(cx: &mut Ctx) -> Result<Change> {
         ));
     }
     Ok(Change::Changed)
+}
+
+/// The running kernel and the installed kernel packages, read-only: `uname -r`, then
+/// `NAME VERSION-RELEASE ARCH` per kernel package (rpm) or `STATUS PACKAGE` per
+/// `linux-image-*` package (dpkg).
+const KERNELS_SCRIPT: &str = "uname -r
+if command -v rpm >/dev/null 2>&1; then rpm -q --qf '%{NAME} %{VERSION}-%{RELEASE} %{ARCH}\\n' kernel-core kernel linux linux-esx linux-secure linux-rt linux-aws
+else dpkg-query -W -f '${db:Status-Abbrev} ${Package}\\n' 'linux-image-*'; fi
+true";
+
+/// Photon OS's kernel packages: `linux` boots as `VERSION-RELEASE`, the others as
+/// `VERSION-RELEASE-FLAVOR` (the `uname_r` of their specs).
+const PHOTON_FLAVORS: [&str; 4] = ["esx", "secure", "rt", "aws"];
+
+/// After an update: when a kernel newer than the running one is installed, the host must be
+/// rebooted, and its recap says so (also when an earlier run installed it).
+fn reboot_for_kernel(cx: &mut Ctx) -> Result<()> {
+    let os = cx.facts().os;
+    let out = cx.query(&["sh", "-c", KERNELS_SCRIPT])?;
+    if let Some((newest, running)) = newer_kernel(os, &out.stdout_str()) {
+        cx.require_reboot(format!(
+            "kernel {newest} is installed, {running} is running"
+        ));
+    }
+    Ok(())
+}
+
+/// The newest installed kernel of the running one's flavor, when it is newer than the running
+/// one: (newest, running), as `uname -r` names them. `text`: what [`KERNELS_SCRIPT`] printed.
+pub fn newer_kernel(os: OsFamily, text: &str) -> Option<(String, String)> {
+    let mut lines = text.lines();
+    let running = lines.next()?.trim().to_string();
+    if running.is_empty() {
+        return None;
+    }
+    let flavor = |release: &str| -> String {
+        match os {
+            OsFamily::Photon => PHOTON_FLAVORS
+                .iter()
+                .find(|f| release.ends_with(&format!("-{f}")))
+                .map_or(String::new(), |f| f.to_string()),
+            // 6.1.0-28-cloud-amd64: what follows the version and the ABI number.
+            OsFamily::Debian => release.splitn(3, '-').nth(2).unwrap_or("").to_string(),
+            OsFamily::Rhel => String::new(),
+        }
+    };
+    let installed: Vec<String> = lines
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            match (os, w.as_slice()) {
+                (OsFamily::Rhel, [name, vr, arch]) if name.starts_with("kernel") => {
+                    Some(format!("{vr}.{arch}"))
+                }
+                (OsFamily::Photon, ["linux", vr, _]) => Some(vr.to_string()),
+                (OsFamily::Photon, [name, vr, _]) => name
+                    .strip_prefix("linux-")
+                    .filter(|f| PHOTON_FLAVORS.contains(f))
+                    .map(|f| format!("{vr}-{f}")),
+                (OsFamily::Debian, [status, name]) if status.starts_with("ii") => {
+                    let release = name.strip_prefix("linux-image-")?;
+                    let release = release.strip_suffix("-unsigned").unwrap_or(release);
+                    release
+                        .starts_with(|c: char| c.is_ascii_digit())
+                        .then(|| release.to_string())
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    let want = flavor(&running);
+    let newest = installed
+        .into_iter()
+        .filter(|r| flavor(r) == want)
+        .max_by(|a, b| pkg::version_cmp(a, b))?;
+    (pkg::version_cmp(&newest, &running) == std::cmp::Ordering::Greater)
+        .then_some((newest, running))
 }
 
 /// What moved between two package lists: `name old -> new`, `+ name version` (new),
@@ -200,6 +278,89 @@ mod tests {
               openssl 3.0.16-2.ph5 -> 3.0.16-3.ph5
         "#]]
         .assert_eq(&cx.records()[0].diffs.join(""));
+    }
+
+    /// An update that brought a newer kernel: the host must reboot, and says why.
+    #[test]
+    fn newer_kernel_needs_a_reboot() {
+        let (mut cx, rec) = Fixture::photon().ctx(Mode::Apply);
+        let mut after: String = cx
+            .state()
+            .packages
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|(n, v)| format!("{n} {v}\n"))
+            .collect();
+        after += "linux-esx 6.1.128-1.ph5\n";
+        rec.reply(PKGS_QUERY, reply(&after, 0));
+        rec.reply(
+            "sh -c 'uname -r",
+            reply(
+                "6.1.10-11.ph5-esx\nlinux-esx 6.1.10-11.ph5 x86_64\nlinux-esx 6.1.128-1.ph5 x86_64\npackage linux is not installed\n",
+                0,
+            ),
+        );
+        assert!(full_update(&mut cx).unwrap().changed());
+        assert_eq!(
+            cx.reboot_required(),
+            Some("kernel 6.1.128-1.ph5-esx is installed, 6.1.10-11.ph5-esx is running")
+        );
+        // Running the newest: nothing to say.
+        let (mut cx, rec) = Fixture::photon().ctx(Mode::Apply);
+        rec.reply(
+            "sh -c 'uname -r",
+            reply("6.1.128-1.ph5-esx\nlinux-esx 6.1.128-1.ph5 x86_64\n", 0),
+        );
+        let _ = full_update(&mut cx);
+        assert_eq!(cx.reboot_required(), None);
+        // Check mode installs nothing and asks nothing of the kernels.
+        let (mut cx, rec) = Fixture::photon().ctx(Mode::Check);
+        rec.reply("tdnf check-update", reply("", 0));
+        let _ = full_update(&mut cx).unwrap();
+        assert!(
+            rec.commands()
+                .iter()
+                .all(|c| !c.display().contains("uname"))
+        );
+    }
+
+    #[test]
+    fn kernels_compared() {
+        use OsFamily::*;
+        // Photon: each flavor against its own package.
+        assert_eq!(
+            newer_kernel(
+                Photon,
+                "6.1.10-11.ph5\nlinux 6.1.10-11.ph5 x86_64\nlinux-esx 6.1.128-1.ph5 x86_64\n"
+            ),
+            None
+        );
+        assert_eq!(
+            newer_kernel(Photon, "6.1.10-11.ph5\nlinux 6.1.128-1.ph5 x86_64\n"),
+            Some(("6.1.128-1.ph5".into(), "6.1.10-11.ph5".into()))
+        );
+        // Rocky: kernel-core VERSION-RELEASE.ARCH, several installed.
+        assert_eq!(
+            newer_kernel(
+                Rhel,
+                "5.14.0-427.13.1.el9_4.x86_64\nkernel-core 5.14.0-427.13.1.el9_4 x86_64\nkernel-core 5.14.0-503.11.1.el9_5 x86_64\npackage kernel is not installed\n"
+            ),
+            Some((
+                "5.14.0-503.11.1.el9_5.x86_64".into(),
+                "5.14.0-427.13.1.el9_4.x86_64".into()
+            ))
+        );
+        // Debian: the release is in the package name; another flavor, a removed kernel and the
+        // meta package do not count.
+        let dpkg = "6.1.0-28-amd64\nii  linux-image-6.1.0-28-amd64\nii  linux-image-6.1.0-31-cloud-amd64\nrc  linux-image-6.1.0-30-amd64\nii  linux-image-amd64\n";
+        assert_eq!(newer_kernel(Debian, dpkg), None);
+        let dpkg = format!("{dpkg}ii  linux-image-6.1.0-29-amd64-unsigned\n");
+        assert_eq!(
+            newer_kernel(Debian, &dpkg),
+            Some(("6.1.0-29-amd64".into(), "6.1.0-28-amd64".into()))
+        );
+        assert_eq!(newer_kernel(Debian, ""), None);
     }
 
     #[test]

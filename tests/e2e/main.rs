@@ -10,6 +10,7 @@ mod haproxy;
 mod lab_smoke;
 mod os;
 mod security;
+mod takeover;
 mod verify;
 mod vm;
 mod worker;

@@ -210,7 +210,8 @@ pub struct Kubernetes {
     /// Where kubelet/kubeadm come from: `distro` (Photon's packages), `upstream` (pkgs.k8s.io
     /// repository), `present` (already installed, not managed).
     pub source: String,
-    /// Minor version for the upstream repository (e.g. "1.30").
+    /// Minor version (e.g. "1.30"): of the upstream repository, or of the distribution's
+    /// packages, which its repositories must offer (Photon OS 5.0: "1.27").
     pub version: String,
     /// Manage docker's daemon.json even where docker is not installed yet.
     pub docker: bool,

@@ -1,6 +1,6 @@
 //! The steps every role starts with (admin access and its sudo, locale, time, CA certificates,
-//! NFS client) and ends with (full update, network: cloud-init kept off it, the static file,
-//! applied).
+//! NFS client, then the full update, where the seed puts it: before the role's own packages)
+//! and ends with (network: cloud-init kept off it, the static file, applied).
 
 use tasks::network::{self, StaticNetwork};
 use tasks::state::Probe;
@@ -14,7 +14,7 @@ fn skip(why: &str) -> Result<Change> {
 }
 
 /// Admin access (and, when the inventory asks, sudo without a password), locale, time, CA
-/// certificates, NFS client.
+/// certificates, NFS client, full update.
 pub fn common<'a>(t: Target<'a>, p: &mut Plan<'a>) {
     let inv = t.inventory;
     let sys = &inv.system;
@@ -103,6 +103,7 @@ pub fn common<'a>(t: Target<'a>, p: &mut Plan<'a>) {
         Ok(c | files)
     });
     p.step("nfs client", Reads::NONE, pkg::nfs_client);
+    full_update(t, p);
 }
 
 /// The admin's ssh directory and keys, at the usual home (another home costs one more round
@@ -182,7 +183,9 @@ fn read_ca_files(t: Target) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-/// The full system update, when the inventory asks for it.
+/// The full system update, when the inventory asks for it: the last of the common steps, so
+/// the role's packages come from the updated system, and the packages nodeprep holds (kubelet,
+/// kubeadm, kubectl) are already held on a re-run.
 pub fn full_update<'a>(t: Target<'a>, p: &mut Plan<'a>) {
     p.step("system updated", update::READS, move |cx| {
         if t.inventory.system.full_update {

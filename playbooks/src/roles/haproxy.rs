@@ -4,7 +4,7 @@
 use tasks::firewall::{self, Ports};
 use tasks::{Plan, Result, haproxy, verify};
 
-use super::{Role, common, full_update, network};
+use super::{Role, common, network};
 use crate::inventory::{HostEntry, Inventory, Target};
 
 /// A load balancer.
@@ -119,7 +119,6 @@ impl Role for Haproxy {
             let changed = cx.changed(config);
             haproxy::running(cx, changed)
         });
-        full_update(t, p);
         network(t, p)?;
         Ok(())
     }

@@ -4,7 +4,7 @@ use tasks::firewall::{self, Chain, Net, Ports, Rule};
 use tasks::{Change, Plan, Reads, Result, verify};
 use tasks::{containerd, disks, docker, hostname, kernel, kubelet};
 
-use super::{Role, common, full_update, ingress_nodeports, network};
+use super::{Role, common, ingress_nodeports, network};
 use crate::inventory::Target;
 use crate::inventory::cluster::{pod_network, service_network};
 
@@ -178,7 +178,7 @@ impl Role for K8sNode {
         let source = match k.source.as_str() {
             "upstream" => kubelet::Source::Upstream { minor: &k.version },
             "present" => kubelet::Source::Present,
-            _ => kubelet::Source::Distro,
+            _ => kubelet::Source::Distro { minor: &k.version },
         };
         p.step("kubernetes packages", kubelet::READS, move |cx| {
             kubelet::packages(cx, source)
@@ -222,7 +222,6 @@ impl Role for K8sNode {
         p.step("firewall forward", firewall::READS, move |cx| {
             firewall::open(cx, &forward)
         });
-        full_update(t, p);
         network(t, p)?;
         Ok(())
     }
@@ -250,10 +249,11 @@ pub fn kernel_prep<'a>(
     p.step("kernel modules loaded", live.clone(), move |cx| {
         kernel::modules_loaded(cx, modules)
     });
+    // Persisted, and winning at boot over every other sysctl file.
     let persisted = p.step(
         "sysctl persisted",
-        Reads::files(&[SYSCTL_FILE]),
-        move |cx| kernel::sysctl_file(cx, SYSCTL_FILE, sysctls),
+        [Reads::files(&[SYSCTL_FILE]), kernel::SYSCTL_READS],
+        move |cx| kernel::sysctl_persisted(cx, SYSCTL_FILE, sysctls),
     );
     p.step("sysctl applied", live, move |cx| {
         let changed = cx.changed(persisted);

@@ -196,4 +196,45 @@ mod tests {
             );
         }
     }
+
+    /// The full update runs where the seed puts it: right after the NFS client, before the
+    /// role's own packages (and long before the network, the last step).
+    #[test]
+    fn full_update_before_the_roles_packages() {
+        let text = include_str!("../../../inventory.toml");
+        let mut inv = Inventory::parse(text, Path::new("inventory.toml")).unwrap();
+        inv.placeholders.clear();
+        for (role, host, first_own) in [
+            ("k8s-master", "prdk8smst501", "hostname"),
+            ("k8s-worker", "prdk8swok511", "hostname"),
+            ("haproxy", "prdinfhap511", "haproxy installed"),
+        ] {
+            let mut p = Plan::new();
+            find(role)
+                .unwrap()
+                .plan(inv.target(host).unwrap(), &mut p)
+                .unwrap();
+            let names = p.names();
+            let at = |n: &str| {
+                names
+                    .iter()
+                    .position(|x| x == n)
+                    .unwrap_or_else(|| panic!("{role}: no {n}"))
+            };
+            assert_eq!(
+                at("system updated"),
+                at("nfs client") + 1,
+                "{role}: {names:?}"
+            );
+            assert_eq!(at(first_own), at("system updated") + 1, "{role}: {names:?}");
+            assert!(
+                at("system updated")
+                    < at(if role == "haproxy" {
+                        "haproxy installed"
+                    } else {
+                        "kubernetes packages"
+                    })
+            );
+        }
+    }
 }

@@ -14,8 +14,8 @@ mod script;
 
 pub use parse::{base64_decode, parse_addresses, parse_probe, parse_tar, parse_units_show};
 pub use script::{
-    LOCK_DIR, LOCK_STALE_SECS, busy_error, files_script, probe_script, units_show_command,
-    unlock_script,
+    LOCK_DIR, LOCK_STALE_SECS, busy_error, dirs_script, files_script, probe_script,
+    units_show_command, unlock_script,
 };
 
 /// A file as read on the host.
@@ -66,6 +66,9 @@ pub struct Probe {
     pub programs: BTreeSet<String>,
     /// systemd units whose enablement and activity are read.
     pub units: BTreeSet<String>,
+    /// Directories listed (their entries, symlinks with their targets), every regular file in
+    /// them read too: for configuration read from whole directories (sysctl.d).
+    pub dirs: BTreeSet<String>,
     /// Take the run lock for this holder (see [`LOCK_DIR`]).
     pub lock: Option<String>,
     /// A holder known to be gone (its runner died): its lock is removed first.
@@ -91,9 +94,16 @@ impl Probe {
         self
     }
 
+    pub fn dirs<S: AsRef<str>>(mut self, paths: &[S]) -> Probe {
+        self.dirs
+            .extend(paths.iter().map(|p| p.as_ref().to_string()));
+        self
+    }
+
     /// Everything of `other` too.
     pub fn merge(mut self, other: &Probe) -> Probe {
         self.files.extend(other.files.iter().cloned());
+        self.dirs.extend(other.dirs.iter().cloned());
         self.programs.extend(other.programs.iter().cloned());
         self.units.extend(other.units.iter().cloned());
         self
@@ -119,6 +129,32 @@ pub struct State {
     pub answers: HashMap<Vec<String>, String>,
     /// Every file is known: one not in `files` is absent (recorded hosts in tests).
     pub files_complete: bool,
+    /// Directory → its entry names, sorted (`None`: no such directory). Listed directories
+    /// have their regular files in `files` too.
+    pub dirs: HashMap<String, Option<Vec<String>>>,
+    /// Entries of listed directories that are symlinks → the path they resolve to
+    /// (`readlink -f`).
+    pub links: HashMap<String, String>,
+}
+
+impl State {
+    /// The entries of `dir` as the files this state knows show them (a recorded host whose
+    /// files are all known): every present file or directory whose parent is `dir`. `None`
+    /// when nothing is known under `dir` and `dir` itself is not a known directory.
+    pub fn listing_from_files(&self, dir: &str) -> Option<Vec<String>> {
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        let mut names: Vec<String> = self
+            .files
+            .iter()
+            .filter(|(_, f)| f.is_some())
+            .filter_map(|(p, _)| p.strip_prefix(&prefix))
+            .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+            .map(str::to_string)
+            .collect();
+        names.sort();
+        let is_dir = matches!(self.files.get(dir), Some(Some(f)) if f.is_dir);
+        (is_dir || !names.is_empty()).then_some(names)
+    }
 }
 
 #[cfg(test)]
@@ -195,5 +231,52 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(plain.mode, meta.permissions().mode() & 0o7777);
         assert_eq!(plain.owner, "root");
+    }
+
+    /// Directory listings on a real shell: entries sorted, symlinks with their targets, the
+    /// regular files read, an absent directory told apart from an empty one.
+    #[test]
+    fn dirs_listed_on_a_real_shell() {
+        use crate::host::{Cmd, Host, Local};
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("sysctl.d");
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(d.join("99-b.conf"), "b = 1\n").unwrap();
+        std::fs::write(d.join("10-a.conf"), "a = 1\n").unwrap();
+        std::fs::write(tmp.path().join("sysctl.conf"), "c = 1\n").unwrap();
+        std::os::unix::fs::symlink("../sysctl.conf", d.join("99-sysctl.conf")).unwrap();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        std::fs::write(d.join("odd\nname.conf"), "x").unwrap();
+        let empty = tmp.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let dir = d.display().to_string();
+        let dirs = [
+            dir.clone(),
+            empty.display().to_string(),
+            tmp.path().join("absent").display().to_string(),
+        ];
+        let probe = Probe::default().dirs(&dirs);
+        let out = Local::new("t")
+            .run(&Cmd::new(&["sh", "-s"]).stdin(probe_script(&probe)))
+            .unwrap();
+        let s = parse_probe(&out.stdout_str(), &probe).unwrap();
+        assert_eq!(
+            s.dirs[&dir].as_deref().unwrap(),
+            ["10-a.conf", "99-b.conf", "99-sysctl.conf", "sub"]
+        );
+        assert_eq!(s.dirs[&dirs[1]].as_deref(), Some(&[][..]));
+        assert_eq!(s.dirs[&dirs[2]], None);
+        let link = format!("{dir}/99-sysctl.conf");
+        let target = std::fs::canonicalize(tmp.path().join("sysctl.conf")).unwrap();
+        assert_eq!(s.links[&link], target.display().to_string());
+        assert_eq!(s.files[&link].as_ref().unwrap().content, b"c = 1\n");
+        assert_eq!(
+            s.files[&format!("{dir}/10-a.conf")]
+                .as_ref()
+                .unwrap()
+                .content,
+            b"a = 1\n"
+        );
+        assert!(!s.files.contains_key(&format!("{dir}/sub")));
     }
 }

@@ -90,6 +90,23 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
             "none" => {
                 state.files.insert(name.to_string(), None);
             }
+            "nodir" => {
+                state.dirs.insert(name.to_string(), None);
+            }
+            "dir" => {
+                let mut names = Vec::new();
+                for line in body.lines().filter(|l| !l.is_empty()) {
+                    let (entry, target) = line.split_once('\t').unwrap_or((line, ""));
+                    if !target.is_empty() {
+                        state
+                            .links
+                            .insert(format!("{name}/{entry}"), target.to_string());
+                    }
+                    names.push(entry.to_string());
+                }
+                names.sort();
+                state.dirs.insert(name.to_string(), Some(names));
+            }
             "want" => wanted.push(name.to_string()),
             "tar" => {
                 let bytes = base64_decode(body.trim())

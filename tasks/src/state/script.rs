@@ -59,6 +59,23 @@ f() {
     m none "$1"
   fi
 }
+NL='
+'
+TAB=$(printf '\t')
+d() {
+  if [ ! -d "$1" ]; then m nodir "$1"; return; fi
+  m dir "$1"
+  for p in "$1"/*; do
+    n=${p##*/}
+    case $n in *"$NL"*|*"$TAB"*) continue;; esac
+    if [ -L "$p" ]; then printf '%s\t%s\n' "$n" "$(readlink -f -- "$p" 2>/dev/null)"
+    elif [ -e "$p" ]; then printf '%s\t\n' "$n"; fi
+  done
+  for p in "$1"/*; do
+    case ${p##*/} in *"$NL"*|*"$TAB"*) continue;; esac
+    if [ -f "$p" ]; then f "$p"; fi
+  done
+}
 "#;
 
 /// A script that reads only files (a cache miss).
@@ -67,6 +84,22 @@ pub fn files_script<S: AsRef<str>>(paths: &[S]) -> String {
     push_files(&mut s, paths);
     s.push_str("m end -\n");
     s
+}
+
+/// A script that lists directories and reads their files (a cache miss).
+pub fn dirs_script<S: AsRef<str>>(dirs: &[S]) -> String {
+    let mut s = String::from(PROBE_PRELUDE);
+    push_dirs(&mut s, dirs);
+    s.push_str("m end -\n");
+    s
+}
+
+/// Each directory listed (name, TAB, the target of a symlink), then each regular file in it
+/// read. Names holding a newline or a tab are left out: no configuration file is named so.
+fn push_dirs<S: AsRef<str>>(s: &mut String, dirs: &[S]) {
+    for dir in dirs {
+        s.push_str(&format!("d {}\n", shell_quote(dir.as_ref())));
+    }
 }
 
 /// The shell that reads `paths`: files of /proc and /sys one by one (their size is not their
@@ -136,6 +169,7 @@ fi
         ));
     }
     push_files(&mut s, &probe.files.iter().collect::<Vec<_>>());
+    push_dirs(&mut s, &probe.dirs.iter().collect::<Vec<_>>());
     s.push_str("m end -\n");
     s
 }

@@ -125,34 +125,62 @@ pub fn module_loaded(cx: &mut Ctx, module: &str) -> Result<Check> {
     ))
 }
 
-/// The live value of `key` is `want`.
+/// The live value of `key` is `want`, and so is the value that wins at boot: the last setting
+/// of the key across every sysctl file, in the order they are applied (see
+/// [`kernel::sysctl_files`]). A failure names the file that wins.
 pub fn sysctl(cx: &mut Ctx, key: &str, want: &str) -> Result<Check> {
     let name = name::sysctl(key);
     let live = cx
         .file(&kernel::sysctl_path(key))?
         .map(|f| f.text().trim().to_string());
+    let lines = kernel::sysctl_lines(cx)?;
+    let winner = kernel::sysctl_winner(&lines, key);
+    let at_boot = match winner {
+        Some(w) => format!("at boot {} sets {} and wins", w.path, w.value),
+        None => "at boot no sysctl file sets it".to_string(),
+    };
     let hint = format!(
-        "`{key} = {want}` in /etc/sysctl.d/99-kubernetes-cri.conf, then `sysctl --system` (steps \"sysctl \
-         persisted\" and \"sysctl applied\"; a file sorting later may override it)"
+        "`{key} = {want}` in /etc/sysctl.d/99-kubernetes-cri.conf, with no file applied after it setting \
+         another value, then `sysctl --system` (steps \"sysctl persisted\", which comments out such a \
+         line, and \"sysctl applied\")"
     );
-    Ok(match live {
-        Some(v) if v == want => Check::pass(&name),
-        Some(v) => Check::fail(
-            &name,
-            format!("{key} is {v}, want {want}{}", container_note(cx)),
-            hint,
-        ),
-        None if key.starts_with("net.bridge.") => Check::fail(
+    let live_check = match live {
+        Some(v) if v == want => None,
+        Some(v) => Some(format!(
+            "{key} is {v}, want {want}{} ({at_boot})",
+            container_note(cx)
+        )),
+        None if key.starts_with("net.bridge.") => {
+            return Ok(Check::fail(
+                &name,
+                format!(
+                    "{key} does not exist: br_netfilter is not loaded{}",
+                    container_note(cx)
+                ),
+                format!("`modprobe br_netfilter` first; then {hint}"),
+            ));
+        }
+        None => Some(format!("{key} does not exist{}", container_note(cx))),
+    };
+    if let Some(reason) = live_check {
+        return Ok(Check::fail(&name, reason, hint));
+    }
+    Ok(match winner {
+        Some(w) if w.value.split_whitespace().eq(want.split_whitespace()) => Check::pass(&name),
+        Some(w) => Check::fail(
             &name,
             format!(
-                "{key} does not exist: br_netfilter is not loaded{}",
-                container_note(cx)
+                "{key} is {want} now, but {} sets {} and wins at the next boot (sysctl files apply in \
+                 name order across /etc, /run, /usr/local/lib and /usr/lib sysctl.d, then /etc/sysctl.conf)",
+                w.path, w.value
             ),
-            format!("`modprobe br_netfilter` first; then {hint}"),
+            hint,
         ),
         None => Check::fail(
             &name,
-            format!("{key} does not exist{}", container_note(cx)),
+            format!(
+                "{key} is {want} now, but no sysctl file sets it: the next boot leaves the kernel's default"
+            ),
             hint,
         ),
     })
@@ -247,11 +275,77 @@ mod tests {
         let (mut cx, _) = Fixture::photon().complete().ctx(Mode::Check);
         let c = sysctl(&mut cx, "net.ipv4.ip_forward", "1").unwrap();
         assert_eq!(c.name, "sysctl net.ipv4.ip_forward");
-        assert_eq!(reason(&c), "net.ipv4.ip_forward is 0, want 1");
+        assert_eq!(
+            reason(&c),
+            "net.ipv4.ip_forward is 0, want 1 (at boot /etc/sysctl.d/50-security-hardening.conf sets 0 and wins)"
+        );
         let c = sysctl(&mut cx, "net.bridge.bridge-nf-call-iptables", "1").unwrap();
         assert_eq!(
             reason(&c),
             "net.bridge.bridge-nf-call-iptables does not exist: br_netfilter is not loaded"
+        );
+    }
+
+    /// Right now, wrong at the next boot: a file applied after nodeprep's wins, and is named.
+    #[test]
+    fn sysctl_judged_at_boot() {
+        // Debian: /etc/sysctl.d/99-sysctl.conf is /etc/sysctl.conf, and sorts after
+        // 99-kubernetes-cri.conf.
+        let conf = "# /etc/sysctl.conf\nnet.ipv4.ip_forward=0\n";
+        let (mut cx, _) = ready_photon()
+            .file(kernel::SYSCTL_CONF, conf, 0o644)
+            .symlink("/etc/sysctl.d/99-sysctl.conf", kernel::SYSCTL_CONF)
+            .ctx(Mode::Check);
+        let c = sysctl(&mut cx, "net.ipv4.ip_forward", "1").unwrap();
+        assert_eq!(
+            reason(&c),
+            "net.ipv4.ip_forward is 1 now, but /etc/sysctl.conf sets 0 and wins at the next boot (sysctl \
+             files apply in name order across /etc, /run, /usr/local/lib and /usr/lib sysctl.d, then /etc/sysctl.conf)"
+        );
+        assert!(hint(&c).contains("\"sysctl persisted\""), "{c:?}");
+        assert!(
+            sysctl(&mut cx, "net.bridge.bridge-nf-call-iptables", "1")
+                .unwrap()
+                .passed()
+        );
+        // A package's file sorting after it.
+        let (mut cx, _) = ready_photon()
+            .file(
+                "/usr/lib/sysctl.d/99-zz-vendor.conf",
+                "net/ipv4/ip_forward = 0\n",
+                0o644,
+            )
+            .ctx(Mode::Check);
+        let c = sysctl(&mut cx, "net.ipv4.ip_forward", "1").unwrap();
+        assert!(
+            reason(&c).starts_with(
+                "net.ipv4.ip_forward is 1 now, but /usr/lib/sysctl.d/99-zz-vendor.conf sets 0"
+            ),
+            "{c:?}"
+        );
+        // Masked by a file of the same name in /etc: no longer applied.
+        let (mut cx, _) = ready_photon()
+            .file(
+                "/usr/lib/sysctl.d/99-zz-vendor.conf",
+                "net.ipv4.ip_forward = 0\n",
+                0o644,
+            )
+            .file("/etc/sysctl.d/99-zz-vendor.conf", "# masked\n", 0o644)
+            .ctx(Mode::Check);
+        assert!(
+            sysctl(&mut cx, "net.ipv4.ip_forward", "1")
+                .unwrap()
+                .passed()
+        );
+        // No file sets it at all.
+        let (mut cx, _) = ready_photon()
+            .absent("/etc/sysctl.d/99-kubernetes-cri.conf")
+            .absent("/etc/sysctl.d/50-security-hardening.conf")
+            .ctx(Mode::Check);
+        let c = sysctl(&mut cx, "net.ipv4.ip_forward", "1").unwrap();
+        assert_eq!(
+            reason(&c),
+            "net.ipv4.ip_forward is 1 now, but no sysctl file sets it: the next boot leaves the kernel's default"
         );
     }
 }

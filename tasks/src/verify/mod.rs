@@ -48,10 +48,12 @@ pub use runtime::{
 pub const FILES: &[&str] = &[MACHINE_ID, PRODUCT_UUID, MEMINFO, TCP, TCP6, KUBELET_CONFIG];
 
 /// What the checks read: their own files, and those of the tasks whose results they judge
-/// (fstab and swaps, containerd's and kubelet's configuration, the host name).
-pub const READS: [Reads; 5] = [
+/// (fstab and swaps, every sysctl file, containerd's and kubelet's configuration, the host
+/// name).
+pub const READS: [Reads; 6] = [
     Reads::files(FILES),
     crate::kernel::READS,
+    crate::kernel::SYSCTL_READS,
     crate::containerd::READS,
     crate::kubelet::READS,
     crate::hostname::READS,
@@ -312,6 +314,11 @@ pub(crate) mod fixtures {
         Fixture::photon()
             .hostname("prdk8smst501")
             .file(containerd::CONFIG, &containerd, 0o644)
+            .file(
+                "/etc/sysctl.d/99-kubernetes-cri.conf",
+                &crate::kernel::render_sysctl(&SYSCTLS),
+                0o644,
+            )
             .file(
                 kubelet::SYSCONFIG,
                 "KUBELET_EXTRA_ARGS=--cgroup-driver=systemd\n",

@@ -31,8 +31,11 @@ pub(super) mod name {
 
 // ---- parsers --------------------------------------------------------------------------------
 
-/// The cgroup driver containerd runs runc with: `systemd` when `SystemdCgroup = true` in its
-/// config (1.x and 2.x layouts), else `cgroupfs` (containerd's default). `Err`: unreadable.
+/// The cgroup driver containerd runs runc with: `systemd` when `SystemdCgroup = true` for runc
+/// in the CRI plugin's table of the file's schema (`version = 2`: `io.containerd.grpc.v1.cri`;
+/// `version = 3`: `io.containerd.cri.v1.runtime`; version 1, no `version` line: `cri`), else
+/// `cgroupfs` (containerd's default). `Err`: unreadable, or read by containerd 1.x as version 1
+/// while its settings are in version 2's tables, which version 1 ignores.
 pub fn containerd_driver(config: Option<&str>) -> std::result::Result<&'static str, String> {
     let Some(text) = config else {
         return Ok("cgroupfs");
@@ -40,21 +43,44 @@ pub fn containerd_driver(config: Option<&str>) -> std::result::Result<&'static s
     let doc: toml_edit::DocumentMut = text
         .parse()
         .map_err(|e| format!("{} is not valid TOML: {e}", containerd::CONFIG))?;
-    for plugin in ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime"] {
-        let value = doc
-            .get("plugins")
-            .and_then(|p| p.get(plugin))
-            .and_then(|p| p.get("containerd"))
-            .and_then(|p| p.get("runtimes"))
-            .and_then(|p| p.get("runc"))
-            .and_then(|p| p.get("options"))
-            .and_then(|p| p.get("SystemdCgroup"))
-            .and_then(|v| v.as_bool());
-        if let Some(systemd) = value {
-            return Ok(if systemd { "systemd" } else { "cgroupfs" });
-        }
+    let ignored = containerd::ignored_as_version_1(&doc);
+    if !ignored.is_empty() {
+        return Err(format!(
+            "{} has no `version = 2`: containerd 1.x reads it as version 1 and ignores its {} (runc \
+             keeps the cgroupfs driver)",
+            containerd::CONFIG,
+            ignored
+                .iter()
+                .map(|t| format!("[plugins.\"{t}\"]"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
-    Ok("cgroupfs")
+    let plugin = match doc.get("version").map(|v| v.as_integer()) {
+        None | Some(Some(1)) => "cri",
+        Some(Some(2)) => "io.containerd.grpc.v1.cri",
+        Some(Some(3)) => "io.containerd.cri.v1.runtime",
+        Some(_) => {
+            return Err(format!(
+                "{} has an unknown `version` (containerd knows 1, 2 and 3)",
+                containerd::CONFIG
+            ));
+        }
+    };
+    let value = doc
+        .get("plugins")
+        .and_then(|p| p.get(plugin))
+        .and_then(|p| p.get("containerd"))
+        .and_then(|p| p.get("runtimes"))
+        .and_then(|p| p.get("runc"))
+        .and_then(|p| p.get("options"))
+        .and_then(|p| p.get("SystemdCgroup"))
+        .and_then(|v| v.as_bool());
+    Ok(if value == Some(true) {
+        "systemd"
+    } else {
+        "cgroupfs"
+    })
 }
 
 /// The `--cgroup-driver` of an active `KUBELET_EXTRA_ARGS=` line, if any.
@@ -116,6 +142,14 @@ pub fn cgroup_driver(cx: &mut Ctx) -> Result<Check> {
     let config = cx.file(containerd::CONFIG)?.map(|f| f.text());
     let runtime = match containerd_driver(config.as_deref()) {
         Ok(d) => d,
+        Err(why) if why.contains("`version = 2`") => {
+            return Ok(Check::fail(
+                NAME,
+                why,
+                "add `version = 2` at the top of /etc/containerd/config.toml and restart containerd \
+                 (steps \"containerd config\", which adds it, and \"containerd running\")",
+            ));
+        }
         Err(why) => {
             return Ok(Check::fail(
                 NAME,
@@ -236,6 +270,40 @@ mod tests {
         let v3 = containerd::edited_config(None, Some(2)).unwrap();
         assert_eq!(containerd_driver(Some(&v3)), Ok("systemd"));
         assert!(containerd_driver(Some("[plugins")).is_err());
+        // Version 1's own layout.
+        let v1 = "[plugins.cri.containerd.runtimes.runc.options]\nSystemdCgroup = true\n";
+        assert_eq!(containerd_driver(Some(v1)), Ok("systemd"));
+        // The tables of one schema are not read under another.
+        let v3_tables_in_v2 = v3.replace("version = 3", "version = 2");
+        assert_eq!(containerd_driver(Some(&v3_tables_in_v2)), Ok("cgroupfs"));
+    }
+
+    /// The seed's own snippet: version 2's tables with no `version = 2`, which containerd 1.x
+    /// reads as version 1, ignoring `SystemdCgroup = true`.
+    #[test]
+    fn config_read_as_version_1_fails() {
+        const SEED: &str = "disabled_plugins = [\"\"]\n\n#root = \"/var/lib/containerd\"\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\nSystemdCgroup = true\n";
+        let (mut cx, _) = ready_photon()
+            .file(containerd::CONFIG, SEED, 0o644)
+            .ctx(Mode::Check);
+        let c = cgroup_driver(&mut cx).unwrap();
+        assert_eq!(
+            reason(&c),
+            "/etc/containerd/config.toml has no `version = 2`: containerd 1.x reads it as version 1 and \
+             ignores its [plugins.\"io.containerd.grpc.v1.cri\"] (runc keeps the cgroupfs driver)"
+        );
+        assert!(hint(&c).starts_with("add `version = 2`"), "{c:?}");
+        // The step's fix: the same file with `version = 2`, which then passes.
+        let fixed = containerd::edited_config(Some(SEED), Some(1)).unwrap();
+        assert!(fixed.contains("\nversion = 2\n"), "{fixed}");
+        assert_eq!(containerd_driver(Some(&fixed)), Ok("systemd"));
+        let (mut cx, _) = ready_photon()
+            .file(containerd::CONFIG, &fixed, 0o644)
+            .ctx(Mode::Check);
+        assert!(cgroup_driver(&mut cx).unwrap().passed());
+        // `version = 1` said out loud: the same.
+        let said = format!("version = 1\n{SEED}");
+        assert!(containerd_driver(Some(&said)).is_err());
     }
 
     #[test]

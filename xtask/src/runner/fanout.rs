@@ -226,6 +226,7 @@ fn run_one(
         commands: cx.commands_sent(),
         remote: cx.remote_time(),
         misses: cx.misses().to_vec(),
+        reboot_required: cx.reboot_required().map(str::to_string),
     }
 }
 

@@ -149,10 +149,19 @@ impl Printer {
     }
 
     pub fn recap(&self, reports: &[HostReport], check: bool) {
+        for line in self.recap_lines(reports, check) {
+            self.line(&line);
+        }
+    }
+
+    /// The recap: a JSON event per host, or the table (with a line per host that must be
+    /// rebooted).
+    fn recap_lines(&self, reports: &[HostReport], check: bool) -> Vec<String> {
+        let mut out = Vec::new();
         if self.json {
             for r in reports {
-                self.line(
-                    &json!({
+                out.push(
+                    json!({
                         "event": "recap",
                         "host": r.host,
                         "ok": r.count("ok"),
@@ -166,11 +175,13 @@ impl Printer {
                         "commands": r.commands,
                         "remote_ms": r.remote.as_millis() as u64,
                         "check": check,
+                        "reboot_required": r.reboot_required.is_some(),
+                        "reboot_reason": r.reboot_required,
                     })
                     .to_string(),
                 );
             }
-            return;
+            return out;
         }
         let mut text = format!(
             "\nRECAP{}\n{:<16} {:>4} {:>8} {:>7} {:>8} {:>12} {:>9}",
@@ -200,6 +211,11 @@ impl Printer {
                 r.duration.as_secs_f64()
             ));
         }
+        for r in reports {
+            if let Some(why) = &r.reboot_required {
+                text.push_str(&format!("\n{}: reboot needed ({why})", r.host));
+            }
+        }
         // Left out by --only/--skip: one line, not one per step.
         if let Some(n) = reports
             .iter()
@@ -221,7 +237,8 @@ impl Printer {
                 if reports.len() == 1 { "" } else { "s" }
             ));
         }
-        self.line(&text);
+        out.push(text);
+        out
     }
 }
 
@@ -296,4 +313,54 @@ fn indent(text: &str, prefix: &str) -> String {
         .map(|l| format!("{prefix}{l}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(host: &str, reboot: Option<&str>) -> HostReport {
+        let mut r = HostReport::early(
+            host,
+            tasks::ErrorKind::Other,
+            String::new(),
+            Default::default(),
+        );
+        r.error = None;
+        r.reboot_required = reboot.map(str::to_string);
+        r
+    }
+
+    /// A host a newer kernel was installed on: its recap says it must reboot, in text and in
+    /// JSON; the others say nothing of it.
+    #[test]
+    fn recap_says_reboot_needed() {
+        let reports = [
+            report(
+                "prdk8swok511",
+                Some("kernel 6.1.128-1.ph5-esx is installed, 6.1.10-11.ph5-esx is running"),
+            ),
+            report("prdk8swok512", None),
+        ];
+        let text = Printer::new(false, false)
+            .recap_lines(&reports, false)
+            .join("\n");
+        assert!(
+            text.contains("\nprdk8swok511: reboot needed (kernel 6.1.128-1.ph5-esx is installed, 6.1.10-11.ph5-esx is running)"),
+            "{text}"
+        );
+        assert!(!text.contains("prdk8swok512: reboot"), "{text}");
+        let json = Printer::new(true, false).recap_lines(&reports, false);
+        let events: Vec<serde_json::Value> = json
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(events[0]["reboot_required"], true);
+        assert_eq!(
+            events[0]["reboot_reason"],
+            "kernel 6.1.128-1.ph5-esx is installed, 6.1.10-11.ph5-esx is running"
+        );
+        assert_eq!(events[1]["reboot_required"], false);
+        assert!(events[1]["reboot_reason"].is_null());
+    }
 }

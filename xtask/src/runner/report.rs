@@ -37,6 +37,8 @@ pub struct HostReport {
     pub remote: Duration,
     /// Files read after the first round trip because no step declared them.
     pub misses: Vec<String>,
+    /// Why the host must be rebooted for the run's changes to take effect (a newer kernel).
+    pub reboot_required: Option<String>,
 }
 
 impl HostReport {
@@ -51,6 +53,7 @@ impl HostReport {
             commands: 0,
             remote: Duration::ZERO,
             misses: Vec::new(),
+            reboot_required: None,
         }
     }
 
