@@ -333,7 +333,10 @@ fn inventory_naming(
         lab.host(node).ssh_port
     );
     if let Some(address) = network {
-        text.push_str(&format!("network = {{ address = \"{address}/16\" }}\n"));
+        // The ssh address (loopback) is a separate management address.
+        text.push_str(&format!(
+            "management_address = true\nnetwork = {{ address = \"{address}/16\" }}\n"
+        ));
     }
     std::fs::write(&path, text).unwrap();
     path

@@ -115,7 +115,7 @@ fn inventory_values_with_shell_syntax_are_refused() {
         ("zone", "zone = \"lan\"", "zone = \"{}\""),
         (
             "kubernetes version",
-            "version = \"1.30\"",
+            "version = \"1.27\"",
             "version = \"{}\"",
         ),
     ];
