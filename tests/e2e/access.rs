@@ -235,7 +235,12 @@ fn first_contact_with_a_password_then_keys_only() {
         "{}",
         String::from_utf8_lossy(&direct.stderr)
     );
-    let (code, out, err) = run(&inv, &[&base[..], &only(STEPS), &["--json"]].concat(), &[]);
+    // --fresh: a new login, by key (the password run's connection is not reused).
+    let (code, out, err) = run(
+        &inv,
+        &[&base[..], &only(STEPS), &["--json", "--fresh"]].concat(),
+        &[],
+    );
     seen.push_str(&out);
     seen.push_str(&err);
     assert_eq!(code, 0, "{out}\n{err}");

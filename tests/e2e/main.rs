@@ -9,6 +9,7 @@ mod fleet;
 mod haproxy;
 mod lab_smoke;
 mod os;
+mod persist;
 mod security;
 mod takeover;
 mod verify;

@@ -311,6 +311,16 @@ fn ssh(s: &SshDefaults, out: &mut Found) {
             format!("`{}` is not a valid user name", s.user.escape_debug()),
         );
     }
+    // A day at most: a kept connection is a logged-in session on the host.
+    if s.persist > 86_400 {
+        out.shared(
+            "ssh.persist",
+            format!(
+                "{} seconds is more than a day; keep connections for minutes (0: close them after each run)",
+                s.persist
+            ),
+        );
+    }
 }
 
 fn admin(a: &Admin, out: &mut Found) {

@@ -1,5 +1,8 @@
-//! The system OpenSSH client, one ControlMaster socket per host in a private temporary
-//! directory, host-key checking on by default. `BatchMode` unless a password is given: then
+//! The system OpenSSH client, one ControlMaster connection per host, host-key checking on by
+//! default. The master outlives the run for [`SshConfig::persist_secs`] (its socket in a
+//! private per-user directory, [`persist_dir`]), so a run soon after reuses it and skips the
+//! login; with 0 it is closed at the end of the run (its socket in a private temporary
+//! directory). `BatchMode` unless a password is given: then
 //! OpenSSH gets it from nodeprep's askpass program ([`super::askpass`]), only for the
 //! invocation that opens the connection. A login user other than root runs commands through
 //! sudo ([`super::sudo`]).
@@ -38,6 +41,12 @@ pub struct SshConfig {
     /// The askpass program OpenSSH runs for the password: a binary that calls
     /// [`askpass::answer_if_asked`] first thing (the running executable when `None`).
     pub askpass_program: Option<PathBuf>,
+    /// How long the connection stays open after the run (seconds) for the next run to reuse;
+    /// 0 closes it at the end of the run. A reused connection skips the login, and with it the
+    /// host key check, which happened when it was made.
+    pub persist_secs: u32,
+    /// Close a kept connection first: this run logs in anew (and checks the host key).
+    pub fresh: bool,
 }
 
 impl SshConfig {
@@ -55,8 +64,89 @@ impl SshConfig {
             password: None,
             sudo_password: None,
             askpass_program: None,
+            persist_secs: 0,
+            fresh: false,
         }
     }
+
+    /// What tells one kept connection from another: user, address, port, and the identity and
+    /// known_hosts files (a different key file, or another set of trusted host keys, is
+    /// another connection).
+    fn connection_key(&self) -> String {
+        let text = format!(
+            "{}\0{}\0{}\0{}\0{}",
+            self.user,
+            self.address,
+            self.port,
+            self.identity_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            self.known_hosts
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        );
+        // FNV-1a, 64 bits: a short, stable name (socket paths are limited to ~108 bytes).
+        let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        format!("{hash:016x}")
+    }
+}
+
+/// The directory of kept connections: `$XDG_RUNTIME_DIR/nodeprep` when the session has one,
+/// else `/tmp/nodeprep-UID`; created 0700, and refused unless it is this user's own and
+/// private (a socket there is a logged-in shell on every host).
+pub fn persist_dir() -> Result<PathBuf> {
+    let uid = current_uid();
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(d) if std::path::Path::new(&d).is_dir() => PathBuf::from(d).join("nodeprep"),
+        _ => PathBuf::from(format!("/tmp/nodeprep-{uid}")),
+    };
+    private_dir(dir, uid)
+}
+
+/// `dir`, created 0700 when missing; refused unless it is a directory of user `uid` that no
+/// one else may enter.
+fn private_dir(dir: PathBuf, uid: u32) -> Result<PathBuf> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    match std::fs::create_dir(&dir) {
+        Ok(()) => std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(Error::other(format!(
+                "cannot create {} for kept ssh connections: {e}",
+                dir.display()
+            )));
+        }
+    }
+    let meta = std::fs::symlink_metadata(&dir)?;
+    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+        return Err(Error::new(
+            ErrorKind::Invalid,
+            format!(
+                "{} is not a private directory of this user (owner uid {}, mode {:o}): not keeping ssh connections there; remove it, or set ssh.persist = 0",
+                dir.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            ),
+        ));
+    }
+    Ok(dir)
+}
+
+/// This process's user id, from /proc (std has no getuid).
+fn current_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+        .and_then(|u| u.parse().ok())
+        .unwrap_or(u32::MAX)
 }
 
 /// Variables added to an ssh invocation's environment.
@@ -64,8 +154,11 @@ type Env = Vec<(&'static str, std::ffi::OsString)>;
 
 pub struct Ssh {
     cfg: SshConfig,
-    /// Private (0700): the ControlMaster socket, and the askpass file while a connection opens.
+    /// Private (0700): the askpass file while a connection opens, and the ControlMaster socket
+    /// of a connection that is not kept.
     control_dir: tempfile::TempDir,
+    /// The ControlMaster socket.
+    control: PathBuf,
     invocations: AtomicU32,
     sudo: Sudo,
     /// The askpass program, resolved once (with a password only).
@@ -91,13 +184,38 @@ impl Ssh {
             })?),
         };
         let sudo = Sudo::new(cfg.sudo_password.clone());
-        Ok(Ssh {
+        let control = if cfg.persist_secs > 0 {
+            persist_dir()?.join(cfg.connection_key())
+        } else {
+            control_dir.path().join("cm")
+        };
+        let ssh = Ssh {
             cfg,
             control_dir,
+            control,
             invocations: AtomicU32::new(0),
             sudo,
             askpass_program,
-        })
+        };
+        if ssh.cfg.fresh && ssh.control.exists() {
+            tracing::debug!(host = %ssh.cfg.name, "closing the kept connection (--fresh)");
+            ssh.exit_master();
+        }
+        Ok(ssh)
+    }
+
+    /// Asks the master connection to exit (nothing happens when none runs).
+    fn exit_master(&self) {
+        let mut argv = self.base_args();
+        let dest = argv.pop().unwrap_or_default();
+        argv.extend(["-O".into(), "exit".into(), dest]);
+        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let _ = spawn_env(&refs, None, &[]);
+    }
+
+    /// Whether this run leaves its connection open for the next one.
+    pub fn keeps_connection(&self) -> bool {
+        self.cfg.persist_secs > 0
     }
 
     /// How many times the ssh client was run (each over the one master connection).
@@ -107,15 +225,22 @@ impl Ssh {
 
     fn base_args(&self) -> Vec<String> {
         let c = &self.cfg;
-        let control = self.control_dir.path().join("cm");
         let mut a: Vec<String> = vec![
             "ssh".into(),
             "-o".into(),
             "ControlMaster=auto".into(),
             "-o".into(),
-            format!("ControlPath={}", control.display()),
+            format!("ControlPath={}", self.control.display()),
             "-o".into(),
-            "ControlPersist=120".into(),
+            // Not kept: the master outlives a command for the run's next one; `close` ends it.
+            format!(
+                "ControlPersist={}",
+                if c.persist_secs > 0 {
+                    c.persist_secs
+                } else {
+                    120
+                }
+            ),
             "-o".into(),
             format!(
                 "BatchMode={}",
@@ -181,7 +306,7 @@ impl Ssh {
             ("SSH_ASKPASS", program.clone().into_os_string()),
             ("SSH_ASKPASS_REQUIRE", "force".into()),
         ];
-        let file = if self.control_dir.path().join("cm").exists() {
+        let file = if self.control.exists() {
             None
         } else {
             let f = AskpassFile::write(self.control_dir.path(), password)?;
@@ -229,19 +354,18 @@ impl Host for Ssh {
         result.map_err(|e| e.on_host(&self.cfg.name))
     }
 
+    /// Ends the master connection, unless it is kept for the next run.
     fn close(&self) {
-        let mut argv = self.base_args();
-        let dest = argv.pop().unwrap_or_default();
-        argv.extend(["-O".into(), "exit".into(), dest]);
-        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let _ = spawn_env(&refs, None, &[]);
+        if !self.keeps_connection() {
+            self.exit_master();
+        }
     }
 }
 
 impl Drop for Ssh {
     fn drop(&mut self) {
-        if self.control_dir.path().join("cm").exists() {
-            self.close();
+        if !self.keeps_connection() && self.control.exists() {
+            self.exit_master();
         }
     }
 }
@@ -425,5 +549,81 @@ mod tests {
         assert_eq!(env.len(), 2);
         std::fs::remove_file(ssh.control_dir.path().join("cm")).unwrap();
         assert!(!format!("{:?}", ssh.cfg).contains("never"));
+    }
+}
+
+#[cfg(test)]
+mod persist_tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn the_kept_connections_directory_is_private() {
+        let base = tempfile::tempdir().unwrap();
+        let uid = current_uid();
+        let dir = private_dir(base.path().join("np"), uid).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        // Again: the same directory, accepted.
+        assert_eq!(private_dir(dir.clone(), uid).unwrap(), dir);
+        // Opened to others, or another user's: refused, naming the directory.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = private_dir(dir.clone(), uid).unwrap_err();
+        assert!(e.to_string().contains("not a private directory"), "{e}");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(private_dir(dir.clone(), uid.wrapping_add(1)).is_err());
+        // A symbolic link is not a directory of ours.
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        assert!(private_dir(link, uid).is_err());
+    }
+
+    /// A kept connection is named by who logs in where, with which key and which known hosts:
+    /// two labs (or two inventories) never share one.
+    #[test]
+    fn kept_connections_are_told_apart() {
+        let a = SshConfig::new("h", "127.0.0.1");
+        let mut b = a.clone();
+        assert_eq!(a.connection_key(), b.connection_key());
+        assert_eq!(a.connection_key().len(), 16);
+        b.known_hosts = Some("/tmp/other/known_hosts".into());
+        assert_ne!(a.connection_key(), b.connection_key());
+        let mut c = a.clone();
+        c.port = 2222;
+        assert_ne!(a.connection_key(), c.connection_key());
+        let mut d = a.clone();
+        d.user = "kubeadmin".into();
+        assert_ne!(a.connection_key(), d.connection_key());
+        // The inventory name is not part of it: the machine is the same.
+        let mut e = a.clone();
+        e.name = "other".into();
+        assert_eq!(a.connection_key(), e.connection_key());
+    }
+
+    #[test]
+    fn a_kept_connection_lives_in_the_private_directory_for_its_time() {
+        let mut cfg = SshConfig::new("h", "127.0.0.1");
+        cfg.persist_secs = 60;
+        let ssh = Ssh::new(cfg).unwrap();
+        assert!(ssh.keeps_connection());
+        let args = ssh.base_args();
+        let path = format!(
+            "ControlPath={}",
+            persist_dir()
+                .unwrap()
+                .join(ssh.cfg.connection_key())
+                .display()
+        );
+        assert!(args.contains(&path), "{args:?}");
+        assert!(args.contains(&"ControlPersist=60".to_string()), "{args:?}");
+        let plain = Ssh::new(SshConfig::new("h", "127.0.0.1")).unwrap();
+        assert!(!plain.keeps_connection());
+        assert!(
+            plain
+                .base_args()
+                .iter()
+                .any(|a| a.starts_with("ControlPath=") && a.contains("/np-"))
+        );
     }
 }

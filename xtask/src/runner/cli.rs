@@ -117,6 +117,10 @@ pub struct RunArgs {
     /// Do not keep copies of replaced files under /var/backups/nodeprep on the hosts.
     #[arg(long)]
     pub no_backup: bool,
+    /// Log in anew on every host: close the connection a run within `ssh.persist` seconds
+    /// left open (the host key is checked again).
+    #[arg(long)]
+    pub fresh: bool,
     #[command(flatten)]
     pub access: AccessArgs,
     /// Accept a host whose name, addresses and recorded machine-id all differ from the
@@ -195,6 +199,9 @@ pub struct VerifyArgs {
     /// Skip these checks (repeatable, or a comma list).
     #[arg(long)]
     pub skip: Vec<String>,
+    /// Log in anew on every host (see `run --fresh`).
+    #[arg(long)]
+    pub fresh: bool,
 }
 
 fn forks(n: usize) -> Result<usize> {
@@ -225,6 +232,7 @@ impl RunArgs {
                 backup: !self.no_backup,
                 forks: forks(self.forks)?,
                 selection: Selection::new(&self.only, &self.skip),
+                fresh: self.fresh,
                 ..RunOptions::default()
             },
             force: self.force,
@@ -247,6 +255,7 @@ impl VerifyArgs {
                 backup: false,
                 forks: forks(self.forks)?,
                 selection: Selection::new(&self.only, &self.skip),
+                fresh: self.fresh,
                 ..RunOptions::default()
             },
             force: false,

@@ -26,6 +26,8 @@ pub struct RunOptions {
     /// Hosts prepared at once.
     pub forks: usize,
     pub selection: Selection,
+    /// Log in anew on every host: close a connection kept from an earlier run first.
+    pub fresh: bool,
     /// The ssh and sudo passwords of the run (none: keys and passwordless sudo).
     pub credentials: Credentials,
     /// Each host proves it is the inventory's host before any step ([`identity`]); `None`
@@ -41,6 +43,7 @@ impl Default for RunOptions {
             backup: true,
             forks: 16,
             selection: Selection::default(),
+            fresh: false,
             credentials: Credentials::default(),
             identity: None,
         }
@@ -78,7 +81,7 @@ pub fn over_ssh(
                     let next = queue.lock().unwrap().next();
                     let Some((i, name)) = next else { break };
                     let target = inv.target(name).expect("selected from the inventory");
-                    let host = ssh_host(inv, &target, &opts.credentials);
+                    let host = ssh_host(inv, &target, &opts.credentials, opts.fresh);
                     let report = run_one(host, target, planner, opts, sink);
                     done(&report);
                     results.lock().unwrap().push((i, report));
@@ -126,7 +129,12 @@ pub fn login_user<'i>(inv: &'i Inventory, t: &Target<'i>) -> &'i str {
     t.host.user.as_deref().unwrap_or(&inv.ssh.user)
 }
 
-fn ssh_host(inv: &Inventory, t: &Target, creds: &Credentials) -> tasks::Result<Box<dyn Host>> {
+fn ssh_host(
+    inv: &Inventory,
+    t: &Target,
+    creds: &Credentials,
+    fresh: bool,
+) -> tasks::Result<Box<dyn Host>> {
     let mut cfg = SshConfig::new(t.name, &t.host.address);
     cfg.port = t.host.port.unwrap_or(inv.ssh.port);
     cfg.user = login_user(inv, t).to_string();
@@ -145,6 +153,8 @@ fn ssh_host(inv: &Inventory, t: &Target, creds: &Credentials) -> tasks::Result<B
     cfg.accept_new_host_key = inv.ssh.accept_new_host_keys;
     cfg.prefer_fast_kex = inv.ssh.fast_kex;
     cfg.connect_timeout_secs = inv.ssh.connect_timeout;
+    cfg.persist_secs = inv.ssh.persist;
+    cfg.fresh = fresh;
     Ok(Box::new(Ssh::new(cfg)?))
 }
 
