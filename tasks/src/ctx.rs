@@ -1140,6 +1140,40 @@ mod tests {
         assert_eq!(names, ["conf"], "temporary files left behind");
     }
 
+    /// After a package install on a live host, what the run reads is read again in one round
+    /// trip: a file the package brought is seen (and then edited, backed up and diffed like any
+    /// other), not taken for absent. On a real shell, over this machine.
+    #[test]
+    fn an_install_reads_the_host_again() {
+        use crate::host::Local;
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("config.toml").display().to_string();
+        let opts = Options {
+            mode: Mode::Apply,
+            probe: Probe::default().files(&[conf.as_str()]),
+            ..Options::default()
+        };
+        let mut cx = Ctx::connect(Box::new(Local::new("t")), opts).unwrap();
+        assert_eq!(cx.file(&conf).unwrap(), None);
+        // What a package's install leaves behind.
+        std::fs::write(&conf, "version = 2\n").unwrap();
+        let sent = cx.commands_sent();
+        cx.after_install(&["containerd"]).unwrap();
+        assert_eq!(cx.commands_sent(), sent + 1, "one round trip");
+        assert_eq!(cx.file(&conf).unwrap().unwrap().text(), "version = 2\n");
+        assert!(cx.misses().is_empty(), "{:?}", cx.misses());
+        // In check mode nothing was installed: nothing is read.
+        let opts = Options {
+            mode: Mode::Check,
+            probe: Probe::default().files(&[conf.as_str()]),
+            ..Options::default()
+        };
+        let mut cx = Ctx::connect(Box::new(Local::new("t")), opts).unwrap();
+        let sent = cx.commands_sent();
+        cx.after_install(&["containerd"]).unwrap();
+        assert_eq!(cx.commands_sent(), sent);
+    }
+
     /// The lock on a real shell, with LOCK_DIR pointed elsewhere: taken, refused to a second
     /// holder with the first one named, released only by its holder.
     #[test]
