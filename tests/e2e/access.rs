@@ -16,9 +16,9 @@ use serde_json::Value;
 use crate::worker::run_json_at;
 
 const ADMIN_HOST: &str = "prdk8swok541";
-const ADMIN: &str = "kubeadmin";
+pub(crate) const ADMIN: &str = "kubeadmin";
 /// Distinctive, so that any copy of it in any output is found.
-const PASSWORD: &str = "Np-first-contact-7f3a91";
+pub(crate) const PASSWORD: &str = "Np-first-contact-7f3a91";
 
 /// Cheap common steps, the sudoers drop-in, then two file writes of k8s-worker (after the
 /// drop-in went live: sudo stops asking mid-run).
@@ -31,7 +31,7 @@ const STEPS: &[&str] = &[
     "kernel modules persisted",
 ];
 
-fn only(steps: &[&'static str]) -> Vec<&'static str> {
+pub(crate) fn only(steps: &[&'static str]) -> Vec<&'static str> {
     steps.iter().flat_map(|s| ["--only", *s]).collect()
 }
 
@@ -50,7 +50,7 @@ fn recap<'a>(events: &'a [Value], host: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no recap for {host} in {events:#?}"))
 }
 
-fn host_error<'a>(events: &'a [Value], host: &str) -> &'a Value {
+pub(crate) fn host_error<'a>(events: &'a [Value], host: &str) -> &'a Value {
     events
         .iter()
         .find(|e| e["event"] == "host_error" && e["host"] == host)
@@ -59,18 +59,30 @@ fn host_error<'a>(events: &'a [Value], host: &str) -> &'a Value {
 
 /// What a fresh Photon OS does that the lab image does not (../shared/photon: sshd_config has
 /// `PermitRootLogin no`, sudoers `%wheel ALL=(ALL) ALL`; password login is sshd's default):
-/// root refused by sshd, the admin created in the sudo group (Debian's name for wheel, same
-/// rule: `%sudo ALL=(ALL:ALL) ALL`) with a password and no key. Returns the admin's hash, as
-/// /etc/shadow holds it, for the inventory.
+/// root refused by sshd, the admin made at the console ([`console_admin`]). Returns the
+/// admin's hash, as /etc/shadow holds it, for the inventory.
 fn harden(lab: &Lab, host: &str) -> String {
+    let hash = console_admin(lab, host);
+    lab.sh(
+        host,
+        "set -e
+printf 'PermitRootLogin no\\nPasswordAuthentication yes\\nKbdInteractiveAuthentication yes\\n' > /etc/ssh/sshd_config.d/05-hardened.conf
+systemctl reload ssh.service",
+    )
+    .unwrap();
+    hash
+}
+
+/// The admin made on the console of a fresh install: in the sudo group (Debian's name for
+/// wheel, same rule: `%sudo ALL=(ALL:ALL) ALL`, its own password asked) with a password and no
+/// key; no sudoers rule says NOPASSWD. Returns the admin's hash, as /etc/shadow holds it.
+pub(crate) fn console_admin(lab: &Lab, host: &str) -> String {
     lab.sh(
         host,
         &format!(
             "set -e
 useradd -m -s /bin/bash -G sudo {ADMIN}
 echo '{ADMIN}:{PASSWORD}' | chpasswd -c SHA512
-printf 'PermitRootLogin no\\nPasswordAuthentication yes\\nKbdInteractiveAuthentication yes\\n' > /etc/ssh/sshd_config.d/05-hardened.conf
-systemctl reload ssh.service
 ! grep -rs NOPASSWD /etc/sudoers /etc/sudoers.d"
         ),
     )
@@ -82,7 +94,7 @@ systemctl reload ssh.service
 }
 
 /// ssh into the lab node with the lab key, `BatchMode=yes` (a key or nothing).
-fn ssh(lab: &Lab, host: &str, user: &str, command: &str) -> std::process::Output {
+pub(crate) fn ssh(lab: &Lab, host: &str, user: &str, command: &str) -> std::process::Output {
     let port = lab.host(host).ssh_port.to_string();
     let key = lab.identity_file().display().to_string();
     let known = format!("UserKnownHostsFile={}", lab.known_hosts().display());
@@ -115,7 +127,7 @@ fn ssh(lab: &Lab, host: &str, user: &str, command: &str) -> std::process::Output
 }
 
 /// Runs the runner; returns exit code, stdout, stderr.
-fn run(inv: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+pub(crate) fn run(inv: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = runner(inv);
     for (k, v) in env {
         cmd.env(k, v);
@@ -128,7 +140,7 @@ fn run(inv: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String)
     )
 }
 
-fn events(stdout: &str) -> Vec<Value> {
+pub(crate) fn events(stdout: &str) -> Vec<Value> {
     stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))

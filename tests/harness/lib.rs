@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-pub use xtask::dev::lab::Lab;
+pub use xtask::dev::lab::{Lab, RootLogin};
 pub use xtask::dev::testbed::{Host, Testbed};
 pub use xtask::dev::vm::Vm;
 
@@ -32,33 +32,57 @@ fn target_dir() -> PathBuf {
 }
 
 /// The image lab containers run: `NODEPREP_TEST_IMAGE` as is when set, else the recipe image of
-/// the base `NODEPREP_BASE` names (Debian by default), built once (an fs lock keeps parallel
-/// test processes from building it twice).
+/// the base `NODEPREP_BASE` names (Debian by default), built once.
 pub fn image() -> String {
     static IMAGE: OnceLock<String> = OnceLock::new();
     IMAGE
         .get_or_init(|| {
-            if let Some(image) = std::env::var("NODEPREP_TEST_IMAGE")
-                .ok()
-                .filter(|s| !s.is_empty())
-            {
-                return image;
-            }
-            let target = target_dir();
-            std::fs::create_dir_all(&target).expect("creating target/");
-            let lock_path = target.join("nodeprep-test-image.lock");
-            let lock = File::create(&lock_path)
-                .unwrap_or_else(|e| panic!("opening {}: {e}", lock_path.display()));
-            // `File::lock` is Rust 1.89+ (newer than the workspace's rust-version).
-            lock.lock()
-                .unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
-            let sh = xshell::Shell::new().expect("xshell");
-            let tag = xtask::dev::image::ensure(&sh)
-                .unwrap_or_else(|e| panic!("test image unavailable: {e:#}"));
-            drop(lock);
-            tag
+            given_or_built("NODEPREP_TEST_IMAGE", "nodeprep-test-image.lock", |sh| {
+                xtask::dev::image::ensure(sh)
+            })
         })
         .clone()
+}
+
+/// The hardened image (Debian with a fresh Photon's sshd, sudo, firewall and cloud-init
+/// traits: `xtask::dev::image::hardened`): `NODEPREP_TEST_HARDENED_IMAGE` as is when set,
+/// else built once from its recipe, whatever the base.
+pub fn hardened_image() -> String {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| {
+            given_or_built(
+                "NODEPREP_TEST_HARDENED_IMAGE",
+                "nodeprep-test-hardened-image.lock",
+                xtask::dev::image::hardened::ensure,
+            )
+        })
+        .clone()
+}
+
+/// The image the environment variable `var` names, else the one `build` makes (or finds up to
+/// date), under an fs lock in the target directory so that parallel test processes never
+/// build it twice.
+fn given_or_built(
+    var: &str,
+    lock_name: &str,
+    build: impl FnOnce(&xshell::Shell) -> anyhow::Result<String>,
+) -> String {
+    if let Some(image) = std::env::var(var).ok().filter(|s| !s.is_empty()) {
+        return image;
+    }
+    let target = target_dir();
+    std::fs::create_dir_all(&target).expect("creating target/");
+    let lock_path = target.join(lock_name);
+    let lock =
+        File::create(&lock_path).unwrap_or_else(|e| panic!("opening {}: {e}", lock_path.display()));
+    // `File::lock` is Rust 1.89+ (newer than the workspace's rust-version).
+    lock.lock()
+        .unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
+    let sh = xshell::Shell::new().expect("xshell");
+    let tag = build(&sh).unwrap_or_else(|e| panic!("test image unavailable: {e:#}"));
+    drop(lock);
+    tag
 }
 
 /// The runner binary: `NODEPREP_BIN` when set, else `<target>/debug/xtask`.
@@ -88,6 +112,15 @@ pub fn lab(hosts: &[(&str, &str)]) -> Lab {
     let sh = xshell::Shell::new().expect("xshell");
     Lab::start(&sh, &image, PREFIX, hosts)
         .unwrap_or_else(|e| panic!("starting lab {hosts:?} on {image}: {e:#}"))
+}
+
+/// Starts a lab of `(name, role)` hosts on [`hardened_image`]: root is refused by sshd, so
+/// the lab is up when each sshd turns root's key away (see [`RootLogin::Refused`]).
+pub fn hardened_lab(hosts: &[(&str, &str)]) -> Lab {
+    let image = hardened_image();
+    let sh = xshell::Shell::new().expect("xshell");
+    Lab::start_with(&sh, &image, PREFIX, hosts, RootLogin::Refused)
+        .unwrap_or_else(|e| panic!("starting hardened lab {hosts:?} on {image}: {e:#}"))
 }
 
 /// Boots a VM of the VM image (built first if needed) as host `name` of `role`; panics with the

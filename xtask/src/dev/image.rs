@@ -11,6 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use xshell::{Shell, cmd};
 
+pub mod hardened;
 pub mod photon;
 
 /// Bumped whenever the build steps change in a way the recipe text below does not show.
@@ -167,7 +168,7 @@ rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin
 "#;
 
 /// The Debian recipe as text: what the tag's hash covers.
-fn debian_recipe() -> String {
+pub(crate) fn debian_recipe() -> String {
     format!(
         "suite {SUITE}\npackages {}\ndpkg {}\nchanges {}\ncustomize\n{CUSTOMIZE}",
         PACKAGES.join(","),
@@ -182,9 +183,18 @@ pub fn recipe_tag(base: Base) -> String {
         Base::Debian => debian_recipe(),
         Base::Photon => photon::recipe(),
     };
-    let text = format!("format {FORMAT_VERSION}\nbase {base}\n{recipe}");
+    tag_of(base.name(), &recipe, "")
+}
+
+/// `nodeprep-test:<name>-<first 12 hex digits of the hash of the name and the recipes>`.
+pub(crate) fn tag_of(name: &str, recipe: &str, variant: &str) -> String {
+    let mut text = format!("format {FORMAT_VERSION}\nbase {name}\n{recipe}");
+    if !variant.is_empty() {
+        text.push_str("\nvariant\n");
+        text.push_str(variant);
+    }
     let hash = format!("{:016x}", fnv1a64(text.as_bytes()));
-    format!("nodeprep-test:{base}-{}", &hash[..12])
+    format!("nodeprep-test:{name}-{}", &hash[..12])
 }
 
 /// The tag of an image built from the current recipe of the base `NODEPREP_BASE` names
@@ -203,7 +213,8 @@ pub fn ensure_base(sh: &Shell, base: Base) -> Result<String> {
         return Ok(tag);
     }
     match base {
-        Base::Debian => build(sh, &tag).with_context(|| format!("building test image {tag}"))?,
+        Base::Debian => build(sh, &tag, &Variant::PLAIN)
+            .with_context(|| format!("building test image {tag}"))?,
         Base::Photon => photon::build(sh, &tag)?,
     }
     Ok(tag)
@@ -218,22 +229,50 @@ pub(crate) fn exists(sh: &Shell, tag: &str) -> bool {
         .is_ok()
 }
 
-fn build(sh: &Shell, tag: &str) -> Result<()> {
+/// What a Debian image adds to the recipe above: more packages, a hook run before they are
+/// installed (after the essential ones) and a customization run after [`CUSTOMIZE`].
+pub(crate) struct Variant<'a> {
+    pub packages: &'a [&'a str],
+    pub essential_hook: Option<&'a str>,
+    pub customize: Option<String>,
+}
+
+impl Variant<'_> {
+    /// The plain image: the recipe above as it is.
+    const PLAIN: Variant<'static> = Variant {
+        packages: &[],
+        essential_hook: None,
+        customize: None,
+    };
+}
+
+/// Builds the Debian image `tag` with mmdebstrap, then `docker import`.
+pub(crate) fn build(sh: &Shell, tag: &str, variant: &Variant<'_>) -> Result<()> {
     let started = Instant::now();
     eprintln!("test image {tag}: building with mmdebstrap (takes a few minutes)");
     let tmp = tempfile::Builder::new()
         .prefix("nodeprep-image-")
         .tempdir()?;
-    let hook_path = tmp.path().join("customize.sh");
-    std::fs::write(&hook_path, CUSTOMIZE)?;
+    let hook = |name: &str, flag: &str, script: &str| -> Result<String> {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, script)?;
+        Ok(format!("--{flag}-hook=sh {} \"$1\"", path.display()))
+    };
+    let mut hooks = vec![hook("customize.sh", "customize", CUSTOMIZE)?];
+    if let Some(script) = variant.essential_hook {
+        hooks.push(hook("essential.sh", "essential", script)?);
+    }
+    if let Some(script) = &variant.customize {
+        hooks.push(hook("customize-variant.sh", "customize", script)?);
+    }
     let rootfs = tmp.path().join("rootfs.tar");
 
-    let include = format!("--include={}", PACKAGES.join(","));
+    let packages: Vec<&str> = PACKAGES.iter().chain(variant.packages).copied().collect();
+    let include = format!("--include={}", packages.join(","));
     let dpkg: Vec<String> = DPKG_OPTS.iter().map(|o| format!("--dpkgopt={o}")).collect();
-    let hook = format!("--customize-hook=sh {} \"$1\"", hook_path.display());
     cmd!(
         sh,
-        "mmdebstrap --variant=minbase {include} {dpkg...} {hook} --quiet {SUITE} {rootfs}"
+        "mmdebstrap --variant=minbase {include} {dpkg...} {hooks...} --quiet {SUITE} {rootfs}"
     )
     .run()
     .context("mmdebstrap failed (is it installed? it needs root or unshare)")?;

@@ -34,6 +34,16 @@ const RUN_FLAGS: &[&str] = &[
     "--pull=never",
 ];
 
+/// What a container's sshd does with root's key once it is up: how the lab knows it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootLogin {
+    /// Root logs in by key (the plain images): up once a login succeeds.
+    Key,
+    /// Root is refused (`PermitRootLogin no`: the hardened image): up once sshd shows the
+    /// pinned host key and turns root's key away; a root login that succeeds is an error.
+    Refused,
+}
+
 /// Running lab containers, one per host, and the ssh material to reach them.
 pub struct Lab {
     network: String,
@@ -62,8 +72,19 @@ impl std::fmt::Debug for Lab {
 
 impl Lab {
     /// Starts one container of `image` per `(name, role)` in `hosts`, in parallel, and waits
-    /// until each answers ssh. Names are `<prefix>-<name>-<unique suffix>`.
+    /// until each answers ssh as root. Names are `<prefix>-<name>-<unique suffix>`.
     pub fn start(sh: &Shell, image: &str, prefix: &str, hosts: &[(&str, &str)]) -> Result<Lab> {
+        Lab::start_with(sh, image, prefix, hosts, RootLogin::Key)
+    }
+
+    /// As [`Lab::start`], for an image whose sshd treats root's key as `root` says.
+    pub fn start_with(
+        sh: &Shell,
+        image: &str,
+        prefix: &str,
+        hosts: &[(&str, &str)],
+        root: RootLogin,
+    ) -> Result<Lab> {
         let suffix = unique_suffix();
         let dir = tempfile::Builder::new().prefix("nodeprep-lab-").tempdir()?;
         let identity_file = dir.path().join("id_ed25519");
@@ -104,6 +125,7 @@ impl Lab {
                         image,
                         prefix,
                         network: &network,
+                        root,
                     };
                     let (key, pubkey) = (&key, &pubkey);
                     s.spawn(move || start_node(&spec, key, pubkey))
@@ -243,6 +265,7 @@ struct NodeSpec<'a> {
     image: &'a str,
     prefix: &'a str,
     network: &'a str,
+    root: RootLogin,
 }
 
 /// A container that answers ssh.
@@ -263,6 +286,7 @@ fn start_node(spec: &NodeSpec<'_>, key: &Path, pubkey: &str) -> Result<Started> 
         image,
         prefix,
         network,
+        root,
     } = *spec;
     cmd!(
         sh,
@@ -324,7 +348,8 @@ fn start_node(spec: &NodeSpec<'_>, key: &Path, pubkey: &str) -> Result<Started> 
     })
     .map_err(|()| fail(format!("sshd not active after {BOOT_TIMEOUT:?}")))?;
 
-    // ...then its host key pinned and a real login through the published port.
+    // ...then its host key pinned and a real login through the published port (or, where root
+    // is refused, the refusal: it comes after the host key was checked).
     let host_key = cmd!(
         sh,
         "docker exec {container} cat /etc/ssh/ssh_host_ed25519_key.pub"
@@ -336,12 +361,16 @@ fn start_node(spec: &NodeSpec<'_>, key: &Path, pubkey: &str) -> Result<Started> 
     let node_known = key.with_file_name(format!("known_hosts.{name}"));
     std::fs::write(&node_known, &known_line)?;
     let mut last_err = String::new();
+    let mut root_in = false;
     wait_until(started, || {
         match ssh_command(key, &node_known, ssh_port, 5, "true").run() {
-            Ok(o) if o.status.success() => true,
+            Ok(o) if o.status.success() => {
+                root_in = true;
+                true
+            }
             Ok(o) => {
                 last_err = String::from_utf8_lossy(&o.stderr).trim().to_owned();
-                false
+                root == RootLogin::Refused && last_err.contains("Permission denied")
             }
             Err(e) => {
                 last_err = e.to_string();
@@ -354,6 +383,11 @@ fn start_node(spec: &NodeSpec<'_>, key: &Path, pubkey: &str) -> Result<Started> 
             "no ssh login on 127.0.0.1:{ssh_port} after {BOOT_TIMEOUT:?}: {last_err}"
         ))
     })?;
+    if root == RootLogin::Refused && root_in {
+        return Err(fail(
+            "root logged in by key, but this image should refuse root".into(),
+        ));
+    }
     let _ = std::fs::remove_file(&node_known);
 
     eprintln!(

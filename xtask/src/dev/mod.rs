@@ -24,7 +24,7 @@ pub const EXIT_PREREQUISITE: u8 = 4;
 /// The dev commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Build (or reuse) the systemd + sshd test image and print its tag.
+    /// Build (or reuse) the systemd + sshd test image (or the hardened one) and print its tag.
     TestImage(ImageArgs),
     /// Build the test image and run every test with cargo-nextest.
     Test(TestArgs),
@@ -39,6 +39,10 @@ pub struct ImageArgs {
     /// The OS of the lab containers [env: NODEPREP_BASE; default: debian]
     #[arg(long, value_enum)]
     pub base: Option<Base>,
+    /// The hardened image instead (Debian with a fresh Photon's sshd, sudo, firewall and
+    /// cloud-init traits: see xtask/src/dev/image/hardened.rs).
+    #[arg(long, conflicts_with = "base")]
+    pub hardened: bool,
 }
 
 #[derive(Args, Clone, Debug)]

@@ -7,17 +7,20 @@ use super::image::{BASE_ENV, Base};
 use crate::runner::{EXIT_FAILED, EXIT_OK};
 
 pub fn image(args: &super::ImageArgs) -> Result<u8> {
-    let base = Base::or_env(args.base)?;
     let sh = Shell::new()?;
     super::prereq::ensure(&sh)?;
-    let tag = super::image::ensure_base(&sh, base)?;
+    let tag = if args.hardened {
+        super::image::hardened::ensure(&sh)?
+    } else {
+        super::image::ensure_base(&sh, Base::or_env(args.base)?)?
+    };
     println!("{tag}");
     Ok(EXIT_OK)
 }
 
-/// Builds the image of the chosen base, then runs every test of the workspace with nextest
-/// (profile `ci`), the integration tests using this very binary as the runner and that image
-/// for their lab containers.
+/// Builds the image of the chosen base and the hardened image, then runs every test of the
+/// workspace with nextest (profile `ci`), the integration tests using this very binary as the
+/// runner and those images for their lab containers.
 pub fn test(args: &super::TestArgs) -> Result<u8> {
     let base = Base::or_env(args.base)?;
     let sh = Shell::new()?;
@@ -30,6 +33,14 @@ pub fn test(args: &super::TestArgs) -> Result<u8> {
         Some(given) => given,
         None => super::image::ensure_base(&sh, base)?,
     };
+    // The hardened image's tests run on Debian whatever the base.
+    let hardened = match std::env::var("NODEPREP_TEST_HARDENED_IMAGE")
+        .ok()
+        .filter(|s| !s.is_empty())
+    {
+        Some(given) => given,
+        None => super::image::hardened::ensure(&sh)?,
+    };
     let bin = std::env::current_exe().context("locating the runner binary")?;
     let extra = &args.nextest_args;
     let status = cmd!(
@@ -37,6 +48,7 @@ pub fn test(args: &super::TestArgs) -> Result<u8> {
         "cargo nextest run --workspace --profile ci --no-tests=fail {extra...}"
     )
     .env("NODEPREP_TEST_IMAGE", &tag)
+    .env("NODEPREP_TEST_HARDENED_IMAGE", &hardened)
     .env(BASE_ENV, base.name())
     .env("NODEPREP_BIN", &bin)
     .quiet()
