@@ -381,13 +381,20 @@ impl Fixture {
         f
     }
 
-    /// A Photon OS 5.0 host as its installer leaves it ("Photon Minimal"), every value from
+    /// A Photon OS 5.0 host as its installer leaves it ("Photon Minimal"), its values from
     /// [`photon_files`]: its accounts (filesystem's passwd and group, the shadow pwconv and the
     /// installer make of them), sshd_config and sudoers, the installed packages with their
     /// versions (docker, containerd and cloud-init among them), the configuration files of
-    /// those packages, and its services as they stand after the first boot: each enabled or
-    /// disabled by its preset, running when enabled (iptables.service, loading ip4save and
-    /// ip6save), stopped when not (docker.service and containerd.service).
+    /// those packages, and its services. Only the host name and the day of the install are
+    /// the fixture's own (the installer picks them).
+    ///
+    /// The services as they stand after the first boot: each enabled or disabled by its
+    /// preset; an enabled one active (wanted by multi-user.target, started at boot:
+    /// iptables.service has loaded ip4save and ip6save), a disabled one inactive (nothing
+    /// starts docker.service or containerd.service). The runtime files (/proc, /sys, fstab)
+    /// are those of every fixture: no swap, overlay loaded, br_netfilter not; ip_forward as
+    /// 50-security-hardening.conf sets it. Files the recorded Photon files do not hold are
+    /// absent (systemd's timesyncd.conf, say).
     pub fn photon() -> Fixture {
         use photon_files::*;
         let hostname = photon_install::HOSTNAME;
