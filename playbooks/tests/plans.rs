@@ -64,7 +64,7 @@ fn photon_k8s_worker() {
         write /home/kubeadmin/.ssh/authorized_keys 0600 kubeadmin:kubeadmin
         run chage -I -1 -m 0 -M 99999 -E -1 kubeadmin
         run chage -I -1 -m 0 -M 99999 -E -1 root
-        run tdnf install -y --quiet kbd glibc-i18n
+        run tdnf install -y --quiet glibc-i18n
         write /etc/locale-gen.conf 0644 root:root
         run locale-gen.sh
         write /etc/locale.conf 0644 root:root
@@ -80,11 +80,13 @@ fn photon_k8s_worker() {
         run sysctl --system
         run tdnf install -y --quiet --disableexcludes kubernetes kubernetes-kubeadm
         write /etc/tdnf/tdnf.conf 0644 root:root
-        run tdnf install -y --quiet containerd
         write /etc/containerd/config.toml 0644 root:root
         run systemctl enable containerd.service
         run systemctl start containerd.service
         write /etc/crictl.yaml 0644 root:root
+        write /etc/docker/daemon.json 0644 root:root
+        run systemctl enable docker.service
+        run systemctl start docker.service
         write /etc/sysconfig/kubelet 0644 root:root
         run systemctl enable kubelet.service
         write /etc/systemd/scripts/ip4save.nodeprep-candidate 0600 root:root
@@ -106,6 +108,7 @@ fn photon_k8s_worker() {
         run iptables -w 10 -A FORWARD -d 10.244.0.0/16 -j ACCEPT
         run iptables -w 10 -A FORWARD -s 10.96.0.0/12 -j ACCEPT
         run iptables -w 10 -A FORWARD -d 10.96.0.0/12 -j ACCEPT
+        write /etc/cloud/cloud.cfg.d/99-disable-network-config.cfg 0644 root:root
         write /etc/systemd/network/10-static-en.network 0644 root:root
     "#]],
     );
@@ -126,7 +129,7 @@ fn photon_k8s_master() {
         write /home/kubeadmin/.ssh/authorized_keys 0600 kubeadmin:kubeadmin
         run chage -I -1 -m 0 -M 99999 -E -1 kubeadmin
         run chage -I -1 -m 0 -M 99999 -E -1 root
-        run tdnf install -y --quiet kbd glibc-i18n
+        run tdnf install -y --quiet glibc-i18n
         write /etc/locale-gen.conf 0644 root:root
         run locale-gen.sh
         write /etc/locale.conf 0644 root:root
@@ -142,11 +145,13 @@ fn photon_k8s_master() {
         run sysctl --system
         run tdnf install -y --quiet --disableexcludes kubernetes kubernetes-kubeadm
         write /etc/tdnf/tdnf.conf 0644 root:root
-        run tdnf install -y --quiet containerd
         write /etc/containerd/config.toml 0644 root:root
         run systemctl enable containerd.service
         run systemctl start containerd.service
         write /etc/crictl.yaml 0644 root:root
+        write /etc/docker/daemon.json 0644 root:root
+        run systemctl enable docker.service
+        run systemctl start docker.service
         write /etc/sysconfig/kubelet 0644 root:root
         run systemctl enable kubelet.service
         write /etc/systemd/scripts/ip4save.nodeprep-candidate 0600 root:root
@@ -170,6 +175,7 @@ fn photon_k8s_master() {
         run iptables -w 10 -A FORWARD -d 10.244.0.0/16 -j ACCEPT
         run iptables -w 10 -A FORWARD -s 10.96.0.0/12 -j ACCEPT
         run iptables -w 10 -A FORWARD -d 10.96.0.0/12 -j ACCEPT
+        write /etc/cloud/cloud.cfg.d/99-disable-network-config.cfg 0644 root:root
         write /etc/systemd/network/10-static-en.network 0644 root:root
     "#]],
     );
@@ -190,7 +196,7 @@ fn photon_haproxy() {
         write /home/kubeadmin/.ssh/authorized_keys 0600 kubeadmin:kubeadmin
         run chage -I -1 -m 0 -M 99999 -E -1 kubeadmin
         run chage -I -1 -m 0 -M 99999 -E -1 root
-        run tdnf install -y --quiet kbd glibc-i18n
+        run tdnf install -y --quiet glibc-i18n
         write /etc/locale-gen.conf 0644 root:root
         run locale-gen.sh
         write /etc/locale.conf 0644 root:root
@@ -212,6 +218,7 @@ fn photon_haproxy() {
         run iptables -w 10 -I INPUT -p tcp -m tcp --dport 80 -j ACCEPT
         run iptables -w 10 -I INPUT -p tcp -m tcp --dport 6443 -j ACCEPT
         run systemctl start haproxy.service
+        write /etc/cloud/cloud.cfg.d/99-disable-network-config.cfg 0644 root:root
         write /etc/systemd/network/10-static-en.network 0644 root:root
     "#]],
     );
@@ -397,15 +404,10 @@ fn photon_haproxy_admin_passwordless_sudo() {
     let mut inv = Inventory::parse(&text, Path::new("inventory.toml")).unwrap();
     inv.placeholders.clear();
     assert!(inv.admin.as_ref().unwrap().passwordless_sudo);
-    let photon = Fixture::photon().file(
-        "/etc/sudoers",
-        "root ALL=(ALL:ALL) ALL\n%wheel ALL=(ALL) ALL \n%sudo   ALL=(ALL) ALL\n@includedir /etc/sudoers.d\n",
-        0o440,
-    );
     check(
         "haproxy",
         "prdinfhap511",
-        photon,
+        Fixture::photon(),
         &inv,
         expect![[r#"
             run useradd -m -s /bin/bash -U -G wheel kubeadmin
@@ -418,7 +420,7 @@ fn photon_haproxy_admin_passwordless_sudo() {
             run visudo -c -f /etc/sudoers.d/.nodeprep-kubeadmin.candidate
             write /etc/sudoers.d/nodeprep-kubeadmin 0440 root:root
             run rm -f /etc/sudoers.d/.nodeprep-kubeadmin.candidate
-            run tdnf install -y --quiet kbd glibc-i18n
+            run tdnf install -y --quiet glibc-i18n
             write /etc/locale-gen.conf 0644 root:root
             run locale-gen.sh
             write /etc/locale.conf 0644 root:root
@@ -440,6 +442,7 @@ fn photon_haproxy_admin_passwordless_sudo() {
             run iptables -w 10 -I INPUT -p tcp -m tcp --dport 80 -j ACCEPT
             run iptables -w 10 -I INPUT -p tcp -m tcp --dport 6443 -j ACCEPT
             run systemctl start haproxy.service
+            write /etc/cloud/cloud.cfg.d/99-disable-network-config.cfg 0644 root:root
             write /etc/systemd/network/10-static-en.network 0644 root:root
         "#]],
     );
@@ -509,27 +512,20 @@ fn network_actions(plan: &str) -> Vec<&str> {
         .collect()
 }
 
-/// A real Photon minimal install carries cloud-init (minimal-packages.txt) with its cloud.cfg;
-/// here cloud-init also left its own file for eth0. Where the inventory gives nodeprep the
-/// network: the drop-in turns cloud-init's network configuration off, its file is removed,
-/// then the static file is written; the converged host gets nothing, and nothing is read
-/// outside the probe.
+/// A Photon minimal install carries cloud-init (minimal-packages.txt) with its cloud.cfg;
+/// here cloud-init also left its own file for eth0 (a datasource gave it a network). Where the
+/// inventory gives nodeprep the network: the drop-in turns cloud-init's network configuration
+/// off, its file is removed, then the static file is written; the converged host gets nothing,
+/// and nothing is read outside the probe.
 #[test]
 fn photon_cloud_init_kept_off_the_static_network() {
     let inv = inventory("");
     let photon = || {
-        Fixture::photon()
-            .packages(&[("cloud-init", "25.1-1.ph5")])
-            .file(
-                "/etc/cloud/cloud.cfg",
-                include_str!("../../tasks/tests/data/photon/cloud.cfg"),
-                0o644,
-            )
-            .file(
-                "/etc/systemd/network/10-cloud-init-eth0.network",
-                "[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n",
-                0o644,
-            )
+        Fixture::photon().file(
+            "/etc/systemd/network/10-cloud-init-eth0.network",
+            "[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n",
+            0o644,
+        )
     };
     assert_eq!(
         network_actions(&plan("k8s-worker", "prdk8swok511", photon(), &inv)),
@@ -550,13 +546,11 @@ fn photon_cloud_init_kept_off_the_static_network() {
 #[test]
 fn network_written_only_when_asked() {
     let photon = || {
-        Fixture::photon()
-            .packages(&[("cloud-init", "25.1-1.ph5")])
-            .file(
-                "/etc/systemd/network/10-cloud-init-eth0.network",
-                "[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n",
-                0o644,
-            )
+        Fixture::photon().file(
+            "/etc/systemd/network/10-cloud-init-eth0.network",
+            "[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n",
+            0o644,
+        )
     };
     let mut inv = inventory("");
     inv.hosts

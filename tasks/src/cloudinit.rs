@@ -195,6 +195,7 @@ mod tests {
     #[test]
     fn without_cloud_init_nothing_is_written() {
         let (mut cx, _rec) = Fixture::photon()
+            .without_packages(&["cloud-init"])
             .absent(CLOUD_CFG)
             .absent(DROP_IN)
             .ctx(Mode::Apply);

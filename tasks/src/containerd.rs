@@ -582,9 +582,12 @@ version = 2
         assert!(rec.commands().is_empty(), "{:?}", rec.commands());
     }
 
+    /// A Photon host whose containerd was removed (with docker, which requires it), its
+    /// config file left.
     #[test]
     fn check_mode_plans_only() {
         let (mut cx, rec) = Fixture::photon()
+            .without_packages(&["containerd", "docker-engine", "docker"])
             .file(CONFIG, photon_files::CONTAINERD_CONFIG, 0o644)
             .ctx(Mode::Check);
         assert!(installed(&mut cx).unwrap().changed());

@@ -1275,7 +1275,7 @@ mod tests {
         cx.known("/etc/shadow", "root:!:19000:0:99999:7:::\n");
         let shadow = cx.file("/etc/shadow").unwrap().unwrap();
         assert_eq!(shadow.text(), "root:!:19000:0:99999:7:::\n");
-        assert_eq!((shadow.mode, shadow.owner.as_str()), (0o600, "root"));
+        assert_eq!((shadow.mode, shadow.owner.as_str()), (0o400, "root"));
         cx.known("/proc/sys/net/ipv4/ip_forward", "1\n");
         assert_eq!(
             cx.file("/proc/sys/net/ipv4/ip_forward")

@@ -483,7 +483,7 @@ mod tests {
         );
         expect![[r#"
             [
-                "run tdnf install -y --quiet kbd glibc-i18n",
+                "run tdnf install -y --quiet glibc-i18n",
                 "write /etc/locale-gen.conf 0644 root:root",
                 "run locale-gen.sh",
                 "write /etc/locale.conf 0644 root:root",

@@ -129,13 +129,6 @@ mod tests {
     use crate::testing::{Fixture, plan};
     use expect_test::expect;
 
-    /// The lines of Photon 5.0's /etc/sudoers that matter here (sudo 1.9.15p5, ../shared/photon/sudoers).
-    const PHOTON_SUDOERS: &str = "root ALL=(ALL:ALL) ALL\n%wheel ALL=(ALL) ALL \n%sudo   ALL=(ALL) ALL\n@includedir /etc/sudoers.d\n";
-
-    fn photon() -> Fixture {
-        Fixture::photon().file(SUDOERS, PHOTON_SUDOERS, 0o440)
-    }
-
     #[test]
     fn rendered() {
         expect![[r#"
@@ -163,7 +156,9 @@ mod tests {
 
     #[test]
     fn checked_then_installed() {
-        let (mut cx, rec) = photon().absent(&drop_in("kubeadmin")).ctx(Mode::Apply);
+        let (mut cx, rec) = Fixture::photon()
+            .absent(&drop_in("kubeadmin"))
+            .ctx(Mode::Apply);
         assert!(passwordless(&mut cx, "kubeadmin").unwrap().changed());
         expect![[r#"
             write /etc/sudoers.d/.nodeprep-kubeadmin.candidate 0440 root:root
@@ -191,7 +186,9 @@ mod tests {
 
     #[test]
     fn a_rejected_drop_in_never_goes_live() {
-        let (mut cx, rec) = photon().absent(&drop_in("kubeadmin")).ctx(Mode::Apply);
+        let (mut cx, rec) = Fixture::photon()
+            .absent(&drop_in("kubeadmin"))
+            .ctx(Mode::Apply);
         rec.reply(
             "visudo",
             Output {
@@ -216,7 +213,7 @@ mod tests {
 
     #[test]
     fn wrong_mode_fixed_without_a_check() {
-        let (mut cx, _rec) = photon()
+        let (mut cx, _rec) = Fixture::photon()
             .file(&drop_in("kubeadmin"), &render("kubeadmin"), 0o644)
             .ctx(Mode::Apply);
         assert!(passwordless(&mut cx, "kubeadmin").unwrap().changed());
@@ -239,7 +236,7 @@ mod tests {
         let (mut cx, _) = Fixture::photon().absent(SUDOERS).ctx(Mode::Check);
         let e = passwordless(&mut cx, "kubeadmin").unwrap_err();
         assert!(e.to_string().contains("sudo is not installed"), "{e}");
-        let (mut cx, _) = photon().ctx(Mode::Check);
+        let (mut cx, _) = Fixture::photon().ctx(Mode::Check);
         assert!(passwordless(&mut cx, "root").is_err());
         assert!(passwordless(&mut cx, "a b").is_err());
         assert!(cx.actions().is_empty());

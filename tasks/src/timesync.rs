@@ -271,9 +271,13 @@ mod tests {
         assert!(validate_servers(&["x\nFallbackNTP=evil".into()]).is_err());
     }
 
+    /// A timesyncd.conf with every key commented out, as systemd ships it (the file is not
+    /// among the recorded Photon files).
     #[test]
     fn photon_plan_and_handler() {
-        let (mut cx, rec) = Fixture::photon().ctx(Mode::Apply);
+        let (mut cx, rec) = Fixture::photon()
+            .file(TIMESYNCD_CONF, "[Time]\n#NTP=\n#FallbackNTP=\n", 0o644)
+            .ctx(Mode::Apply);
         rec.reply("systemctl is-active", active());
         let c = ntp_servers(&mut cx, &servers()).unwrap();
         assert_eq!(c, Change::Changed);

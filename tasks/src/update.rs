@@ -262,8 +262,10 @@ mod tests {
             .iter()
             .map(|(n, v)| format!("{n} {v}\n"))
             .collect();
-        after = after.replace("openssl 3.0.16-2.ph5", "openssl 3.0.16-3.ph5")
-            + "kernel 6.1.128-1.ph5\n";
+        after = after.replace(
+            "openssl-c_rehash 3.0.16-2.ph5",
+            "openssl-c_rehash 3.0.16-3.ph5",
+        ) + "kernel 6.1.128-1.ph5\n";
         rec.reply(PKGS_QUERY, reply(&after, 0));
         assert!(cx.step("full update", full_update).unwrap().changed());
         expect![[r#"
@@ -275,7 +277,7 @@ mod tests {
         expect![[r#"
             packages changed by the update:
               + kernel 6.1.128-1.ph5
-              openssl 3.0.16-2.ph5 -> 3.0.16-3.ph5
+              openssl-c_rehash 3.0.16-2.ph5 -> 3.0.16-3.ph5
         "#]]
         .assert_eq(&cx.records()[0].diffs.join(""));
     }
