@@ -130,17 +130,24 @@ fn canonical_name(name: &str) -> String {
     }
 }
 
+/// The packages the locale and the keymap need on this host (see the module table): what
+/// [`locale_packages`] ensures, for the plan's one transaction.
+pub fn packages(cx: &mut Ctx, locale: &str) -> Result<Vec<String>> {
+    let locale = Locale::parse(locale)?;
+    let names = match cx.facts().os {
+        OsFamily::Photon => vec!["kbd".into(), "glibc-i18n".into()],
+        OsFamily::Debian => vec!["locales".into(), "kbd".into()],
+        OsFamily::Rhel if locale.builtin() => vec!["kbd".into()],
+        OsFamily::Rhel => vec![format!("glibc-langpack-{}", locale.lang), "kbd".into()],
+    };
+    Ok(names)
+}
+
 /// Step "locale packages": what the locale and the keymap need (see the module table).
 pub fn locale_packages(cx: &mut Ctx, locale: &str) -> Result<Change> {
-    let locale = Locale::parse(locale)?;
+    let wanted = packages(cx, locale)?;
+    let names: Vec<&str> = wanted.iter().map(String::as_str).collect();
     let os = cx.facts().os;
-    let langpack = format!("glibc-langpack-{}", locale.lang);
-    let names: Vec<&str> = match os {
-        OsFamily::Photon => vec!["kbd", "glibc-i18n"],
-        OsFamily::Debian => vec!["locales", "kbd"],
-        OsFamily::Rhel if locale.builtin() => vec!["kbd"],
-        OsFamily::Rhel => vec![langpack.as_str(), "kbd"],
-    };
     let locales_new = os == OsFamily::Debian && !pkg::is_installed(cx, "locales")?;
     let c = pkg::installed(cx, &names)?;
     if locales_new && !cx.check_mode() {
