@@ -66,7 +66,7 @@ fn photon_k8s_worker() {
         run chage -I -1 -m 0 -M 99999 -E -1 root
         run tdnf install -y --quiet kbd glibc-i18n
         write /etc/locale-gen.conf 0644 root:root
-        run locale-gen.sh
+        run localedef -i fr_FR -c -f UTF-8 -A /usr/share/locale/locale.alias fr_FR.UTF-8
         write /etc/locale.conf 0644 root:root
         write /etc/vconsole.conf 0644 root:root
         write /etc/systemd/timesyncd.conf 0644 root:root
@@ -128,7 +128,7 @@ fn photon_k8s_master() {
         run chage -I -1 -m 0 -M 99999 -E -1 root
         run tdnf install -y --quiet kbd glibc-i18n
         write /etc/locale-gen.conf 0644 root:root
-        run locale-gen.sh
+        run localedef -i fr_FR -c -f UTF-8 -A /usr/share/locale/locale.alias fr_FR.UTF-8
         write /etc/locale.conf 0644 root:root
         write /etc/vconsole.conf 0644 root:root
         write /etc/systemd/timesyncd.conf 0644 root:root
@@ -192,7 +192,7 @@ fn photon_haproxy() {
         run chage -I -1 -m 0 -M 99999 -E -1 root
         run tdnf install -y --quiet kbd glibc-i18n
         write /etc/locale-gen.conf 0644 root:root
-        run locale-gen.sh
+        run localedef -i fr_FR -c -f UTF-8 -A /usr/share/locale/locale.alias fr_FR.UTF-8
         write /etc/locale.conf 0644 root:root
         write /etc/vconsole.conf 0644 root:root
         write /etc/systemd/timesyncd.conf 0644 root:root
@@ -316,7 +316,7 @@ fn debian_k8s_worker() {
         run apt-get update -q -o DPkg::Lock::Timeout=120
         run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 locales kbd
         write /etc/locale.gen 0644 root:root
-        run locale-gen
+        run localedef -i fr_FR -c -f UTF-8 -A /usr/share/locale/locale.alias fr_FR.UTF-8
         write /etc/default/locale 0644 root:root
         write /etc/vconsole.conf 0644 root:root
         run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 systemd-timesyncd
@@ -420,7 +420,7 @@ fn photon_haproxy_admin_passwordless_sudo() {
             run rm -f /etc/sudoers.d/.nodeprep-kubeadmin.candidate
             run tdnf install -y --quiet kbd glibc-i18n
             write /etc/locale-gen.conf 0644 root:root
-            run locale-gen.sh
+            run localedef -i fr_FR -c -f UTF-8 -A /usr/share/locale/locale.alias fr_FR.UTF-8
             write /etc/locale.conf 0644 root:root
             write /etc/vconsole.conf 0644 root:root
             write /etc/systemd/timesyncd.conf 0644 root:root
@@ -642,7 +642,7 @@ fn debian_k8s_worker_taken_over() {
         run apt-get update -q -o DPkg::Lock::Timeout=120
         run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 locales kbd
         write /etc/locale.gen 0644 root:root
-        run locale-gen
+        run localedef -i fr_FR -c -f UTF-8 -A /usr/share/locale/locale.alias fr_FR.UTF-8
         write /etc/default/locale 0644 root:root
         write /etc/vconsole.conf 0644 root:root
         run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 systemd-timesyncd

@@ -60,6 +60,7 @@ pub fn common<'a>(t: Target<'a>, p: &mut Plan<'a>) {
         locale::locale_packages(cx, &sys.locale)
     });
     p.installs(packages, |cx| locale::packages(cx, &sys.locale));
+    p.reads(Probe::default().files(&locale::source_files(&sys.locale)));
     p.step("locale generated", locale::READS, |cx| {
         locale::locale_generated(cx, &sys.locale)
     });
