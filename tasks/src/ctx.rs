@@ -1031,8 +1031,13 @@ impl Ctx {
     }
 }
 
+/// A command as the `-vv` log shows it: whole (an install names every package), unless it
+/// carries an inline script (a line break in its arguments), cut at 200 characters.
 fn short_display(cmd: &Cmd) -> String {
     let shown = cmd.display();
+    if !shown.contains('\n') {
+        return shown;
+    }
     match shown.char_indices().nth(200) {
         Some((i, _)) => format!("{}…", &shown[..i]),
         None => shown,
@@ -1441,6 +1446,21 @@ mod tests {
             ["10-a.conf", "99-sysctl.conf"]
         );
         assert_eq!(rec.commands().len(), 2, "the listing, the write");
+    }
+
+    #[test]
+    fn logged_commands_whole_scripts_cut() {
+        let names: Vec<String> = (0..40).map(|i| format!("package-{i}")).collect();
+        let mut argv = vec!["apt-get", "install", "-y"];
+        argv.extend(names.iter().map(String::as_str));
+        let shown = short_display(&Cmd::new(&argv));
+        assert!(shown.ends_with(" package-39"), "{shown}");
+        let script = format!("set -eu\n{}", "true\n".repeat(100));
+        let shown = short_display(&Cmd::new(&["sh", "-c", &script]));
+        assert!(
+            shown.ends_with('…') && shown.chars().count() == 201,
+            "{shown}"
+        );
     }
 
     #[test]
