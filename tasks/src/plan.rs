@@ -321,9 +321,9 @@ impl<'a> Plan<'a> {
 }
 
 /// The packages the selected steps declare and the host lacks, in step order, installed in one
-/// transaction. A failed transaction is said (progress and `-v` log) and leaves each step to
-/// install its own packages, the one that cannot be installed failing its step with the
-/// package manager's words.
+/// transaction. A failed transaction is said (a progress line, a warning in the log) and
+/// leaves each step to install its own packages, the one that cannot be installed failing its
+/// step with the package manager's words.
 fn install_batch(cx: &mut Ctx, steps: &mut [Step], sel: &Selection) {
     let mut wanted: Vec<String> = Vec::new();
     for step in steps.iter_mut().filter(|s| sel.selects(&s.name)) {
