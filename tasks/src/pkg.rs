@@ -2,7 +2,7 @@
 //! or dnf.
 //!
 //! In apply mode a plan installs the packages its steps declare ([`crate::plan::Plan::installs`])
-//! in one transaction before its first step ([`install_batch`]); each step then reports the
+//! in one transaction before its first step; each step then reports the
 //! ones it asks for as installed ([`installed`]: `changed`, `installed: NAME` in its diff)
 //! without installing them again. Whatever a step asks for that is still missing is installed
 //! by the step itself, in one transaction per call. Check mode installs nothing: each step
@@ -63,7 +63,7 @@ pub fn installed_with(cx: &mut Ctx, names: &[&str], flags: &[&str]) -> Result<Ch
 /// The run's one transaction (apply mode): `names` installed in one command, remembered for
 /// the steps that ask for them ([`installed`]), and the host read again once. A failed install
 /// leaves nothing remembered: each step then installs its own packages.
-pub fn install_batch(cx: &mut Ctx, names: &[String]) -> Result<()> {
+pub(crate) fn install_batch(cx: &mut Ctx, names: &[String]) -> Result<()> {
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     cx.progress(format!(
         "installing {} (the packages of every step, in one transaction)",
