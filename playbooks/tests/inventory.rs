@@ -405,3 +405,35 @@ fn placeholders_are_values_like_any_other() {
     assert_eq!(inv.placeholders.len(), 1);
     assert_eq!(inv.placeholders[0].line, Some(7));
 }
+
+/// `system.package_lists_max_age`: seconds, an hour unless given; a negative age is refused,
+/// naming its line.
+#[test]
+fn package_lists_max_age_in_seconds() {
+    let inv = Inventory::parse(example(), Path::new("inventory.toml")).unwrap();
+    assert_eq!(inv.system.package_lists_max_age, 3600);
+    let text = example().replacen(
+        "full_update = false",
+        "full_update = false\npackage_lists_max_age = 86400",
+        1,
+    );
+    let inv = Inventory::parse(&text, Path::new("inventory.toml")).unwrap();
+    assert_eq!(inv.system.package_lists_max_age, 86400);
+    let text = example().replacen(
+        "full_update = false",
+        "full_update = false\npackage_lists_max_age = -1",
+        1,
+    );
+    let out = problems(&text);
+    let at = text
+        .lines()
+        .position(|l| l == "package_lists_max_age = -1")
+        .unwrap();
+    assert!(
+        out.contains(&format!(
+            "inventory.toml:{}: invalid value: integer `-1`",
+            at + 1
+        )),
+        "{out}"
+    );
+}

@@ -66,7 +66,7 @@ fn photon_k8s_worker() {
         run chage -I -1 -m 0 -M 99999 -E -1 root
         run tdnf install -y --quiet glibc-i18n
         write /etc/locale-gen.conf 0644 root:root
-        run locale-gen.sh
+        run localedef -i fr_FR -c -f UTF-8 -A /usr/share/locale/locale.alias fr_FR.UTF-8
         write /etc/locale.conf 0644 root:root
         write /etc/vconsole.conf 0644 root:root
         write /etc/systemd/timesyncd.conf 0644 root:root
@@ -131,7 +131,7 @@ fn photon_k8s_master() {
         run chage -I -1 -m 0 -M 99999 -E -1 root
         run tdnf install -y --quiet glibc-i18n
         write /etc/locale-gen.conf 0644 root:root
-        run locale-gen.sh
+        run localedef -i fr_FR -c -f UTF-8 -A /usr/share/locale/locale.alias fr_FR.UTF-8
         write /etc/locale.conf 0644 root:root
         write /etc/vconsole.conf 0644 root:root
         write /etc/systemd/timesyncd.conf 0644 root:root
@@ -198,7 +198,7 @@ fn photon_haproxy() {
         run chage -I -1 -m 0 -M 99999 -E -1 root
         run tdnf install -y --quiet glibc-i18n
         write /etc/locale-gen.conf 0644 root:root
-        run locale-gen.sh
+        run localedef -i fr_FR -c -f UTF-8 -A /usr/share/locale/locale.alias fr_FR.UTF-8
         write /etc/locale.conf 0644 root:root
         write /etc/vconsole.conf 0644 root:root
         write /etc/systemd/timesyncd.conf 0644 root:root
@@ -323,7 +323,7 @@ fn debian_k8s_worker() {
         run apt-get update -q -o DPkg::Lock::Timeout=120
         run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 locales kbd
         write /etc/locale.gen 0644 root:root
-        run locale-gen
+        run localedef -i fr_FR -c -f UTF-8 -A /usr/share/locale/locale.alias fr_FR.UTF-8
         write /etc/default/locale 0644 root:root
         write /etc/vconsole.conf 0644 root:root
         run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 systemd-timesyncd
@@ -422,7 +422,7 @@ fn photon_haproxy_admin_passwordless_sudo() {
             run rm -f /etc/sudoers.d/.nodeprep-kubeadmin.candidate
             run tdnf install -y --quiet glibc-i18n
             write /etc/locale-gen.conf 0644 root:root
-            run locale-gen.sh
+            run localedef -i fr_FR -c -f UTF-8 -A /usr/share/locale/locale.alias fr_FR.UTF-8
             write /etc/locale.conf 0644 root:root
             write /etc/vconsole.conf 0644 root:root
             write /etc/systemd/timesyncd.conf 0644 root:root
@@ -636,7 +636,7 @@ fn debian_k8s_worker_taken_over() {
         run apt-get update -q -o DPkg::Lock::Timeout=120
         run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 locales kbd
         write /etc/locale.gen 0644 root:root
-        run locale-gen
+        run localedef -i fr_FR -c -f UTF-8 -A /usr/share/locale/locale.alias fr_FR.UTF-8
         write /etc/default/locale 0644 root:root
         write /etc/vconsole.conf 0644 root:root
         run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 systemd-timesyncd
@@ -662,4 +662,144 @@ fn debian_k8s_worker_taken_over() {
         write /etc/systemd/network/10-static-en.network 0644 root:root
     "#]],
     );
+}
+
+/// apt's lists found fresh by the probe (refreshed 10 minutes ago, under the default hour of
+/// `system.package_lists_max_age`): no `apt-get update` before the first install; the one
+/// after the Kubernetes repository is added stays, whatever the lists' age.
+#[test]
+fn debian_k8s_worker_fresh_lists() {
+    let mut inv = inventory("");
+    inv.kubernetes.source = "upstream".into();
+    inv.kubernetes.version = "1.30".into();
+    let mut fixture = Fixture::debian();
+    fixture.state.package_lists = Some(tasks::state::PackageLists {
+        age_secs: 600,
+        indexes: 3,
+    });
+    let updates = |plan: &str| -> Vec<usize> {
+        plan.lines()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with("run apt-get update"))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let fresh = plan("k8s-worker", "prdk8swok502", fixture.clone(), &inv);
+    let list_written = fresh
+        .lines()
+        .position(|l| l == "write /etc/apt/sources.list.d/kubernetes.list 0644 root:root")
+        .unwrap();
+    assert_eq!(updates(&fresh), [list_written + 1], "{fresh}");
+    // A maximum age of 0: refreshed before the first install as well.
+    inv.system.package_lists_max_age = 0;
+    let stale = plan("k8s-worker", "prdk8swok502", fixture, &inv);
+    assert_eq!(updates(&stale).len(), 2, "{stale}");
+    assert!(
+        stale
+            .lines()
+            .nth(updates(&stale)[0] + 1)
+            .unwrap()
+            .ends_with(" locales kbd"),
+        "{stale}"
+    );
+}
+
+/// The first run in apply mode on a recorded host: the packages that check mode shows each
+/// step installing on its own go, all of them, in one install command before the first step;
+/// each step then reports its own (`changed`, `installed: ...`) and installs nothing again.
+#[test]
+fn first_run_installs_in_one_transaction() {
+    let registry = Registry::default();
+    for (role, host, fixture, os) in [
+        (
+            "k8s-worker",
+            "prdk8swok512",
+            Fixture::debian().packages(&[("kubelet", "1.30.4-1.1"), ("kubeadm", "1.30.4-1.1")]),
+            tasks::OsFamily::Debian,
+        ),
+        (
+            "haproxy",
+            "prdinfhap511",
+            Fixture::photon(),
+            tasks::OsFamily::Photon,
+        ),
+        (
+            "k8s-master",
+            "prdk8smst501",
+            Fixture::rhel(),
+            tasks::OsFamily::Rhel,
+        ),
+    ] {
+        let mut inv = inventory("");
+        inv.kubernetes.source = "present".into();
+        let pb = registry.find(role).unwrap();
+        let t = inv.target(host).unwrap();
+        let install = format!("{} ", tasks::pkg::install_argv(os).join(" "));
+
+        // Check mode: what each step would install.
+        let (mut cx, _rec) = fixture.clone().complete().ctx(tasks::Mode::Check);
+        let mut p = tasks::Plan::new();
+        pb.plan(t, &mut p).unwrap();
+        assert!(p.run(&mut cx, &tasks::Selection::default()).error.is_none());
+        let mut steps: Vec<(String, Vec<String>)> = Vec::new();
+        for r in cx.records() {
+            let names: Vec<String> = r
+                .actions
+                .iter()
+                .filter_map(|a| {
+                    a.to_string()
+                        .strip_prefix(&format!("run {install}"))
+                        .map(str::to_string)
+                })
+                .flat_map(|names| names.split(' ').map(str::to_string).collect::<Vec<_>>())
+                .collect();
+            if !names.is_empty() {
+                steps.push((r.name.clone(), names));
+            }
+        }
+        assert!(steps.len() >= 3, "{role}: {steps:?}");
+        let all: Vec<String> = steps.iter().flat_map(|(_, n)| n.clone()).collect();
+
+        // Apply mode, those steps: one transaction.
+        let (mut cx, rec) = fixture.complete().ctx(tasks::Mode::Apply);
+        let mut after: String = cx
+            .state()
+            .packages
+            .as_ref()
+            .unwrap()
+            .keys()
+            .map(|n| format!("{n} 1\n"))
+            .collect();
+        after.extend(all.iter().map(|n| format!("{n} 1\n")));
+        rec.reply(
+            "sh -c 'if command -v rpm",
+            tasks::Output {
+                status: Some(0),
+                stdout: after.into_bytes(),
+                stderr: vec![],
+            },
+        );
+        let names: Vec<&str> = steps.iter().map(|(n, _)| n.as_str()).collect();
+        let mut p = tasks::Plan::new();
+        pb.plan(t, &mut p).unwrap();
+        let ran = p.run(&mut cx, &tasks::Selection::new(&names, &[]));
+        assert!(ran.error.is_none(), "{role}: {:?}", ran.error);
+        let installs: Vec<String> = rec
+            .commands()
+            .iter()
+            .map(|c| c.display())
+            .filter(|c| c.contains(" install "))
+            .collect();
+        assert_eq!(installs, [format!("{install}{}", all.join(" "))], "{role}");
+        for (step, names) in &steps {
+            let r = cx.records().iter().find(|r| &r.name == step).unwrap();
+            assert_eq!(r.outcome.label(), "changed", "{role}: {step}");
+            assert_eq!(
+                r.diffs,
+                [format!("installed: {}\n", names.join(" "))],
+                "{role}: {step}"
+            );
+            assert!(r.actions.is_empty(), "{role}: {step}: {:?}", r.actions);
+        }
+    }
 }

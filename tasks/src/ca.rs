@@ -114,6 +114,11 @@ pub fn planned(os: OsFamily, certs: &[(String, String)]) -> Result<Vec<(String, 
     Ok(out)
 }
 
+/// The package [`ca_packages`] ensures on this host, for the plan's one transaction.
+pub fn packages(cx: &mut Ctx) -> Result<Vec<String>> {
+    Ok(vec![layout(cx.facts().os).package.to_string()])
+}
+
 /// Step "ca packages": the tools that rebuild the trust store.
 pub fn ca_packages(cx: &mut Ctx) -> Result<Change> {
     let package = layout(cx.facts().os).package;

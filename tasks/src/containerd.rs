@@ -35,13 +35,21 @@ const CRI_PLUGINS: [&str; 5] = [
 /// What these tasks read (see [`crate::plan::Reads`]).
 pub const READS: Reads = Reads::files(&[CONFIG, CRICTL]).units(&[SERVICE]);
 
+/// containerd's package this host lacks, for the plan's one transaction: `containerd`, unless
+/// Docker's `containerd.io` is installed (installing the other would conflict with it).
+pub fn packages(cx: &mut Ctx) -> Result<Vec<String>> {
+    Ok(if pkg::is_installed(cx, "containerd.io")? {
+        Vec::new()
+    } else {
+        vec!["containerd".into()]
+    })
+}
+
 /// containerd is installed: package `containerd` (an installed `containerd.io`, Docker's
 /// package, counts too: installing the other would conflict with it).
 pub fn installed(cx: &mut Ctx) -> Result<Change> {
-    for name in PACKAGES {
-        if pkg::is_installed(cx, name)? {
-            return Ok(Change::Unchanged);
-        }
+    if pkg::is_installed(cx, "containerd.io")? {
+        return Ok(Change::Unchanged);
     }
     pkg::installed(cx, &["containerd"])
 }

@@ -185,6 +185,12 @@ pub struct Ctx {
     misses: Vec<String>,
     /// Why the host must reboot for what this run did to take effect (a newer kernel).
     reboot: Option<String>,
+    /// Packages the run's one transaction installed before the first step (see
+    /// [`crate::plan::Plan::installs`]) that no step has reported yet: the step that asks for
+    /// one reports it installed, without installing it again.
+    batched: std::collections::BTreeSet<String>,
+    /// apt's package lists are refreshed before an install when older than this.
+    lists_max_age: Duration,
 }
 
 /// What a run has done to a host so far that changes how it reads it. Kept by the engine,
@@ -193,8 +199,12 @@ pub struct Ctx {
 struct RunFlags {
     /// This run holds the host's lock (released on close).
     locked: bool,
-    /// `apt-get update` ran in this run.
-    apt_updated: bool,
+    /// The package lists were refreshed in this run (`apt-get update`, or a tdnf/dnf command
+    /// with `--refresh`), after the last repository change.
+    lists_refreshed: bool,
+    /// A repository was added in this run: apt's lists are refreshed before the next install,
+    /// whatever their age.
+    sources_changed: bool,
     /// A package install may have brought unit files: unit states are read again.
     units_stale: bool,
 }
@@ -267,6 +277,8 @@ impl Ctx {
             changed: Default::default(),
             misses: Vec::new(),
             reboot: None,
+            batched: Default::default(),
+            lists_max_age: crate::pkg::PACKAGE_LISTS_MAX_AGE,
         }
     }
 
@@ -871,16 +883,58 @@ impl Ctx {
         std::mem::take(&mut self.flags.units_stale)
     }
 
-    /// Whether `apt-get update` already ran in this run; marks it as run.
-    pub(crate) fn apt_updated(&mut self, mark: bool) -> bool {
-        let was = self.flags.apt_updated;
-        self.flags.apt_updated |= mark;
-        was
+    /// apt's package lists are refreshed before an install when older than `max` (the
+    /// inventory's `system.package_lists_max_age`, through the plan).
+    pub(crate) fn set_package_lists_max_age(&mut self, max: Duration) {
+        self.lists_max_age = max;
     }
 
-    /// A repository was added: the package lists must be read again before the next install.
+    /// Whether apt's package lists must be refreshed before an install: a repository was
+    /// added in this run; or they were not refreshed in this run and the probe found none, or
+    /// found them older than the maximum age (or could not tell).
+    pub(crate) fn apt_lists_stale(&self) -> bool {
+        if self.flags.sources_changed {
+            return true;
+        }
+        if self.flags.lists_refreshed {
+            return false;
+        }
+        !self
+            .state
+            .package_lists
+            .is_some_and(|l| l.fresh(self.lists_max_age))
+    }
+
+    /// Whether the package lists were refreshed in this run, since the last repository change.
+    pub(crate) fn lists_refreshed(&self) -> bool {
+        self.flags.lists_refreshed
+    }
+
+    /// The package lists were just refreshed.
+    pub(crate) fn mark_lists_refreshed(&mut self) {
+        self.flags.lists_refreshed = true;
+        self.flags.sources_changed = false;
+    }
+
+    /// A repository was added: apt's lists must be refreshed before the next install.
     pub(crate) fn apt_lists_changed(&mut self) {
-        self.flags.apt_updated = false;
+        self.flags.lists_refreshed = false;
+        self.flags.sources_changed = true;
+    }
+
+    /// The run's one transaction installed `names` (see [`crate::plan::Plan::installs`]).
+    pub(crate) fn set_batched(&mut self, names: &[String]) {
+        self.batched.extend(names.iter().cloned());
+    }
+
+    /// Those of `names` the run's one transaction installed and no step reported yet, in the
+    /// order of `names`; from now on, reported.
+    pub(crate) fn take_batched(&mut self, names: &[&str]) -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| self.batched.remove(**n))
+            .map(|n| n.to_string())
+            .collect()
     }
 
     /// A command changed these files in ways the cache cannot follow (useradd, locale-gen, a
@@ -977,8 +1031,13 @@ impl Ctx {
     }
 }
 
+/// A command as the `-vv` log shows it: whole (an install names every package), unless it
+/// carries an inline script (a line break in its arguments), cut at 200 characters.
 fn short_display(cmd: &Cmd) -> String {
     let shown = cmd.display();
+    if !shown.contains('\n') {
+        return shown;
+    }
     match shown.char_indices().nth(200) {
         Some((i, _)) => format!("{}…", &shown[..i]),
         None => shown,
@@ -1421,6 +1480,21 @@ mod tests {
             ["10-a.conf", "99-sysctl.conf"]
         );
         assert_eq!(rec.commands().len(), 2, "the listing, the write");
+    }
+
+    #[test]
+    fn logged_commands_whole_scripts_cut() {
+        let names: Vec<String> = (0..40).map(|i| format!("package-{i}")).collect();
+        let mut argv = vec!["apt-get", "install", "-y"];
+        argv.extend(names.iter().map(String::as_str));
+        let shown = short_display(&Cmd::new(&argv));
+        assert!(shown.ends_with(" package-39"), "{shown}");
+        let script = format!("set -eu\n{}", "true\n".repeat(100));
+        let shown = short_display(&Cmd::new(&["sh", "-c", &script]));
+        assert!(
+            shown.ends_with('…') && shown.chars().count() == 201,
+            "{shown}"
+        );
     }
 
     #[test]

@@ -19,9 +19,12 @@ pub const SERVICE: &str = "haproxy.service";
 /// What these tasks read (see [`crate::plan::Reads`]).
 pub const READS: Reads = Reads::files(&[CONFIG]).units(&["haproxy.service"]);
 
+/// The package [`installed`] ensures, for the plan's one transaction.
+pub const PACKAGE: &str = "haproxy";
+
 /// The haproxy package is installed.
 pub fn installed(cx: &mut Ctx) -> Result<Change> {
-    pkg::installed(cx, &["haproxy"])
+    pkg::installed(cx, &[PACKAGE])
 }
 
 /// haproxy.service is enabled at boot.

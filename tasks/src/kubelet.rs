@@ -152,8 +152,26 @@ chmod 0644 -- "$t"
 mv -f -- "$t" "$2"
 "#;
 
+/// What fetching the upstream repository's signing key needs on Debian (curl, gpg, the CAs).
+pub const APT_KEY_TOOLS: [&str; 3] = ["ca-certificates", "curl", "gpg"];
+
+/// The packages [`packages`] installs from `source` that need nothing done before them, for
+/// the plan's one transaction: on Debian with the upstream repository, the tools that fetch
+/// its key. kubelet, kubeadm and kubectl themselves are not among them: the upstream ones come
+/// from the repository the step adds first; Photon's are checked against the version asked
+/// for, installed (pinned to it when the repositories offer a newer minor) after the full
+/// update and held at once, where an install before the update would let it move them.
+pub fn batched_packages(cx: &mut Ctx, source: Source<'_>) -> Result<Vec<String>> {
+    Ok(match (source, cx.facts().os) {
+        (Source::Upstream { .. }, OsFamily::Debian) => {
+            APT_KEY_TOOLS.iter().map(|n| n.to_string()).collect()
+        }
+        _ => Vec::new(),
+    })
+}
+
 fn upstream_apt(cx: &mut Ctx, minor: &str) -> Result<Change> {
-    let mut change = pkg::installed(cx, &["ca-certificates", "curl", "gpg"])?;
+    let mut change = pkg::installed(cx, &APT_KEY_TOOLS)?;
     let mut sources_changed = false;
     if cx.file(APT_KEYRING)?.is_none() {
         cx.progress(format!(

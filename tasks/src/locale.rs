@@ -3,12 +3,16 @@
 //! | step | function | Photon | Debian | RHEL |
 //! |---|---|---|---|---|
 //! | locale packages | [`locale_packages`] | `kbd glibc-i18n` | `locales kbd` | `glibc-langpack-<lang> kbd` |
-//! | locale generated | [`locale_generated`] | line in /etc/locale-gen.conf, then `locale-gen.sh` | line in /etc/locale.gen (the commented one uncommented), then `locale-gen` | nothing: langpacks ship compiled locales |
+//! | locale generated | [`locale_generated`] | line in /etc/locale-gen.conf, then `localedef` as `locale-gen.sh` runs it for that line | line in /etc/locale.gen (the commented one uncommented), then `localedef` as `locale-gen` runs it for that line | nothing: langpacks ship compiled locales |
 //! | locale set | [`locale_set`] | /etc/locale.conf | /etc/default/locale | /etc/locale.conf |
 //! | keymap set | [`keymap_set`] | /etc/vconsole.conf | /etc/vconsole.conf and, when present, /etc/default/keyboard | /etc/vconsole.conf |
 //!
-//! The generator runs when its configuration file changed, or when `locale -a` does not list
-//! the locale (a generation that failed earlier is done again). "locale set" writes the file
+//! The locale is built when its configuration file changed, or when `locale -a` does not list
+//! it (a generation that failed earlier is done again). Only that locale is built: Photon's
+//! `locale-gen.sh` and Debian's `locale-gen` first remove every compiled locale, then build
+//! each one the file lists, one `localedef` each; nodeprep runs the one `localedef` they run
+//! for the line it listed ([`localedef_argv`]), which adds it to the locale archive and leaves
+//! the others as they are. The line stays in the file, so a later `locale-gen` builds it too. "locale set" writes the file
 //! `localectl set-locale LANG=.. LC_CTYPE=..` would write, without needing dbus or
 //! systemd-localed; new logins read it. The keymap is written for the next boot (and the next
 //! start of systemd-vconsole-setup); it is not loaded on the live console, which an ssh session
@@ -25,6 +29,12 @@ use crate::plan::Reads;
 pub const LOCALE_GEN_CONF: &str = "/etc/locale-gen.conf";
 /// Debian's locale-gen configuration.
 pub const LOCALE_GEN: &str = "/etc/locale.gen";
+/// glibc's locale sources (`localedef -i NAME` finds NAME there).
+pub const LOCALE_SOURCES: &str = "/usr/share/i18n/locales";
+/// Locale sources of the site, which Debian's locale-gen prefers to glibc's.
+pub const USER_LOCALE_SOURCES: &str = "/usr/local/share/i18n/locales";
+/// The alias file locale-gen gives localedef.
+pub const LOCALE_ALIAS: &str = "/usr/share/locale/locale.alias";
 /// The system locale on Photon and RHEL (what systemd-localed writes).
 pub const LOCALE_CONF: &str = "/etc/locale.conf";
 /// The system locale on Debian (read by pam_env; Debian's localed writes it).
@@ -130,17 +140,24 @@ fn canonical_name(name: &str) -> String {
     }
 }
 
+/// The packages the locale and the keymap need on this host (see the module table): what
+/// [`locale_packages`] ensures, for the plan's one transaction.
+pub fn packages(cx: &mut Ctx, locale: &str) -> Result<Vec<String>> {
+    let locale = Locale::parse(locale)?;
+    let names = match cx.facts().os {
+        OsFamily::Photon => vec!["kbd".into(), "glibc-i18n".into()],
+        OsFamily::Debian => vec!["locales".into(), "kbd".into()],
+        OsFamily::Rhel if locale.builtin() => vec!["kbd".into()],
+        OsFamily::Rhel => vec![format!("glibc-langpack-{}", locale.lang), "kbd".into()],
+    };
+    Ok(names)
+}
+
 /// Step "locale packages": what the locale and the keymap need (see the module table).
 pub fn locale_packages(cx: &mut Ctx, locale: &str) -> Result<Change> {
-    let locale = Locale::parse(locale)?;
+    let wanted = packages(cx, locale)?;
+    let names: Vec<&str> = wanted.iter().map(String::as_str).collect();
     let os = cx.facts().os;
-    let langpack = format!("glibc-langpack-{}", locale.lang);
-    let names: Vec<&str> = match os {
-        OsFamily::Photon => vec!["kbd", "glibc-i18n"],
-        OsFamily::Debian => vec!["locales", "kbd"],
-        OsFamily::Rhel if locale.builtin() => vec!["kbd"],
-        OsFamily::Rhel => vec![langpack.as_str(), "kbd"],
-    };
     let locales_new = os == OsFamily::Debian && !pkg::is_installed(cx, "locales")?;
     let c = pkg::installed(cx, &names)?;
     if locales_new && !cx.check_mode() {
@@ -151,17 +168,18 @@ pub fn locale_packages(cx: &mut Ctx, locale: &str) -> Result<Change> {
     Ok(c)
 }
 
-/// Step "locale generated": the locale is listed for generation, and generated when the list
-/// changed or `locale -a` lacks it (`locale-gen.sh` on Photon, `locale-gen` on Debian). On RHEL
-/// the langpack already holds it compiled: nothing to do. Run after [`locale_packages`].
+/// Step "locale generated": the locale is listed for generation, and built when the list
+/// changed or `locale -a` lacks it: the one `localedef` that `locale-gen.sh` (Photon) or
+/// `locale-gen` (Debian) runs for its line ([`localedef_argv`]), not the whole list again. On
+/// RHEL the langpack already holds it compiled: nothing to do. Run after [`locale_packages`].
 pub fn locale_generated(cx: &mut Ctx, locale: &str) -> Result<Change> {
     let locale = Locale::parse(locale)?;
     if locale.builtin() {
         return Ok(Change::Unchanged);
     }
-    let (path, generator) = match cx.facts().os {
-        OsFamily::Photon => (LOCALE_GEN_CONF, "locale-gen.sh"),
-        OsFamily::Debian => (LOCALE_GEN, "locale-gen"),
+    let path = match cx.facts().os {
+        OsFamily::Photon => LOCALE_GEN_CONF,
+        OsFamily::Debian => LOCALE_GEN,
         OsFamily::Rhel => return Ok(Change::Unchanged),
     };
     let line = locale.gen_line();
@@ -173,10 +191,85 @@ pub fn locale_generated(cx: &mut Ctx, locale: &str) -> Result<Change> {
     let missing = !c.changed() && locale_available(cx, &locale)? == Some(false);
     if c.changed() || missing {
         cx.progress(format!("generating locale {}", locale.name));
-        cx.apply(&[generator])?;
-        cx.note_change(format!("locale {} generated ({generator})", locale.name));
+        let argv = localedef_argv(cx, &locale)?;
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        // 1: built, with warnings (`-c` writes it all the same); locale-gen goes on too.
+        if let Some(out) = cx.apply_unchecked(&argv)?
+            && !matches!(out.status, Some(0 | 1))
+        {
+            return Err(crate::host::command_failed(
+                &crate::host::Cmd::new(&argv),
+                &out,
+            ));
+        }
+        cx.note_change(format!("locale {} generated (localedef)", locale.name));
     }
     Ok(c | Change::from_bool(missing))
+}
+
+/// The `localedef` that the OS's locale-gen runs for `locale`'s line (`NAME CHARSET`, as
+/// [`Locale::gen_line`] writes it): `localedef -i INPUT -c -f CHARSET -A
+/// /usr/share/locale/locale.alias NAME`, the output going into the locale archive. INPUT is
+/// chosen as they choose it: NAME when glibc's sources have a file of that name, else NAME
+/// without its charset (`fr_FR`, `sr_RS@latin`); Debian's locale-gen prefers a source of that
+/// name under /usr/local/share/i18n/locales, by its path. The files it looks at are
+/// [`source_files`], which the playbook declares.
+pub fn localedef_argv(cx: &mut Ctx, locale: &Locale) -> Result<Vec<String>> {
+    let name = canonical_name(&locale.name);
+    let stem = source_stem(&name);
+    let debian = cx.facts().os == OsFamily::Debian;
+    let exists = |cx: &mut Ctx, path: String| -> Result<bool> { Ok(cx.file(&path)?.is_some()) };
+    let input = if debian && exists(cx, format!("{USER_LOCALE_SOURCES}/{name}"))? {
+        format!("{USER_LOCALE_SOURCES}/{name}")
+    } else if exists(cx, format!("{LOCALE_SOURCES}/{name}"))? {
+        name.clone()
+    } else if debian && exists(cx, format!("{USER_LOCALE_SOURCES}/{stem}"))? {
+        format!("{USER_LOCALE_SOURCES}/{stem}")
+    } else {
+        stem
+    };
+    Ok([
+        "localedef",
+        "-i",
+        &input,
+        "-c",
+        "-f",
+        &locale.charset,
+        "-A",
+        LOCALE_ALIAS,
+        &name,
+    ]
+    .map(String::from)
+    .to_vec())
+}
+
+/// A locale name without its charset, the modifier kept: `fr_FR.UTF-8` → `fr_FR`,
+/// `sr_RS.UTF-8@latin` → `sr_RS@latin` (the name of its source file).
+fn source_stem(name: &str) -> String {
+    let (base, modifier) = match name.split_once('@') {
+        Some((b, m)) => (b, format!("@{m}")),
+        None => (name, String::new()),
+    };
+    let base = base.split_once('.').map_or(base, |(b, _)| b);
+    format!("{base}{modifier}")
+}
+
+/// The files [`localedef_argv`] looks at for `locale` (none for an invalid or built-in one):
+/// for the playbook to declare, as they depend on the inventory.
+pub fn source_files(locale: &str) -> Vec<String> {
+    let Ok(l) = Locale::parse(locale) else {
+        return Vec::new();
+    };
+    if l.builtin() {
+        return Vec::new();
+    }
+    let name = canonical_name(&l.name);
+    let stem = source_stem(&name);
+    vec![
+        format!("{USER_LOCALE_SOURCES}/{name}"),
+        format!("{LOCALE_SOURCES}/{name}"),
+        format!("{USER_LOCALE_SOURCES}/{stem}"),
+    ]
 }
 
 /// Whether `locale -a` (read-only) lists the locale, under any spelling of its charset;
@@ -466,6 +559,7 @@ mod tests {
         let (mut cx, rec) = Fixture::photon()
             .absent(LOCALE_CONF)
             .absent(VCONSOLE_CONF)
+            .complete()
             .ctx(Mode::Apply);
         // After the install the package list is read again.
         let rpm = b"glibc 2.36-16.ph5\nkbd 2.2.0-3.ph5\nglibc-i18n 2.36-16.ph5\n".to_vec();
@@ -485,7 +579,7 @@ mod tests {
             [
                 "run tdnf install -y --quiet glibc-i18n",
                 "write /etc/locale-gen.conf 0644 root:root",
-                "run locale-gen.sh",
+                "run localedef -i fr_FR -c -f UTF-8 -A /usr/share/locale/locale.alias fr_FR.UTF-8",
                 "write /etc/locale.conf 0644 root:root",
                 "write /etc/vconsole.conf 0644 root:root",
             ]
@@ -551,13 +645,17 @@ mod tests {
         let listed = format!("{}fr_FR.UTF-8\tUTF-8\n", photon_files::LOCALE_GEN);
         let (mut cx, rec) = Fixture::photon()
             .file(LOCALE_GEN_CONF, &listed, 0o644)
+            .complete()
             .ctx(Mode::Apply);
         rec.reply("locale -a", ok("C\nC.utf8\nen_US.utf8\nPOSIX\n"));
         assert_eq!(
             locale_generated(&mut cx, "fr_FR.UTF-8").unwrap(),
             Change::Changed
         );
-        assert_eq!(strings(&cx), ["run locale-gen.sh"]);
+        assert_eq!(
+            strings(&cx),
+            ["run localedef -i fr_FR -c -f UTF-8 -A /usr/share/locale/locale.alias fr_FR.UTF-8"]
+        );
         // `locale -a` unavailable: only a changed list would be a reason.
         let (mut cx, rec) = Fixture::debian()
             .file(LOCALE_GEN, "fr_FR.UTF-8 UTF-8\n", 0o644)
@@ -599,6 +697,7 @@ mod tests {
                 "XKBMODEL=\"pc105\"\nXKBLAYOUT=\"us\"\nXKBVARIANT=\"\"\n",
                 0o644,
             )
+            .complete()
             .ctx(Mode::Check);
         assert_eq!(
             locale(&mut cx, "fr_FR.UTF-8", Some("fr-latin9")).unwrap(),
@@ -609,7 +708,7 @@ mod tests {
                 "run apt-get update -q -o DPkg::Lock::Timeout=120",
                 "run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 locales",
                 "write /etc/locale.gen 0644 root:root",
-                "run locale-gen",
+                "run localedef -i fr_FR -c -f UTF-8 -A /usr/share/locale/locale.alias fr_FR.UTF-8",
                 "write /etc/default/locale 0644 root:root",
                 "write /etc/vconsole.conf 0644 root:root",
                 "write /etc/default/keyboard 0644 root:root",
@@ -622,6 +721,98 @@ mod tests {
             rec.commands()
         );
         assert!(cached(&mut cx, DEFAULT_KEYBOARD).contains("\nXKBLAYOUT=\"fr\"\n"));
+    }
+
+    /// The source localedef builds from, chosen as each OS's locale-gen chooses it: glibc's
+    /// source of the locale's own name when there is one, else the name without its charset;
+    /// on Debian a site source under /usr/local first, given by its path (Photon's
+    /// locale-gen.sh does not look there).
+    #[test]
+    fn localedef_input_as_locale_gen_chooses_it() {
+        let argv = |f: Fixture, locale: &str| {
+            let (mut cx, _rec) = f.complete().ctx(Mode::Check);
+            localedef_argv(&mut cx, &Locale::parse(locale).unwrap())
+                .unwrap()
+                .join(" ")
+        };
+        let alias = "-A /usr/share/locale/locale.alias";
+        assert_eq!(
+            argv(Fixture::debian(), "fr_FR.UTF-8"),
+            format!("localedef -i fr_FR -c -f UTF-8 {alias} fr_FR.UTF-8")
+        );
+        assert_eq!(
+            argv(Fixture::photon(), "sr_RS.utf8@latin"),
+            format!("localedef -i sr_RS@latin -c -f UTF-8 {alias} sr_RS.UTF-8@latin")
+        );
+        assert_eq!(
+            argv(Fixture::debian(), "de_DE.ISO-8859-1"),
+            format!("localedef -i de_DE -c -f ISO-8859-1 {alias} de_DE.ISO-8859-1")
+        );
+        let named = |f: Fixture| f.file("/usr/share/i18n/locales/fr_FR.UTF-8", "LC_CTYPE\n", 0o644);
+        assert_eq!(
+            argv(named(Fixture::photon()), "fr_FR.UTF-8"),
+            format!("localedef -i fr_FR.UTF-8 -c -f UTF-8 {alias} fr_FR.UTF-8")
+        );
+        let site = |f: Fixture| f.file("/usr/local/share/i18n/locales/fr_FR", "LC_CTYPE\n", 0o644);
+        assert_eq!(
+            argv(site(Fixture::debian()), "fr_FR.UTF-8"),
+            format!(
+                "localedef -i /usr/local/share/i18n/locales/fr_FR -c -f UTF-8 {alias} fr_FR.UTF-8"
+            )
+        );
+        assert_eq!(
+            argv(site(Fixture::photon()), "fr_FR.UTF-8"),
+            format!("localedef -i fr_FR -c -f UTF-8 {alias} fr_FR.UTF-8")
+        );
+        assert_eq!(
+            argv(site(named(Fixture::debian())), "fr_FR.UTF-8"),
+            format!("localedef -i fr_FR.UTF-8 -c -f UTF-8 {alias} fr_FR.UTF-8")
+        );
+        // What the playbook declares is what is looked at.
+        assert_eq!(
+            source_files("fr_FR.UTF-8"),
+            [
+                "/usr/local/share/i18n/locales/fr_FR.UTF-8",
+                "/usr/share/i18n/locales/fr_FR.UTF-8",
+                "/usr/local/share/i18n/locales/fr_FR",
+            ]
+        );
+        assert!(source_files("C.UTF-8").is_empty() && source_files("nonsense").is_empty());
+    }
+
+    /// localedef's 1 (warnings, the locale written all the same with `-c`) is a generation;
+    /// 4 (nothing written) fails the step with localedef's words.
+    #[test]
+    fn localedef_warnings_pass_errors_fail() {
+        for (status, fails) in [(0, false), (1, false), (4, true)] {
+            let (mut cx, rec) = Fixture::debian()
+                .packages(&[("locales", "2.36-9+deb12u9")])
+                .file(LOCALE_GEN, DEBIAN_LOCALE_GEN, 0o644)
+                .complete()
+                .ctx(Mode::Apply);
+            rec.reply(
+                "localedef",
+                crate::host::Output {
+                    status: Some(status),
+                    stdout: Vec::new(),
+                    stderr: b"[error] character map `UTF-8' is not ASCII compatible\n".to_vec(),
+                },
+            );
+            let got = locale_generated(&mut cx, "fr_FR.UTF-8");
+            assert_eq!(got.is_err(), fails, "{status}: {got:?}");
+            if let Err(e) = got {
+                assert!(e.to_string().contains("exit status 4"), "{e}");
+                assert!(e.stderr_tail().contains("not ASCII compatible"), "{e}");
+            }
+            // Only this locale is built: no locale-gen, which would rebuild the whole list.
+            assert!(
+                rec.commands()
+                    .iter()
+                    .all(|c| !c.display().contains("locale-gen")),
+                "{:?}",
+                rec.commands()
+            );
+        }
     }
 
     #[test]

@@ -1,12 +1,34 @@
 //! Packages: presence read from rpm / dpkg (through the state cache), installs with tdnf, apt
-//! or dnf in one transaction per call.
+//! or dnf.
+//!
+//! In apply mode a plan installs the packages its steps declare ([`crate::plan::Plan::installs`])
+//! in one transaction before its first step; each step then reports the
+//! ones it asks for as installed ([`installed`]: `changed`, `installed: NAME` in its diff)
+//! without installing them again. Whatever a step asks for that is still missing is installed
+//! by the step itself, in one transaction per call. Check mode installs nothing: each step
+//! says what it would install.
+//!
+//! apt's package lists are refreshed (`apt-get update`) before an install only when the probe
+//! found them older than the maximum age ([`PACKAGE_LISTS_MAX_AGE`] unless the plan says
+//! otherwise), or found none, or a repository was added in the run. An install that cannot
+//! find a package refreshes the lists and is tried once more: `apt-get update` (apt's "Unable
+//! to locate package", "has no installation candidate"), `--refresh` (tdnf's "No matching
+//! packages", dnf's "No match for argument"), unless they were refreshed in this run already.
+
+use std::time::Duration;
 
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
 use crate::facts::OsFamily;
 use crate::host::{Output, shell_join};
 
-/// Every package in `names` is installed; the missing ones go in one transaction.
+/// How old apt's package lists may be before an install refreshes them, unless the plan says
+/// otherwise (the inventory's `system.package_lists_max_age`).
+pub const PACKAGE_LISTS_MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// Every package in `names` is installed; the missing ones go in one transaction. Those the
+/// run's one transaction installed before the first step are reported installed by the first
+/// step that asks for them.
 pub fn installed(cx: &mut Ctx, names: &[&str]) -> Result<Change> {
     installed_with(cx, names, &[])
 }
@@ -20,21 +42,93 @@ pub fn installed_with(cx: &mut Ctx, names: &[&str], flags: &[&str]) -> Result<Ch
         .copied()
         .filter(|n| !have.contains_key(*n))
         .collect();
-    if missing.is_empty() {
+    let batched = cx.take_batched(names);
+    if missing.is_empty() && batched.is_empty() {
         return Ok(Change::Unchanged);
     }
-    cx.progress(format!("installing {}", missing.join(" ")));
+    if !missing.is_empty() {
+        cx.progress(format!("installing {}", missing.join(" ")));
+        install(cx, &missing, flags)?;
+        cx.after_install(&missing)?;
+    }
+    let shown: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| missing.contains(n) || batched.iter().any(|b| b == n))
+        .collect();
+    cx.note_change(format!("installed: {}", shown.join(" ")));
+    Ok(Change::Changed)
+}
+
+/// The run's one transaction (apply mode): `names` installed in one command, remembered for
+/// the steps that ask for them ([`installed`]), and the host read again once. A failed install
+/// leaves nothing remembered: each step then installs its own packages.
+pub(crate) fn install_batch(cx: &mut Ctx, names: &[String]) -> Result<()> {
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    cx.progress(format!(
+        "installing {} (the packages of every step, in one transaction)",
+        names.join(" ")
+    ));
+    install(cx, &names, &[])?;
+    let installed: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    cx.set_batched(&installed);
+    cx.after_install(&names)
+}
+
+/// One install command for `names` (after `apt-get update` when apt's lists are stale); when
+/// the package manager cannot find a package, the lists refreshed and the command tried once
+/// more (see the module's notes).
+fn install(cx: &mut Ctx, names: &[&str], flags: &[&str]) -> Result<()> {
     let os = cx.facts().os;
     if os == OsFamily::Debian {
-        apt_update_once(cx)?;
+        refresh_apt_lists(cx)?;
     }
     let mut argv = install_argv(os);
     argv.extend(flags);
-    argv.extend(missing.iter().copied());
-    run(cx, &argv)?;
-    cx.after_install(&missing)?;
-    cx.note_change(format!("installed: {}", missing.join(" ")));
-    Ok(Change::Changed)
+    argv.extend(names.iter().copied());
+    let out = match cx.apply_unchecked(&argv)? {
+        Some(out) if !out.success() => out,
+        _ => return Ok(()),
+    };
+    if !not_found(&out) || cx.lists_refreshed() {
+        return Err(failure(&argv, &out));
+    }
+    tracing::debug!(
+        host = cx.host_name(),
+        "a package was not found: the package lists are refreshed and the install tried again"
+    );
+    match os {
+        OsFamily::Debian => {
+            apt_get_update(cx)?;
+            run(cx, &argv)
+        }
+        OsFamily::Photon | OsFamily::Rhel => {
+            // `tdnf install --refresh`, `dnf install --refresh`: metadata read anew first.
+            argv.insert(install_argv(os).len(), "--refresh");
+            let retried = run(cx, &argv);
+            // Refreshed, whether or not the package was found this time.
+            cx.mark_lists_refreshed();
+            retried
+        }
+    }
+}
+
+/// The package manager said it cannot find a package: apt's `E: Unable to locate package X`
+/// and `E: Package 'X' has no installation candidate`, tdnf's `Error(1011) : No matching
+/// packages`, dnf's `No match for argument: X` / `Error: Unable to find a match: X`.
+pub fn not_found(out: &Output) -> bool {
+    const MARKERS: [&str; 5] = [
+        "Unable to locate package",
+        "has no installation candidate",
+        "No matching packages",
+        "No match for argument",
+        "Unable to find a match",
+    ];
+    let stdout = out.stdout_str();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    MARKERS
+        .iter()
+        .any(|m| stdout.contains(m) || stderr.contains(m))
 }
 
 /// The command that installs packages, without the names. A configuration file the host has
@@ -219,16 +313,22 @@ pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     sa.len().cmp(&sb.len())
 }
 
-/// `apt-get update` at most once per run, before the first install.
-pub fn apt_update_once(cx: &mut Ctx) -> Result<()> {
-    if cx.apt_updated(false) {
-        return Ok(());
+/// `apt-get update` when apt's package lists are stale: a repository was added in this run,
+/// or they were not refreshed in this run and the probe found none, or found them older than
+/// the maximum age (see the module's notes). At most once per run otherwise.
+pub fn refresh_apt_lists(cx: &mut Ctx) -> Result<()> {
+    if cx.apt_lists_stale() {
+        apt_get_update(cx)?;
     }
+    Ok(())
+}
+
+fn apt_get_update(cx: &mut Ctx) -> Result<()> {
     run(
         cx,
         &["apt-get", "update", "-q", "-o", "DPkg::Lock::Timeout=120"],
     )?;
-    cx.apt_updated(true);
+    cx.mark_lists_refreshed();
     Ok(())
 }
 
@@ -241,13 +341,17 @@ pub fn is_installed(cx: &mut Ctx, name: &str) -> Result<bool> {
     Ok(cx.packages()?.contains_key(name))
 }
 
-/// The NFS client: `nfs-utils` (Photon, RHEL) or `nfs-common` (Debian).
-pub fn nfs_client(cx: &mut Ctx) -> Result<Change> {
-    let name = match cx.facts().os {
+/// The NFS client's package: `nfs-utils` (Photon, RHEL) or `nfs-common` (Debian).
+pub fn nfs_client_package(os: OsFamily) -> &'static str {
+    match os {
         OsFamily::Debian => "nfs-common",
         OsFamily::Photon | OsFamily::Rhel => "nfs-utils",
-    };
-    installed(cx, &[name])
+    }
+}
+
+/// The NFS client is installed.
+pub fn nfs_client(cx: &mut Ctx) -> Result<Change> {
+    installed(cx, &[nfs_client_package(cx.facts().os)])
 }
 
 #[cfg(test)]
@@ -280,6 +384,198 @@ mod tests {
         let c = cx.step("kbd", |cx| installed(cx, &["kbd"])).unwrap();
         assert_eq!(c, Change::Unchanged);
         assert!(cx.records()[0].diffs.is_empty());
+    }
+
+    /// A host answering from a script: each reply is given once, to the first command that
+    /// starts with its prefix; other commands succeed with no output.
+    struct Scripted {
+        log: std::sync::Mutex<Vec<String>>,
+        replies: std::sync::Mutex<Vec<(String, Output)>>,
+    }
+
+    impl crate::host::Host for std::sync::Arc<Scripted> {
+        fn name(&self) -> &str {
+            "scripted"
+        }
+        fn live(&self) -> bool {
+            false
+        }
+        fn exec(&self, cmd: &crate::host::Cmd) -> Result<Output> {
+            let shown = cmd.display();
+            self.log.lock().unwrap().push(shown.clone());
+            let mut replies = self.replies.lock().unwrap();
+            match replies
+                .iter()
+                .position(|(p, _)| shown.starts_with(p.as_str()))
+            {
+                Some(i) => Ok(replies.remove(i).1),
+                None => Ok(Output {
+                    status: Some(0),
+                    ..Output::default()
+                }),
+            }
+        }
+    }
+
+    fn scripted(f: Fixture, replies: &[(&str, Output)]) -> (Ctx, std::sync::Arc<Scripted>) {
+        let host = std::sync::Arc::new(Scripted {
+            log: Default::default(),
+            replies: std::sync::Mutex::new(
+                replies
+                    .iter()
+                    .map(|(p, o)| (p.to_string(), o.clone()))
+                    .collect(),
+            ),
+        });
+        let opts = crate::ctx::Options {
+            diff: true,
+            ..Default::default()
+        };
+        let cx = Ctx::with_state(Box::new(host.clone()), f.facts, f.state, opts);
+        (cx, host)
+    }
+
+    fn lists(age_secs: u64, indexes: u32) -> Option<crate::state::PackageLists> {
+        Some(crate::state::PackageLists { age_secs, indexes })
+    }
+
+    const APT_UPDATE: &str = "apt-get update -q -o DPkg::Lock::Timeout=120";
+    const APT_INSTALL: &str = "env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120";
+
+    /// apt's lists are refreshed before an install only when stale: unknown, empty, or older
+    /// than the plan's maximum age (default one hour); at most once in a run, unless a
+    /// repository was added.
+    #[test]
+    fn apt_lists_refreshed_only_when_stale() {
+        use crate::plan::{Plan, Reads, Selection};
+        use std::time::Duration;
+        for (found, max, refreshed) in [
+            (None, None, true),
+            (lists(600, 3), None, false),
+            (lists(7200, 3), None, true),
+            (lists(600, 0), None, true),
+            (lists(600, 3), Some(300), true),
+            (lists(7200, 3), Some(86400), false),
+        ] {
+            let mut f = Fixture::debian();
+            f.state.package_lists = found;
+            let (mut cx, rec) = f.ctx(Mode::Apply);
+            let mut p = Plan::new();
+            if let Some(secs) = max {
+                p.package_lists_max_age(Duration::from_secs(secs));
+            }
+            p.step("nfs", Reads::NONE, nfs_client);
+            p.step("more", Reads::NONE, |cx| installed(cx, &["curl"]));
+            assert!(p.run(&mut cx, &Selection::default()).error.is_none());
+            let updates = rec
+                .commands()
+                .iter()
+                .filter(|c| c.display() == APT_UPDATE)
+                .count();
+            assert_eq!(updates, usize::from(refreshed), "{found:?} max {max:?}");
+        }
+        // A repository added: refreshed before the next install, fresh or not, once.
+        let mut f = Fixture::debian();
+        f.state.package_lists = lists(10, 3);
+        let (mut cx, rec) = f.ctx(Mode::Apply);
+        assert!(installed(&mut cx, &["curl"]).unwrap().changed());
+        cx.apt_lists_changed();
+        assert!(installed(&mut cx, &["kubelet"]).unwrap().changed());
+        assert!(installed(&mut cx, &["kubeadm"]).unwrap().changed());
+        let sent: Vec<String> = rec
+            .commands()
+            .iter()
+            .map(|c| c.display())
+            .filter(|c| c.contains("apt-get"))
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                format!("{APT_INSTALL} curl"),
+                APT_UPDATE.to_string(),
+                format!("{APT_INSTALL} kubelet"),
+                format!("{APT_INSTALL} kubeadm"),
+            ]
+        );
+    }
+
+    fn not_found_reply(stderr: &str) -> Output {
+        Output {
+            status: Some(100),
+            stdout: b"Reading package lists...\n".to_vec(),
+            stderr: stderr.as_bytes().to_vec(),
+        }
+    }
+
+    /// Fresh lists that lack a package (a mirror that moved on since): the install refreshes
+    /// them and is tried once more. Lists refreshed in this run already: no second refresh,
+    /// the package manager's words.
+    #[test]
+    fn a_package_not_found_refreshes_the_lists_and_tries_once_more() {
+        let mut f = Fixture::debian();
+        f.state.package_lists = lists(600, 3);
+        let (mut cx, host) = scripted(
+            f,
+            &[(
+                APT_INSTALL,
+                not_found_reply("E: Unable to locate package nfs-common\n"),
+            )],
+        );
+        let c = cx.step("nfs client", nfs_client).unwrap();
+        assert_eq!(c, Change::Changed);
+        let install = format!("{APT_INSTALL} nfs-common");
+        let sent = host.log.lock().unwrap().clone();
+        assert_eq!(
+            sent,
+            [install.clone(), APT_UPDATE.to_string(), install.clone()]
+        );
+        assert_eq!(cx.records()[0].diffs, ["installed: nfs-common\n"]);
+
+        // Stale lists, refreshed first: not found all the same is an error at once.
+        let (mut cx, host) = scripted(
+            Fixture::debian(),
+            &[(
+                APT_INSTALL,
+                not_found_reply("E: Package 'nfs-common' has no installation candidate\n"),
+            )],
+        );
+        let e = cx.step("nfs client", nfs_client).unwrap_err();
+        assert!(
+            e.to_string().contains("has no installation candidate"),
+            "{e}"
+        );
+        let sent = host.log.lock().unwrap().clone();
+        assert_eq!(sent, [APT_UPDATE.to_string(), install]);
+
+        // tdnf and dnf: the same install with `--refresh`.
+        for (f, stderr, first, retry) in [
+            (
+                Fixture::photon(),
+                "Error(1011) : No matching packages\n",
+                "tdnf install -y --quiet nfs-utils",
+                "tdnf install -y --quiet --refresh nfs-utils",
+            ),
+            (
+                Fixture::rhel(),
+                "No match for argument: nfs-utils\nError: Unable to find a match: nfs-utils\n",
+                "dnf install -y --quiet nfs-utils",
+                "dnf install -y --quiet --refresh nfs-utils",
+            ),
+        ] {
+            let (mut cx, host) = scripted(f, &[(first, not_found_reply(stderr))]);
+            assert!(cx.step("nfs client", nfs_client).unwrap().changed());
+            assert_eq!(*host.log.lock().unwrap(), [first, retry]);
+        }
+        // Another failure is not retried.
+        let (mut cx, host) = scripted(
+            Fixture::photon(),
+            &[(
+                "tdnf install",
+                not_found_reply("Error(1525) : rpm transaction failed\n"),
+            )],
+        );
+        assert!(cx.step("nfs client", nfs_client).is_err());
+        assert_eq!(host.log.lock().unwrap().len(), 1);
     }
 
     /// apt-get installing containerd over a config.toml written before it, without

@@ -3,6 +3,10 @@
 //! what the selected steps read into the host's one probe, then runs them in order over a
 //! [`Ctx`].
 //!
+//! A step that installs packages declares them too ([`Plan::installs`]): in apply mode the
+//! engine installs those the host lacks, for every selected step, in one package-manager
+//! transaction before the first step (see [`crate::pkg`]).
+//!
 //! ```
 //! use tasks::plan::{Plan, Reads};
 //! use tasks::{kernel, Change};
@@ -82,6 +86,7 @@ impl<const N: usize> From<[Reads; N]> for Probe {
 
 type StepFn<'a> = Box<dyn FnOnce(&mut Ctx) -> Result<Change> + 'a>;
 type FinallyFn<'a> = Box<dyn FnOnce(&mut Ctx) -> Result<()> + 'a>;
+type InstallsFn<'a> = Box<dyn FnOnce(&mut Ctx) -> Result<Vec<String>> + 'a>;
 
 struct Step<'a> {
     name: String,
@@ -89,6 +94,8 @@ struct Step<'a> {
     /// A failure is recorded and the next steps still run (checks, not preparations).
     keep_going: bool,
     run: StepFn<'a>,
+    /// The packages the step ensures, for the run's one transaction (see [`Plan::installs`]).
+    installs: Option<InstallsFn<'a>>,
 }
 
 /// The steps of one playbook for one host, in order.
@@ -99,6 +106,9 @@ pub struct Plan<'a> {
     finally: Vec<FinallyFn<'a>>,
     /// Read by the playbook as a whole (files known only from the inventory, ...).
     reads: Probe,
+    /// How old apt's package lists may be before an install refreshes them (default
+    /// [`crate::pkg::PACKAGE_LISTS_MAX_AGE`]).
+    lists_max_age: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for Plan<'_> {
@@ -196,8 +206,39 @@ impl<'a> Plan<'a> {
             reads,
             keep_going,
             run,
+            installs: None,
         });
         StepRef(self.steps.len() - 1)
+    }
+
+    /// Declares the packages the step `step` ensures (with [`crate::pkg::installed`]), given
+    /// the host: evaluated after the probe, so it may depend on the OS family and on what is
+    /// installed (none where the step would install nothing, or would refuse to). In apply
+    /// mode, before the first step, the engine installs those the host lacks, for every
+    /// selected step, in one transaction; each step then reports its own as installed. A
+    /// package that needs something an earlier step does first (a repository it adds) is not
+    /// declared: its step installs it. Check mode evaluates nothing: each step says what it
+    /// would install. A declaration that fails leaves its step to install its own packages
+    /// (and to fail the same way).
+    pub fn installs(
+        &mut self,
+        step: StepRef,
+        packages: impl FnOnce(&mut Ctx) -> Result<Vec<String>> + 'a,
+    ) {
+        let s = &mut self.steps[step.0];
+        assert!(
+            s.installs.is_none(),
+            "packages of step `{}` declared twice",
+            s.name
+        );
+        s.installs = Some(Box::new(packages));
+    }
+
+    /// apt's package lists are refreshed before an install only when older than `max` (or
+    /// absent, or a repository was added in the run); default
+    /// [`crate::pkg::PACKAGE_LISTS_MAX_AGE`].
+    pub fn package_lists_max_age(&mut self, max: std::time::Duration) {
+        self.lists_max_age = Some(max);
     }
 
     /// Work after the last step that is not a step of its own: nothing is recorded or
@@ -234,11 +275,18 @@ impl<'a> Plan<'a> {
             .fold(self.reads.clone(), |p, s| p.merge(&s.reads))
     }
 
-    /// Runs the selected steps in order. A failed step stops the plan (a failed check does
-    /// not); steps left out are neither run nor recorded.
-    pub fn run(self, cx: &mut Ctx, sel: &Selection) -> Ran {
+    /// Runs the selected steps in order, after the one transaction of their packages (apply
+    /// mode, see [`Plan::installs`]). A failed step stops the plan (a failed check does not);
+    /// steps left out are neither run nor recorded.
+    pub fn run(mut self, cx: &mut Ctx, sel: &Selection) -> Ran {
         let mut not_selected = 0;
         cx.set_reads(self.probe(sel));
+        if let Some(max) = self.lists_max_age {
+            cx.set_package_lists_max_age(max);
+        }
+        if !cx.check_mode() {
+            install_batch(cx, &mut self.steps, sel);
+        }
         for (i, step) in self.steps.into_iter().enumerate() {
             if !sel.selects(&step.name) {
                 not_selected += 1;
@@ -269,6 +317,65 @@ impl<'a> Plan<'a> {
             not_selected,
             error,
         }
+    }
+}
+
+/// The packages the selected steps declare and the host lacks, in step order, installed in one
+/// transaction. A failed transaction is said (a progress line, a warning in the log) and
+/// leaves each step to install its own packages, the one that cannot be installed failing its
+/// step with the package manager's words.
+fn install_batch(cx: &mut Ctx, steps: &mut [Step], sel: &Selection) {
+    let mut wanted: Vec<String> = Vec::new();
+    for step in steps.iter_mut().filter(|s| sel.selects(&s.name)) {
+        let Some(declared) = step.installs.take() else {
+            continue;
+        };
+        match declared(cx) {
+            Ok(names) => {
+                for n in names {
+                    if !wanted.contains(&n) {
+                        wanted.push(n);
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(
+                host = cx.host_name(),
+                step = %step.name,
+                "packages not declared ({e}): the step installs its own"
+            ),
+        }
+    }
+    if wanted.is_empty() {
+        return;
+    }
+    let missing: Vec<String> = match cx.packages() {
+        Ok(have) => wanted
+            .into_iter()
+            .filter(|n| !have.contains_key(n))
+            .collect(),
+        Err(e) => {
+            tracing::debug!(
+                host = cx.host_name(),
+                "installed packages unknown ({e}): each step installs its own"
+            );
+            return;
+        }
+    };
+    if missing.is_empty() {
+        return;
+    }
+    if let Err(e) = crate::pkg::install_batch(cx, &missing) {
+        tracing::warn!(
+            host = cx.host_name(),
+            "installing {} in one transaction failed; each step installs its own: {e}",
+            missing.join(" ")
+        );
+        cx.progress(format!(
+            "installing {} in one transaction failed; each step installs its own",
+            missing.join(" ")
+        ));
+        // What the failed transaction left is read again when next needed.
+        cx.packages_changed();
     }
 }
 
@@ -328,6 +435,249 @@ mod tests {
         let got: Vec<&str> = cx.records().iter().map(|r| r.name.as_str()).collect();
         assert_eq!(got, ["check", "step"]);
         assert!(matches!(cx.records()[0].outcome, Outcome::Failed(_)));
+    }
+
+    const APT_INSTALL: &str = "env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120";
+
+    /// Steps installing packages, declared as the roles declare them: locale (`locales kbd`,
+    /// kbd already there), the NFS client, containerd, and one whose package is there.
+    fn installing_plan<'a>() -> Plan<'a> {
+        let mut p = Plan::new();
+        let locale = p.step("locale packages", Reads::NONE, |cx| {
+            crate::locale::locale_packages(cx, "fr_FR.UTF-8")
+        });
+        p.installs(locale, |cx| crate::locale::packages(cx, "fr_FR.UTF-8"));
+        p.step("no package", Reads::NONE, |_| Ok(Change::Unchanged));
+        let nfs = p.step("nfs client", Reads::NONE, crate::pkg::nfs_client);
+        p.installs(nfs, |cx| {
+            Ok(vec![crate::pkg::nfs_client_package(cx.facts().os).into()])
+        });
+        let present = p.step("systemd", Reads::NONE, |cx| {
+            crate::pkg::installed(cx, &["systemd"])
+        });
+        p.installs(present, |_| Ok(vec!["systemd".into()]));
+        let runtime = p.step(
+            "containerd installed",
+            Reads::NONE,
+            crate::containerd::installed,
+        );
+        p.installs(runtime, crate::containerd::packages);
+        p
+    }
+
+    fn outcomes(cx: &Ctx) -> Vec<(String, &'static str, Vec<String>)> {
+        cx.records()
+            .iter()
+            .map(|r| (r.name.clone(), r.outcome.label(), r.diffs.clone()))
+            .collect()
+    }
+
+    fn ok(stdout: &str) -> crate::host::Output {
+        crate::host::Output {
+            status: Some(0),
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: Vec::new(),
+        }
+    }
+
+    /// Apply mode: the packages several steps lack go in one install command before the first
+    /// step (after one `apt-get update`: the recorded lists are stale), the host is read again
+    /// once, and each step reports its own packages: `changed`, `installed: ...`; the step whose
+    /// package was there reports ok, and nothing is installed twice.
+    #[test]
+    fn one_transaction_for_every_step_each_step_reports_its_own() {
+        let (mut cx, rec) = Fixture::debian()
+            .packages(&[("kbd", "2.5.1-1")])
+            .ctx(Mode::Apply);
+        rec.reply(
+            "sh -c 'if command -v rpm",
+            ok("systemd 252.33-1~deb12u1\nkbd 2.5.1-1\nlocales 2.36-9+deb12u9\nnfs-common 1:2.6.2-4\ncontainerd 1.6.20~ds1-1+b1\n"),
+        );
+        let ran = installing_plan().run(&mut cx, &Selection::default());
+        assert!(ran.error.is_none(), "{:?}", ran.error);
+        let sent: Vec<String> = rec.commands().iter().map(|c| c.display()).collect();
+        assert_eq!(
+            sent,
+            [
+                "apt-get update -q -o DPkg::Lock::Timeout=120".to_string(),
+                format!("{APT_INSTALL} locales nfs-common containerd"),
+                "sh -c 'if command -v rpm >/dev/null 2>&1; then rpm -qa --qf '\\''%{NAME} %{VERSION}-%{RELEASE}\\n'\\''; else dpkg-query -W -f '\\''${db:Status-Abbrev}|${Package}|${Version}\\n'\\'' | sed -n '\\''s/^ii *|//p'\\'' | tr '\\''|'\\'' '\\'' '\\''; fi'".to_string(),
+            ]
+        );
+        let installs = |cx: &Ctx| {
+            cx.actions()
+                .iter()
+                .filter(|a| a.to_string().contains("apt-get install"))
+                .count()
+        };
+        assert_eq!(installs(&cx), 1);
+        let diff = |s: &str| vec![format!("installed: {s}\n")];
+        assert_eq!(
+            outcomes(&cx),
+            [
+                ("locale packages".into(), "changed", diff("locales")),
+                ("no package".into(), "ok", vec![]),
+                ("nfs client".into(), "changed", diff("nfs-common")),
+                ("systemd".into(), "ok", vec![]),
+                ("containerd installed".into(), "changed", diff("containerd")),
+            ]
+        );
+        // The steps themselves sent no install: what the batch installed is reported once.
+        assert!(cx.records().iter().all(|r| r.actions.is_empty()));
+        let again = crate::pkg::installed(&mut cx, &["nfs-common"]).unwrap();
+        assert_eq!(again, Change::Unchanged);
+    }
+
+    /// Check mode installs nothing up front: each step says what it would install, as before.
+    #[test]
+    fn check_mode_lists_each_steps_install() {
+        let (mut cx, rec) = Fixture::debian()
+            .packages(&[("kbd", "2.5.1-1")])
+            .ctx(Mode::Check);
+        let ran = installing_plan().run(&mut cx, &Selection::default());
+        assert!(ran.error.is_none(), "{:?}", ran.error);
+        assert!(rec.commands().is_empty(), "{:?}", rec.commands());
+        let per_step: Vec<(String, Vec<String>)> = cx
+            .records()
+            .iter()
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    r.actions.iter().map(|a| a.to_string()).collect(),
+                )
+            })
+            .collect();
+        let install = |names: &str| format!("run {APT_INSTALL} {names}");
+        assert_eq!(
+            per_step,
+            [
+                (
+                    "locale packages".into(),
+                    vec![
+                        "run apt-get update -q -o DPkg::Lock::Timeout=120".into(),
+                        install("locales")
+                    ]
+                ),
+                ("no package".into(), vec![]),
+                ("nfs client".into(), vec![install("nfs-common")]),
+                ("systemd".into(), vec![]),
+                ("containerd installed".into(), vec![install("containerd")]),
+            ]
+        );
+        assert_eq!(
+            outcomes(&cx)[0],
+            (
+                "locale packages".into(),
+                "changed",
+                vec!["installed: locales\n".to_string()]
+            )
+        );
+    }
+
+    /// Docker's containerd.io is containerd: `containerd` is not batched (it would conflict),
+    /// and its step reports ok. A step left out by `--skip` has its packages left out too.
+    #[test]
+    fn containerd_io_present_and_left_out_steps_are_not_batched() {
+        let (mut cx, rec) = Fixture::debian()
+            .packages(&[("kbd", "2.5.1-1"), ("containerd.io", "1.7.25-1")])
+            .ctx(Mode::Apply);
+        rec.reply(
+            "sh -c 'if command -v rpm",
+            ok("systemd 252.33-1~deb12u1\nkbd 2.5.1-1\nlocales 2.36-9+deb12u9\ncontainerd.io 1.7.25-1\n"),
+        );
+        let ran = installing_plan().run(&mut cx, &Selection::new(&[] as &[&str], &["nfs client"]));
+        assert!(ran.error.is_none(), "{:?}", ran.error);
+        let installs: Vec<String> = rec
+            .commands()
+            .iter()
+            .map(|c| c.display())
+            .filter(|c| c.contains("apt-get install"))
+            .collect();
+        assert_eq!(installs, [format!("{APT_INSTALL} locales")]);
+        let got: Vec<(String, &str)> = outcomes(&cx).into_iter().map(|(n, o, _)| (n, o)).collect();
+        assert_eq!(
+            got,
+            [
+                ("locale packages".into(), "changed"),
+                ("no package".into(), "ok"),
+                ("systemd".into(), "ok"),
+                ("containerd installed".into(), "ok"),
+            ]
+        );
+    }
+
+    /// A transaction that fails (after its retry) is said, and each step installs its own: the
+    /// step whose package cannot be installed fails with the package manager's words, the
+    /// others succeed.
+    #[test]
+    fn a_failed_transaction_leaves_each_step_its_own_install() {
+        use std::sync::{Arc, Mutex};
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let seen = events.clone();
+        let f = Fixture::photon();
+        let rec = Arc::new(crate::host::Recorder::new("t"));
+        let opts = crate::ctx::Options {
+            sink: Some(Arc::new(move |e: &crate::ctx::Event| {
+                if let crate::ctx::Event::Progress { message, .. } = e {
+                    seen.lock().unwrap().push(message.clone());
+                }
+            })),
+            ..Default::default()
+        };
+        let mut cx = Ctx::with_state(Box::new(rec.clone()), f.facts, f.state, opts);
+        let no_match = crate::host::Output {
+            status: Some(1),
+            stdout: Vec::new(),
+            stderr: b"Error(1011) : No matching packages\n".to_vec(),
+        };
+        rec.reply(
+            "tdnf install -y --quiet kbd glibc-i18n nfs-utils haproxy",
+            no_match.clone(),
+        );
+        rec.reply(
+            "tdnf install -y --quiet --refresh kbd glibc-i18n nfs-utils haproxy",
+            no_match.clone(),
+        );
+        rec.reply("tdnf install -y --quiet haproxy", no_match);
+        let mut p = Plan::new();
+        let locale = p.step("locale packages", Reads::NONE, |cx| {
+            crate::locale::locale_packages(cx, "fr_FR.UTF-8")
+        });
+        p.installs(locale, |cx| crate::locale::packages(cx, "fr_FR.UTF-8"));
+        let nfs = p.step("nfs client", Reads::NONE, crate::pkg::nfs_client);
+        p.installs(nfs, |_| Ok(vec!["nfs-utils".into()]));
+        let haproxy = p.step("haproxy installed", Reads::NONE, crate::haproxy::installed);
+        p.installs(haproxy, |_| Ok(vec![crate::haproxy::PACKAGE.into()]));
+        let ran = p.run(&mut cx, &Selection::default());
+        let err = ran.error.expect("haproxy cannot be installed").to_string();
+        assert!(err.contains("No matching packages"), "{err}");
+        let sent: Vec<String> = rec
+            .commands()
+            .iter()
+            .map(|c| c.display())
+            .filter(|c| c.starts_with("tdnf"))
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                "tdnf install -y --quiet kbd glibc-i18n nfs-utils haproxy",
+                "tdnf install -y --quiet --refresh kbd glibc-i18n nfs-utils haproxy",
+                "tdnf install -y --quiet kbd glibc-i18n",
+                "tdnf install -y --quiet nfs-utils",
+                // Refreshed once in the run already: not again.
+                "tdnf install -y --quiet haproxy",
+            ]
+        );
+        let got: Vec<&str> = cx.records().iter().map(|r| r.outcome.label()).collect();
+        assert_eq!(got, ["changed", "changed", "failed"]);
+        assert!(
+            events
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|m| m.contains("in one transaction failed; each step installs its own")),
+            "{events:?}"
+        );
     }
 
     #[test]

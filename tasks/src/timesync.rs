@@ -39,6 +39,38 @@ pub fn service(os: OsFamily) -> &'static str {
 /// remove them (they conflict through `time-daemon`).
 const DEBIAN_TIME_DAEMONS: [&str; 4] = ["chrony", "ntp", "ntpsec", "openntpd"];
 
+/// The time daemon's package this host lacks, for the plan's one transaction: `chrony` on RHEL,
+/// `systemd-timesyncd` on Debian unless another time daemon is installed (then
+/// [`timesync_installed`] refuses, and nothing is installed); none on Photon, whose systemd
+/// carries timesyncd.
+pub fn packages(cx: &mut Ctx) -> Result<Vec<String>> {
+    Ok(match cx.facts().os {
+        OsFamily::Photon => Vec::new(),
+        OsFamily::Rhel => vec!["chrony".into()],
+        OsFamily::Debian => {
+            if other_time_daemons(cx)?.is_empty() {
+                vec!["systemd-timesyncd".into()]
+            } else {
+                Vec::new()
+            }
+        }
+    })
+}
+
+/// The other time daemons installed on a Debian host without systemd-timesyncd.
+fn other_time_daemons(cx: &mut Ctx) -> Result<Vec<&'static str>> {
+    if pkg::is_installed(cx, "systemd-timesyncd")? {
+        return Ok(Vec::new());
+    }
+    let mut other = Vec::new();
+    for p in DEBIAN_TIME_DAEMONS {
+        if pkg::is_installed(cx, p)? {
+            other.push(p);
+        }
+    }
+    Ok(other)
+}
+
 /// The time daemon is installed: `systemd-timesyncd` on Debian (refused, with the reason, when
 /// another time daemon is installed: apt would remove it), `chrony` on RHEL. Photon's systemd
 /// carries timesyncd.
@@ -47,15 +79,7 @@ pub fn timesync_installed(cx: &mut Ctx) -> Result<Change> {
         OsFamily::Photon => Ok(Change::Unchanged),
         OsFamily::Rhel => pkg::installed(cx, &["chrony"]),
         OsFamily::Debian => {
-            if pkg::is_installed(cx, "systemd-timesyncd")? {
-                return Ok(Change::Unchanged);
-            }
-            let mut other = Vec::new();
-            for p in DEBIAN_TIME_DAEMONS {
-                if pkg::is_installed(cx, p)? {
-                    other.push(p);
-                }
-            }
+            let other = other_time_daemons(cx)?;
             if !other.is_empty() {
                 return Err(Error::new(
                     ErrorKind::Unsupported,
@@ -67,9 +91,11 @@ pub fn timesync_installed(cx: &mut Ctx) -> Result<Change> {
                     ),
                 ));
             }
+            let new = !pkg::is_installed(cx, "systemd-timesyncd")?;
             let c = pkg::installed(cx, &["systemd-timesyncd"])?;
-            if !cx.check_mode() {
-                // The package ships the configuration file the probe saw absent.
+            if new && !cx.check_mode() {
+                // The package ships the configuration file the probe saw absent (installed
+                // by the run's one transaction, the host was read again after it).
                 cx.forget(&[TIMESYNCD_CONF]);
             }
             Ok(c)

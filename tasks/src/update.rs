@@ -16,7 +16,8 @@ use crate::plan::Reads;
 /// What these tasks read (see [`crate::plan::Reads`]).
 pub const READS: Reads = Reads::NONE;
 
-/// The commands of a full update, per OS family (after `apt-get update` on Debian).
+/// The commands of a full update, per OS family (after `apt-get update` on Debian when the
+/// package lists are stale: see [`pkg::refresh_apt_lists`]).
 pub fn update_commands(os: OsFamily) -> Vec<Vec<&'static str>> {
     match os {
         OsFamily::Photon => vec![
@@ -42,9 +43,9 @@ pub fn update_commands(os: OsFamily) -> Vec<Vec<&'static str>> {
 }
 
 /// Every package is up to date: Photon `tdnf distro-sync --refresh` then `tdnf update`, RHEL
-/// `dnf upgrade --refresh`, Debian `apt-get update` then `apt-get dist-upgrade` keeping the
-/// configuration files the host has (`--force-confold`). The packages that moved are recorded
-/// as the step's diff.
+/// `dnf upgrade --refresh`, Debian `apt-get update` (when the lists are stale) then
+/// `apt-get dist-upgrade` keeping the configuration files the host has (`--force-confold`).
+/// The packages that moved are recorded as the step's diff.
 pub fn full_update(cx: &mut Ctx) -> Result<Change> {
     if cx.check_mode() {
         return pending(cx);
@@ -53,7 +54,7 @@ pub fn full_update(cx: &mut Ctx) -> Result<Change> {
     let os = cx.facts().os;
     cx.progress("updating every package (this can take minutes)");
     if os == OsFamily::Debian {
-        pkg::apt_update_once(cx)?;
+        pkg::refresh_apt_lists(cx)?;
     }
     for argv in update_commands(os) {
         pkg::run(cx, &argv)?;

@@ -181,3 +181,102 @@ fn k8s_worker_check_mode_touches_nothing() {
     let after = lab.sh(HOST, snapshot).unwrap();
     assert_eq!(before, after, "check mode modified the host");
 }
+
+/// The package-manager installs a `-vv` log says were sent.
+fn package_installs(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains(" sent "))
+        .filter(|l| {
+            ["apt-get install", "tdnf install", "dnf install"]
+                .iter()
+                .any(|m| l.contains(m))
+        })
+        .collect()
+}
+
+/// A first run of the whole role on a fresh host: every package the role installs goes in one
+/// package-manager command before the first step (at `-vv`, one `sent ... install` line), the
+/// steps report their own packages as installed, the locale asked for is built, and a second
+/// run changes nothing.
+#[test]
+fn k8s_worker_first_run_installs_in_one_transaction() {
+    let lab = prepared_lab();
+    xtask::dev::lab::install_kube_standins(&lab).unwrap();
+    let inv = lab.write_inventory(xtask::dev::lab::LAB_SETTINGS).unwrap();
+    let out = runner(&inv)
+        .args([
+            "run",
+            "k8s-worker",
+            "--host",
+            HOST,
+            "--json",
+            "--diff",
+            "-vv",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let installs = package_installs(&stderr);
+    assert_eq!(installs.len(), 1, "{installs:#?}\n{stderr}");
+    // The one command names the packages of several steps.
+    assert!(
+        installs[0].contains(" containerd")
+            && (installs[0].contains(" nfs-common") || installs[0].contains(" nfs-utils")),
+        "{}",
+        installs[0]
+    );
+    let events: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for step in ["locale packages", "nfs client", "containerd installed"] {
+        assert_eq!(outcome(&events, step), "changed", "{step}");
+        let diff = events
+            .iter()
+            .find(|e| e["event"] == "step" && e["step"] == step)
+            .and_then(|e| e["diff"].as_str())
+            .unwrap_or_default();
+        assert!(diff.starts_with("installed: "), "{step}: {diff:?}");
+    }
+    let available = lab.sh(HOST, "locale -a").unwrap();
+    assert!(available.lines().any(|l| l == "fr_FR.utf8"), "{available}");
+
+    let (code, events) = run_json_at(&inv, &["run", "k8s-worker", "--host", HOST]);
+    assert_eq!(code, 0, "{events:#?}");
+    assert_eq!(
+        recap(&events, HOST)["changed"],
+        0,
+        "second run changed something: {events:#?}"
+    );
+
+    // The NFS client removed by hand: put back by the next run, in one install, without an
+    // `apt-get update` on Debian (the first run refreshed the lists minutes ago, under the
+    // default hour of system.package_lists_max_age).
+    let os = crate::os::family(&lab, HOST);
+    let nfs = tasks::pkg::nfs_client_package(os);
+    let remove = match os {
+        tasks::OsFamily::Debian => {
+            format!("DEBIAN_FRONTEND=noninteractive apt-get remove -y -q {nfs} >/dev/null")
+        }
+        tasks::OsFamily::Photon => format!("tdnf remove -y -q {nfs} >/dev/null"),
+        tasks::OsFamily::Rhel => format!("dnf remove -y -q {nfs} >/dev/null"),
+    };
+    lab.sh(HOST, &remove).unwrap();
+    let out = runner(&inv)
+        .args(["run", "k8s-worker", "--host", HOST, "--json", "-vv"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let sent: Vec<&str> = stderr.lines().filter(|l| l.contains(" sent ")).collect();
+    assert!(
+        !sent.iter().any(|l| l.contains("apt-get update")),
+        "{sent:#?}"
+    );
+    let installs = package_installs(&stderr);
+    assert_eq!(installs.len(), 1, "{sent:#?}");
+    assert!(installs[0].contains(&format!(" {nfs} ")), "{}", installs[0]);
+    assert!(crate::os::installed(&lab, HOST, nfs));
+}

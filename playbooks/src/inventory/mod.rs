@@ -199,6 +199,11 @@ pub struct System {
     pub ca_files: Vec<PathBuf>,
     /// Run the full system update step.
     pub full_update: bool,
+    /// apt's package lists are refreshed (`apt-get update`) before an install only when older
+    /// than this many seconds, or absent, or a repository was added in the run, or an install
+    /// cannot find a package (Ansible's `cache_valid_time`). 0: before every run's first
+    /// install. tdnf and dnf keep their own metadata expiry.
+    pub package_lists_max_age: u64,
 }
 
 impl Default for System {
@@ -210,6 +215,7 @@ impl Default for System {
             dns: Vec::new(),
             ca_files: Vec::new(),
             full_update: false,
+            package_lists_max_age: tasks::pkg::PACKAGE_LISTS_MAX_AGE.as_secs(),
         }
     }
 }

@@ -2,6 +2,8 @@
 //! NFS client, then the full update, where the seed puts it: before the role's own packages)
 //! and ends with (network: cloud-init kept off it, the static file, applied).
 
+use std::time::Duration;
+
 use tasks::network::{self, StaticNetwork};
 use tasks::state::Probe;
 use tasks::{Change, Error, ErrorKind, Plan, Reads, Result};
@@ -14,11 +16,14 @@ fn skip(why: &str) -> Result<Change> {
 }
 
 /// Admin access (and, when the inventory asks, sudo without a password), locale, time, CA
-/// certificates, NFS client, full update.
+/// certificates, NFS client, full update. The packages of these steps are declared for the
+/// run's one transaction ([`Plan::installs`]), and apt's lists are refreshed only when older
+/// than `system.package_lists_max_age`.
 pub fn common<'a>(t: Target<'a>, p: &mut Plan<'a>) {
     let inv = t.inventory;
     let sys = &inv.system;
     let admin = inv.admin.as_ref();
+    p.package_lists_max_age(Duration::from_secs(sys.package_lists_max_age));
     p.reads(admin_files(t));
     p.step("admin user", users::READS, move |cx| match admin {
         Some(a) => users::admin_user(
@@ -51,9 +56,11 @@ pub fn common<'a>(t: Target<'a>, p: &mut Plan<'a>) {
             None => skip("no [admin] in the inventory"),
         },
     );
-    p.step("locale packages", locale::READS, |cx| {
+    let packages = p.step("locale packages", locale::READS, |cx| {
         locale::locale_packages(cx, &sys.locale)
     });
+    p.installs(packages, |cx| locale::packages(cx, &sys.locale));
+    p.reads(Probe::default().files(&locale::source_files(&sys.locale)));
     p.step("locale generated", locale::READS, |cx| {
         locale::locale_generated(cx, &sys.locale)
     });
@@ -66,11 +73,17 @@ pub fn common<'a>(t: Target<'a>, p: &mut Plan<'a>) {
     });
     const NO_NTP: &str = "no system.ntp servers in the inventory";
     let ntp = &sys.ntp;
-    p.step("time service installed", timesync::READS, |cx| {
+    let installed = p.step("time service installed", timesync::READS, |cx| {
         if ntp.is_empty() {
             return skip(NO_NTP);
         }
         timesync::timesync_installed(cx)
+    });
+    p.installs(installed, |cx| {
+        if ntp.is_empty() {
+            return Ok(Vec::new());
+        }
+        timesync::packages(cx)
     });
     let servers = p.step("time servers", timesync::READS, |cx| {
         if ntp.is_empty() {
@@ -92,7 +105,7 @@ pub fn common<'a>(t: Target<'a>, p: &mut Plan<'a>) {
         timesync::timesync_restarted(cx, changed)
     });
     p.reads(ca_files(t));
-    p.step("ca certificates", ca::READS, move |cx| {
+    let certificates = p.step("ca certificates", ca::READS, move |cx| {
         let certs = read_ca_files(t)?;
         if certs.is_empty() {
             return skip("no system.ca_files in the inventory");
@@ -102,7 +115,16 @@ pub fn common<'a>(t: Target<'a>, p: &mut Plan<'a>) {
         c |= ca::ca_trust_updated(cx, files.changed())?;
         Ok(c | files)
     });
-    p.step("nfs client", Reads::NONE, pkg::nfs_client);
+    p.installs(certificates, move |cx| {
+        if sys.ca_files.is_empty() {
+            return Ok(Vec::new());
+        }
+        ca::packages(cx)
+    });
+    let nfs = p.step("nfs client", Reads::NONE, pkg::nfs_client);
+    p.installs(nfs, |cx| {
+        Ok(vec![pkg::nfs_client_package(cx.facts().os).to_string()])
+    });
     full_update(t, p);
 }
 

@@ -106,7 +106,8 @@ impl Role for Haproxy {
     fn plan<'a>(&self, t: Target<'a>, p: &mut Plan<'a>) -> Result<()> {
         common(t, p);
         let text = config(&t);
-        p.step("haproxy installed", haproxy::READS, haproxy::installed);
+        let installed = p.step("haproxy installed", haproxy::READS, haproxy::installed);
+        p.installs(installed, |_| Ok(vec![haproxy::PACKAGE.to_string()]));
         let config = p.step("haproxy config", haproxy::READS, move |cx| {
             haproxy::config(cx, &text)
         });

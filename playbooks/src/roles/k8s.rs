@@ -180,14 +180,16 @@ impl Role for K8sNode {
             "present" => kubelet::Source::Present,
             _ => kubelet::Source::Distro { minor: &k.version },
         };
-        p.step("kubernetes packages", kubelet::READS, move |cx| {
+        let kube = p.step("kubernetes packages", kubelet::READS, move |cx| {
             kubelet::packages(cx, source)
         });
-        p.step(
+        p.installs(kube, move |cx| kubelet::batched_packages(cx, source));
+        let runtime = p.step(
             "containerd installed",
             containerd::READS,
             containerd::installed,
         );
+        p.installs(runtime, containerd::packages);
         let config = p.step("containerd config", containerd::READS, containerd::config);
         p.step("containerd running", containerd::READS, move |cx| {
             let changed = cx.changed(config);

@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 mod parse;
 mod script;
 
-pub use parse::{base64_decode, parse_addresses, parse_probe, parse_tar, parse_units_show};
+pub use parse::{
+    base64_decode, parse_addresses, parse_package_lists, parse_probe, parse_tar, parse_units_show,
+};
 pub use script::{
     LOCK_DIR, LOCK_STALE_SECS, busy_error, dirs_script, files_script, probe_script,
     units_show_command, unlock_script,
@@ -56,6 +58,28 @@ pub struct UnitState {
     pub enablement: String,
     /// active, inactive, failed, ... (empty when not loaded).
     pub active: String,
+}
+
+/// apt's package lists as the probe saw them: how long ago they were last refreshed, and how
+/// many package indexes they hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackageLists {
+    /// Seconds since the last `apt-get update`, by the host's clock: its `date +%s` against the
+    /// newest mtime of /var/lib/apt/lists, /var/lib/apt/lists/partial (which every `apt-get
+    /// update` touches, even one that finds nothing new) and
+    /// /var/lib/apt/periodic/update-success-stamp (Ubuntu's stamp, what Ansible's
+    /// `cache_valid_time` reads first). 0 when the newest is in the future.
+    pub age_secs: u64,
+    /// `*_Packages*` files in /var/lib/apt/lists: none means no lists at all (a container
+    /// image that removed them), whatever their age.
+    pub indexes: u32,
+}
+
+impl PackageLists {
+    /// Lists that hold packages and are no older than `max_age`.
+    pub fn fresh(&self, max_age: std::time::Duration) -> bool {
+        self.indexes > 0 && self.age_secs <= max_age.as_secs()
+    }
 }
 
 /// What to read in the probe, beyond the facts.
@@ -118,6 +142,8 @@ pub struct State {
     pub files: HashMap<String, Option<FileState>>,
     /// Installed package name → version. `None` until known.
     pub packages: Option<BTreeMap<String, String>>,
+    /// apt's package lists (`None`: the host has no /var/lib/apt/lists, or it was not read).
+    pub package_lists: Option<PackageLists>,
     pub units: HashMap<String, UnitState>,
     /// Program → present on PATH.
     pub programs: HashMap<String, bool>,
@@ -177,6 +203,55 @@ mod tests {
         );
         let id = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
         assert_eq!(s.facts["machine-id"], id.trim());
+    }
+
+    /// apt's lists read by the probe on a real shell, /var/lib/apt pointed elsewhere: their
+    /// age is the newest of the directory and its `partial/` (which `apt-get update` touches
+    /// even when nothing changed), their indexes counted; no directory, nothing reported.
+    #[test]
+    fn the_probe_reads_the_age_of_apt_lists() {
+        use crate::host::{Cmd, Host, Local};
+        use std::time::{Duration, SystemTime};
+        let tmp = tempfile::tempdir().unwrap();
+        let apt = tmp.path().display().to_string();
+        let lists = tmp.path().join("lists");
+        let run = || {
+            let script =
+                probe_script(&Probe::default()).replace("/var/lib/apt/", &format!("{apt}/"));
+            let out = Local::new("t")
+                .run(&Cmd::new(&["sh", "-s"]).stdin(script))
+                .unwrap();
+            parse_probe(&out.stdout_str(), &Probe::default())
+                .unwrap()
+                .package_lists
+        };
+        assert_eq!(run(), None, "no lists directory");
+        std::fs::create_dir_all(lists.join("partial")).unwrap();
+        for f in [
+            "deb.debian.org_debian_dists_bookworm_InRelease",
+            "deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages",
+            "security.debian.org_debian-security_dists_bookworm-security_main_binary-amd64_Packages.lz4",
+        ] {
+            std::fs::write(lists.join(f), "").unwrap();
+        }
+        let aged = |path: &std::path::Path, secs: u64| {
+            let when = SystemTime::now() - Duration::from_secs(secs);
+            std::fs::File::open(path)
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+        };
+        aged(&lists, 7200);
+        aged(&lists.join("partial"), 100);
+        let got = run().unwrap();
+        assert_eq!(got.indexes, 2);
+        assert!((100..160).contains(&got.age_secs), "{got:?}");
+        assert!(got.fresh(Duration::from_secs(3600)));
+        std::fs::remove_dir(lists.join("partial")).unwrap();
+        aged(&lists, 7200);
+        let got = run().unwrap();
+        assert!((7200..7260).contains(&got.age_secs), "{got:?}");
+        assert!(!got.fresh(Duration::from_secs(3600)));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
 use super::script::MARK;
-use super::{FileState, Probe, State, UnitState};
+use super::{FileState, PackageLists, Probe, State, UnitState};
 use crate::error::{Error, Result};
 
 /// Parses `systemctl show -p Id -p LoadState -p UnitFileState -p ActiveState` output (blocks
@@ -74,6 +74,7 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
             "units" => {
                 state.units.extend(parse_units_show(body));
             }
+            "lists" => state.package_lists = parse_package_lists(body),
             "lock" => {
                 if name == "ok" {
                     state.facts.insert("locked".into(), "yes".into());
@@ -154,6 +155,24 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
         state.packages = Some(packages);
     }
     Ok(state)
+}
+
+/// apt's package lists from the probe's `lists` section: `NOW NEWEST_MTIME INDEXES`, the host's
+/// clock and the newest mtime in seconds since the epoch. Anything else is unknown (`None`:
+/// the lists are then refreshed before an install, as if stale).
+pub fn parse_package_lists(body: &str) -> Option<PackageLists> {
+    let w: Vec<u64> = body
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<std::result::Result<_, _>>()
+        .ok()?;
+    let [now, mtime, indexes] = w[..] else {
+        return None;
+    };
+    Some(PackageLists {
+        age_secs: now.saturating_sub(mtime),
+        indexes: u32::try_from(indexes).unwrap_or(u32::MAX),
+    })
 }
 
 /// The host's addresses, from the probe's `addresses` fact: `ip -o addr show` lines, or where
@@ -484,6 +503,36 @@ fe800000000000000250568fffe01203 02 40 20 80     eth0
             !s.files.contains_key("/etc/empty"),
             "only the paths asked for"
         );
+    }
+
+    #[test]
+    fn package_lists_age_and_indexes() {
+        use std::time::Duration;
+        let l = parse_package_lists("1795657180 1795657170 3\n").unwrap();
+        assert_eq!((l.age_secs, l.indexes), (10, 3));
+        assert!(l.fresh(Duration::from_secs(3600)));
+        assert!(!l.fresh(Duration::ZERO));
+        // No index: no lists, however recent the directory.
+        assert!(
+            !parse_package_lists("100 100 0")
+                .unwrap()
+                .fresh(Duration::from_secs(3600))
+        );
+        // An mtime ahead of the host's clock is no age at all.
+        assert_eq!(parse_package_lists("100 200 1").unwrap().age_secs, 0);
+        for bad in ["", "100 200", "a b c", "1 2 3 4"] {
+            assert_eq!(parse_package_lists(bad), None, "{bad:?}");
+        }
+        let reply = "\n@@np:fact os-release\nID=debian\n\n@@np:pkgs -\nbash 5.2\n\n@@np:lists -\n5000 1400 3\n\n@@np:end -\n";
+        let s = parse_probe(reply, &Probe::default()).unwrap();
+        assert_eq!(
+            s.package_lists,
+            Some(PackageLists {
+                age_secs: 3600,
+                indexes: 3
+            })
+        );
+        assert_eq!(s.packages.unwrap().len(), 1);
     }
 
     #[test]

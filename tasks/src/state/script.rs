@@ -155,6 +155,13 @@ m pkgs -
 if command -v rpm >/dev/null 2>&1; then rpm -qa --qf '%{NAME} %{VERSION}-%{RELEASE}\n' 2>/dev/null
 elif command -v dpkg-query >/dev/null 2>&1; then dpkg-query -W -f '${db:Status-Abbrev}|${Package}|${Version}\n' 2>/dev/null | sed -n 's/^ii *|//p' | tr '|' ' '
 fi
+if [ -d /var/lib/apt/lists ]; then
+  m lists -; lt=0
+  for lp in /var/lib/apt/lists /var/lib/apt/lists/partial /var/lib/apt/periodic/update-success-stamp; do
+    lm=$(stat -c %Y "$lp" 2>/dev/null) && [ "$lm" -gt "$lt" ] && lt=$lm
+  done
+  echo "$(date +%s) $lt $(ls /var/lib/apt/lists 2>/dev/null | grep -c _Packages)"
+fi
 "#,
     );
     if !probe.units.is_empty() {
