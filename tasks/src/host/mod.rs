@@ -8,6 +8,7 @@
 mod docker;
 mod local;
 mod recorder;
+pub mod simulated;
 mod ssh;
 
 pub use docker::Docker;
