@@ -116,6 +116,10 @@ pub struct RunArgs {
     /// Do not keep copies of replaced files under /var/backups/nodeprep on the hosts.
     #[arg(long)]
     pub no_backup: bool,
+    /// Connect to nothing: each host is simulated, converged by the playbook, answering after
+    /// this round trip (ms). For `cargo xtask bench --simulated`.
+    #[arg(long, hide = true, value_name = "MS")]
+    pub simulate_rtt_ms: Option<u64>,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -166,6 +170,7 @@ impl RunArgs {
                 backup: !self.no_backup,
                 forks: forks(self.forks)?,
                 selection: Selection::new(&self.only, &self.skip),
+                simulate: self.simulate_rtt_ms.map(std::time::Duration::from_millis),
             },
             force: self.force,
             json: self.json,
@@ -185,6 +190,7 @@ impl VerifyArgs {
                 backup: false,
                 forks: forks(self.forks)?,
                 selection: Selection::new(&self.only, &self.skip),
+                simulate: None,
             },
             force: false,
             json: self.json,
