@@ -18,6 +18,9 @@ use super::testbed::{Host, Testbed, keygen, known_hosts_line, ssh_command};
 /// How long a container may take from `docker run` to answering ssh.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Containers started at once (see [`Lab::start`]).
+const START_BATCH: usize = 8;
+
 /// Flags that let systemd boot in a container on this kind of host, without `--privileged`.
 const RUN_FLAGS: &[&str] = &[
     "--cap-add=SYS_ADMIN",
@@ -61,8 +64,9 @@ impl std::fmt::Debug for Lab {
 }
 
 impl Lab {
-    /// Starts one container of `image` per `(name, role)` in `hosts`, in parallel, and waits
-    /// until each answers ssh. Names are `<prefix>-<name>-<unique suffix>`.
+    /// Starts one container of `image` per `(name, role)` in `hosts`, [`START_BATCH`] at a
+    /// time in parallel, and waits until each answers ssh. Names are
+    /// `<prefix>-<name>-<unique suffix>`.
     pub fn start(sh: &Shell, image: &str, prefix: &str, hosts: &[(&str, &str)]) -> Result<Lab> {
         let suffix = unique_suffix();
         let dir = tempfile::Builder::new().prefix("nodeprep-lab-").tempdir()?;
@@ -91,32 +95,42 @@ impl Lab {
         .run()
         .context("docker network create failed")?;
 
+        // Systemd containers boot in batches: 32 booting at once on two cores would each take
+        // longer than BOOT_TIMEOUT. A batch waits for the one before it to answer ssh.
         let key = lab.identity_file.clone();
-        let results: Vec<Result<Started>> = thread::scope(|s| {
-            let handles: Vec<_> = hosts
-                .iter()
-                .zip(&lab.containers)
-                .map(|(&(name, role), container)| {
-                    let spec = NodeSpec {
-                        name,
-                        role,
-                        container,
-                        image,
-                        prefix,
-                        network: &network,
-                    };
-                    let (key, pubkey) = (&key, &pubkey);
-                    s.spawn(move || start_node(&spec, key, pubkey))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow!("node start thread panicked")))
-                })
-                .collect()
-        });
+        let mut results: Vec<Result<Started>> = Vec::new();
+        let specs: Vec<_> = hosts.iter().zip(&lab.containers).collect();
+        for batch in specs.chunks(START_BATCH) {
+            let started: Vec<Result<Started>> = thread::scope(|s| {
+                let handles: Vec<_> = batch
+                    .iter()
+                    .map(|&(&(name, role), container)| {
+                        let spec = NodeSpec {
+                            name,
+                            role,
+                            container,
+                            image,
+                            prefix,
+                            network: &network,
+                        };
+                        let (key, pubkey) = (&key, &pubkey);
+                        s.spawn(move || start_node(&spec, key, pubkey))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(anyhow!("node start thread panicked")))
+                    })
+                    .collect()
+            });
+            let failed = started.iter().any(Result::is_err);
+            results.extend(started);
+            if failed {
+                break;
+            }
+        }
 
         let mut known_hosts = String::new();
         let mut errors = Vec::new();
