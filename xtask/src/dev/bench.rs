@@ -500,7 +500,7 @@ fn breakdown(wall: f64, sent: &[Sent]) -> Value {
                     .next()
                     .unwrap_or("")
                     .chars()
-                    .take(80)
+                    .take(160)
                     .collect();
                 json!({"command": short, "s": round(s.secs, 3)})
             })
