@@ -21,6 +21,11 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Containers started at once (see [`Lab::start`]).
 const START_BATCH: usize = 8;
 
+/// systemd takes about six inotify instances per container, and every root container counts
+/// against root's limit: at the kernel's default of 128 the 22nd container's systemd exits.
+const INOTIFY_INSTANCES: u64 = 8192;
+const INOTIFY_LIMIT: &str = "/proc/sys/fs/inotify/max_user_instances";
+
 /// Flags that let systemd boot in a container on this kind of host, without `--privileged`.
 const RUN_FLAGS: &[&str] = &[
     "--cap-add=SYS_ADMIN",
@@ -68,6 +73,7 @@ impl Lab {
     /// time in parallel, and waits until each answers ssh. Names are
     /// `<prefix>-<name>-<unique suffix>`.
     pub fn start(sh: &Shell, image: &str, prefix: &str, hosts: &[(&str, &str)]) -> Result<Lab> {
+        ensure_inotify_instances();
         let suffix = unique_suffix();
         let dir = tempfile::Builder::new().prefix("nodeprep-lab-").tempdir()?;
         let identity_file = dir.path().join("id_ed25519");
@@ -383,6 +389,29 @@ fn start_node(spec: &NodeSpec<'_>, key: &Path, pubkey: &str) -> Result<Started> 
         ip: ip.trim().to_owned(),
         known_hosts_line: known_line,
     })
+}
+
+/// Raises the per-user limit of inotify instances to [`INOTIFY_INSTANCES`] where it is lower
+/// and this process may (root); says so, or what to run.
+fn ensure_inotify_instances() {
+    let Some(current) = std::fs::read_to_string(INOTIFY_LIMIT)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    else {
+        return;
+    };
+    if current >= INOTIFY_INSTANCES {
+        return;
+    }
+    match std::fs::write(INOTIFY_LIMIT, INOTIFY_INSTANCES.to_string()) {
+        Ok(()) => eprintln!(
+            "lab: fs.inotify.max_user_instances raised from {current} to {INOTIFY_INSTANCES} (systemd takes about six per container)"
+        ),
+        Err(e) => eprintln!(
+            "lab: fs.inotify.max_user_instances is {current}, about {} systemd containers at once, and cannot be raised ({e}): run `sysctl -w fs.inotify.max_user_instances={INOTIFY_INSTANCES}` as root for more",
+            current / 6
+        ),
+    }
 }
 
 /// Polls `ready` every 250ms until it holds or [`BOOT_TIMEOUT`] since `started` has passed.
