@@ -12,6 +12,7 @@ pub mod askpass;
 mod docker;
 mod local;
 mod recorder;
+pub mod simulated;
 mod ssh;
 pub mod sudo;
 

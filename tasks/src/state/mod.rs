@@ -5,16 +5,19 @@
 //!
 //! This module holds the cache itself ([`State`] and what it records) and [`Probe`], the
 //! description of what to read. The shell sent to the host lives in `script`, the reading of
-//! its reply in `parse`; both are re-exported here.
+//! its reply in `parse`, the reply a host in a known state gives in `reply`; all are
+//! re-exported here.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 mod parse;
+mod reply;
 mod script;
 
 pub use parse::{
     base64_decode, parse_addresses, parse_package_lists, parse_probe, parse_tar, parse_units_show,
 };
+pub use reply::{Asked, asked, reply};
 pub use script::{
     LOCK_DIR, LOCK_STALE_SECS, busy_error, dirs_script, files_script, probe_script,
     units_show_command, unlock_script,

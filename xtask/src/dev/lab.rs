@@ -18,6 +18,14 @@ use super::testbed::{Host, Testbed, keygen, known_hosts_line, ssh_command};
 /// How long a container may take from `docker run` to answering ssh.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Containers started at once (see [`Lab::start`]).
+const START_BATCH: usize = 8;
+
+/// systemd takes about six inotify instances per container, and every root container counts
+/// against root's limit: at the kernel's default of 128 the 22nd container's systemd exits.
+const INOTIFY_INSTANCES: u64 = 8192;
+const INOTIFY_LIMIT: &str = "/proc/sys/fs/inotify/max_user_instances";
+
 /// Flags that let systemd boot in a container on this kind of host, without `--privileged`.
 const RUN_FLAGS: &[&str] = &[
     "--cap-add=SYS_ADMIN",
@@ -71,8 +79,9 @@ impl std::fmt::Debug for Lab {
 }
 
 impl Lab {
-    /// Starts one container of `image` per `(name, role)` in `hosts`, in parallel, and waits
-    /// until each answers ssh as root. Names are `<prefix>-<name>-<unique suffix>`.
+    /// Starts one container of `image` per `(name, role)` in `hosts`, [`START_BATCH`] at a
+    /// time in parallel, and waits until each answers ssh as root. Names are
+    /// `<prefix>-<name>-<unique suffix>`.
     pub fn start(sh: &Shell, image: &str, prefix: &str, hosts: &[(&str, &str)]) -> Result<Lab> {
         Lab::start_with(sh, image, prefix, hosts, RootLogin::Key)
     }
@@ -85,6 +94,7 @@ impl Lab {
         hosts: &[(&str, &str)],
         root: RootLogin,
     ) -> Result<Lab> {
+        ensure_inotify_instances();
         let suffix = unique_suffix();
         let dir = tempfile::Builder::new().prefix("nodeprep-lab-").tempdir()?;
         let identity_file = dir.path().join("id_ed25519");
@@ -112,33 +122,43 @@ impl Lab {
         .run()
         .context("docker network create failed")?;
 
+        // Systemd containers boot in batches: 32 booting at once on two cores would each take
+        // longer than BOOT_TIMEOUT. A batch waits for the one before it to answer ssh.
         let key = lab.identity_file.clone();
-        let results: Vec<Result<Started>> = thread::scope(|s| {
-            let handles: Vec<_> = hosts
-                .iter()
-                .zip(&lab.containers)
-                .map(|(&(name, role), container)| {
-                    let spec = NodeSpec {
-                        name,
-                        role,
-                        container,
-                        image,
-                        prefix,
-                        network: &network,
-                        root,
-                    };
-                    let (key, pubkey) = (&key, &pubkey);
-                    s.spawn(move || start_node(&spec, key, pubkey))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow!("node start thread panicked")))
-                })
-                .collect()
-        });
+        let mut results: Vec<Result<Started>> = Vec::new();
+        let specs: Vec<_> = hosts.iter().zip(&lab.containers).collect();
+        for batch in specs.chunks(START_BATCH) {
+            let started: Vec<Result<Started>> = thread::scope(|s| {
+                let handles: Vec<_> = batch
+                    .iter()
+                    .map(|&(&(name, role), container)| {
+                        let spec = NodeSpec {
+                            name,
+                            role,
+                            container,
+                            image,
+                            prefix,
+                            network: &network,
+                            root,
+                        };
+                        let (key, pubkey) = (&key, &pubkey);
+                        s.spawn(move || start_node(&spec, key, pubkey))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(anyhow!("node start thread panicked")))
+                    })
+                    .collect()
+            });
+            let failed = started.iter().any(Result::is_err);
+            results.extend(started);
+            if failed {
+                break;
+            }
+        }
 
         let mut known_hosts = String::new();
         let mut errors = Vec::new();
@@ -403,6 +423,29 @@ fn start_node(spec: &NodeSpec<'_>, key: &Path, pubkey: &str) -> Result<Started> 
         ip: ip.trim().to_owned(),
         known_hosts_line: known_line,
     })
+}
+
+/// Raises the per-user limit of inotify instances to [`INOTIFY_INSTANCES`] where it is lower
+/// and this process may (root); says so, or what to run.
+fn ensure_inotify_instances() {
+    let Some(current) = std::fs::read_to_string(INOTIFY_LIMIT)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    else {
+        return;
+    };
+    if current >= INOTIFY_INSTANCES {
+        return;
+    }
+    match std::fs::write(INOTIFY_LIMIT, INOTIFY_INSTANCES.to_string()) {
+        Ok(()) => eprintln!(
+            "lab: fs.inotify.max_user_instances raised from {current} to {INOTIFY_INSTANCES} (systemd takes about six per container)"
+        ),
+        Err(e) => eprintln!(
+            "lab: fs.inotify.max_user_instances is {current}, about {} systemd containers at once, and cannot be raised ({e}): run `sysctl -w fs.inotify.max_user_instances={INOTIFY_INSTANCES}` as root for more",
+            current / 6
+        ),
+    }
 }
 
 /// Polls `ready` every 250ms until it holds or [`BOOT_TIMEOUT`] since `started` has passed.

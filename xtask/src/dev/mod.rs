@@ -30,7 +30,8 @@ pub enum Command {
     Test(TestArgs),
     /// Start lab containers named after the example inventory's hosts and prepare them all.
     Demo(DemoArgs),
-    /// Time the first and the no-op runs of k8s-worker against fresh lab containers.
+    /// Time the first and the no-op runs of k8s-worker against fresh lab containers, and the
+    /// runner's own cost over simulated converged hosts.
     Bench(BenchArgs),
 }
 
@@ -73,13 +74,24 @@ pub struct DemoArgs {
 
 #[derive(Args, Clone, Debug)]
 pub struct BenchArgs {
-    /// Host counts to measure (repeatable).
-    #[arg(long = "hosts", default_values_t = [1, 8])]
+    /// Lab containers: host counts to measure (repeatable). 1 and 8 when neither --hosts nor
+    /// --simulated is given.
+    #[arg(long = "hosts", value_name = "N")]
     pub hosts: Vec<usize>,
-    /// No-op re-runs per host count.
+    /// Simulated hosts, converged, no containers: host counts to measure (repeatable).
+    #[arg(long = "simulated", value_name = "N")]
+    pub simulated: Vec<usize>,
+    /// Round trip of a simulated host (ms).
+    #[arg(long, default_value_t = 50, value_name = "MS")]
+    pub rtt_ms: u64,
+    /// Hosts at once in the simulated runs (the runner's --forks).
+    #[arg(long, default_value_t = 100)]
+    pub forks: usize,
+    /// No-op re-runs per lab host count (each as the binary and through cargo xtask), and runs
+    /// per simulated host count.
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
-    /// Print JSON lines instead of a table.
+    /// Print JSON lines instead of tables.
     #[arg(long)]
     pub json: bool,
 }

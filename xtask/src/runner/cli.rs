@@ -128,6 +128,10 @@ pub struct RunArgs {
     /// machine-id so that later runs recognise it.
     #[arg(long)]
     pub accept_new_identity: bool,
+    /// Connect to nothing: each host is simulated, converged by the playbook, answering after
+    /// this round trip (ms). For `cargo xtask bench --simulated`.
+    #[arg(long, hide = true, value_name = "MS")]
+    pub simulate_rtt_ms: Option<u64>,
 }
 
 /// The passwords of a first contact: the ssh login password, and sudo's when it differs (it is
@@ -233,6 +237,7 @@ impl RunArgs {
                 forks: forks(self.forks)?,
                 selection: Selection::new(&self.only, &self.skip),
                 fresh: self.fresh,
+                simulate: self.simulate_rtt_ms.map(std::time::Duration::from_millis),
                 ..RunOptions::default()
             },
             force: self.force,

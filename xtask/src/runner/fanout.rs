@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use playbooks::{Inventory, Target};
 use tasks::ctx::Sink;
@@ -33,6 +33,10 @@ pub struct RunOptions {
     /// Each host proves it is the inventory's host before any step ([`identity`]); `None`
     /// checks nothing (`verify`, whose own "hostname" check reports a wrong host).
     pub identity: Option<Arc<Book>>,
+    /// Connect to nothing: every host is simulated ([`tasks::host::simulated`]), in the state
+    /// the plan converges a recorded Debian host to, answering after this round trip. What
+    /// `cargo xtask bench --simulated` measures the runner's own cost with.
+    pub simulate: Option<Duration>,
 }
 
 impl Default for RunOptions {
@@ -46,6 +50,7 @@ impl Default for RunOptions {
             fresh: false,
             credentials: Credentials::default(),
             identity: None,
+            simulate: None,
         }
     }
 }
@@ -61,8 +66,9 @@ where
     f
 }
 
-/// Runs `planner`'s plan on every named host of `inv` over ssh, `forks` at a time, telling
-/// `sink` every event and `done` every finished host. Reports come back in `names`' order.
+/// Runs `planner`'s plan on every named host of `inv` over ssh (or simulated hosts, see
+/// [`RunOptions::simulate`]), `forks` at a time, telling `sink` every event and `done` every
+/// finished host. Reports come back in `names`' order.
 pub fn over_ssh(
     inv: &Inventory,
     names: &[&str],
@@ -74,6 +80,9 @@ pub fn over_ssh(
     let queue = Mutex::new(names.iter().copied().enumerate());
     let results: Mutex<Vec<(usize, HostReport)>> = Mutex::new(Vec::new());
     let workers = opts.forks.min(names.len()).max(1);
+    let simulated = opts
+        .simulate
+        .map(|rtt| (rtt, converged(inv, names, planner)));
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
@@ -81,7 +90,10 @@ pub fn over_ssh(
                     let next = queue.lock().unwrap().next();
                     let Some((i, name)) = next else { break };
                     let target = inv.target(name).expect("selected from the inventory");
-                    let host = ssh_host(inv, &target, &opts.credentials, opts.fresh);
+                    let host = match &simulated {
+                        None => ssh_host(inv, &target, &opts.credentials, opts.fresh),
+                        Some((rtt, state)) => simulated_host(name, *rtt, state),
+                    };
                     let report = run_one(host, target, planner, opts, sink);
                     done(&report);
                     results.lock().unwrap().push((i, report));
@@ -92,6 +104,40 @@ pub fn over_ssh(
     let mut out = results.into_inner().unwrap();
     out.sort_by_key(|(i, _)| *i);
     out.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The state `planner`'s plan for the first of `names` leaves a recorded Debian host in
+/// (systemd, not a container): what every simulated host answers with, under its own name.
+fn converged(
+    inv: &Inventory,
+    names: &[&str],
+    planner: &Planner,
+) -> tasks::Result<Arc<tasks::state::State>> {
+    let target = names
+        .first()
+        .and_then(|n| inv.target(n))
+        .ok_or_else(|| tasks::Error::other("no host to simulate"))?;
+    let mut plan = Plan::new();
+    planner(target, &mut plan)?;
+    let fixture = tasks::testing::Fixture::debian();
+    tasks::host::simulated::converged(plan, fixture).map(Arc::new)
+}
+
+fn simulated_host(
+    name: &str,
+    rtt: Duration,
+    state: &tasks::Result<Arc<tasks::state::State>>,
+) -> tasks::Result<Box<dyn Host>> {
+    match state {
+        Ok(state) => Ok(Box::new(tasks::host::simulated::Simulated::new(
+            name,
+            rtt,
+            state.clone(),
+        ))),
+        Err(e) => Err(tasks::Error::other(format!(
+            "cannot simulate a converged host: {e}"
+        ))),
+    }
 }
 
 /// Runs `planner`'s plan on this machine, without ssh, as `target`.

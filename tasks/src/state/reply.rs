@@ -1,0 +1,482 @@
+//! The other side of the probe: what a host in a known [`State`] answers to the scripts of
+//! `script`, in the format `parse` reads (sections opened by the marker, `systemctl show`
+//! blocks, plain files in one base64 `tar` stream, /proc and /sys files one by one), and what
+//! such a script asks, read back from its text. A simulated host
+//! ([`crate::host::Simulated`]) answers with these; `parse_probe` of the reply gives the state
+//! back, restricted to what was asked.
+
+use std::fmt::Write as _;
+
+use base64::Engine;
+
+use super::script::{LOCK_DIR, MARK};
+use super::{FileState, Probe, State, UnitState};
+
+/// The facts a probe asks for, in the order its script asks.
+const FACTS: [&str; 6] = [
+    "os-release",
+    "systemd",
+    "container",
+    "hostname",
+    "uid",
+    "nproc",
+];
+
+/// What a script of [`super::probe_script`] or [`super::files_script`] asks a host.
+#[derive(Debug, Clone, Default)]
+pub struct Asked {
+    /// Files, units, programs, and the run lock.
+    pub probe: Probe,
+    /// The facts and the installed packages too: a probe, not a cache-miss file read.
+    pub facts: bool,
+}
+
+/// What `script` asks, read back from its text; `None` for a script that is not one of
+/// `script`'s (no end marker).
+pub fn asked(script: &str) -> Option<Asked> {
+    let mut a = Asked::default();
+    let mut ended = false;
+    let units_cmd = super::units_show_command::<&str>(&[]);
+    let units_prefix = units_cmd.trim_end_matches(" 2>/dev/null");
+    let lock_prefix = format!("L={LOCK_DIR}; H=");
+    for line in script.lines() {
+        if line.starts_with("m fact os-release;") {
+            a.facts = true;
+        } else if line == "m end -" {
+            ended = true;
+        } else if let Some(rest) = line.strip_prefix("m want ") {
+            a.probe.files.insert(words(rest).into_iter().next()?);
+        } else if let Some(rest) = line.strip_prefix("f ") {
+            a.probe.files.insert(words(rest).into_iter().next()?);
+        } else if let Some(rest) = line.strip_prefix(units_prefix) {
+            let units = words(rest);
+            let end = units.iter().position(|w| w == "2>/dev/null")?;
+            a.probe.units.extend(units[..end].iter().cloned());
+        } else if let Some(rest) = line.strip_prefix("command -v ") {
+            a.probe.programs.insert(words(rest).into_iter().next()?);
+        } else if let Some(rest) = line.strip_prefix(&lock_prefix) {
+            // `L=DIR; H=HOLDER; B=BREAK`
+            let w = words(rest);
+            a.probe.lock = Some(w.first()?.clone());
+            let broken = w.get(1)?.strip_prefix("B=")?;
+            a.probe.break_lock = (!broken.is_empty()).then(|| broken.to_string());
+        }
+    }
+    ended.then_some(a)
+}
+
+/// A line of shell as `sh` splits it into words, for the quoting [`crate::host::shell_quote`]
+/// writes (bare words, `'...'`, `\x`); an unquoted `;` ends a word like a space.
+fn words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut started = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                started = true;
+                for q in chars.by_ref() {
+                    if q == '\'' {
+                        break;
+                    }
+                    word.push(q);
+                }
+            }
+            '\\' => {
+                started = true;
+                if let Some(n) = chars.next() {
+                    word.push(n);
+                }
+            }
+            c if c.is_whitespace() || c == ';' => {
+                if started {
+                    out.push(std::mem::take(&mut word));
+                }
+                started = false;
+            }
+            c => {
+                started = true;
+                word.push(c);
+            }
+        }
+    }
+    if started {
+        out.push(word);
+    }
+    out
+}
+
+/// What a host in `state` answers to the script that asks `asked`, section for section as
+/// that script prints them: the lock (taken, unless `state` holds a `lock-busy` fact), the
+/// facts and packages of a probe, the units, the programs present, the /proc and /sys files
+/// one by one, the other files in one GNU `tar` stream, the end marker. A path `state` does not
+/// hold is absent; a unit it does not hold is not found.
+pub fn reply(state: &State, asked: &Asked) -> String {
+    let probe = &asked.probe;
+    let mut s = String::new();
+    if probe.lock.is_some() {
+        match state.facts.get("lock-busy") {
+            Some(holder) => {
+                mark(&mut s, "lock", "busy");
+                s.push_str(holder);
+                s.push('\n');
+            }
+            None => mark(&mut s, "lock", "ok"),
+        }
+    }
+    if asked.facts {
+        for fact in FACTS {
+            mark(&mut s, "fact", fact);
+            if let Some(v) = state.facts.get(fact).filter(|v| !v.is_empty()) {
+                s.push_str(v);
+                s.push('\n');
+            }
+        }
+        mark(&mut s, "pkgs", "-");
+        for (name, version) in state.packages.iter().flatten() {
+            let _ = writeln!(s, "{} {version}", name);
+        }
+    }
+    if !probe.units.is_empty() {
+        mark(&mut s, "units", "-");
+        let blocks: Vec<String> = probe
+            .units
+            .iter()
+            .map(|u| unit_block(u, state.units.get(u)))
+            .collect();
+        s.push_str(&blocks.join("\n"));
+    }
+    for prog in &probe.programs {
+        if state.programs.get(prog) == Some(&true) {
+            mark(&mut s, "prog", prog);
+        }
+    }
+    let (kernel, plain): (Vec<&String>, Vec<&String>) = probe
+        .files
+        .iter()
+        .partition(|p| p.starts_with("/proc/") || p.starts_with("/sys/"));
+    for path in kernel {
+        match state.files.get(path.as_str()).cloned().flatten() {
+            Some(f) => {
+                mark(&mut s, "file", path);
+                let kind = if f.is_dir { "dir" } else { "file" };
+                let _ = writeln!(s, "{:o} {} {} {kind}", f.mode, f.owner, f.group);
+                if !f.is_dir {
+                    s.push_str(&base64::engine::general_purpose::STANDARD.encode(&f.content));
+                }
+                s.push('\n');
+            }
+            None => mark(&mut s, "none", path),
+        }
+    }
+    if !plain.is_empty() {
+        mark(&mut s, "tar", "-");
+        let files = plain
+            .iter()
+            .filter_map(|p| Some((p.as_str(), state.files.get(p.as_str())?.as_ref()?)));
+        s.push_str(&base64::engine::general_purpose::STANDARD.encode(tar(files)));
+        s.push('\n');
+        for path in plain {
+            mark(&mut s, "want", path);
+        }
+    }
+    mark(&mut s, "end", "-");
+    s
+}
+
+/// Opens a section, as the probe's `m` does.
+fn mark(s: &mut String, kind: &str, name: &str) {
+    let _ = write!(s, "\n{MARK}{kind} {name}\n");
+}
+
+/// One unit as `systemctl show -p Id -p LoadState -p UnitFileState -p ActiveState` prints it.
+fn unit_block(name: &str, unit: Option<&UnitState>) -> String {
+    let unit = unit.cloned().unwrap_or_default();
+    let load = if unit.enablement.is_empty() {
+        "not-found"
+    } else {
+        "loaded"
+    };
+    let active = if unit.active.is_empty() {
+        "inactive"
+    } else {
+        &unit.active
+    };
+    format!(
+        "Id={name}\nLoadState={load}\nUnitFileState={}\nActiveState={active}\n",
+        unit.enablement
+    )
+}
+
+/// The archive `tar -c -P -h --no-recursion` writes of these files and directories (GNU
+/// headers, long names as GNU long-name members).
+fn tar<'f>(files: impl Iterator<Item = (&'f str, &'f FileState)>) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, f) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(if f.is_dir {
+            tar::EntryType::Directory
+        } else {
+            tar::EntryType::Regular
+        });
+        h.set_mode(f.mode);
+        // Names longer than the header's field cannot be written: tar then writes numeric ids.
+        let _ = h.set_username(&f.owner);
+        let _ = h.set_groupname(&f.group);
+        h.set_size(if f.is_dir { 0 } else { f.content.len() as u64 });
+        // `append_data` takes relative names (it writes the long-name member a long one needs);
+        // `parse_tar` reads a name without its leading '/' as absolute, as tar without -P writes.
+        let name = path.trim_start_matches('/');
+        let data: &[u8] = if f.is_dir { &[] } else { &f.content };
+        // Writing into a Vec cannot fail but for a name tar cannot hold (`..`): left out, the
+        // file reads as absent.
+        let _ = b.append_data(&mut h, name, data);
+    }
+    b.into_inner().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::Host as _;
+    use crate::state::{files_script, parse_probe, probe_script};
+
+    fn file(mode: u32, owner: &str, content: &[u8]) -> Option<FileState> {
+        Some(FileState {
+            mode,
+            owner: owner.into(),
+            group: owner.into(),
+            is_dir: false,
+            content: content.to_vec(),
+        })
+    }
+
+    fn unit(enablement: &str, active: &str) -> UnitState {
+        UnitState {
+            enablement: enablement.into(),
+            active: active.into(),
+        }
+    }
+
+    /// A host as a probe can report it: every fact, packages, units, programs, plain and
+    /// kernel files, a directory, binary contents, a long name, an absent file.
+    fn host() -> State {
+        let mut s = State::default();
+        let facts = [
+            ("os-release", "ID=debian\nVERSION_ID=\"12\""),
+            ("systemd", "yes"),
+            ("container", ""),
+            ("hostname", "wok01"),
+            ("uid", "0"),
+            ("nproc", "2"),
+        ];
+        for (k, v) in facts {
+            s.facts.insert(k.into(), v.into());
+        }
+        s.packages = Some(
+            [("kbd", "2.5.1-1+b1"), ("locales", "2.36-9+deb12u9")]
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .into(),
+        );
+        s.units
+            .insert("containerd.service".into(), unit("enabled", "active"));
+        s.units
+            .insert("kubelet.service".into(), unit("disabled", "inactive"));
+        s.programs.insert("iptables".into(), true);
+        s.programs.insert("nft".into(), false);
+        s.files
+            .insert("/etc/hostname".into(), file(0o644, "root", b"wok01\n"));
+        s.files.insert(
+            "/etc/shadow".into(),
+            file(0o640, "shadow", b"root:*:1::::::\n"),
+        );
+        s.files
+            .insert("/etc/bin".into(), file(0o755, "root", &[0, 1, 255]));
+        s.files
+            .insert("/etc/empty".into(), file(0o600, "nobody", b""));
+        let long = format!("/var/lib/{}/f", "x".repeat(120));
+        s.files.insert(long, file(0o644, "root", b"long"));
+        s.files.insert(
+            "/home/ops/.ssh".into(),
+            Some(FileState {
+                mode: 0o700,
+                owner: "ops".into(),
+                group: "ops".into(),
+                is_dir: true,
+                content: Vec::new(),
+            }),
+        );
+        s.files.insert(
+            "/proc/sys/net/ipv4/ip_forward".into(),
+            file(0o644, "root", b"1\n"),
+        );
+        s.files.insert(
+            "/sys/module/br_netfilter".into(),
+            Some(FileState {
+                mode: 0o755,
+                owner: "root".into(),
+                group: "root".into(),
+                is_dir: true,
+                content: Vec::new(),
+            }),
+        );
+        s.files.insert("/etc/gone".into(), None);
+        s
+    }
+
+    fn probe() -> Probe {
+        let files: Vec<String> = [
+            "/etc/hostname",
+            "/etc/shadow",
+            "/etc/bin",
+            "/etc/empty",
+            "/home/ops/.ssh",
+            "/proc/sys/net/ipv4/ip_forward",
+            "/sys/module/br_netfilter",
+            "/proc/sys/net/bridge/bridge-nf-call-iptables",
+            "/etc/gone",
+            "/etc/never/heard of",
+        ]
+        .map(String::from)
+        .into_iter()
+        .chain([format!("/var/lib/{}/f", "x".repeat(120))])
+        .collect();
+        Probe::default()
+            .files(&files)
+            .units(&["containerd.service", "kubelet.service", "nope.service"])
+            .programs(&["iptables", "nft", "ip"])
+    }
+
+    /// Encoding then parsing gives the state back, restricted to what the probe asked: paths
+    /// and units not held are absent and not found, programs not held are missing.
+    #[test]
+    fn a_reply_parses_back_to_the_state() {
+        let s = host();
+        let p = probe();
+        let asked = asked(&probe_script(&p)).unwrap();
+        let back = parse_probe(&reply(&s, &asked), &p).unwrap();
+        let mut facts = s.facts.clone();
+        facts.retain(|_, v| !v.is_empty());
+        let mut got = back.facts.clone();
+        got.retain(|_, v| !v.is_empty());
+        assert_eq!(got, facts);
+        assert_eq!(back.packages, s.packages);
+        for path in &p.files {
+            assert_eq!(
+                back.files.get(path),
+                Some(&s.files.get(path).cloned().flatten()),
+                "{path}"
+            );
+        }
+        assert_eq!(back.files.len(), p.files.len());
+        assert_eq!(back.units["containerd.service"], unit("enabled", "active"));
+        assert_eq!(back.units["kubelet.service"], unit("disabled", "inactive"));
+        assert_eq!(back.units["nope.service"], unit("", "inactive"));
+        assert_eq!(back.units.len(), 3);
+        assert!(back.programs["iptables"]);
+        assert!(!back.programs["nft"] && !back.programs["ip"]);
+        assert!(!back.facts.contains_key("locked"), "no lock was asked for");
+    }
+
+    /// The lock: taken when free, refused naming the holder when the state says it is held.
+    #[test]
+    fn the_lock_is_answered() {
+        let p = Probe {
+            lock: Some("nodeprep run by ops@adm (pid 7, started at unix time 1)".into()),
+            ..Probe::default()
+        };
+        let asked = asked(&probe_script(&p)).unwrap();
+        assert_eq!(asked.probe.lock, p.lock);
+        let mut s = host();
+        let back = parse_probe(&reply(&s, &asked), &p).unwrap();
+        assert_eq!(back.facts["locked"], "yes");
+        s.facts
+            .insert("lock-busy".into(), "someone else\nsince today".into());
+        let back = parse_probe(&reply(&s, &asked), &p).unwrap();
+        assert!(!back.facts.contains_key("locked"));
+        assert_eq!(back.facts["lock-busy"], "someone else\nsince today");
+    }
+
+    /// What a script asks, read back from the scripts `script` writes: a probe with a lock
+    /// to break and names that need quoting, and a cache-miss read of files only.
+    #[test]
+    fn scripts_are_read_back() {
+        let p = Probe {
+            lock: Some("run by o'brien (pid 1)".into()),
+            break_lock: Some("old; holder".into()),
+            ..probe()
+        };
+        let a = asked(&probe_script(&p)).unwrap();
+        assert!(a.facts);
+        assert_eq!(a.probe.files, p.files);
+        assert_eq!(a.probe.units, p.units);
+        assert_eq!(a.probe.programs, p.programs);
+        assert_eq!(a.probe.lock, p.lock);
+        assert_eq!(a.probe.break_lock, p.break_lock);
+        let a = asked(&probe_script(&Probe::default())).unwrap();
+        assert!(a.probe.files.is_empty() && a.probe.lock.is_none());
+        let paths = ["/etc/a b", "/proc/swaps", "/etc/it's"];
+        let a = asked(&files_script(&paths)).unwrap();
+        assert!(!a.facts);
+        assert_eq!(a.probe.files, Probe::default().files(&paths).files);
+        assert!(asked("echo hi").is_none());
+        // A file read gets files only, which parse back.
+        let s = host();
+        let text = reply(&s, &asked(&files_script(&["/etc/hostname"])).unwrap());
+        assert!(!text.contains("@@np:fact"), "{text}");
+        let back = parse_probe(&text, &Probe::default().files(&["/etc/hostname"])).unwrap();
+        assert_eq!(back.files["/etc/hostname"], s.files["/etc/hostname"]);
+    }
+
+    /// The reply is what a real shell running the probe prints, section for section: the same
+    /// script run with `sh` over files laid out like the state gives the same parsed state.
+    #[test]
+    fn a_reply_reads_like_the_real_probe() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        std::fs::write(format!("{d}/conf"), "a = 1\n").unwrap();
+        std::fs::create_dir(format!("{d}/sub")).unwrap();
+        let paths = [
+            format!("{d}/conf"),
+            format!("{d}/sub"),
+            format!("{d}/absent"),
+        ];
+        let p = Probe::default().files(&paths);
+        let real = crate::host::Local::new("t")
+            .run(&crate::host::Cmd::new(&["sh", "-s"]).stdin(files_script(&paths)))
+            .unwrap();
+        let from_host = parse_probe(&real.stdout_str(), &p).unwrap();
+        let mut s = State::default();
+        for path in &paths {
+            s.files
+                .insert(path.clone(), from_host.files[path.as_str()].clone());
+        }
+        let simulated = reply(&s, &asked(&files_script(&paths)).unwrap());
+        let back = parse_probe(&simulated, &p).unwrap();
+        for path in &paths {
+            assert_eq!(
+                back.files[path.as_str()],
+                from_host.files[path.as_str()],
+                "{path}"
+            );
+        }
+        // The same sections (a probe lists its files sorted; a file read as asked).
+        let headers = |text: &str| -> Vec<String> {
+            let mut h: Vec<String> = text
+                .lines()
+                .filter(|l| l.starts_with(MARK))
+                .map(String::from)
+                .collect();
+            h.sort();
+            h
+        };
+        assert_eq!(headers(&simulated), headers(&real.stdout_str()));
+    }
+
+    #[test]
+    fn words_as_sh_splits_them() {
+        assert_eq!(words("a 'b c' d\\ e;f"), ["a", "b c", "d e", "f"]);
+        assert_eq!(words(r"'it'\''s' ''"), ["it's", ""]);
+    }
+}
