@@ -203,6 +203,19 @@ pub fn locale_generated(cx: &mut Ctx, locale: &str) -> Result<Change> {
             ));
         }
         cx.note_change(format!("locale {} generated (localedef)", locale.name));
+        // What `locale -a` lists from now on (in check mode: would list): the listing read
+        // earlier in the run with this locale added, or, when none was read, this locale
+        // (all a later step of the run asks it about).
+        let known = cx
+            .state()
+            .answers
+            .get(&LOCALE_LIST.map(String::from).to_vec())
+            .cloned()
+            .unwrap_or_default();
+        cx.answer_changed(
+            &LOCALE_LIST,
+            format!("{known}{}\n", normalized(&locale.name)),
+        );
     }
     Ok(c | Change::from_bool(missing))
 }
@@ -275,17 +288,17 @@ pub fn source_files(locale: &str) -> Vec<String> {
 /// Whether `locale -a` (read-only) lists the locale, under any spelling of its charset;
 /// `None` when the command cannot tell.
 pub fn locale_available(cx: &mut Ctx, locale: &Locale) -> Result<Option<bool>> {
-    let out = cx.query(&["locale", "-a"])?;
-    if !out.success() {
-        return Ok(None);
-    }
+    let listing = match cx.query_once(&LOCALE_LIST) {
+        Ok(listing) => listing,
+        Err(e) if e.kind() == crate::error::ErrorKind::Command => return Ok(None),
+        Err(e) => return Err(e),
+    };
     let want = normalized(&locale.name);
-    Ok(Some(
-        out.stdout_str()
-            .lines()
-            .any(|l| normalized(l.trim()) == want),
-    ))
+    Ok(Some(listing.lines().any(|l| normalized(l.trim()) == want)))
 }
+
+/// The read-only command that lists the generated locales (asked once per run).
+const LOCALE_LIST: [&str; 2] = ["locale", "-a"];
 
 /// A locale name as glibc stores it: the charset lowercased with everything but letters and
 /// digits dropped (`fr_FR.UTF-8` → `fr_FR.utf8`, `de_DE.ISO-8859-1` → `de_DE.iso88591`), the

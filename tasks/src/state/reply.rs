@@ -52,6 +52,8 @@ pub fn asked(script: &str) -> Option<Asked> {
             let units = words(rest);
             let end = units.iter().position(|w| w == "2>/dev/null")?;
             a.probe.units.extend(units[..end].iter().cloned());
+        } else if let Some(rest) = line.strip_prefix("d ") {
+            a.probe.dirs.insert(words(rest).into_iter().next()?);
         } else if let Some(rest) = line.strip_prefix("command -v ") {
             a.probe.programs.insert(words(rest).into_iter().next()?);
         } else if let Some(rest) = line.strip_prefix(&lock_prefix) {
@@ -179,6 +181,41 @@ pub fn reply(state: &State, asked: &Asked) -> String {
         s.push('\n');
         for path in plain {
             mark(&mut s, "want", path);
+        }
+    }
+    // Directories as the probe's `d` lists them: the names (with a symlink's target), then
+    // each file in it; a directory the state does not hold is absent.
+    for dir in &probe.dirs {
+        match state.dirs.get(dir.as_str()).cloned().flatten() {
+            Some(names) => {
+                mark(&mut s, "dir", dir);
+                for name in &names {
+                    let path = format!("{dir}/{name}");
+                    match state.links.get(&path) {
+                        Some(target) => {
+                            let _ = writeln!(s, "{name}\t{target}");
+                        }
+                        None => {
+                            let _ = writeln!(s, "{name}");
+                        }
+                    }
+                }
+                for name in &names {
+                    let path = format!("{dir}/{name}");
+                    match state.files.get(&path).cloned().flatten() {
+                        Some(f) if !f.is_dir => {
+                            mark(&mut s, "file", &path);
+                            let _ = writeln!(s, "{:o} {} {} file", f.mode, f.owner, f.group);
+                            s.push_str(
+                                &base64::engine::general_purpose::STANDARD.encode(&f.content),
+                            );
+                            s.push('\n');
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            None => mark(&mut s, "nodir", dir),
         }
     }
     mark(&mut s, "end", "-");
