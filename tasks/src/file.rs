@@ -321,6 +321,63 @@ fn merge(doc: &mut serde_json::Value, patch: &serde_json::Value) {
     }
 }
 
+/// A command that checks a candidate file before it replaces a live one (`haproxy -c -f`,
+/// `visudo -c -f`, `iptables-restore --test`), with what to say when it refuses or is missing.
+#[derive(Debug, Clone)]
+pub struct Checker<'a> {
+    /// The command; the candidate's path goes last.
+    pub argv: &'a [&'a str],
+    /// The error when it refuses the candidate (its output follows).
+    pub rejected: String,
+    /// The error when it is not installed (exit 127).
+    pub missing: String,
+}
+
+/// A new text goes live only if `checker` accepts it: written first to `candidate` (`perm`,
+/// never backed up: it is scratch), checked, then installed by `install`; the candidate is
+/// removed whatever happens. A refusal leaves the live file as it was and carries the
+/// checker's output.
+pub fn checked(
+    cx: &mut Ctx,
+    candidate: &str,
+    perm: Perm,
+    text: &str,
+    checker: Checker<'_>,
+    install: impl FnOnce(&mut Ctx) -> Result<Change>,
+) -> Result<Change> {
+    cx.write_scratch(
+        candidate,
+        text.as_bytes(),
+        perm.mode,
+        perm.owner,
+        perm.group,
+    )?;
+    let mut argv = checker.argv.to_vec();
+    argv.push(candidate);
+    let refused = match cx.apply_unchecked(&argv) {
+        Ok(Some(out)) if !out.success() => Some(out),
+        Ok(_) => None,
+        Err(e) => {
+            cx.remove_scratch(candidate)?;
+            return Err(e);
+        }
+    };
+    if let Some(out) = refused {
+        cx.remove_scratch(candidate)?;
+        let mut messages = out.stdout.clone();
+        messages.extend_from_slice(&out.stderr);
+        let msg = if out.status == Some(127) {
+            checker.missing
+        } else {
+            checker.rejected
+        };
+        return Err(Error::new(ErrorKind::Invalid, msg).with_stderr(&messages));
+    }
+    let change = install(cx)?;
+    cx.remove_scratch(candidate)?;
+    Ok(change)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -786,39 +786,23 @@ pub fn iptables_persisted(cx: &mut Ctx, save: &str, rules: &[Rule]) -> Result<Ch
         return Ok(Change::Unchanged);
     }
     let candidate = format!("{save}.nodeprep-candidate");
-    cx.write_scratch(&candidate, new.as_bytes(), 0o600, "root", "root")?;
-    let checked = cx.apply_unchecked(&["iptables-restore", "-w", "10", "--test", &candidate]);
-    let rejected = match checked {
-        Ok(Some(out)) if !out.success() => Some(out),
-        Ok(_) => None,
-        Err(e) => {
-            discard(cx, &candidate)?;
-            return Err(e);
-        }
+    let checker = file::Checker {
+        argv: &["iptables-restore", "-w", "10", "--test"],
+        rejected: format!(
+            "iptables-restore rejected the new rules (`iptables-restore --test`); {save} was left as it was"
+        ),
+        missing: format!(
+            "iptables-restore is not installed, so the new {save} cannot be checked; install iptables"
+        ),
     };
-    if let Some(out) = rejected {
-        discard(cx, &candidate)?;
-        let mut messages = out.stdout.clone();
-        messages.extend_from_slice(&out.stderr);
-        let msg = if out.status == Some(127) {
-            format!(
-                "iptables-restore is not installed, so the new {save} cannot be checked; install iptables"
-            )
-        } else {
-            format!(
-                "iptables-restore rejected the new rules (`iptables-restore --test`); {save} was left as it was"
-            )
-        };
-        return Err(Error::new(ErrorKind::Invalid, msg).with_stderr(&messages));
-    }
-    let change = file::edit(cx, save, None, |_| Ok(new))?;
-    discard(cx, &candidate)?;
-    Ok(change)
-}
-
-/// Removes a candidate file (checked or refused).
-fn discard(cx: &mut Ctx, candidate: &str) -> Result<()> {
-    cx.remove_scratch(candidate)
+    let scratch = file::Perm {
+        mode: 0o600,
+        owner: "root",
+        group: "root",
+    };
+    file::checked(cx, &candidate, scratch, &new.clone(), checker, |cx| {
+        file::edit(cx, save, None, |_| Ok(new))
+    })
 }
 
 /// The listing of the live INPUT rules, asked once per run.

@@ -5,7 +5,7 @@
 //! and the service enabled, running, reloaded when the configuration changed.
 
 use crate::ctx::{Change, Ctx};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::file::{self, Perm};
 use crate::plan::Reads;
 use crate::{pkg, systemd};
@@ -178,44 +178,32 @@ pub fn config(cx: &mut Ctx, text: &str) -> Result<Change> {
         // Same text: at most mode/owner to fix, nothing to validate.
         return file::content(cx, CONFIG, text, Perm::CONFIG);
     }
-    cx.write_scratch(CANDIDATE, text.as_bytes(), 0o600, "root", "root")?;
-    let checked = cx.apply_unchecked(&["haproxy", "-c", "-f", CANDIDATE]);
-    let rejected = match checked {
-        Ok(Some(out)) if !out.success() => Some(out),
-        Ok(_) => None,
-        Err(e) => {
-            discard_candidate(cx)?;
-            return Err(e);
-        }
+    let checker = file::Checker {
+        argv: &["haproxy", "-c", "-f"],
+        rejected: format!(
+            "haproxy rejected the new configuration (`haproxy -c`); {CONFIG} was left as it was"
+        ),
+        missing: format!(
+            "haproxy is not installed, so the new {CONFIG} cannot be checked; install it first (haproxy::installed)"
+        ),
     };
-    if let Some(out) = rejected {
-        discard_candidate(cx)?;
-        let mut messages = out.stdout.clone();
-        messages.extend_from_slice(&out.stderr);
-        let msg = if out.status == Some(127) {
-            format!(
-                "haproxy is not installed, so the new {CONFIG} cannot be checked; install it first (haproxy::installed)"
-            )
-        } else {
-            format!(
-                "haproxy rejected the new configuration (`haproxy -c`); {CONFIG} was left as it was"
-            )
-        };
-        return Err(Error::new(ErrorKind::Invalid, msg).with_stderr(&messages));
-    }
-    let change = file::content(cx, CONFIG, text, Perm::CONFIG)?;
-    discard_candidate(cx)?;
-    Ok(change)
+    file::checked(cx, CANDIDATE, SCRATCH, text, checker, |cx| {
+        file::content(cx, CONFIG, text, Perm::CONFIG)
+    })
 }
 
-fn discard_candidate(cx: &mut Ctx) -> Result<()> {
-    cx.remove_scratch(CANDIDATE)
-}
+/// The candidate's mode: root's alone, as scratch.
+const SCRATCH: Perm = Perm {
+    mode: 0o600,
+    owner: "root",
+    group: "root",
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ctx::Mode;
+    use crate::error::ErrorKind;
     use crate::host::Output;
     use crate::testing::{Fixture, plan};
     use expect_test::expect;

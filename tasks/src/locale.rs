@@ -209,7 +209,7 @@ pub fn locale_generated(cx: &mut Ctx, locale: &str) -> Result<Change> {
         let known = cx
             .state()
             .answers
-            .get(&LOCALE_LIST.map(String::from).to_vec())
+            .get(LOCALE_LIST.map(String::from).as_slice())
             .cloned()
             .unwrap_or_default();
         cx.answer_changed(

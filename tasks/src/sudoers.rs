@@ -84,41 +84,14 @@ pub fn passwordless(cx: &mut Ctx, user: &str) -> Result<Change> {
         // Same text: at most mode and owner to fix, nothing to check.
         return file::content(cx, &path, &text, PERM);
     }
-    let candidate = candidate(user);
-    cx.write_scratch(
-        &candidate,
-        text.as_bytes(),
-        PERM.mode,
-        PERM.owner,
-        PERM.group,
-    )?;
-    let checked = cx.apply_unchecked(&["visudo", "-c", "-f", &candidate]);
-    let rejected = match checked {
-        Ok(Some(out)) if !out.success() => Some(out),
-        Ok(_) => None,
-        Err(e) => {
-            discard(cx, &candidate)?;
-            return Err(e);
-        }
+    let checker = file::Checker {
+        argv: &["visudo", "-c", "-f"],
+        rejected: format!("visudo rejected the new {path} (`visudo -c -f`); nothing was installed"),
+        missing: format!("visudo is not installed, so {path} cannot be checked; install sudo"),
     };
-    if let Some(out) = rejected {
-        discard(cx, &candidate)?;
-        let mut messages = out.stdout.clone();
-        messages.extend_from_slice(&out.stderr);
-        let msg = if out.status == Some(127) {
-            format!("visudo is not installed, so {path} cannot be checked; install sudo")
-        } else {
-            format!("visudo rejected the new {path} (`visudo -c -f`); nothing was installed")
-        };
-        return Err(Error::new(ErrorKind::Invalid, msg).with_stderr(&messages));
-    }
-    let change = file::content(cx, &path, &text, PERM)?;
-    discard(cx, &candidate)?;
-    Ok(change)
-}
-
-fn discard(cx: &mut Ctx, candidate: &str) -> Result<()> {
-    cx.remove_scratch(candidate)
+    file::checked(cx, &candidate(user), PERM, &text, checker, |cx| {
+        file::content(cx, &path, &text, PERM)
+    })
 }
 
 #[cfg(test)]
