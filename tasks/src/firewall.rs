@@ -127,7 +127,7 @@ pub enum Proto {
 }
 
 impl Proto {
-    /// `tcp`, `udp`, a name of [`PROTOCOLS`] or a number 1-255 (`6` is `tcp`, `17` is `udp`);
+    /// `tcp`, `udp`, a name of `PROTOCOLS` or a number 1-255 (`6` is `tcp`, `17` is `udp`);
     /// `None` for anything else (`0` and `all` mean every protocol, not one).
     pub fn parse(text: &str) -> Option<Proto> {
         let text = text.trim().to_ascii_lowercase();
@@ -155,7 +155,7 @@ impl Proto {
         }
     }
 
-    /// The name `/etc/protocols` gives it, where it is one of [`PROTOCOLS`].
+    /// The name `/etc/protocols` gives it, where it is one of `PROTOCOLS`.
     pub fn name(&self) -> Option<&'static str> {
         let n = self.number();
         PROTOCOLS

@@ -107,7 +107,7 @@ fn reboot_for_kernel(cx: &mut Ctx) -> Result<()> {
 }
 
 /// The newest installed kernel of the running one's flavor, when it is newer than the running
-/// one: (newest, running), as `uname -r` names them. `text`: what [`KERNELS_SCRIPT`] printed.
+/// one: (newest, running), as `uname -r` names them. `text`: what `KERNELS_SCRIPT` printed.
 pub fn newer_kernel(os: OsFamily, text: &str) -> Option<(String, String)> {
     let mut lines = text.lines();
     let running = lines.next()?.trim().to_string();

@@ -14,7 +14,7 @@
 //! `pre_exec`, which is unsafe code, forbidden in this workspace. So the password is written,
 //! mode 0600, into the transport's private 0700 directory (the one that holds the
 //! ControlMaster socket) only for the ssh invocation that opens the connection, and removed as
-//! soon as that invocation returns ([`AskpassFile`] removes it on drop; the directory goes when
+//! soon as that invocation returns (`AskpassFile` removes it on drop; the directory goes when
 //! the transport does).
 
 use std::io::Write;

@@ -2,7 +2,7 @@
 //!
 //! Without a password, every command runs under `sudo -n` (sudo must ask none: NOPASSWD).
 //! With one, the first command of the connection asks sudo whether the user needs a password
-//! and checks the one given ([`CHECK`]); from then on each command runs as
+//! and checks the one given (`CHECK`); from then on each command runs as
 //!
 //! ```text
 //! sudo -k -S -p '' -- sh -c GUARD nodeprep-sudo ARGV...

@@ -79,7 +79,7 @@ impl std::fmt::Debug for Lab {
 }
 
 impl Lab {
-    /// Starts one container of `image` per `(name, role)` in `hosts`, [`START_BATCH`] at a
+    /// Starts one container of `image` per `(name, role)` in `hosts`, `START_BATCH` at a
     /// time in parallel, and waits until each answers ssh as root. Names are
     /// `<prefix>-<name>-<unique suffix>`.
     pub fn start(sh: &Shell, image: &str, prefix: &str, hosts: &[(&str, &str)]) -> Result<Lab> {

@@ -519,7 +519,7 @@ impl Testbed for Vm {
         &self.image.identity_file
     }
 
-    /// Over ssh, `argv` quoted for the remote shell; killed after [`SSH_TIMEOUT`].
+    /// Over ssh, `argv` quoted for the remote shell; killed after `SSH_TIMEOUT`.
     fn exec(&self, host: &str, argv: &[&str]) -> Result<Output> {
         self.ssh(host, &tasks::host::shell_join(argv), SSH_TIMEOUT)
     }

@@ -2,7 +2,7 @@
 //! hosts, the per-host report and its exit code, and the printers (text, JSON). It is driven
 //! by a [`Job`] (a playbook, its targets, typed options), not by the command line: `run` and
 //! `verify` share it, and so does a crate of the operator's own ([`main`] gives it the whole
-//! command line over its own [`Registry`]). It holds no global state.
+//! command line over its own [`Registry`](playbooks::Registry)). It holds no global state.
 //!
 //! Who imports whom (no loops): `cli` → `verify` → `job` → `fanout`, `select`, `print` →
 //! `report`; this file only declares the modules and names the entry points. The dev tools (`crate::dev`) use the runner; the runner never uses them.

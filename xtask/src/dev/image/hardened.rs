@@ -39,7 +39,7 @@ pub const IP4SAVE: &str = include_str!("../../../../tasks/tests/data/photon/ip4s
 /// Photon OS 5.0's IPv6 rules (`/etc/systemd/scripts/ip6save`).
 pub const IP6SAVE: &str = include_str!("../../../../tasks/tests/data/photon/ip6save");
 
-/// The file cloud-init's networkd renderer writes for eth0 from [`DATASOURCE_NETWORK`]:
+/// The file cloud-init's networkd renderer writes for eth0 from `DATASOURCE_NETWORK`:
 /// sections and keys sorted, as `CfgParser.get_final_conf` writes them.
 pub const CLOUD_INIT_NETWORK_FILE: &str = "/etc/systemd/network/10-cloud-init-eth0.network";
 const CLOUD_INIT_NETWORK: &str = "[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n\n";
