@@ -873,6 +873,13 @@ impl Ctx {
         self.state.units = read.units.clone();
         self.state.programs = read.programs.clone();
         self.state.packages = read.packages.clone();
+        // The probe's own questions were asked again too: an install may change their answers.
+        for q in &probe.queries {
+            match read.answers.get(q) {
+                Some(a) => self.state.answers.insert(q.clone(), a.clone()),
+                None => self.state.answers.remove(q),
+            };
+        }
         self.flags.units_stale = false;
         self.take_listings(read);
         Ok(())

@@ -10,7 +10,10 @@ use crate::plan::Reads;
 pub const SYS_VENDOR: &str = "/sys/class/dmi/id/sys_vendor";
 
 /// What these tasks read (see [`crate::plan::Reads`]).
-pub const READS: Reads = Reads::files(&[SYS_VENDOR]);
+pub const READS: Reads = Reads::files(&[SYS_VENDOR]).queries(&[&LIST]);
+
+/// The disk listing, asked in the probe.
+const LIST: [&str; 3] = ["sh", "-c", LIST_SCRIPT];
 
 /// Lists the physical disks (`disk NAME`) and the by-id links (`id LINK TARGET`).
 const LIST_SCRIPT: &str = r#"export LC_ALL=C
@@ -84,14 +87,7 @@ pub fn stable_disk_ids(cx: &mut Ctx) -> Result<Change> {
         .map(|f| f.text().trim().to_string())
         .unwrap_or_default();
     let vmware = vendor.starts_with("VMware");
-    let out = cx.query(&["sh", "-c", LIST_SCRIPT])?;
-    if !out.success() {
-        return Err(crate::host::command_failed(
-            &crate::Cmd::new(&["sh", "-c", LIST_SCRIPT]),
-            &out,
-        ));
-    }
-    let disks = parse_listing(&out.stdout_str());
+    let disks = parse_listing(&cx.query_once(&LIST)?);
     if disks.disks.is_empty() {
         return Ok(Change::Skipped("no physical disk under /sys/block".into()));
     }

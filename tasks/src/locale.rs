@@ -51,7 +51,8 @@ pub const READS: Reads = Reads::files(&[
     DEFAULT_LOCALE,
     VCONSOLE_CONF,
     DEFAULT_KEYBOARD,
-]);
+])
+.queries(&[&LOCALE_LIST]);
 
 /// A locale name split into its parts: `fr_FR.UTF-8` → lang `fr`, charset `UTF-8`.
 #[derive(Debug, Clone, PartialEq, Eq)]

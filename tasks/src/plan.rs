@@ -35,6 +35,9 @@ pub struct Reads {
     pub programs: &'static [&'static str],
     /// Directories listed, with every regular file in them read (see [`Probe::dirs`]).
     pub dirs: &'static [&'static str],
+    /// Read-only commands the probe runs, their output then known to
+    /// [`Ctx::query_once`](crate::Ctx::query_once) without a round trip of its own.
+    pub queries: &'static [&'static [&'static str]],
 }
 
 impl Reads {
@@ -43,6 +46,7 @@ impl Reads {
         units: &[],
         programs: &[],
         dirs: &[],
+        queries: &[],
     };
 
     pub const fn files(files: &'static [&'static str]) -> Reads {
@@ -51,6 +55,7 @@ impl Reads {
             units: &[],
             programs: &[],
             dirs: &[],
+            queries: &[],
         }
     }
 
@@ -65,6 +70,10 @@ impl Reads {
     pub const fn dirs(self, dirs: &'static [&'static str]) -> Reads {
         Reads { dirs, ..self }
     }
+
+    pub const fn queries(self, queries: &'static [&'static [&'static str]]) -> Reads {
+        Reads { queries, ..self }
+    }
 }
 
 impl From<Reads> for Probe {
@@ -74,6 +83,7 @@ impl From<Reads> for Probe {
             .units(r.units)
             .programs(r.programs)
             .dirs(r.dirs)
+            .queries(r.queries)
     }
 }
 

@@ -96,6 +96,9 @@ pub struct Probe {
     /// Directories listed (their entries, symlinks with their targets), every regular file in
     /// them read too: for configuration read from whole directories (sysctl.d).
     pub dirs: BTreeSet<String>,
+    /// Read-only commands run in the probe (argv); an answer (stdout of a zero exit) is kept
+    /// in [`State::answers`].
+    pub queries: BTreeSet<Vec<String>>,
     /// Take the run lock for this holder (see [`LOCK_DIR`]).
     pub lock: Option<String>,
     /// A holder known to be gone (its runner died): its lock is removed first.
@@ -127,9 +130,19 @@ impl Probe {
         self
     }
 
+    pub fn queries<S: AsRef<str>>(mut self, queries: &[&[S]]) -> Probe {
+        self.queries.extend(
+            queries
+                .iter()
+                .map(|q| q.iter().map(|w| w.as_ref().to_string()).collect()),
+        );
+        self
+    }
+
     /// Everything of `other` too.
     pub fn merge(mut self, other: &Probe) -> Probe {
         self.files.extend(other.files.iter().cloned());
+        self.queries.extend(other.queries.iter().cloned());
         self.dirs.extend(other.dirs.iter().cloned());
         self.programs.extend(other.programs.iter().cloned());
         self.units.extend(other.units.iter().cloned());
@@ -192,6 +205,45 @@ mod tests {
 
     /// What proves a host's identity, read by the probe on a real shell: its addresses
     /// (loopback at least) and its machine-id.
+    /// The probe's own read-only questions, on a real shell: an answer kept as the command
+    /// printed it (a quoted, multi-line script included), a failed one not kept; and the
+    /// simulated host reads the same questions back from the script.
+    #[test]
+    fn the_probe_answers_its_questions() {
+        use crate::host::{Cmd, Host, Local};
+        let script = "printf 'a b\\n'\nprintf 'it'\\''s\\n'";
+        let probe = Probe::default().queries(&[
+            &["echo", "one", "two"][..],
+            &["sh", "-c", script][..],
+            &["false"][..],
+            &["printf", "no newline"][..],
+        ]);
+        let out = Local::new("t")
+            .run(&Cmd::new(&["sh", "-s"]).stdin(probe_script(&probe)))
+            .unwrap();
+        let s = parse_probe(&out.stdout_str(), &probe).unwrap();
+        let answer = |q: &[&str]| {
+            s.answers
+                .get(&q.iter().map(|w| w.to_string()).collect::<Vec<_>>())
+                .cloned()
+        };
+        assert_eq!(
+            answer(&["echo", "one", "two"]).as_deref(),
+            Some("one two\n")
+        );
+        assert_eq!(
+            answer(&["sh", "-c", script]).as_deref(),
+            Some("a b\nit's\n")
+        );
+        assert_eq!(answer(&["false"]), None);
+        assert_eq!(
+            answer(&["printf", "no newline"]).as_deref(),
+            Some("no newline")
+        );
+        let asked = asked(&probe_script(&probe)).unwrap();
+        assert_eq!(asked.probe.queries, probe.queries);
+    }
+
     #[test]
     fn the_probe_reads_addresses_and_machine_id() {
         use crate::host::{Cmd, Host, Local};

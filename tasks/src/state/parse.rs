@@ -52,6 +52,8 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
         state.programs.insert(prog.clone(), false);
     }
     let mut packages = BTreeMap::new();
+    let queries: Vec<&Vec<String>> = probe.queries.iter().collect();
+    let mut answered: HashMap<usize, String> = HashMap::new();
     let mut wanted: Vec<String> = Vec::new();
     let mut in_tar: HashMap<String, FileState> = HashMap::new();
     for chunk in reply.split(&format!("\n{MARK}")).skip(1) {
@@ -87,6 +89,19 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
             }
             "prog" => {
                 state.programs.insert(name.to_string(), true);
+            }
+            "ans" => {
+                if let Ok(i) = name.parse::<usize>() {
+                    answered.insert(i, body.to_string());
+                }
+            }
+            "ansrc" => {
+                let (i, status) = name.split_once(':').unwrap_or((name, ""));
+                if let (Ok(i), "0") = (i.parse::<usize>(), status.trim())
+                    && let (Some(q), Some(answer)) = (queries.get(i), answered.remove(&i))
+                {
+                    state.answers.insert((*q).clone(), answer);
+                }
             }
             "none" => {
                 state.files.insert(name.to_string(), None);

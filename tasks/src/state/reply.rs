@@ -39,6 +39,18 @@ pub fn asked(script: &str) -> Option<Asked> {
     let units_cmd = super::units_show_command::<&str>(&[]);
     let units_prefix = units_cmd.trim_end_matches(" 2>/dev/null");
     let lock_prefix = format!("L={LOCK_DIR}; H=");
+    // The probe's questions: `m ans I`, the command (its quoted words may span lines), then
+    // `m ansrc I:$?`.
+    let mut rest = script;
+    while let Some(at) = rest.find("m ans ") {
+        let after = &rest[at..];
+        let start = after.find('\n')? + 1;
+        let end = after.find("\nm ansrc ")?;
+        let q = words(&after[start..end]);
+        let cut = q.iter().position(|w| w == "2>/dev/null").unwrap_or(q.len());
+        a.probe.queries.insert(q[..cut].to_vec());
+        rest = &after[end + 1..];
+    }
     for line in script.lines() {
         if line.starts_with("m fact os-release;") {
             a.facts = true;
@@ -182,6 +194,15 @@ pub fn reply(state: &State, asked: &Asked) -> String {
         for path in plain {
             mark(&mut s, "want", path);
         }
+    }
+    // The probe's questions, answered as the converged host answers them (an unknown one:
+    // an empty success, as every other command here).
+    for (i, q) in probe.queries.iter().enumerate() {
+        mark(&mut s, "ans", &i.to_string());
+        if let Some(answer) = state.answers.get(q) {
+            s.push_str(answer);
+        }
+        mark(&mut s, "ansrc", &format!("{i}:0"));
     }
     // Directories as the probe's `d` lists them: the names (with a symlink's target), then
     // each file in it; a directory the state does not hold is absent.

@@ -4,7 +4,7 @@
 
 use super::Probe;
 use crate::error::Error;
-use crate::host::shell_quote;
+use crate::host::{shell_join, shell_quote};
 
 /// The host's run lock: a directory (mkdir is atomic) holding the holder's description.
 pub const LOCK_DIR: &str = "/run/nodeprep.lock";
@@ -84,6 +84,17 @@ pub fn files_script<S: AsRef<str>>(paths: &[S]) -> String {
     push_files(&mut s, paths);
     s.push_str("m end -\n");
     s
+}
+
+/// The probe's read-only commands, by their index in [`Probe::queries`]: `ans I`, the
+/// command's output, then `ansrc I:STATUS` (only an answer of status 0 is kept).
+fn push_queries(s: &mut String, probe: &Probe) {
+    for (i, q) in probe.queries.iter().enumerate() {
+        s.push_str(&format!(
+            "m ans {i}\n{} 2>/dev/null </dev/null\nm ansrc {i}:$?\n",
+            shell_join(q)
+        ));
+    }
 }
 
 /// A script that lists directories and reads their files (a cache miss).
@@ -175,6 +186,7 @@ fi
             q = shell_quote(prog)
         ));
     }
+    push_queries(&mut s, probe);
     push_files(&mut s, &probe.files.iter().collect::<Vec<_>>());
     push_dirs(&mut s, &probe.dirs.iter().collect::<Vec<_>>());
     s.push_str("m end -\n");
