@@ -8,6 +8,10 @@ use crate::facts::Facts;
 use crate::host::{Cmd, Host, Output};
 use crate::state::{self, FileState, Probe, State, UnitState};
 
+/// How old apt's package lists may be before an install refreshes them, unless the plan says
+/// otherwise (the inventory's `system.package_lists_max_age`).
+pub const PACKAGE_LISTS_MAX_AGE: Duration = Duration::from_secs(3600);
+
 /// A handle on a step declared in a [`crate::plan::Plan`], for handlers: [`Ctx::changed`]
 /// tells whether that step changed something in this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,7 +282,7 @@ impl Ctx {
             misses: Vec::new(),
             reboot: None,
             batched: Default::default(),
-            lists_max_age: crate::pkg::PACKAGE_LISTS_MAX_AGE,
+            lists_max_age: PACKAGE_LISTS_MAX_AGE,
         }
     }
 

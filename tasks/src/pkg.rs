@@ -15,16 +15,14 @@
 //! to locate package", "has no installation candidate"), `--refresh` (tdnf's "No matching
 //! packages", dnf's "No match for argument"), unless they were refreshed in this run already.
 
-use std::time::Duration;
-
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
 use crate::facts::OsFamily;
 use crate::host::{Output, shell_join};
 
-/// How old apt's package lists may be before an install refreshes them, unless the plan says
-/// otherwise (the inventory's `system.package_lists_max_age`).
-pub const PACKAGE_LISTS_MAX_AGE: Duration = Duration::from_secs(3600);
+/// How old apt's package lists may be before an install refreshes them (the engine keeps the
+/// run's value).
+pub use crate::ctx::PACKAGE_LISTS_MAX_AGE;
 
 /// Every package in `names` is installed; the missing ones go in one transaction. Those the
 /// run's one transaction installed before the first step are reported installed by the first

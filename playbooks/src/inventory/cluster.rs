@@ -10,7 +10,7 @@ use tasks::firewall::{Net, Ports, Proto, Rule};
 
 use super::problems::Problem;
 use super::{Inventory, parse_cidr};
-use crate::roles;
+use crate::roles::{self, pod_network};
 
 /// One more incoming rule for every Kubernetes node (`kubernetes.extra_rules`), e.g.
 /// `{ proto = "udp", ports = 51820 }` (Calico's WireGuard) or `{ proto = "esp" }`.
@@ -86,21 +86,6 @@ impl ExtraRule {
             (_, None) => Ok(Rule::proto(proto)),
         }
     }
-}
-
-/// The pods' network of the inventory: `kubernetes.pod_cidr`, else the CNI's default; `None`
-/// when there is neither (or the value is invalid: validation says so).
-pub fn pod_network(inv: &Inventory) -> Option<Net> {
-    let k = &inv.kubernetes;
-    match &k.pod_cidr {
-        Some(text) => Net::parse(text).ok(),
-        None => roles::cni(&k.cni).and_then(|c| c.pod_cidr),
-    }
-}
-
-/// The services' network of the inventory (`kubernetes.service_cidr`).
-pub fn service_network(inv: &Inventory) -> Option<Net> {
-    Net::parse(&inv.kubernetes.service_cidr).ok()
 }
 
 /// Every problem of these settings, as shared settings (no host).
@@ -238,6 +223,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::roles::service_network;
 
     const HOSTS: &str = r#"
 [hosts.m1]

@@ -5,8 +5,7 @@ use tasks::{Change, Plan, Reads, Result, verify};
 use tasks::{containerd, disks, docker, hostname, kernel, kubelet};
 
 use super::{Role, common, ingress_nodeports, network};
-use crate::inventory::Target;
-use crate::inventory::cluster::{pod_network, service_network};
+use crate::inventory::{Inventory, Target};
 
 /// A master or a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +84,21 @@ pub static CNIS: &[Cni] = &[
         pod_cidr: None,
     },
 ];
+
+/// The pods' network of the inventory: `kubernetes.pod_cidr`, else the CNI's default; `None`
+/// when there is neither (or the value is invalid: validation says so).
+pub fn pod_network(inv: &Inventory) -> Option<Net> {
+    let k = &inv.kubernetes;
+    match &k.pod_cidr {
+        Some(text) => Net::parse(text).ok(),
+        None => cni(&k.cni).and_then(|c| c.pod_cidr),
+    }
+}
+
+/// The services' network of the inventory (`kubernetes.service_cidr`).
+pub fn service_network(inv: &Inventory) -> Option<Net> {
+    Net::parse(&inv.kubernetes.service_cidr).ok()
+}
 
 /// The CNI named `name`.
 pub fn cni(name: &str) -> Option<&'static Cni> {

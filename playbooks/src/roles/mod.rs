@@ -19,7 +19,7 @@ use crate::inventory::Target;
 
 pub use common::{common, full_update, network};
 pub use haproxy::{Haproxy, ingress_nodeports};
-pub use k8s::{CNIS, Cni, K8sNode, NODEPORTS, NodeKind, cni};
+pub use k8s::{CNIS, Cni, K8sNode, NODEPORTS, NodeKind, cni, pod_network, service_network};
 
 /// Everything nodeprep knows about one inventory role.
 pub trait Role: Send + Sync {

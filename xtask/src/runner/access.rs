@@ -8,8 +8,60 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, anyhow, bail};
+use clap::Args;
 use playbooks::Inventory;
 use tasks::Secret;
+
+/// The passwords of a first contact: the ssh login password, and sudo's when it differs (it is
+/// the ssh password otherwise). Each is read once per run; none is ever put on a command line,
+/// in a log or in JSON.
+#[derive(Args, Clone, Debug, Default)]
+pub struct AccessArgs {
+    /// Ask the ssh login password on the terminal (once per run; also sudo's unless given apart).
+    #[arg(long, group = "ssh_password")]
+    pub ask_pass: bool,
+    /// Read the ssh login password from the first line of this file (keep it mode 0600).
+    #[arg(long, value_name = "PATH", group = "ssh_password")]
+    pub password_file: Option<PathBuf>,
+    /// Read the ssh login password from this environment variable.
+    #[arg(long, value_name = "VAR", group = "ssh_password")]
+    pub password_env: Option<String>,
+    /// Ask sudo's password on the terminal (when it is not the ssh password, or login is by key).
+    #[arg(long, group = "sudo_password")]
+    pub ask_become_pass: bool,
+    /// Read sudo's password from the first line of this file.
+    #[arg(long, value_name = "PATH", group = "sudo_password")]
+    pub become_password_file: Option<PathBuf>,
+    /// Read sudo's password from this environment variable.
+    #[arg(long, value_name = "VAR", group = "sudo_password")]
+    pub become_password_env: Option<String>,
+}
+
+impl AccessArgs {
+    /// Where the ssh password comes from, if anywhere.
+    pub fn ssh(&self) -> Option<Source> {
+        source(self.ask_pass, &self.password_file, &self.password_env)
+    }
+
+    /// Where sudo's own password comes from, if anywhere.
+    pub fn sudo(&self) -> Option<Source> {
+        source(
+            self.ask_become_pass,
+            &self.become_password_file,
+            &self.become_password_env,
+        )
+    }
+}
+
+fn source(ask: bool, file: &Option<PathBuf>, env: &Option<String>) -> Option<Source> {
+    if ask {
+        Some(Source::Prompt)
+    } else if let Some(f) = file {
+        Some(Source::File(f.clone()))
+    } else {
+        env.as_ref().map(|v| Source::Env(v.clone()))
+    }
+}
 
 /// Where a password comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

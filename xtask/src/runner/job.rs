@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Result, anyhow, bail};
 use playbooks::{Inventory, Playbook, Registry, Target};
 
-use super::access;
-use super::cli::AccessArgs;
+use super::access::{self, AccessArgs};
 use super::fanout::{self, RunOptions};
 use super::identity;
 use super::print::Printer;
