@@ -313,6 +313,12 @@ impl Ctx {
 
     /// Something read outside the probe (a unit's state): logged at `-vv` and counted.
     pub(crate) fn note_miss(&mut self, what: String) {
+        self.note_misses(vec![what]);
+    }
+
+    /// What one more round trip reads because no step declared it: logged at `-vv` (with the
+    /// step) and counted.
+    fn note_misses(&mut self, what: Vec<String>) {
         let step = self
             .current
             .as_ref()
@@ -321,9 +327,10 @@ impl Ctx {
         tracing::debug!(
             host = self.host.name(),
             step = %step,
-            "cache miss: {what} not declared in the step's reads; one more round trip"
+            "cache miss: {} not declared in the step's reads; one more round trip",
+            what.join(" ")
         );
-        self.misses.push(what);
+        self.misses.extend(what);
     }
 
     pub fn host_name(&self) -> &str {
@@ -618,18 +625,7 @@ impl Ctx {
             }
             return Ok(());
         }
-        let step = self
-            .current
-            .as_ref()
-            .map(|c| c.name.clone())
-            .unwrap_or_default();
-        tracing::debug!(
-            host = self.host.name(),
-            step = %step,
-            "cache miss: {} not declared in the step's reads; one more round trip",
-            missing.join(" ")
-        );
-        self.misses.extend(missing.iter().map(|p| p.to_string()));
+        self.note_misses(missing.iter().map(|p| p.to_string()).collect());
         let probe = Probe::default().files(&missing);
         let script = state::files_script(&missing);
         let out = self.send(&Cmd::new(&["sh", "-s"]).stdin(script), true)?;

@@ -2,6 +2,7 @@
 //! test) QEMU. On a Debian or Ubuntu machine where nodeprep runs as root, missing pieces are
 //! installed with apt-get and dockerd is started; elsewhere the error says what to install.
 
+use crate::runner::fanout::is_root;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -23,17 +24,6 @@ fn engine_up(sh: &Shell) -> bool {
         .ignore_stderr()
         .run()
         .is_ok()
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 /// Makes sure docker (engine running), mmdebstrap and QEMU are there.

@@ -10,6 +10,7 @@
 //! of it, so the base stays clean, with user-mode networking (`restrict=on`: the guest reaches
 //! nothing outside) and its ssh port forwarded on a loopback port: a [`Testbed`] of one host.
 
+use crate::runner::fanout::is_root;
 use std::fs::File;
 use std::io::{Read as _, Seek as _, SeekFrom};
 use std::net::TcpListener;
@@ -226,17 +227,6 @@ fn remove_stale(cache: &Path, keep: &str) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 /// Builds the image into `out`: key pair, rootfs, disk, kernel, initrd, host key.

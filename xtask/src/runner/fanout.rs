@@ -151,6 +151,7 @@ pub fn local(target: Target, planner: &Planner, opts: &RunOptions, sink: &Sink) 
     run_one(Ok(Box::new(local)), target, planner, opts, sink)
 }
 
+/// This process runs as root (from /proc: std has no getuid).
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
