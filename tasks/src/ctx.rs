@@ -163,8 +163,10 @@ pub struct Options {
     pub sink: Option<Sink>,
     /// Keep a copy of every replaced file under /var/backups/nodeprep (on by default in the runner).
     pub backup: bool,
-    /// Take the host's run lock (/run/nodeprep.lock) in the probe, naming this holder; a
-    /// second runner on the same host then fails with "busy". Released when the Ctx is dropped.
+    /// Take the host's run lock (/run/nodeprep.lock) before the run's first change, naming
+    /// this holder: a second runner on the same host then fails with "busy", and so does a
+    /// run that finds the host changed by another one since its probe. A run that changes
+    /// nothing never takes it. Released when the Ctx is dropped.
     pub lock: Option<String>,
     /// Tells whether a lock holder is gone (its runner died), given the holder's description;
     /// such a lock is broken and taken.
@@ -195,6 +197,17 @@ pub struct Ctx {
     batched: std::collections::BTreeSet<String>,
     /// apt's package lists are refreshed before an install when older than this.
     lists_max_age: Duration,
+    /// The run lock as the probe saw it.
+    lock_seen: LockSeen,
+}
+
+/// The run lock as the probe saw it: what taking it must check and may break.
+#[derive(Debug, Clone, Default)]
+struct LockSeen {
+    /// The last run to release the lock ([`state::LAST_RUN`]); empty when none did.
+    last: String,
+    /// The holder of a lock left by a runner that is gone, broken when the lock is taken.
+    break_holder: Option<String>,
 }
 
 /// What a run has done to a host so far that changes how it reads it. Kept by the engine,
@@ -220,26 +233,24 @@ struct Current {
 }
 
 impl Ctx {
-    /// Connects: runs the state probe (facts and state in one round trip).
+    /// Connects: runs the state probe (facts and state in one round trip). A lock another
+    /// run holds is an error then, unless its holder is gone (broken when this run takes it).
     pub fn connect(host: Box<dyn Host>, opts: Options) -> Result<Ctx> {
         let mut probe = opts.probe.clone();
         probe.lock = opts.lock.clone();
         let start = Instant::now();
         let mut state = run_probe(host.as_ref(), &probe)?;
+        let mut lock = LockSeen::default();
         if let Some(busy) = state.facts.remove("lock-busy") {
             let holder = busy.lines().next().unwrap_or("").to_string();
             match opts.lock_is_stale {
                 Some(stale) if !holder.is_empty() && stale(&holder) => {
-                    probe.break_lock = Some(holder);
-                    state = run_probe(host.as_ref(), &probe)?;
-                    if let Some(busy) = state.facts.remove("lock-busy") {
-                        return Err(state::busy_error(&busy).on_host(host.name()));
-                    }
+                    lock.break_holder = Some(holder);
                 }
                 _ => return Err(state::busy_error(&busy).on_host(host.name())),
             }
         }
-        let locked = state.facts.remove("locked").is_some();
+        lock.last = state.facts.remove("last-run").unwrap_or_default();
         let remote = start.elapsed();
         tracing::debug!(
             host = host.name(),
@@ -248,12 +259,40 @@ impl Ctx {
             probe.files.len()
         );
         let facts = facts_from_state(&state).map_err(|e| e.on_host(host.name()))?;
-        let commands = if probe.break_lock.is_some() { 2 } else { 1 };
         let mut cx = Ctx::with_state(host, facts, state, opts);
-        cx.commands = commands;
+        cx.commands = 1;
         cx.remote = remote;
-        cx.flags.locked = locked;
+        cx.lock_seen = lock;
         Ok(cx)
+    }
+
+    /// Takes the run lock before the first change (see [`Options::lock`]); once held, or
+    /// without a holder, nothing to do.
+    fn lock_before_change(&mut self) -> Result<()> {
+        if self.flags.locked {
+            return Ok(());
+        }
+        let Some(holder) = self.opts.lock.clone() else {
+            return Ok(());
+        };
+        let script = state::lock_script(
+            &holder,
+            self.lock_seen.break_holder.as_deref(),
+            &self.lock_seen.last,
+        );
+        let out = self.send(&Cmd::new(&["sh", "-s"]).stdin(script), true)?;
+        let got = state::parse_probe(&out.stdout_str(), &Probe::default())
+            .map_err(|e| e.on_host(self.host.name()))?;
+        if got.facts.contains_key("locked") {
+            self.flags.locked = true;
+            return Ok(());
+        }
+        let err = match (got.facts.get("lock-busy"), got.facts.get("lock-moved")) {
+            (Some(busy), _) => state::busy_error(busy),
+            (None, Some(last)) => state::moved_error(last),
+            (None, None) => Error::other("the run lock's answer is missing"),
+        };
+        Err(err.on_host(self.host.name()))
     }
 
     /// A context over a known state: what tests use to feed recorded facts. A host name the
@@ -283,6 +322,7 @@ impl Ctx {
             reboot: None,
             batched: Default::default(),
             lists_max_age: PACKAGE_LISTS_MAX_AGE,
+            lock_seen: LockSeen::default(),
         }
     }
 
@@ -503,6 +543,7 @@ impl Ctx {
         if self.check_mode() {
             return Ok(None);
         }
+        self.lock_before_change()?;
         self.send(&cmd, true).map(Some)
     }
 
@@ -513,6 +554,7 @@ impl Ctx {
         if self.check_mode() {
             return Ok(None);
         }
+        self.lock_before_change()?;
         self.send(&cmd, false).map(Some)
     }
 
@@ -792,6 +834,7 @@ impl Ctx {
                 &content.len().to_string(),
             ])
             .stdin(content.to_vec());
+            self.lock_before_change()?;
             self.send(&cmd, true)?;
         }
         self.state.files.insert(
@@ -820,6 +863,7 @@ impl Ctx {
                 String::new()
             };
             let cmd = Cmd::new(&["sh", "-c", REMOVE_SCRIPT, "nodeprep-remove", path, &backup]);
+            self.lock_before_change()?;
             self.send(&cmd, true)?;
         }
         self.state.files.insert(path.to_string(), None);
@@ -848,7 +892,6 @@ impl Ctx {
         }
         let mut probe = self.opts.probe.clone();
         probe.lock = None;
-        probe.break_lock = None;
         probe.files.extend(self.state.files.keys().cloned());
         probe.units.extend(self.state.units.keys().cloned());
         probe.programs.extend(self.state.programs.keys().cloned());
@@ -1240,38 +1283,65 @@ mod tests {
         assert_eq!(cx.commands_sent(), sent);
     }
 
-    /// The lock on a real shell, with LOCK_DIR pointed elsewhere: taken, refused to a second
-    /// holder with the first one named, released only by its holder.
+    /// The lock on a real shell, with LOCK_DIR and LAST_RUN pointed elsewhere: the probe
+    /// only reports it; taken by the first holder, refused to a second one with the first
+    /// named, released only by its holder, which is then the last run; a run whose probe saw
+    /// an earlier last run is refused (the host changed since it read it) and leaves the
+    /// lock free.
     #[test]
     fn run_lock_is_exclusive() {
         use crate::host::Local;
         let dir = tempfile::tempdir().unwrap();
         let lock = dir.path().join("lock").display().to_string();
+        let last = dir.path().join("last").display().to_string();
+        let here = |script: String| {
+            script
+                .replace(state::LOCK_DIR, &lock)
+                .replace(state::LAST_RUN, &last)
+        };
+        let run = |script: String| {
+            let out = Local::new("t")
+                .run(&Cmd::new(&["sh", "-s"]).stdin(here(script)))
+                .unwrap();
+            state::parse_probe(&out.stdout_str(), &Probe::default()).unwrap()
+        };
         let probe = |holder: &str| {
             let p = Probe {
                 lock: Some(holder.to_string()),
                 ..Probe::default()
             };
-            let script = state::probe_script(&p).replace(state::LOCK_DIR, &lock);
-            let out = Local::new("t")
-                .run(&Cmd::new(&["sh", "-s"]).stdin(script))
-                .unwrap();
-            let s = state::parse_probe(&out.stdout_str(), &p).unwrap();
-            match s.facts.get("lock-busy") {
-                Some(busy) => Err(state::busy_error(busy)),
-                None => Ok(s),
+            run(state::probe_script(&p)).facts
+        };
+        let take = |holder: &str, seen: &str| {
+            let s = run(state::lock_script(holder, None, seen));
+            if s.facts.contains_key("locked") {
+                Ok(())
+            } else if let Some(busy) = s.facts.get("lock-busy") {
+                Err(state::busy_error(busy))
+            } else {
+                Err(state::moved_error(&s.facts["lock-moved"]))
             }
         };
-        probe("first run").unwrap();
-        let err = probe("second run").unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Busy);
-        assert!(err.to_string().contains("first run"), "{err}");
         let unlock = |holder: &str| {
-            let script = state::unlock_script(holder).replace(state::LOCK_DIR, &lock);
             Local::new("t")
-                .run(&Cmd::new(&["sh", "-c", &script]))
+                .run(&Cmd::new(&[
+                    "sh",
+                    "-c",
+                    &here(state::unlock_script(holder)),
+                ]))
                 .unwrap();
         };
+        let seen = probe("first run");
+        assert!(
+            !std::path::Path::new(&lock).exists(),
+            "a probe takes nothing"
+        );
+        assert_eq!(seen.get("last-run").map(String::as_str), Some(""));
+        take("first run", "").unwrap();
+        assert!(probe("second run").contains_key("lock-busy"));
+        let err = take("second run", "").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Busy);
+        assert!(err.to_string().contains("first run"), "{err}");
         unlock("second run");
         assert!(
             std::path::Path::new(&lock).exists(),
@@ -1279,7 +1349,48 @@ mod tests {
         );
         unlock("first run");
         assert!(!std::path::Path::new(&lock).exists());
-        assert!(probe("second run").is_ok());
+        assert_eq!(probe("third run")["last-run"], "first run");
+        // Seen before the first run changed the host: refused, the lock left free.
+        let err = take("second run", "").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Busy);
+        assert!(err.to_string().contains("changed this host"), "{err}");
+        assert!(!std::path::Path::new(&lock).exists());
+        take("second run", "first run").unwrap();
+    }
+
+    /// A run takes the lock before its first change and not before: reads send nothing more
+    /// than the probe, the first write is preceded by the lock, the close releases it; a run
+    /// that changes nothing sends the probe alone, even on close.
+    #[test]
+    fn the_lock_is_taken_before_the_first_change_only() {
+        use crate::host::simulated::Simulated;
+        let mut s = State::default();
+        s.facts
+            .insert("os-release".into(), "ID=debian\nVERSION_ID=\"12\"\n".into());
+        s.facts.insert("systemd".into(), "yes".into());
+        let s = Arc::new(s);
+        let opts = || Options {
+            probe: Probe::default().files(&["/etc/motd"]),
+            lock: Some("me".into()),
+            ..Options::default()
+        };
+        let host = Simulated::new("h", Duration::ZERO, s.clone());
+        let mut cx = Ctx::connect(Box::new(host), opts()).unwrap();
+        assert_eq!(cx.file("/etc/motd").unwrap(), None);
+        assert_eq!(cx.commands_sent(), 1);
+        cx.close();
+        assert_eq!(cx.commands_sent(), 1, "nothing taken, nothing to release");
+
+        let host = Simulated::new("h", Duration::ZERO, s);
+        let mut cx = Ctx::connect(Box::new(host), opts()).unwrap();
+        cx.write_file("/etc/motd", b"hi\n", 0o644, "root", "root")
+            .unwrap();
+        assert_eq!(cx.commands_sent(), 3, "probe, lock, write");
+        cx.write_file("/etc/issue", b"hi\n", 0o644, "root", "root")
+            .unwrap();
+        assert_eq!(cx.commands_sent(), 4, "the lock is taken once");
+        cx.close();
+        assert_eq!(cx.commands_sent(), 5, "released");
     }
 
     fn ok(stdout: &str) -> Output {
@@ -1460,7 +1571,7 @@ mod tests {
             "sh -s",
             Output {
                 status: Some(0),
-                stdout: b"\n@@np:dir /etc/sysctl.d\n99-sysctl.conf\t/etc/sysctl.conf\n\n@@np:file /etc/sysctl.d/99-sysctl.conf\n644 root root file\nYT0xCg==\n\n@@np:end -\n".to_vec(),
+                stdout: b"\n@@np:dir /etc/sysctl.d\n99-sysctl.conf\t/etc/sysctl.conf\n\n@@np:stat -\n4 644 root root regular file|/etc/sysctl.d/99-sysctl.conf\n\n@@np:data -\nYT0xCg==\n\n@@np:end -\n".to_vec(),
                 stderr: Vec::new(),
             },
         );

@@ -587,6 +587,28 @@ impl Fixture {
     }
 }
 
+/// What a host answers to a read of these files (0644 root:root each), in the probe's format:
+/// for a [`crate::host::Recorder`] to give back to `sh -s` on a cache miss.
+pub fn files_reply(files: &[(&str, &str)]) -> String {
+    let mut state = crate::state::State::default();
+    for (path, content) in files {
+        state.files.insert(
+            path.to_string(),
+            Some(crate::state::FileState {
+                mode: 0o644,
+                owner: "root".into(),
+                group: "root".into(),
+                is_dir: false,
+                content: content.as_bytes().to_vec(),
+            }),
+        );
+    }
+    let paths: Vec<&str> = files.iter().map(|(p, _)| *p).collect();
+    let asked = crate::state::asked(&crate::state::files_script(&paths))
+        .expect("a files script is read back");
+    crate::state::reply(&state, &asked)
+}
+
 /// The plan a context recorded: its modifying actions, one per line (`run ...`, `write ...`).
 /// What facts-in/commands-out tests assert.
 pub fn plan(cx: &Ctx) -> String {

@@ -610,34 +610,7 @@ mod tests {
 
     /// A probe reply holding these files (what `sh -s` answers on a cache miss).
     fn files_reply(files: &[(&str, &str)]) -> Output {
-        const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let enc = |data: &[u8]| {
-            let mut s = String::new();
-            for chunk in data.chunks(3) {
-                let b = [
-                    chunk[0],
-                    *chunk.get(1).unwrap_or(&0),
-                    *chunk.get(2).unwrap_or(&0),
-                ];
-                let n = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | (b[2] as u32);
-                for i in 0..4 {
-                    if i <= chunk.len() {
-                        s.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
-                    } else {
-                        s.push('=');
-                    }
-                }
-            }
-            s
-        };
-        let mut out = String::new();
-        for (path, content) in files {
-            out.push_str(&format!(
-                "\n@@np:file {path}\n644 root root file\n{}\n",
-                enc(content.as_bytes())
-            ));
-        }
-        out.push_str("\n@@np:end -\n");
+        let out = crate::testing::files_reply(files);
         Output {
             status: Some(0),
             stdout: out.into_bytes(),

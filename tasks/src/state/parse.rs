@@ -1,8 +1,7 @@
 //! Reading the probe's reply: the sections `script` asks for, `systemctl show` blocks, and the
-//! `tar` stream and base64 the files come in.
+//! files (`stat` lines, their contents in one base64 stream, /proc and /sys files as text).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use base64::Engine;
@@ -54,8 +53,9 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
     let mut packages = BTreeMap::new();
     let queries: Vec<&Vec<String>> = probe.queries.iter().collect();
     let mut answered: HashMap<usize, String> = HashMap::new();
-    let mut wanted: Vec<String> = Vec::new();
-    let mut in_tar: HashMap<String, FileState> = HashMap::new();
+    let mut stats: Vec<(String, Stat)> = Vec::new();
+    let mut data: Vec<u8> = Vec::new();
+    let mut kernel: HashMap<&str, Vec<u8>> = HashMap::new();
     for chunk in reply.split(&format!("\n{MARK}")).skip(1) {
         let (head, body) = chunk.split_once('\n').unwrap_or((chunk, ""));
         let (kind, name) = head.split_once(' ').unwrap_or((head, ""));
@@ -73,19 +73,35 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
                     }
                 }
             }
+            "dpkg" => {
+                for (pkg, version) in body.lines().filter_map(dpkg_installed) {
+                    packages.insert(pkg.to_string(), version.to_string());
+                }
+            }
             "units" => {
                 state.units.extend(parse_units_show(body));
             }
             "lists" => state.package_lists = parse_package_lists(body),
-            "lock" => {
-                if name == "ok" {
+            "lock" => match name {
+                "ok" => {
                     state.facts.insert("locked".into(), "yes".into());
-                } else {
-                    // The holder, then when it took the lock: Ctx::connect decides.
+                }
+                "moved" => {
+                    state
+                        .facts
+                        .insert("lock-moved".into(), body.trim().to_string());
+                }
+                _ => {
+                    // The holder, then when it took the lock: Ctx decides.
                     state
                         .facts
                         .insert("lock-busy".into(), body.trim().to_string());
                 }
+            },
+            "last" => {
+                state
+                    .facts
+                    .insert("last-run".into(), body.trim().to_string());
             }
             "prog" => {
                 state.programs.insert(name.to_string(), true);
@@ -102,9 +118,6 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
                 {
                     state.answers.insert((*q).clone(), answer);
                 }
-            }
-            "none" => {
-                state.files.insert(name.to_string(), None);
             }
             "nodir" => {
                 state.dirs.insert(name.to_string(), None);
@@ -123,48 +136,67 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
                 names.sort();
                 state.dirs.insert(name.to_string(), Some(names));
             }
-            "want" => wanted.push(name.to_string()),
-            "tar" => {
-                let bytes = base64_decode(body.trim())
-                    .ok_or_else(|| Error::other("state probe: bad tar stream"))?;
-                for (path, file) in parse_tar(&bytes)? {
-                    in_tar.insert(path, file);
+            "stat" => {
+                for line in body.lines().filter(|l| !l.is_empty()) {
+                    let (st, path) = parse_stat_line(line)?;
+                    stats.push((path.to_string(), st));
                 }
             }
-            "file" => {
-                let mut lines = body.lines();
-                let stat = lines.next().unwrap_or("");
-                let data = lines.next().unwrap_or("");
-                let w: Vec<&str> = stat.split_whitespace().collect();
-                if w.len() != 4 {
-                    return Err(Error::other(format!(
-                        "state probe: bad stat line for {name}: {stat:?}"
-                    )));
+            "data" => {
+                data = base64_decode(body.trim())
+                    .ok_or_else(|| Error::other("state probe: bad file contents (base64)"))?;
+            }
+            "kdata" => {
+                // `PATH\0LINE` for each line of each file (grep -aHZ '').
+                for line in body.split_inclusive('\n') {
+                    if let Some((path, text)) = line.split_once('\0') {
+                        let buf = kernel.entry(path).or_default();
+                        buf.extend_from_slice(text.as_bytes());
+                        if !text.ends_with('\n') {
+                            buf.push(b'\n');
+                        }
+                    }
                 }
-                let mode = u32::from_str_radix(w[0], 8)
-                    .map_err(|_| Error::other(format!("state probe: bad mode for {name}")))?;
-                let content = base64_decode(data.trim())
-                    .ok_or_else(|| Error::other(format!("state probe: bad contents for {name}")))?;
-                state.files.insert(
-                    name.to_string(),
-                    Some(FileState {
-                        mode,
-                        owner: w[1].into(),
-                        group: w[2].into(),
-                        is_dir: w[3] == "dir",
-                        content,
-                    }),
-                );
             }
             _ => {}
         }
     }
-    for path in wanted {
-        // Read one by one (no tar on the host): already in `files`.
-        if let std::collections::hash_map::Entry::Vacant(slot) = state.files.entry(path) {
-            let file = in_tar.remove(slot.key());
-            slot.insert(file);
-        }
+    // The files: every one asked is absent unless `stat` reported it; the plain files'
+    // contents follow one another in `data`, in `stat`'s order.
+    for path in &probe.files {
+        state.files.insert(path.clone(), None);
+    }
+    let mut at = 0usize;
+    for (path, st) in stats {
+        let content = match st.kind {
+            Kind::Dir => Vec::new(),
+            Kind::Other => continue,
+            Kind::File if super::script::is_kernel_path(&path) => {
+                kernel.remove(path.as_str()).unwrap_or_default()
+            }
+            Kind::File => {
+                let end = at
+                    .checked_add(st.size)
+                    .filter(|end| *end <= data.len())
+                    .ok_or_else(|| files_moved(&path))?;
+                let c = data[at..end].to_vec();
+                at = end;
+                c
+            }
+        };
+        state.files.insert(
+            path,
+            Some(FileState {
+                mode: st.mode,
+                owner: st.owner,
+                group: st.group,
+                is_dir: st.kind == Kind::Dir,
+                content,
+            }),
+        );
+    }
+    if at != data.len() {
+        return Err(files_moved("a file"));
     }
     if state.facts.contains_key("os-release") {
         state.packages = Some(packages);
@@ -172,20 +204,89 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
     Ok(state)
 }
 
-/// apt's package lists from the probe's `lists` section: `NOW NEWEST_MTIME INDEXES`, the host's
-/// clock and the newest mtime in seconds since the epoch. Anything else is unknown (`None`:
-/// the lists are then refreshed before an install, as if stale).
+/// Contents and sizes that do not add up: a file changed between `stat` and `cat`, or could
+/// not be read.
+fn files_moved(what: &str) -> Error {
+    Error::other(format!(
+        "state probe: {what} changed while it was read, or cannot be read (run again; the probe runs as root)"
+    ))
+}
+
+/// A file as `stat -L -c '%s %a %U %G %F|%n'` describes it.
+struct Stat {
+    size: usize,
+    mode: u32,
+    owner: String,
+    group: String,
+    kind: Kind,
+}
+
+#[derive(PartialEq, Eq)]
+enum Kind {
+    File,
+    Dir,
+    /// A device, a socket, a pipe: not a managed file, read as absent.
+    Other,
+}
+
+/// `SIZE MODE OWNER GROUP KIND|PATH` (KIND in words: `regular file`, `regular empty file`,
+/// `directory`...).
+fn parse_stat_line(line: &str) -> Result<(Stat, &str)> {
+    let bad = || Error::other(format!("state probe: bad stat line {line:?}"));
+    let (head, path) = line.split_once('|').ok_or_else(bad)?;
+    let mut w = head.splitn(5, ' ');
+    let size = w.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+    let mode = w
+        .next()
+        .and_then(|v| u32::from_str_radix(v, 8).ok())
+        .ok_or_else(bad)?;
+    let owner = w.next().ok_or_else(bad)?.to_string();
+    let group = w.next().ok_or_else(bad)?.to_string();
+    let kind = match w.next().ok_or_else(bad)? {
+        "directory" => Kind::Dir,
+        k if k.starts_with("regular") => Kind::File,
+        _ => Kind::Other,
+    };
+    Ok((
+        Stat {
+            size,
+            mode: mode & 0o7777,
+            owner,
+            group,
+            kind,
+        },
+        path,
+    ))
+}
+
+/// A package dpkg has installed, from a `${db:Status-Abbrev} ${Package} ${Version}` line: the
+/// status (second letter) `i`, no error flag, whatever is wanted of it (`hi`: held).
+fn dpkg_installed(line: &str) -> Option<(&str, &str)> {
+    let abbrev = line.get(..3)?.as_bytes();
+    if abbrev[1] != b'i' || abbrev[2] != b' ' {
+        return None;
+    }
+    let mut it = line[3..].split_whitespace();
+    let pkg = it.next()?;
+    Some((pkg, it.next().unwrap_or("")))
+}
+
+/// apt's package lists from the probe's `lists` section: the host's clock (`date +%s`), the
+/// number of `*_Packages*` indexes, then the mtimes `stat` found of the lists directory, its
+/// `partial/` and Ubuntu's update stamp, all in seconds since the epoch. Anything else is
+/// unknown (`None`: the lists are then refreshed before an install, as if stale).
 pub fn parse_package_lists(body: &str) -> Option<PackageLists> {
     let w: Vec<u64> = body
         .split_whitespace()
         .map(str::parse)
         .collect::<std::result::Result<_, _>>()
         .ok()?;
-    let [now, mtime, indexes] = w[..] else {
+    let [now, indexes, ref mtimes @ ..] = w[..] else {
         return None;
     };
+    let newest = mtimes.iter().copied().max()?;
     Some(PackageLists {
-        age_secs: now.saturating_sub(mtime),
+        age_secs: now.saturating_sub(newest),
         indexes: u32::try_from(indexes).unwrap_or(u32::MAX),
     })
 }
@@ -232,57 +333,6 @@ pub fn parse_addresses(text: &str) -> Vec<IpAddr> {
         }
     }
     out.into_iter().collect()
-}
-
-/// The members of a tar archive (as GNU `tar -c` writes; ustar and pax too): path → mode,
-/// owner, group, contents. Regular files and directories only: links and devices are not
-/// managed files (the probe dereferences symlinks, so it sends none). Paths are made absolute
-/// and lose a trailing `/`.
-pub fn parse_tar(bytes: &[u8]) -> Result<Vec<(String, FileState)>> {
-    let bad = |e: std::io::Error| Error::other(format!("state probe: bad tar stream: {e}"));
-    let name = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
-    let mut archive = tar::Archive::new(bytes);
-    let mut out = Vec::new();
-    for entry in archive.entries().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
-        let kind = entry.header().entry_type();
-        let is_dir = kind.is_dir();
-        if !(kind.is_file() || is_dir) {
-            continue;
-        }
-        let path = String::from_utf8_lossy(&entry.path_bytes())
-            .trim_end_matches('/')
-            .to_string();
-        let path = if path.starts_with('/') {
-            path
-        } else {
-            format!("/{path}")
-        };
-        let header = entry.header();
-        let mode = header.mode().map_err(bad)? & 0o7777;
-        let owner = name(header.username_bytes());
-        let group = name(header.groupname_bytes());
-        let mut content = Vec::new();
-        if !is_dir {
-            entry.read_to_end(&mut content).map_err(bad)?;
-            // The crate reads a member cut short by the end of the input as a shorter file;
-            // a file read in part must not pass for the file.
-            if content.len() as u64 != entry.size() {
-                return Err(Error::other("state probe: truncated tar stream"));
-            }
-        }
-        out.push((
-            path,
-            FileState {
-                mode,
-                owner,
-                group,
-                is_dir,
-                content,
-            },
-        ));
-    }
-    Ok(out)
 }
 
 /// Standard base64 (RFC 4648 alphabet), padding optional, bits past the last byte ignored: what
@@ -372,173 +422,86 @@ fe800000000000000250568fffe01203 02 40 20 80     eth0
         assert!(base64_decode("Y").is_none());
     }
 
-    /// A GNU archive as `tar -c -P` writes it, built by the `tar` crate: a file with mode and
-    /// owner names, a directory, an empty file, a name past the 100-byte header field, an
-    /// absolute name, and a symlink (skipped).
-    fn archive() -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        let mut add =
-            |path: &str, kind: tar::EntryType, mode: u32, owner: (&str, &str), data: &[u8]| {
-                let mut h = tar::Header::new_gnu();
-                h.set_entry_type(kind);
-                h.set_mode(mode);
-                h.set_username(owner.0).unwrap();
-                h.set_groupname(owner.1).unwrap();
-                h.set_size(data.len() as u64);
-                if path.starts_with('/') {
-                    // `set_path` takes relative paths only; GNU tar -P keeps the leading '/'.
-                    h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
-                    h.set_cksum();
-                    b.append(&h, data).unwrap();
-                } else {
-                    b.append_data(&mut h, path, data).unwrap();
-                }
-            };
-        add(
-            "etc/app.conf",
-            tar::EntryType::Regular,
-            0o100640,
-            ("root", "adm"),
-            b"key = 1\n",
-        );
-        add(
-            "etc/app.d/",
-            tar::EntryType::Directory,
-            0o40755,
-            ("root", "root"),
-            b"",
-        );
-        add(
-            "etc/empty",
-            tar::EntryType::Regular,
-            0o600,
-            ("nobody", "nogroup"),
-            b"",
-        );
-        let long = format!("var/lib/{}/f", "x".repeat(120));
-        add(
-            &long,
-            tar::EntryType::Regular,
-            0o644,
-            ("root", "root"),
-            b"long",
-        );
-        add(
-            "/abs/file",
-            tar::EntryType::Regular,
-            0o4755,
-            ("root", "root"),
-            b"\0\xff",
-        );
-        let mut link = tar::Header::new_gnu();
-        link.set_entry_type(tar::EntryType::Symlink);
-        link.set_size(0);
-        b.append_link(&mut link, "etc/link", "app.conf").unwrap();
-        b.into_inner().unwrap()
-    }
-
+    /// Files as the probe sends them: `stat` lines, the plain files' contents one after the
+    /// other in `data` (split by their sizes), /proc and /sys files line by line after their
+    /// path and a NUL; a path asked and not reported is absent, a listed directory's file is
+    /// kept though not asked, a device is no managed file.
     #[test]
-    fn tar_members_read_back() {
-        let files: BTreeMap<String, FileState> =
-            parse_tar(&archive()).unwrap().into_iter().collect();
-        let keys: Vec<&str> = files.keys().map(String::as_str).collect();
-        let long = format!("/var/lib/{}/f", "x".repeat(120));
-        assert_eq!(
-            keys,
-            [
-                "/abs/file",
-                "/etc/app.conf",
-                "/etc/app.d",
-                "/etc/empty",
-                long.as_str()
-            ]
-        );
-        let conf = &files["/etc/app.conf"];
-        assert_eq!(
-            (
-                conf.mode,
-                conf.owner.as_str(),
-                conf.group.as_str(),
-                conf.is_dir
-            ),
-            (0o640, "root", "adm", false)
-        );
-        assert_eq!(conf.content, b"key = 1\n");
-        let dir = &files["/etc/app.d"];
-        assert!(dir.is_dir);
-        assert_eq!((dir.mode, dir.content.len()), (0o755, 0));
-        let empty = &files["/etc/empty"];
-        assert_eq!(
-            (
-                empty.mode,
-                empty.owner.as_str(),
-                empty.group.as_str(),
-                empty.is_dir
-            ),
-            (0o600, "nobody", "nogroup", false)
-        );
-        assert!(empty.content.is_empty());
-        assert_eq!(files[&long].content, b"long");
-        assert_eq!(
-            (
-                files["/abs/file"].mode,
-                files["/abs/file"].content.as_slice()
-            ),
-            (0o4755, b"\0\xff".as_slice())
-        );
-    }
-
-    #[test]
-    fn tar_cut_short_or_corrupt_is_an_error() {
-        let bytes = archive();
-        assert!(parse_tar(&[]).unwrap().is_empty());
-        // Inside the first member's contents, and inside its header.
-        assert!(parse_tar(&bytes[..512 + 3]).is_err());
-        assert!(parse_tar(&bytes[..100]).is_err());
-        let mut bad = bytes.clone();
-        bad[148] ^= 1; // the header checksum
-        assert!(parse_tar(&bad).is_err());
-    }
-
-    #[test]
-    fn tar_in_a_probe_reply() {
+    fn files_in_a_probe_reply() {
         use base64::Engine;
-        let probe = Probe::default().files(&["/etc/app.conf", "/etc/gone"]);
+        let probe = Probe::default().files(&[
+            "/etc/app.conf",
+            "/etc/empty",
+            "/etc/my dir",
+            "/etc/gone",
+            "/proc/swaps",
+            "/dev/null",
+        ]);
+        let data = base64::engine::general_purpose::STANDARD.encode(b"key = 1\n\x00\xffz");
         let reply = format!(
-            "\n@@np:tar -\n{}\n\n@@np:want /etc/app.conf\n\n@@np:want /etc/gone\n\n@@np:end -\n",
-            base64::engine::general_purpose::STANDARD.encode(archive())
+            "\n@@np:stat -\n8 640 root adm regular file|/etc/app.conf\n0 600 nobody nogroup regular empty file|/etc/empty\n4096 2755 root root directory|/etc/my dir\n3 644 root root regular file|/etc/sysctl.d/b.conf\n0 444 root root regular empty file|/proc/swaps\n0 666 root root character special file|/dev/null\n\
+             \n@@np:data -\n{data}\n\n@@np:kdata -\n/proc/swaps\0Filename Type\n/proc/swaps\0/swap.img file\n\n@@np:end -\n"
         );
         let s = parse_probe(&reply, &probe).unwrap();
+        let get = |p: &str| s.files[p].clone().unwrap();
+        let app = get("/etc/app.conf");
         assert_eq!(
-            s.files["/etc/app.conf"].as_ref().unwrap().content,
-            b"key = 1\n"
+            (app.mode, app.owner.as_str(), app.group.as_str()),
+            (0o640, "root", "adm")
+        );
+        assert_eq!(app.content, b"key = 1\n");
+        assert_eq!(get("/etc/empty").content, b"");
+        assert_eq!(get("/etc/empty").owner, "nobody");
+        let dir = get("/etc/my dir");
+        assert!(dir.is_dir && dir.mode == 0o2755);
+        assert_eq!(get("/etc/sysctl.d/b.conf").content, [0u8, 0xff, b'z']);
+        assert_eq!(
+            get("/proc/swaps").content,
+            b"Filename Type\n/swap.img file\n"
         );
         assert_eq!(s.files["/etc/gone"], None);
-        assert!(
-            !s.files.contains_key("/etc/empty"),
-            "only the paths asked for"
-        );
+        assert_eq!(s.files["/dev/null"], None);
+        // Contents that do not add up to the sizes: a file changed while it was read.
+        let short = reply.replace("8 640 root adm", "9 640 root adm");
+        let e = parse_probe(&short, &probe).unwrap_err();
+        assert!(e.to_string().contains("changed while it was read"), "{e}");
+        let long = reply.replace("8 640 root adm", "7 640 root adm");
+        assert!(parse_probe(&long, &probe).is_err());
+        let bad = reply.replace("8 640 root adm regular file|", "8 640 root|");
+        assert!(parse_probe(&bad, &probe).is_err());
+    }
+
+    /// dpkg's packages: installed ones only, held ones included (`hi`), none half-installed or
+    /// with an error flag, none only remembered for their configuration (`rc`).
+    #[test]
+    fn dpkg_packages() {
+        let reply = "\n@@np:fact os-release\nID=debian\n\n@@np:dpkg -\nii  bash 5.2\nhi  kubelet 1.30.2-1.1\nrc  old 1.0\niU  half 2.0\niiR broken 3.0\nri  leaving 4.0\n\n@@np:end -\n";
+        let s = parse_probe(reply, &Probe::default()).unwrap();
+        let p = s.packages.unwrap();
+        let names: Vec<&str> = p.keys().map(String::as_str).collect();
+        assert_eq!(names, ["bash", "kubelet", "leaving"]);
+        assert_eq!(p["kubelet"], "1.30.2-1.1");
     }
 
     #[test]
     fn package_lists_age_and_indexes() {
         use std::time::Duration;
-        let l = parse_package_lists("1795657180 1795657170 3\n").unwrap();
-        assert_eq!((l.age_secs, l.indexes), (10, 3));
+        let l = parse_package_lists("1795657180\n3\n1795657170\n1795650000\n").unwrap();
+        assert_eq!((l.age_secs, l.indexes), (10, 3), "the newest mtime counts");
         assert!(l.fresh(Duration::from_secs(3600)));
         assert!(!l.fresh(Duration::ZERO));
         // No index: no lists, however recent the directory.
         assert!(
-            !parse_package_lists("100 100 0")
+            !parse_package_lists("100 0 100")
                 .unwrap()
                 .fresh(Duration::from_secs(3600))
         );
         // An mtime ahead of the host's clock is no age at all.
-        assert_eq!(parse_package_lists("100 200 1").unwrap().age_secs, 0);
-        for bad in ["", "100 200", "a b c", "1 2 3 4"] {
+        assert_eq!(parse_package_lists("100 1 200").unwrap().age_secs, 0);
+        for bad in ["", "100 2", "a b c", "1 2 x"] {
             assert_eq!(parse_package_lists(bad), None, "{bad:?}");
         }
-        let reply = "\n@@np:fact os-release\nID=debian\n\n@@np:pkgs -\nbash 5.2\n\n@@np:lists -\n5000 1400 3\n\n@@np:end -\n";
+        let reply = "\n@@np:fact os-release\nID=debian\n\n@@np:pkgs -\nbash 5.2\n\n@@np:lists -\n5000\n3\n1400\n\n@@np:end -\n";
         let s = parse_probe(reply, &Probe::default()).unwrap();
         assert_eq!(
             s.package_lists,
@@ -555,7 +518,7 @@ fe800000000000000250568fffe01203 02 40 20 80     eth0
         let probe = Probe::default()
             .files(&["/etc/fstab", "/etc/x"])
             .programs(&["ip", "socat"]);
-        let reply = "\n@@np:fact os-release\nID=debian\n\n@@np:fact systemd\nyes\n\n@@np:pkgs -\nbash 5.2\nkmod 30\n\n@@np:units -\nId=ssh.service\nLoadState=loaded\nUnitFileState=enabled\nActiveState=active\n\nId=nope.service\nLoadState=not-found\nUnitFileState=\nActiveState=inactive\n\n@@np:prog ip\n\n@@np:file /etc/fstab\n644 root root file\nYQ==\n\n@@np:none /etc/x\n\n@@np:end -\n";
+        let reply = "\n@@np:fact os-release\nID=debian\n\n@@np:fact systemd\nyes\n\n@@np:pkgs -\nbash 5.2\nkmod 30\n\n@@np:units -\nId=ssh.service\nLoadState=loaded\nUnitFileState=enabled\nActiveState=active\n\nId=nope.service\nLoadState=not-found\nUnitFileState=\nActiveState=inactive\n\n@@np:prog ip\n\n@@np:stat -\n1 644 root root regular file|/etc/fstab\n\n@@np:data -\nYQ==\n\n@@np:end -\n";
         let s = parse_probe(reply, &probe).unwrap();
         assert_eq!(s.facts["systemd"], "yes");
         assert_eq!(s.packages.as_ref().unwrap()["kmod"], "30");

@@ -1,6 +1,6 @@
 //! The other side of the probe: what a host in a known [`State`] answers to the scripts of
 //! `script`, in the format `parse` reads (sections opened by the marker, `systemctl show`
-//! blocks, plain files in one base64 `tar` stream, /proc and /sys files one by one), and what
+//! blocks, files as `stat` lines with their contents in one base64 stream), and what
 //! such a script asks, read back from its text. A simulated host
 //! ([`crate::host::Simulated`]) answers with these; `parse_probe` of the reply gives the state
 //! back, restricted to what was asked.
@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use base64::Engine;
 
 use super::script::{LOCK_DIR, MARK};
-use super::{FileState, Probe, State, UnitState};
+use super::{Probe, State, UnitState};
 
 /// The facts a probe asks for, in the order its script asks.
 const FACTS: [&str; 6] = [
@@ -25,10 +25,12 @@ const FACTS: [&str; 6] = [
 /// What a script of [`super::probe_script`] or [`super::files_script`] asks a host.
 #[derive(Debug, Clone, Default)]
 pub struct Asked {
-    /// Files, units, programs, and the run lock.
+    /// Files, units, programs, and the run lock's state.
     pub probe: Probe,
     /// The facts and the installed packages too: a probe, not a cache-miss file read.
     pub facts: bool,
+    /// The script takes the run lock ([`super::lock_script`]), and asks nothing else.
+    pub take_lock: bool,
 }
 
 /// What `script` asks, read back from its text; `None` for a script that is not one of
@@ -51,29 +53,36 @@ pub fn asked(script: &str) -> Option<Asked> {
         a.probe.queries.insert(q[..cut].to_vec());
         rest = &after[end + 1..];
     }
-    for line in script.lines() {
+    let mut lines = script.lines();
+    while let Some(line) = lines.next() {
         if line.starts_with("m fact os-release;") {
             a.facts = true;
         } else if line == "m end -" {
             ended = true;
-        } else if let Some(rest) = line.strip_prefix("m want ") {
-            a.probe.files.insert(words(rest).into_iter().next()?);
-        } else if let Some(rest) = line.strip_prefix("f ") {
-            a.probe.files.insert(words(rest).into_iter().next()?);
+        } else if line == "m stat -" {
+            // `if [ $# -gt 0 ]; then stat -L -c FORMAT -- PATHS "$@" KERNEL_PATHS 2>/dev/null ...`
+            let w = words(lines.next()?);
+            let from = w.iter().position(|w| w == "--")? + 1;
+            let to = w.iter().position(|w| w == "2>/dev/null")?;
+            a.probe
+                .files
+                .extend(w[from..to].iter().filter(|w| *w != "\"$@\"").cloned());
         } else if let Some(rest) = line.strip_prefix(units_prefix) {
             let units = words(rest);
             let end = units.iter().position(|w| w == "2>/dev/null")?;
             a.probe.units.extend(units[..end].iter().cloned());
-        } else if let Some(rest) = line.strip_prefix("d ") {
+        } else if let Some(rest) = line.strip_prefix("# dir ") {
             a.probe.dirs.insert(words(rest).into_iter().next()?);
         } else if let Some(rest) = line.strip_prefix("command -v ") {
             a.probe.programs.insert(words(rest).into_iter().next()?);
         } else if let Some(rest) = line.strip_prefix(&lock_prefix) {
-            // `L=DIR; H=HOLDER; B=BREAK`
+            // The probe: `L=DIR; H=HOLDER`; the lock script: `L=DIR; H=HOLDER; B=BREAK; S=LAST`.
             let w = words(rest);
             a.probe.lock = Some(w.first()?.clone());
-            let broken = w.get(1)?.strip_prefix("B=")?;
-            a.probe.break_lock = (!broken.is_empty()).then(|| broken.to_string());
+            if w.iter().any(|w| w.starts_with("S=")) {
+                a.take_lock = true;
+                ended = true;
+            }
         }
     }
     ended.then_some(a)
@@ -122,21 +131,37 @@ fn words(line: &str) -> Vec<String> {
 }
 
 /// What a host in `state` answers to the script that asks `asked`, section for section as
-/// that script prints them: the lock (taken, unless `state` holds a `lock-busy` fact), the
-/// facts and packages of a probe, the units, the programs present, the /proc and /sys files
-/// one by one, the other files in one GNU `tar` stream, the end marker. A path `state` does not
-/// hold is absent; a unit it does not hold is not found.
+/// that script prints them: the lock's state (busy when `state` holds a `lock-busy` fact), the
+/// facts and packages of a probe, the units, the programs present, the steps' questions, the
+/// directories listed, the files (`stat` lines, the plain files' contents in one base64 stream,
+/// /proc and /sys files as text), the end marker. A path `state` does not hold is absent; a
+/// unit it does not hold is not found. The lock script gets the lock, unless it is busy.
 pub fn reply(state: &State, asked: &Asked) -> String {
     let probe = &asked.probe;
     let mut s = String::new();
-    if probe.lock.is_some() {
-        match state.facts.get("lock-busy") {
+    let busy = state.facts.get("lock-busy");
+    if asked.take_lock {
+        match busy {
             Some(holder) => {
                 mark(&mut s, "lock", "busy");
                 s.push_str(holder);
                 s.push('\n');
             }
             None => mark(&mut s, "lock", "ok"),
+        }
+        mark(&mut s, "end", "-");
+        return s;
+    }
+    if probe.lock.is_some() {
+        if let Some(holder) = busy {
+            mark(&mut s, "lock", "busy");
+            s.push_str(holder);
+            s.push('\n');
+        }
+        mark(&mut s, "last", "-");
+        if let Some(last) = state.facts.get("last-run") {
+            s.push_str(last);
+            s.push('\n');
         }
     }
     if asked.facts {
@@ -166,35 +191,6 @@ pub fn reply(state: &State, asked: &Asked) -> String {
             mark(&mut s, "prog", prog);
         }
     }
-    let (kernel, plain): (Vec<&String>, Vec<&String>) = probe
-        .files
-        .iter()
-        .partition(|p| p.starts_with("/proc/") || p.starts_with("/sys/"));
-    for path in kernel {
-        match state.files.get(path.as_str()).cloned().flatten() {
-            Some(f) => {
-                mark(&mut s, "file", path);
-                let kind = if f.is_dir { "dir" } else { "file" };
-                let _ = writeln!(s, "{:o} {} {} {kind}", f.mode, f.owner, f.group);
-                if !f.is_dir {
-                    s.push_str(&base64::engine::general_purpose::STANDARD.encode(&f.content));
-                }
-                s.push('\n');
-            }
-            None => mark(&mut s, "none", path),
-        }
-    }
-    if !plain.is_empty() {
-        mark(&mut s, "tar", "-");
-        let files = plain
-            .iter()
-            .filter_map(|p| Some((p.as_str(), state.files.get(p.as_str())?.as_ref()?)));
-        s.push_str(&base64::engine::general_purpose::STANDARD.encode(tar(files)));
-        s.push('\n');
-        for path in plain {
-            mark(&mut s, "want", path);
-        }
-    }
     // The probe's questions, answered as the converged host answers them (an unknown one:
     // an empty success, as every other command here).
     for (i, q) in probe.queries.iter().enumerate() {
@@ -204,8 +200,9 @@ pub fn reply(state: &State, asked: &Asked) -> String {
         }
         mark(&mut s, "ansrc", &format!("{i}:0"));
     }
-    // Directories as the probe's `d` lists them: the names (with a symlink's target), then
-    // each file in it; a directory the state does not hold is absent.
+    // Directories as the probe lists them (a symlink with its target); their regular files
+    // are read with the others. A directory the state does not hold is absent.
+    let mut listed: Vec<String> = Vec::new();
     for dir in &probe.dirs {
         match state.dirs.get(dir.as_str()).cloned().flatten() {
             Some(names) => {
@@ -217,26 +214,69 @@ pub fn reply(state: &State, asked: &Asked) -> String {
                             let _ = writeln!(s, "{name}\t{target}");
                         }
                         None => {
-                            let _ = writeln!(s, "{name}");
+                            let _ = writeln!(s, "{name}\t");
                         }
                     }
-                }
-                for name in &names {
-                    let path = format!("{dir}/{name}");
-                    match state.files.get(&path).cloned().flatten() {
-                        Some(f) if !f.is_dir => {
-                            mark(&mut s, "file", &path);
-                            let _ = writeln!(s, "{:o} {} {} file", f.mode, f.owner, f.group);
-                            s.push_str(
-                                &base64::engine::general_purpose::STANDARD.encode(&f.content),
-                            );
-                            s.push('\n');
-                        }
-                        _ => {}
+                    if matches!(state.files.get(&path), Some(Some(f)) if !f.is_dir) {
+                        listed.push(path);
                     }
                 }
             }
             None => mark(&mut s, "nodir", dir),
+        }
+    }
+    let (kernel, plain): (Vec<&str>, Vec<&str>) = probe
+        .files
+        .iter()
+        .map(String::as_str)
+        .partition(|p| super::script::is_kernel_path(p));
+    if probe.files.is_empty() && probe.dirs.is_empty() {
+        mark(&mut s, "end", "-");
+        return s;
+    }
+    let held = |p: &str| state.files.get(p).and_then(Option::as_ref);
+    // `stat` as the script runs it: the plain files, the listed ones, the kernel's.
+    let order: Vec<&str> = plain
+        .iter()
+        .copied()
+        .chain(listed.iter().map(String::as_str))
+        .chain(kernel.iter().copied())
+        .collect();
+    mark(&mut s, "stat", "-");
+    let mut data = Vec::new();
+    for path in &order {
+        let Some(f) = held(path) else { continue };
+        let kind = match (f.is_dir, f.content.is_empty()) {
+            (true, _) => "directory",
+            (false, true) => "regular empty file",
+            (false, false) => "regular file",
+        };
+        let kernel_file = super::script::is_kernel_path(path);
+        let size = if f.is_dir || kernel_file {
+            0
+        } else {
+            f.content.len()
+        };
+        let _ = writeln!(
+            s,
+            "{size} {:o} {} {} {kind}|{path}",
+            f.mode, f.owner, f.group
+        );
+        if !f.is_dir && !kernel_file {
+            data.extend_from_slice(&f.content);
+        }
+    }
+    mark(&mut s, "data", "-");
+    s.push_str(&base64::engine::general_purpose::STANDARD.encode(&data));
+    s.push('\n');
+    if !kernel.is_empty() {
+        mark(&mut s, "kdata", "-");
+        for path in &kernel {
+            if let Some(f) = held(path).filter(|f| !f.is_dir) {
+                for line in String::from_utf8_lossy(&f.content).lines() {
+                    let _ = writeln!(s, "{path}\0{line}");
+                }
+            }
         }
     }
     mark(&mut s, "end", "-");
@@ -267,37 +307,11 @@ fn unit_block(name: &str, unit: Option<&UnitState>) -> String {
     )
 }
 
-/// The archive `tar -c -P -h --no-recursion` writes of these files and directories (GNU
-/// headers, long names as GNU long-name members).
-fn tar<'f>(files: impl Iterator<Item = (&'f str, &'f FileState)>) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (path, f) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(if f.is_dir {
-            tar::EntryType::Directory
-        } else {
-            tar::EntryType::Regular
-        });
-        h.set_mode(f.mode);
-        // Names longer than the header's field cannot be written: tar then writes numeric ids.
-        let _ = h.set_username(&f.owner);
-        let _ = h.set_groupname(&f.group);
-        h.set_size(if f.is_dir { 0 } else { f.content.len() as u64 });
-        // `append_data` takes relative names (it writes the long-name member a long one needs);
-        // `parse_tar` reads a name without its leading '/' as absolute, as tar without -P writes.
-        let name = path.trim_start_matches('/');
-        let data: &[u8] = if f.is_dir { &[] } else { &f.content };
-        // Writing into a Vec cannot fail but for a name tar cannot hold (`..`): left out, the
-        // file reads as absent.
-        let _ = b.append_data(&mut h, name, data);
-    }
-    b.into_inner().unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::host::Host as _;
+    use crate::state::FileState;
     use crate::state::{files_script, parse_probe, probe_script};
 
     fn file(mode: u32, owner: &str, content: &[u8]) -> Option<FileState> {
@@ -437,41 +451,51 @@ mod tests {
         assert!(!back.facts.contains_key("locked"), "no lock was asked for");
     }
 
-    /// The lock: taken when free, refused naming the holder when the state says it is held.
+    /// The lock: the probe reports it busy (naming the holder) and the last run that released
+    /// it; the lock script gets it when free, is refused naming the holder when held.
     #[test]
     fn the_lock_is_answered() {
         let p = Probe {
             lock: Some("nodeprep run by ops@adm (pid 7, started at unix time 1)".into()),
             ..Probe::default()
         };
-        let asked = asked(&probe_script(&p)).unwrap();
-        assert_eq!(asked.probe.lock, p.lock);
+        let a = asked(&probe_script(&p)).unwrap();
+        assert_eq!(a.probe.lock, p.lock);
+        assert!(!a.take_lock, "the probe only looks at the lock");
         let mut s = host();
-        let back = parse_probe(&reply(&s, &asked), &p).unwrap();
-        assert_eq!(back.facts["locked"], "yes");
+        s.facts.insert("last-run".into(), "an earlier run".into());
+        let back = parse_probe(&reply(&s, &a), &p).unwrap();
+        assert!(!back.facts.contains_key("lock-busy"));
+        assert_eq!(back.facts["last-run"], "an earlier run");
+        let take = asked(&crate::state::lock_script("me", None, "an earlier run")).unwrap();
+        assert!(take.take_lock);
+        let got = parse_probe(&reply(&s, &take), &Probe::default()).unwrap();
+        assert_eq!(got.facts["locked"], "yes");
         s.facts
             .insert("lock-busy".into(), "someone else\nsince today".into());
-        let back = parse_probe(&reply(&s, &asked), &p).unwrap();
-        assert!(!back.facts.contains_key("locked"));
+        let back = parse_probe(&reply(&s, &a), &p).unwrap();
         assert_eq!(back.facts["lock-busy"], "someone else\nsince today");
+        let got = parse_probe(&reply(&s, &take), &Probe::default()).unwrap();
+        assert!(!got.facts.contains_key("locked"));
+        assert_eq!(got.facts["lock-busy"], "someone else\nsince today");
     }
 
     /// What a script asks, read back from the scripts `script` writes: a probe with a lock
-    /// to break and names that need quoting, and a cache-miss read of files only.
+    /// holder and names that need quoting, directories, and a cache-miss read of files only.
     #[test]
     fn scripts_are_read_back() {
         let p = Probe {
             lock: Some("run by o'brien (pid 1)".into()),
-            break_lock: Some("old; holder".into()),
             ..probe()
-        };
+        }
+        .dirs(&["/etc/sysctl.d", "/etc/it's here"]);
         let a = asked(&probe_script(&p)).unwrap();
         assert!(a.facts);
         assert_eq!(a.probe.files, p.files);
         assert_eq!(a.probe.units, p.units);
         assert_eq!(a.probe.programs, p.programs);
+        assert_eq!(a.probe.dirs, p.dirs);
         assert_eq!(a.probe.lock, p.lock);
-        assert_eq!(a.probe.break_lock, p.break_lock);
         let a = asked(&probe_script(&Probe::default())).unwrap();
         assert!(a.probe.files.is_empty() && a.probe.lock.is_none());
         let paths = ["/etc/a b", "/proc/swaps", "/etc/it's"];

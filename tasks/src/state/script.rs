@@ -9,6 +9,10 @@ use crate::host::{shell_join, shell_quote};
 /// The host's run lock: a directory (mkdir is atomic) holding the holder's description.
 pub const LOCK_DIR: &str = "/run/nodeprep.lock";
 
+/// The holder of the last run that took the lock, written when it releases it: a run that
+/// read the host before that release read it as it no longer is.
+pub const LAST_RUN: &str = "/run/nodeprep.last";
+
 /// A lock older than this is taken to be left by a runner that died (seconds).
 pub const LOCK_STALE_SECS: u64 = 6 * 3600;
 
@@ -24,10 +28,55 @@ pub fn busy_error(busy: &str) -> Error {
     )
 }
 
-/// Releases the lock if this holder has it.
+/// The error for a host another run changed after this one read it (`last`: that run).
+pub fn moved_error(last: &str) -> Error {
+    Error::new(
+        crate::error::ErrorKind::Busy,
+        format!(
+            "busy: another nodeprep run ({}) changed this host after this run read it; nothing was changed: run again",
+            last.trim()
+        ),
+    )
+}
+
+/// Takes the run lock before a run's first change (a run that changes nothing never takes
+/// it): the lock of `break_holder` (a runner known to be gone) or one older than
+/// [`LOCK_STALE_SECS`] is broken first. Taken, the lock is kept only when the last run to
+/// release it is still `seen_last`, the one the probe saw: otherwise that run changed the
+/// host after the probe read it, and the lock is let go at once (`lock moved`).
+pub fn lock_script(holder: &str, break_holder: Option<&str>, seen_last: &str) -> String {
+    format!(
+        r#"L={LOCK_DIR}; H={h}; B={b}; S={seen}
+if [ -n "$B" ] && [ "$(head -n1 "$L/holder" 2>/dev/null)" = "$B" ]; then rm -rf "$L"; fi
+if [ -d "$L" ] && [ $(( $(date +%s) - $(stat -c %Y "$L" 2>/dev/null || date +%s) )) -gt {LOCK_STALE_SECS} ]; then rm -rf "$L"; fi
+if mkdir "$L" 2>/dev/null; then
+  printf '%s
+' "$H" > "$L/holder"
+  if [ "$(cat {LAST_RUN} 2>/dev/null)" = "$S" ]; then printf '
+{MARK}lock ok
+'
+  else rm -rf "$L"; printf '
+{MARK}lock moved
+'; cat {LAST_RUN} 2>/dev/null; fi
+else printf '
+{MARK}lock busy
+'; cat "$L/holder" 2>/dev/null; printf 'since %s
+' "$(date -d @$(stat -c %Y "$L") '+%F %T %Z' 2>/dev/null)"
+fi
+printf '
+{MARK}end -
+'
+"#,
+        h = shell_quote(holder),
+        b = shell_quote(break_holder.unwrap_or("")),
+        seen = shell_quote(seen_last),
+    )
+}
+
+/// Releases the lock if this holder has it, naming it the last run.
 pub fn unlock_script(holder: &str) -> String {
     format!(
-        "L={LOCK_DIR}; [ \"$(cat \"$L/holder\" 2>/dev/null)\" = {h} ] && rm -rf \"$L\"; true",
+        "L={LOCK_DIR}; H={h}; if [ \"$(cat \"$L/holder\" 2>/dev/null)\" = \"$H\" ]; then printf '%s\\n' \"$H\" > {LAST_RUN}; rm -rf \"$L\"; fi; true",
         h = shell_quote(holder)
     )
 }
@@ -49,38 +98,20 @@ pub fn units_show_command<S: AsRef<str>>(units: &[S]) -> String {
 /// Starts every section of a probe reply (`m` in [`PROBE_PRELUDE`] prints it).
 pub(super) const MARK: &str = "@@np:";
 
-const PROBE_PRELUDE: &str = r#"export LC_ALL=C
-m() { printf '\n@@np:%s %s\n' "$1" "$2"; }
-f() {
-  if [ -e "$1" ]; then
-    m file "$1"
-    if [ -d "$1" ]; then stat -L -c '%a %U %G dir' "$1"; echo; else stat -L -c '%a %U %G file' "$1"; base64 -w0 < "$1"; echo; fi
-  else
-    m none "$1"
-  fi
-}
+/// The functions every script starts with: `m` opens a section, `c` prints a small text file
+/// without starting a process (the shell's own `read`), `NL` and `TAB` for names to leave out.
+const PROBE_PRELUDE: &str = "export LC_ALL=C
+m() { printf '\\n@@np:%s %s\\n' \"$1\" \"$2\"; }
+c() { while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done < \"$1\"; }
 NL='
 '
-TAB=$(printf '\t')
-d() {
-  if [ ! -d "$1" ]; then m nodir "$1"; return; fi
-  m dir "$1"
-  for p in "$1"/*; do
-    n=${p##*/}
-    case $n in *"$NL"*|*"$TAB"*) continue;; esac
-    if [ -L "$p" ]; then printf '%s\t%s\n' "$n" "$(readlink -f -- "$p" 2>/dev/null)"
-    elif [ -e "$p" ]; then printf '%s\t\n' "$n"; fi
-  done
-  for p in "$1"/*; do
-    case ${p##*/} in *"$NL"*|*"$TAB"*) continue;; esac
-    if [ -f "$p" ]; then f "$p"; fi
-  done
-}
-"#;
+TAB='\t'
+";
 
 /// A script that reads only files (a cache miss).
 pub fn files_script<S: AsRef<str>>(paths: &[S]) -> String {
     let mut s = String::from(PROBE_PRELUDE);
+    s.push_str("set --\n");
     push_files(&mut s, paths);
     s.push_str("m end -\n");
     s
@@ -101,77 +132,107 @@ fn push_queries(s: &mut String, probe: &Probe) {
 pub fn dirs_script<S: AsRef<str>>(dirs: &[S]) -> String {
     let mut s = String::from(PROBE_PRELUDE);
     push_dirs(&mut s, dirs);
+    push_files::<&str>(&mut s, &[]);
     s.push_str("m end -\n");
     s
 }
 
-/// Each directory listed (name, TAB, the target of a symlink), then each regular file in it
-/// read. Names holding a newline or a tab are left out: no configuration file is named so.
+/// Each directory listed (name, TAB, the target of a symlink) with the shell's own globbing,
+/// its regular files added to the positional parameters for [`push_files`] to read. Names
+/// holding a newline or a tab are left out: no configuration file is named so.
 fn push_dirs<S: AsRef<str>>(s: &mut String, dirs: &[S]) {
+    s.push_str("set --\n");
     for dir in dirs {
-        s.push_str(&format!("d {}\n", shell_quote(dir.as_ref())));
+        let q = shell_quote(dir.as_ref());
+        s.push_str(&format!(
+            "# dir {q}\nif [ -d {q} ]; then m dir {q}\n  for p in {q}/*; do n=${{p##*/}}; case $n in *\"$NL\"*|*\"$TAB\"*) continue;; esac\n    if [ -L \"$p\" ]; then printf '%s\\t%s\\n' \"$n\" \"$(readlink -f -- \"$p\" 2>/dev/null)\"; elif [ -e \"$p\" ]; then printf '%s\\t\\n' \"$n\"; fi\n    if [ -f \"$p\" ]; then set -- \"$@\" \"$p\"; fi\n  done\nelse m nodir {q}; fi\n"
+        ));
     }
 }
 
-/// The shell that reads `paths`: files of /proc and /sys one by one (their size is not their
-/// content), everything else in one `tar` stream (two processes instead of two per file),
-/// falling back to one by one where GNU tar is missing. A path absent from the archive is absent.
+/// The shell that reads `paths` and the files in the positional parameters (a listed
+/// directory's), in four processes whatever their number: one `stat` for mode, owner, kind
+/// and size, one `cat` of the plain files piped to one `base64` (the sizes split it), one
+/// `grep` for the files of /proc and /sys (whose size is not their content), each line
+/// after its path and a NUL. Needs no `tar` (Photon's minimal install has none).
 fn push_files<S: AsRef<str>>(s: &mut String, paths: &[S]) {
     let (kernel, plain): (Vec<&str>, Vec<&str>) = paths
         .iter()
         .map(|p| p.as_ref())
-        .partition(|p| p.starts_with("/proc/") || p.starts_with("/sys/"));
-    for path in kernel {
-        s.push_str(&format!("f {}\n", shell_quote(path)));
-    }
-    if plain.is_empty() {
-        return;
-    }
-    let quoted: Vec<String> = plain.iter().map(|p| shell_quote(p)).collect();
-    let list = quoted.join(" ");
+        .partition(|p| is_kernel_path(p));
+    let join = |v: &[&str]| -> String {
+        v.iter()
+            .map(|p| format!(" {}", shell_quote(p)))
+            .collect::<String>()
+    };
+    let (plain, kernel) = (join(&plain), join(&kernel));
     s.push_str(&format!(
-        "if tar --version 2>/dev/null | grep -q 'GNU tar'; then\n  m tar -\n  tar -c -P -h --hard-dereference --no-recursion -f - -- {list} 2>/dev/null | base64 -w0; echo\nelse\n  for p in {list}; do f \"$p\"; done\nfi\n"
+        "m stat -\nif [ $# -gt 0 ]; then stat -L -c '%s %a %U %G %F|%n' --{plain} \"$@\"{kernel} 2>/dev/null </dev/null; else stat -L -c '%s %a %U %G %F|%n' --{plain}{kernel} 2>/dev/null </dev/null; fi\n"
     ));
-    for p in &plain {
-        s.push_str(&format!("m want {}\n", shell_quote(p)));
+    s.push_str("m data -\n");
+    if plain.is_empty() {
+        s.push_str(
+            "if [ $# -gt 0 ]; then cat -- \"$@\" 2>/dev/null </dev/null | base64 -w0; fi; echo\n",
+        );
+    } else {
+        s.push_str(&format!(
+            "cat --{plain} \"$@\" 2>/dev/null </dev/null | base64 -w0; echo\n"
+        ));
+    }
+    if !kernel.is_empty() {
+        s.push_str(&format!(
+            "m kdata -\ngrep -aHZ '' --{kernel} 2>/dev/null </dev/null\n"
+        ));
     }
 }
 
-/// The probe as a POSIX shell script (run as `sh -s` with the script on stdin).
+/// Files of /proc and /sys: their size is not their content, they are read as text.
+pub(super) fn is_kernel_path(p: &str) -> bool {
+    p.starts_with("/proc/") || p.starts_with("/sys/")
+}
+
+/// The probe as a POSIX shell script (run as `sh -s` with the script on stdin). Apart from
+/// the few commands that answer what no file holds (`ip`, `dpkg-query`/`rpm`, `systemctl
+/// show`, `date` and `stat` for apt's lists, the steps' own questions), it starts no process
+/// but the four that read files.
 pub fn probe_script(probe: &Probe) -> String {
     let mut s = String::from(PROBE_PRELUDE);
     if let Some(holder) = &probe.lock {
+        // The lock is only looked at here: a run takes it before its first change.
         s.push_str(&format!(
-            r#"L={LOCK_DIR}; H={h}; B={b}
-if [ -n "$B" ] && [ "$(head -n1 "$L/holder" 2>/dev/null)" = "$B" ]; then rm -rf "$L"; fi
-if [ -d "$L" ] && [ $(( $(date +%s) - $(stat -c %Y "$L" 2>/dev/null || date +%s) )) -gt {LOCK_STALE_SECS} ]; then rm -rf "$L"; fi
-if mkdir "$L" 2>/dev/null; then printf '%s\n' "$H" > "$L/holder"; m lock ok
-else m lock busy; cat "$L/holder" 2>/dev/null; printf 'since %s\n' "$(date -d @$(stat -c %Y "$L") '+%F %T %Z' 2>/dev/null)"
+            r#"L={LOCK_DIR}; H={h}
+if [ -d "$L" ] && [ $(( $(date +%s) - $(stat -c %Y "$L" 2>/dev/null || date +%s) )) -le {LOCK_STALE_SECS} ]; then
+  m lock busy; c "$L/holder" 2>/dev/null; printf 'since %s\n' "$(date -d @$(stat -c %Y "$L") '+%F %T %Z' 2>/dev/null)"
 fi
+m last -; c {LAST_RUN} 2>/dev/null
 "#,
             h = shell_quote(holder),
-            b = shell_quote(probe.break_lock.as_deref().unwrap_or(""))
         ));
     }
     s.push_str(
-        r#"m fact os-release; cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release 2>/dev/null
+        r#"m fact os-release; c /etc/os-release 2>/dev/null || c /usr/lib/os-release 2>/dev/null
 m fact systemd; [ -d /run/systemd/system ] && echo yes
-m fact container; (systemd-detect-virt --container 2>/dev/null) || { [ -f /.dockerenv ] && echo docker; } || { [ -f /run/.containerenv ] && echo podman; } || true
-m fact hostname; cat /proc/sys/kernel/hostname
-m fact machine-id; cat /etc/machine-id 2>/dev/null
-m fact addresses; ip -o addr show 2>/dev/null || { echo '# fib_trie'; cat /proc/net/fib_trie 2>/dev/null; echo '# if_inet6'; cat /proc/net/if_inet6 2>/dev/null; }
-m fact uid; id -u
-m fact nproc; nproc 2>/dev/null
-m pkgs -
-if command -v rpm >/dev/null 2>&1; then rpm -qa --qf '%{NAME} %{VERSION}-%{RELEASE}\n' 2>/dev/null
-elif command -v dpkg-query >/dev/null 2>&1; then dpkg-query -W -f '${db:Status-Abbrev}|${Package}|${Version}\n' 2>/dev/null | sed -n 's/^ii *|//p' | tr '|' ' '
+m fact container
+if [ -f /run/systemd/container ]; then c /run/systemd/container
+elif [ -f /.dockerenv ]; then echo docker
+elif [ -f /run/.containerenv ]; then echo podman
+elif [ -d /run/systemd/system ]; then echo none
+else systemd-detect-virt --container 2>/dev/null || true
+fi
+m fact hostname; c /proc/sys/kernel/hostname
+m fact machine-id; c /etc/machine-id 2>/dev/null
+m fact addresses; ip -o addr show 2>/dev/null || { echo '# fib_trie'; c /proc/net/fib_trie 2>/dev/null; echo '# if_inet6'; c /proc/net/if_inet6 2>/dev/null; }
+u=; n=; while read -r k v r; do case $k in Uid:) u=${r%%[ 	]*};; Cpus_allowed_list:) n=$v;; esac; done < /proc/self/status
+o=$IFS; IFS=,; cpus=0; for x in $n; do case $x in *-*) cpus=$((cpus + ${x#*-} - ${x%-*} + 1));; ?*) cpus=$((cpus + 1));; esac; done; IFS=$o
+m fact uid; if [ -n "$u" ]; then echo "$u"; else id -u; fi
+m fact nproc; if [ "$cpus" -gt 0 ]; then echo "$cpus"; else nproc 2>/dev/null; fi
+if command -v rpm >/dev/null 2>&1; then m pkgs -; rpm -qa --qf '%{NAME} %{VERSION}-%{RELEASE}\n' 2>/dev/null
+elif command -v dpkg-query >/dev/null 2>&1; then m dpkg -; dpkg-query -W -f '${db:Status-Abbrev} ${Package} ${Version}\n' 2>/dev/null
+else m pkgs -
 fi
 if [ -d /var/lib/apt/lists ]; then
-  m lists -; lt=0
-  for lp in /var/lib/apt/lists /var/lib/apt/lists/partial /var/lib/apt/periodic/update-success-stamp; do
-    lm=$(stat -c %Y "$lp" 2>/dev/null) && [ "$lm" -gt "$lt" ] && lt=$lm
-  done
-  echo "$(date +%s) $lt $(ls /var/lib/apt/lists 2>/dev/null | grep -c _Packages)"
+  m lists -; date +%s; set -- /var/lib/apt/lists/*_Packages*; if [ -e "$1" ]; then echo $#; else echo 0; fi
+  stat -c %Y /var/lib/apt/lists /var/lib/apt/lists/partial /var/lib/apt/periodic/update-success-stamp 2>/dev/null
 fi
 "#,
     );
@@ -187,8 +248,10 @@ fi
         ));
     }
     push_queries(&mut s, probe);
-    push_files(&mut s, &probe.files.iter().collect::<Vec<_>>());
-    push_dirs(&mut s, &probe.dirs.iter().collect::<Vec<_>>());
+    if !probe.dirs.is_empty() || !probe.files.is_empty() {
+        push_dirs(&mut s, &probe.dirs.iter().collect::<Vec<_>>());
+        push_files(&mut s, &probe.files.iter().collect::<Vec<_>>());
+    }
     s.push_str("m end -\n");
     s
 }
