@@ -20,11 +20,14 @@ fn logins(lab: &impl Testbed) -> usize {
     .unwrap()
 }
 
-fn run(inv: &std::path::Path, extra: &[&str]) {
+/// A run of one step; the commands it sent the host.
+fn run(inv: &std::path::Path, extra: &[&str]) -> u64 {
     let mut args = vec!["run", "k8s-worker", "--host", HOST, "--only", "swap off"];
     args.extend_from_slice(extra);
     let (code, events) = run_json_at(inv, &args);
     assert_eq!(code, 0, "{events:#?}");
+    let recap = events.iter().find(|e| e["event"] == "recap").unwrap();
+    recap["commands"].as_u64().unwrap()
 }
 
 #[test]
@@ -35,7 +38,8 @@ fn a_rerun_within_the_persistence_time_opens_no_new_connection() {
     run(&inv, &[]);
     let first = logins(&lab);
     assert_eq!(first - start, 1, "the first run logs in once");
-    run(&inv, &[]);
+    // Nothing to change: the probe alone (no lock taken, none to release).
+    assert_eq!(run(&inv, &[]), 1, "a no-op re-run sends one command");
     run(&inv, &["--check"]);
     assert_eq!(logins(&lab), first, "re-runs reuse the kept connection");
     run(&inv, &["--fresh"]);
