@@ -26,6 +26,11 @@ use crate::testing::Fixture;
 /// The file the host name is persisted in.
 const HOSTNAME_FILE: &str = crate::hostname::HOSTNAME_FILE;
 
+/// Programs the lab puts on PATH of its Kubernetes hosts (stand-ins for kubelet and kubeadm,
+/// `kubernetes.source = "present"`): a simulated converged host has them too, so it answers
+/// the probe as the lab's converged host does.
+pub const PROGRAMS_ON_PATH: [&str; 2] = ["kubelet", "kubeadm"];
+
 pub struct Simulated {
     name: String,
     rtt: Duration,
@@ -251,10 +256,14 @@ impl Host for Simulated {
 }
 
 /// The state a host in `fixture` is left in once `plan` ran on it: the plan run in check mode
-/// over the whole recorded host (as `playbooks::testing::converge` does), the facts it saw
-/// written where the probe reports them. Fails when a step fails.
+/// over the whole recorded host (as `playbooks::testing::converge` does), with the programs
+/// the lab puts on PATH ([`PROGRAMS_ON_PATH`]), the facts it saw written where the probe
+/// reports them. Fails when a step fails.
 pub fn converged(plan: Plan<'_>, fixture: Fixture) -> Result<State> {
-    let (mut cx, _rec) = fixture.complete().ctx(Mode::Check);
+    let (mut cx, _rec) = fixture
+        .programs(&PROGRAMS_ON_PATH)
+        .complete()
+        .ctx(Mode::Check);
     let ran = plan.run(&mut cx, &Selection::default());
     if let Some(e) = ran.error {
         return Err(e);
@@ -329,6 +338,9 @@ mod tests {
     fn a_simulated_host_is_converged() {
         let state = Arc::new(converged(plan(), Fixture::debian()).unwrap());
         assert_eq!(state.facts["hostname"], "wok01");
+        for program in PROGRAMS_ON_PATH {
+            assert_eq!(state.programs.get(program), Some(&true), "{program}");
+        }
         for name in ["wok01", "wok02"] {
             let p = plan();
             let probe = p.probe(&Selection::default());
