@@ -23,6 +23,8 @@
 pub use crate::ctx::StepRef;
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
+use std::collections::BTreeSet;
+
 use crate::state::Probe;
 
 /// What a task reads from a host, declared beside the task as a constant. The engine gathers
@@ -94,13 +96,124 @@ impl<const N: usize> From<[Reads; N]> for Probe {
     }
 }
 
+impl Reads {
+    /// The same declaration (the same constant): its lists are the same slices.
+    fn same(&self, other: &Reads) -> bool {
+        std::ptr::eq(self.files, other.files)
+            && std::ptr::eq(self.units, other.units)
+            && std::ptr::eq(self.programs, other.programs)
+            && std::ptr::eq(self.dirs, other.dirs)
+            && std::ptr::eq(self.queries, other.queries)
+    }
+}
+
+/// What a step reads, as [`Plan::step`] takes it: a task module's [`Reads`] (or several), kept
+/// as declared, nothing copied; or a [`Probe`] made for the plan (names known only from the
+/// inventory), shared by the steps it is given to. [`Plan::probe`] gathers them.
+#[derive(Debug, Clone)]
+pub struct StepReads(Declared);
+
+#[derive(Debug, Clone)]
+enum Declared {
+    One(Reads),
+    Many(Vec<Reads>),
+    Probe(std::sync::Arc<Probe>),
+}
+
+impl From<Reads> for StepReads {
+    fn from(r: Reads) -> StepReads {
+        StepReads(Declared::One(r))
+    }
+}
+
+impl<const N: usize> From<[Reads; N]> for StepReads {
+    fn from(rs: [Reads; N]) -> StepReads {
+        StepReads(Declared::Many(rs.to_vec()))
+    }
+}
+
+impl From<Probe> for StepReads {
+    fn from(p: Probe) -> StepReads {
+        StepReads(Declared::Probe(std::sync::Arc::new(p)))
+    }
+}
+
+/// The reads of a plan's selected steps, borrowed while they are gathered: each name copied
+/// once into the probe, however many steps read it.
+#[derive(Default)]
+struct Gathered<'p> {
+    files: BTreeSet<&'p str>,
+    programs: BTreeSet<&'p str>,
+    units: BTreeSet<&'p str>,
+    dirs: BTreeSet<&'p str>,
+    queries: BTreeSet<Vec<&'p str>>,
+    /// Declarations gathered already (a module's constant, read by several of its steps).
+    seen: Vec<&'p Reads>,
+    seen_probes: Vec<&'p Probe>,
+}
+
+impl<'p> Gathered<'p> {
+    fn reads(&mut self, r: &'p Reads) {
+        if self.seen.iter().any(|s| s.same(r)) {
+            return;
+        }
+        self.seen.push(r);
+        self.files.extend(r.files.iter().copied());
+        self.programs.extend(r.programs.iter().copied());
+        self.units.extend(r.units.iter().copied());
+        self.dirs.extend(r.dirs.iter().copied());
+        self.queries.extend(r.queries.iter().map(|q| q.to_vec()));
+    }
+
+    fn probe(&mut self, p: &'p Probe) {
+        if self.seen_probes.iter().any(|s| std::ptr::eq(*s, p)) {
+            return;
+        }
+        self.seen_probes.push(p);
+        self.files.extend(p.files.iter().map(String::as_str));
+        self.programs.extend(p.programs.iter().map(String::as_str));
+        self.units.extend(p.units.iter().map(String::as_str));
+        self.dirs.extend(p.dirs.iter().map(String::as_str));
+        self.queries.extend(
+            p.queries
+                .iter()
+                .map(|q| q.iter().map(String::as_str).collect()),
+        );
+    }
+
+    fn declared(&mut self, d: &'p StepReads) {
+        match &d.0 {
+            Declared::One(r) => self.reads(r),
+            Declared::Many(rs) => rs.iter().for_each(|r| self.reads(r)),
+            Declared::Probe(p) => self.probe(p),
+        }
+    }
+
+    fn into_probe(self) -> Probe {
+        let owned = |set: BTreeSet<&str>| set.into_iter().map(str::to_string).collect();
+        Probe {
+            files: owned(self.files),
+            programs: owned(self.programs),
+            units: owned(self.units),
+            dirs: owned(self.dirs),
+            queries: self
+                .queries
+                .into_iter()
+                .map(|q| q.into_iter().map(str::to_string).collect())
+                .collect(),
+            lock: None,
+            break_lock: None,
+        }
+    }
+}
+
 type StepFn<'a> = Box<dyn FnOnce(&mut Ctx) -> Result<Change> + 'a>;
 type FinallyFn<'a> = Box<dyn FnOnce(&mut Ctx) -> Result<()> + 'a>;
 type InstallsFn<'a> = Box<dyn FnOnce(&mut Ctx) -> Result<Vec<String>> + 'a>;
 
 struct Step<'a> {
     name: String,
-    reads: Probe,
+    reads: StepReads,
     /// A failure is recorded and the next steps still run (checks, not preparations).
     keep_going: bool,
     run: StepFn<'a>,
@@ -116,6 +229,9 @@ pub struct Plan<'a> {
     finally: Vec<FinallyFn<'a>>,
     /// Read by the playbook as a whole (files known only from the inventory, ...).
     reads: Probe,
+    /// The probe of the last selection asked for ([`Plan::probe`]), which [`Plan::run`] takes
+    /// rather than gathering it again.
+    probed: std::cell::RefCell<Option<(Selection, Probe)>>,
     /// How old apt's package lists may be before an install refreshes them (default
     /// [`crate::pkg::PACKAGE_LISTS_MAX_AGE`]).
     lists_max_age: Option<std::time::Duration>,
@@ -190,7 +306,7 @@ impl<'a> Plan<'a> {
     pub fn step(
         &mut self,
         name: &str,
-        reads: impl Into<Probe>,
+        reads: impl Into<StepReads>,
         run: impl FnOnce(&mut Ctx) -> Result<Change> + 'a,
     ) -> StepRef {
         self.push(name, reads.into(), false, Box::new(run))
@@ -200,13 +316,14 @@ impl<'a> Plan<'a> {
     pub fn check(
         &mut self,
         name: &str,
-        reads: impl Into<Probe>,
+        reads: impl Into<StepReads>,
         run: impl FnOnce(&mut Ctx) -> Result<Change> + 'a,
     ) -> StepRef {
         self.push(name, reads.into(), true, Box::new(run))
     }
 
-    fn push(&mut self, name: &str, reads: Probe, keep_going: bool, run: StepFn<'a>) -> StepRef {
+    fn push(&mut self, name: &str, reads: StepReads, keep_going: bool, run: StepFn<'a>) -> StepRef {
+        self.probed.get_mut().take();
         assert!(
             !self.steps.iter().any(|s| s.name == name),
             "step `{name}` declared twice in one plan"
@@ -261,12 +378,18 @@ impl<'a> Plan<'a> {
     /// Files, units or programs the playbook reads beyond its steps' own declarations
     /// (files whose names come from the inventory).
     pub fn reads(&mut self, reads: impl Into<Probe>) {
+        self.probed.get_mut().take();
         self.reads = std::mem::take(&mut self.reads).merge(&reads.into());
     }
 
     /// The steps' names, in order.
     pub fn names(&self) -> Vec<String> {
-        self.steps.iter().map(|s| s.name.clone()).collect()
+        self.step_names().map(str::to_string).collect()
+    }
+
+    /// The steps' names, in order, borrowed.
+    pub fn step_names(&self) -> impl Iterator<Item = &str> {
+        self.steps.iter().map(|s| s.name.as_str())
     }
 
     pub fn len(&self) -> usize {
@@ -277,12 +400,34 @@ impl<'a> Plan<'a> {
         self.steps.is_empty()
     }
 
-    /// What the selected steps read: the probe of a run.
+    /// What the selected steps read: the probe of a run. Each name is copied once, however
+    /// many steps read it; the plan keeps the probe for its run.
     pub fn probe(&self, sel: &Selection) -> Probe {
-        self.steps
-            .iter()
-            .filter(|s| sel.selects(&s.name))
-            .fold(self.reads.clone(), |p, s| p.merge(&s.reads))
+        if let Some((kept, probe)) = &*self.probed.borrow()
+            && kept == sel
+        {
+            return probe.clone();
+        }
+        let probe = self.gather(sel);
+        *self.probed.borrow_mut() = Some((sel.clone(), probe.clone()));
+        probe
+    }
+
+    fn gather(&self, sel: &Selection) -> Probe {
+        let mut g = Gathered::default();
+        g.probe(&self.reads);
+        for s in self.steps.iter().filter(|s| sel.selects(&s.name)) {
+            g.declared(&s.reads);
+        }
+        g.into_probe()
+    }
+
+    /// The probe of `sel`, as [`Plan::probe`] gave it (taken, not copied) or gathered now.
+    fn take_probe(&mut self, sel: &Selection) -> Probe {
+        match self.probed.get_mut().take() {
+            Some((kept, probe)) if kept == *sel => probe,
+            _ => self.gather(sel),
+        }
     }
 
     /// Runs the selected steps in order, after the one transaction of their packages (apply
@@ -290,7 +435,7 @@ impl<'a> Plan<'a> {
     /// steps left out are neither run nor recorded.
     pub fn run(mut self, cx: &mut Ctx, sel: &Selection) -> Ran {
         let mut not_selected = 0;
-        cx.set_reads(self.probe(sel));
+        cx.set_reads(self.take_probe(sel));
         if let Some(max) = self.lists_max_age {
             cx.set_package_lists_max_age(max);
         }
@@ -708,5 +853,42 @@ mod tests {
         let only_a = p.probe(&Selection::new(&["a"], &[]));
         assert!(!only_a.files.contains("/etc/b"));
         assert!(only_a.units.contains("a.service"));
+    }
+
+    /// A probe made for the plan, shared by steps, and the questions, gathered with the
+    /// constants; the probe kept for the run is made again when the plan or the selection
+    /// changes.
+    #[test]
+    fn the_probe_follows_the_plan_and_the_selection() {
+        const A: Reads = Reads::files(&["/etc/a"]).queries(&[&["locale", "-a"]]);
+        let shared = StepReads::from(Probe::default().files(&["/sys/module/overlay"]));
+        let mut p = Plan::new();
+        p.step("a", A, |_| Ok(Change::Unchanged));
+        p.step("live", shared.clone(), |_| Ok(Change::Unchanged));
+        p.step("live again", [A, Reads::NONE], |_| Ok(Change::Unchanged));
+        let all = p.probe(&Selection::default());
+        assert_eq!(
+            all.files.iter().collect::<Vec<_>>(),
+            ["/etc/a", "/sys/module/overlay"]
+        );
+        assert_eq!(
+            all.queries.iter().collect::<Vec<_>>(),
+            [&vec!["locale".to_string(), "-a".to_string()]]
+        );
+        p.step("b", Reads::files(&["/etc/b"]), |_| Ok(Change::Unchanged));
+        assert!(p.probe(&Selection::default()).files.contains("/etc/b"));
+        let only_b = Selection::new(&["b"], &[]);
+        assert_eq!(
+            p.probe(&only_b).files.iter().collect::<Vec<_>>(),
+            ["/etc/b"]
+        );
+        p.reads(Probe::default().files(&["/home/x/.ssh"]));
+        assert!(p.probe(&only_b).files.contains("/home/x/.ssh"));
+        // The run reads what its selection reads.
+        let (mut cx, _rec) = Fixture::debian().ctx(Mode::Check);
+        let probe = p.probe(&Selection::default());
+        assert!(p.run(&mut cx, &only_b).error.is_none());
+        assert_eq!(cx.records().len(), 1);
+        assert!(probe.files.contains("/etc/a"));
     }
 }

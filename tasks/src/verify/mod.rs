@@ -67,6 +67,8 @@ pub fn declare<'a>(spec: Spec<'a>, p: &mut Plan<'a>) {
     if let Some(node) = &spec.node {
         reads = reads.merge(&crate::kernel::live_reads(node.modules, node.sysctls));
     }
+    // One probe shared by every check.
+    let reads = crate::plan::StepReads::from(reads);
     let names = check_names(&spec);
     let spec = std::rc::Rc::new(spec);
     for (i, name) in names.iter().enumerate() {
