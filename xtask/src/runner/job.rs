@@ -113,9 +113,17 @@ pub(crate) fn targets<'i>(
 fn check_plans(job: &Job, targets: &[Target]) -> Result<()> {
     let mut steps: Vec<String> = Vec::new();
     for t in targets {
-        for s in playbooks::steps(job.playbook, *t).map_err(|e| anyhow!("{e}"))? {
-            if !steps.contains(&s) {
-                steps.push(s);
+        let mut plan = tasks::Plan::new();
+        job.playbook
+            .plan(*t, &mut plan)
+            .map_err(|e| anyhow!("{e}"))?;
+        // A host with the steps of the hosts before it (as most are) has nothing new.
+        if plan.step_names().eq(steps.iter().map(String::as_str)) {
+            continue;
+        }
+        for s in plan.step_names() {
+            if !steps.iter().any(|known| known == s) {
+                steps.push(s.to_string());
             }
         }
     }
