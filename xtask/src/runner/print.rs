@@ -135,29 +135,7 @@ impl Printer {
     fn recap_lines(&self, reports: &[HostReport], check: bool) -> Vec<String> {
         let mut out = Vec::new();
         if self.json {
-            for r in reports {
-                out.push(
-                    json!({
-                        "event": "recap",
-                        "host": r.host,
-                        "ok": r.count("ok"),
-                        "changed": r.count("changed"),
-                        "failed": r.failures(),
-                        "skipped": r.count("skipped"),
-                        "not_selected": r.not_selected,
-                        "unreachable": r.unreachable(),
-                        "refused": r.refused(),
-                        "duration_ms": r.duration.as_millis() as u64,
-                        "commands": r.commands,
-                        "remote_ms": r.remote.as_millis() as u64,
-                        "check": check,
-                        "reboot_required": r.reboot_required.is_some(),
-                        "reboot_reason": r.reboot_required,
-                    })
-                    .to_string(),
-                );
-            }
-            return out;
+            return reports.iter().map(|r| recap_json(r, check)).collect();
         }
         let mut text = format!(
             "\nRECAP{}\n{:<16} {:>4} {:>8} {:>7} {:>8} {:>12} {:>9}",
@@ -218,42 +196,150 @@ impl Printer {
     }
 }
 
-/// The JSON line of a finished step. Serialized from a struct, not built as a `Value`: a run
-/// prints one per step and host, and a map per line is most of the runner's printing cost.
+/// The JSON line of a finished step, written field by field (see [`JsonLine`]): a run prints
+/// one per step and host.
 fn step_json(host: &str, record: &tasks::Record, diffs: bool) -> String {
-    #[derive(serde::Serialize)]
-    struct Step<'a> {
-        event: &'static str,
-        host: &'a str,
-        step: &'a str,
-        outcome: &'static str,
-        duration_ms: u64,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        reason: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        error: Option<&'a str>,
-        #[serde(skip_serializing_if = "Vec::is_empty")]
-        actions: Vec<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        diff: Option<String>,
+    let mut j = JsonLine::new();
+    j.str("event", "step")
+        .str("host", host)
+        .str("step", &record.name)
+        .str("outcome", record.outcome.label())
+        .num("duration_ms", record.duration.as_millis() as u64);
+    match &record.outcome {
+        Outcome::Skipped(why) => {
+            j.str("reason", why);
+        }
+        Outcome::Failed(e) => {
+            j.str("error", e);
+        }
+        _ => {}
     }
-    let (reason, error) = match &record.outcome {
-        Outcome::Skipped(why) => (Some(why.as_str()), None),
-        Outcome::Failed(e) => (None, Some(e.as_str())),
-        _ => (None, None),
-    };
-    let step = Step {
-        event: "step",
-        host,
-        step: &record.name,
-        outcome: record.outcome.label(),
-        duration_ms: record.duration.as_millis() as u64,
-        reason,
-        error,
-        actions: record.actions.iter().map(|a| a.to_string()).collect(),
-        diff: (diffs && !record.diffs.is_empty()).then(|| record.diffs.concat()),
-    };
-    serde_json::to_string(&step).unwrap_or_default()
+    if !record.actions.is_empty() {
+        let actions: Vec<String> = record.actions.iter().map(|a| a.to_string()).collect();
+        j.strs("actions", &actions);
+    }
+    if diffs && !record.diffs.is_empty() {
+        j.str("diff", &record.diffs.concat());
+    }
+    j.end()
+}
+
+/// The recap of one host as a JSON line.
+fn recap_json(r: &HostReport, check: bool) -> String {
+    let mut j = JsonLine::new();
+    j.str("event", "recap")
+        .str("host", &r.host)
+        .num("ok", r.count("ok") as u64)
+        .num("changed", r.count("changed") as u64)
+        .num("failed", r.failures() as u64)
+        .num("skipped", r.count("skipped") as u64)
+        .num("not_selected", r.not_selected as u64)
+        .bool("unreachable", r.unreachable())
+        .bool("refused", r.refused())
+        .num("duration_ms", r.duration.as_millis() as u64)
+        .num("commands", u64::from(r.commands))
+        .num("remote_ms", r.remote.as_millis() as u64)
+        .bool("check", check)
+        .bool("reboot_required", r.reboot_required.is_some())
+        .opt_str("reboot_reason", r.reboot_required.as_deref());
+    j.end()
+}
+
+/// A JSON object written straight into its line, as serde_json writes it (compact, the fields
+/// in the order given, strings escaped alike), with no map or value built first: the printer's
+/// lines are most of what a run over many hosts writes.
+struct JsonLine(String);
+
+impl JsonLine {
+    fn new() -> JsonLine {
+        let mut s = String::with_capacity(128);
+        s.push('{');
+        JsonLine(s)
+    }
+
+    fn key(&mut self, key: &str) -> &mut String {
+        if self.0.len() > 1 {
+            self.0.push(',');
+        }
+        json_string(&mut self.0, key);
+        self.0.push(':');
+        &mut self.0
+    }
+
+    fn str(&mut self, key: &str, value: &str) -> &mut JsonLine {
+        json_string(self.key(key), value);
+        self
+    }
+
+    fn opt_str(&mut self, key: &str, value: Option<&str>) -> &mut JsonLine {
+        match value {
+            Some(v) => self.str(key, v),
+            None => {
+                self.key(key).push_str("null");
+                self
+            }
+        }
+    }
+
+    fn strs(&mut self, key: &str, values: &[String]) -> &mut JsonLine {
+        let out = self.key(key);
+        out.push('[');
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            json_string(out, v);
+        }
+        out.push(']');
+        self
+    }
+
+    fn num(&mut self, key: &str, value: u64) -> &mut JsonLine {
+        use std::fmt::Write as _;
+        let _ = write!(self.key(key), "{value}");
+        self
+    }
+
+    fn bool(&mut self, key: &str, value: bool) -> &mut JsonLine {
+        self.key(key).push_str(if value { "true" } else { "false" });
+        self
+    }
+
+    fn end(mut self) -> String {
+        self.0.push('}');
+        self.0
+    }
+}
+
+/// `s` as a JSON string, escaped as serde_json escapes it: the quote, the backslash and the
+/// control characters; everything else as it is.
+fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    let mut plain = 0;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        let escaped = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        // Every byte escaped is ASCII: a character boundary on either side.
+        out.push_str(&s[plain..i]);
+        if escaped.is_empty() {
+            use std::fmt::Write as _;
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(escaped);
+        }
+        plain = i + 1;
+    }
+    out.push_str(&s[plain..]);
+    out.push('"');
 }
 
 /// `cargo xtask hosts`: one line per host.
@@ -343,6 +429,99 @@ mod tests {
         r.error = None;
         r.reboot_required = reboot.map(str::to_string);
         r
+    }
+
+    /// The JSON lines are serde_json's, byte for byte: strings with quotes, backslashes,
+    /// control characters and other scripts; fields left out as serde leaves them out.
+    #[test]
+    fn json_lines_are_serde_jsons() {
+        use std::time::Duration;
+        use tasks::{Action, Record};
+        for text in [
+            "",
+            "plain",
+            "a \"quoted\" \\ path\n\ttab\r\u{8}\u{c}\u{1}\u{1f}\u{7f}",
+            "é ü 日本 \u{2028} 🦀",
+        ] {
+            let mut line = String::new();
+            json_string(&mut line, text);
+            assert_eq!(line, serde_json::to_string(text).unwrap(), "{text:?}");
+        }
+        let record = |outcome: Outcome, actions: Vec<Action>, diffs: Vec<String>| Record {
+            name: "time \"servers\"".into(),
+            outcome,
+            duration: Duration::from_millis(1234),
+            diffs,
+            actions,
+        };
+        let records = [
+            record(Outcome::Ok, vec![], vec![]),
+            record(
+                Outcome::Changed,
+                vec![Action::Run("systemctl restart a\tb".into())],
+                vec!["--- a\n+++ b\n".into(), "x\n".into()],
+            ),
+            record(Outcome::Skipped("no \\ ntp".into()), vec![], vec![]),
+            record(
+                Outcome::Failed("broke:\n\"x\"".into()),
+                vec![],
+                vec!["d\n".into()],
+            ),
+        ];
+        for r in &records {
+            for diffs in [false, true] {
+                let (reason, error) = match &r.outcome {
+                    Outcome::Skipped(why) => (Some(why.clone()), None),
+                    Outcome::Failed(e) => (None, Some(e.clone())),
+                    _ => (None, None),
+                };
+                let mut want = json!({
+                    "event": "step",
+                    "host": "wok01",
+                    "step": r.name,
+                    "outcome": r.outcome.label(),
+                    "duration_ms": 1234,
+                });
+                if let Some(why) = reason {
+                    want["reason"] = json!(why);
+                }
+                if let Some(e) = error {
+                    want["error"] = json!(e);
+                }
+                if !r.actions.is_empty() {
+                    want["actions"] =
+                        json!(r.actions.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+                }
+                if diffs && !r.diffs.is_empty() {
+                    want["diff"] = json!(r.diffs.concat());
+                }
+                assert_eq!(step_json("wok01", r, diffs), want.to_string());
+            }
+        }
+        let mut r = report("wok\"01", Some("kernel 6.1"));
+        r.records = records.to_vec();
+        r.commands = 2;
+        r.remote = Duration::from_millis(101);
+        for (r, check) in [(r.clone(), true), (report("w", None), false)] {
+            let want = json!({
+                "event": "recap",
+                "host": r.host,
+                "ok": r.count("ok"),
+                "changed": r.count("changed"),
+                "failed": r.failures(),
+                "skipped": r.count("skipped"),
+                "not_selected": r.not_selected,
+                "unreachable": r.unreachable(),
+                "refused": r.refused(),
+                "duration_ms": r.duration.as_millis() as u64,
+                "commands": r.commands,
+                "remote_ms": r.remote.as_millis() as u64,
+                "check": check,
+                "reboot_required": r.reboot_required.is_some(),
+                "reboot_reason": r.reboot_required,
+            });
+            assert_eq!(recap_json(&r, check), want.to_string());
+        }
     }
 
     /// A host a newer kernel was installed on: its recap says it must reboot, in text and in
