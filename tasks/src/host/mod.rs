@@ -137,10 +137,29 @@ fn short(s: &str) -> String {
 /// would read `'DEBIAN_FRONTEND=noninteractive'`; the plans tests pin the current form, and
 /// the quoting and injection tests (tests/e2e/security.rs, over a real ssh) pin its safety.
 pub fn shell_quote(word: &str) -> String {
-    let safe = !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b));
+    // A plain loop over the bytes: every path of every probe passes here.
+    let bytes = word.as_bytes();
+    let mut safe = !bytes.is_empty();
+    let mut i = 0;
+    while safe && i < bytes.len() {
+        safe = matches!(
+            bytes[i],
+            b'a'..=b'z'
+                | b'A'..=b'Z'
+                | b'0'..=b'9'
+                | b'_'
+                | b'@'
+                | b'%'
+                | b'+'
+                | b'='
+                | b':'
+                | b','
+                | b'.'
+                | b'/'
+                | b'-'
+        );
+        i += 1;
+    }
     if safe {
         word.to_string()
     } else {
@@ -184,6 +203,13 @@ mod tests {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote("$(id)`x`;\n"), "'$(id)`x`;\n'");
+        // Bare: letters, digits and `_@%+=:,./-`; every other character is quoted.
+        for c in (0u8..=127).map(char::from).chain(['é', '日']) {
+            let bare = c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
+            let word = format!("a{c}");
+            let quoted = shell_quote(&word) != word;
+            assert_eq!(quoted, !bare, "{c:?}");
+        }
         assert_eq!(shell_join(&["echo", "a;b", "c"]), "echo 'a;b' c");
     }
 
