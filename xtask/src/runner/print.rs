@@ -57,7 +57,8 @@ impl Printer {
     fn line(&self, text: &str) {
         let _guard = self.out.lock().unwrap();
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{text}");
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.write_all(b"\n");
         let _ = out.flush();
     }
 
@@ -315,8 +316,19 @@ impl JsonLine {
 /// control characters; everything else as it is.
 fn json_string(out: &mut String, s: &str) {
     out.push('"');
+    // A plain loop over the bytes: every line passes here.
+    let bytes = s.as_bytes();
     let mut plain = 0;
-    for (i, &b) in s.as_bytes().iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        i += 1;
+        if b >= 0x20 && b != b'"' && b != b'\\' {
+            continue;
+        }
+        // Every byte escaped is ASCII: a character boundary on either side.
+        out.push_str(&s[plain..i - 1]);
+        plain = i;
         let escaped = match b {
             b'"' => "\\\"",
             b'\\' => "\\\\",
@@ -325,18 +337,13 @@ fn json_string(out: &mut String, s: &str) {
             b'\t' => "\\t",
             0x08 => "\\b",
             0x0c => "\\f",
-            0..=0x1f => "",
-            _ => continue,
+            _ => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "\\u{b:04x}");
+                continue;
+            }
         };
-        // Every byte escaped is ASCII: a character boundary on either side.
-        out.push_str(&s[plain..i]);
-        if escaped.is_empty() {
-            use std::fmt::Write as _;
-            let _ = write!(out, "\\u{b:04x}");
-        } else {
-            out.push_str(escaped);
-        }
-        plain = i + 1;
+        out.push_str(escaped);
     }
     out.push_str(&s[plain..]);
     out.push('"');
