@@ -80,7 +80,10 @@ pub fn is_swap_entry(line: &str) -> bool {
 pub fn live_reads(modules: &[&str], sysctls: &[(&str, &str)]) -> crate::state::Probe {
     let mut files: Vec<String> = modules.iter().map(|m| format!("/sys/module/{m}")).collect();
     files.extend(sysctls.iter().map(|(k, _)| sysctl_path(k)));
-    crate::state::Probe::default().files(&files)
+    crate::state::Probe {
+        files: files.into_iter().collect(),
+        ..Default::default()
+    }
 }
 
 pub fn sysctl_path(key: &str) -> String {
