@@ -200,12 +200,16 @@ impl Printer {
 /// The JSON line of a finished step, written field by field (see [`JsonLine`]): a run prints
 /// one per step and host.
 fn step_json(host: &str, record: &tasks::Record, diffs: bool) -> String {
-    let mut j = JsonLine::new();
-    j.str("event", "step")
-        .str("host", host)
-        .str("step", &record.name)
-        .str("outcome", record.outcome.label())
-        .num("duration_ms", record.duration.as_millis() as u64);
+    let mut j = JsonLine(String::with_capacity(96 + host.len() + record.name.len()));
+    // The fields every step has, their names written with the punctuation around them.
+    j.0.push_str("{\"event\":\"step\",\"host\":");
+    json_string(&mut j.0, host);
+    j.0.push_str(",\"step\":");
+    json_string(&mut j.0, &record.name);
+    j.0.push_str(",\"outcome\":");
+    json_string(&mut j.0, record.outcome.label());
+    j.0.push_str(",\"duration_ms\":");
+    push_number(&mut j.0, record.duration.as_millis() as u64);
     match &record.outcome {
         Outcome::Skipped(why) => {
             j.str("reason", why);
@@ -260,7 +264,6 @@ impl JsonLine {
 
     /// Opens the field `key`: a name of this file's, written as it is (nothing to escape).
     fn key(&mut self, key: &str) -> &mut String {
-        debug_assert!(key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
         self.0.push_str(if self.0.len() > 1 { ",\"" } else { "\"" });
         self.0.push_str(key);
         self.0.push_str("\":");
@@ -296,19 +299,7 @@ impl JsonLine {
     }
 
     fn num(&mut self, key: &str, value: u64) -> &mut JsonLine {
-        let out = self.key(key);
-        // The digits, last first (most values here are a few milliseconds).
-        let mut digits = [0u8; 20];
-        let (mut n, mut at) = (value, digits.len());
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"));
+        push_number(self.key(key), value);
         self
     }
 
@@ -321,6 +312,22 @@ impl JsonLine {
         self.0.push('}');
         self.0
     }
+}
+
+/// `n` in decimal.
+fn push_number(out: &mut String, n: u64) {
+    // The digits, last first (most values here are a few milliseconds).
+    let mut digits = [0u8; 20];
+    let (mut n, mut at) = (n, digits.len());
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"));
 }
 
 /// `s` as a JSON string, escaped as serde_json escapes it: the quote, the backslash and the
