@@ -229,9 +229,6 @@ pub struct Plan<'a> {
     finally: Vec<FinallyFn<'a>>,
     /// Read by the playbook as a whole (files known only from the inventory, ...).
     reads: Probe,
-    /// The probe of the last selection asked for ([`Plan::probe`]), which [`Plan::run`] takes
-    /// rather than gathering it again.
-    probed: std::cell::RefCell<Option<(Selection, Probe)>>,
     /// How old apt's package lists may be before an install refreshes them (default
     /// [`crate::pkg::PACKAGE_LISTS_MAX_AGE`]).
     lists_max_age: Option<std::time::Duration>,
@@ -323,7 +320,6 @@ impl<'a> Plan<'a> {
     }
 
     fn push(&mut self, name: &str, reads: StepReads, keep_going: bool, run: StepFn<'a>) -> StepRef {
-        self.probed.get_mut().take();
         // A plain loop, lengths first: a plan of forty steps asks this forty times a host.
         for s in &self.steps {
             assert!(
@@ -381,7 +377,6 @@ impl<'a> Plan<'a> {
     /// Files, units or programs the playbook reads beyond its steps' own declarations
     /// (files whose names come from the inventory).
     pub fn reads(&mut self, reads: impl Into<Probe>) {
-        self.probed.get_mut().take();
         let r = reads.into();
         self.reads.files.extend(r.files);
         self.reads.programs.extend(r.programs);
@@ -409,19 +404,8 @@ impl<'a> Plan<'a> {
     }
 
     /// What the selected steps read: the probe of a run. Each name is copied once, however
-    /// many steps read it; the plan keeps the probe for its run.
+    /// many steps read it.
     pub fn probe(&self, sel: &Selection) -> Probe {
-        if let Some((kept, probe)) = &*self.probed.borrow()
-            && kept == sel
-        {
-            return probe.clone();
-        }
-        let probe = self.gather(sel);
-        *self.probed.borrow_mut() = Some((sel.clone(), probe.clone()));
-        probe
-    }
-
-    fn gather(&self, sel: &Selection) -> Probe {
         let mut g = Gathered::default();
         g.probe(&self.reads);
         for s in self.steps.iter().filter(|s| sel.selects(&s.name)) {
@@ -430,20 +414,19 @@ impl<'a> Plan<'a> {
         g.into_probe()
     }
 
-    /// The probe of `sel`, as [`Plan::probe`] gave it (taken, not copied) or gathered now.
-    fn take_probe(&mut self, sel: &Selection) -> Probe {
-        match self.probed.get_mut().take() {
-            Some((kept, probe)) if kept == *sel => probe,
-            _ => self.gather(sel),
-        }
-    }
-
     /// Runs the selected steps in order, after the one transaction of their packages (apply
     /// mode, see [`Plan::installs`]). A failed step stops the plan (a failed check does not);
     /// steps left out are neither run nor recorded.
-    pub fn run(mut self, cx: &mut Ctx, sel: &Selection) -> Ran {
+    pub fn run(self, cx: &mut Ctx, sel: &Selection) -> Ran {
+        cx.set_reads(self.probe(sel));
+        self.run_connected(cx, sel)
+    }
+
+    /// [`Plan::run`] on a context connected with this plan's probe of `sel`
+    /// ([`crate::ctx::Options::probe`] is `self.probe(sel)`, as the runner connects): the
+    /// context knows what the plan reads already, and is not told again.
+    pub fn run_connected(mut self, cx: &mut Ctx, sel: &Selection) -> Ran {
         let mut not_selected = 0;
-        cx.set_reads(self.take_probe(sel));
         if let Some(max) = self.lists_max_age {
             cx.set_package_lists_max_age(max);
         }
@@ -864,8 +847,7 @@ mod tests {
     }
 
     /// A probe made for the plan, shared by steps, and the questions, gathered with the
-    /// constants; the probe kept for the run is made again when the plan or the selection
-    /// changes.
+    /// constants; the probe follows the plan and the selection.
     #[test]
     fn the_probe_follows_the_plan_and_the_selection() {
         const A: Reads = Reads::files(&["/etc/a"]).queries(&[&["locale", "-a"]]);

@@ -272,7 +272,8 @@ fn run_one(
             }
         }
     }
-    let ran = plan.run(&mut cx, &opts.selection);
+    // Connected with the plan's probe of this selection (above).
+    let ran = plan.run_connected(&mut cx, &opts.selection);
     cx.close();
     HostReport {
         host: name.to_string(),
