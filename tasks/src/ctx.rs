@@ -362,6 +362,11 @@ impl Ctx {
         &self.records
     }
 
+    /// The steps recorded so far, taken (the context records the next ones anew).
+    pub fn take_records(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.records)
+    }
+
     /// Every modifying action of the run, in order.
     pub fn actions(&self) -> &[Action] {
         &self.actions
@@ -438,11 +443,15 @@ impl Ctx {
             diffs: cur.diffs,
             actions: cur.actions,
         };
-        self.records.push(record.clone());
-        self.emit(Event::StepFinished {
+        // Told to the sink, then kept: the event hands the record back, no copy made.
+        let finished = Event::StepFinished {
             host: self.host_name().to_string(),
             record,
-        });
+        };
+        self.emit_ref(&finished);
+        if let Event::StepFinished { record, .. } = finished {
+            self.records.push(record);
+        }
         result.map_err(|e| e.on_host(self.host.name()))
     }
 
@@ -455,8 +464,12 @@ impl Ctx {
     }
 
     fn emit(&self, event: Event) {
+        self.emit_ref(&event);
+    }
+
+    fn emit_ref(&self, event: &Event) {
         if let Some(sink) = &self.opts.sink {
-            sink(&event);
+            sink(event);
         }
     }
 
