@@ -83,6 +83,8 @@ pub fn over_ssh(
     let simulated = opts
         .simulate
         .map(|rtt| (rtt, converged(inv, names, planner)));
+    // One holder for the whole run: the hosts' locks name this runner and when it started.
+    let lock_holder = holder();
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
@@ -94,7 +96,7 @@ pub fn over_ssh(
                         None => ssh_host(inv, &target, &opts.credentials, opts.fresh),
                         Some((rtt, state)) => simulated_host(name, *rtt, state),
                     };
-                    let report = run_one(host, target, planner, opts, sink);
+                    let report = run_one(host, target, planner, opts, sink, &lock_holder);
                     done(&report);
                     results.lock().unwrap().push((i, report));
                 }
@@ -148,7 +150,7 @@ pub fn local(target: Target, planner: &Planner, opts: &RunOptions, sink: &Sink) 
         (Some(password), false) => local.with_sudo_password(password.clone()),
         (None, false) => local.with_sudo(true),
     };
-    run_one(Ok(Box::new(local)), target, planner, opts, sink)
+    run_one(Ok(Box::new(local)), target, planner, opts, sink, &holder())
 }
 
 /// This process runs as root (from /proc: std has no getuid).
@@ -219,6 +221,7 @@ fn run_one(
     planner: &Planner,
     opts: &RunOptions,
     sink: &Sink,
+    lock_holder: &str,
 ) -> HostReport {
     let start = Instant::now();
     let name = target.name;
@@ -238,7 +241,7 @@ fn run_one(
         sink: Some(sink.clone()),
         backup: opts.backup,
         // Apply runs take the host's lock; a check run reads only.
-        lock: (!check).then(holder),
+        lock: (!check).then(|| lock_holder.to_string()),
         lock_is_stale: Some(holder_is_gone),
     };
     let mut cx = match Ctx::connect(host, ctx_opts) {
@@ -277,7 +280,7 @@ fn run_one(
     cx.close();
     HostReport {
         host: name.to_string(),
-        records: cx.records().to_vec(),
+        records: cx.take_records(),
         not_selected: ran.not_selected,
         error: ran.error.map(|e| (e.kind(), e.to_string())),
         duration: start.elapsed(),
@@ -288,7 +291,7 @@ fn run_one(
     }
 }
 
-/// Who holds a host's lock during a run, as a second runner is told.
+/// Who holds a host's lock during a run, as a second runner is told (the run's start).
 fn holder() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
