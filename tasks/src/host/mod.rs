@@ -74,7 +74,12 @@ impl Output {
     }
 
     pub fn stdout_str(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
+        // Checked at once as UTF-8 (the usual case, a probe's reply of tens of kilobytes);
+        // only invalid bytes take the slower lossy path.
+        match std::str::from_utf8(&self.stdout) {
+            Ok(text) => text.to_owned(),
+            Err(_) => String::from_utf8_lossy(&self.stdout).into_owned(),
+        }
     }
 }
 
@@ -195,6 +200,16 @@ impl<H: Host + ?Sized> Host for std::sync::Arc<H> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stdout_is_text_invalid_bytes_replaced() {
+        let out = |b: &[u8]| Output {
+            stdout: b.to_vec(),
+            ..Default::default()
+        };
+        assert_eq!(out("é ok\n".as_bytes()).stdout_str(), "é ok\n");
+        assert_eq!(out(b"a\xffb").stdout_str(), "a\u{fffd}b");
+    }
 
     #[test]
     fn quoting() {

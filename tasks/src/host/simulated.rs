@@ -240,9 +240,11 @@ impl Host for Simulated {
     fn exec(&self, cmd: &Cmd) -> Result<Output> {
         std::thread::sleep(self.rtt);
         let stdout = match (cmd.argv.as_slice(), &cmd.stdin) {
-            ([sh, s], Some(script)) if sh == "sh" && s == "-s" => {
-                self.probe_reply(&String::from_utf8_lossy(script))
-            }
+            ([sh, s], Some(script)) if sh == "sh" && s == "-s" => match std::str::from_utf8(script)
+            {
+                Ok(script) => self.probe_reply(script),
+                Err(_) => self.probe_reply(&String::from_utf8_lossy(script)),
+            },
             _ => None,
         }
         .or_else(|| self.state.answers.get(&cmd.argv).cloned())
