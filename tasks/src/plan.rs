@@ -327,6 +327,10 @@ impl<'a> Plan<'a> {
                 "step `{name}` declared twice in one plan"
             );
         }
+        if self.steps.capacity() == 0 {
+            // Room for a role's steps at once, rather than growing four times.
+            self.steps.reserve(32);
+        }
         self.steps.push(Step {
             name: name.to_string(),
             reads,
