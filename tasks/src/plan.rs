@@ -229,6 +229,8 @@ pub struct Plan<'a> {
     finally: Vec<FinallyFn<'a>>,
     /// Read by the playbook as a whole (files known only from the inventory, ...).
     reads: Probe,
+    /// Each step's [`name_key`], in step order.
+    keys: Vec<u64>,
     /// How old apt's package lists may be before an install refreshes them (default
     /// [`crate::pkg::PACKAGE_LISTS_MAX_AGE`]).
     lists_max_age: Option<std::time::Duration>,
@@ -320,17 +322,23 @@ impl<'a> Plan<'a> {
     }
 
     fn push(&mut self, name: &str, reads: StepReads, keep_going: bool, run: StepFn<'a>) -> StepRef {
-        // A plain loop, lengths first: a plan of forty steps asks this forty times a host.
-        for s in &self.steps {
+        // Each name's length and ends, compared first in a plain loop: a plan of forty steps
+        // asks this forty times a host.
+        let key = name_key(name);
+        let mut i = 0;
+        while i < self.keys.len() {
             assert!(
-                s.name.len() != name.len() || s.name != name,
+                self.keys[i] != key || self.steps[i].name != name,
                 "step `{name}` declared twice in one plan"
             );
+            i += 1;
         }
         if self.steps.capacity() == 0 {
             // Room for a role's steps at once, rather than growing four times.
             self.steps.reserve(32);
+            self.keys.reserve(32);
         }
+        self.keys.push(key);
         self.steps.push(Step {
             name: name.to_string(),
             reads,
@@ -468,6 +476,18 @@ impl<'a> Plan<'a> {
             error,
         }
     }
+}
+
+/// A step name's length and first and last two bytes: names that differ here differ.
+fn name_key(name: &str) -> u64 {
+    let b = name.as_bytes();
+    let at = |i: usize| b.get(i).map_or(0, |c| u64::from(*c));
+    let n = b.len();
+    (n as u64) << 32
+        | at(0) << 24
+        | at(1) << 16
+        | at(n.wrapping_sub(2)) << 8
+        | at(n.wrapping_sub(1))
 }
 
 /// The packages the selected steps declare and the host lacks, in step order, installed in one
@@ -830,6 +850,28 @@ mod tests {
                 .any(|m| m.contains("in one transaction failed; each step installs its own")),
             "{events:?}"
         );
+    }
+
+    /// Names alike in length and ends are told apart; a name declared twice is refused.
+    #[test]
+    fn a_step_is_declared_once() {
+        let mut p = Plan::new();
+        for name in [
+            "swap off",
+            "swap_off",
+            "sw",
+            "s",
+            "",
+            "swap  off",
+            "kernel off",
+        ] {
+            p.step(name, Reads::NONE, |_| Ok(Change::Unchanged));
+        }
+        assert_eq!(p.len(), 7);
+        let twice = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            p.step("swap_off", Reads::NONE, |_| Ok(Change::Unchanged));
+        }));
+        assert!(twice.is_err());
     }
 
     #[test]
