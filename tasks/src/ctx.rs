@@ -415,17 +415,23 @@ impl Ctx {
         f: impl FnOnce(&mut Ctx) -> Result<Change>,
     ) -> Result<Change> {
         let start = Instant::now();
-        self.emit(Event::StepStarted {
+        // The host's and the step's names are made once: told to the sink with the start,
+        // kept while the step runs, then in its record and with the finish.
+        let started = Event::StepStarted {
             host: self.host_name().to_string(),
             name: name.to_string(),
-        });
+        };
+        self.emit_ref(&started);
+        let Event::StepStarted { host, name: step } = started else {
+            unreachable!("made above as a start")
+        };
         self.current = Some(Current {
-            name: name.to_string(),
+            name: step,
             diffs: Vec::new(),
             actions: Vec::new(),
         });
         let result = f(self);
-        let cur = self.current.take().unwrap_or(Current {
+        let cur = self.current.take().unwrap_or_else(|| Current {
             name: name.to_string(),
             diffs: Vec::new(),
             actions: Vec::new(),
@@ -437,17 +443,14 @@ impl Ctx {
             Err(e) => Outcome::Failed(e.to_string()),
         };
         let record = Record {
-            name: name.to_string(),
+            name: cur.name,
             outcome,
             duration: start.elapsed(),
             diffs: cur.diffs,
             actions: cur.actions,
         };
         // Told to the sink, then kept: the event hands the record back, no copy made.
-        let finished = Event::StepFinished {
-            host: self.host_name().to_string(),
-            record,
-        };
+        let finished = Event::StepFinished { host, record };
         self.emit_ref(&finished);
         if let Event::StepFinished { record, .. } = finished {
             self.records.push(record);
