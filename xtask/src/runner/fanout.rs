@@ -278,9 +278,12 @@ fn run_one(
     // Connected with the plan's probe of this selection (above).
     let ran = plan.run_connected(&mut cx, &opts.selection);
     cx.close();
+    // Kept until the recap, with every other host's: no room to spare.
+    let mut records = cx.take_records();
+    records.shrink_to_fit();
     HostReport {
         host: name.to_string(),
-        records: cx.take_records(),
+        records,
         not_selected: ran.not_selected,
         error: ran.error.map(|e| (e.kind(), e.to_string())),
         duration: start.elapsed(),
