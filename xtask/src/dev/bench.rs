@@ -322,10 +322,12 @@ fn simulated(exe: &Path, n: usize, args: &BenchArgs) -> Result<Value> {
 }
 
 /// The CPU time this process spends on one thread answering the probes of every host of
-/// `inv` as simulated hosts (the probe, the unlock): the simulated hosts' own share of a simulated run's CPU time (the
-/// same code, the same build, the same fleet: one state, a script read back and answered once,
-/// each host's reply named for it), which is not the runner's. The probe is the one the runner
-/// sends the first host of `inv`, with a lock holder like its own.
+/// `inv` as simulated hosts (the probe, the unlock): the simulated hosts' own share of a
+/// simulated run's CPU time (the same code, the same build, the same fleet: one state, a script
+/// read back and answered once, each host's reply named for it), which is not the runner's.
+/// The probe is the one the runner sends the first host of `inv`, with a lock holder like its
+/// own. The fleet is answered [`SIMULATOR_ROUNDS`] times, each time a state of its own (as a
+/// run's), so that the clock's ticks do not matter.
 fn simulator_cpu(inv: &Path) -> Result<Duration> {
     use tasks::Host as _;
     let inv = playbooks::Inventory::load(inv).map_err(|p| anyhow::anyhow!("{p}"))?;
@@ -344,23 +346,30 @@ fn simulator_cpu(inv: &Path) -> Result<Duration> {
         std::process::id()
     );
     probe.lock = Some(holder.clone());
-    let state = std::sync::Arc::new(tasks::host::simulated::converged(
-        plan,
-        tasks::testing::Fixture::debian(),
-    )?);
+    let state = tasks::host::simulated::converged(plan, tasks::testing::Fixture::debian())?;
+    let states: Vec<std::sync::Arc<tasks::state::State>> = (0..SIMULATOR_ROUNDS)
+        .map(|_| std::sync::Arc::new(state.clone()))
+        .collect();
     let cmd = tasks::Cmd::new(&["sh", "-s"]).stdin(tasks::state::probe_script(&probe));
     let unlock = tasks::Cmd::new(&["sh", "-c", &tasks::state::unlock_script(&holder)]);
     let before = thread_cpu()?;
-    for name in &names {
-        let host = tasks::host::simulated::Simulated::new(*name, Duration::ZERO, state.clone());
-        host.exec(&cmd)?;
-        host.exec(&unlock)?;
+    for state in &states {
+        for name in &names {
+            let host =
+                tasks::host::simulated::Simulated::new(*name, Duration::ZERO, state.clone());
+            host.exec(&cmd)?;
+            host.exec(&unlock)?;
+        }
     }
-    Ok(thread_cpu()? - before)
+    Ok((thread_cpu()? - before) / SIMULATOR_ROUNDS as u32)
 }
 
+/// How many times [`simulator_cpu`] answers the fleet.
+const SIMULATOR_ROUNDS: usize = 50;
+
 /// User plus system CPU time of the calling thread: the scheduler's nanoseconds
-/// (/proc/thread-self/schedstat), else the clock ticks of 10 ms of /proc/thread-self/stat.
+/// (/proc/thread-self/schedstat, brought up to date at the scheduler's ticks), else the clock
+/// ticks of 10 ms of /proc/thread-self/stat.
 fn thread_cpu() -> Result<Duration> {
     if let Some(ns) = std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
