@@ -105,6 +105,26 @@ impl Reads {
             && std::ptr::eq(self.dirs, other.dirs)
             && std::ptr::eq(self.queries, other.queries)
     }
+
+    /// The same names read (the same declaration, or one written alike).
+    fn alike(&self, other: &Reads) -> bool {
+        self.same(other)
+            || (self.files == other.files
+                && self.units == other.units
+                && self.programs == other.programs
+                && self.dirs == other.dirs
+                && self.queries == other.queries)
+    }
+}
+
+/// The same names to read, beyond the facts (the run lock aside).
+fn probes_alike(a: &Probe, b: &Probe) -> bool {
+    std::ptr::eq(a, b)
+        || (a.files == b.files
+            && a.programs == b.programs
+            && a.units == b.units
+            && a.dirs == b.dirs
+            && a.queries == b.queries)
 }
 
 /// What a step reads, as [`Plan::step`] takes it: a task module's [`Reads`] (or several), kept
@@ -136,6 +156,42 @@ impl From<Probe> for StepReads {
     fn from(p: Probe) -> StepReads {
         StepReads(Declared::Probe(std::sync::Arc::new(p)))
     }
+}
+
+impl StepReads {
+    /// The same names read.
+    fn alike(&self, other: &StepReads) -> bool {
+        match (&self.0, &other.0) {
+            (Declared::One(a), Declared::One(b)) => a.alike(b),
+            (Declared::Many(a), Declared::Many(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.alike(b))
+            }
+            (Declared::Probe(a), Declared::Probe(b)) => probes_alike(a, b),
+            _ => false,
+        }
+    }
+}
+
+/// The probe of a plan, kept for the plans after it that read the same (the hosts of one run,
+/// most of them, whose plans differ in what their steps do, not in what they read): their probe
+/// is then a copy of it, not gathered again from every step. One per run; shared by the
+/// threads of a fan-out.
+#[derive(Default)]
+pub struct ProbeCache(std::sync::Mutex<Option<std::sync::Arc<Kept>>>);
+
+impl std::fmt::Debug for ProbeCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProbeCache")
+    }
+}
+
+/// A plan's probe and what it was gathered from: the selection, the selected steps' reads in
+/// order, the playbook's own.
+struct Kept {
+    sel: Selection,
+    steps: Vec<StepReads>,
+    reads: Probe,
+    probe: Probe,
 }
 
 /// The reads of a plan's selected steps, borrowed while they are gathered: each name copied
@@ -420,10 +476,45 @@ impl<'a> Plan<'a> {
     pub fn probe(&self, sel: &Selection) -> Probe {
         let mut g = Gathered::default();
         g.probe(&self.reads);
-        for s in self.steps.iter().filter(|s| sel.selects(&s.name)) {
+        for s in self.selected(sel) {
             g.declared(&s.reads);
         }
         g.into_probe()
+    }
+
+    /// [`Plan::probe`], or a copy of the probe `cache` keeps when that one was gathered from
+    /// the same reads (the same selection, the selected steps reading alike, in order, and the
+    /// playbook's own reads alike); else gathered, and kept in `cache` for the next plans.
+    pub fn probe_reusing(&self, sel: &Selection, cache: &ProbeCache) -> Probe {
+        let kept = cache.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(k) = kept
+            && k.sel == *sel
+            && probes_alike(&k.reads, &self.reads)
+            && self.reads_alike(sel, &k.steps)
+        {
+            return k.probe.clone();
+        }
+        let probe = self.probe(sel);
+        let kept = Kept {
+            sel: sel.clone(),
+            steps: self.selected(sel).map(|s| s.reads.clone()).collect(),
+            reads: self.reads.clone(),
+            probe: probe.clone(),
+        };
+        *cache.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::sync::Arc::new(kept));
+        probe
+    }
+
+    fn selected<'s>(&'s self, sel: &'s Selection) -> impl Iterator<Item = &'s Step<'a>> {
+        self.steps.iter().filter(move |s| sel.selects(&s.name))
+    }
+
+    /// The selected steps read alike `steps`, in order.
+    fn reads_alike(&self, sel: &Selection, steps: &[StepReads]) -> bool {
+        let mut kept = steps.iter();
+        self.selected(sel)
+            .all(|s| kept.next().is_some_and(|k| k.alike(&s.reads)))
+            && kept.next().is_none()
     }
 
     /// Runs the selected steps in order, after the one transaction of their packages (apply
@@ -850,6 +941,51 @@ mod tests {
                 .any(|m| m.contains("in one transaction failed; each step installs its own")),
             "{events:?}"
         );
+    }
+
+    /// A plan that reads what the one before it read gets a copy of its probe; one that reads
+    /// otherwise (a step, the playbook's own reads, a probe made for the plan, the selection)
+    /// gets its own. Each is the probe it gathers itself.
+    #[test]
+    fn a_probe_is_reused_by_plans_that_read_alike() {
+        const A: Reads = Reads::files(&["/etc/a"]).units(&["a.service"]);
+        const B: Reads = Reads::files(&["/etc/b"]).programs(&["b"]);
+        let plan = |home: &str, live: &str, extra: bool| {
+            let mut p = Plan::new();
+            p.reads(Probe::default().files(&[format!("/home/{home}/.ssh")]));
+            p.step("a", A, |_| Ok(Change::Unchanged));
+            p.step("b", [A, B], |_| Ok(Change::Unchanged));
+            p.step("live", Probe::default().files(&[live]), |_| {
+                Ok(Change::Unchanged)
+            });
+            if extra {
+                p.step("c", Reads::files(&["/etc/c"]), |_| Ok(Change::Unchanged));
+            }
+            p
+        };
+        let cache = ProbeCache::default();
+        let all = Selection::default();
+        let files = |p: &Probe| p.files.iter().cloned().collect::<Vec<_>>();
+        for (p, sel) in [
+            (plan("x", "/sys/module/overlay", false), &all),
+            (plan("x", "/sys/module/overlay", false), &all),
+            (plan("y", "/sys/module/overlay", false), &all),
+            (plan("y", "/sys/module/br_netfilter", false), &all),
+            (plan("y", "/sys/module/br_netfilter", true), &all),
+            (
+                plan("y", "/sys/module/br_netfilter", true),
+                &Selection::new(&["c"], &[]),
+            ),
+            (plan("y", "/sys/module/br_netfilter", true), &all),
+        ] {
+            let reused = p.probe_reusing(sel, &cache);
+            let own = p.probe(sel);
+            assert_eq!(files(&reused), files(&own));
+            assert_eq!(reused.units, own.units);
+            assert_eq!(reused.programs, own.programs);
+        }
+        let kept = cache.0.lock().unwrap().clone().unwrap();
+        assert!(kept.probe.files.contains("/etc/c"));
     }
 
     /// Names alike in length and ends are told apart; a name declared twice is refused.

@@ -355,8 +355,7 @@ fn simulator_cpu(inv: &Path) -> Result<Duration> {
     let before = thread_cpu()?;
     for state in &states {
         for name in &names {
-            let host =
-                tasks::host::simulated::Simulated::new(*name, Duration::ZERO, state.clone());
+            let host = tasks::host::simulated::Simulated::new(*name, Duration::ZERO, state.clone());
             host.exec(&cmd)?;
             host.exec(&unlock)?;
         }

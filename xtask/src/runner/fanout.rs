@@ -85,6 +85,8 @@ pub fn over_ssh(
         .map(|rtt| (rtt, converged(inv, names, planner)));
     // One holder for the whole run: the hosts' locks name this runner and when it started.
     let lock_holder = holder();
+    // Most hosts' plans read alike: their probe is gathered once.
+    let probes = tasks::ProbeCache::default();
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
@@ -96,7 +98,7 @@ pub fn over_ssh(
                         None => ssh_host(inv, &target, &opts.credentials, opts.fresh),
                         Some((rtt, state)) => simulated_host(name, *rtt, state),
                     };
-                    let report = run_one(host, target, planner, opts, sink, &lock_holder);
+                    let report = run_one(host, target, planner, opts, sink, &lock_holder, &probes);
                     done(&report);
                     results.lock().unwrap().push((i, report));
                 }
@@ -150,7 +152,16 @@ pub fn local(target: Target, planner: &Planner, opts: &RunOptions, sink: &Sink) 
         (Some(password), false) => local.with_sudo_password(password.clone()),
         (None, false) => local.with_sudo(true),
     };
-    run_one(Ok(Box::new(local)), target, planner, opts, sink, &holder())
+    let probes = tasks::ProbeCache::default();
+    run_one(
+        Ok(Box::new(local)),
+        target,
+        planner,
+        opts,
+        sink,
+        &holder(),
+        &probes,
+    )
 }
 
 /// This process runs as root (from /proc: std has no getuid).
@@ -222,6 +233,7 @@ fn run_one(
     opts: &RunOptions,
     sink: &Sink,
     lock_holder: &str,
+    probes: &tasks::ProbeCache,
 ) -> HostReport {
     let start = Instant::now();
     let name = target.name;
@@ -237,7 +249,7 @@ fn run_one(
     let ctx_opts = Options {
         mode: opts.mode,
         diff: opts.diff,
-        probe: plan.probe(&opts.selection),
+        probe: plan.probe_reusing(&opts.selection, probes),
         sink: Some(sink.clone()),
         backup: opts.backup,
         // Apply runs take the host's lock; a check run reads only.
