@@ -87,7 +87,15 @@ pub fn live_reads(modules: &[&str], sysctls: &[(&str, &str)]) -> crate::state::P
 }
 
 pub fn sysctl_path(key: &str) -> String {
-    format!("/proc/sys/{}", key.replace('.', "/"))
+    let mut path = String::with_capacity(10 + key.len());
+    path.push_str("/proc/sys/");
+    for (i, part) in key.split('.').enumerate() {
+        if i > 0 {
+            path.push('/');
+        }
+        path.push_str(part);
+    }
+    path
 }
 
 /// Renders a sysctl.d file.
@@ -645,5 +653,11 @@ mod tests {
             sysctl_path("net.ipv4.ip_forward"),
             "/proc/sys/net/ipv4/ip_forward"
         );
+        for key in ["vm", "a..b", ".x", "x.", ""] {
+            assert_eq!(
+                sysctl_path(key),
+                format!("/proc/sys/{}", key.replace('.', "/"))
+            );
+        }
     }
 }
