@@ -201,14 +201,15 @@ impl Printer {
 /// one per step and host.
 fn step_json(host: &str, record: &tasks::Record, diffs: bool) -> String {
     let mut j = JsonLine(String::with_capacity(96 + host.len() + record.name.len()));
-    // The fields every step has, their names written with the punctuation around them.
-    j.0.push_str("{\"event\":\"step\",\"host\":");
-    json_string(&mut j.0, host);
-    j.0.push_str(",\"step\":");
-    json_string(&mut j.0, &record.name);
-    j.0.push_str(",\"outcome\":");
-    json_string(&mut j.0, record.outcome.label());
-    j.0.push_str(",\"duration_ms\":");
+    // The fields every step has, their names written with the punctuation around them (the
+    // outcome's label is a plain word).
+    j.0.push_str("{\"event\":\"step\",\"host\":\"");
+    json_escaped(&mut j.0, host);
+    j.0.push_str("\",\"step\":\"");
+    json_escaped(&mut j.0, &record.name);
+    j.0.push_str("\",\"outcome\":\"");
+    j.0.push_str(record.outcome.label());
+    j.0.push_str("\",\"duration_ms\":");
     push_number(&mut j.0, record.duration.as_millis() as u64);
     match &record.outcome {
         Outcome::Skipped(why) => {
@@ -231,13 +232,25 @@ fn step_json(host: &str, record: &tasks::Record, diffs: bool) -> String {
 
 /// The recap of one host as a JSON line.
 fn recap_json(r: &HostReport, check: bool) -> String {
+    // The outcomes counted in one pass.
+    let (mut ok, mut changed, mut failed, mut skipped) = (0u64, 0u64, 0usize, 0u64);
+    for rec in &r.records {
+        match rec.outcome {
+            Outcome::Ok => ok += 1,
+            Outcome::Changed => changed += 1,
+            Outcome::Failed(_) => failed += 1,
+            Outcome::Skipped(_) => skipped += 1,
+        }
+    }
+    // As `HostReport::failures` counts them: an error outside any step counts once.
+    let failures = failed + usize::from(r.error.is_some() && !r.unreachable() && failed == 0);
     let mut j = JsonLine::new();
     j.str("event", "recap")
         .str("host", &r.host)
-        .num("ok", r.count("ok") as u64)
-        .num("changed", r.count("changed") as u64)
-        .num("failed", r.failures() as u64)
-        .num("skipped", r.count("skipped") as u64)
+        .num("ok", ok)
+        .num("changed", changed)
+        .num("failed", failures as u64)
+        .num("skipped", skipped)
         .num("not_selected", r.not_selected as u64)
         .bool("unreachable", r.unreachable())
         .bool("refused", r.refused())
@@ -334,6 +347,12 @@ fn push_number(out: &mut String, n: u64) {
 /// control characters; everything else as it is.
 fn json_string(out: &mut String, s: &str) {
     out.push('"');
+    json_escaped(out, s);
+    out.push('"');
+}
+
+/// The inside of [`json_string`]: `s` escaped, without the quotes.
+fn json_escaped(out: &mut String, s: &str) {
     // A plain loop over the bytes: every line passes here.
     let bytes = s.as_bytes();
     let mut plain = 0;
@@ -364,7 +383,6 @@ fn json_string(out: &mut String, s: &str) {
         out.push_str(escaped);
     }
     out.push_str(&s[plain..]);
-    out.push('"');
 }
 
 /// `cargo xtask hosts`: one line per host.
@@ -532,7 +550,13 @@ mod tests {
         r.records = records.to_vec();
         r.commands = 2;
         r.remote = Duration::from_millis(101);
-        for (r, check) in [(r.clone(), true), (report("w", None), false)] {
+        let early = |kind| HostReport::early("w2", kind, "no".into(), Duration::ZERO);
+        for (r, check) in [
+            (r.clone(), true),
+            (report("w", None), false),
+            (early(tasks::ErrorKind::Other), false),
+            (early(tasks::ErrorKind::Unreachable), false),
+        ] {
             let want = json!({
                 "event": "recap",
                 "host": r.host,
