@@ -263,9 +263,9 @@ impl<'p> Gathered<'p> {
     }
 }
 
-type StepFn<'a> = Box<dyn FnOnce(&mut Ctx) -> Result<Change> + 'a>;
-type FinallyFn<'a> = Box<dyn FnOnce(&mut Ctx) -> Result<()> + 'a>;
-type InstallsFn<'a> = Box<dyn FnOnce(&mut Ctx) -> Result<Vec<String>> + 'a>;
+type StepFn<'a> = Box<dyn FnOnce(&mut Ctx) -> Result<Change> + Send + 'a>;
+type FinallyFn<'a> = Box<dyn FnOnce(&mut Ctx) -> Result<()> + Send + 'a>;
+type InstallsFn<'a> = Box<dyn FnOnce(&mut Ctx) -> Result<Vec<String>> + Send + 'a>;
 
 struct Step<'a> {
     name: String,
@@ -359,12 +359,14 @@ impl<'a> Plan<'a> {
         Plan::default()
     }
 
-    /// Declares a step: its name (unique in the plan), what it reads, and what it does.
+    /// Declares a step: its name (unique in the plan), what it reads, and what it does. What
+    /// it does is `Send`: the runner makes every host's plan before the fan-out, then hands
+    /// each to the thread that runs its host.
     pub fn step(
         &mut self,
         name: &str,
         reads: impl Into<StepReads>,
-        run: impl FnOnce(&mut Ctx) -> Result<Change> + 'a,
+        run: impl FnOnce(&mut Ctx) -> Result<Change> + Send + 'a,
     ) -> StepRef {
         self.push(name, reads.into(), false, Box::new(run))
     }
@@ -374,7 +376,7 @@ impl<'a> Plan<'a> {
         &mut self,
         name: &str,
         reads: impl Into<StepReads>,
-        run: impl FnOnce(&mut Ctx) -> Result<Change> + 'a,
+        run: impl FnOnce(&mut Ctx) -> Result<Change> + Send + 'a,
     ) -> StepRef {
         self.push(name, reads.into(), true, Box::new(run))
     }
@@ -421,7 +423,7 @@ impl<'a> Plan<'a> {
     pub fn installs(
         &mut self,
         step: StepRef,
-        packages: impl FnOnce(&mut Ctx) -> Result<Vec<String>> + 'a,
+        packages: impl FnOnce(&mut Ctx) -> Result<Vec<String>> + Send + 'a,
     ) {
         let s = &mut self.steps[step.0];
         assert!(
@@ -442,7 +444,7 @@ impl<'a> Plan<'a> {
     /// Work after the last step that is not a step of its own: nothing is recorded or
     /// printed for it (gathering what a later stage needs, such as `verify`'s identities).
     /// It runs only when no step stopped the plan; its error stops the host like a step's.
-    pub fn finally(&mut self, f: impl FnOnce(&mut Ctx) -> Result<()> + 'a) {
+    pub fn finally(&mut self, f: impl FnOnce(&mut Ctx) -> Result<()> + Send + 'a) {
         self.finally.push(Box::new(f));
     }
 
@@ -455,6 +457,13 @@ impl<'a> Plan<'a> {
         self.reads.units.extend(r.units);
         self.reads.dirs.extend(r.dirs);
         self.reads.queries.extend(r.queries);
+    }
+
+    /// Gives back the room kept for more steps: for a plan kept a while (the runner makes
+    /// every host's plan before the fan-out).
+    pub fn shrink_to_fit(&mut self) {
+        self.steps.shrink_to_fit();
+        self.keys.shrink_to_fit();
     }
 
     /// The steps' names, in order.

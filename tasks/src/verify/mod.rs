@@ -70,7 +70,7 @@ pub fn declare<'a>(spec: Spec<'a>, p: &mut Plan<'a>) {
     // One probe shared by every check.
     let reads = crate::plan::StepReads::from(reads);
     let names = check_names(&spec);
-    let spec = std::rc::Rc::new(spec);
+    let spec = std::sync::Arc::new(spec);
     for (i, name) in names.iter().enumerate() {
         let spec = spec.clone();
         p.check(name, reads.clone(), move |cx| {

@@ -66,18 +66,28 @@ where
     f
 }
 
-/// Runs `planner`'s plan on every named host of `inv` over ssh (or simulated hosts, see
+/// Runs each named host's plan on every named host of `inv` over ssh (or simulated hosts, see
 /// [`RunOptions::simulate`]), `forks` at a time, telling `sink` every event and `done` every
-/// finished host. Reports come back in `names`' order.
-pub fn over_ssh(
-    inv: &Inventory,
+/// finished host. The plans are `made` already (one a name, in the names' order: the run
+/// checked every one before the fan-out), or `planner`'s, made as the fan-out reaches each
+/// host. Reports come back in `names`' order.
+pub fn over_ssh<'i>(
+    inv: &'i Inventory,
     names: &[&str],
     planner: &Planner,
+    made: Option<Vec<Plan<'i>>>,
     opts: &RunOptions,
     sink: &Sink,
     done: &(dyn Fn(&HostReport) + Sync),
 ) -> Vec<HostReport> {
-    let queue = Mutex::new(names.iter().copied().enumerate());
+    let mut made = made.map(Vec::into_iter);
+    let queue = Mutex::new(
+        names
+            .iter()
+            .copied()
+            .enumerate()
+            .map(move |(i, name)| (i, name, made.as_mut().and_then(Iterator::next))),
+    );
     let results: Mutex<Vec<(usize, HostReport)>> = Mutex::new(Vec::new());
     let workers = opts.forks.min(names.len()).max(1);
     let simulated = opts
@@ -92,13 +102,14 @@ pub fn over_ssh(
             s.spawn(|| {
                 loop {
                     let next = queue.lock().unwrap().next();
-                    let Some((i, name)) = next else { break };
+                    let Some((i, name, plan)) = next else { break };
                     let target = inv.target(name).expect("selected from the inventory");
+                    let plan = plan.map_or_else(|| plan_of(planner, target), Ok);
                     let host = match &simulated {
                         None => ssh_host(inv, &target, &opts.credentials, opts.fresh),
                         Some((rtt, state)) => simulated_host(name, *rtt, state),
                     };
-                    let report = run_one(host, target, planner, opts, sink, &lock_holder, &probes);
+                    let report = run_one(host, target, plan, opts, sink, &lock_holder, &probes);
                     done(&report);
                     results.lock().unwrap().push((i, report));
                 }
@@ -108,6 +119,13 @@ pub fn over_ssh(
     let mut out = results.into_inner().unwrap();
     out.sort_by_key(|(i, _)| *i);
     out.into_iter().map(|(_, r)| r).collect()
+}
+
+/// `planner`'s plan for `target`.
+pub fn plan_of<'a>(planner: &Planner, target: Target<'a>) -> tasks::Result<Plan<'a>> {
+    let mut plan = Plan::new();
+    planner(target, &mut plan)?;
+    Ok(plan)
 }
 
 /// The state `planner`'s plan for the first of `names` leaves a recorded Debian host in
@@ -121,8 +139,7 @@ fn converged(
         .first()
         .and_then(|n| inv.target(n))
         .ok_or_else(|| tasks::Error::other("no host to simulate"))?;
-    let mut plan = Plan::new();
-    planner(target, &mut plan)?;
+    let plan = plan_of(planner, target)?;
     let fixture = tasks::testing::Fixture::debian();
     tasks::host::simulated::converged(plan, fixture).map(Arc::new)
 }
@@ -144,8 +161,13 @@ fn simulated_host(
     }
 }
 
-/// Runs `planner`'s plan on this machine, without ssh, as `target`.
-pub fn local(target: Target, planner: &Planner, opts: &RunOptions, sink: &Sink) -> HostReport {
+/// Runs `plan` on this machine, without ssh, as `target`.
+pub fn local<'a>(
+    target: Target<'a>,
+    plan: tasks::Result<Plan<'a>>,
+    opts: &RunOptions,
+    sink: &Sink,
+) -> HostReport {
     let local = Local::new(target.name);
     let local = match (&opts.credentials.sudo, is_root()) {
         (_, true) => local,
@@ -156,7 +178,7 @@ pub fn local(target: Target, planner: &Planner, opts: &RunOptions, sink: &Sink) 
     run_one(
         Ok(Box::new(local)),
         target,
-        planner,
+        plan,
         opts,
         sink,
         &holder(),
@@ -225,11 +247,11 @@ fn expand_home(p: &Path) -> PathBuf {
     }
 }
 
-/// Plans, connects, runs the selected steps, closes; never panics the caller.
-fn run_one(
+/// Connects, runs the selected steps of `plan`, closes; never panics the caller.
+fn run_one<'a>(
     host: tasks::Result<Box<dyn Host>>,
-    target: Target,
-    planner: &Planner,
+    target: Target<'a>,
+    plan: tasks::Result<Plan<'a>>,
     opts: &RunOptions,
     sink: &Sink,
     lock_holder: &str,
@@ -237,10 +259,10 @@ fn run_one(
 ) -> HostReport {
     let start = Instant::now();
     let name = target.name;
-    let mut plan = Plan::new();
-    if let Err(e) = planner(target, &mut plan) {
-        return HostReport::early(name, e.kind(), e.to_string(), start.elapsed());
-    }
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(e) => return HostReport::early(name, e.kind(), e.to_string(), start.elapsed()),
+    };
     let host = match host {
         Ok(h) => h,
         Err(e) => return HostReport::early(name, e.kind(), e.to_string(), start.elapsed()),
