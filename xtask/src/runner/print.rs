@@ -36,7 +36,95 @@ pub fn init_logging(verbose: u8) {
 pub struct Printer {
     json: bool,
     diffs: bool,
-    out: Arc<Mutex<()>>,
+    out: Arc<Lines>,
+}
+
+/// How often lines gathered for a pipe or a file are written out.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+/// Gathered lines are written out at once past this many bytes.
+const GATHER_MAX: usize = 256 * 1024;
+
+/// The printer's lines, for as long as a printer (or a clone) lives: written to stdout as they
+/// come on a terminal; gathered for a pipe or a file and written every [`FLUSH_EVERY`] by a
+/// thread of their own, and when the printer goes (a run over many hosts prints thousands of
+/// lines: one write each would be most of the printing's cost).
+struct Lines {
+    out: Arc<Out>,
+}
+
+struct Out {
+    gather: bool,
+    pending: Mutex<Vec<u8>>,
+    /// Held while lines are written, so that they go out in order.
+    writing: Mutex<()>,
+    /// The printer is gone: the writing thread stops.
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl Out {
+    fn line(&self, text: &str) {
+        if !self.gather {
+            let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.write_all(b"\n");
+            let _ = out.flush();
+            return;
+        }
+        let full = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.extend_from_slice(text.as_bytes());
+            pending.push(b'\n');
+            pending.len() >= GATHER_MAX
+        };
+        if full {
+            self.flush();
+        }
+    }
+
+    /// Writes out the lines gathered so far.
+    fn flush(&self) {
+        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let lines = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if lines.is_empty() {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(&lines);
+        let _ = out.flush();
+    }
+}
+
+impl Lines {
+    fn new() -> Lines {
+        use std::io::IsTerminal;
+        let out = Arc::new(Out {
+            gather: !std::io::stdout().is_terminal(),
+            pending: Mutex::new(Vec::new()),
+            writing: Mutex::new(()),
+            done: std::sync::atomic::AtomicBool::new(false),
+        });
+        if out.gather {
+            let writer = out.clone();
+            std::thread::spawn(move || {
+                while !writer.done.load(std::sync::atomic::Ordering::Acquire) {
+                    std::thread::sleep(FLUSH_EVERY);
+                    writer.flush();
+                }
+            });
+        }
+        Lines { out }
+    }
+}
+
+impl Drop for Lines {
+    /// The last lines are written before the printer is gone (before the process exits).
+    fn drop(&mut self) {
+        self.out
+            .done
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.out.flush();
+    }
 }
 
 impl Printer {
@@ -44,7 +132,7 @@ impl Printer {
         Printer {
             json,
             diffs,
-            out: Arc::new(Mutex::new(())),
+            out: Arc::new(Lines::new()),
         }
     }
 
@@ -55,11 +143,7 @@ impl Printer {
     }
 
     fn line(&self, text: &str) {
-        let _guard = self.out.lock().unwrap();
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(text.as_bytes());
-        let _ = out.write_all(b"\n");
-        let _ = out.flush();
+        self.out.out.line(text);
     }
 
     fn event(&self, event: &Event) {
@@ -472,6 +556,32 @@ mod tests {
         r.error = None;
         r.reboot_required = reboot.map(str::to_string);
         r
+    }
+
+    /// Lines for a pipe are gathered in order and written out together: every
+    /// [`FLUSH_EVERY`], past [`GATHER_MAX`] bytes, and when the printer goes.
+    #[test]
+    fn lines_for_a_pipe_are_gathered() {
+        let out = Out {
+            gather: true,
+            pending: Mutex::new(Vec::new()),
+            writing: Mutex::new(()),
+            done: std::sync::atomic::AtomicBool::new(false),
+        };
+        out.line("one");
+        out.line("two");
+        assert_eq!(*out.pending.lock().unwrap(), b"one\ntwo\n");
+        out.flush();
+        assert!(out.pending.lock().unwrap().is_empty());
+        let long = "x".repeat(GATHER_MAX);
+        out.line(&long);
+        assert!(out.pending.lock().unwrap().is_empty(), "written at once");
+        let lines = Lines { out: Arc::new(out) };
+        lines.out.line("last");
+        let out = lines.out.clone();
+        drop(lines);
+        assert!(out.pending.lock().unwrap().is_empty());
+        assert!(out.done.load(std::sync::atomic::Ordering::Acquire));
     }
 
     /// The JSON lines are serde_json's, byte for byte: strings with quotes, backslashes,
