@@ -20,11 +20,11 @@
 //! assert_eq!(p.names(), ["swap disabled in fstab", "report"]);
 //! ```
 
+use std::collections::BTreeSet;
+
 pub use crate::ctx::StepRef;
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
-use std::collections::BTreeSet;
-
 use crate::state::Probe;
 
 /// What a task reads from a host, declared beside the task as a constant. The engine gathers
