@@ -106,12 +106,16 @@ impl Lines {
         });
         if out.gather {
             let writer = out.clone();
-            std::thread::spawn(move || {
-                while !writer.done.load(std::sync::atomic::Ordering::Acquire) {
-                    std::thread::sleep(FLUSH_EVERY);
-                    writer.flush();
-                }
-            });
+            // Without the thread (none to be had), lines still go out past GATHER_MAX bytes
+            // and when the printer goes.
+            let _ = std::thread::Builder::new()
+                .name("printer".into())
+                .spawn(move || {
+                    while !writer.done.load(std::sync::atomic::Ordering::Acquire) {
+                        std::thread::sleep(FLUSH_EVERY);
+                        writer.flush();
+                    }
+                });
         }
         Lines { out }
     }
