@@ -290,14 +290,17 @@ impl Printer {
 fn step_json(host: &str, record: &tasks::Record, diffs: bool) -> String {
     let mut j = JsonLine(String::with_capacity(96 + host.len() + record.name.len()));
     // The fields every step has, their names written with the punctuation around them (the
-    // outcome's label is a plain word).
+    // outcome's label, a plain word, with its own).
     j.0.push_str("{\"event\":\"step\",\"host\":\"");
     json_escaped(&mut j.0, host);
     j.0.push_str("\",\"step\":\"");
     json_escaped(&mut j.0, &record.name);
-    j.0.push_str("\",\"outcome\":\"");
-    j.0.push_str(record.outcome.label());
-    j.0.push_str("\",\"duration_ms\":");
+    j.0.push_str(match record.outcome {
+        Outcome::Ok => "\",\"outcome\":\"ok\",\"duration_ms\":",
+        Outcome::Changed => "\",\"outcome\":\"changed\",\"duration_ms\":",
+        Outcome::Skipped(_) => "\",\"outcome\":\"skipped\",\"duration_ms\":",
+        Outcome::Failed(_) => "\",\"outcome\":\"failed\",\"duration_ms\":",
+    });
     push_number(&mut j.0, record.duration.as_millis() as u64);
     match &record.outcome {
         Outcome::Skipped(why) => {
