@@ -402,6 +402,11 @@ impl Ctx {
         &self.records
     }
 
+    /// The steps recorded so far, taken (the context records the next ones anew).
+    pub fn take_records(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.records)
+    }
+
     /// Every modifying action of the run, in order.
     pub fn actions(&self) -> &[Action] {
         &self.actions
@@ -450,17 +455,23 @@ impl Ctx {
         f: impl FnOnce(&mut Ctx) -> Result<Change>,
     ) -> Result<Change> {
         let start = Instant::now();
-        self.emit(Event::StepStarted {
+        // The host's and the step's names are made once: told to the sink with the start,
+        // kept while the step runs, then in its record and with the finish.
+        let started = Event::StepStarted {
             host: self.host_name().to_string(),
             name: name.to_string(),
-        });
+        };
+        self.emit_ref(&started);
+        let Event::StepStarted { host, name: step } = started else {
+            unreachable!("made above as a start")
+        };
         self.current = Some(Current {
-            name: name.to_string(),
+            name: step,
             diffs: Vec::new(),
             actions: Vec::new(),
         });
         let result = f(self);
-        let cur = self.current.take().unwrap_or(Current {
+        let cur = self.current.take().unwrap_or_else(|| Current {
             name: name.to_string(),
             diffs: Vec::new(),
             actions: Vec::new(),
@@ -472,17 +483,18 @@ impl Ctx {
             Err(e) => Outcome::Failed(e.to_string()),
         };
         let record = Record {
-            name: name.to_string(),
+            name: cur.name,
             outcome,
             duration: start.elapsed(),
             diffs: cur.diffs,
             actions: cur.actions,
         };
-        self.records.push(record.clone());
-        self.emit(Event::StepFinished {
-            host: self.host_name().to_string(),
-            record,
-        });
+        // Told to the sink, then kept: the event hands the record back, no copy made.
+        let finished = Event::StepFinished { host, record };
+        self.emit_ref(&finished);
+        if let Event::StepFinished { record, .. } = finished {
+            self.records.push(record);
+        }
         result.map_err(|e| e.on_host(self.host.name()))
     }
 
@@ -495,8 +507,12 @@ impl Ctx {
     }
 
     fn emit(&self, event: Event) {
+        self.emit_ref(&event);
+    }
+
+    fn emit_ref(&self, event: &Event) {
         if let Some(sink) = &self.opts.sink {
-            sink(&event);
+            sink(event);
         }
     }
 

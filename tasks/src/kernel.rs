@@ -80,11 +80,22 @@ pub fn is_swap_entry(line: &str) -> bool {
 pub fn live_reads(modules: &[&str], sysctls: &[(&str, &str)]) -> crate::state::Probe {
     let mut files: Vec<String> = modules.iter().map(|m| format!("/sys/module/{m}")).collect();
     files.extend(sysctls.iter().map(|(k, _)| sysctl_path(k)));
-    crate::state::Probe::default().files(&files)
+    crate::state::Probe {
+        files: files.into_iter().collect(),
+        ..Default::default()
+    }
 }
 
 pub fn sysctl_path(key: &str) -> String {
-    format!("/proc/sys/{}", key.replace('.', "/"))
+    let mut path = String::with_capacity(10 + key.len());
+    path.push_str("/proc/sys/");
+    for (i, part) in key.split('.').enumerate() {
+        if i > 0 {
+            path.push('/');
+        }
+        path.push_str(part);
+    }
+    path
 }
 
 /// Renders a sysctl.d file.
@@ -642,5 +653,11 @@ mod tests {
             sysctl_path("net.ipv4.ip_forward"),
             "/proc/sys/net/ipv4/ip_forward"
         );
+        for key in ["vm", "a..b", ".x", "x.", ""] {
+            assert_eq!(
+                sysctl_path(key),
+                format!("/proc/sys/{}", key.replace('.', "/"))
+            );
+        }
     }
 }

@@ -38,7 +38,7 @@ pub use ctx::{Action, Change, Ctx, Event, Mode, Options, Outcome, Record};
 pub use error::{Error, ErrorKind, Result};
 pub use facts::{Facts, OsFamily};
 pub use host::{Cmd, Host, Output};
-pub use plan::{Plan, Reads, Selection, StepRef};
+pub use plan::{Plan, ProbeCache, Reads, Selection, StepReads, StepRef};
 pub use secret::Secret;
 
 #[cfg(test)]

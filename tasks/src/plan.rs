@@ -20,6 +20,8 @@
 //! assert_eq!(p.names(), ["swap disabled in fstab", "report"]);
 //! ```
 
+use std::collections::BTreeSet;
+
 pub use crate::ctx::StepRef;
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
@@ -94,13 +96,179 @@ impl<const N: usize> From<[Reads; N]> for Probe {
     }
 }
 
-type StepFn<'a> = Box<dyn FnOnce(&mut Ctx) -> Result<Change> + 'a>;
-type FinallyFn<'a> = Box<dyn FnOnce(&mut Ctx) -> Result<()> + 'a>;
-type InstallsFn<'a> = Box<dyn FnOnce(&mut Ctx) -> Result<Vec<String>> + 'a>;
+impl Reads {
+    /// The same declaration (the same constant): its lists are the same slices.
+    fn same(&self, other: &Reads) -> bool {
+        std::ptr::eq(self.files, other.files)
+            && std::ptr::eq(self.units, other.units)
+            && std::ptr::eq(self.programs, other.programs)
+            && std::ptr::eq(self.dirs, other.dirs)
+            && std::ptr::eq(self.queries, other.queries)
+    }
+
+    /// The same names read (the same declaration, or one written alike).
+    fn alike(&self, other: &Reads) -> bool {
+        self.same(other)
+            || (self.files == other.files
+                && self.units == other.units
+                && self.programs == other.programs
+                && self.dirs == other.dirs
+                && self.queries == other.queries)
+    }
+}
+
+/// The same names to read, beyond the facts (the run lock aside).
+fn probes_alike(a: &Probe, b: &Probe) -> bool {
+    std::ptr::eq(a, b)
+        || (a.files == b.files
+            && a.programs == b.programs
+            && a.units == b.units
+            && a.dirs == b.dirs
+            && a.queries == b.queries)
+}
+
+/// What a step reads, as [`Plan::step`] takes it: a task module's [`Reads`] (or several), kept
+/// as declared, nothing copied; or a [`Probe`] made for the plan (names known only from the
+/// inventory), shared by the steps it is given to. [`Plan::probe`] gathers them.
+#[derive(Debug, Clone)]
+pub struct StepReads(Declared);
+
+#[derive(Debug, Clone)]
+enum Declared {
+    One(Reads),
+    Many(Vec<Reads>),
+    Probe(std::sync::Arc<Probe>),
+}
+
+impl From<Reads> for StepReads {
+    fn from(r: Reads) -> StepReads {
+        StepReads(Declared::One(r))
+    }
+}
+
+impl<const N: usize> From<[Reads; N]> for StepReads {
+    fn from(rs: [Reads; N]) -> StepReads {
+        StepReads(Declared::Many(rs.to_vec()))
+    }
+}
+
+impl From<Probe> for StepReads {
+    fn from(p: Probe) -> StepReads {
+        StepReads(Declared::Probe(std::sync::Arc::new(p)))
+    }
+}
+
+impl StepReads {
+    /// The same names read.
+    fn alike(&self, other: &StepReads) -> bool {
+        match (&self.0, &other.0) {
+            (Declared::One(a), Declared::One(b)) => a.alike(b),
+            (Declared::Many(a), Declared::Many(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.alike(b))
+            }
+            (Declared::Probe(a), Declared::Probe(b)) => probes_alike(a, b),
+            _ => false,
+        }
+    }
+}
+
+/// The probe of a plan, kept for the plans after it that read the same (the hosts of one run,
+/// most of them, whose plans differ in what their steps do, not in what they read): their probe
+/// is then a copy of it, not gathered again from every step. One per run; shared by the
+/// threads of a fan-out.
+#[derive(Default)]
+pub struct ProbeCache(std::sync::Mutex<Option<std::sync::Arc<Kept>>>);
+
+impl std::fmt::Debug for ProbeCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProbeCache")
+    }
+}
+
+/// A plan's probe and what it was gathered from: the selection, the selected steps' reads in
+/// order, the playbook's own.
+struct Kept {
+    sel: Selection,
+    steps: Vec<StepReads>,
+    reads: Probe,
+    probe: Probe,
+}
+
+/// The reads of a plan's selected steps, borrowed while they are gathered: each name copied
+/// once into the probe, however many steps read it.
+#[derive(Default)]
+struct Gathered<'p> {
+    files: BTreeSet<&'p str>,
+    programs: BTreeSet<&'p str>,
+    units: BTreeSet<&'p str>,
+    dirs: BTreeSet<&'p str>,
+    queries: BTreeSet<Vec<&'p str>>,
+    /// Declarations gathered already (a module's constant, read by several of its steps).
+    seen: Vec<&'p Reads>,
+    seen_probes: Vec<&'p Probe>,
+}
+
+impl<'p> Gathered<'p> {
+    fn reads(&mut self, r: &'p Reads) {
+        if self.seen.iter().any(|s| s.same(r)) {
+            return;
+        }
+        self.seen.push(r);
+        self.files.extend(r.files.iter().copied());
+        self.programs.extend(r.programs.iter().copied());
+        self.units.extend(r.units.iter().copied());
+        self.dirs.extend(r.dirs.iter().copied());
+        self.queries.extend(r.queries.iter().map(|q| q.to_vec()));
+    }
+
+    fn probe(&mut self, p: &'p Probe) {
+        if self.seen_probes.iter().any(|s| std::ptr::eq(*s, p)) {
+            return;
+        }
+        self.seen_probes.push(p);
+        self.files.extend(p.files.iter().map(String::as_str));
+        self.programs.extend(p.programs.iter().map(String::as_str));
+        self.units.extend(p.units.iter().map(String::as_str));
+        self.dirs.extend(p.dirs.iter().map(String::as_str));
+        self.queries.extend(
+            p.queries
+                .iter()
+                .map(|q| q.iter().map(String::as_str).collect()),
+        );
+    }
+
+    fn declared(&mut self, d: &'p StepReads) {
+        match &d.0 {
+            Declared::One(r) => self.reads(r),
+            Declared::Many(rs) => rs.iter().for_each(|r| self.reads(r)),
+            Declared::Probe(p) => self.probe(p),
+        }
+    }
+
+    fn into_probe(self) -> Probe {
+        let owned = |set: BTreeSet<&str>| set.into_iter().map(str::to_string).collect();
+        Probe {
+            files: owned(self.files),
+            programs: owned(self.programs),
+            units: owned(self.units),
+            dirs: owned(self.dirs),
+            queries: self
+                .queries
+                .into_iter()
+                .map(|q| q.into_iter().map(str::to_string).collect())
+                .collect(),
+            lock: None,
+        }
+    }
+}
+
+type StepFn<'a> = Box<dyn FnOnce(&mut Ctx) -> Result<Change> + Send + 'a>;
+type FinallyFn<'a> = Box<dyn FnOnce(&mut Ctx) -> Result<()> + Send + 'a>;
+type InstallsFn<'a> = Box<dyn FnOnce(&mut Ctx) -> Result<Vec<String>> + Send + 'a>;
 
 struct Step<'a> {
     name: String,
-    reads: Probe,
+    reads: StepReads,
     /// A failure is recorded and the next steps still run (checks, not preparations).
     keep_going: bool,
     run: StepFn<'a>,
@@ -116,6 +284,10 @@ pub struct Plan<'a> {
     finally: Vec<FinallyFn<'a>>,
     /// Read by the playbook as a whole (files known only from the inventory, ...).
     reads: Probe,
+    /// Each step's [`name_key`], in step order.
+    keys: Vec<u64>,
+    /// A bit for each of `keys` (a name whose bit is not taken is new).
+    key_bits: u128,
     /// How old apt's package lists may be before an install refreshes them (default
     /// [`crate::pkg::PACKAGE_LISTS_MAX_AGE`]).
     lists_max_age: Option<std::time::Duration>,
@@ -186,12 +358,14 @@ impl<'a> Plan<'a> {
         Plan::default()
     }
 
-    /// Declares a step: its name (unique in the plan), what it reads, and what it does.
+    /// Declares a step: its name (unique in the plan), what it reads, and what it does. What
+    /// it does is `Send`: the runner makes every host's plan before the fan-out, then hands
+    /// each to the thread that runs its host.
     pub fn step(
         &mut self,
         name: &str,
-        reads: impl Into<Probe>,
-        run: impl FnOnce(&mut Ctx) -> Result<Change> + 'a,
+        reads: impl Into<StepReads>,
+        run: impl FnOnce(&mut Ctx) -> Result<Change> + Send + 'a,
     ) -> StepRef {
         self.push(name, reads.into(), false, Box::new(run))
     }
@@ -200,17 +374,32 @@ impl<'a> Plan<'a> {
     pub fn check(
         &mut self,
         name: &str,
-        reads: impl Into<Probe>,
-        run: impl FnOnce(&mut Ctx) -> Result<Change> + 'a,
+        reads: impl Into<StepReads>,
+        run: impl FnOnce(&mut Ctx) -> Result<Change> + Send + 'a,
     ) -> StepRef {
         self.push(name, reads.into(), true, Box::new(run))
     }
 
-    fn push(&mut self, name: &str, reads: Probe, keep_going: bool, run: StepFn<'a>) -> StepRef {
-        assert!(
-            !self.steps.iter().any(|s| s.name == name),
-            "step `{name}` declared twice in one plan"
-        );
+    fn push(&mut self, name: &str, reads: StepReads, keep_going: bool, run: StepFn<'a>) -> StepRef {
+        // A name is compared with the others only when its key's bit is taken already (its
+        // length and ends, see `name_key`): a plan of forty steps asks this forty times a host.
+        let key = name_key(name);
+        let bit = 1u128 << (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 57);
+        if self.key_bits & bit != 0 {
+            for (k, s) in self.keys.iter().zip(&self.steps) {
+                assert!(
+                    *k != key || s.name != name,
+                    "step `{name}` declared twice in one plan"
+                );
+            }
+        }
+        self.key_bits |= bit;
+        if self.steps.capacity() == 0 {
+            // Room for a role's steps at once, rather than growing four times.
+            self.steps.reserve(32);
+            self.keys.reserve(32);
+        }
+        self.keys.push(key);
         self.steps.push(Step {
             name: name.to_string(),
             reads,
@@ -233,7 +422,7 @@ impl<'a> Plan<'a> {
     pub fn installs(
         &mut self,
         step: StepRef,
-        packages: impl FnOnce(&mut Ctx) -> Result<Vec<String>> + 'a,
+        packages: impl FnOnce(&mut Ctx) -> Result<Vec<String>> + Send + 'a,
     ) {
         let s = &mut self.steps[step.0];
         assert!(
@@ -254,19 +443,36 @@ impl<'a> Plan<'a> {
     /// Work after the last step that is not a step of its own: nothing is recorded or
     /// printed for it (gathering what a later stage needs, such as `verify`'s identities).
     /// It runs only when no step stopped the plan; its error stops the host like a step's.
-    pub fn finally(&mut self, f: impl FnOnce(&mut Ctx) -> Result<()> + 'a) {
+    pub fn finally(&mut self, f: impl FnOnce(&mut Ctx) -> Result<()> + Send + 'a) {
         self.finally.push(Box::new(f));
     }
 
     /// Files, units or programs the playbook reads beyond its steps' own declarations
     /// (files whose names come from the inventory).
     pub fn reads(&mut self, reads: impl Into<Probe>) {
-        self.reads = std::mem::take(&mut self.reads).merge(&reads.into());
+        let r = reads.into();
+        self.reads.files.extend(r.files);
+        self.reads.programs.extend(r.programs);
+        self.reads.units.extend(r.units);
+        self.reads.dirs.extend(r.dirs);
+        self.reads.queries.extend(r.queries);
+    }
+
+    /// Gives back the room kept for more steps: for a plan kept a while (the runner makes
+    /// every host's plan before the fan-out).
+    pub fn shrink_to_fit(&mut self) {
+        self.steps.shrink_to_fit();
+        self.keys.shrink_to_fit();
     }
 
     /// The steps' names, in order.
     pub fn names(&self) -> Vec<String> {
-        self.steps.iter().map(|s| s.name.clone()).collect()
+        self.step_names().map(str::to_string).collect()
+    }
+
+    /// The steps' names, in order, borrowed.
+    pub fn step_names(&self) -> impl Iterator<Item = &str> {
+        self.steps.iter().map(|s| s.name.as_str())
     }
 
     pub fn len(&self) -> usize {
@@ -277,20 +483,65 @@ impl<'a> Plan<'a> {
         self.steps.is_empty()
     }
 
-    /// What the selected steps read: the probe of a run.
+    /// What the selected steps read: the probe of a run. Each name is copied once, however
+    /// many steps read it.
     pub fn probe(&self, sel: &Selection) -> Probe {
-        self.steps
-            .iter()
-            .filter(|s| sel.selects(&s.name))
-            .fold(self.reads.clone(), |p, s| p.merge(&s.reads))
+        let mut g = Gathered::default();
+        g.probe(&self.reads);
+        for s in self.selected(sel) {
+            g.declared(&s.reads);
+        }
+        g.into_probe()
+    }
+
+    /// [`Plan::probe`], or a copy of the probe `cache` keeps when that one was gathered from
+    /// the same reads (the same selection, the selected steps reading alike, in order, and the
+    /// playbook's own reads alike); else gathered, and kept in `cache` for the next plans.
+    pub fn probe_reusing(&self, sel: &Selection, cache: &ProbeCache) -> Probe {
+        let kept = cache.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(k) = kept
+            && k.sel == *sel
+            && probes_alike(&k.reads, &self.reads)
+            && self.reads_alike(sel, &k.steps)
+        {
+            return k.probe.clone();
+        }
+        let probe = self.probe(sel);
+        let kept = Kept {
+            sel: sel.clone(),
+            steps: self.selected(sel).map(|s| s.reads.clone()).collect(),
+            reads: self.reads.clone(),
+            probe: probe.clone(),
+        };
+        *cache.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::sync::Arc::new(kept));
+        probe
+    }
+
+    fn selected<'s>(&'s self, sel: &'s Selection) -> impl Iterator<Item = &'s Step<'a>> {
+        self.steps.iter().filter(move |s| sel.selects(&s.name))
+    }
+
+    /// The selected steps read alike `steps`, in order.
+    fn reads_alike(&self, sel: &Selection, steps: &[StepReads]) -> bool {
+        let mut kept = steps.iter();
+        self.selected(sel)
+            .all(|s| kept.next().is_some_and(|k| k.alike(&s.reads)))
+            && kept.next().is_none()
     }
 
     /// Runs the selected steps in order, after the one transaction of their packages (apply
     /// mode, see [`Plan::installs`]). A failed step stops the plan (a failed check does not);
     /// steps left out are neither run nor recorded.
-    pub fn run(mut self, cx: &mut Ctx, sel: &Selection) -> Ran {
-        let mut not_selected = 0;
+    pub fn run(self, cx: &mut Ctx, sel: &Selection) -> Ran {
         cx.set_reads(self.probe(sel));
+        self.run_connected(cx, sel)
+    }
+
+    /// [`Plan::run`] on a context connected with this plan's probe of `sel`
+    /// ([`crate::ctx::Options::probe`] is `self.probe(sel)`, as the runner connects): the
+    /// context knows what the plan reads already, and is not told again.
+    pub fn run_connected(mut self, cx: &mut Ctx, sel: &Selection) -> Ran {
+        let mut not_selected = 0;
         if let Some(max) = self.lists_max_age {
             cx.set_package_lists_max_age(max);
         }
@@ -328,6 +579,20 @@ impl<'a> Plan<'a> {
             error,
         }
     }
+}
+
+/// A step name's length, first, middle and last two bytes: names that differ here differ.
+fn name_key(name: &str) -> u64 {
+    let b = name.as_bytes();
+    let n = b.len();
+    if n == 0 {
+        return 0;
+    }
+    (n as u64) << 32
+        | u64::from(b[0]) << 24
+        | u64::from(b[n / 2]) << 16
+        | u64::from(b[n - 2.min(n)]) << 8
+        | u64::from(b[n - 1])
 }
 
 /// The packages the selected steps declare and the host lacks, in step order, installed in one
@@ -692,6 +957,73 @@ mod tests {
         );
     }
 
+    /// A plan that reads what the one before it read gets a copy of its probe; one that reads
+    /// otherwise (a step, the playbook's own reads, a probe made for the plan, the selection)
+    /// gets its own. Each is the probe it gathers itself.
+    #[test]
+    fn a_probe_is_reused_by_plans_that_read_alike() {
+        const A: Reads = Reads::files(&["/etc/a"]).units(&["a.service"]);
+        const B: Reads = Reads::files(&["/etc/b"]).programs(&["b"]);
+        let plan = |home: &str, live: &str, extra: bool| {
+            let mut p = Plan::new();
+            p.reads(Probe::default().files(&[format!("/home/{home}/.ssh")]));
+            p.step("a", A, |_| Ok(Change::Unchanged));
+            p.step("b", [A, B], |_| Ok(Change::Unchanged));
+            p.step("live", Probe::default().files(&[live]), |_| {
+                Ok(Change::Unchanged)
+            });
+            if extra {
+                p.step("c", Reads::files(&["/etc/c"]), |_| Ok(Change::Unchanged));
+            }
+            p
+        };
+        let cache = ProbeCache::default();
+        let all = Selection::default();
+        let files = |p: &Probe| p.files.iter().cloned().collect::<Vec<_>>();
+        for (p, sel) in [
+            (plan("x", "/sys/module/overlay", false), &all),
+            (plan("x", "/sys/module/overlay", false), &all),
+            (plan("y", "/sys/module/overlay", false), &all),
+            (plan("y", "/sys/module/br_netfilter", false), &all),
+            (plan("y", "/sys/module/br_netfilter", true), &all),
+            (
+                plan("y", "/sys/module/br_netfilter", true),
+                &Selection::new(&["c"], &[]),
+            ),
+            (plan("y", "/sys/module/br_netfilter", true), &all),
+        ] {
+            let reused = p.probe_reusing(sel, &cache);
+            let own = p.probe(sel);
+            assert_eq!(files(&reused), files(&own));
+            assert_eq!(reused.units, own.units);
+            assert_eq!(reused.programs, own.programs);
+        }
+        let kept = cache.0.lock().unwrap().clone().unwrap();
+        assert!(kept.probe.files.contains("/etc/c"));
+    }
+
+    /// Names alike in length and ends are told apart; a name declared twice is refused.
+    #[test]
+    fn a_step_is_declared_once() {
+        let mut p = Plan::new();
+        for name in [
+            "swap off",
+            "swap_off",
+            "sw",
+            "s",
+            "",
+            "swap  off",
+            "kernel off",
+        ] {
+            p.step(name, Reads::NONE, |_| Ok(Change::Unchanged));
+        }
+        assert_eq!(p.len(), 7);
+        let twice = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            p.step("swap_off", Reads::NONE, |_| Ok(Change::Unchanged));
+        }));
+        assert!(twice.is_err());
+    }
+
     #[test]
     fn the_probe_gathers_what_the_selected_steps_read() {
         const A: Reads = Reads::files(&["/etc/a"]).units(&["a.service"]);
@@ -708,5 +1040,41 @@ mod tests {
         let only_a = p.probe(&Selection::new(&["a"], &[]));
         assert!(!only_a.files.contains("/etc/b"));
         assert!(only_a.units.contains("a.service"));
+    }
+
+    /// A probe made for the plan, shared by steps, and the questions, gathered with the
+    /// constants; the probe follows the plan and the selection.
+    #[test]
+    fn the_probe_follows_the_plan_and_the_selection() {
+        const A: Reads = Reads::files(&["/etc/a"]).queries(&[&["locale", "-a"]]);
+        let shared = StepReads::from(Probe::default().files(&["/sys/module/overlay"]));
+        let mut p = Plan::new();
+        p.step("a", A, |_| Ok(Change::Unchanged));
+        p.step("live", shared.clone(), |_| Ok(Change::Unchanged));
+        p.step("live again", [A, Reads::NONE], |_| Ok(Change::Unchanged));
+        let all = p.probe(&Selection::default());
+        assert_eq!(
+            all.files.iter().collect::<Vec<_>>(),
+            ["/etc/a", "/sys/module/overlay"]
+        );
+        assert_eq!(
+            all.queries.iter().collect::<Vec<_>>(),
+            [&vec!["locale".to_string(), "-a".to_string()]]
+        );
+        p.step("b", Reads::files(&["/etc/b"]), |_| Ok(Change::Unchanged));
+        assert!(p.probe(&Selection::default()).files.contains("/etc/b"));
+        let only_b = Selection::new(&["b"], &[]);
+        assert_eq!(
+            p.probe(&only_b).files.iter().collect::<Vec<_>>(),
+            ["/etc/b"]
+        );
+        p.reads(Probe::default().files(&["/home/x/.ssh"]));
+        assert!(p.probe(&only_b).files.contains("/home/x/.ssh"));
+        // The run reads what its selection reads.
+        let (mut cx, _rec) = Fixture::debian().ctx(Mode::Check);
+        let probe = p.probe(&Selection::default());
+        assert!(p.run(&mut cx, &only_b).error.is_none());
+        assert_eq!(cx.records().len(), 1);
+        assert!(probe.files.contains("/etc/a"));
     }
 }

@@ -277,9 +277,32 @@ fn key_id(line: &str) -> Option<(&str, &str)> {
     if line.starts_with('#') {
         return None;
     }
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let at = words.iter().position(|w| is_key_type(w))?;
-    Some((words[at], *words.get(at + 1)?))
+    if !line.is_ascii() {
+        let mut words = line.split_whitespace();
+        let kind = words.find(|w| is_key_type(w))?;
+        return Some((kind, words.next()?));
+    }
+    // An ASCII line (every key line): its words split at the bytes `split_whitespace` splits
+    // at, in one pass over the bytes, stopping at the blob.
+    let b = line.as_bytes();
+    let space = |c: u8| matches!(c, b' ' | b'\t'..=b'\r');
+    let (mut i, mut kind) = (0, None);
+    while i < b.len() {
+        while i < b.len() && space(b[i]) {
+            i += 1;
+        }
+        let start = i;
+        while i < b.len() && !space(b[i]) {
+            i += 1;
+        }
+        let word = &line[start..i];
+        match kind {
+            Some(kind) if !word.is_empty() => return Some((kind, word)),
+            None if is_key_type(word) => kind = Some(word),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn is_key_type(word: &str) -> bool {
@@ -294,9 +317,9 @@ pub fn validate_key(key: &str) -> Result<()> {
     let ok = !key.trim().contains('\n')
         && key_id(key).is_some_and(|(_, blob)| {
             blob.len() >= 16
-                && blob
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
+                && blob.bytes().all(
+                    |b| matches!(b, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'+' | b'/' | b'='),
+                )
         });
     if ok {
         Ok(())
@@ -372,7 +395,7 @@ pub struct PasswdEntry<'a> {
 }
 
 pub fn passwd_entry<'a>(passwd: &'a str, name: &str) -> Option<PasswdEntry<'a>> {
-    passwd.lines().find_map(|l| {
+    passwd.lines().filter(|l| names(l, name)).find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
         (f.len() >= 7 && f[0] == name).then(|| PasswdEntry {
             uid: f[2],
@@ -383,6 +406,12 @@ pub fn passwd_entry<'a>(passwd: &'a str, name: &str) -> Option<PasswdEntry<'a>> 
     })
 }
 
+/// The line of `/etc/passwd`, `/etc/group` or `/etc/shadow` is `name`'s (its first field is
+/// `name`): looked at before the line is split into its fields.
+fn names(line: &str, name: &str) -> bool {
+    line.len() > name.len() && line.as_bytes()[name.len()] == b':' && line.starts_with(name)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupEntry<'a> {
     pub gid: &'a str,
@@ -390,7 +419,7 @@ pub struct GroupEntry<'a> {
 }
 
 pub fn group_entry<'a>(group: &'a str, name: &str) -> Option<GroupEntry<'a>> {
-    group.lines().find_map(|l| {
+    group.lines().filter(|l| names(l, name)).find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
         (f.len() >= 4 && f[0] == name).then(|| GroupEntry {
             gid: f[2],
@@ -414,7 +443,7 @@ fn with_member(group: &str, group_name: &str, user: &str) -> String {
 
 /// The nine fields of the user's shadow line (missing trailing fields read as empty).
 fn shadow_fields<'a>(shadow: &'a str, name: &str) -> Option<Vec<&'a str>> {
-    shadow.lines().find_map(|l| {
+    shadow.lines().filter(|l| names(l, name)).find_map(|l| {
         let mut f: Vec<&str> = l.split(':').collect();
         (f.len() >= 2 && f[0] == name).then(|| {
             f.resize(9.max(f.len()), "");
@@ -580,6 +609,61 @@ mod tests {
 
     const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGxJtH1l2d7ebWk3Vt6e2e0m3Jz1rQb8X2u6m7c8d9e0 ops@admin";
     const KEY2: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 other@laptop";
+
+    /// A key line's type and blob, as the words `split_whitespace` makes give them.
+    #[test]
+    fn key_ids_as_whitespace_splits_them() {
+        let reference = |line: &str| -> Option<(String, String)> {
+            let line = line.trim();
+            if line.starts_with('#') {
+                return None;
+            }
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let at = words.iter().position(|w| is_key_type(w))?;
+            Some((words[at].to_string(), words.get(at + 1)?.to_string()))
+        };
+        for line in [
+            KEY,
+            KEY2,
+            "",
+            "   ",
+            "# ssh-ed25519 AAAA",
+            "ssh-ed25519",
+            "ssh-ed25519   ",
+            "from=\"10.0.0.1\",no-pty ssh-ed25519 AAAAC3 comment here",
+            "ssh-ed25519\tAAAAC3\tc",
+            "ssh-ed25519\u{b}AAAAC3\u{c}c",
+            "ssh-ed25519\u{a0}AAAAC3 c",
+            "ssh-ed25519 AAAAC3\u{2003}c d",
+            "ecdsa-sha2-nistp256 AAAAE2 x",
+            "sk-ssh-ed25519@openssh.com AAAAG y",
+            "no key here at all",
+            "  \t ssh-rsa   AAAAB3NzaC1yc2E   é  ",
+        ] {
+            let got = key_id(line).map(|(a, b)| (a.to_string(), b.to_string()));
+            assert_eq!(got, reference(line), "{line:?}");
+        }
+    }
+
+    /// An entry is found by its first field only.
+    #[test]
+    fn entries_by_their_first_field() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nadm:x:3:4::/var/adm:/sbin/nologin\nadmin:x:1000:1000::/home/admin:/bin/bash\nadmin2\n";
+        assert_eq!(passwd_entry(passwd, "admin").unwrap().uid, "1000");
+        assert_eq!(passwd_entry(passwd, "adm").unwrap().uid, "3");
+        assert!(passwd_entry(passwd, "ad").is_none());
+        assert!(passwd_entry(passwd, "admin2").is_none());
+        assert!(passwd_entry(passwd, "root:x").is_none());
+        let group = "sudo:x:27:admin,ops\nsudoers:x:28:\n";
+        assert_eq!(
+            group_entry(group, "sudo").unwrap().members,
+            ["admin", "ops"]
+        );
+        assert!(group_entry(group, "sud").is_none());
+        let shadow = "admin:$6$x:19000::::::\n";
+        assert_eq!(shadow_fields(shadow, "admin").unwrap()[1], "$6$x");
+        assert!(shadow_fields(shadow, "admi").is_none());
+    }
 
     fn admin<'a>(h: &'a Secret, keys: &'a [String]) -> AdminUser<'a> {
         AdminUser {

@@ -60,7 +60,7 @@ pub fn common<'a>(t: Target<'a>, p: &mut Plan<'a>) {
         locale::locale_packages(cx, &sys.locale)
     });
     p.installs(packages, |cx| locale::packages(cx, &sys.locale));
-    p.reads(Probe::default().files(&locale::source_files(&sys.locale)));
+    p.reads(files_read(locale::source_files(&sys.locale)));
     p.step("locale generated", locale::READS, |cx| {
         locale::locale_generated(cx, &sys.locale)
     });
@@ -128,6 +128,14 @@ pub fn common<'a>(t: Target<'a>, p: &mut Plan<'a>) {
     full_update(t, p);
 }
 
+/// A probe of these files (taken, not copied).
+fn files_read(files: Vec<String>) -> Probe {
+    Probe {
+        files: files.into_iter().collect(),
+        ..Probe::default()
+    }
+}
+
 /// The admin's ssh directory and keys, at the usual home (another home costs one more round
 /// trip).
 fn admin_files(t: Target) -> Probe {
@@ -141,7 +149,7 @@ fn admin_files(t: Target) -> Probe {
         files.push(format!("{dir}/authorized_keys"));
         files.push(dir);
     }
-    Probe::default().files(&files)
+    files_read(files)
 }
 
 /// The admin's sudoers drop-in, when the inventory asks for one.
@@ -153,7 +161,7 @@ fn sudoers_files(t: Target) -> Probe {
         .filter(|a| a.passwordless_sudo)
         .map(|a| sudoers::drop_in(&a.name))
         .collect();
-    Probe::default().files(&files)
+    files_read(files)
 }
 
 /// The CA certificates of the inventory, in each OS family's layout (the family is not known
@@ -176,7 +184,7 @@ fn ca_files(t: Target) -> Probe {
             }
         }
     }
-    Probe::default().files(&files)
+    files_read(files)
 }
 
 fn read_ca_files(t: Target) -> Result<Vec<(String, String)>> {
@@ -249,7 +257,7 @@ pub fn network<'a>(t: Target<'a>, p: &mut Plan<'a>) -> Result<()> {
     refuse_placeholders(t)?;
     let managed = t.host.network.as_ref().filter(|n| n.write);
     if let Some(n) = managed {
-        p.reads(Probe::default().files(&[cloudinit::network_file(&n.interface)]));
+        p.reads(files_read(vec![cloudinit::network_file(&n.interface)]));
     }
     p.step(
         "cloud-init network off",

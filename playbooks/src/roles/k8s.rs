@@ -1,7 +1,7 @@
 //! Kubernetes nodes: control-plane masters and workers.
 
 use tasks::firewall::{self, Chain, Net, Ports, Rule};
-use tasks::{Change, Plan, Reads, Result, verify};
+use tasks::{Change, Plan, Reads, Result, StepReads, verify};
 use tasks::{containerd, disks, docker, hostname, kernel, kubelet};
 
 use super::{Role, common, ingress_nodeports, network};
@@ -250,7 +250,8 @@ pub fn kernel_prep<'a>(
     modules: &'a [&'a str],
     sysctls: &'a [(&'a str, &'a str)],
 ) {
-    let live = kernel::live_reads(modules, sysctls);
+    // One probe shared by both steps.
+    let live = StepReads::from(kernel::live_reads(modules, sysctls));
     p.step("swap off", kernel::READS, kernel::swap_off);
     p.step(
         "swap disabled in fstab",

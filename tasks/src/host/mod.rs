@@ -74,7 +74,12 @@ impl Output {
     }
 
     pub fn stdout_str(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
+        // Checked at once as UTF-8 (the usual case, a probe's reply of tens of kilobytes);
+        // only invalid bytes take the slower lossy path.
+        match std::str::from_utf8(&self.stdout) {
+            Ok(text) => text.to_owned(),
+            Err(_) => String::from_utf8_lossy(&self.stdout).into_owned(),
+        }
     }
 }
 
@@ -137,10 +142,29 @@ fn short(s: &str) -> String {
 /// would read `'DEBIAN_FRONTEND=noninteractive'`; the plans tests pin the current form, and
 /// the quoting and injection tests (tests/e2e/security.rs, over a real ssh) pin its safety.
 pub fn shell_quote(word: &str) -> String {
-    let safe = !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b));
+    // A plain loop over the bytes: every path of every probe passes here.
+    let bytes = word.as_bytes();
+    let mut safe = !bytes.is_empty();
+    let mut i = 0;
+    while safe && i < bytes.len() {
+        safe = matches!(
+            bytes[i],
+            b'a'..=b'z'
+                | b'A'..=b'Z'
+                | b'0'..=b'9'
+                | b'_'
+                | b'@'
+                | b'%'
+                | b'+'
+                | b'='
+                | b':'
+                | b','
+                | b'.'
+                | b'/'
+                | b'-'
+        );
+        i += 1;
+    }
     if safe {
         word.to_string()
     } else {
@@ -178,12 +202,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn stdout_is_text_invalid_bytes_replaced() {
+        let out = |b: &[u8]| Output {
+            stdout: b.to_vec(),
+            ..Default::default()
+        };
+        assert_eq!(out("é ok\n".as_bytes()).stdout_str(), "é ok\n");
+        assert_eq!(out(b"a\xffb").stdout_str(), "a\u{fffd}b");
+    }
+
+    #[test]
     fn quoting() {
         assert_eq!(shell_quote("abc-1.2/x"), "abc-1.2/x");
         assert_eq!(shell_quote(""), "''");
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote("$(id)`x`;\n"), "'$(id)`x`;\n'");
+        // Bare: letters, digits and `_@%+=:,./-`; every other character is quoted.
+        for c in (0u8..=127).map(char::from).chain(['é', '日']) {
+            let bare = c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
+            let word = format!("a{c}");
+            let quoted = shell_quote(&word) != word;
+            assert_eq!(quoted, !bare, "{c:?}");
+        }
         assert_eq!(shell_join(&["echo", "a;b", "c"]), "echo 'a;b' c");
     }
 

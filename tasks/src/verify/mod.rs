@@ -67,8 +67,10 @@ pub fn declare<'a>(spec: Spec<'a>, p: &mut Plan<'a>) {
     if let Some(node) = &spec.node {
         reads = reads.merge(&crate::kernel::live_reads(node.modules, node.sysctls));
     }
+    // One probe shared by every check.
+    let reads = crate::plan::StepReads::from(reads);
     let names = check_names(&spec);
-    let spec = std::rc::Rc::new(spec);
+    let spec = std::sync::Arc::new(spec);
     for (i, name) in names.iter().enumerate() {
         let spec = spec.clone();
         p.check(name, reads.clone(), move |cx| {

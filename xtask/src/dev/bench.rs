@@ -288,8 +288,7 @@ fn simulated(exe: &Path, n: usize, args: &BenchArgs) -> Result<Value> {
         cpu.push(secs(m.cpu));
         user_peak.push(mb(m.peak));
     }
-    // Enough replies that 10 ms clock ticks do not matter.
-    let simulator = simulator_cpu_per_host(&inv, 400)?.as_secs_f64() * n as f64;
+    let simulator = simulator_cpu(&inv)?.as_secs_f64();
     let (wall_median, wall_min, wall_max) = stats(&wall);
     let (cpu_median, cpu_min, cpu_max) = stats(&cpu);
     let (peak_median, _, peak_max) = stats(&user_peak);
@@ -322,42 +321,62 @@ fn simulated(exe: &Path, n: usize, args: &BenchArgs) -> Result<Value> {
     }))
 }
 
-/// The CPU time this process spends on one thread answering simulated hosts' probes (`sample`
-/// of them), per host: the simulated hosts' own share of a simulated run's CPU time (the same code, the
-/// same build), which is not the runner's. The probe is the one the runner sends the first
-/// host of `inv`, with a lock holder like its own.
-fn simulator_cpu_per_host(inv: &Path, sample: usize) -> Result<Duration> {
+/// The CPU time this process spends on one thread answering the probes of every host of
+/// `inv` as simulated hosts (the probe, the unlock): the simulated hosts' own share of a
+/// simulated run's CPU time (the same code, the same build, the same fleet: one state, a script
+/// read back and answered once, each host's reply named for it), which is not the runner's.
+/// The probe is the one the runner sends the first host of `inv`, with a lock holder like its
+/// own. The fleet is answered [`SIMULATOR_ROUNDS`] times, each time a state of its own (as a
+/// run's), so that the clock's ticks do not matter.
+fn simulator_cpu(inv: &Path) -> Result<Duration> {
     use tasks::Host as _;
     let inv = playbooks::Inventory::load(inv).map_err(|p| anyhow::anyhow!("{p}"))?;
     let registry = playbooks::Registry::default();
     let playbook = registry.find(PLAYBOOK).context("no k8s-worker playbook")?;
-    let names: Vec<&String> = inv.hosts.keys().cycle().take(sample).collect();
+    let names: Vec<&String> = inv.hosts.keys().collect();
     let first = inv
         .target(names.first().context("no host")?)
         .context("no host")?;
     let mut plan = tasks::Plan::new();
     playbook.plan(first, &mut plan)?;
     let mut probe = plan.probe(&tasks::Selection::default());
-    probe.lock = Some(format!(
+    let holder = format!(
         "nodeprep run by root@{} (pid {}, started at unix time 1700000000)",
         crate::runner::fanout::this_hostname(),
         std::process::id()
-    ));
-    let state = std::sync::Arc::new(tasks::host::simulated::converged(
-        plan,
-        tasks::testing::Fixture::debian(),
-    )?);
+    );
+    probe.lock = Some(holder.clone());
+    let state = tasks::host::simulated::converged(plan, tasks::testing::Fixture::debian())?;
+    let states: Vec<std::sync::Arc<tasks::state::State>> = (0..SIMULATOR_ROUNDS)
+        .map(|_| std::sync::Arc::new(state.clone()))
+        .collect();
     let cmd = tasks::Cmd::new(&["sh", "-s"]).stdin(tasks::state::probe_script(&probe));
+    let unlock = tasks::Cmd::new(&["sh", "-c", &tasks::state::unlock_script(&holder)]);
     let before = thread_cpu()?;
-    for name in &names {
-        let host = tasks::host::simulated::Simulated::new(*name, Duration::ZERO, state.clone());
-        host.exec(&cmd)?;
+    for state in &states {
+        for name in &names {
+            let host = tasks::host::simulated::Simulated::new(*name, Duration::ZERO, state.clone());
+            host.exec(&cmd)?;
+            host.exec(&unlock)?;
+        }
     }
-    Ok((thread_cpu()? - before) / names.len() as u32)
+    Ok((thread_cpu()? - before) / SIMULATOR_ROUNDS as u32)
 }
 
-/// User plus system CPU time of the calling thread, from /proc (clock ticks of 10 ms).
+/// How many times [`simulator_cpu`] answers the fleet.
+const SIMULATOR_ROUNDS: usize = 50;
+
+/// User plus system CPU time of the calling thread: the scheduler's nanoseconds
+/// (/proc/thread-self/schedstat, brought up to date at the scheduler's ticks), else the clock
+/// ticks of 10 ms of /proc/thread-self/stat.
 fn thread_cpu() -> Result<Duration> {
+    if let Some(ns) = std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .filter(|ns| *ns > 0)
+    {
+        return Ok(Duration::from_nanos(ns));
+    }
     let stat = std::fs::read_to_string("/proc/thread-self/stat")?;
     // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");

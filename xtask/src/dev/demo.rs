@@ -69,9 +69,8 @@ pub fn demo(args: &DemoArgs) -> Result<u8> {
                             return Vec::new();
                         }
                         let planner = fanout::planner(|t, p| playbook.plan(t, p));
-                        fanout::over_ssh(inv, &names, &planner, opts, &printer.sink(), &|r| {
-                            printer.host_done(r)
-                        })
+                        let done = |r: &HostReport| printer.host_done(r);
+                        fanout::over_ssh(inv, &names, &planner, None, opts, &printer.sink(), &done)
                     })
                 })
                 .collect();

@@ -66,35 +66,50 @@ where
     f
 }
 
-/// Runs `planner`'s plan on every named host of `inv` over ssh (or simulated hosts, see
+/// Runs each named host's plan on every named host of `inv` over ssh (or simulated hosts, see
 /// [`RunOptions::simulate`]), `forks` at a time, telling `sink` every event and `done` every
-/// finished host. Reports come back in `names`' order.
-pub fn over_ssh(
-    inv: &Inventory,
+/// finished host. The plans are `made` already (one a name, in the names' order: the run
+/// checked every one before the fan-out), or `planner`'s, made as the fan-out reaches each
+/// host. Reports come back in `names`' order.
+pub fn over_ssh<'i>(
+    inv: &'i Inventory,
     names: &[&str],
     planner: &Planner,
+    made: Option<Vec<Plan<'i>>>,
     opts: &RunOptions,
     sink: &Sink,
     done: &(dyn Fn(&HostReport) + Sync),
 ) -> Vec<HostReport> {
-    let queue = Mutex::new(names.iter().copied().enumerate());
+    let mut made = made.map(Vec::into_iter);
+    let queue = Mutex::new(
+        names
+            .iter()
+            .copied()
+            .enumerate()
+            .map(move |(i, name)| (i, name, made.as_mut().and_then(Iterator::next))),
+    );
     let results: Mutex<Vec<(usize, HostReport)>> = Mutex::new(Vec::new());
     let workers = opts.forks.min(names.len()).max(1);
     let simulated = opts
         .simulate
         .map(|rtt| (rtt, converged(inv, names, planner)));
+    // One holder for the whole run: the hosts' locks name this runner and when it started.
+    let lock_holder = holder();
+    // Most hosts' plans read alike: their probe is gathered once.
+    let probes = tasks::ProbeCache::default();
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
                 loop {
                     let next = queue.lock().unwrap().next();
-                    let Some((i, name)) = next else { break };
+                    let Some((i, name, plan)) = next else { break };
                     let target = inv.target(name).expect("selected from the inventory");
+                    let plan = plan.map_or_else(|| plan_of(planner, target), Ok);
                     let host = match &simulated {
                         None => ssh_host(inv, &target, &opts.credentials, opts.fresh),
                         Some((rtt, state)) => simulated_host(name, *rtt, state),
                     };
-                    let report = run_one(host, target, planner, opts, sink);
+                    let report = run_one(host, target, plan, opts, sink, &lock_holder, &probes);
                     done(&report);
                     results.lock().unwrap().push((i, report));
                 }
@@ -104,6 +119,13 @@ pub fn over_ssh(
     let mut out = results.into_inner().unwrap();
     out.sort_by_key(|(i, _)| *i);
     out.into_iter().map(|(_, r)| r).collect()
+}
+
+/// `planner`'s plan for `target`.
+pub fn plan_of<'a>(planner: &Planner, target: Target<'a>) -> tasks::Result<Plan<'a>> {
+    let mut plan = Plan::new();
+    planner(target, &mut plan)?;
+    Ok(plan)
 }
 
 /// The state `planner`'s plan for the first of `names` leaves a recorded Debian host in
@@ -117,8 +139,7 @@ fn converged(
         .first()
         .and_then(|n| inv.target(n))
         .ok_or_else(|| tasks::Error::other("no host to simulate"))?;
-    let mut plan = Plan::new();
-    planner(target, &mut plan)?;
+    let plan = plan_of(planner, target)?;
     let fixture = tasks::testing::Fixture::debian();
     tasks::host::simulated::converged(plan, fixture).map(Arc::new)
 }
@@ -140,15 +161,29 @@ fn simulated_host(
     }
 }
 
-/// Runs `planner`'s plan on this machine, without ssh, as `target`.
-pub fn local(target: Target, planner: &Planner, opts: &RunOptions, sink: &Sink) -> HostReport {
+/// Runs `plan` on this machine, without ssh, as `target`.
+pub fn local<'a>(
+    target: Target<'a>,
+    plan: tasks::Result<Plan<'a>>,
+    opts: &RunOptions,
+    sink: &Sink,
+) -> HostReport {
     let local = Local::new(target.name);
     let local = match (&opts.credentials.sudo, is_root()) {
         (_, true) => local,
         (Some(password), false) => local.with_sudo_password(password.clone()),
         (None, false) => local.with_sudo(true),
     };
-    run_one(Ok(Box::new(local)), target, planner, opts, sink)
+    let probes = tasks::ProbeCache::default();
+    run_one(
+        Ok(Box::new(local)),
+        target,
+        plan,
+        opts,
+        sink,
+        &holder(),
+        &probes,
+    )
 }
 
 /// This process runs as root (from /proc: std has no getuid).
@@ -212,20 +247,22 @@ fn expand_home(p: &Path) -> PathBuf {
     }
 }
 
-/// Plans, connects, runs the selected steps, closes; never panics the caller.
-fn run_one(
+/// Connects, runs the selected steps of `plan`, closes; never panics the caller.
+fn run_one<'a>(
     host: tasks::Result<Box<dyn Host>>,
-    target: Target,
-    planner: &Planner,
+    target: Target<'a>,
+    plan: tasks::Result<Plan<'a>>,
     opts: &RunOptions,
     sink: &Sink,
+    lock_holder: &str,
+    probes: &tasks::ProbeCache,
 ) -> HostReport {
     let start = Instant::now();
     let name = target.name;
-    let mut plan = Plan::new();
-    if let Err(e) = planner(target, &mut plan) {
-        return HostReport::early(name, e.kind(), e.to_string(), start.elapsed());
-    }
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(e) => return HostReport::early(name, e.kind(), e.to_string(), start.elapsed()),
+    };
     let host = match host {
         Ok(h) => h,
         Err(e) => return HostReport::early(name, e.kind(), e.to_string(), start.elapsed()),
@@ -234,11 +271,11 @@ fn run_one(
     let ctx_opts = Options {
         mode: opts.mode,
         diff: opts.diff,
-        probe: plan.probe(&opts.selection),
+        probe: plan.probe_reusing(&opts.selection, probes),
         sink: Some(sink.clone()),
         backup: opts.backup,
         // Apply runs take the host's lock; a check run reads only.
-        lock: (!check).then(holder),
+        lock: (!check).then(|| lock_holder.to_string()),
         lock_is_stale: Some(holder_is_gone),
     };
     let mut cx = match Ctx::connect(host, ctx_opts) {
@@ -272,11 +309,15 @@ fn run_one(
             }
         }
     }
-    let ran = plan.run(&mut cx, &opts.selection);
+    // Connected with the plan's probe of this selection (above).
+    let ran = plan.run_connected(&mut cx, &opts.selection);
     cx.close();
+    // Kept until the recap, with every other host's: no room to spare.
+    let mut records = cx.take_records();
+    records.shrink_to_fit();
     HostReport {
         host: name.to_string(),
-        records: cx.records().to_vec(),
+        records,
         not_selected: ran.not_selected,
         error: ran.error.map(|e| (e.kind(), e.to_string())),
         duration: start.elapsed(),
@@ -287,7 +328,7 @@ fn run_one(
     }
 }
 
-/// Who holds a host's lock during a run, as a second runner is told.
+/// Who holds a host's lock during a run, as a second runner is told (the run's start).
 fn holder() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))

@@ -10,7 +10,7 @@ use super::access::{self, AccessArgs};
 use super::fanout::{self, RunOptions};
 use super::identity;
 use super::print::Printer;
-use super::report::{EXIT_BAD_INPUT, exit_code};
+use super::report::{EXIT_BAD_INPUT, HostReport, exit_code};
 use super::select::{self, Selector};
 
 /// Which hosts a job runs on.
@@ -109,17 +109,29 @@ pub(crate) fn targets<'i>(
 }
 
 /// Every host's plan is made before any host is touched: a bad `[vars]` value is bad input,
-/// not a failure on some hosts; and `--only`/`--skip` must name steps of those plans.
-fn check_plans(job: &Job, targets: &[Target]) -> Result<()> {
+/// not a failure on some hosts; and `--only`/`--skip` must name steps of those plans. The
+/// plans are the run's, in the targets' order.
+fn check_plans<'i>(job: &Job, targets: &[Target<'i>]) -> Result<Vec<tasks::Plan<'i>>> {
     let mut steps: Vec<String> = Vec::new();
+    let mut plans = Vec::with_capacity(targets.len());
     for t in targets {
-        for s in playbooks::steps(job.playbook, *t).map_err(|e| anyhow!("{e}"))? {
-            if !steps.contains(&s) {
-                steps.push(s);
+        let mut plan = tasks::Plan::new();
+        job.playbook
+            .plan(*t, &mut plan)
+            .map_err(|e| anyhow!("{e}"))?;
+        // A host with the steps of the hosts before it (as most are) has nothing new.
+        if !plan.step_names().eq(steps.iter().map(String::as_str)) {
+            for s in plan.step_names() {
+                if !steps.iter().any(|known| known == s) {
+                    steps.push(s.to_string());
+                }
             }
         }
+        plan.shrink_to_fit();
+        plans.push(plan);
     }
-    check_selection(job, &steps)
+    check_selection(job, &steps)?;
+    Ok(plans)
 }
 
 fn check_selection(job: &Job, steps: &[String]) -> Result<()> {
@@ -155,11 +167,11 @@ pub fn run(job: &Job) -> Result<u8> {
                 host: &fallback,
                 inventory: &inv,
             });
-            check_plans(job, &[t])?;
+            let plan = check_plans(job, &[t])?.pop().expect("one target, one plan");
             let user = std::env::var("USER").unwrap_or_else(|_| "this user".into());
             opts.identity = Some(identity_book(job, &path, path.exists())?);
             opts.credentials = credentials(job, &inv, &[&user], !fanout::is_root())?;
-            let report = fanout::local(t, &planner, &opts, &printer.sink());
+            let report = fanout::local(t, Ok(plan), &opts, &printer.sink());
             printer.host_done(&report);
             vec![report]
         }
@@ -172,7 +184,7 @@ pub fn run(job: &Job) -> Result<u8> {
                 .iter()
                 .map(|n| inv.target(n).expect("selected"))
                 .collect();
-            check_plans(job, &selected)?;
+            let plans = check_plans(job, &selected)?;
             let mut users: Vec<&str> = selected
                 .iter()
                 .map(|t| fanout::login_user(&inv, t))
@@ -182,9 +194,16 @@ pub fn run(job: &Job) -> Result<u8> {
             let sudo = users.iter().any(|u| *u != "root");
             opts.identity = Some(identity_book(job, &inv.path, true)?);
             opts.credentials = credentials(job, &inv, &users, sudo)?;
-            fanout::over_ssh(&inv, &names, &planner, &opts, &printer.sink(), &|r| {
-                printer.host_done(r)
-            })
+            let done = |r: &HostReport| printer.host_done(r);
+            fanout::over_ssh(
+                &inv,
+                &names,
+                &planner,
+                Some(plans),
+                &opts,
+                &printer.sink(),
+                &done,
+            )
         }
     };
     printer.recap(&reports, check);

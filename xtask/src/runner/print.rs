@@ -36,7 +36,99 @@ pub fn init_logging(verbose: u8) {
 pub struct Printer {
     json: bool,
     diffs: bool,
-    out: Arc<Mutex<()>>,
+    out: Arc<Lines>,
+}
+
+/// How often lines gathered for a pipe or a file are written out.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+/// Gathered lines are written out at once past this many bytes.
+const GATHER_MAX: usize = 256 * 1024;
+
+/// The printer's lines, for as long as a printer (or a clone) lives: written to stdout as they
+/// come on a terminal; gathered for a pipe or a file and written every [`FLUSH_EVERY`] by a
+/// thread of their own, and when the printer goes (a run over many hosts prints thousands of
+/// lines: one write each would be most of the printing's cost).
+struct Lines {
+    out: Arc<Out>,
+}
+
+struct Out {
+    gather: bool,
+    pending: Mutex<Vec<u8>>,
+    /// Held while lines are written, so that they go out in order.
+    writing: Mutex<()>,
+    /// The printer is gone: the writing thread stops.
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl Out {
+    fn line(&self, text: &str) {
+        if !self.gather {
+            let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.write_all(b"\n");
+            let _ = out.flush();
+            return;
+        }
+        let full = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.extend_from_slice(text.as_bytes());
+            pending.push(b'\n');
+            pending.len() >= GATHER_MAX
+        };
+        if full {
+            self.flush();
+        }
+    }
+
+    /// Writes out the lines gathered so far.
+    fn flush(&self) {
+        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let lines = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if lines.is_empty() {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(&lines);
+        let _ = out.flush();
+    }
+}
+
+impl Lines {
+    fn new() -> Lines {
+        use std::io::IsTerminal;
+        let out = Arc::new(Out {
+            gather: !std::io::stdout().is_terminal(),
+            pending: Mutex::new(Vec::new()),
+            writing: Mutex::new(()),
+            done: std::sync::atomic::AtomicBool::new(false),
+        });
+        if out.gather {
+            let writer = out.clone();
+            // Without the thread (none to be had), lines still go out past GATHER_MAX bytes
+            // and when the printer goes.
+            let _ = std::thread::Builder::new()
+                .name("printer".into())
+                .spawn(move || {
+                    while !writer.done.load(std::sync::atomic::Ordering::Acquire) {
+                        std::thread::sleep(FLUSH_EVERY);
+                        writer.flush();
+                    }
+                });
+        }
+        Lines { out }
+    }
+}
+
+impl Drop for Lines {
+    /// The last lines are written before the printer is gone (before the process exits).
+    fn drop(&mut self) {
+        self.out
+            .done
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.out.flush();
+    }
 }
 
 impl Printer {
@@ -44,7 +136,7 @@ impl Printer {
         Printer {
             json,
             diffs,
-            out: Arc::new(Mutex::new(())),
+            out: Arc::new(Lines::new()),
         }
     }
 
@@ -55,10 +147,7 @@ impl Printer {
     }
 
     fn line(&self, text: &str) {
-        let _guard = self.out.lock().unwrap();
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{text}");
-        let _ = out.flush();
+        self.out.out.line(text);
     }
 
     fn event(&self, event: &Event) {
@@ -135,29 +224,7 @@ impl Printer {
     fn recap_lines(&self, reports: &[HostReport], check: bool) -> Vec<String> {
         let mut out = Vec::new();
         if self.json {
-            for r in reports {
-                out.push(
-                    json!({
-                        "event": "recap",
-                        "host": r.host,
-                        "ok": r.count("ok"),
-                        "changed": r.count("changed"),
-                        "failed": r.failures(),
-                        "skipped": r.count("skipped"),
-                        "not_selected": r.not_selected,
-                        "unreachable": r.unreachable(),
-                        "refused": r.refused(),
-                        "duration_ms": r.duration.as_millis() as u64,
-                        "commands": r.commands,
-                        "remote_ms": r.remote.as_millis() as u64,
-                        "check": check,
-                        "reboot_required": r.reboot_required.is_some(),
-                        "reboot_reason": r.reboot_required,
-                    })
-                    .to_string(),
-                );
-            }
-            return out;
+            return reports.iter().map(|r| recap_json(r, check)).collect();
         }
         let mut text = format!(
             "\nRECAP{}\n{:<16} {:>4} {:>8} {:>7} {:>8} {:>12} {:>9}",
@@ -218,42 +285,195 @@ impl Printer {
     }
 }
 
-/// The JSON line of a finished step. Serialized from a struct, not built as a `Value`: a run
-/// prints one per step and host, and a map per line is most of the runner's printing cost.
+/// The JSON line of a finished step, written field by field (see [`JsonLine`]): a run prints
+/// one per step and host.
 fn step_json(host: &str, record: &tasks::Record, diffs: bool) -> String {
-    #[derive(serde::Serialize)]
-    struct Step<'a> {
-        event: &'static str,
-        host: &'a str,
-        step: &'a str,
-        outcome: &'static str,
-        duration_ms: u64,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        reason: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        error: Option<&'a str>,
-        #[serde(skip_serializing_if = "Vec::is_empty")]
-        actions: Vec<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        diff: Option<String>,
+    let mut j = JsonLine(String::with_capacity(96 + host.len() + record.name.len()));
+    // The fields every step has, their names written with the punctuation around them (the
+    // outcome's label, a plain word, with its own).
+    j.0.push_str("{\"event\":\"step\",\"host\":\"");
+    json_escaped(&mut j.0, host);
+    j.0.push_str("\",\"step\":\"");
+    json_escaped(&mut j.0, &record.name);
+    j.0.push_str(match record.outcome {
+        Outcome::Ok => "\",\"outcome\":\"ok\",\"duration_ms\":",
+        Outcome::Changed => "\",\"outcome\":\"changed\",\"duration_ms\":",
+        Outcome::Skipped(_) => "\",\"outcome\":\"skipped\",\"duration_ms\":",
+        Outcome::Failed(_) => "\",\"outcome\":\"failed\",\"duration_ms\":",
+    });
+    push_number(&mut j.0, record.duration.as_millis() as u64);
+    match &record.outcome {
+        Outcome::Skipped(why) => {
+            j.str("reason", why);
+        }
+        Outcome::Failed(e) => {
+            j.str("error", e);
+        }
+        _ => {}
     }
-    let (reason, error) = match &record.outcome {
-        Outcome::Skipped(why) => (Some(why.as_str()), None),
-        Outcome::Failed(e) => (None, Some(e.as_str())),
-        _ => (None, None),
-    };
-    let step = Step {
-        event: "step",
-        host,
-        step: &record.name,
-        outcome: record.outcome.label(),
-        duration_ms: record.duration.as_millis() as u64,
-        reason,
-        error,
-        actions: record.actions.iter().map(|a| a.to_string()).collect(),
-        diff: (diffs && !record.diffs.is_empty()).then(|| record.diffs.concat()),
-    };
-    serde_json::to_string(&step).unwrap_or_default()
+    if !record.actions.is_empty() {
+        let actions: Vec<String> = record.actions.iter().map(|a| a.to_string()).collect();
+        j.strs("actions", &actions);
+    }
+    if diffs && !record.diffs.is_empty() {
+        j.str("diff", &record.diffs.concat());
+    }
+    j.end()
+}
+
+/// The recap of one host as a JSON line.
+fn recap_json(r: &HostReport, check: bool) -> String {
+    // The outcomes counted in one pass.
+    let (mut ok, mut changed, mut failed, mut skipped) = (0u64, 0u64, 0usize, 0u64);
+    for rec in &r.records {
+        match rec.outcome {
+            Outcome::Ok => ok += 1,
+            Outcome::Changed => changed += 1,
+            Outcome::Failed(_) => failed += 1,
+            Outcome::Skipped(_) => skipped += 1,
+        }
+    }
+    // As `HostReport::failures` counts them: an error outside any step counts once.
+    let failures = failed + usize::from(r.error.is_some() && !r.unreachable() && failed == 0);
+    let mut j = JsonLine::new();
+    j.str("event", "recap")
+        .str("host", &r.host)
+        .num("ok", ok)
+        .num("changed", changed)
+        .num("failed", failures as u64)
+        .num("skipped", skipped)
+        .num("not_selected", r.not_selected as u64)
+        .bool("unreachable", r.unreachable())
+        .bool("refused", r.refused())
+        .num("duration_ms", r.duration.as_millis() as u64)
+        .num("commands", u64::from(r.commands))
+        .num("remote_ms", r.remote.as_millis() as u64)
+        .bool("check", check)
+        .bool("reboot_required", r.reboot_required.is_some())
+        .opt_str("reboot_reason", r.reboot_required.as_deref());
+    j.end()
+}
+
+/// A JSON object written straight into its line, as serde_json writes it (compact, the fields
+/// in the order given, strings escaped alike), with no map or value built first: the printer's
+/// lines are most of what a run over many hosts writes.
+struct JsonLine(String);
+
+impl JsonLine {
+    fn new() -> JsonLine {
+        let mut s = String::with_capacity(128);
+        s.push('{');
+        JsonLine(s)
+    }
+
+    /// Opens the field `key`: a name of this file's, written as it is (nothing to escape).
+    fn key(&mut self, key: &str) -> &mut String {
+        self.0.push_str(if self.0.len() > 1 { ",\"" } else { "\"" });
+        self.0.push_str(key);
+        self.0.push_str("\":");
+        &mut self.0
+    }
+
+    fn str(&mut self, key: &str, value: &str) -> &mut JsonLine {
+        json_string(self.key(key), value);
+        self
+    }
+
+    fn opt_str(&mut self, key: &str, value: Option<&str>) -> &mut JsonLine {
+        match value {
+            Some(v) => self.str(key, v),
+            None => {
+                self.key(key).push_str("null");
+                self
+            }
+        }
+    }
+
+    fn strs(&mut self, key: &str, values: &[String]) -> &mut JsonLine {
+        let out = self.key(key);
+        out.push('[');
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            json_string(out, v);
+        }
+        out.push(']');
+        self
+    }
+
+    fn num(&mut self, key: &str, value: u64) -> &mut JsonLine {
+        push_number(self.key(key), value);
+        self
+    }
+
+    fn bool(&mut self, key: &str, value: bool) -> &mut JsonLine {
+        self.key(key).push_str(if value { "true" } else { "false" });
+        self
+    }
+
+    fn end(mut self) -> String {
+        self.0.push('}');
+        self.0
+    }
+}
+
+/// `n` in decimal.
+fn push_number(out: &mut String, n: u64) {
+    // The digits, last first (most values here are a few milliseconds).
+    let mut digits = [0u8; 20];
+    let (mut n, mut at) = (n, digits.len());
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"));
+}
+
+/// `s` as a JSON string, escaped as serde_json escapes it: the quote, the backslash and the
+/// control characters; everything else as it is.
+fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    json_escaped(out, s);
+    out.push('"');
+}
+
+/// The inside of [`json_string`]: `s` escaped, without the quotes.
+fn json_escaped(out: &mut String, s: &str) {
+    // A plain loop over the bytes: every line passes here.
+    let bytes = s.as_bytes();
+    let mut plain = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        i += 1;
+        if b >= 0x20 && b != b'"' && b != b'\\' {
+            continue;
+        }
+        // Every byte escaped is ASCII: a character boundary on either side.
+        out.push_str(&s[plain..i - 1]);
+        plain = i;
+        let escaped = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            _ => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "\\u{b:04x}");
+                continue;
+            }
+        };
+        out.push_str(escaped);
+    }
+    out.push_str(&s[plain..]);
 }
 
 /// `cargo xtask hosts`: one line per host.
@@ -343,6 +563,136 @@ mod tests {
         r.error = None;
         r.reboot_required = reboot.map(str::to_string);
         r
+    }
+
+    /// Lines for a pipe are gathered in order and written out together: every
+    /// [`FLUSH_EVERY`], past [`GATHER_MAX`] bytes, and when the printer goes.
+    #[test]
+    fn lines_for_a_pipe_are_gathered() {
+        let out = Out {
+            gather: true,
+            pending: Mutex::new(Vec::new()),
+            writing: Mutex::new(()),
+            done: std::sync::atomic::AtomicBool::new(false),
+        };
+        out.line("one");
+        out.line("two");
+        assert_eq!(*out.pending.lock().unwrap(), b"one\ntwo\n");
+        out.flush();
+        assert!(out.pending.lock().unwrap().is_empty());
+        let long = "x".repeat(GATHER_MAX);
+        out.line(&long);
+        assert!(out.pending.lock().unwrap().is_empty(), "written at once");
+        let lines = Lines { out: Arc::new(out) };
+        lines.out.line("last");
+        let out = lines.out.clone();
+        drop(lines);
+        assert!(out.pending.lock().unwrap().is_empty());
+        assert!(out.done.load(std::sync::atomic::Ordering::Acquire));
+    }
+
+    /// The JSON lines are serde_json's, byte for byte: strings with quotes, backslashes,
+    /// control characters and other scripts; fields left out as serde leaves them out.
+    #[test]
+    fn json_lines_are_serde_jsons() {
+        use std::time::Duration;
+        use tasks::{Action, Record};
+        for text in [
+            "",
+            "plain",
+            "a \"quoted\" \\ path\n\ttab\r\u{8}\u{c}\u{1}\u{1f}\u{7f}",
+            "é ü 日本 \u{2028} 🦀",
+        ] {
+            let mut line = String::new();
+            json_string(&mut line, text);
+            assert_eq!(line, serde_json::to_string(text).unwrap(), "{text:?}");
+        }
+        for n in [0, 7, 10, 99, 1000, 1234567, u64::MAX] {
+            let mut j = JsonLine::new();
+            j.num("n", n).bool("b", n == 0);
+            assert_eq!(j.end(), json!({"n": n, "b": n == 0}).to_string());
+        }
+        let record = |outcome: Outcome, actions: Vec<Action>, diffs: Vec<String>| Record {
+            name: "time \"servers\"".into(),
+            outcome,
+            duration: Duration::from_millis(1234),
+            diffs,
+            actions,
+        };
+        let records = [
+            record(Outcome::Ok, vec![], vec![]),
+            record(
+                Outcome::Changed,
+                vec![Action::Run("systemctl restart a\tb".into())],
+                vec!["--- a\n+++ b\n".into(), "x\n".into()],
+            ),
+            record(Outcome::Skipped("no \\ ntp".into()), vec![], vec![]),
+            record(
+                Outcome::Failed("broke:\n\"x\"".into()),
+                vec![],
+                vec!["d\n".into()],
+            ),
+        ];
+        for r in &records {
+            for diffs in [false, true] {
+                let (reason, error) = match &r.outcome {
+                    Outcome::Skipped(why) => (Some(why.clone()), None),
+                    Outcome::Failed(e) => (None, Some(e.clone())),
+                    _ => (None, None),
+                };
+                let mut want = json!({
+                    "event": "step",
+                    "host": "wok01",
+                    "step": r.name,
+                    "outcome": r.outcome.label(),
+                    "duration_ms": 1234,
+                });
+                if let Some(why) = reason {
+                    want["reason"] = json!(why);
+                }
+                if let Some(e) = error {
+                    want["error"] = json!(e);
+                }
+                if !r.actions.is_empty() {
+                    want["actions"] =
+                        json!(r.actions.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+                }
+                if diffs && !r.diffs.is_empty() {
+                    want["diff"] = json!(r.diffs.concat());
+                }
+                assert_eq!(step_json("wok01", r, diffs), want.to_string());
+            }
+        }
+        let mut r = report("wok\"01", Some("kernel 6.1"));
+        r.records = records.to_vec();
+        r.commands = 2;
+        r.remote = Duration::from_millis(101);
+        let early = |kind| HostReport::early("w2", kind, "no".into(), Duration::ZERO);
+        for (r, check) in [
+            (r.clone(), true),
+            (report("w", None), false),
+            (early(tasks::ErrorKind::Other), false),
+            (early(tasks::ErrorKind::Unreachable), false),
+        ] {
+            let want = json!({
+                "event": "recap",
+                "host": r.host,
+                "ok": r.count("ok"),
+                "changed": r.count("changed"),
+                "failed": r.failures(),
+                "skipped": r.count("skipped"),
+                "not_selected": r.not_selected,
+                "unreachable": r.unreachable(),
+                "refused": r.refused(),
+                "duration_ms": r.duration.as_millis() as u64,
+                "commands": r.commands,
+                "remote_ms": r.remote.as_millis() as u64,
+                "check": check,
+                "reboot_required": r.reboot_required.is_some(),
+                "reboot_reason": r.reboot_required,
+            });
+            assert_eq!(recap_json(&r, check), want.to_string());
+        }
     }
 
     /// A host a newer kernel was installed on: its recap says it must reboot, in text and in

@@ -82,6 +82,7 @@ pub fn verify(job: &Job) -> Result<u8> {
         &inv,
         &names,
         &planner,
+        None,
         &job.options,
         &printer.sink(),
         &|r| printer.host_done(r),
