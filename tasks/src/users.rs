@@ -364,8 +364,13 @@ pub fn validate_sha512_hash(hash: &Secret) -> Result<()> {
 
 pub fn is_sha512_crypt(s: &str) -> bool {
     let crypt_chars = |t: &str| {
-        t.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/')
+        // A plain loop: the 86 characters of the hash, for every host.
+        let b = t.as_bytes();
+        let mut i = 0;
+        while i < b.len() && matches!(b[i], b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'/') {
+            i += 1;
+        }
+        i == b.len()
     };
     let Some(rest) = s.strip_prefix("$6$") else {
         return false;
@@ -708,6 +713,13 @@ mod tests {
         assert!(is_sha512_crypt(h.expose()));
         let with_rounds = h.expose().replace("$6$", "$6$rounds=656000$");
         assert!(is_sha512_crypt(&with_rounds));
+        // One character of the hash outside the crypt alphabet.
+        for c in ['*', '-', '$', 'é'] {
+            let mut bad = h.expose().to_string();
+            bad.pop();
+            bad.push(c);
+            assert!(!is_sha512_crypt(&bad), "{bad}");
+        }
         for bad in [
             "secret",
             "$6$",

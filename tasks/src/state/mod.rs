@@ -150,7 +150,7 @@ impl Probe {
 }
 
 /// Everything known about a host during a run.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct State {
     /// Path → contents and stat; `None` when the file is absent. Paths not in the map are
     /// unknown (not probed).
@@ -176,6 +176,25 @@ pub struct State {
     /// Entries of listed directories that are symlinks → the path they resolve to
     /// (`readlink -f`).
     pub links: HashMap<String, String>,
+}
+
+impl Default for State {
+    /// An empty state, with room for what a role's probe reads (its files, units and programs):
+    /// a probe's reply is read into it without the maps growing on the way.
+    fn default() -> State {
+        State {
+            files: HashMap::with_capacity(56),
+            packages: None,
+            package_lists: None,
+            units: HashMap::with_capacity(28),
+            programs: HashMap::with_capacity(7),
+            facts: BTreeMap::new(),
+            answers: HashMap::new(),
+            files_complete: false,
+            dirs: HashMap::new(),
+            links: HashMap::new(),
+        }
+    }
 }
 
 impl State {
