@@ -477,9 +477,10 @@ fn kind_of(command: &str) -> &'static str {
     }
 }
 
-/// The first run's time by kind of work, on the host that waited longest on its commands (the
-/// one that sets the run's wall time); nodeprep's own share is the wall time minus that wait.
-fn breakdown(wall: f64, sent: &[Sent]) -> Value {
+/// The first run's time by kind of work, on the host that waited longest on its commands;
+/// nodeprep's own share is that host's time (its recap's `duration_ms`, from its turn among
+/// the `--forks` to its end; the run's wall time when no recap says) less that wait.
+fn breakdown(wall: f64, sent: &[Sent], recaps: &[Value]) -> Value {
     let mut per_host: BTreeMap<&str, Vec<&Sent>> = BTreeMap::new();
     for s in sent {
         per_host.entry(&s.host).or_default().push(s);
@@ -499,10 +500,16 @@ fn breakdown(wall: f64, sent: &[Sent]) -> Value {
     }
     let mut slowest: Vec<&&Sent> = cmds.iter().collect();
     slowest.sort_by(|a, b| b.secs.total_cmp(&a.secs));
+    let host_s = recaps
+        .iter()
+        .find(|r| r["host"] == *host)
+        .and_then(|r| r["duration_ms"].as_f64())
+        .map_or(wall, |ms| ms / 1000.0);
     let mut v = json!({
         "first_run_host": host,
+        "first_run_host_s": round(host_s, 3),
         "first_run_commands": cmds.len(),
-        "first_run_nodeprep_s": round((wall - total(cmds)).max(0.0), 3),
+        "first_run_nodeprep_s": round((host_s - total(cmds)).max(0.0), 3),
     });
     for (kind, (s, n)) in by_kind {
         v[format!("first_run_{kind}_s")] = json!(round(s, 3));
@@ -560,7 +567,11 @@ fn measure_lab(bed: &dyn Testbed, exe: &Path, runs: usize) -> Result<Value> {
         .filter_map(|e| e["remote_ms"].as_f64())
         .fold(0.0, f64::max)
         / 1000.0;
-    let parts = breakdown(secs(first.wall), &sent_commands(&first.stderr));
+    let parts = breakdown(
+        secs(first.wall),
+        &sent_commands(&first.stderr),
+        &first.recaps(),
+    );
 
     // `cargo xtask run ...` exactly as .cargo/config.toml's alias spells it, from the workspace.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -780,12 +791,18 @@ t=$(mktemp -- \"$d/.nodeprep.XXXXXX\")…' host=\"wok01\" elapsed_ms=12
             ]
         );
         // The host that waited longest is the one broken down.
-        let b = breakdown(5.0, &sent);
+        let b = breakdown(5.0, &sent, &[]);
         assert_eq!(b["first_run_host"], "wok01");
         assert_eq!(b["first_run_package_manager_s"], 4.2);
         assert_eq!(b["first_run_package_manager_commands"], 1);
         assert_eq!(b["first_run_generators_s"], 0.0);
         assert_eq!(b["first_run_nodeprep_s"], round(5.0 - 4.586, 3));
+        // With its recap, the host's own time: a host that waited for its turn among the
+        // forks does not count the wait as nodeprep's.
+        let recaps = [json!({"event": "recap", "host": "wok01", "duration_ms": 4700})];
+        let b = breakdown(9.0, &sent, &recaps);
+        assert_eq!(b["first_run_host_s"], 4.7);
+        assert_eq!(b["first_run_nodeprep_s"], round(4.7 - 4.586, 3));
         assert_eq!(
             b["first_run_slowest"][0]["command"],
             "env DEBIAN_FRONTEND=noninteractive apt-get install -y -q locales kbd"
