@@ -54,7 +54,7 @@ struct Lines {
 
 struct Out {
     gather: bool,
-    pending: Mutex<Vec<u8>>,
+    pending: Mutex<String>,
     /// Held while lines are written, so that they go out in order.
     writing: Mutex<()>,
     /// The printer is gone: the writing thread stops.
@@ -63,18 +63,26 @@ struct Out {
 
 impl Out {
     fn line(&self, text: &str) {
+        self.line_with(|out| out.push_str(text));
+    }
+
+    /// A line `write` writes: into the gathered lines themselves (no line of its own made
+    /// first), or, on a terminal, out at once.
+    fn line_with(&self, write: impl FnOnce(&mut String)) {
         if !self.gather {
+            let mut line = String::new();
+            write(&mut line);
+            line.push('\n');
             let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
             let mut out = std::io::stdout().lock();
-            let _ = out.write_all(text.as_bytes());
-            let _ = out.write_all(b"\n");
+            let _ = out.write_all(line.as_bytes());
             let _ = out.flush();
             return;
         }
         let full = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            pending.extend_from_slice(text.as_bytes());
-            pending.push(b'\n');
+            write(&mut pending);
+            pending.push('\n');
             pending.len() >= GATHER_MAX
         };
         if full {
@@ -90,7 +98,7 @@ impl Out {
             return;
         }
         let mut out = std::io::stdout().lock();
-        let _ = out.write_all(&lines);
+        let _ = out.write_all(lines.as_bytes());
         let _ = out.flush();
     }
 }
@@ -100,7 +108,7 @@ impl Lines {
         use std::io::IsTerminal;
         let out = Arc::new(Out {
             gather: !std::io::stdout().is_terminal(),
-            pending: Mutex::new(Vec::new()),
+            pending: Mutex::new(String::new()),
             writing: Mutex::new(()),
             done: std::sync::atomic::AtomicBool::new(false),
         });
@@ -166,7 +174,10 @@ impl Printer {
             }
             Event::StepFinished { host, record } => {
                 if self.json {
-                    self.line(&step_json(host, record, self.diffs));
+                    let diffs = self.diffs;
+                    self.out
+                        .out
+                        .line_with(|out| write_step_json(out, host, record, diffs));
                     return;
                 }
                 let detail = match &record.outcome {
@@ -287,21 +298,29 @@ impl Printer {
 
 /// The JSON line of a finished step, written field by field (see [`JsonLine`]): a run prints
 /// one per step and host.
+#[cfg(test)]
 fn step_json(host: &str, record: &tasks::Record, diffs: bool) -> String {
-    let mut j = JsonLine(String::with_capacity(96 + host.len() + record.name.len()));
+    let mut line = String::new();
+    write_step_json(&mut line, host, record, diffs);
+    line
+}
+
+/// [`step_json`], written at the end of `out`.
+fn write_step_json(out: &mut String, host: &str, record: &tasks::Record, diffs: bool) {
     // The fields every step has, their names written with the punctuation around them (the
     // outcome's label, a plain word, with its own).
-    j.0.push_str("{\"event\":\"step\",\"host\":\"");
-    json_escaped(&mut j.0, host);
-    j.0.push_str("\",\"step\":\"");
-    json_escaped(&mut j.0, &record.name);
-    j.0.push_str(match record.outcome {
+    out.push_str("{\"event\":\"step\",\"host\":\"");
+    json_escaped(out, host);
+    out.push_str("\",\"step\":\"");
+    json_escaped(out, &record.name);
+    out.push_str(match record.outcome {
         Outcome::Ok => "\",\"outcome\":\"ok\",\"duration_ms\":",
         Outcome::Changed => "\",\"outcome\":\"changed\",\"duration_ms\":",
         Outcome::Skipped(_) => "\",\"outcome\":\"skipped\",\"duration_ms\":",
         Outcome::Failed(_) => "\",\"outcome\":\"failed\",\"duration_ms\":",
     });
-    push_number(&mut j.0, record.duration.as_millis() as u64);
+    push_number(out, record.duration.as_millis() as u64);
+    let mut j = JsonLine { out, first: false };
     match &record.outcome {
         Outcome::Skipped(why) => {
             j.str("reason", why);
@@ -318,7 +337,7 @@ fn step_json(host: &str, record: &tasks::Record, diffs: bool) -> String {
     if diffs && !record.diffs.is_empty() {
         j.str("diff", &record.diffs.concat());
     }
-    j.end()
+    j.end();
 }
 
 /// The recap of one host as a JSON line.
@@ -335,7 +354,8 @@ fn recap_json(r: &HostReport, check: bool) -> String {
     }
     // As `HostReport::failures` counts them: an error outside any step counts once.
     let failures = failed + usize::from(r.error.is_some() && !r.unreachable() && failed == 0);
-    let mut j = JsonLine::new();
+    let mut line = String::with_capacity(320);
+    let mut j = JsonLine::open(&mut line);
     j.str("event", "recap")
         .str("host", &r.host)
         .num("ok", ok)
@@ -351,35 +371,44 @@ fn recap_json(r: &HostReport, check: bool) -> String {
         .bool("check", check)
         .bool("reboot_required", r.reboot_required.is_some())
         .opt_str("reboot_reason", r.reboot_required.as_deref());
-    j.end()
+    j.end();
+    line
 }
 
 /// A JSON object written straight into its line, as serde_json writes it (compact, the fields
 /// in the order given, strings escaped alike), with no map or value built first: the printer's
 /// lines are most of what a run over many hosts writes.
-struct JsonLine(String);
+struct JsonLine<'o> {
+    out: &'o mut String,
+    /// No field written yet.
+    first: bool,
+}
 
-impl JsonLine {
-    fn new() -> JsonLine {
-        let mut s = String::with_capacity(128);
-        s.push('{');
-        JsonLine(s)
+impl<'o> JsonLine<'o> {
+    /// Opens an object at the end of `out`.
+    fn open(out: &'o mut String) -> JsonLine<'o> {
+        out.push('{');
+        JsonLine { out, first: true }
     }
 
     /// Opens the field `key`: a name of this file's, written as it is (nothing to escape).
     fn key(&mut self, key: &str) -> &mut String {
-        self.0.push_str(if self.0.len() > 1 { ",\"" } else { "\"" });
-        self.0.push_str(key);
-        self.0.push_str("\":");
-        &mut self.0
+        self.out.push_str(if std::mem::take(&mut self.first) {
+            "\""
+        } else {
+            ",\""
+        });
+        self.out.push_str(key);
+        self.out.push_str("\":");
+        self.out
     }
 
-    fn str(&mut self, key: &str, value: &str) -> &mut JsonLine {
+    fn str(&mut self, key: &str, value: &str) -> &mut Self {
         json_string(self.key(key), value);
         self
     }
 
-    fn opt_str(&mut self, key: &str, value: Option<&str>) -> &mut JsonLine {
+    fn opt_str(&mut self, key: &str, value: Option<&str>) -> &mut Self {
         match value {
             Some(v) => self.str(key, v),
             None => {
@@ -389,7 +418,7 @@ impl JsonLine {
         }
     }
 
-    fn strs(&mut self, key: &str, values: &[String]) -> &mut JsonLine {
+    fn strs(&mut self, key: &str, values: &[String]) -> &mut Self {
         let out = self.key(key);
         out.push('[');
         for (i, v) in values.iter().enumerate() {
@@ -402,19 +431,19 @@ impl JsonLine {
         self
     }
 
-    fn num(&mut self, key: &str, value: u64) -> &mut JsonLine {
+    fn num(&mut self, key: &str, value: u64) -> &mut Self {
         push_number(self.key(key), value);
         self
     }
 
-    fn bool(&mut self, key: &str, value: bool) -> &mut JsonLine {
+    fn bool(&mut self, key: &str, value: bool) -> &mut Self {
         self.key(key).push_str(if value { "true" } else { "false" });
         self
     }
 
-    fn end(mut self) -> String {
-        self.0.push('}');
-        self.0
+    /// Closes the object.
+    fn end(self) {
+        self.out.push('}');
     }
 }
 
@@ -571,13 +600,14 @@ mod tests {
     fn lines_for_a_pipe_are_gathered() {
         let out = Out {
             gather: true,
-            pending: Mutex::new(Vec::new()),
+            pending: Mutex::new(String::new()),
             writing: Mutex::new(()),
             done: std::sync::atomic::AtomicBool::new(false),
         };
         out.line("one");
         out.line("two");
-        assert_eq!(*out.pending.lock().unwrap(), b"one\ntwo\n");
+        out.line_with(|line| line.push_str("three"));
+        assert_eq!(*out.pending.lock().unwrap(), "one\ntwo\nthree\n");
         out.flush();
         assert!(out.pending.lock().unwrap().is_empty());
         let long = "x".repeat(GATHER_MAX);
@@ -608,9 +638,11 @@ mod tests {
             assert_eq!(line, serde_json::to_string(text).unwrap(), "{text:?}");
         }
         for n in [0, 7, 10, 99, 1000, 1234567, u64::MAX] {
-            let mut j = JsonLine::new();
+            let mut line = String::new();
+            let mut j = JsonLine::open(&mut line);
             j.num("n", n).bool("b", n == 0);
-            assert_eq!(j.end(), json!({"n": n, "b": n == 0}).to_string());
+            j.end();
+            assert_eq!(line, json!({"n": n, "b": n == 0}).to_string());
         }
         let record = |outcome: Outcome, actions: Vec<Action>, diffs: Vec<String>| Record {
             name: "time \"servers\"".into(),
