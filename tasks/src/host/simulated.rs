@@ -7,7 +7,7 @@
 //! --simulate-rtt-ms`, `cargo xtask bench --simulated N`).
 //!
 //! Every host of a simulated fleet shares one state and gets the same script from the runner,
-//! so a script is read back and answered once per state ([`Answer`], kept process-wide): each
+//! so a script is read back and answered once per state (an `Answer`, kept process-wide): each
 //! host then gets that answer with its own name written in, which is what the simulated hosts
 //! themselves cost, apart from the runner's work.
 
