@@ -70,6 +70,21 @@ printf 'PermitRootLogin no\\nPasswordAuthentication yes\\nKbdInteractiveAuthenti
 systemctl reload ssh.service",
     )
     .unwrap();
+    // A reload re-executes sshd, which resets the connections it meets meanwhile: wait until
+    // it answers again, refusing root (the new settings in force).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = ssh(lab, host, "root", "true");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() && err.contains("Permission denied") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sshd did not come back refusing root after its reload: {err}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     hash
 }
 
