@@ -227,17 +227,13 @@ fn data_content(reply: &str, path: &str, content: &str) -> Option<(usize, Vec<u8
         if line.is_empty() || line.starts_with(marker) {
             break;
         }
-        let (head, name) = line.split_once('|')?;
-        let mut w = head.splitn(5, ' ');
-        let size: usize = w.next()?.parse().ok()?;
-        let kind = w.nth(3)?;
+        let (st, name) = state::parse_stat_line(line).ok()?;
         if name == path {
             found = Some(at);
             break;
         }
-        if kind.starts_with("regular") && !name.starts_with("/proc/") && !name.starts_with("/sys/")
-        {
-            at += size;
+        if st.kind == state::Kind::File && !state::is_kernel_path(name) {
+            at += st.size;
         }
     }
     let at = found?;

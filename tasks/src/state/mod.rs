@@ -14,10 +14,12 @@ mod parse;
 mod reply;
 mod script;
 
+pub(crate) use parse::{Kind, parse_stat_line};
 pub use parse::{
     base64_decode, parse_addresses, parse_package_lists, parse_probe, parse_units_show,
 };
 pub use reply::{Asked, asked, reply};
+pub(crate) use script::is_kernel_path;
 pub use script::{
     LAST_RUN, LOCK_DIR, LOCK_STALE_SECS, busy_error, dirs_script, files_script, lock_script,
     moved_error, probe_script, units_show_command, unlock_script,

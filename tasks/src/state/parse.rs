@@ -213,16 +213,16 @@ fn files_moved(what: &str) -> Error {
 }
 
 /// A file as `stat -L -c '%s %a %U %G %F|%n'` describes it.
-struct Stat {
-    size: usize,
+pub(crate) struct Stat {
+    pub(crate) size: usize,
     mode: u32,
     owner: String,
     group: String,
-    kind: Kind,
+    pub(crate) kind: Kind,
 }
 
 #[derive(PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     File,
     Dir,
     /// A device, a socket, a pipe: not a managed file, read as absent.
@@ -231,7 +231,7 @@ enum Kind {
 
 /// `SIZE MODE OWNER GROUP KIND|PATH` (KIND in words: `regular file`, `regular empty file`,
 /// `directory`...).
-fn parse_stat_line(line: &str) -> Result<(Stat, &str)> {
+pub(crate) fn parse_stat_line(line: &str) -> Result<(Stat, &str)> {
     let bad = || Error::other(format!("state probe: bad stat line {line:?}"));
     let (head, path) = line.split_once('|').ok_or_else(bad)?;
     let mut w = head.splitn(5, ' ');

@@ -60,7 +60,7 @@ pub fn asked(script: &str) -> Option<Asked> {
         } else if line == "m end -" {
             ended = true;
         } else if line == "m stat -" {
-            // `if [ $# -gt 0 ]; then stat -L -c FORMAT -- PATHS "$@" KERNEL_PATHS 2>/dev/null ...`
+            // `stat -L -c FORMAT -- PATHS "$@" KERNEL_PATHS 2>/dev/null </dev/null`
             let w = words(lines.next()?);
             let from = w.iter().position(|w| w == "--")? + 1;
             let to = w.iter().position(|w| w == "2>/dev/null")?;

@@ -167,7 +167,7 @@ fn push_files<S: AsRef<str>>(s: &mut String, paths: &[S]) {
     };
     let (plain, kernel) = (join(&plain), join(&kernel));
     s.push_str(&format!(
-        "m stat -\nif [ $# -gt 0 ]; then stat -L -c '%s %a %U %G %F|%n' --{plain} \"$@\"{kernel} 2>/dev/null </dev/null; else stat -L -c '%s %a %U %G %F|%n' --{plain}{kernel} 2>/dev/null </dev/null; fi\n"
+        "m stat -\nstat -L -c '%s %a %U %G %F|%n' --{plain} \"$@\"{kernel} 2>/dev/null </dev/null\n"
     ));
     s.push_str("m data -\n");
     if plain.is_empty() {
@@ -187,7 +187,7 @@ fn push_files<S: AsRef<str>>(s: &mut String, paths: &[S]) {
 }
 
 /// Files of /proc and /sys: their size is not their content, they are read as text.
-pub(super) fn is_kernel_path(p: &str) -> bool {
+pub(crate) fn is_kernel_path(p: &str) -> bool {
     p.starts_with("/proc/") || p.starts_with("/sys/")
 }
 
