@@ -1,0 +1,435 @@
+//! The run context: host, facts, state cache, mode, and the record of every step.
+
+mod cache;
+mod hostname;
+mod lock;
+mod record;
+mod write;
+
+pub use record::{Action, Change, Event, Outcome, Record, Sink};
+
+use std::time::{Duration, Instant};
+
+use crate::error::Result;
+use crate::facts::Facts;
+use crate::host::{Cmd, Host, Output};
+use crate::state::{self, Probe, State};
+use hostname::probed_hostname;
+use lock::LockSeen;
+use record::Current;
+
+/// How old apt's package lists may be before an install refreshes them, unless the plan says
+/// otherwise (the inventory's `system.package_lists_max_age`).
+pub const PACKAGE_LISTS_MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// A handle on a step declared in a [`crate::plan::Plan`], for handlers: [`Ctx::changed`]
+/// tells whether that step changed something in this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepRef(pub(crate) usize);
+
+/// Apply changes, or only say what would change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    #[default]
+    Apply,
+    Check,
+}
+
+/// Run settings.
+#[derive(Clone, Default)]
+pub struct Options {
+    pub mode: Mode,
+    /// Compute diffs of changed files (always on in check mode).
+    pub diff: bool,
+    /// What the run reads in its first round trip: the reads its steps declare (see
+    /// [`crate::plan::Plan::probe`]).
+    pub probe: Probe,
+    /// Receives events as they happen.
+    pub sink: Option<Sink>,
+    /// Keep a copy of every replaced file under /var/backups/nodeprep (on by default in the runner).
+    pub backup: bool,
+    /// Take the host's run lock (/run/nodeprep.lock) before the run's first change, naming
+    /// this holder: a second runner on the same host then fails with "busy", and so does a
+    /// run that finds the host changed by another one since its probe. A run that changes
+    /// nothing never takes it. Released when the Ctx is dropped.
+    pub lock: Option<String>,
+    /// Tells whether a lock holder is gone (its runner died), given the holder's description;
+    /// such a lock is broken and taken.
+    pub lock_is_stale: Option<fn(&str) -> bool>,
+}
+
+pub struct Ctx {
+    host: Box<dyn Host>,
+    facts: Facts,
+    state: State,
+    opts: Options,
+    records: Vec<Record>,
+    current: Option<Current>,
+    commands: u32,
+    remote: Duration,
+    actions: Vec<Action>,
+    stamp: u64,
+    flags: RunFlags,
+    /// Steps of the running plan that changed something (for handlers).
+    changed: std::collections::BTreeSet<usize>,
+    /// Paths read after the probe, one round trip each time: reads a step did not declare.
+    misses: Vec<String>,
+    /// Why the host must reboot for what this run did to take effect (a newer kernel).
+    reboot: Option<String>,
+    /// Packages the run's one transaction installed before the first step (see
+    /// [`crate::plan::Plan::installs`]) that no step has reported yet: the step that asks for
+    /// one reports it installed, without installing it again.
+    batched: std::collections::BTreeSet<String>,
+    /// apt's package lists are refreshed before an install when older than this.
+    lists_max_age: Duration,
+    /// The run lock as the probe saw it.
+    lock_seen: LockSeen,
+}
+
+/// What a run has done to a host so far that changes how it reads it. Kept by the engine,
+/// never by tasks.
+#[derive(Debug, Clone, Copy, Default)]
+struct RunFlags {
+    /// This run holds the host's lock (released on close).
+    locked: bool,
+    /// The package lists were refreshed in this run (`apt-get update`, or a tdnf/dnf command
+    /// with `--refresh`), after the last repository change.
+    lists_refreshed: bool,
+    /// A repository was added in this run: apt's lists are refreshed before the next install,
+    /// whatever their age.
+    sources_changed: bool,
+    /// A package install may have brought unit files: unit states are read again.
+    units_stale: bool,
+}
+
+impl Ctx {
+    /// Connects: runs the state probe (facts and state in one round trip). A lock another
+    /// run holds is an error then, unless its holder is gone (broken when this run takes it).
+    pub fn connect(host: Box<dyn Host>, opts: Options) -> Result<Ctx> {
+        let mut probe = opts.probe.clone();
+        probe.lock = opts.lock.clone();
+        let start = Instant::now();
+        let mut state = run_probe(host.as_ref(), &probe)?;
+        let lock = LockSeen::from_probe(&mut state, &opts).map_err(|e| e.on_host(host.name()))?;
+        let remote = start.elapsed();
+        tracing::debug!(
+            host = host.name(),
+            elapsed_ms = remote.as_millis() as u64,
+            "state probe ({} files)",
+            probe.files.len()
+        );
+        let facts = facts_from_state(&state).map_err(|e| e.on_host(host.name()))?;
+        let mut cx = Ctx::with_state(host, facts, state, opts);
+        cx.commands = 1;
+        cx.remote = remote;
+        cx.lock_seen = lock;
+        Ok(cx)
+    }
+
+    /// A context over a known state: what tests use to feed recorded facts. A host name the
+    /// state holds (the probe's answer, as an earlier run left it) is the host's name.
+    pub fn with_state(host: Box<dyn Host>, mut facts: Facts, state: State, opts: Options) -> Ctx {
+        if let Some(name) = probed_hostname(&state) {
+            facts.hostname = name;
+        }
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Ctx {
+            host,
+            facts,
+            state,
+            opts,
+            records: Vec::new(),
+            current: None,
+            commands: 0,
+            remote: Duration::ZERO,
+            actions: Vec::new(),
+            stamp,
+            flags: RunFlags::default(),
+            changed: Default::default(),
+            misses: Vec::new(),
+            reboot: None,
+            batched: Default::default(),
+            lists_max_age: PACKAGE_LISTS_MAX_AGE,
+            lock_seen: LockSeen::default(),
+        }
+    }
+
+    /// What the running plan reads (refreshed after a package install).
+    pub(crate) fn set_reads(&mut self, probe: Probe) {
+        self.opts.probe.files.extend(probe.files);
+        self.opts.probe.units.extend(probe.units);
+        self.opts.probe.programs.extend(probe.programs);
+        self.opts.probe.dirs.extend(probe.dirs);
+    }
+
+    /// Whether the step `r` of the running plan changed something (for handlers: restart
+    /// a service when its configuration changed). A step left out by `--only`/`--skip`
+    /// changed nothing.
+    pub fn changed(&self, r: StepRef) -> bool {
+        self.changed.contains(&r.0)
+    }
+
+    pub(crate) fn mark_changed(&mut self, r: StepRef) {
+        self.changed.insert(r.0);
+    }
+
+    pub fn host_name(&self) -> &str {
+        self.host.name()
+    }
+
+    /// The host must be rebooted for the run's changes to take effect (a kernel newer than the
+    /// running one was installed): `why` is shown in the host's recap. The first reason stays.
+    pub fn require_reboot(&mut self, why: impl Into<String>) {
+        if self.reboot.is_none() {
+            self.reboot = Some(why.into());
+        }
+    }
+
+    /// Why the host needs a reboot, when a step said so.
+    pub fn reboot_required(&self) -> Option<&str> {
+        self.reboot.as_deref()
+    }
+
+    pub fn facts(&self) -> &Facts {
+        &self.facts
+    }
+
+    pub fn check_mode(&self) -> bool {
+        self.opts.mode == Mode::Check
+    }
+
+    /// Commands sent to the host so far (the probe included).
+    pub fn commands_sent(&self) -> u32 {
+        self.commands
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Releases the run lock (if this run took it) and the connection. Also done on drop.
+    pub fn close(&mut self) {
+        self.release_lock();
+        self.host.close();
+    }
+
+    /// Sends one command to the host, counting it and the time spent waiting on the host.
+    /// `check`: a non-zero exit is an error.
+    fn send(&mut self, cmd: &Cmd, check: bool) -> Result<Output> {
+        self.commands += 1;
+        let start = Instant::now();
+        let out = if check {
+            self.host.run(cmd)
+        } else {
+            self.host.exec(cmd)
+        };
+        self.remote += start.elapsed();
+        // The command line only: stdin (where secrets travel) is never logged.
+        tracing::debug!(
+            host = self.host.name(),
+            elapsed_ms = start.elapsed().as_millis() as u64,
+            "sent {}",
+            short_display(cmd)
+        );
+        out
+    }
+
+    /// Time spent waiting on the host (transport included).
+    pub fn remote_time(&self) -> Duration {
+        self.remote
+    }
+
+    /// Runs a read-only command (always, also in check mode).
+    pub fn query(&mut self, argv: &[&str]) -> Result<Output> {
+        self.send(&Cmd::new(argv), false)
+    }
+
+    /// Runs a command that changes the host; in check mode it is only recorded. Fails on a
+    /// non-zero exit. Returns `None` in check mode.
+    pub fn apply(&mut self, argv: &[&str]) -> Result<Option<Output>> {
+        self.apply_cmd(Cmd::new(argv))
+    }
+
+    /// As [`Ctx::apply`], with stdin.
+    pub fn apply_cmd(&mut self, cmd: Cmd) -> Result<Option<Output>> {
+        self.record_action(Action::Run(cmd.display()));
+        if self.check_mode() {
+            return Ok(None);
+        }
+        self.lock_before_change()?;
+        self.send(&cmd, true).map(Some)
+    }
+
+    /// As [`Ctx::apply`] but a non-zero exit is returned, not raised.
+    pub fn apply_unchecked(&mut self, argv: &[&str]) -> Result<Option<Output>> {
+        let cmd = Cmd::new(argv);
+        self.record_action(Action::Run(cmd.display()));
+        if self.check_mode() {
+            return Ok(None);
+        }
+        self.lock_before_change()?;
+        self.send(&cmd, false).map(Some)
+    }
+
+    /// As [`Ctx::apply`], for a command that changes files in ways the cache cannot follow
+    /// (`useradd` picks ids, a script fetches a keyring): once it ran, `paths` are forgotten
+    /// and read again when next needed. In check mode nothing ran and nothing is forgotten.
+    pub fn apply_touching(&mut self, argv: &[&str], paths: &[&str]) -> Result<Option<Output>> {
+        let out = self.apply(argv)?;
+        if !self.check_mode() {
+            self.forget(paths);
+        }
+        Ok(out)
+    }
+
+    /// As [`Ctx::apply`], for a command that creates `path` with contents the run does not
+    /// follow (a keyring a script fetches and dearmors): once it ran, `path` is read again
+    /// when next needed. In check mode nothing ran: `path` counts as present (0644 root:root,
+    /// contents unknown, read as empty) so that later steps plan against it, as installed
+    /// packages count as present with their version unknown.
+    pub fn apply_creating(&mut self, argv: &[&str], path: &str) -> Result<Option<Output>> {
+        let out = self.apply_touching(argv, &[path])?;
+        if self.check_mode() {
+            self.known(path, "");
+        }
+        Ok(out)
+    }
+
+    /// apt's package lists are refreshed before an install when older than `max` (the
+    /// inventory's `system.package_lists_max_age`, through the plan).
+    pub(crate) fn set_package_lists_max_age(&mut self, max: Duration) {
+        self.lists_max_age = max;
+    }
+
+    /// Whether apt's package lists must be refreshed before an install: a repository was
+    /// added in this run; or they were not refreshed in this run and the probe found none, or
+    /// found them older than the maximum age (or could not tell).
+    pub(crate) fn apt_lists_stale(&self) -> bool {
+        if self.flags.sources_changed {
+            return true;
+        }
+        if self.flags.lists_refreshed {
+            return false;
+        }
+        !self
+            .state
+            .package_lists
+            .is_some_and(|l| l.fresh(self.lists_max_age))
+    }
+
+    /// Whether the package lists were refreshed in this run, since the last repository change.
+    pub(crate) fn lists_refreshed(&self) -> bool {
+        self.flags.lists_refreshed
+    }
+
+    /// The package lists were just refreshed.
+    pub(crate) fn mark_lists_refreshed(&mut self) {
+        self.flags.lists_refreshed = true;
+        self.flags.sources_changed = false;
+    }
+
+    /// A repository was added: apt's lists must be refreshed before the next install.
+    pub(crate) fn apt_lists_changed(&mut self) {
+        self.flags.lists_refreshed = false;
+        self.flags.sources_changed = true;
+    }
+
+    /// The run's one transaction installed `names` (see [`crate::plan::Plan::installs`]).
+    pub(crate) fn set_batched(&mut self, names: &[String]) {
+        self.batched.extend(names.iter().cloned());
+    }
+
+    /// Those of `names` the run's one transaction installed and no step reported yet, in the
+    /// order of `names`; from now on, reported.
+    pub(crate) fn take_batched(&mut self, names: &[&str]) -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| self.batched.remove(**n))
+            .map(|n| n.to_string())
+            .collect()
+    }
+}
+
+/// A command as the `-vv` log shows it: whole (an install names every package), unless it
+/// carries an inline script (a line break in its arguments), cut at 200 characters.
+fn short_display(cmd: &Cmd) -> String {
+    let shown = cmd.display();
+    if !shown.contains('\n') {
+        return shown;
+    }
+    match shown.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &shown[..i]),
+        None => shown,
+    }
+}
+
+fn run_probe(host: &dyn Host, probe: &Probe) -> Result<State> {
+    let out = host.run(&Cmd::new(&["sh", "-s"]).stdin(state::probe_script(probe)))?;
+    state::parse_probe(&out.stdout_str(), probe).map_err(|e| e.on_host(host.name()))
+}
+
+fn facts_from_state(state: &State) -> Result<Facts> {
+    let os_release = state
+        .facts
+        .get("os-release")
+        .map(String::as_str)
+        .unwrap_or("");
+    let mut facts = Facts::from_os_release(os_release)?;
+    facts.systemd = state
+        .facts
+        .get("systemd")
+        .is_some_and(|v| v.trim() == "yes");
+    facts.container = state
+        .facts
+        .get("container")
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty() && v != "none");
+    facts.hostname = probed_hostname(state).unwrap_or_default();
+    Ok(facts)
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        if self.flags.locked {
+            self.close();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command that changes files the cache cannot follow makes the engine read them again;
+    /// in check mode nothing ran, and the cache stays as probed.
+    #[test]
+    fn apply_touching_forgets_only_what_ran() {
+        for (mode, forgotten) in [(Mode::Apply, true), (Mode::Check, false)] {
+            let (mut cx, _rec) = crate::testing::Fixture::photon().ctx(mode);
+            cx.apply_touching(&["useradd", "ops"], &["/etc/passwd", "/etc/group"])
+                .unwrap();
+            assert_eq!(!cx.state().files.contains_key("/etc/passwd"), forgotten);
+            assert_eq!(!cx.state().files.contains_key("/etc/group"), forgotten);
+            assert!(cx.state().files.contains_key("/etc/shadow"));
+            assert_eq!(cx.actions().len(), 1);
+        }
+    }
+
+    #[test]
+    fn logged_commands_whole_scripts_cut() {
+        let names: Vec<String> = (0..40).map(|i| format!("package-{i}")).collect();
+        let mut argv = vec!["apt-get", "install", "-y"];
+        argv.extend(names.iter().map(String::as_str));
+        let shown = short_display(&Cmd::new(&argv));
+        assert!(shown.ends_with(" package-39"), "{shown}");
+        let script = format!("set -eu\n{}", "true\n".repeat(100));
+        let shown = short_display(&Cmd::new(&["sh", "-c", &script]));
+        assert!(
+            shown.ends_with('…') && shown.chars().count() == 201,
+            "{shown}"
+        );
+    }
+}
