@@ -197,7 +197,7 @@ fn upstream_apt(cx: &mut Ctx, minor: &str) -> Result<Change> {
     let list = file::content(cx, APT_LIST, &render_apt_list(minor), Perm::CONFIG)?;
     if sources_changed || list.changed() {
         // The package lists must be read again, now with this repository.
-        cx.apt_lists_changed();
+        pkg::apt_lists_changed(cx);
     }
     change |= list;
     change |= pkg::installed(cx, &UPSTREAM_PACKAGES)?;

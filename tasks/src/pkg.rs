@@ -15,14 +15,93 @@
 //! to locate package", "has no installation candidate"), `--refresh` (tdnf's "No matching
 //! packages", dnf's "No match for argument"), unless they were refreshed in this run already.
 
+use std::collections::BTreeSet;
+use std::time::Duration;
+
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
 use crate::facts::OsFamily;
 use crate::host::{Output, shell_join};
+use crate::state::PackageLists;
 
-/// How old apt's package lists may be before an install refreshes them (the engine keeps the
-/// run's value).
-pub use crate::ctx::PACKAGE_LISTS_MAX_AGE;
+/// How old apt's package lists may be before an install refreshes them, unless the plan says
+/// otherwise (the inventory's `system.package_lists_max_age`).
+pub const PACKAGE_LISTS_MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// What a run knows of the host's packages beyond the state cache: how fresh the package lists
+/// are, and what the run's one transaction installed. The [`Ctx`] keeps it for the run; the
+/// functions of this module read and change it.
+#[derive(Debug, Clone)]
+pub(crate) struct RunPackages {
+    /// apt's package lists are refreshed before an install when older than this.
+    lists_max_age: Duration,
+    /// The package lists were refreshed in this run (`apt-get update`, or a tdnf/dnf command
+    /// with `--refresh`), after the last repository change.
+    lists_refreshed: bool,
+    /// A repository was added in this run: apt's lists are refreshed before the next install,
+    /// whatever their age.
+    sources_changed: bool,
+    /// Packages the run's one transaction installed before the first step (see
+    /// [`crate::plan::Plan::installs`]) that no step has reported yet: the step that asks for
+    /// one reports it installed, without installing it again.
+    batched: BTreeSet<String>,
+}
+
+impl Default for RunPackages {
+    fn default() -> RunPackages {
+        RunPackages {
+            lists_max_age: PACKAGE_LISTS_MAX_AGE,
+            lists_refreshed: false,
+            sources_changed: false,
+            batched: BTreeSet::new(),
+        }
+    }
+}
+
+impl RunPackages {
+    /// Whether apt's package lists must be refreshed before an install: a repository was
+    /// added in this run; or they were not refreshed in this run and the probe found none
+    /// (`found`), or found them older than the maximum age (or could not tell).
+    fn apt_lists_stale(&self, found: Option<PackageLists>) -> bool {
+        if self.sources_changed {
+            return true;
+        }
+        if self.lists_refreshed {
+            return false;
+        }
+        !found.is_some_and(|l| l.fresh(self.lists_max_age))
+    }
+
+    /// The package lists were just refreshed.
+    fn mark_lists_refreshed(&mut self) {
+        self.lists_refreshed = true;
+        self.sources_changed = false;
+    }
+}
+
+/// apt's package lists are refreshed before an install when older than `max` (the
+/// inventory's `system.package_lists_max_age`, through the plan).
+pub(crate) fn set_package_lists_max_age(cx: &mut Ctx, max: Duration) {
+    cx.packages_run().lists_max_age = max;
+}
+
+/// A repository was added: apt's lists must be refreshed before the next install.
+pub(crate) fn apt_lists_changed(cx: &mut Ctx) {
+    let run = cx.packages_run();
+    run.lists_refreshed = false;
+    run.sources_changed = true;
+}
+
+/// Those of `names` the run's one transaction installed and no step reported yet, in the
+/// order of `names`; from now on, reported.
+fn take_batched(cx: &mut Ctx, names: &[&str]) -> Vec<String> {
+    let batched = &mut cx.packages_run().batched;
+    names
+        .iter()
+        .filter(|n| batched.remove(**n))
+        .map(|n| n.to_string())
+        .collect()
+}
 
 /// Every package in `names` is installed; the missing ones go in one transaction. Those the
 /// run's one transaction installed before the first step are reported installed by the first
@@ -40,7 +119,7 @@ pub fn installed_with(cx: &mut Ctx, names: &[&str], flags: &[&str]) -> Result<Ch
         .copied()
         .filter(|n| !have.contains_key(*n))
         .collect();
-    let batched = cx.take_batched(names);
+    let batched = take_batched(cx, names);
     if missing.is_empty() && batched.is_empty() {
         return Ok(Change::Unchanged);
     }
@@ -58,10 +137,50 @@ pub fn installed_with(cx: &mut Ctx, names: &[&str], flags: &[&str]) -> Result<Ch
     Ok(Change::Changed)
 }
 
-/// The run's one transaction (apply mode): `names` installed in one command, remembered for
-/// the steps that ask for them ([`installed`]), and the host read again once. A failed install
-/// leaves nothing remembered: each step then installs its own packages.
-pub(crate) fn install_batch(cx: &mut Ctx, names: &[String]) -> Result<()> {
+/// The run's one transaction (apply mode): those of `wanted` (the packages the selected steps
+/// declare, in step order) the host lacks, installed in one command. A failed transaction is
+/// said (a progress line, a warning in the log) and leaves each step to install its own
+/// packages, the one that cannot be installed failing its step with the package manager's
+/// words.
+pub(crate) fn install_batch(cx: &mut Ctx, wanted: Vec<String>) {
+    if wanted.is_empty() {
+        return;
+    }
+    let missing: Vec<String> = match cx.packages() {
+        Ok(have) => wanted
+            .into_iter()
+            .filter(|n| !have.contains_key(n))
+            .collect(),
+        Err(e) => {
+            tracing::debug!(
+                host = cx.host_name(),
+                "installed packages unknown ({e}): each step installs its own"
+            );
+            return;
+        }
+    };
+    if missing.is_empty() {
+        return;
+    }
+    if let Err(e) = install_together(cx, &missing) {
+        tracing::warn!(
+            host = cx.host_name(),
+            "installing {} in one transaction failed; each step installs its own: {e}",
+            missing.join(" ")
+        );
+        cx.progress(format!(
+            "installing {} in one transaction failed; each step installs its own",
+            missing.join(" ")
+        ));
+        // What the failed transaction left is read again when next needed.
+        cx.packages_changed();
+    }
+}
+
+/// `names` installed in one command, remembered for the steps that ask for them
+/// ([`installed`]), and the host read again once. A failed install leaves nothing remembered:
+/// each step then installs its own packages.
+fn install_together(cx: &mut Ctx, names: &[String]) -> Result<()> {
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     cx.progress(format!(
         "installing {} (the packages of every step, in one transaction)",
@@ -69,7 +188,7 @@ pub(crate) fn install_batch(cx: &mut Ctx, names: &[String]) -> Result<()> {
     ));
     install(cx, &names, &[])?;
     let installed: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    cx.set_batched(&installed);
+    cx.packages_run().batched.extend(installed);
     cx.after_install(&names)
 }
 
@@ -88,7 +207,7 @@ fn install(cx: &mut Ctx, names: &[&str], flags: &[&str]) -> Result<()> {
         Some(out) if !out.success() => out,
         _ => return Ok(()),
     };
-    if !not_found(&out) || cx.lists_refreshed() {
+    if !not_found(&out) || cx.packages_run().lists_refreshed {
         return Err(failure(&argv, &out));
     }
     tracing::debug!(
@@ -105,7 +224,7 @@ fn install(cx: &mut Ctx, names: &[&str], flags: &[&str]) -> Result<()> {
             argv.insert(install_argv(os).len(), "--refresh");
             let retried = run(cx, &argv);
             // Refreshed, whether or not the package was found this time.
-            cx.mark_lists_refreshed();
+            cx.packages_run().mark_lists_refreshed();
             retried
         }
     }
@@ -315,7 +434,8 @@ pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 /// or they were not refreshed in this run and the probe found none, or found them older than
 /// the maximum age (see the module's notes). At most once per run otherwise.
 pub fn refresh_apt_lists(cx: &mut Ctx) -> Result<()> {
-    if cx.apt_lists_stale() {
+    let found = cx.state().package_lists;
+    if cx.packages_run().apt_lists_stale(found) {
         apt_get_update(cx)?;
     }
     Ok(())
@@ -326,7 +446,7 @@ fn apt_get_update(cx: &mut Ctx) -> Result<()> {
         cx,
         &["apt-get", "update", "-q", "-o", "DPkg::Lock::Timeout=120"],
     )?;
-    cx.mark_lists_refreshed();
+    cx.packages_run().mark_lists_refreshed();
     Ok(())
 }
 
@@ -477,7 +597,7 @@ mod tests {
         f.state.package_lists = lists(10, 3);
         let (mut cx, rec) = f.ctx(Mode::Apply);
         assert!(installed(&mut cx, &["curl"]).unwrap().changed());
-        cx.apt_lists_changed();
+        apt_lists_changed(&mut cx);
         assert!(installed(&mut cx, &["kubelet"]).unwrap().changed());
         assert!(installed(&mut cx, &["kubeadm"]).unwrap().changed());
         let sent: Vec<String> = rec

@@ -543,7 +543,7 @@ impl<'a> Plan<'a> {
     pub fn run_connected(mut self, cx: &mut Ctx, sel: &Selection) -> Ran {
         let mut not_selected = 0;
         if let Some(max) = self.lists_max_age {
-            cx.set_package_lists_max_age(max);
+            crate::pkg::set_package_lists_max_age(cx, max);
         }
         if !cx.check_mode() {
             install_batch(cx, &mut self.steps, sel);
@@ -595,10 +595,8 @@ fn name_key(name: &str) -> u64 {
         | u64::from(b[n - 1])
 }
 
-/// The packages the selected steps declare and the host lacks, in step order, installed in one
-/// transaction. A failed transaction is said (a progress line, a warning in the log) and
-/// leaves each step to install its own packages, the one that cannot be installed failing its
-/// step with the package manager's words.
+/// The packages the selected steps declare, in step order, installed in one transaction
+/// ([`crate::pkg::install_batch`]: those the host lacks).
 fn install_batch(cx: &mut Ctx, steps: &mut [Step], sel: &Selection) {
     let mut wanted: Vec<String> = Vec::new();
     for step in steps.iter_mut().filter(|s| sel.selects(&s.name)) {
@@ -620,38 +618,7 @@ fn install_batch(cx: &mut Ctx, steps: &mut [Step], sel: &Selection) {
             ),
         }
     }
-    if wanted.is_empty() {
-        return;
-    }
-    let missing: Vec<String> = match cx.packages() {
-        Ok(have) => wanted
-            .into_iter()
-            .filter(|n| !have.contains_key(n))
-            .collect(),
-        Err(e) => {
-            tracing::debug!(
-                host = cx.host_name(),
-                "installed packages unknown ({e}): each step installs its own"
-            );
-            return;
-        }
-    };
-    if missing.is_empty() {
-        return;
-    }
-    if let Err(e) = crate::pkg::install_batch(cx, &missing) {
-        tracing::warn!(
-            host = cx.host_name(),
-            "installing {} in one transaction failed; each step installs its own: {e}",
-            missing.join(" ")
-        );
-        cx.progress(format!(
-            "installing {} in one transaction failed; each step installs its own",
-            missing.join(" ")
-        ));
-        // What the failed transaction left is read again when next needed.
-        cx.packages_changed();
-    }
+    crate::pkg::install_batch(cx, wanted);
 }
 
 #[cfg(test)]

@@ -18,10 +18,6 @@ use hostname::probed_hostname;
 use lock::LockSeen;
 use record::Current;
 
-/// How old apt's package lists may be before an install refreshes them, unless the plan says
-/// otherwise (the inventory's `system.package_lists_max_age`).
-pub const PACKAGE_LISTS_MAX_AGE: Duration = Duration::from_secs(3600);
-
 /// A handle on a step declared in a [`crate::plan::Plan`], for handlers: [`Ctx::changed`]
 /// tells whether that step changed something in this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,12 +72,9 @@ pub struct Ctx {
     misses: Vec<String>,
     /// Why the host must reboot for what this run did to take effect (a newer kernel).
     reboot: Option<String>,
-    /// Packages the run's one transaction installed before the first step (see
-    /// [`crate::plan::Plan::installs`]) that no step has reported yet: the step that asks for
-    /// one reports it installed, without installing it again.
-    batched: std::collections::BTreeSet<String>,
-    /// apt's package lists are refreshed before an install when older than this.
-    lists_max_age: Duration,
+    /// What the run knows of the host's packages beyond the cache (the package lists'
+    /// freshness, the one transaction's packages), for the package tasks ([`crate::pkg`]).
+    packages_run: crate::pkg::RunPackages,
     /// The run lock as the probe saw it.
     lock_seen: LockSeen,
 }
@@ -92,12 +85,6 @@ pub struct Ctx {
 struct RunFlags {
     /// This run holds the host's lock (released on close).
     locked: bool,
-    /// The package lists were refreshed in this run (`apt-get update`, or a tdnf/dnf command
-    /// with `--refresh`), after the last repository change.
-    lists_refreshed: bool,
-    /// A repository was added in this run: apt's lists are refreshed before the next install,
-    /// whatever their age.
-    sources_changed: bool,
     /// A package install may have brought unit files: unit states are read again.
     units_stale: bool,
 }
@@ -151,8 +138,7 @@ impl Ctx {
             changed: Default::default(),
             misses: Vec::new(),
             reboot: None,
-            batched: Default::default(),
-            lists_max_age: PACKAGE_LISTS_MAX_AGE,
+            packages_run: Default::default(),
             lock_seen: LockSeen::default(),
         }
     }
@@ -298,58 +284,9 @@ impl Ctx {
         Ok(out)
     }
 
-    /// apt's package lists are refreshed before an install when older than `max` (the
-    /// inventory's `system.package_lists_max_age`, through the plan).
-    pub(crate) fn set_package_lists_max_age(&mut self, max: Duration) {
-        self.lists_max_age = max;
-    }
-
-    /// Whether apt's package lists must be refreshed before an install: a repository was
-    /// added in this run; or they were not refreshed in this run and the probe found none, or
-    /// found them older than the maximum age (or could not tell).
-    pub(crate) fn apt_lists_stale(&self) -> bool {
-        if self.flags.sources_changed {
-            return true;
-        }
-        if self.flags.lists_refreshed {
-            return false;
-        }
-        !self
-            .state
-            .package_lists
-            .is_some_and(|l| l.fresh(self.lists_max_age))
-    }
-
-    /// Whether the package lists were refreshed in this run, since the last repository change.
-    pub(crate) fn lists_refreshed(&self) -> bool {
-        self.flags.lists_refreshed
-    }
-
-    /// The package lists were just refreshed.
-    pub(crate) fn mark_lists_refreshed(&mut self) {
-        self.flags.lists_refreshed = true;
-        self.flags.sources_changed = false;
-    }
-
-    /// A repository was added: apt's lists must be refreshed before the next install.
-    pub(crate) fn apt_lists_changed(&mut self) {
-        self.flags.lists_refreshed = false;
-        self.flags.sources_changed = true;
-    }
-
-    /// The run's one transaction installed `names` (see [`crate::plan::Plan::installs`]).
-    pub(crate) fn set_batched(&mut self, names: &[String]) {
-        self.batched.extend(names.iter().cloned());
-    }
-
-    /// Those of `names` the run's one transaction installed and no step reported yet, in the
-    /// order of `names`; from now on, reported.
-    pub(crate) fn take_batched(&mut self, names: &[&str]) -> Vec<String> {
-        names
-            .iter()
-            .filter(|n| self.batched.remove(**n))
-            .map(|n| n.to_string())
-            .collect()
+    /// The run's package knowledge beyond the cache, for the package tasks ([`crate::pkg`]).
+    pub(crate) fn packages_run(&mut self) -> &mut crate::pkg::RunPackages {
+        &mut self.packages_run
     }
 }
 
