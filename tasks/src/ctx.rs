@@ -75,6 +75,9 @@ pub enum Outcome {
     Changed,
     Skipped(String),
     Failed(String),
+    /// Only someone outside the host can satisfy it (see [`ErrorKind::Operator`]): a warning
+    /// with its fix, not a failure.
+    Operator(String),
 }
 
 impl Outcome {
@@ -84,6 +87,7 @@ impl Outcome {
             Outcome::Changed => "changed",
             Outcome::Skipped(_) => "skipped",
             Outcome::Failed(_) => "failed",
+            Outcome::Operator(_) => "operator",
         }
     }
 }
@@ -480,6 +484,7 @@ impl Ctx {
             Ok(Change::Unchanged) => Outcome::Ok,
             Ok(Change::Changed) => Outcome::Changed,
             Ok(Change::Skipped(why)) => Outcome::Skipped(why.clone()),
+            Err(e) if e.kind() == ErrorKind::Operator => Outcome::Operator(e.to_string()),
             Err(e) => Outcome::Failed(e.to_string()),
         };
         let record = Record {
