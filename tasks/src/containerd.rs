@@ -568,7 +568,10 @@ version = 2
         // The minimal install (docker-engine requires the shim) has it already.
         let (mut cx, _rec) = Fixture::photon().ctx(Mode::Apply);
         assert!(packages(&mut cx).unwrap().is_empty());
-        assert_eq!(shim_binary(RUNC_RUNTIME).as_deref(), Some("containerd-shim-runc-v2"));
+        assert_eq!(
+            shim_binary(RUNC_RUNTIME).as_deref(),
+            Some("containerd-shim-runc-v2")
+        );
     }
 
     #[test]

@@ -67,17 +67,21 @@ pub fn resolved(text: &str, name: &str) -> Option<String> {
 /// appended. Unchanged when `name`'s first entry already is `address` and no other line
 /// names `old`.
 pub fn with_host(text: &str, name: &str, address: &str, old: &str) -> String {
-    let old = (!old.is_empty()
-        && !old.eq_ignore_ascii_case(name)
-        && !LOOPBACK_NAMES.contains(&old))
-    .then_some(old);
-    let ours = |n: &&str| n.eq_ignore_ascii_case(name) || old.is_some_and(|o| n.eq_ignore_ascii_case(o));
+    let old =
+        (!old.is_empty() && !old.eq_ignore_ascii_case(name) && !LOOPBACK_NAMES.contains(&old))
+            .then_some(old);
+    let ours =
+        |n: &&str| n.eq_ignore_ascii_case(name) || old.is_some_and(|o| n.eq_ignore_ascii_case(o));
     let want = format!("{address}   {name}");
     let mut placed = false;
     let mut out = String::with_capacity(text.len() + want.len() + 1);
     for line in text.split_inclusive('\n') {
         let body = line.trim_end_matches(['\n', '\r']);
-        let eol = if line.len() > body.len() { &line[body.len()..] } else { "\n" };
+        let eol = if line.len() > body.len() {
+            &line[body.len()..]
+        } else {
+            "\n"
+        };
         let Some((addr, names)) = entry(body) else {
             out.push_str(line);
             continue;
@@ -119,11 +123,16 @@ pub fn with_host(text: &str, name: &str, address: &str, old: &str) -> String {
     out
 }
 
-/// `/etc/hosts` names `name` at `address` (see [`with_host`]); the old name is the kernel's
-/// host name the probe read, before the run renamed the host. Written in place when the file
-/// is a mount point (a container's), else as any file is (temporary file, rename).
-pub fn name_resolves(cx: &mut Ctx, name: &str, address: &str) -> Result<Change> {
-    let old = cx.facts().hostname.clone();
+/// `/etc/hosts` names `name` at `address` (see [`with_host`]). `renamed`: the plan renames
+/// the host to `name`, so the lines naming its old name (the kernel's host name the probe
+/// read, before the run: the installer's line) are the ones replaced. Written in place when
+/// the file is a mount point (a container's), else as any file is (temporary file, rename).
+pub fn name_resolves(cx: &mut Ctx, name: &str, address: &str, renamed: bool) -> Result<Change> {
+    let old = if renamed {
+        cx.facts().hostname.clone()
+    } else {
+        String::new()
+    };
     let mounted = cx
         .file(MOUNTINFO)?
         .is_some_and(|f| is_mount_point(&f.text(), HOSTS));
@@ -141,7 +150,8 @@ pub fn name_resolves(cx: &mut Ctx, name: &str, address: &str) -> Result<Change> 
         cx.record_diff(file::unified_diff(HOSTS, Some(&text), &new));
     }
     // A bind mount: rename over it fails (EBUSY), so its content is replaced in place.
-    let cmd = Cmd::new(&["sh", "-c", "cat > \"$1\"", "nodeprep-hosts", HOSTS]).stdin(new.clone().into_bytes());
+    let cmd = Cmd::new(&["sh", "-c", "cat > \"$1\"", "nodeprep-hosts", HOSTS])
+        .stdin(new.clone().into_bytes());
     cx.apply_cmd(cmd)?;
     cx.known(HOSTS, &new);
     Ok(Change::Changed)
@@ -162,12 +172,21 @@ mod tests {
         let new = with_host(PHOTON, "prdk8swok511", "10.1.2.11", "photon-4a1b2c3d4e5f");
         assert_eq!(
             new,
-            PHOTON.replace("127.0.0.1   photon-4a1b2c3d4e5f", "10.1.2.11   prdk8swok511")
+            PHOTON.replace(
+                "127.0.0.1   photon-4a1b2c3d4e5f",
+                "10.1.2.11   prdk8swok511"
+            )
         );
         assert_eq!(resolved(&new, "prdk8swok511").as_deref(), Some("10.1.2.11"));
         // Idempotent: the host is renamed by then, old == name.
-        assert_eq!(with_host(&new, "prdk8swok511", "10.1.2.11", "prdk8swok511"), new);
-        assert_eq!(with_host(&new, "prdk8swok511", "10.1.2.11", "photon-4a1b2c3d4e5f"), new);
+        assert_eq!(
+            with_host(&new, "prdk8swok511", "10.1.2.11", "prdk8swok511"),
+            new
+        );
+        assert_eq!(
+            with_host(&new, "prdk8swok511", "10.1.2.11", "photon-4a1b2c3d4e5f"),
+            new
+        );
     }
 
     #[test]
@@ -192,11 +211,15 @@ mod tests {
 
     #[test]
     fn written_in_place_on_a_mount_point() {
-        let info = "640 612 259:2 /var/lib/docker/containers/ab/hosts /etc/hosts rw - ext4 /dev/sda rw\n";
+        let info =
+            "640 612 259:2 /var/lib/docker/containers/ab/hosts /etc/hosts rw - ext4 /dev/sda rw\n";
         let (mut cx, rec) = Fixture::photon()
             .file(MOUNTINFO, info, 0o444)
             .ctx(Mode::Apply);
-        assert_eq!(name_resolves(&mut cx, "n1", "10.1.2.11").unwrap(), Change::Changed);
+        assert_eq!(
+            name_resolves(&mut cx, "n1", "10.1.2.11", true).unwrap(),
+            Change::Changed
+        );
         let cmds: Vec<String> = rec.commands().iter().map(|c| c.display()).collect();
         assert!(cmds.iter().any(|c| c.contains("cat > \"$1\"")), "{cmds:?}");
         assert!(!cmds.iter().any(|c| c.contains("mktemp")), "{cmds:?}");
@@ -204,6 +227,9 @@ mod tests {
             resolved(&cx.file(HOSTS).unwrap().unwrap().text(), "n1").as_deref(),
             Some("10.1.2.11")
         );
-        assert_eq!(name_resolves(&mut cx, "n1", "10.1.2.11").unwrap(), Change::Unchanged);
+        assert_eq!(
+            name_resolves(&mut cx, "n1", "10.1.2.11", true).unwrap(),
+            Change::Unchanged
+        );
     }
 }

@@ -4,7 +4,7 @@
 use tasks::firewall::{self, Ports};
 use tasks::{Plan, Result, haproxy, verify};
 
-use super::{Role, common, network};
+use super::{Role, common, name_resolves, network};
 use crate::inventory::{Inventory, Target};
 
 /// A load balancer.
@@ -97,6 +97,7 @@ impl Role for Haproxy {
 
     fn plan<'a>(&self, t: Target<'a>, p: &mut Plan<'a>) -> Result<()> {
         common(t, p);
+        name_resolves(t, p, false);
         let text = config(&t);
         let installed = p.step("haproxy installed", haproxy::READS, haproxy::installed);
         p.installs(installed, |_| Ok(vec![haproxy::PACKAGE.to_string()]));
