@@ -74,6 +74,7 @@ fn photon_k8s_worker() {
         run tdnf install -y --quiet nfs-utils
         write /etc/hostname 0644 root:root
         run hostnamectl set-hostname prdk8swok511
+        write /etc/hosts 0644 root:root
         write /etc/modules-load.d/containerd.conf 0644 root:root
         run modprobe br_netfilter
         write /etc/sysctl.d/99-kubernetes-cri.conf 0644 root:root
@@ -139,6 +140,7 @@ fn photon_k8s_master() {
         run tdnf install -y --quiet nfs-utils
         write /etc/hostname 0644 root:root
         run hostnamectl set-hostname prdk8smst501
+        write /etc/hosts 0644 root:root
         write /etc/modules-load.d/containerd.conf 0644 root:root
         run modprobe br_netfilter
         write /etc/sysctl.d/99-kubernetes-cri.conf 0644 root:root
@@ -204,6 +206,7 @@ fn photon_haproxy() {
         write /etc/systemd/timesyncd.conf 0644 root:root
         run systemctl restart systemd-timesyncd.service
         run tdnf install -y --quiet nfs-utils
+        write /etc/hosts 0644 root:root
         run tdnf install -y --quiet haproxy
         write /etc/haproxy/haproxy.cfg.nodeprep-candidate 0600 root:root
         run haproxy -c -f /etc/haproxy/haproxy.cfg.nodeprep-candidate
@@ -251,6 +254,7 @@ fn rhel_k8s_worker() {
         run dnf install -y --quiet nfs-utils
         write /etc/hostname 0644 root:root
         run hostnamectl set-hostname prdk8swok501
+        write /etc/hosts 0644 root:root
         write /etc/modules-load.d/containerd.conf 0644 root:root
         run modprobe br_netfilter
         write /etc/sysctl.d/99-kubernetes-cri.conf 0644 root:root
@@ -292,6 +296,7 @@ fn rhel_haproxy() {
         run systemctl start chronyd.service
         run systemctl restart chronyd.service
         run dnf install -y --quiet nfs-utils
+        write /etc/hosts 0644 root:root
         run dnf install -y --quiet haproxy
         write /etc/haproxy/haproxy.cfg.nodeprep-candidate 0600 root:root
         run haproxy -c -f /etc/haproxy/haproxy.cfg.nodeprep-candidate
@@ -334,6 +339,7 @@ fn debian_k8s_worker() {
         run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 nfs-common
         write /etc/hostname 0644 root:root
         run hostnamectl set-hostname prdk8swok502
+        write /etc/hosts 0644 root:root
         write /etc/modules-load.d/containerd.conf 0644 root:root
         run modprobe br_netfilter
         write /etc/sysctl.d/99-kubernetes-cri.conf 0644 root:root
@@ -428,6 +434,7 @@ fn photon_haproxy_admin_passwordless_sudo() {
             write /etc/systemd/timesyncd.conf 0644 root:root
             run systemctl restart systemd-timesyncd.service
             run tdnf install -y --quiet nfs-utils
+            write /etc/hosts 0644 root:root
             run tdnf install -y --quiet haproxy
             write /etc/haproxy/haproxy.cfg.nodeprep-candidate 0600 root:root
             run haproxy -c -f /etc/haproxy/haproxy.cfg.nodeprep-candidate
@@ -647,6 +654,7 @@ fn debian_k8s_worker_taken_over() {
         run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 nfs-common
         write /etc/hostname 0644 root:root
         run hostnamectl set-hostname prdk8swok512
+        write /etc/hosts 0644 root:root
         write /etc/modules-load.d/containerd.conf 0644 root:root
         run modprobe br_netfilter
         write /etc/sysctl.d/99-kubernetes-cri.conf 0644 root:root
@@ -802,4 +810,56 @@ fn first_run_installs_in_one_transaction() {
             assert!(r.actions.is_empty(), "{role}: {step}: {:?}", r.actions);
         }
     }
+}
+
+/// The Photon traits a source read found (tests/data/photon/README.md "More facts"): a worker
+/// without docker-engine gets runc's shim (`containerd-extras`); the installer's
+/// `127.0.0.1   <old name>` line becomes the node's name at its cluster address (nsswitch has
+/// `hosts: files dns`, no myhostname); kubelet is told that address (`--node-ip`).
+#[test]
+fn photon_node_named_at_its_cluster_address_with_runc_shim() {
+    let inv = inventory("");
+    let registry = Registry::default();
+    let pb = registry.find("k8s-worker").unwrap();
+    let t = inv.target("prdk8swok511").unwrap();
+    let (mut cx, _rec) = Fixture::photon()
+        .without_packages(&["docker", "docker-engine", "containerd-extras"])
+        .complete()
+        .ctx(tasks::Mode::Check);
+    let mut p = tasks::Plan::new();
+    pb.plan(t, &mut p).unwrap();
+    let names = [
+        "containerd installed",
+        "name resolves",
+        "kubelet extra args",
+    ];
+    let ran = p.run(&mut cx, &tasks::Selection::new(&names, &[]));
+    assert!(ran.error.is_none(), "{:?}", ran.error);
+    let mut out = String::new();
+    for r in cx.records() {
+        out.push_str(&format!("{} {}\n", r.outcome.label(), r.name));
+        for d in &r.diffs {
+            out.push_str(d);
+        }
+    }
+    expect![[r#"
+        changed name resolves
+        --- /etc/hosts (before)
+        +++ /etc/hosts (after)
+        @@ -3,5 +3,5 @@
+         ::1         ipv6-localhost ipv6-loopback
+         127.0.0.1   localhost.localdomain
+         127.0.0.1   localhost
+        -127.0.0.1   photon-3a9d61c07be2
+        +192.168.5.57   prdk8swok511
+         # End /etc/hosts (network card version)
+        changed containerd installed
+        installed: containerd-extras
+        changed kubelet extra args
+        --- /dev/null
+        +++ /etc/sysconfig/kubelet (after)
+        @@ -0,0 +1 @@
+        +KUBELET_EXTRA_ARGS="--cgroup-driver=systemd --node-ip=192.168.5.57"
+    "#]]
+    .assert_eq(&out);
 }

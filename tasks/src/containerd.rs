@@ -35,23 +35,54 @@ const CRI_PLUGINS: [&str; 5] = [
 /// What these tasks read (see [`crate::plan::Reads`]).
 pub const READS: Reads = Reads::files(&[CONFIG, CRICTL]).units(&[SERVICE]);
 
-/// containerd's package this host lacks, for the plan's one transaction: `containerd`, unless
-/// Docker's `containerd.io` is installed (installing the other would conflict with it).
-pub fn packages(cx: &mut Ctx) -> Result<Vec<String>> {
-    Ok(if pkg::is_installed(cx, "containerd.io")? {
-        Vec::new()
-    } else {
-        vec!["containerd".into()]
-    })
+/// The runtime containerd's config names for runc (`runtime_type`), and the shim binary
+/// containerd runs for it: `io.containerd.runc.v2` is `containerd-shim-runc-v2` on PATH
+/// (containerd resolves a runtime type `io.containerd.X.vN` to `containerd-shim-X-vN`).
+pub const RUNC_RUNTIME: &str = "io.containerd.runc.v2";
+
+/// The shim binary for a runtime type (`io.containerd.runc.v2` → `containerd-shim-runc-v2`).
+pub fn shim_binary(runtime_type: &str) -> Option<String> {
+    let rest = runtime_type.strip_prefix("io.containerd.")?;
+    let (name, version) = rest.rsplit_once('.')?;
+    Some(format!("containerd-shim-{name}-{version}"))
 }
 
-/// containerd is installed: package `containerd` (an installed `containerd.io`, Docker's
-/// package, counts too: installing the other would conflict with it).
+/// The packages of the runtime on `os`: Photon ships runc's shim (`containerd-shim-runc-v2`)
+/// apart, in `containerd-extras` (vmware/photon `SPECS/containerd/containerd.spec` on 5.0 @
+/// 448381b3, `%files extras`: see tests/data/photon/README.md); a minimal install has it only
+/// because docker-engine requires `/usr/bin/containerd-shim-runc-v2`.
+fn runtime_packages(os: crate::facts::OsFamily) -> &'static [&'static str] {
+    match os {
+        crate::facts::OsFamily::Photon => &["containerd", "containerd-extras"],
+        _ => &["containerd"],
+    }
+}
+
+/// containerd's packages this host lacks, for the plan's one transaction: `containerd` (and on
+/// Photon `containerd-extras`, which holds runc's shim), unless Docker's `containerd.io` is
+/// installed (installing the other would conflict with it; it holds the shim).
+pub fn packages(cx: &mut Ctx) -> Result<Vec<String>> {
+    if pkg::is_installed(cx, "containerd.io")? {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for name in runtime_packages(cx.facts().os) {
+        if !pkg::is_installed(cx, name)? {
+            out.push(name.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// containerd is installed with runc's shim: package `containerd` (with `containerd-extras` on
+/// Photon; an installed `containerd.io`, Docker's package, counts too: installing the other
+/// would conflict with it).
 pub fn installed(cx: &mut Ctx) -> Result<Change> {
     if pkg::is_installed(cx, "containerd.io")? {
         return Ok(Change::Unchanged);
     }
-    pkg::installed(cx, &["containerd"])
+    let names = runtime_packages(cx.facts().os);
+    pkg::installed(cx, names)
 }
 
 /// The installed containerd's major version, from its package version (`1.6.21-13.ph5`,
@@ -118,7 +149,7 @@ pub fn edited_config(old: Option<&str>, major: Option<u32>) -> Result<String> {
     // A runc table without runtime_type replaces containerd's default entry, leaving the
     // runtime type empty and CRI unusable: name it.
     if runc.get("runtime_type").is_none_or(Item::is_none) {
-        runc.insert("runtime_type", toml_edit::value("io.containerd.runc.v2"));
+        runc.insert("runtime_type", toml_edit::value(RUNC_RUNTIME));
     }
     let options = table_at(runc, &["options"])?;
     set_bool(options, "SystemdCgroup", true);
@@ -519,6 +550,28 @@ version = 2
         "#]]
         .assert_eq(&text(&cx, CRICTL));
         assert!(text(&cx, CONFIG).contains("SystemdCgroup = true"));
+    }
+
+    /// Without docker-engine nothing brings runc's shim on Photon: `containerd-extras` is
+    /// installed with containerd (containerd.spec `%files extras`, tests/data/photon/README.md).
+    #[test]
+    fn photon_without_docker_gets_the_shim() {
+        let (mut cx, _rec) = Fixture::photon()
+            .without_packages(&["docker", "docker-engine", "containerd-extras"])
+            .ctx(Mode::Apply);
+        assert_eq!(packages(&mut cx).unwrap(), ["containerd-extras"]);
+        assert_eq!(installed(&mut cx).unwrap(), Change::Changed);
+        expect![[r#"
+            run tdnf install -y --quiet containerd-extras
+        "#]]
+        .assert_eq(&plan(&cx));
+        // The minimal install (docker-engine requires the shim) has it already.
+        let (mut cx, _rec) = Fixture::photon().ctx(Mode::Apply);
+        assert!(packages(&mut cx).unwrap().is_empty());
+        assert_eq!(
+            shim_binary(RUNC_RUNTIME).as_deref(),
+            Some("containerd-shim-runc-v2")
+        );
     }
 
     #[test]

@@ -73,9 +73,11 @@ pub fn missing_ids(d: &Disks, vmware: bool) -> Vec<String> {
         .collect()
 }
 
-/// Every disk has a stable id in `/dev/disk/by-id`. Fails (kind Invalid: the VM is
-/// misconfigured) with the fix when one does not; skipped inside a container (its disks
-/// belong to the container's host).
+/// Every disk has a stable id in `/dev/disk/by-id`. When one does not, fails with the fix:
+/// in a VMware VM with kind [`ErrorKind::Operator`] (only vCenter can set `disk.EnableUUID`,
+/// with the VM powered off: a warning the run goes on after, not a failure of the host),
+/// elsewhere with kind Invalid. Skipped inside a container (its disks belong to the
+/// container's host).
 pub fn stable_disk_ids(cx: &mut Ctx) -> Result<Change> {
     if let Some(c) = &cx.facts().container {
         return Ok(Change::Skipped(format!(
@@ -107,8 +109,13 @@ pub fn stable_disk_ids(cx: &mut Ctx) -> Result<Change> {
          disks) so that udev creates its /dev/disk/by-id link"
             .to_string()
     };
+    let kind = if vmware {
+        ErrorKind::Operator
+    } else {
+        ErrorKind::Invalid
+    };
     Err(Error::new(
-        ErrorKind::Invalid,
+        kind,
         format!(
             "no stable id in /dev/disk/by-id for {} (Kubernetes storage needs them): {fix}",
             missing.join(", ")
@@ -167,7 +174,8 @@ mod tests {
             .ctx(Mode::Apply);
         rec.reply("sh -c", reply(VMWARE_NO_UUID));
         let e = stable_disk_ids(&mut cx).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Invalid);
+        // Only vCenter can fix it: the operator's, not the host's failure.
+        assert_eq!(e.kind(), ErrorKind::Operator);
         let msg = e.message();
         assert!(
             msg.starts_with("no stable id in /dev/disk/by-id for sda, sdb"),
@@ -189,6 +197,7 @@ mod tests {
             .ctx(Mode::Apply);
         rec.reply("sh -c", reply("disk vda\n"));
         let e = stable_disk_ids(&mut cx).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Invalid);
         assert!(
             e.message().contains("serial number in the hypervisor"),
             "{e}"

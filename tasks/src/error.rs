@@ -21,6 +21,10 @@ pub enum ErrorKind {
     /// The machine reached is not the inventory's host (name, addresses and recorded
     /// machine-id all differ): refused before anything is changed.
     Identity,
+    /// The host needs what only someone outside it can do (a hypervisor setting such as
+    /// vSphere's `disk.EnableUUID`): reported as a warning with its fix, counted apart, and no
+    /// failure of the run (nor drift); `verify` still fails on it.
+    Operator,
     /// Anything else (I/O on the controller, malformed replies).
     Other,
 }

@@ -499,13 +499,125 @@ pub fn extra_args_file(os: OsFamily) -> &'static str {
 }
 
 /// `KUBELET_EXTRA_ARGS` holds `--cgroup-driver=systemd` (the driver containerd and docker are
-/// set to); other flags and other lines of the file are kept. Changed means kubelet must be
-/// restarted if it runs.
-pub fn extra_args(cx: &mut Ctx) -> Result<Change> {
+/// set to) and `--node-ip` (the host's cluster address `node_ip`, unless the operator's own
+/// `--node-ip` names addresses of this host: kubelet would otherwise guess, and a node with a
+/// second interface may guess wrong); other flags and other lines of the file are kept.
+/// Changed means kubelet must be restarted if it runs.
+pub fn extra_args(cx: &mut Ctx, node_ip: &str) -> Result<Change> {
     let path = extra_args_file(cx.facts().os);
+    let addresses = host_addresses(cx);
     file::edit(cx, path, None, |old| {
-        Ok(with_cgroup_driver(old.unwrap_or("")))
+        Ok(with_node_ip(
+            &with_cgroup_driver(old.unwrap_or("")),
+            node_ip,
+            &addresses,
+        ))
     })
+}
+
+/// The host's addresses, as the probe read them (none when it did not).
+pub fn host_addresses(cx: &Ctx) -> Vec<std::net::IpAddr> {
+    cx.state()
+        .facts
+        .get("addresses")
+        .map(|t| crate::state::parse_addresses(t))
+        .unwrap_or_default()
+}
+
+const NODE_IP_FLAG: &str = "--node-ip";
+
+/// The `--node-ip` value of the flags file's `KUBELET_EXTRA_ARGS`, if any.
+pub fn node_ip_of(text: &str) -> Option<String> {
+    text.lines()
+        .filter_map(extra_args_value)
+        .filter_map(|(_, v)| {
+            let v = v.trim().trim_matches(['"', '\'']);
+            let words: Vec<&str> = v.split_whitespace().collect();
+            words.iter().enumerate().find_map(|(i, w)| {
+                if *w == NODE_IP_FLAG {
+                    words.get(i + 1).map(|s| s.to_string())
+                } else {
+                    w.strip_prefix("--node-ip=").map(str::to_string)
+                }
+            })
+        })
+        .next_back()
+}
+
+/// Every address of a `--node-ip` value (comma-separated for dual stack) is one of `addresses`.
+pub fn names_host_addresses(value: &str, addresses: &[std::net::IpAddr]) -> bool {
+    !value.is_empty()
+        && value.split(',').all(|a| {
+            a.trim()
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| addresses.contains(&ip))
+        })
+}
+
+/// The text with every active `KUBELET_EXTRA_ARGS=` line carrying `--node-ip=node_ip`: an
+/// existing `--node-ip` naming addresses of this host (`addresses`) is kept, another is
+/// replaced in place; a line without one gets it appended.
+pub fn with_node_ip(text: &str, node_ip: &str, addresses: &[std::net::IpAddr]) -> String {
+    let mut out = String::with_capacity(text.len() + 32);
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        let eol = &line[body.len()..];
+        let Some((prefix, value)) = extra_args_value(body) else {
+            out.push_str(line);
+            continue;
+        };
+        let v = value.trim();
+        let (quote, inner) = match v.chars().next() {
+            Some(q @ ('"' | '\'')) if v.len() >= 2 && v.ends_with(q) => {
+                (Some(q), &v[1..v.len() - 1])
+            }
+            _ => (None, v),
+        };
+        let words: Vec<&str> = inner.split_whitespace().collect();
+        let mut flags: Vec<String> = Vec::with_capacity(words.len() + 1);
+        let mut set = false;
+        let mut i = 0;
+        while i < words.len() {
+            let w = words[i];
+            let current = if w == NODE_IP_FLAG {
+                i += 1;
+                Some(words.get(i).copied().unwrap_or(""))
+            } else {
+                w.strip_prefix("--node-ip=")
+            };
+            match current {
+                Some(value) if !set => {
+                    set = true;
+                    if names_host_addresses(value, addresses) {
+                        flags.push(format!("{NODE_IP_FLAG}={value}"));
+                    } else {
+                        flags.push(format!("{NODE_IP_FLAG}={node_ip}"));
+                    }
+                }
+                Some(_) => {}
+                None => flags.push(w.to_string()),
+            }
+            i += 1;
+        }
+        if !set {
+            flags.push(format!("{NODE_IP_FLAG}={node_ip}"));
+        }
+        let joined = flags.join(" ");
+        let value = match quote {
+            Some(q) => format!("{q}{joined}{q}"),
+            None if flags.len() > 1 => format!("\"{joined}\""),
+            None => joined,
+        };
+        // Unchanged words keep the line as it was.
+        if value == v {
+            out.push_str(line);
+        } else {
+            out.push_str(prefix);
+            out.push_str(&value);
+            out.push_str(eol);
+        }
+    }
+    out
 }
 
 /// The text with every active `KUBELET_EXTRA_ARGS=` line carrying the systemd cgroup driver
@@ -632,7 +744,7 @@ mod tests {
             },
         );
         let _ = cx.take_units_stale();
-        assert!(extra_args(&mut cx).unwrap().changed());
+        assert!(extra_args(&mut cx, "10.1.2.11").unwrap().changed());
         assert_eq!(enabled(&mut cx).unwrap(), Change::Unchanged);
         expect![[r#"
             run tdnf install -y --quiet --disableexcludes kubernetes kubernetes-kubeadm
@@ -642,7 +754,7 @@ mod tests {
         .assert_eq(&plan(&cx));
         assert_eq!(
             text(&cx, SYSCONFIG),
-            "KUBELET_EXTRA_ARGS=--cgroup-driver=systemd\n"
+            "KUBELET_EXTRA_ARGS=\"--cgroup-driver=systemd --node-ip=10.1.2.11\"\n"
         );
         expect![[r#"
             [main]
@@ -819,7 +931,7 @@ mod tests {
                 .unwrap()
                 .changed()
         );
-        assert!(extra_args(&mut cx).unwrap().changed());
+        assert!(extra_args(&mut cx, "10.1.2.11").unwrap().changed());
         expect![[r#"
             run apt-get update -q -o DPkg::Lock::Timeout=120
             run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 ca-certificates curl gpg
@@ -968,6 +1080,34 @@ mod tests {
     }
 
     #[test]
+    fn node_ip_lines() {
+        let here: Vec<std::net::IpAddr> =
+            vec!["10.1.2.11".parse().unwrap(), "192.0.2.7".parse().unwrap()];
+        assert_eq!(
+            with_node_ip(
+                "KUBELET_EXTRA_ARGS=--cgroup-driver=systemd\n",
+                "10.1.2.11",
+                &here
+            ),
+            "KUBELET_EXTRA_ARGS=\"--cgroup-driver=systemd --node-ip=10.1.2.11\"\n"
+        );
+        // The operator's own, naming an address of this host, is kept (its place too).
+        let own = "KUBELET_EXTRA_ARGS=\"--node-ip=192.0.2.7 --cgroup-driver=systemd\"\n";
+        assert_eq!(with_node_ip(own, "10.1.2.11", &here), own);
+        // One naming no address of this host is replaced, in place.
+        let stale = "KUBELET_EXTRA_ARGS='--node-ip 10.9.9.9 --v=2'\n";
+        assert_eq!(
+            with_node_ip(stale, "10.1.2.11", &here),
+            "KUBELET_EXTRA_ARGS='--node-ip=10.1.2.11 --v=2'\n"
+        );
+        assert_eq!(node_ip_of(stale).as_deref(), Some("10.9.9.9"));
+        assert!(names_host_addresses("10.1.2.11", &here));
+        assert!(!names_host_addresses("10.1.2.11,fd00::1", &here));
+        let once = with_node_ip(stale, "10.1.2.11", &here);
+        assert_eq!(with_node_ip(&once, "10.1.2.11", &here), once);
+    }
+
+    #[test]
     fn no_change() {
         let (mut cx, rec) = Fixture::debian()
             .packages(&[
@@ -982,7 +1122,7 @@ mod tests {
             .file(APT_LIST, &render_apt_list("1.30"), 0o644)
             .file(
                 DEFAULT,
-                "KUBELET_EXTRA_ARGS=--cgroup-driver=systemd\n",
+                "KUBELET_EXTRA_ARGS=\"--cgroup-driver=systemd --node-ip=10.1.2.11\"\n",
                 0o644,
             )
             .unit(SERVICE, "enabled", "activating")
@@ -996,7 +1136,7 @@ mod tests {
             },
         );
         let mut c = packages(&mut cx, Source::Upstream { minor: "1.30" }).unwrap();
-        c |= extra_args(&mut cx).unwrap();
+        c |= extra_args(&mut cx, "10.1.2.11").unwrap();
         c |= enabled(&mut cx).unwrap();
         assert_eq!(c, Change::Unchanged);
         assert!(cx.actions().is_empty(), "{:?}", cx.actions());
@@ -1010,7 +1150,7 @@ mod tests {
             ])
             .file(
                 SYSCONFIG,
-                "KUBELET_EXTRA_ARGS=--cgroup-driver=systemd\n",
+                "KUBELET_EXTRA_ARGS=\"--cgroup-driver=systemd --node-ip=10.1.2.11\"\n",
                 0o644,
             )
             .file(
@@ -1021,7 +1161,7 @@ mod tests {
             .unit(SERVICE, "enabled", "inactive")
             .ctx(Mode::Apply);
         let c = packages(&mut cx, Source::Distro { minor: "1.27" }).unwrap()
-            | extra_args(&mut cx).unwrap()
+            | extra_args(&mut cx, "10.1.2.11").unwrap()
             | enabled(&mut cx).unwrap();
         assert_eq!(c, Change::Unchanged);
         assert!(cx.actions().is_empty() && rec.commands().is_empty());
@@ -1039,7 +1179,7 @@ mod tests {
                 .unwrap()
                 .changed()
         );
-        assert!(extra_args(&mut cx).unwrap().changed());
+        assert!(extra_args(&mut cx, "10.1.2.11").unwrap().changed());
         assert!(enabled(&mut cx).unwrap().changed());
         expect![[r#"
             write /etc/yum.repos.d/kubernetes.repo 0644 root:root

@@ -18,6 +18,7 @@ pub mod firewall;
 pub mod haproxy;
 pub mod host;
 pub mod hostname;
+pub mod hosts;
 pub mod kernel;
 pub mod kubelet;
 pub mod locale;

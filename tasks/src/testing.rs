@@ -644,14 +644,17 @@ mod tests {
 
         let pkgs = f.state.packages.as_ref().unwrap();
         // minimal's 41 Requires; the installer's 7 (minimal, linux, linux-esx, initramfs,
-        // lvm2, less, sudo); 10 pulled in (containerd, docker-engine, docker-cli, tini, gawk,
-        // openssh-server, openssh-clients, shadow, kbd, openssl-c_rehash).
+        // lvm2, less, sudo); 11 pulled in (containerd, containerd-extras, docker-engine,
+        // docker-cli, tini, gawk, openssh-server, openssh-clients, shadow, kbd,
+        // openssl-c_rehash).
         assert_eq!(photon_files::MINIMAL_PACKAGES.lines().count(), 41);
         for (name, version) in [
             ("docker", "27.3.1-5.ph5"),
             ("docker-engine", "27.3.1-5.ph5"),
             ("docker-cli", "27.3.1-5.ph5"),
             ("containerd", "1.6.21-13.ph5"),
+            // docker-engine requires runc's shim, which only containerd-extras ships.
+            ("containerd-extras", ""),
             ("cloud-init", "25.1-1.ph5"),
             ("iptables", "1.8.9-4.ph5"),
             ("openssh-server", "9.3p2-14.ph5"),
@@ -675,7 +678,7 @@ mod tests {
         ] {
             assert!(!pkgs.contains_key(absent), "{absent}");
         }
-        assert_eq!(pkgs.len(), 58);
+        assert_eq!(pkgs.len(), 59);
 
         let unit = |name: &str| {
             let u = &f.state.units[name];

@@ -346,6 +346,19 @@ impl Network {
     }
 }
 
+impl HostEntry {
+    /// The host's cluster address, the one definition every part of nodeprep uses (the
+    /// balancers' backends, the node's name in /etc/hosts, kubelet's `--node-ip`, the identity
+    /// check, NO_PROXY): `network.address` (without its prefix) when the host has a network
+    /// table, else `address` (with `management_address`, `network.address` is required).
+    pub fn cluster_address(&self) -> &str {
+        match &self.network {
+            Some(n) => n.ip(),
+            None => &self.address,
+        }
+    }
+}
+
 fn default_interface() -> String {
     "eth0".into()
 }
@@ -356,6 +369,13 @@ pub struct Target<'a> {
     pub name: &'a str,
     pub host: &'a HostEntry,
     pub inventory: &'a Inventory,
+}
+
+impl<'a> Target<'a> {
+    /// This host's cluster address ([`HostEntry::cluster_address`]).
+    pub fn cluster_address(&self) -> &'a str {
+        self.host.cluster_address()
+    }
 }
 
 impl Inventory {

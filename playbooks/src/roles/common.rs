@@ -7,7 +7,7 @@ use std::time::Duration;
 use tasks::network::{self, StaticNetwork};
 use tasks::state::Probe;
 use tasks::{Change, Error, ErrorKind, Plan, Reads, Result};
-use tasks::{ca, cloudinit, locale, pkg, sudoers, timesync, update, users};
+use tasks::{ca, cloudinit, hosts, locale, pkg, sudoers, timesync, update, users};
 
 use crate::inventory::{Network, Placeholder, Target};
 
@@ -223,6 +223,16 @@ pub fn full_update<'a>(t: Target<'a>, p: &mut Plan<'a>) {
         } else {
             skip("system.full_update = false")
         }
+    });
+}
+
+/// The host's name resolves to its cluster address in `/etc/hosts` (every role: kubeadm's
+/// preflight and kubelet on a node, vCenter and the operator on every host). `renamed`: the
+/// plan sets the host name, so the line naming the old one (Photon's installer line) is
+/// the one replaced.
+pub fn name_resolves<'a>(t: Target<'a>, p: &mut Plan<'a>, renamed: bool) {
+    p.step("name resolves", hosts::READS, move |cx| {
+        hosts::name_resolves(cx, t.name, t.cluster_address(), renamed)
     });
 }
 

@@ -4,8 +4,8 @@
 use tasks::firewall::{self, Ports};
 use tasks::{Plan, Result, haproxy, verify};
 
-use super::{Role, common, network};
-use crate::inventory::{HostEntry, Inventory, Target};
+use super::{Role, common, name_resolves, network};
+use crate::inventory::{Inventory, Target};
 
 /// A load balancer.
 #[derive(Debug, Clone, Copy)]
@@ -16,21 +16,13 @@ pub const BALANCER_PORTS: &[Ports] = &[Ports::one(6443)];
 /// The ingress frontends.
 pub const INGRESS_PORTS: &[Ports] = &[Ports::one(80), Ports::one(443)];
 
-/// The address other hosts reach `h` at: its static address, else its ssh address.
-fn cluster_ip(h: &HostEntry) -> String {
-    h.network
-        .as_ref()
-        .and_then(|n| n.address.split('/').next().map(str::to_string))
-        .unwrap_or_else(|| h.address.clone())
-}
-
 /// The backends: masters, and the workers of the balancer's zone.
 fn backends(t: &Target, role: &str, same_zone: bool) -> Vec<(String, String)> {
     t.inventory
         .hosts
         .iter()
         .filter(|(_, h)| h.role == role && (!same_zone || h.zone == t.host.zone))
-        .map(|(n, h)| (n.clone(), cluster_ip(h)))
+        .map(|(n, h)| (n.clone(), h.cluster_address().to_string()))
         .collect()
 }
 
@@ -105,6 +97,7 @@ impl Role for Haproxy {
 
     fn plan<'a>(&self, t: Target<'a>, p: &mut Plan<'a>) -> Result<()> {
         common(t, p);
+        name_resolves(t, p, false);
         let text = config(&t);
         let installed = p.step("haproxy installed", haproxy::READS, haproxy::installed);
         p.installs(installed, |_| Ok(vec![haproxy::PACKAGE.to_string()]));

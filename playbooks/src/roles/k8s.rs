@@ -4,7 +4,7 @@ use tasks::firewall::{self, Chain, Net, Ports, Rule};
 use tasks::{Change, Plan, Reads, Result, StepReads, verify};
 use tasks::{containerd, disks, docker, hostname, kernel, kubelet};
 
-use super::{Role, common, ingress_nodeports, network};
+use super::{Role, common, ingress_nodeports, name_resolves, network};
 use crate::inventory::{Inventory, Target};
 
 /// A master or a worker.
@@ -185,6 +185,7 @@ impl Role for K8sNode {
         p.step("hostname", hostname::READS, move |cx| {
             hostname::hostname(cx, t.name)
         });
+        name_resolves(t, p, true);
         // A check: a failure is reported (with the fix) but the preparation goes on.
         p.check("stable disk ids", disks::READS, disks::stable_disk_ids);
         kernel_prep(p, self.modules(), self.sysctls());
@@ -225,7 +226,9 @@ impl Role for K8sNode {
             let changed = cx.changed(daemon);
             docker::enable_and_start(cx, changed)
         });
-        p.step("kubelet extra args", kubelet::READS, kubelet::extra_args);
+        p.step("kubelet extra args", kubelet::READS, move |cx| {
+            kubelet::extra_args(cx, t.cluster_address())
+        });
         p.step("kubelet enabled", kubelet::READS, kubelet::enabled);
         let (forward, input): (Vec<Rule>, Vec<Rule>) = self
             .firewall(&t)

@@ -17,7 +17,7 @@ use tasks::{Plan, Result};
 
 use crate::inventory::Target;
 
-pub use common::{common, full_update, network};
+pub use common::{common, full_update, name_resolves, network};
 pub use haproxy::{Haproxy, ingress_nodeports};
 pub use k8s::{CNIS, Cni, K8sNode, NODEPORTS, NodeKind, cni, pod_network, service_network};
 
@@ -207,7 +207,7 @@ mod tests {
         for (role, host, first_own) in [
             ("k8s-master", "prdk8smst501", "hostname"),
             ("k8s-worker", "prdk8swok511", "hostname"),
-            ("haproxy", "prdinfhap511", "haproxy installed"),
+            ("haproxy", "prdinfhap511", "name resolves"),
         ] {
             let mut p = Plan::new();
             find(role)

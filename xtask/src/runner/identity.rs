@@ -87,14 +87,10 @@ impl<'a> Claim<'a> {
     /// The claim of an inventory host: its network address when it has a network table, else
     /// its ssh address.
     pub fn of(name: &'a str, host: &'a playbooks::HostEntry) -> Claim<'a> {
-        let address = match &host.network {
-            Some(n) => n.address.split('/').next().unwrap_or(&n.address),
-            None => &host.address,
-        };
         Claim {
             name,
             reached_at: &host.address,
-            address,
+            address: host.cluster_address(),
         }
     }
 }

@@ -182,7 +182,7 @@ impl Printer {
                 }
                 let detail = match &record.outcome {
                     Outcome::Skipped(why) => format!(" ({why})"),
-                    Outcome::Failed(e) => format!("\n{}", indent(e, "    ")),
+                    Outcome::Failed(e) | Outcome::Operator(e) => format!("\n{}", indent(e, "    ")),
                     _ => String::new(),
                 };
                 let mut text = format!(
@@ -238,7 +238,7 @@ impl Printer {
             return reports.iter().map(|r| recap_json(r, check)).collect();
         }
         let mut text = format!(
-            "\nRECAP{}\n{:<16} {:>4} {:>8} {:>7} {:>8} {:>12} {:>9}",
+            "\nRECAP{}\n{:<16} {:>4} {:>8} {:>7} {:>8} {:>8} {:>12} {:>9}",
             if check {
                 " (check mode: nothing was changed)"
             } else {
@@ -248,6 +248,7 @@ impl Printer {
             "ok",
             "changed",
             "failed",
+            "operator",
             "skipped",
             "unreachable",
             "time"
@@ -255,11 +256,12 @@ impl Printer {
         for r in reports {
             let failed = r.failures();
             text.push_str(&format!(
-                "\n{:<16} {:>4} {:>8} {:>7} {:>8} {:>12} {:>8.2}s",
+                "\n{:<16} {:>4} {:>8} {:>7} {:>8} {:>8} {:>12} {:>8.2}s",
                 r.host,
                 r.count("ok"),
                 r.count("changed"),
                 failed,
+                r.count("operator"),
                 r.count("skipped"),
                 usize::from(r.unreachable()),
                 r.duration.as_secs_f64()
@@ -280,6 +282,15 @@ impl Printer {
             text.push_str(&format!(
                 "\n{n} step{} of the playbook not selected (--only/--skip)",
                 if n == 1 { "" } else { "s" }
+            ));
+        }
+        // What only someone outside the host can do: neither a failure nor drift.
+        let waiting = reports.iter().filter(|r| r.count("operator") > 0).count();
+        if waiting > 0 {
+            text.push_str(&format!(
+                "\n{waiting} host{} need{} an operator's action outside the host (the fix is above)",
+                if waiting == 1 { "" } else { "s" },
+                if waiting == 1 { "s" } else { "" }
             ));
         }
         // Drift, as `run --check` reports it in its exit code.
@@ -318,6 +329,7 @@ fn write_step_json(out: &mut String, host: &str, record: &tasks::Record, diffs: 
         Outcome::Changed => "\",\"outcome\":\"changed\",\"duration_ms\":",
         Outcome::Skipped(_) => "\",\"outcome\":\"skipped\",\"duration_ms\":",
         Outcome::Failed(_) => "\",\"outcome\":\"failed\",\"duration_ms\":",
+        Outcome::Operator(_) => "\",\"outcome\":\"operator\",\"duration_ms\":",
     });
     push_number(out, record.duration.as_millis() as u64);
     let mut j = JsonLine { out, first: false };
@@ -327,6 +339,9 @@ fn write_step_json(out: &mut String, host: &str, record: &tasks::Record, diffs: 
         }
         Outcome::Failed(e) => {
             j.str("error", e);
+        }
+        Outcome::Operator(e) => {
+            j.str("warning", e);
         }
         _ => {}
     }
@@ -343,13 +358,15 @@ fn write_step_json(out: &mut String, host: &str, record: &tasks::Record, diffs: 
 /// The recap of one host as a JSON line.
 fn recap_json(r: &HostReport, check: bool) -> String {
     // The outcomes counted in one pass.
-    let (mut ok, mut changed, mut failed, mut skipped) = (0u64, 0u64, 0usize, 0u64);
+    let (mut ok, mut changed, mut failed, mut skipped, mut operator) =
+        (0u64, 0u64, 0usize, 0u64, 0u64);
     for rec in &r.records {
         match rec.outcome {
             Outcome::Ok => ok += 1,
             Outcome::Changed => changed += 1,
             Outcome::Failed(_) => failed += 1,
             Outcome::Skipped(_) => skipped += 1,
+            Outcome::Operator(_) => operator += 1,
         }
     }
     // As `HostReport::failures` counts them: an error outside any step counts once.
@@ -361,6 +378,7 @@ fn recap_json(r: &HostReport, check: bool) -> String {
         .num("ok", ok)
         .num("changed", changed)
         .num("failed", failures as u64)
+        .num("operator", operator)
         .num("skipped", skipped)
         .num("not_selected", r.not_selected as u64)
         .bool("unreachable", r.unreachable())
@@ -664,13 +682,19 @@ mod tests {
                 vec![],
                 vec!["d\n".into()],
             ),
+            record(
+                Outcome::Operator("govc vm.change -vm \"w\"".into()),
+                vec![],
+                vec![],
+            ),
         ];
         for r in &records {
             for diffs in [false, true] {
-                let (reason, error) = match &r.outcome {
-                    Outcome::Skipped(why) => (Some(why.clone()), None),
-                    Outcome::Failed(e) => (None, Some(e.clone())),
-                    _ => (None, None),
+                let (reason, error, warning) = match &r.outcome {
+                    Outcome::Skipped(why) => (Some(why.clone()), None, None),
+                    Outcome::Failed(e) => (None, Some(e.clone()), None),
+                    Outcome::Operator(e) => (None, None, Some(e.clone())),
+                    _ => (None, None, None),
                 };
                 let mut want = json!({
                     "event": "step",
@@ -684,6 +708,9 @@ mod tests {
                 }
                 if let Some(e) = error {
                     want["error"] = json!(e);
+                }
+                if let Some(w) = warning {
+                    want["warning"] = json!(w);
                 }
                 if !r.actions.is_empty() {
                     want["actions"] =
@@ -712,6 +739,7 @@ mod tests {
                 "ok": r.count("ok"),
                 "changed": r.count("changed"),
                 "failed": r.failures(),
+                "operator": r.count("operator"),
                 "skipped": r.count("skipped"),
                 "not_selected": r.not_selected,
                 "unreachable": r.unreachable(),

@@ -186,4 +186,17 @@ mod tests {
         assert_eq!(exit_code(&[failed, gone, drift], true), EXIT_UNREACHABLE);
         assert_eq!(exit_code(&[], true), EXIT_OK);
     }
+
+    /// What only an operator outside the host can fix is a warning: no failure, no drift.
+    #[test]
+    fn operator_outcomes_are_neither_failure_nor_drift() {
+        let waiting = host(
+            &[Outcome::Ok, Outcome::Operator("govc vm.change".into())],
+            None,
+        );
+        assert_eq!(waiting.count("operator"), 1);
+        assert_eq!(waiting.failures(), 0);
+        assert_eq!(exit_code(std::slice::from_ref(&waiting), false), EXIT_OK);
+        assert_eq!(exit_code(std::slice::from_ref(&waiting), true), EXIT_OK);
+    }
 }
