@@ -1379,7 +1379,7 @@ mod tests {
     /// that changes nothing sends the probe alone, even on close.
     #[test]
     fn the_lock_is_taken_before_the_first_change_only() {
-        use crate::host::simulated::Simulated;
+        use crate::testing::simulated::Simulated;
         let mut s = State::default();
         s.facts
             .insert("os-release".into(), "ID=debian\nVERSION_ID=\"12\"\n".into());
@@ -1496,7 +1496,7 @@ mod tests {
             (false, vec![]),
         ] {
             let f = crate::testing::Fixture::photon();
-            let rec = std::sync::Arc::new(crate::host::Recorder::new("t"));
+            let rec = std::sync::Arc::new(crate::testing::Recorder::new("t"));
             let opts = Options {
                 diff,
                 ..Options::default()
@@ -1517,7 +1517,7 @@ mod tests {
     #[test]
     fn scratch_files_are_not_backed_up() {
         let f = crate::testing::Fixture::photon().file("/etc/x.new", "old\n", 0o600);
-        let rec = std::sync::Arc::new(crate::host::Recorder::new("t"));
+        let rec = std::sync::Arc::new(crate::testing::Recorder::new("t"));
         let opts = Options {
             backup: true,
             ..Options::default()

@@ -890,7 +890,7 @@ mod tests {
         let events = Arc::new(Mutex::new(Vec::new()));
         let seen = events.clone();
         let f = Fixture::photon();
-        let rec = Arc::new(crate::host::Recorder::new("t"));
+        let rec = Arc::new(crate::testing::Recorder::new("t"));
         let opts = crate::ctx::Options {
             sink: Some(Arc::new(move |e: &crate::ctx::Event| {
                 if let crate::ctx::Event::Progress { message, .. } = e {

@@ -2,8 +2,8 @@
 //! an argv vector (never a shell string); transports quote it for the remote shell.
 //!
 //! Transports: [`Local`] (this machine, through duct), [`Ssh`] (the system OpenSSH client with
-//! one ControlMaster socket per host), [`Docker`] (`docker exec`), and [`Recorder`] for tests
-//! that assert the plan of commands without any host.
+//! one ControlMaster socket per host), [`Docker`] (`docker exec`). The test doubles (a host
+//! that records, a simulated one) live apart, in `crate::testing`.
 //!
 //! A login user other than root runs commands through sudo ([`sudo`]); a login password reaches
 //! OpenSSH through nodeprep's askpass program ([`askpass`]).
@@ -11,14 +11,11 @@
 pub mod askpass;
 mod docker;
 mod local;
-mod recorder;
-pub mod simulated;
 mod ssh;
 pub mod sudo;
 
 pub use docker::Docker;
 pub use local::Local;
-pub use recorder::Recorder;
 pub use ssh::{Ssh, SshConfig};
 
 use crate::error::{Error, ErrorKind, Result};

@@ -96,7 +96,7 @@ pub fn units_show_command<S: AsRef<str>>(units: &[S]) -> String {
 }
 
 /// Starts every section of a probe reply (`m` in [`PROBE_PRELUDE`] prints it).
-pub(super) const MARK: &str = "@@np:";
+pub(crate) const MARK: &str = "@@np:";
 
 /// The functions every script starts with: `m` opens a section, `c` prints a small text file
 /// without starting a process (the shell's own `read`), `NL` and `TAB` for names to leave out.

@@ -271,8 +271,9 @@ pub(crate) mod fixtures {
     use super::*;
     use crate::containerd;
     use crate::ctx::Mode;
-    use crate::host::{Output, Recorder};
+    use crate::host::Output;
     use crate::kubelet;
+    use crate::testing::Recorder;
     use crate::testing::{Fixture, photon_files};
 
     /// A Kubernetes node's modules and sysctls, as the k8s roles set them.
