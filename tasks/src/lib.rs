@@ -25,6 +25,7 @@ pub mod network;
 pub mod pkg;
 pub mod plan;
 pub mod secret;
+pub mod shell;
 pub mod state;
 pub mod sudoers;
 pub mod systemd;

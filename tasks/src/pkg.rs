@@ -18,7 +18,8 @@
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
 use crate::facts::OsFamily;
-use crate::host::{Output, shell_join};
+use crate::host::Output;
+use crate::shell::shell_join;
 
 /// How old apt's package lists may be before an install refreshes them (the engine keeps the
 /// run's value).

@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::askpass::{self, AskpassFile};
 use super::sudo::{Sudo, Who};
-use super::{Cmd, Host, Output, local::spawn_env, shell_join};
+use super::{Cmd, Host, Output, local::spawn_env};
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::Secret;
+use crate::shell::shell_join;
 
 /// How to reach one host.
 #[derive(Debug, Clone)]

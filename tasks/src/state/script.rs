@@ -4,7 +4,7 @@
 
 use super::Probe;
 use crate::error::Error;
-use crate::host::{shell_join, shell_quote};
+use crate::shell::{shell_join, shell_quote};
 
 /// The host's run lock: a directory (mkdir is atomic) holding the holder's description.
 pub const LOCK_DIR: &str = "/run/nodeprep.lock";

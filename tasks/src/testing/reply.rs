@@ -87,7 +87,7 @@ pub fn asked(script: &str) -> Option<Asked> {
     ended.then_some(a)
 }
 
-/// A line of shell as `sh` splits it into words, for the quoting [`crate::host::shell_quote`]
+/// A line of shell as `sh` splits it into words, for the quoting [`crate::shell::shell_quote`]
 /// writes (bare words, `'...'`, `\x`); an unquoted `;` ends a word like a space.
 fn words(line: &str) -> Vec<String> {
     let mut out = Vec::new();

@@ -511,7 +511,7 @@ impl Testbed for Vm {
 
     /// Over ssh, `argv` quoted for the remote shell; killed after `SSH_TIMEOUT`.
     fn exec(&self, host: &str, argv: &[&str]) -> Result<Output> {
-        self.ssh(host, &tasks::host::shell_join(argv), SSH_TIMEOUT)
+        self.ssh(host, &tasks::shell::shell_join(argv), SSH_TIMEOUT)
     }
 
     /// With the tail of the VM's serial console.
