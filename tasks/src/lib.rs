@@ -16,6 +16,7 @@ pub mod facts;
 pub mod file;
 pub mod firewall;
 pub mod haproxy;
+pub mod hash;
 pub mod host;
 pub mod hostname;
 pub mod kernel;

@@ -15,7 +15,7 @@ mod ssh;
 pub mod sudo;
 
 pub use docker::Docker;
-pub use local::Local;
+pub use local::{Local, current_uid};
 pub use ssh::{Ssh, SshConfig};
 
 use crate::error::{Error, ErrorKind, Result};

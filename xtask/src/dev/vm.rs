@@ -133,7 +133,7 @@ pub fn recipe_hash() -> String {
         PACKAGES.join(","),
         DPKG_OPTS.join(","),
     );
-    format!("{:016x}", super::image::fnv1a64(recipe.as_bytes()))
+    format!("{:016x}", tasks::hash::fnv1a64(recipe.as_bytes()))
 }
 
 /// Where images are cached: `NODEPREP_VM_CACHE` when set, else `<target dir>/nodeprep-vm`.

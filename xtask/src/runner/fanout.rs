@@ -208,16 +208,9 @@ pub fn local<'a>(
     )
 }
 
-/// This process runs as root (from /proc: std has no getuid).
+/// This process runs as root.
 pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
+    tasks::host::current_uid() == 0
 }
 
 /// This machine's host name.
