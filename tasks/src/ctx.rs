@@ -1197,6 +1197,7 @@ impl Drop for Ctx {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::ok;
 
     #[test]
     fn change_combines() {
@@ -1407,14 +1408,6 @@ mod tests {
         assert_eq!(cx.commands_sent(), 4, "the lock is taken once");
         cx.close();
         assert_eq!(cx.commands_sent(), 5, "released");
-    }
-
-    fn ok(stdout: &str) -> Output {
-        Output {
-            status: Some(0),
-            stdout: stdout.as_bytes().to_vec(),
-            stderr: Vec::new(),
-        }
     }
 
     /// A listing is asked once per run; after a change, the next step gets the answer the

@@ -657,7 +657,7 @@ fn install_batch(cx: &mut Ctx, steps: &mut [Step], sel: &Selection) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::Fixture;
+    use crate::testing::{Fixture, ok};
     use crate::{Mode, Outcome};
 
     fn fail(_: &mut Ctx) -> Result<Change> {
@@ -745,14 +745,6 @@ mod tests {
             .iter()
             .map(|r| (r.name.clone(), r.outcome.label(), r.diffs.clone()))
             .collect()
-    }
-
-    fn ok(stdout: &str) -> crate::host::Output {
-        crate::host::Output {
-            status: Some(0),
-            stdout: stdout.as_bytes().to_vec(),
-            stderr: Vec::new(),
-        }
     }
 
     /// Apply mode: the packages several steps lack go in one install command before the first

@@ -64,10 +64,10 @@ pub fn ok(stdout: &str) -> Output {
     }
 }
 
-/// Check mode touched nothing: the recorder was sent no command at all (what it would have
-/// done is in the context's plan only).
+/// Nothing reached the host: the recorder was sent no command at all (check mode, whose plan
+/// is in the context only, or nothing to do).
 #[track_caller]
-pub fn assert_ran_nothing(rec: &Recorder) {
+pub fn assert_sent_nothing(rec: &Recorder) {
     let sent = rec.commands();
-    assert!(sent.is_empty(), "check mode ran {sent:?}");
+    assert!(sent.is_empty(), "the host was sent {sent:?}");
 }
