@@ -5,6 +5,7 @@
 pub mod inventory;
 pub mod registry;
 pub mod roles;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 /// The operator's own playbooks (`playbooks/site/*.rs`) and tasks (`playbooks/site/tasks/`).

@@ -42,7 +42,7 @@ pub fn converge_answering(
     let all = Selection::default();
     let recorded = fixture.clone();
 
-    let answer = |rec: &tasks::host::Recorder, replies: &[(&str, &str)]| {
+    let answer = |rec: &tasks::testing::Recorder, replies: &[(&str, &str)]| {
         for (prefix, stdout) in replies {
             rec.reply(
                 prefix,
@@ -81,7 +81,7 @@ pub fn converge_answering(
     assert!(failed.is_empty(), "{who}: {failed:#?}");
 
     // 2. The converged host: the state the plan leads to.
-    let rec = std::sync::Arc::new(tasks::host::Recorder::new(target.name));
+    let rec = std::sync::Arc::new(tasks::testing::Recorder::new(target.name));
     answer(&rec, on_converged);
     let mut again = Ctx::with_state(
         Box::new(rec.clone()),

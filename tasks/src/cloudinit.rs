@@ -74,8 +74,8 @@ mod tests {
     use std::sync::Arc;
 
     use crate::ctx::{Mode, Options};
-    use crate::host::Recorder;
     use crate::network::{self, StaticNetwork};
+    use crate::testing::Recorder;
     use crate::testing::{Fixture, actions as strings};
 
     /// Photon OS 5.0's /etc/cloud/cloud.cfg (cloud-init 25.1-1, x86_64).

@@ -101,7 +101,7 @@ pub fn enable_and_start(cx: &mut Ctx, daemon_changed: bool) -> Result<Change> {
 mod tests {
     use super::*;
     use crate::ctx::Mode;
-    use crate::testing::{Fixture, plan};
+    use crate::testing::{Fixture, assert_sent_nothing, plan};
     use expect_test::expect;
 
     fn text(cx: &Ctx) -> String {
@@ -229,7 +229,7 @@ mod tests {
             Change::Unchanged
         );
         assert!(cx.actions().is_empty(), "{:?}", cx.actions());
-        assert!(rec.commands().is_empty(), "{:?}", rec.commands());
+        assert_sent_nothing(&rec);
     }
 
     #[test]
@@ -251,6 +251,6 @@ mod tests {
             run systemctl restart docker.service
         "#]]
         .assert_eq(&plan(&cx));
-        assert!(rec.commands().is_empty(), "{:?}", rec.commands());
+        assert_sent_nothing(&rec);
     }
 }

@@ -142,12 +142,7 @@ pub fn absent(cx: &mut Ctx, path: &str) -> Result<Change> {
     Ok(Change::Changed)
 }
 
-/// `line` is present (exactly, as a whole line); appended when missing, the file created if
-/// absent.
-pub fn line_present(cx: &mut Ctx, path: &str, line: &str, perm: Option<Perm>) -> Result<Change> {
-    edit(cx, path, perm, |old| Ok(with_line(old.unwrap_or(""), line)))
-}
-
+/// The text with `line` present (exactly, as a whole line): appended when missing.
 pub fn with_line(text: &str, line: &str) -> String {
     if text.lines().any(|l| l == line) {
         return text.to_string();
@@ -271,17 +266,9 @@ pub fn toml(
     })
 }
 
-/// `patch` is merged into the JSON object in the file: objects merge key by key, anything else
-/// replaces. Keys the patch does not name are kept.
-pub fn json_merge(
-    cx: &mut Ctx,
-    path: &str,
-    perm: Option<Perm>,
-    patch: &serde_json::Value,
-) -> Result<Change> {
-    edit(cx, path, perm, |old| merged_json(old, patch))
-}
-
+/// `patch` merged into the JSON object `old` (none or blank: an empty object): objects merge
+/// key by key, anything else replaces; keys the patch does not name are kept, and a text
+/// equal in meaning is kept as it is.
 pub fn merged_json(old: Option<&str>, patch: &serde_json::Value) -> Result<String> {
     let mut doc: serde_json::Value = match old {
         Some(t) if !t.trim().is_empty() => serde_json::from_str(t)

@@ -205,7 +205,7 @@ mod tests {
     use crate::ctx::Mode;
     use crate::error::ErrorKind;
     use crate::host::Output;
-    use crate::testing::{Fixture, plan};
+    use crate::testing::{Fixture, assert_sent_nothing, plan};
     use expect_test::expect;
 
     const MASTERS: &[(&str, &str)] = &[("prdk8smst501", "192.168.10.56")];
@@ -474,10 +474,6 @@ mod tests {
             run systemctl reload-or-restart haproxy.service
         "#]]
         .assert_eq(&plan(&cx));
-        assert!(
-            rec.commands().is_empty(),
-            "check mode touches nothing: {:?}",
-            rec.commands()
-        );
+        assert_sent_nothing(&rec);
     }
 }

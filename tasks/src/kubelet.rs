@@ -704,7 +704,7 @@ pub fn enabled(cx: &mut Ctx) -> Result<Change> {
 mod tests {
     use super::*;
     use crate::ctx::Mode;
-    use crate::testing::{Fixture, photon_files, plan};
+    use crate::testing::{Fixture, ok, photon_files, plan};
     use expect_test::expect;
 
     fn text(cx: &Ctx, path: &str) -> String {
@@ -712,14 +712,6 @@ mod tests {
             .as_ref()
             .expect("file present")
             .text()
-    }
-
-    fn ok(stdout: &str) -> crate::Output {
-        crate::Output {
-            status: Some(0),
-            stdout: stdout.as_bytes().to_vec(),
-            ..Default::default()
-        }
     }
 
     /// `tdnf list --disableexcludes kubernetes` on Photon OS 5.0: one minor, 1.27.

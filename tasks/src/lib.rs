@@ -16,6 +16,7 @@ pub mod facts;
 pub mod file;
 pub mod firewall;
 pub mod haproxy;
+pub mod hash;
 pub mod host;
 pub mod hostname;
 pub mod hosts;
@@ -26,9 +27,11 @@ pub mod network;
 pub mod pkg;
 pub mod plan;
 pub mod secret;
+pub mod shell;
 pub mod state;
 pub mod sudoers;
 pub mod systemd;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod timesync;
 pub mod update;
@@ -55,7 +58,7 @@ mod tests {
             "file.rs",
             "pkg.rs",
             "systemd.rs",
-            "testing.rs",
+            "testing/",
             "plan.rs",
             "lib.rs",
         ];

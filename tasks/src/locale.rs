@@ -462,16 +462,8 @@ pub fn locale(cx: &mut Ctx, locale: &str, keymap: Option<&str>) -> Result<Change
 mod tests {
     use super::*;
     use crate::ctx::Mode;
-    use crate::testing::{Fixture, actions as strings, photon_files};
+    use crate::testing::{Fixture, actions as strings, ok, photon_files};
     use expect_test::expect;
-
-    fn ok(stdout: &str) -> crate::host::Output {
-        crate::host::Output {
-            status: Some(0),
-            stdout: stdout.as_bytes().to_vec(),
-            stderr: Vec::new(),
-        }
-    }
 
     fn cached(cx: &mut Ctx, path: &str) -> String {
         cx.file(path).unwrap().map(|f| f.text()).unwrap_or_default()

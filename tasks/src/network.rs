@@ -330,7 +330,7 @@ pub fn ifupdown_stanza(text: &str, interface: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::ctx::Mode;
-    use crate::testing::{Fixture, actions as strings};
+    use crate::testing::{Fixture, actions as strings, assert_sent_nothing};
     use expect_test::expect;
 
     fn dns() -> Vec<String> {
@@ -584,11 +584,7 @@ mod tests {
             ]
         "#]]
         .assert_debug_eq(&strings(&cx));
-        assert!(
-            rec.commands().is_empty(),
-            "check mode ran {:?}",
-            rec.commands()
-        );
+        assert_sent_nothing(&rec);
     }
 
     #[test]

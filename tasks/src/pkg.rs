@@ -21,7 +21,8 @@ use std::time::Duration;
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
 use crate::facts::OsFamily;
-use crate::host::{Output, shell_join};
+use crate::host::Output;
+use crate::shell::shell_join;
 use crate::state::PackageLists;
 
 /// How old apt's package lists may be before an install refreshes them, unless the plan says

@@ -624,7 +624,7 @@ fn install_batch(cx: &mut Ctx, steps: &mut [Step], sel: &Selection) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::Fixture;
+    use crate::testing::{Fixture, ok};
     use crate::{Mode, Outcome};
 
     fn fail(_: &mut Ctx) -> Result<Change> {
@@ -712,14 +712,6 @@ mod tests {
             .iter()
             .map(|r| (r.name.clone(), r.outcome.label(), r.diffs.clone()))
             .collect()
-    }
-
-    fn ok(stdout: &str) -> crate::host::Output {
-        crate::host::Output {
-            status: Some(0),
-            stdout: stdout.as_bytes().to_vec(),
-            stderr: Vec::new(),
-        }
     }
 
     /// Apply mode: the packages several steps lack go in one install command before the first
@@ -857,7 +849,7 @@ mod tests {
         let events = Arc::new(Mutex::new(Vec::new()));
         let seen = events.clone();
         let f = Fixture::photon();
-        let rec = Arc::new(crate::host::Recorder::new("t"));
+        let rec = Arc::new(crate::testing::Recorder::new("t"));
         let opts = crate::ctx::Options {
             sink: Some(Arc::new(move |e: &crate::ctx::Event| {
                 if let crate::ctx::Event::Progress { message, .. } = e {

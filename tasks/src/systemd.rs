@@ -185,16 +185,6 @@ pub fn active_now(cx: &mut Ctx, name: &str) -> Result<String> {
     Ok(state)
 }
 
-/// `systemctl daemon-reload` (a handler: call it when a unit file changed); unit states are
-/// read again afterwards.
-pub fn daemon_reload(cx: &mut Ctx) -> Result<Change> {
-    require_systemd(cx)?;
-    cx.apply(&["systemctl", "daemon-reload"])?;
-    cx.units_changed();
-    cx.note_change("systemd reloaded its unit files (daemon-reload)");
-    Ok(Change::Changed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

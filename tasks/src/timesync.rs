@@ -252,7 +252,7 @@ mod tests {
     use super::*;
     use crate::ctx::Mode;
     use crate::host::Output;
-    use crate::testing::{Fixture, actions as strings};
+    use crate::testing::{Fixture, actions as strings, assert_sent_nothing};
     use expect_test::expect;
 
     fn servers() -> Vec<String> {
@@ -366,11 +366,7 @@ mod tests {
             ]
         "#]]
         .assert_debug_eq(&strings(&cx));
-        assert!(
-            rec.commands().is_empty(),
-            "check mode ran {:?}",
-            rec.commands()
-        );
+        assert_sent_nothing(&rec);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nodeprep_tests::{Lab, Testbed, lab, runner, runner_bin};
+use nodeprep_tests::{Lab, Testbed, lab, outcome, recap, runner, runner_bin};
 use serde_json::Value;
 
 use crate::worker::run_json_at;
@@ -33,21 +33,6 @@ const STEPS: &[&str] = &[
 
 pub(crate) fn only(steps: &[&'static str]) -> Vec<&'static str> {
     steps.iter().flat_map(|s| ["--only", *s]).collect()
-}
-
-fn outcome<'a>(events: &'a [Value], step: &str) -> &'a str {
-    events
-        .iter()
-        .find(|e| e["event"] == "step" && e["step"] == step)
-        .and_then(|e| e["outcome"].as_str())
-        .unwrap_or_else(|| panic!("no step {step} in {events:#?}"))
-}
-
-fn recap<'a>(events: &'a [Value], host: &str) -> &'a Value {
-    events
-        .iter()
-        .find(|e| e["event"] == "recap" && e["host"] == host)
-        .unwrap_or_else(|| panic!("no recap for {host} in {events:#?}"))
 }
 
 pub(crate) fn host_error<'a>(events: &'a [Value], host: &str) -> &'a Value {

@@ -6,13 +6,13 @@
 
 use std::time::Duration;
 
-use nodeprep_tests::{Lab, Testbed, lab, runner_bin};
+use nodeprep_tests::{Lab, Testbed, lab, recap, runner_bin};
 use serde_json::Value;
 use tasks::OsFamily;
 use xtask::dev::testbed::known_hosts_line;
 
 use crate::os;
-use crate::worker::{recap, run_json_at};
+use crate::worker::run_json_at;
 
 const OK: &str = "okhost";
 const BAD_AUTH: &str = "badauth";

@@ -15,11 +15,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nodeprep_tests::{Lab, Testbed, hardened_lab};
+use nodeprep_tests::{Lab, Testbed, hardened_lab, outcome, recap};
 use serde_json::Value;
 
 use crate::access::{ADMIN, PASSWORD, console_admin, events, host_error, only, run, ssh};
-use crate::worker::{outcome, recap};
 
 /// The CNI the inventories name, and the UDP port its nodes exchange VXLAN on (flannel's
 /// VXLAN backend: 8472; `playbooks::roles::k8s::CNIS`).

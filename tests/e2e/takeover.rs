@@ -6,7 +6,7 @@
 //! changes nothing. Also Debian's /etc/sysctl.conf edited by hand: it gives way to nodeprep's
 //! sysctl file.
 
-use nodeprep_tests::{Testbed, lab};
+use nodeprep_tests::{Testbed, lab, outcome};
 use serde_json::Value;
 
 use crate::worker::run_json_with;
@@ -49,14 +49,6 @@ fn run(lab: &nodeprep_tests::Lab) -> (i32, Vec<Value>) {
         args.extend(["--only", s]);
     }
     run_json_with(lab, SETTINGS, &args)
-}
-
-fn outcome<'a>(events: &'a [Value], step: &str) -> &'a str {
-    events
-        .iter()
-        .find(|e| e["event"] == "step" && e["step"] == step)
-        .and_then(|e| e["outcome"].as_str())
-        .unwrap_or_else(|| panic!("no step {step} in {events:#?}"))
 }
 
 #[test]

@@ -6,10 +6,10 @@
 
 use std::time::Instant;
 
-use nodeprep_tests::{Testbed, Vm, vm};
+use nodeprep_tests::{Testbed, Vm, outcome, recap, vm};
 use serde_json::Value;
 
-use crate::worker::{KERNEL_STEPS, outcome, recap, run_json_with};
+use crate::worker::{KERNEL_STEPS, run_json_with};
 
 const HOST: &str = "prdk8swok521";
 

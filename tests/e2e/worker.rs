@@ -1,6 +1,6 @@
 //! k8s-worker end to end: the real runner over ssh against a systemd container.
 
-use nodeprep_tests::{Lab, Testbed, lab, runner};
+use nodeprep_tests::{Lab, Testbed, lab, outcome, recap, runner};
 use serde_json::Value;
 
 const HOST: &str = "prdk8swok511";
@@ -63,21 +63,6 @@ fn kernel_run(lab: &Lab, extra: &[&str]) -> (i32, Vec<Value>) {
     }
     args.extend_from_slice(extra);
     run_json(lab, &args)
-}
-
-pub fn recap<'a>(events: &'a [Value], host: &str) -> &'a Value {
-    events
-        .iter()
-        .find(|e| e["event"] == "recap" && e["host"] == host)
-        .unwrap_or_else(|| panic!("no recap for {host} in {events:#?}"))
-}
-
-pub fn outcome<'a>(events: &'a [Value], step: &str) -> &'a str {
-    events
-        .iter()
-        .find(|e| e["event"] == "step" && e["step"] == step)
-        .and_then(|e| e["outcome"].as_str())
-        .unwrap_or_else(|| panic!("no step {step} in {events:#?}"))
 }
 
 #[test]

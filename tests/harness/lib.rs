@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use serde_json::Value;
+
 pub use xtask::dev::lab::{Lab, RootLogin};
 pub use xtask::dev::testbed::{Host, Testbed};
 pub use xtask::dev::vm::Vm;
@@ -132,4 +134,23 @@ pub fn vm(name: &str, role: &str) -> Vm {
         .unwrap_or_else(|e| panic!("vm image: {e:#}"));
     eprintln!("vm image ready after {:.1?}", started.elapsed());
     Vm::start(&image, name, role).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// The outcome (`ok`, `changed`, `skipped`, `failed`...) of step `step` in a run's JSON
+/// events; panics, showing the events, when no such step ran.
+pub fn outcome<'a>(events: &'a [Value], step: &str) -> &'a str {
+    events
+        .iter()
+        .find(|e| e["event"] == "step" && e["step"] == step)
+        .and_then(|e| e["outcome"].as_str())
+        .unwrap_or_else(|| panic!("no step {step} in {events:#?}"))
+}
+
+/// The recap event of `host` in a run's JSON events; panics, showing the events, when there is
+/// none.
+pub fn recap<'a>(events: &'a [Value], host: &str) -> &'a Value {
+    events
+        .iter()
+        .find(|e| e["event"] == "recap" && e["host"] == host)
+        .unwrap_or_else(|| panic!("no recap for {host} in {events:#?}"))
 }

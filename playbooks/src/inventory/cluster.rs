@@ -1,7 +1,8 @@
 //! The cluster's network as the host firewalls see it: the CNI, the pods' and services'
 //! networks, extra rules, the ingress controller's NodePorts. The model's parts that need more
-//! than serde ([`ExtraRule`]) and their checks; what each CNI needs is the roles' knowledge
-//! ([`crate::roles::cni`]).
+//! than serde ([`ExtraRule`]) and their checks, and the CNIs `kubernetes.cni` names ([`CNIS`]:
+//! what their nodes exchange, their default pods' network), which the roles open the firewall
+//! for.
 
 use std::net::Ipv4Addr;
 
@@ -10,7 +11,77 @@ use tasks::firewall::{Net, Ports, Proto, Rule};
 
 use super::problems::Problem;
 use super::{Inventory, parse_cidr};
-use crate::roles::{self, pod_network};
+
+/// A pod network add-on: what its nodes exchange with each other (from its documented
+/// network requirements), and the pods' network it uses unless told otherwise.
+#[derive(Debug)]
+pub struct Cni {
+    pub name: &'static str,
+    pub rules: &'static [Rule],
+    pub pod_cidr: Option<Net>,
+}
+
+/// The CNIs `kubernetes.cni` names.
+pub static CNIS: &[Cni] = &[
+    // Calico's network requirements: BGP (TCP 179), IP in IP (protocol 4, its default
+    // encapsulation), VXLAN (UDP 4789), Typha's clients (TCP 5473). Default IP pool:
+    // 192.168.0.0/16.
+    Cni {
+        name: "calico",
+        rules: &[
+            Rule::tcp(Ports::one(179)),
+            Rule::ip(4),
+            Rule::udp(Ports::one(4789)),
+            Rule::tcp(Ports::one(5473)),
+        ],
+        pod_cidr: Some(Net::new(192, 168, 0, 0, 16)),
+    },
+    // flannel's VXLAN backend (the default): UDP 8472, the Linux kernel's VXLAN port.
+    // kube-flannel.yml's network: 10.244.0.0/16.
+    Cni {
+        name: "flannel",
+        rules: &[Rule::udp(Ports::one(8472))],
+        pod_cidr: Some(Net::new(10, 244, 0, 0, 16)),
+    },
+    // Cilium: VXLAN (UDP 8472), cilium-health (TCP 4240, and ICMP echo: every ICMP type,
+    // the rules have no ICMP type), Hubble (TCP 4244). Cluster-pool IPAM default: 10.0.0.0/8.
+    Cni {
+        name: "cilium",
+        rules: &[
+            Rule::udp(Ports::one(8472)),
+            Rule::tcp(Ports::one(4240)),
+            Rule::ip(1),
+            Rule::tcp(Ports::one(4244)),
+        ],
+        pod_cidr: Some(Net::new(10, 0, 0, 0, 8)),
+    },
+    // Another CNI, or none yet: its rules go to kubernetes.extra_rules.
+    Cni {
+        name: "none",
+        rules: &[],
+        pod_cidr: None,
+    },
+];
+
+/// The pods' network of the inventory: `kubernetes.pod_cidr`, else the CNI's default; `None`
+/// when there is neither (or the value is invalid: validation says so).
+pub fn pod_network(inv: &Inventory) -> Option<Net> {
+    let k = &inv.kubernetes;
+    match &k.pod_cidr {
+        Some(text) => Net::parse(text).ok(),
+        None => cni(&k.cni).and_then(|c| c.pod_cidr),
+    }
+}
+
+/// The services' network of the inventory (`kubernetes.service_cidr`).
+pub fn service_network(inv: &Inventory) -> Option<Net> {
+    Net::parse(&inv.kubernetes.service_cidr).ok()
+}
+
+/// The CNI named `name`.
+pub fn cni(name: &str) -> Option<&'static Cni> {
+    CNIS.iter().find(|c| c.name == name)
+}
 
 /// One more incoming rule for every Kubernetes node (`kubernetes.extra_rules`), e.g.
 /// `{ proto = "udp", ports = 51820 }` (Calico's WireGuard) or `{ proto = "esp" }`.
@@ -100,17 +171,13 @@ pub(super) fn problems(inv: &Inventory) -> Vec<Problem> {
         })
     };
     let k = &inv.kubernetes;
-    if roles::cni(&k.cni).is_none() {
+    if cni(&k.cni).is_none() {
         push(
             "kubernetes.cni",
             format!(
                 "unknown CNI `{}` (expected one of: {}; for another, `none` and its rules in kubernetes.extra_rules)",
                 k.cni.escape_debug(),
-                roles::CNIS
-                    .iter()
-                    .map(|c| c.name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                CNIS.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
             ),
         );
     }
@@ -223,7 +290,6 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::roles::service_network;
 
     const HOSTS: &str = r#"
 [hosts.m1]

@@ -11,7 +11,8 @@
 //! Values not known yet are written as placeholders (`gateway = { placeholder = "10.0.0.1" }`,
 //! see [`placeholders`]): valid, listed as warnings, never written onto a host.
 //!
-//! The model and its loading are here; the checks are in `validate`, the report in `problems`
+//! The model and its loading are here (`Inventory::load` and `parse`, with the built-in roles'
+//! names, in `crate::roles`); the checks are in `validate`, the report in `problems`
 //! and the key positions it gives line numbers from in [`spans`].
 
 use std::collections::BTreeMap;
@@ -27,7 +28,7 @@ pub mod spans;
 mod validate;
 mod vars;
 
-pub use cluster::ExtraRule;
+pub use cluster::{CNIS, Cni, ExtraRule, cni, pod_network, service_network};
 
 pub use placeholders::Placeholder;
 pub use problems::{Problem, Problems};
@@ -379,8 +380,10 @@ impl<'a> Target<'a> {
 }
 
 impl Inventory {
-    /// Reads and validates a file.
-    pub fn load(path: &Path) -> Result<Inventory, Problems> {
+    /// Reads and validates a file whose hosts may have the roles named `roles`.
+    /// [`Inventory::load`] gives it the built-in roles' names (in `crate::roles`, which
+    /// depends on the inventory, not the other way round).
+    pub fn load_for(path: &Path, roles: &[&str]) -> Result<Inventory, Problems> {
         let text = std::fs::read_to_string(path).map_err(|e| Problems {
             file: path.to_path_buf(),
             list: vec![Problem {
@@ -390,11 +393,12 @@ impl Inventory {
                 message: format!("cannot read: {e}"),
             }],
         })?;
-        Inventory::parse(&text, path)
+        Inventory::parse_for(&text, path, roles)
     }
 
-    /// Parses and validates `text`, read from `path`.
-    pub fn parse(text: &str, path: &Path) -> Result<Inventory, Problems> {
+    /// Parses and validates `text`, read from `path`, whose hosts may have the roles named
+    /// `roles` ([`Inventory::parse`]: the built-in ones).
+    pub fn parse_for(text: &str, path: &Path, roles: &[&str]) -> Result<Inventory, Problems> {
         let mut inv: Inventory = toml::from_str(text).map_err(|e| Problems {
             file: path.to_path_buf(),
             list: vec![Problem {
@@ -411,7 +415,7 @@ impl Inventory {
                 p.line = locate(text, p.host.as_deref(), &p.field);
             }
         }
-        let mut list = inv.problems();
+        let mut list = inv.problems(roles);
         for p in &mut list {
             p.line = locate(text, p.host.as_deref(), &p.field);
         }

@@ -9,14 +9,14 @@ use tasks::network::Cidr;
 
 use super::problems::Problem;
 use super::{Admin, HostEntry, Inventory, Kubernetes, Network, SshDefaults, System};
-use crate::roles;
 
 impl Inventory {
-    /// Every problem of the inventory, hosts first (in name order), then the shared settings.
-    /// Lines are left to the caller, who has the text.
-    pub(super) fn problems(&self) -> Vec<Problem> {
+    /// Every problem of the inventory, hosts first (in name order), then the shared settings;
+    /// `roles`: the names a host's role may have. Lines are left to the caller, who has the
+    /// text.
+    pub(super) fn problems(&self, roles: &[&str]) -> Vec<Problem> {
         let mut out = Found::default();
-        hosts(self, &mut out);
+        hosts(self, roles, &mut out);
         ssh(&self.ssh, &mut out);
         if let Some(a) = &self.admin {
             admin(a, &mut out);
@@ -51,11 +51,11 @@ impl Found {
 }
 
 /// Each host on its own, and addresses shared by two hosts.
-fn hosts(inv: &Inventory, out: &mut Found) {
+fn hosts(inv: &Inventory, roles: &[&str], out: &mut Found) {
     let mut seen_addr: HashMap<(String, u16), &str> = HashMap::new();
     let mut seen_net: HashMap<String, &str> = HashMap::new();
     for (name, h) in &inv.hosts {
-        host(name, h, inv.ssh.port, &mut seen_addr, out);
+        host(name, h, roles, inv.ssh.port, &mut seen_addr, out);
         match &h.network {
             Some(n) => network(name, h, n, &mut seen_net, out),
             None if h.management_address => out.push(
@@ -68,11 +68,12 @@ fn hosts(inv: &Inventory, out: &mut Found) {
     }
 }
 
-/// A host's name, role, address, ssh port and user, zone. `ssh_port` is the shared port;
-/// `seen` maps the ssh address and port of the hosts before it to their names.
+/// A host's name, role (one of `roles`), address, ssh port and user, zone. `ssh_port` is the
+/// shared port; `seen` maps the ssh address and port of the hosts before it to their names.
 fn host<'a>(
     name: &'a str,
     h: &HostEntry,
+    roles: &[&str],
     ssh_port: u16,
     seen: &mut HashMap<(String, u16), &'a str>,
     out: &mut Found,
@@ -88,14 +89,14 @@ fn host<'a>(
             ),
         );
     }
-    if roles::find(&h.role).is_none() {
+    if !roles.contains(&h.role.as_str()) {
         out.push(
             host,
             "role",
             format!(
                 "unknown role `{}` (expected one of: {})",
                 h.role.escape_debug(),
-                roles::names().join(", ")
+                roles.join(", ")
             ),
         );
     }

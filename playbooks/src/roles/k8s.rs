@@ -1,11 +1,11 @@
 //! Kubernetes nodes: control-plane masters and workers.
 
-use tasks::firewall::{self, Chain, Net, Ports, Rule};
+use tasks::firewall::{self, Chain, Ports, Rule};
 use tasks::{Change, Plan, Reads, Result, StepReads, verify};
 use tasks::{containerd, disks, docker, hostname, kernel, kubelet};
 
 use super::{Role, common, ingress_nodeports, name_resolves, network};
-use crate::inventory::{Inventory, Target};
+use crate::inventory::{Target, cni, pod_network, service_network};
 
 /// A master or a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,77 +33,6 @@ pub const WORKER_PORTS: &[Ports] = &[Ports::one(10250), NODEPORTS];
 /// Kubernetes' default NodePort range (kube-apiserver's `--service-node-port-range`): open
 /// on workers for TCP and UDP services alike.
 pub const NODEPORTS: Ports = Ports::range(30000, 32767);
-
-/// A pod network add-on: what its nodes exchange with each other (from its documented
-/// network requirements), and the pods' network it uses unless told otherwise.
-#[derive(Debug)]
-pub struct Cni {
-    pub name: &'static str,
-    pub rules: &'static [Rule],
-    pub pod_cidr: Option<Net>,
-}
-
-/// The CNIs `kubernetes.cni` names.
-pub static CNIS: &[Cni] = &[
-    // Calico's network requirements: BGP (TCP 179), IP in IP (protocol 4, its default
-    // encapsulation), VXLAN (UDP 4789), Typha's clients (TCP 5473). Default IP pool:
-    // 192.168.0.0/16.
-    Cni {
-        name: "calico",
-        rules: &[
-            Rule::tcp(Ports::one(179)),
-            Rule::ip(4),
-            Rule::udp(Ports::one(4789)),
-            Rule::tcp(Ports::one(5473)),
-        ],
-        pod_cidr: Some(Net::new(192, 168, 0, 0, 16)),
-    },
-    // flannel's VXLAN backend (the default): UDP 8472, the Linux kernel's VXLAN port.
-    // kube-flannel.yml's network: 10.244.0.0/16.
-    Cni {
-        name: "flannel",
-        rules: &[Rule::udp(Ports::one(8472))],
-        pod_cidr: Some(Net::new(10, 244, 0, 0, 16)),
-    },
-    // Cilium: VXLAN (UDP 8472), cilium-health (TCP 4240, and ICMP echo: every ICMP type,
-    // the rules have no ICMP type), Hubble (TCP 4244). Cluster-pool IPAM default: 10.0.0.0/8.
-    Cni {
-        name: "cilium",
-        rules: &[
-            Rule::udp(Ports::one(8472)),
-            Rule::tcp(Ports::one(4240)),
-            Rule::ip(1),
-            Rule::tcp(Ports::one(4244)),
-        ],
-        pod_cidr: Some(Net::new(10, 0, 0, 0, 8)),
-    },
-    // Another CNI, or none yet: its rules go to kubernetes.extra_rules.
-    Cni {
-        name: "none",
-        rules: &[],
-        pod_cidr: None,
-    },
-];
-
-/// The pods' network of the inventory: `kubernetes.pod_cidr`, else the CNI's default; `None`
-/// when there is neither (or the value is invalid: validation says so).
-pub fn pod_network(inv: &Inventory) -> Option<Net> {
-    let k = &inv.kubernetes;
-    match &k.pod_cidr {
-        Some(text) => Net::parse(text).ok(),
-        None => cni(&k.cni).and_then(|c| c.pod_cidr),
-    }
-}
-
-/// The services' network of the inventory (`kubernetes.service_cidr`).
-pub fn service_network(inv: &Inventory) -> Option<Net> {
-    Net::parse(&inv.kubernetes.service_cidr).ok()
-}
-
-/// The CNI named `name`.
-pub fn cni(name: &str) -> Option<&'static Cni> {
-    CNIS.iter().find(|c| c.name == name)
-}
 
 pub const SYSCTL_FILE: &str = "/etc/sysctl.d/99-kubernetes-cri.conf";
 pub const SYSCTLS: &[(&str, &str)] = &[

@@ -15,11 +15,14 @@ use tasks::firewall::{Ports, Rule};
 use tasks::verify;
 use tasks::{Plan, Result};
 
-use crate::inventory::Target;
+use std::path::Path;
 
+use crate::inventory::{Inventory, Problems, Target};
+
+pub use crate::inventory::{CNIS, Cni, cni, pod_network, service_network};
 pub use common::{common, full_update, name_resolves, network};
 pub use haproxy::{Haproxy, ingress_nodeports};
-pub use k8s::{CNIS, Cni, K8sNode, NODEPORTS, NodeKind, cni, pod_network, service_network};
+pub use k8s::{K8sNode, NODEPORTS, NodeKind};
 
 /// Everything nodeprep knows about one inventory role.
 pub trait Role: Send + Sync {
@@ -62,6 +65,19 @@ pub fn find(name: &str) -> Option<&'static dyn Role> {
 /// The names of the roles, for messages.
 pub fn names() -> Vec<&'static str> {
     ALL.iter().map(|r| r.name()).collect()
+}
+
+/// The inventory as the built-in roles read it: each host's `role` names one of [`ALL`].
+impl Inventory {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Inventory, Problems> {
+        Inventory::load_for(path, &names())
+    }
+
+    /// Parses and validates `text`, read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Inventory, Problems> {
+        Inventory::parse_for(text, path, &names())
+    }
 }
 
 #[cfg(test)]

@@ -350,6 +350,7 @@ mod tests {
     use super::*;
     use crate::ctx::{Mode, Options};
     use crate::host::Output;
+    use crate::testing::ok;
 
     /// After a package install on a live host, what the run reads is read again in one round
     /// trip: a file the package brought is seen (and then edited, backed up and diffed like any
@@ -383,14 +384,6 @@ mod tests {
         let sent = cx.commands_sent();
         cx.after_install(&["containerd"]).unwrap();
         assert_eq!(cx.commands_sent(), sent);
-    }
-
-    fn ok(stdout: &str) -> Output {
-        Output {
-            status: Some(0),
-            stdout: stdout.as_bytes().to_vec(),
-            stderr: Vec::new(),
-        }
     }
 
     /// A listing is asked once per run; after a change, the next step gets the answer the

@@ -166,7 +166,7 @@ mod tests {
     /// that changes nothing sends the probe alone, even on close.
     #[test]
     fn the_lock_is_taken_before_the_first_change_only() {
-        use crate::host::simulated::Simulated;
+        use crate::testing::simulated::Simulated;
         let mut s = State::default();
         s.facts
             .insert("os-release".into(), "ID=debian\nVERSION_ID=\"12\"\n".into());

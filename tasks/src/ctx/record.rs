@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Ctx;
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
 
 /// What a task did. `#[must_use]`: a handler decides on it (`if c.changed() { restart }`).
 #[must_use = "a Change tells whether handlers must run"]
@@ -57,6 +57,9 @@ pub enum Outcome {
     Changed,
     Skipped(String),
     Failed(String),
+    /// Only someone outside the host can satisfy it (see [`ErrorKind::Operator`]): a warning
+    /// with its fix, not a failure.
+    Operator(String),
 }
 
 impl Outcome {
@@ -66,6 +69,7 @@ impl Outcome {
             Outcome::Changed => "changed",
             Outcome::Skipped(_) => "skipped",
             Outcome::Failed(_) => "failed",
+            Outcome::Operator(_) => "operator",
         }
     }
 }
@@ -185,6 +189,7 @@ impl Ctx {
             Ok(Change::Unchanged) => Outcome::Ok,
             Ok(Change::Changed) => Outcome::Changed,
             Ok(Change::Skipped(why)) => Outcome::Skipped(why.clone()),
+            Err(e) if e.kind() == ErrorKind::Operator => Outcome::Operator(e.to_string()),
             Err(e) => Outcome::Failed(e.to_string()),
         };
         let record = Record {
@@ -281,7 +286,7 @@ mod tests {
             (false, vec![]),
         ] {
             let f = crate::testing::Fixture::photon();
-            let rec = std::sync::Arc::new(crate::host::Recorder::new("t"));
+            let rec = std::sync::Arc::new(crate::testing::Recorder::new("t"));
             let opts = Options {
                 diff,
                 ..Options::default()

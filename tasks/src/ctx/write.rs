@@ -218,7 +218,7 @@ mod tests {
     #[test]
     fn scratch_files_are_not_backed_up() {
         let f = crate::testing::Fixture::photon().file("/etc/x.new", "old\n", 0o600);
-        let rec = std::sync::Arc::new(crate::host::Recorder::new("t"));
+        let rec = std::sync::Arc::new(crate::testing::Recorder::new("t"));
         let opts = Options {
             backup: true,
             ..Options::default()

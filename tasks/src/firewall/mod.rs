@@ -99,16 +99,9 @@ pub fn open(cx: &mut Ctx, rules: &[Rule]) -> Result<Change> {
 /// Hosts and replies the tests of these modules share.
 #[cfg(test)]
 mod test_hosts {
-    use crate::host::Output;
     use crate::testing::Fixture;
 
-    pub(super) fn ok(stdout: &str) -> Output {
-        Output {
-            status: Some(0),
-            stdout: stdout.as_bytes().to_vec(),
-            stderr: Vec::new(),
-        }
-    }
+    pub(super) use crate::testing::ok;
 
     /// As the probe reports them: units that are not installed are known, and absent.
     pub(super) fn photon() -> Fixture {

@@ -7,6 +7,19 @@ use super::{Cmd, Host, Output};
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::Secret;
 
+/// This process's user id, from /proc (std has no getuid); `u32::MAX` when it cannot be read.
+pub fn current_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+        .and_then(|u| u.parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
 pub struct Local {
     name: String,
     /// Run commands through sudo (running as a user other than root): `sudo -n`, or the

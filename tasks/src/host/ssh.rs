@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::askpass::{self, AskpassFile};
 use super::sudo::{Sudo, Who};
-use super::{Cmd, Host, Output, local::spawn_env, shell_join};
+use super::{Cmd, Host, Output, current_uid, local::spawn_env};
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::Secret;
+use crate::shell::shell_join;
 
 /// How to reach one host.
 #[derive(Debug, Clone)]
@@ -87,11 +88,8 @@ impl SshConfig {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
         );
-        // FNV-1a, 64 bits: a short, stable name (socket paths are limited to ~108 bytes).
-        let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        format!("{hash:016x}")
+        // A short, stable name (socket paths are limited to ~108 bytes).
+        format!("{:016x}", crate::hash::fnv1a64(text.as_bytes()))
     }
 }
 
@@ -134,19 +132,6 @@ fn private_dir(dir: PathBuf, uid: u32) -> Result<PathBuf> {
         ));
     }
     Ok(dir)
-}
-
-/// This process's user id, from /proc (std has no getuid).
-fn current_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        })
-        .and_then(|u| u.parse().ok())
-        .unwrap_or(u32::MAX)
 }
 
 /// Variables added to an ssh invocation's environment.

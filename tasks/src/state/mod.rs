@@ -5,25 +5,26 @@
 //!
 //! This module holds the cache itself ([`State`] and what it records) and [`Probe`], the
 //! description of what to read. The shell sent to the host lives in `script`, the reading of
-//! its reply in `parse`, the reply a host in a known state gives in `reply`; all are
-//! re-exported here.
+//! its reply in `parse`; both are re-exported here. (The reply a host in a known state gives,
+//! for the simulated hosts, is a test double's: `crate::testing::reply`.)
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 mod parse;
-mod reply;
 mod script;
 
+// For the test doubles (`crate::testing`), which write and read back the probe's reply.
+#[cfg(any(test, feature = "testing"))]
 pub(crate) use parse::{Kind, parse_stat_line};
 pub use parse::{
     base64_decode, parse_addresses, parse_package_lists, parse_probe, parse_units_show,
 };
-pub use reply::{Asked, asked, reply};
-pub(crate) use script::is_kernel_path;
 pub use script::{
     LAST_RUN, LOCK_DIR, LOCK_STALE_SECS, busy_error, dirs_script, files_script, lock_script,
     moved_error, probe_script, units_show_command, unlock_script,
 };
+#[cfg(any(test, feature = "testing"))]
+pub(crate) use script::{MARK, is_kernel_path};
 
 /// A file as read on the host.
 #[derive(Clone, PartialEq, Eq)]
@@ -226,8 +227,8 @@ mod tests {
     /// What proves a host's identity, read by the probe on a real shell: its addresses
     /// (loopback at least) and its machine-id.
     /// The probe's own read-only questions, on a real shell: an answer kept as the command
-    /// printed it (a quoted, multi-line script included), a failed one not kept; and the
-    /// simulated host reads the same questions back from the script.
+    /// printed it (a quoted, multi-line script included), a failed one not kept (the simulated
+    /// host reads the same questions back from the script: `testing::reply`'s tests).
     #[test]
     fn the_probe_answers_its_questions() {
         use crate::host::{Cmd, Host, Local};
@@ -260,8 +261,6 @@ mod tests {
             answer(&["printf", "no newline"]).as_deref(),
             Some("no newline")
         );
-        let asked = asked(&probe_script(&probe)).unwrap();
-        assert_eq!(asked.probe.queries, probe.queries);
     }
 
     #[test]

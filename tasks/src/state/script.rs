@@ -4,7 +4,7 @@
 
 use super::Probe;
 use crate::error::Error;
-use crate::host::{shell_join, shell_quote};
+use crate::shell::{shell_join, shell_quote};
 
 /// The host's run lock: a directory (mkdir is atomic) holding the holder's description.
 pub const LOCK_DIR: &str = "/run/nodeprep.lock";
@@ -96,7 +96,7 @@ pub fn units_show_command<S: AsRef<str>>(units: &[S]) -> String {
 }
 
 /// Starts every section of a probe reply (`m` in [`PROBE_PRELUDE`] prints it).
-pub(super) const MARK: &str = "@@np:";
+pub(crate) const MARK: &str = "@@np:";
 
 /// The functions every script starts with: `m` opens a section, `c` prints a small text file
 /// without starting a process (the shell's own `read`), `NL` and `TAB` for names to leave out.

@@ -271,9 +271,9 @@ pub(crate) mod fixtures {
     use super::*;
     use crate::containerd;
     use crate::ctx::Mode;
-    use crate::host::{Output, Recorder};
     use crate::kubelet;
-    use crate::testing::{Fixture, photon_files};
+    pub(crate) use crate::testing::ok;
+    use crate::testing::{Fixture, Recorder, photon_files};
 
     /// A Kubernetes node's modules and sysctls, as the k8s roles set them.
     pub(crate) const MODULES: [&str; 2] = ["overlay", "br_netfilter"];
@@ -286,14 +286,6 @@ pub(crate) mod fixtures {
         modules: &MODULES,
         sysctls: &SYSCTLS,
     };
-
-    pub(crate) fn ok(stdout: &str) -> Output {
-        Output {
-            status: Some(0),
-            stdout: stdout.as_bytes().to_vec(),
-            stderr: Vec::new(),
-        }
-    }
 
     pub(crate) fn reason(c: &Check) -> &str {
         match &c.verdict {

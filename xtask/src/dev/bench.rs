@@ -328,6 +328,7 @@ fn simulated(exe: &Path, n: usize, args: &BenchArgs) -> Result<Value> {
 /// The probe is the one the runner sends the first host of `inv`, with a lock holder like its
 /// own. The fleet is answered [`SIMULATOR_ROUNDS`] times, each time a state of its own (as a
 /// run's), so that the clock's ticks do not matter.
+#[cfg(feature = "simulate")]
 fn simulator_cpu(inv: &Path) -> Result<Duration> {
     use tasks::Host as _;
     let inv = playbooks::Inventory::load(inv).map_err(|p| anyhow::anyhow!("{p}"))?;
@@ -346,7 +347,7 @@ fn simulator_cpu(inv: &Path) -> Result<Duration> {
         std::process::id()
     );
     probe.lock = Some(holder.clone());
-    let state = tasks::host::simulated::converged(plan, tasks::testing::Fixture::debian())?;
+    let state = tasks::testing::simulated::converged(plan, tasks::testing::Fixture::debian())?;
     let states: Vec<std::sync::Arc<tasks::state::State>> = (0..SIMULATOR_ROUNDS)
         .map(|_| std::sync::Arc::new(state.clone()))
         .collect();
@@ -355,7 +356,8 @@ fn simulator_cpu(inv: &Path) -> Result<Duration> {
     let before = thread_cpu()?;
     for state in &states {
         for name in &names {
-            let host = tasks::host::simulated::Simulated::new(*name, Duration::ZERO, state.clone());
+            let host =
+                tasks::testing::simulated::Simulated::new(*name, Duration::ZERO, state.clone());
             host.exec(&cmd)?;
             host.exec(&unlock)?;
         }
@@ -363,12 +365,20 @@ fn simulator_cpu(inv: &Path) -> Result<Duration> {
     Ok((thread_cpu()? - before) / SIMULATOR_ROUNDS as u32)
 }
 
+/// Built without the simulated hosts (the `simulate` feature): nothing to measure.
+#[cfg(not(feature = "simulate"))]
+fn simulator_cpu(_inv: &Path) -> Result<Duration> {
+    bail!("this build has no simulated hosts (the `simulate` feature)")
+}
+
 /// How many times [`simulator_cpu`] answers the fleet.
+#[cfg(feature = "simulate")]
 const SIMULATOR_ROUNDS: usize = 50;
 
 /// User plus system CPU time of the calling thread: the scheduler's nanoseconds
 /// (/proc/thread-self/schedstat, brought up to date at the scheduler's ticks), else the clock
 /// ticks of 10 ms of /proc/thread-self/stat.
+#[cfg(feature = "simulate")]
 fn thread_cpu() -> Result<Duration> {
     if let Some(ns) = std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()

@@ -193,7 +193,7 @@ pub(crate) fn tag_of(name: &str, recipe: &str, variant: &str) -> String {
         text.push_str("\nvariant\n");
         text.push_str(variant);
     }
-    let hash = format!("{:016x}", fnv1a64(text.as_bytes()));
+    let hash = format!("{:016x}", tasks::hash::fnv1a64(text.as_bytes()));
     format!("nodeprep-test:{name}-{}", &hash[..12])
 }
 
@@ -291,25 +291,9 @@ pub(crate) fn build(sh: &Shell, tag: &str, variant: &Variant<'_>) -> Result<()> 
     Ok(())
 }
 
-/// FNV-1a, 64 bits: stable across Rust versions and platforms, unlike `DefaultHasher`.
-pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fnv_known_values() {
-        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
-    }
 
     #[test]
     fn tag_shape() {

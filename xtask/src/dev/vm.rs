@@ -133,7 +133,7 @@ pub fn recipe_hash() -> String {
         PACKAGES.join(","),
         DPKG_OPTS.join(","),
     );
-    format!("{:016x}", super::image::fnv1a64(recipe.as_bytes()))
+    format!("{:016x}", tasks::hash::fnv1a64(recipe.as_bytes()))
 }
 
 /// Where images are cached: `NODEPREP_VM_CACHE` when set, else `<target dir>/nodeprep-vm`.
@@ -511,7 +511,7 @@ impl Testbed for Vm {
 
     /// Over ssh, `argv` quoted for the remote shell; killed after `SSH_TIMEOUT`.
     fn exec(&self, host: &str, argv: &[&str]) -> Result<Output> {
-        self.ssh(host, &tasks::host::shell_join(argv), SSH_TIMEOUT)
+        self.ssh(host, &tasks::shell::shell_join(argv), SSH_TIMEOUT)
     }
 
     /// With the tail of the VM's serial console.

@@ -33,9 +33,10 @@ pub struct RunOptions {
     /// Each host proves it is the inventory's host before any step ([`identity`]); `None`
     /// checks nothing (`verify`, whose own "hostname" check reports a wrong host).
     pub identity: Option<Arc<Book>>,
-    /// Connect to nothing: every host is simulated ([`tasks::host::simulated`]), in the state
-    /// the plan converges a recorded Debian host to, answering after this round trip. What
-    /// `cargo xtask bench --simulated` measures the runner's own cost with.
+    /// Connect to nothing: every host is simulated (`tasks::testing::simulated`, with the
+    /// `simulate` feature, on by default), in the state the plan converges a recorded Debian
+    /// host to, answering after this round trip. What `cargo xtask bench --simulated`
+    /// measures the runner's own cost with.
     pub simulate: Option<Duration>,
 }
 
@@ -130,6 +131,7 @@ pub fn plan_of<'a>(planner: &Planner, target: Target<'a>) -> tasks::Result<Plan<
 
 /// The state `planner`'s plan for the first of `names` leaves a recorded Debian host in
 /// (systemd, not a container): what every simulated host answers with, under its own name.
+#[cfg(feature = "simulate")]
 fn converged(
     inv: &Inventory,
     names: &[&str],
@@ -141,7 +143,19 @@ fn converged(
         .ok_or_else(|| tasks::Error::other("no host to simulate"))?;
     let plan = plan_of(planner, target)?;
     let fixture = tasks::testing::Fixture::debian();
-    tasks::host::simulated::converged(plan, fixture).map(Arc::new)
+    tasks::testing::simulated::converged(plan, fixture).map(Arc::new)
+}
+
+/// Built without the simulated hosts (the `simulate` feature): every host fails, saying so.
+#[cfg(not(feature = "simulate"))]
+fn converged(
+    _inv: &Inventory,
+    _names: &[&str],
+    _planner: &Planner,
+) -> tasks::Result<Arc<tasks::state::State>> {
+    Err(tasks::Error::other(
+        "this runner was built without simulated hosts (the `simulate` feature)",
+    ))
 }
 
 fn simulated_host(
@@ -150,11 +164,19 @@ fn simulated_host(
     state: &tasks::Result<Arc<tasks::state::State>>,
 ) -> tasks::Result<Box<dyn Host>> {
     match state {
-        Ok(state) => Ok(Box::new(tasks::host::simulated::Simulated::new(
+        #[cfg(feature = "simulate")]
+        Ok(state) => Ok(Box::new(tasks::testing::simulated::Simulated::new(
             name,
             rtt,
             state.clone(),
         ))),
+        #[cfg(not(feature = "simulate"))]
+        Ok(_) => {
+            let _ = (name, rtt);
+            Err(tasks::Error::other(
+                "this runner was built without simulated hosts (the `simulate` feature)",
+            ))
+        }
         Err(e) => Err(tasks::Error::other(format!(
             "cannot simulate a converged host: {e}"
         ))),
@@ -186,16 +208,9 @@ pub fn local<'a>(
     )
 }
 
-/// This process runs as root (from /proc: std has no getuid).
+/// This process runs as root.
 pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
+    tasks::host::current_uid() == 0
 }
 
 /// This machine's host name.

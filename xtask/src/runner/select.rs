@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use globset::Glob;
 use playbooks::Inventory;
-use playbooks::inventory::Problems;
 
 /// Which hosts of the inventory: by name, role, zone, all, narrowed by a name pattern.
 #[derive(Debug, Clone, Default)]
@@ -38,11 +37,6 @@ pub fn inventory_path(given: Option<&Path>) -> PathBuf {
         return PathBuf::from(p);
     }
     PathBuf::from("inventory.toml")
-}
-
-/// Reads and validates the inventory. Nothing connects anywhere before this passed.
-pub fn load(path: &Path) -> Result<Inventory, Problems> {
-    Inventory::load(path)
 }
 
 /// The hosts a selection names, in inventory order. Errors name what did not match.

@@ -1,12 +1,11 @@
-//! Recorded hosts for facts-in/commands-out tests: a state as a host would report it (Photon
-//! OS 5.0 built from its real default files, Debian 12, Rocky 9), fed to a [`Ctx`] over a
-//! [`Recorder`] that runs nothing. Tests then assert the plan: `ctx.actions()`.
+//! Recorded hosts: a state as a host would report it (Photon OS 5.0 built from its real default
+//! files, Debian 12, Rocky 9), fed to a [`Ctx`] over a [`Recorder`] that runs nothing.
 
 use std::sync::Arc;
 
+use super::Recorder;
 use crate::ctx::{Ctx, Mode, Options};
 use crate::facts::Facts;
-use crate::host::Recorder;
 use crate::state::{FileState, State, UnitState};
 
 /// A host's recorded state, built up fluently.
@@ -21,64 +20,65 @@ pub struct Fixture {
 /// specs build).
 pub mod photon_files {
     /// `/usr/lib/os-release` (photon-release); `/etc/os-release` links to it.
-    pub const OS_RELEASE: &str = include_str!("../tests/data/photon/os-release");
-    pub const PHOTON_RELEASE: &str = include_str!("../tests/data/photon/photon-release");
-    pub const LSB_RELEASE: &str = include_str!("../tests/data/photon/lsb-release");
+    pub const OS_RELEASE: &str = include_str!("../../tests/data/photon/os-release");
+    pub const PHOTON_RELEASE: &str = include_str!("../../tests/data/photon/photon-release");
+    pub const LSB_RELEASE: &str = include_str!("../../tests/data/photon/lsb-release");
     /// `/etc/group`, `/etc/passwd`, `/etc/hosts` (filesystem).
-    pub const GROUP: &str = include_str!("../tests/data/photon/group");
-    pub const PASSWD: &str = include_str!("../tests/data/photon/passwd");
-    pub const HOSTS: &str = include_str!("../tests/data/photon/hosts");
+    pub const GROUP: &str = include_str!("../../tests/data/photon/group");
+    pub const PASSWD: &str = include_str!("../../tests/data/photon/passwd");
+    pub const HOSTS: &str = include_str!("../../tests/data/photon/hosts");
     /// `/etc/ssh/sshd_config` (openssh-server, 0600).
-    pub const SSHD_CONFIG: &str = include_str!("../tests/data/photon/sshd_config");
+    pub const SSHD_CONFIG: &str = include_str!("../../tests/data/photon/sshd_config");
     /// `/etc/sudoers` (sudo, 0440).
-    pub const SUDOERS: &str = include_str!("../tests/data/photon/sudoers");
+    pub const SUDOERS: &str = include_str!("../../tests/data/photon/sudoers");
     /// `/etc/cloud/cloud.cfg` (cloud-init).
-    pub const CLOUD_CFG: &str = include_str!("../tests/data/photon/cloud.cfg");
+    pub const CLOUD_CFG: &str = include_str!("../../tests/data/photon/cloud.cfg");
     /// `/etc/containerd/config.toml` (containerd).
-    pub const CONTAINERD_CONFIG: &str = include_str!("../tests/data/photon/containerd-config.toml");
+    pub const CONTAINERD_CONFIG: &str =
+        include_str!("../../tests/data/photon/containerd-config.toml");
     /// `/etc/sysctl.d/50-security-hardening.conf` (systemd).
     pub const SECURITY_HARDENING: &str =
-        include_str!("../tests/data/photon/50-security-hardening.conf");
+        include_str!("../../tests/data/photon/50-security-hardening.conf");
     /// `/etc/systemd/scripts/ip4save`, `ip6save` and the script `iptables.service` runs
     /// (iptables).
-    pub const IP4SAVE: &str = include_str!("../tests/data/photon/ip4save");
-    pub const IP6SAVE: &str = include_str!("../tests/data/photon/ip6save");
-    pub const IPTABLES_SCRIPT: &str = include_str!("../tests/data/photon/iptables-script");
+    pub const IP4SAVE: &str = include_str!("../../tests/data/photon/ip4save");
+    pub const IP6SAVE: &str = include_str!("../../tests/data/photon/ip6save");
+    pub const IPTABLES_SCRIPT: &str = include_str!("../../tests/data/photon/iptables-script");
     /// `/etc/locale-gen.conf` (glibc).
-    pub const LOCALE_GEN: &str = include_str!("../tests/data/photon/locale-gen.conf");
+    pub const LOCALE_GEN: &str = include_str!("../../tests/data/photon/locale-gen.conf");
     /// `/etc/systemd/network/99-dhcp-en.network` (systemd).
-    pub const DHCP_NETWORK: &str = include_str!("../tests/data/photon/99-dhcp-en.network");
+    pub const DHCP_NETWORK: &str = include_str!("../../tests/data/photon/99-dhcp-en.network");
     /// `/etc/tdnf/tdnf.conf` (tdnf).
-    pub const TDNF_CONF: &str = include_str!("../tests/data/photon/tdnf.conf");
+    pub const TDNF_CONF: &str = include_str!("../../tests/data/photon/tdnf.conf");
     /// `/etc/yum.repos.d/*` (photon-repos): file name and text.
     pub const REPOS: [(&str, &str); 7] = [
         (
             "photon.repo",
-            include_str!("../tests/data/photon/photon.repo"),
+            include_str!("../../tests/data/photon/photon.repo"),
         ),
         (
             "photon-updates.repo",
-            include_str!("../tests/data/photon/photon-updates.repo"),
+            include_str!("../../tests/data/photon/photon-updates.repo"),
         ),
         (
             "photon-release.repo",
-            include_str!("../tests/data/photon/photon-release.repo"),
+            include_str!("../../tests/data/photon/photon-release.repo"),
         ),
         (
             "photon-extras.repo",
-            include_str!("../tests/data/photon/photon-extras.repo"),
+            include_str!("../../tests/data/photon/photon-extras.repo"),
         ),
         (
             "photon-debuginfo.repo",
-            include_str!("../tests/data/photon/photon-debuginfo.repo"),
+            include_str!("../../tests/data/photon/photon-debuginfo.repo"),
         ),
         (
             "photon-srpms.repo",
-            include_str!("../tests/data/photon/photon-srpms.repo"),
+            include_str!("../../tests/data/photon/photon-srpms.repo"),
         ),
         (
             "photon-iso.repo",
-            include_str!("../tests/data/photon/photon-iso.repo"),
+            include_str!("../../tests/data/photon/photon-iso.repo"),
         ),
     ];
     /// `/usr/lib/systemd/system-preset/*` (systemd, containerd, docker-engine): file name and
@@ -86,15 +86,15 @@ pub mod photon_files {
     pub const PRESETS: [(&str, &str); 3] = [
         (
             "10-defaults.preset",
-            include_str!("../tests/data/photon/10-defaults.preset"),
+            include_str!("../../tests/data/photon/10-defaults.preset"),
         ),
         (
             "50-containerd.preset",
-            include_str!("../tests/data/photon/50-containerd.preset"),
+            include_str!("../../tests/data/photon/50-containerd.preset"),
         ),
         (
             "50-docker.preset",
-            include_str!("../tests/data/photon/50-docker.preset"),
+            include_str!("../../tests/data/photon/50-docker.preset"),
         ),
     ];
     /// `/usr/lib/systemd/system/*` of the packages a minimal install has (iptables,
@@ -102,24 +102,24 @@ pub mod photon_files {
     pub const UNITS: [(&str, &str); 3] = [
         (
             "iptables.service",
-            include_str!("../tests/data/photon/iptables.service"),
+            include_str!("../../tests/data/photon/iptables.service"),
         ),
         (
             "containerd.service",
-            include_str!("../tests/data/photon/containerd.service"),
+            include_str!("../../tests/data/photon/containerd.service"),
         ),
         (
             "docker.service",
-            include_str!("../tests/data/photon/docker.service"),
+            include_str!("../../tests/data/photon/docker.service"),
         ),
     ];
     /// The `Requires:` of the `minimal` metapackage, one name a line.
-    pub const MINIMAL_PACKAGES: &str = include_str!("../tests/data/photon/minimal-packages.txt");
+    pub const MINIMAL_PACKAGES: &str = include_str!("../../tests/data/photon/minimal-packages.txt");
     /// Where each file comes from, the packages' versions and what a minimal install holds.
-    pub const README: &str = include_str!("../tests/data/photon/README.md");
+    pub const README: &str = include_str!("../../tests/data/photon/README.md");
     /// kubernetes-kubeadm's kubelet unit and drop-in (not part of a minimal install).
-    pub const KUBEADM_DROPIN: &str = include_str!("../tests/data/photon/10-kubeadm.conf");
-    pub const KUBELET_SERVICE: &str = include_str!("../tests/data/photon/kubelet.service");
+    pub const KUBEADM_DROPIN: &str = include_str!("../../tests/data/photon/10-kubeadm.conf");
+    pub const KUBELET_SERVICE: &str = include_str!("../../tests/data/photon/kubelet.service");
 }
 
 /// A fresh Photon OS 5.0 minimal install, derived from [`photon_files`].
@@ -585,39 +585,6 @@ impl Fixture {
             rec,
         )
     }
-}
-
-/// What a host answers to a read of these files (0644 root:root each), in the probe's format:
-/// for a [`crate::host::Recorder`] to give back to `sh -s` on a cache miss.
-pub fn files_reply(files: &[(&str, &str)]) -> String {
-    let mut state = crate::state::State::default();
-    for (path, content) in files {
-        state.files.insert(
-            path.to_string(),
-            Some(crate::state::FileState {
-                mode: 0o644,
-                owner: "root".into(),
-                group: "root".into(),
-                is_dir: false,
-                content: content.as_bytes().to_vec(),
-            }),
-        );
-    }
-    let paths: Vec<&str> = files.iter().map(|(p, _)| *p).collect();
-    let asked = crate::state::asked(&crate::state::files_script(&paths))
-        .expect("a files script is read back");
-    crate::state::reply(&state, &asked)
-}
-
-/// The plan a context recorded: its modifying actions, one per line (`run ...`, `write ...`).
-/// What facts-in/commands-out tests assert.
-pub fn plan(cx: &Ctx) -> String {
-    cx.actions().iter().map(|a| format!("{a}\n")).collect()
-}
-
-/// The same plan, one action a string.
-pub fn actions(cx: &Ctx) -> Vec<String> {
-    cx.actions().iter().map(|a| a.to_string()).collect()
 }
 
 #[cfg(test)]

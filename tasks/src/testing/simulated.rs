@@ -1,6 +1,6 @@
 //! A simulated host: no machine and no process, a [`State`] that answers after a set round-trip
 //! delay. The probe and file reads get that state in the probe's own format
-//! ([`crate::state::reply`]), a read-only command the state holds an answer to (`iptables -S
+//! ([`reply`]), a read-only command the state holds an answer to (`iptables -S
 //! INPUT`) gets that answer, anything else an empty success. Given the state a playbook
 //! converges a host to ([`converged`]), it stands for a host that playbook already prepared:
 //! what the runner's own cost over a thousand hosts is measured against (`run
@@ -16,12 +16,13 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-use super::{Cmd, Host, Output};
+use super::Fixture;
+use super::reply::{self, Asked};
 use crate::ctx::Mode;
 use crate::error::{Error, Result};
+use crate::host::{Cmd, Host, Output};
 use crate::plan::{Plan, Selection};
-use crate::state::{self, Asked, State};
-use crate::testing::Fixture;
+use crate::state::{self, State};
 
 /// The file the host name is persisted in.
 const HOSTNAME_FILE: &str = crate::hostname::HOSTNAME_FILE;
@@ -125,9 +126,9 @@ impl Answer {
     /// `script` read back and answered on `state`; `None` for a script that is not a probe or
     /// a file read. `first` is the name of the host that asks first.
     fn new(state: &State, script: &str, first: &str) -> Option<Answer> {
-        let asked = state::asked(script)?;
+        let asked = reply::asked(script)?;
         let own_name = state.facts.get("hostname");
-        let own = own_name.map(|_| state::reply(state, &asked));
+        let own = own_name.map(|_| reply::reply(state, &asked));
         let name = own_name.map_or(first, |n| n.as_str());
         let template = Template::new(state, &asked, name);
         Some(Answer {
@@ -146,7 +147,7 @@ impl Answer {
         }
         match self.template.as_ref().and_then(|t| t.with_name(name)) {
             Some(text) => text,
-            None => state::reply(&named(state, name), &self.asked),
+            None => reply::reply(&named(state, name), &self.asked),
         }
     }
 }
@@ -157,7 +158,7 @@ impl Template {
     /// for that name (a change of the reply's format): then every host's reply is written
     /// whole.
     fn new(state: &State, asked: &Asked, name: &str) -> Option<Template> {
-        let text = state::reply(&named(state, name), asked);
+        let text = reply::reply(&named(state, name), asked);
         let fact = if asked.facts && !name.is_empty() {
             let at = text.find(&format!("fact hostname\n{name}\n"))?;
             Some(at + "fact hostname\n".len())
@@ -182,7 +183,7 @@ impl Template {
             .chars()
             .map(|c| if c == 'x' { 'y' } else { 'x' })
             .collect();
-        (t.with_name(&other)? == state::reply(&named(state, &other), asked)).then_some(t)
+        (t.with_name(&other)? == reply::reply(&named(state, &other), asked)).then_some(t)
     }
 
     /// The reply for `name` (as long as the template's), `None` for a name of another length.
@@ -214,7 +215,7 @@ impl Template {
 /// sizes its `stat` section gives the files before it.
 fn data_content(reply: &str, path: &str, content: &str) -> Option<(usize, Vec<u8>, usize)> {
     // The sections' marker, as `reply` writes it (the end section of an empty reply).
-    let empty = state::reply(&State::default(), &Asked::default());
+    let empty = reply::reply(&State::default(), &Asked::default());
     let marker = empty.trim().strip_suffix("end -")?;
     let section = |kind: &str| -> Option<usize> {
         let open = format!("\n{marker}{kind} -\n");
@@ -396,7 +397,7 @@ mod tests {
         let mut probe = plan().probe(&Selection::default());
         probe.lock = Some("bench".into());
         let script = state::probe_script(&probe);
-        let asked = state::asked(&script).unwrap();
+        let asked = reply::asked(&script).unwrap();
         let answer = Answer::new(&state, &script, "wok01").unwrap();
         let template = answer.template.as_ref().expect("a template");
         assert!(template.fact.is_some() && template.data.is_some());
@@ -404,9 +405,9 @@ mod tests {
             let host = Simulated::new(name, Duration::ZERO, state.clone());
             let got = host.probe_reply(&script).unwrap();
             let whole = if name == "wok01" {
-                state::reply(&state, &asked)
+                reply::reply(&state, &asked)
             } else {
-                state::reply(&named(&state, name), &asked)
+                reply::reply(&named(&state, name), &asked)
             };
             assert_eq!(got, whole, "{name}");
             let back = state::parse_probe(&got, &probe).unwrap();
@@ -421,7 +422,7 @@ mod tests {
         let got = Simulated::new("wok02", Duration::ZERO, other.clone())
             .probe_reply(&script)
             .unwrap();
-        assert_eq!(got, state::reply(&named(&other, "wok02"), &asked));
+        assert_eq!(got, reply::reply(&named(&other, "wok02"), &asked));
         // A command that is not a probe has no answer.
         assert!(
             Simulated::new("wok02", Duration::ZERO, state)

@@ -2,15 +2,14 @@
 //! `script`, in the format `parse` reads (sections opened by the marker, `systemctl show`
 //! blocks, files as `stat` lines with their contents in one base64 stream), and what
 //! such a script asks, read back from its text. A simulated host
-//! ([`crate::host::Simulated`]) answers with these; `parse_probe` of the reply gives the state
+//! ([`super::simulated::Simulated`]) answers with these; `parse_probe` of the reply gives the state
 //! back, restricted to what was asked.
 
 use std::fmt::Write as _;
 
 use base64::Engine;
 
-use super::script::{LOCK_DIR, MARK};
-use super::{Probe, State, UnitState};
+use crate::state::{LOCK_DIR, MARK, Probe, State, UnitState};
 
 /// The facts a probe asks for, in the order its script asks.
 const FACTS: [&str; 6] = [
@@ -22,14 +21,14 @@ const FACTS: [&str; 6] = [
     "nproc",
 ];
 
-/// What a script of [`super::probe_script`] or [`super::files_script`] asks a host.
+/// What a script of [`crate::state::probe_script`] or [`crate::state::files_script`] asks a host.
 #[derive(Debug, Clone, Default)]
 pub struct Asked {
     /// Files, units, programs, and the run lock's state.
     pub probe: Probe,
     /// The facts and the installed packages too: a probe, not a cache-miss file read.
     pub facts: bool,
-    /// The script takes the run lock ([`super::lock_script`]), and asks nothing else.
+    /// The script takes the run lock ([`crate::state::lock_script`]), and asks nothing else.
     pub take_lock: bool,
 }
 
@@ -38,7 +37,7 @@ pub struct Asked {
 pub fn asked(script: &str) -> Option<Asked> {
     let mut a = Asked::default();
     let mut ended = false;
-    let units_cmd = super::units_show_command::<&str>(&[]);
+    let units_cmd = crate::state::units_show_command::<&str>(&[]);
     let units_prefix = units_cmd.trim_end_matches(" 2>/dev/null");
     let lock_prefix = format!("L={LOCK_DIR}; H=");
     // The probe's questions: `m ans I`, the command (its quoted words may span lines), then
@@ -88,7 +87,7 @@ pub fn asked(script: &str) -> Option<Asked> {
     ended.then_some(a)
 }
 
-/// A line of shell as `sh` splits it into words, for the quoting [`crate::host::shell_quote`]
+/// A line of shell as `sh` splits it into words, for the quoting [`crate::shell::shell_quote`]
 /// writes (bare words, `'...'`, `\x`); an unquoted `;` ends a word like a space.
 fn words(line: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -229,7 +228,7 @@ pub fn reply(state: &State, asked: &Asked) -> String {
         .files
         .iter()
         .map(String::as_str)
-        .partition(|p| super::script::is_kernel_path(p));
+        .partition(|p| crate::state::is_kernel_path(p));
     if probe.files.is_empty() && probe.dirs.is_empty() {
         mark(&mut s, "end", "-");
         return s;
@@ -251,7 +250,7 @@ pub fn reply(state: &State, asked: &Asked) -> String {
             (false, true) => "regular empty file",
             (false, false) => "regular file",
         };
-        let kernel_file = super::script::is_kernel_path(path);
+        let kernel_file = crate::state::is_kernel_path(path);
         let size = if f.is_dir || kernel_file {
             0
         } else {
@@ -422,6 +421,21 @@ mod tests {
 
     /// Encoding then parsing gives the state back, restricted to what the probe asked: paths
     /// and units not held are absent and not found, programs not held are missing.
+    /// The probe's read-only questions (a quoted, multi-line script included) are read back
+    /// from its script as it asks them.
+    #[test]
+    fn the_probes_questions_are_read_back() {
+        let script = "printf 'a b\\n'\nprintf 'it'\\''s\\n'";
+        let probe = Probe::default().queries(&[
+            &["echo", "one", "two"][..],
+            &["sh", "-c", script][..],
+            &["false"][..],
+            &["printf", "no newline"][..],
+        ]);
+        let asked = asked(&probe_script(&probe)).unwrap();
+        assert_eq!(asked.probe.queries, probe.queries);
+    }
+
     #[test]
     fn a_reply_parses_back_to_the_state() {
         let s = host();

@@ -3,8 +3,8 @@
 
 use std::sync::Mutex;
 
-use super::{Cmd, Host, Output};
 use crate::error::Result;
+use crate::host::{Cmd, Host, Output};
 
 pub struct Recorder {
     name: String,
