@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use tasks::Secret;
+use tasks::firewall::Net;
+
+use crate::roles::{self, Cni, RoleRef};
 
 pub mod cluster;
 pub mod placeholders;
@@ -37,8 +40,7 @@ pub use vars::VarsError;
 use placeholders::marked;
 use problems::{line_at, locate};
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(from = "RawInventory")]
+#[derive(Debug, Clone)]
 pub struct Inventory {
     pub ssh: SshDefaults,
     pub admin: Option<Admin>,
@@ -68,7 +70,7 @@ struct RawInventory {
     #[serde(default)]
     system: System,
     #[serde(default)]
-    kubernetes: Kubernetes,
+    kubernetes: RawKubernetes,
     #[serde(default)]
     haproxy: Haproxy,
     #[serde(default)]
@@ -94,16 +96,123 @@ struct RawHost {
     vars: Option<toml::Table>,
 }
 
-impl From<RawInventory> for Inventory {
-    fn from(raw: RawInventory) -> Inventory {
+/// `[kubernetes]` as written: [`Kubernetes`] with its names and networks as text.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawKubernetes {
+    source: String,
+    version: String,
+    docker: bool,
+    cni: String,
+    pod_cidr: Option<String>,
+    service_cidr: String,
+    extra_rules: Vec<ExtraRule>,
+}
+
+impl Default for RawKubernetes {
+    fn default() -> Self {
+        RawKubernetes {
+            source: "distro".into(),
+            version: "1.30".into(),
+            docker: false,
+            cni: "none".into(),
+            pod_cidr: None,
+            // kubeadm's default serviceSubnet.
+            service_cidr: "10.96.0.0/12".into(),
+            extra_rules: Vec::new(),
+        }
+    }
+}
+
+/// What did not resolve when the file's names and networks were read into types: problems
+/// that validation reports in their place among the others. Meanwhile the model holds a
+/// stand-in value there; an inventory with problems is never handed out.
+type Unresolved = Vec<Problem>;
+
+impl RawKubernetes {
+    fn resolve(self, unresolved: &mut Unresolved) -> Kubernetes {
+        let mut problem = |field: &str, message: String| {
+            unresolved.push(Problem {
+                host: None,
+                field: field.into(),
+                line: None,
+                message,
+            })
+        };
+        let source = Source::named(&self.source).unwrap_or_else(|| {
+            problem(
+                "kubernetes.source",
+                format!(
+                    "unknown source `{}` (expected distro, upstream or present)",
+                    self.source.escape_debug()
+                ),
+            );
+            Source::Distro
+        });
+        let cni = roles::cni(&self.cni).unwrap_or_else(|| {
+            problem(
+                "kubernetes.cni",
+                format!(
+                    "unknown CNI `{}` (expected one of: {}; for another, `none` and its rules in kubernetes.extra_rules)",
+                    self.cni.escape_debug(),
+                    roles::CNIS
+                        .iter()
+                        .map(|c| c.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            roles::cni("none").expect("the CNI `none`")
+        });
+        let mut network = |field: &str, text: &str| match Net::parse(text) {
+            Ok(net) => Some(net),
+            Err(why) => {
+                problem(field, cluster::ipv4_network(text, &why));
+                None
+            }
+        };
+        let pod_cidr = self
+            .pod_cidr
+            .and_then(|text| network("kubernetes.pod_cidr", &text));
+        let service_cidr = network("kubernetes.service_cidr", &self.service_cidr)
+            .unwrap_or(Net::new(10, 96, 0, 0, 12));
+        Kubernetes {
+            source,
+            version: self.version,
+            docker: self.docker,
+            cni,
+            pod_cidr,
+            service_cidr,
+            extra_rules: self.extra_rules,
+        }
+    }
+}
+
+impl RawInventory {
+    /// The model, names resolved to types and networks parsed, and what did not resolve.
+    fn resolve(self) -> (Inventory, Unresolved) {
+        let mut unresolved = Vec::new();
         let mut hosts = BTreeMap::new();
         let mut host_vars = BTreeMap::new();
-        for (name, h) in raw.hosts {
+        for (name, h) in self.hosts {
             if let Some(vars) = h.vars {
                 host_vars.insert(name.clone(), vars);
             }
+            let role = RoleRef::named(&h.role).unwrap_or_else(|| {
+                unresolved.push(Problem {
+                    host: Some(name.clone()),
+                    field: "role".into(),
+                    line: None,
+                    message: format!(
+                        "unknown role `{}` (expected one of: {})",
+                        h.role.escape_debug(),
+                        roles::names().join(", ")
+                    ),
+                });
+                roles::STAND_IN.into()
+            });
             let entry = HostEntry {
-                role: h.role,
+                role,
                 address: h.address,
                 management_address: h.management_address,
                 port: h.port,
@@ -113,18 +222,20 @@ impl From<RawInventory> for Inventory {
             };
             hosts.insert(name, entry);
         }
-        Inventory {
-            ssh: raw.ssh,
-            admin: raw.admin,
-            system: raw.system,
-            kubernetes: raw.kubernetes,
-            haproxy: raw.haproxy,
+        let kubernetes = self.kubernetes.resolve(&mut unresolved);
+        let inv = Inventory {
+            ssh: self.ssh,
+            admin: self.admin,
+            system: self.system,
+            kubernetes,
+            haproxy: self.haproxy,
             hosts,
-            vars: raw.vars,
+            vars: self.vars,
             host_vars,
             placeholders: Vec::new(),
             path: PathBuf::new(),
-        }
+        };
+        (inv, unresolved)
     }
 }
 
@@ -220,41 +331,49 @@ impl Default for System {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone)]
 pub struct Kubernetes {
-    /// Where kubelet/kubeadm come from: `distro` (Photon's packages), `upstream` (pkgs.k8s.io
-    /// repository), `present` (already installed, not managed).
-    pub source: String,
+    /// Where kubelet/kubeadm come from.
+    pub source: Source,
     /// Minor version (e.g. "1.30"): of the upstream repository, or of the distribution's
     /// packages, which its repositories must offer (Photon OS 5.0: "1.27").
     pub version: String,
     /// Manage docker's daemon.json even where docker is not installed yet.
     pub docker: bool,
-    /// The pod network add-on: `calico`, `flannel`, `cilium` (the ports and protocols its
-    /// nodes exchange are opened on every node) or `none` (only `extra_rules`).
-    pub cni: String,
+    /// The pod network add-on, one of [`roles::CNIS`]: `calico`, `flannel`, `cilium` (the
+    /// ports and protocols its nodes exchange are opened on every node) or `none` (only
+    /// `extra_rules`).
+    pub cni: &'static Cni,
     /// The pods' network, as given to `kubeadm init --pod-network-cidr` (forwarded to and from
     /// on every node). Default: the CNI's own (calico 192.168.0.0/16, flannel 10.244.0.0/16,
     /// cilium 10.0.0.0/8; none: no pod network rule).
-    pub pod_cidr: Option<String>,
-    /// The services' network (kubeadm's `serviceSubnet`), forwarded to and from on every node.
-    pub service_cidr: String,
+    pub pod_cidr: Option<Net>,
+    /// The services' network (kubeadm's `serviceSubnet`, default 10.96.0.0/12), forwarded to
+    /// and from on every node.
+    pub service_cidr: Net,
     /// More incoming rules for every node, for what the CNI setting does not cover.
     pub extra_rules: Vec<ExtraRule>,
 }
 
-impl Default for Kubernetes {
-    fn default() -> Self {
-        Kubernetes {
-            source: "distro".into(),
-            version: "1.30".into(),
-            docker: false,
-            cni: "none".into(),
-            pod_cidr: None,
-            // kubeadm's default serviceSubnet.
-            service_cidr: "10.96.0.0/12".into(),
-            extra_rules: Vec::new(),
+/// Where kubelet and kubeadm come from (`kubernetes.source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `distro`: the distribution's own packages (Photon OS).
+    Distro,
+    /// `upstream`: the Kubernetes project's repository, pkgs.k8s.io.
+    Upstream,
+    /// `present`: already installed, not managed.
+    Present,
+}
+
+impl Source {
+    /// The source the inventory names `name`.
+    pub fn named(name: &str) -> Option<Source> {
+        match name {
+            "distro" => Some(Source::Distro),
+            "upstream" => Some(Source::Upstream),
+            "present" => Some(Source::Present),
+            _ => None,
         }
     }
 }
@@ -281,11 +400,11 @@ impl Default for Haproxy {
     }
 }
 
-/// A host as written under `[hosts.NAME]`; its `vars` are kept in [`Inventory::host_vars`].
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A host as written under `[hosts.NAME]`, its role resolved; its `vars` are kept in
+/// [`Inventory::host_vars`].
+#[derive(Debug, Clone)]
 pub struct HostEntry {
-    pub role: String,
+    pub role: RoleRef,
     /// Where ssh connects: an IPv4 or IPv6 address, or a DNS name. It is also the host's own
     /// address, which `network.address` must then be, unless `management_address` says
     /// otherwise.
@@ -293,12 +412,27 @@ pub struct HostEntry {
     /// `address` is a management address, apart from the host's cluster address
     /// (`network.address`, which the static file gives the host and the balancers reach):
     /// ssh connects to the one, the network file holds the other.
-    #[serde(default)]
     pub management_address: bool,
     pub port: Option<u16>,
     pub user: Option<String>,
     pub zone: Option<String>,
     pub network: Option<Network>,
+}
+
+impl HostEntry {
+    /// A host of `role` with no settings of its own, at 127.0.0.1: this machine, or a host
+    /// that plans stand for.
+    pub fn stand_in(role: RoleRef) -> HostEntry {
+        HostEntry {
+            role,
+            address: "127.0.0.1".into(),
+            management_address: false,
+            port: None,
+            user: None,
+            zone: None,
+            network: None,
+        }
+    }
 }
 
 /// The network of a host: its cluster address and, when nodeprep writes it, its static
@@ -375,7 +509,7 @@ impl Inventory {
 
     /// Parses and validates `text`, read from `path`.
     pub fn parse(text: &str, path: &Path) -> Result<Inventory, Problems> {
-        let mut inv: Inventory = toml::from_str(text).map_err(|e| Problems {
+        let raw: RawInventory = toml::from_str(text).map_err(|e| Problems {
             file: path.to_path_buf(),
             list: vec![Problem {
                 host: None,
@@ -384,6 +518,7 @@ impl Inventory {
                 message: e.message().to_string(),
             }],
         })?;
+        let (mut inv, unresolved) = raw.resolve();
         inv.path = path.to_path_buf();
         if let Ok(doc) = text.parse::<toml::Table>() {
             inv.placeholders = placeholders::collect(&doc);
@@ -391,7 +526,7 @@ impl Inventory {
                 p.line = locate(text, p.host.as_deref(), &p.field);
             }
         }
-        let mut list = inv.problems();
+        let mut list = inv.problems(unresolved);
         for p in &mut list {
             p.line = locate(text, p.host.as_deref(), &p.field);
         }

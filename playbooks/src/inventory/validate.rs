@@ -9,13 +9,16 @@ use tasks::network::Cidr;
 
 use super::problems::Problem;
 use super::{Admin, HostEntry, Inventory, Kubernetes, Network, SshDefaults, System};
-use crate::roles;
 
 impl Inventory {
-    /// Every problem of the inventory, hosts first (in name order), then the shared settings.
-    /// Lines are left to the caller, who has the text.
-    pub(super) fn problems(&self) -> Vec<Problem> {
-        let mut out = Found::default();
+    /// Every problem of the inventory, hosts first (in name order), then the shared settings;
+    /// `unresolved`, what did not resolve at load, each in its place among them. Lines are
+    /// left to the caller, who has the text.
+    pub(super) fn problems(&self, unresolved: Vec<Problem>) -> Vec<Problem> {
+        let mut out = Found {
+            list: Vec::new(),
+            unresolved,
+        };
         hosts(self, &mut out);
         ssh(&self.ssh, &mut out);
         if let Some(a) = &self.admin {
@@ -23,18 +26,35 @@ impl Inventory {
         }
         system(self, &self.system, &mut out);
         kubernetes(&self.kubernetes, &mut out);
-        out.list.extend(super::cluster::problems(self));
+        out.list
+            .extend(super::cluster::problems(self, &mut out.unresolved));
+        out.list.append(&mut out.unresolved);
         out.list
     }
 }
 
-/// The problems found so far.
-#[derive(Default)]
+/// The problems found so far, and those of the loading not reported yet.
 struct Found {
     list: Vec<Problem>,
+    unresolved: Vec<Problem>,
+}
+
+/// The problems of `unresolved` at `field` of `host`, taken out of it.
+pub(super) fn take(unresolved: &mut Vec<Problem>, host: Option<&str>, field: &str) -> Vec<Problem> {
+    let (taken, kept) = std::mem::take(unresolved)
+        .into_iter()
+        .partition(|p| p.host.as_deref() == host && p.field == field);
+    *unresolved = kept;
+    taken
 }
 
 impl Found {
+    /// The value at `field` of `host` did not resolve at load: its problem goes here.
+    fn unresolved(&mut self, host: Option<&str>, field: &str) {
+        let taken = take(&mut self.unresolved, host, field);
+        self.list.extend(taken);
+    }
+
     fn push(&mut self, host: Option<&str>, field: &str, message: String) {
         self.list.push(Problem {
             host: host.map(str::to_string),
@@ -88,17 +108,7 @@ fn host<'a>(
             ),
         );
     }
-    if roles::find(&h.role).is_none() {
-        out.push(
-            host,
-            "role",
-            format!(
-                "unknown role `{}` (expected one of: {})",
-                h.role.escape_debug(),
-                roles::names().join(", ")
-            ),
-        );
-    }
+    out.unresolved(host, "role");
     if h.address.starts_with('[') && h.address.ends_with(']') {
         out.push(
             host,
@@ -444,15 +454,7 @@ fn ca_file(inv: &Inventory, f: &std::path::Path, out: &mut Found) {
 }
 
 fn kubernetes(k: &Kubernetes, out: &mut Found) {
-    if !["distro", "upstream", "present"].contains(&k.source.as_str()) {
-        out.shared(
-            "kubernetes.source",
-            format!(
-                "unknown source `{}` (expected distro, upstream or present)",
-                k.source.escape_debug()
-            ),
-        );
-    }
+    out.unresolved(None, "kubernetes.source");
     if !is_minor_version(&k.version) {
         out.shared(
             "kubernetes.version",

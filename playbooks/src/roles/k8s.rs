@@ -5,7 +5,7 @@ use tasks::{Change, Plan, Reads, Result, StepReads, verify};
 use tasks::{containerd, disks, docker, hostname, kernel, kubelet};
 
 use super::{Role, common, ingress_nodeports, network};
-use crate::inventory::{Inventory, Target};
+use crate::inventory::{Inventory, Source, Target};
 
 /// A master or a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,18 +86,15 @@ pub static CNIS: &[Cni] = &[
 ];
 
 /// The pods' network of the inventory: `kubernetes.pod_cidr`, else the CNI's default; `None`
-/// when there is neither (or the value is invalid: validation says so).
+/// when there is neither.
 pub fn pod_network(inv: &Inventory) -> Option<Net> {
     let k = &inv.kubernetes;
-    match &k.pod_cidr {
-        Some(text) => Net::parse(text).ok(),
-        None => cni(&k.cni).and_then(|c| c.pod_cidr),
-    }
+    k.pod_cidr.or(k.cni.pod_cidr)
 }
 
 /// The services' network of the inventory (`kubernetes.service_cidr`).
-pub fn service_network(inv: &Inventory) -> Option<Net> {
-    Net::parse(&inv.kubernetes.service_cidr).ok()
+pub fn service_network(inv: &Inventory) -> Net {
+    inv.kubernetes.service_cidr
 }
 
 /// The CNI named `name`.
@@ -147,9 +144,9 @@ impl Role for K8sNode {
             rules.push(Rule::udp(NODEPORTS));
             rules.extend(ingress_nodeports(inv).into_iter().map(Rule::tcp));
         }
-        rules.extend(cni(&k.cni).map_or(&[][..], |c| c.rules));
+        rules.extend(k.cni.rules);
         rules.extend(k.extra_rules.iter().filter_map(|r| r.rule().ok()));
-        for net in pod_network(inv).into_iter().chain(service_network(inv)) {
+        for net in pod_network(inv).into_iter().chain([service_network(inv)]) {
             rules.extend([Rule::forward_from(net), Rule::forward_to(net)]);
         }
         rules
@@ -189,10 +186,10 @@ impl Role for K8sNode {
         p.check("stable disk ids", disks::READS, disks::stable_disk_ids);
         kernel_prep(p, self.modules(), self.sysctls());
         let k = &t.inventory.kubernetes;
-        let source = match k.source.as_str() {
-            "upstream" => kubelet::Source::Upstream { minor: &k.version },
-            "present" => kubelet::Source::Present,
-            _ => kubelet::Source::Distro { minor: &k.version },
+        let source = match k.source {
+            Source::Upstream => kubelet::Source::Upstream { minor: &k.version },
+            Source::Present => kubelet::Source::Present,
+            Source::Distro => kubelet::Source::Distro { minor: &k.version },
         };
         let kube = p.step("kubernetes packages", kubelet::READS, move |cx| {
             kubelet::packages(cx, source)

@@ -15,7 +15,7 @@ use tasks::firewall::{Ports, Rule};
 use tasks::verify;
 use tasks::{Plan, Result};
 
-use crate::inventory::Target;
+use crate::inventory::{HostEntry, Inventory, Target};
 
 pub use common::{common, full_update, network};
 pub use haproxy::{Haproxy, ingress_nodeports};
@@ -59,6 +59,78 @@ pub fn find(name: &str) -> Option<&'static dyn Role> {
     ALL.iter().copied().find(|r| r.name() == name)
 }
 
+/// The role of a host that nothing gives one: the stand-in host of a playbook meant for no
+/// role (`--local`, a listing with no such host in the inventory) is a worker, the plainest
+/// node.
+pub static STAND_IN: &dyn Role = &K8sNode(NodeKind::Worker);
+
+/// A host's role, as the inventory's `role` field names it, resolved when the inventory is
+/// loaded. Two are equal when they are the same role (the same name); shown by its name.
+#[derive(Clone, Copy)]
+pub struct RoleRef(&'static dyn Role);
+
+impl RoleRef {
+    /// The built-in role named `name`.
+    pub fn named(name: &str) -> Option<RoleRef> {
+        find(name).map(RoleRef)
+    }
+
+    /// Whether this is `role`.
+    pub fn is(self, role: &dyn Role) -> bool {
+        self.0.name() == role.name()
+    }
+}
+
+impl From<&'static dyn Role> for RoleRef {
+    fn from(role: &'static dyn Role) -> RoleRef {
+        RoleRef(role)
+    }
+}
+
+impl std::ops::Deref for RoleRef {
+    type Target = dyn Role;
+    fn deref(&self) -> &(dyn Role + 'static) {
+        self.0
+    }
+}
+
+impl PartialEq for RoleRef {
+    fn eq(&self, other: &RoleRef) -> bool {
+        self.is(other.0)
+    }
+}
+
+impl Eq for RoleRef {}
+
+impl std::fmt::Debug for RoleRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RoleRef({:?})", self.0.name())
+    }
+}
+
+impl std::fmt::Display for RoleRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.0.name())
+    }
+}
+
+/// Every check name `role`'s hosts can get, as its spec declares them: planned for a stand-in
+/// host of an inventory that asks for everything optional (the balancers' ingress frontends).
+pub fn check_names(role: &'static dyn Role) -> Vec<String> {
+    let mut inv = Inventory::parse("", std::path::Path::new("inventory.toml"))
+        .expect("an empty inventory is valid");
+    inv.haproxy.ingress = true;
+    let host = HostEntry::stand_in(RoleRef(role));
+    let t = Target {
+        name: "localhost",
+        host: &host,
+        inventory: &inv,
+    };
+    let mut p = Plan::new();
+    verify::declare(role.verify(t), &mut p);
+    p.names()
+}
+
 /// The names of the roles, for messages.
 pub fn names() -> Vec<&'static str> {
     ALL.iter().map(|r| r.name()).collect()
@@ -69,7 +141,6 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::inventory::Inventory;
 
     #[test]
     fn ports_by_role() {
@@ -177,7 +248,7 @@ mod tests {
                     let (name, addr) = (words[1], words[2]);
                     let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
                     let t = inv.target(name).unwrap();
-                    let opened = find(&t.host.role).unwrap().firewall(&t);
+                    let opened = t.host.role.firewall(&t);
                     assert!(
                         opened
                             .iter()

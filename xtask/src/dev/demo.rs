@@ -20,7 +20,7 @@ pub fn demo(args: &DemoArgs) -> Result<u8> {
     let hosts: Vec<(&str, &str)> = example
         .hosts
         .iter()
-        .map(|(n, h)| (n.as_str(), h.role.as_str()))
+        .map(|(n, h)| (n.as_str(), h.role.name()))
         .collect();
     let sh = Shell::new()?;
     super::prereq::ensure(&sh)?;
@@ -62,7 +62,7 @@ pub fn demo(args: &DemoArgs) -> Result<u8> {
                         let names: Vec<&str> = inv
                             .hosts
                             .iter()
-                            .filter(|(_, h)| h.role == role.name())
+                            .filter(|(_, h)| h.role.is(role))
                             .map(|(n, _)| n.as_str())
                             .collect();
                         if names.is_empty() {

@@ -93,7 +93,7 @@ pub(crate) fn targets<'i>(
     if let Some(role) = job.playbook.role() {
         let wrong: Vec<String> = names
             .iter()
-            .filter(|n| inv.hosts[**n].role != role.name())
+            .filter(|n| !inv.hosts[**n].role.is(role))
             .map(|n| format!("{n} ({})", inv.hosts[*n].role))
             .collect();
         if !wrong.is_empty() && !job.force {

@@ -64,14 +64,15 @@ pub fn select<'a>(inv: &'a Inventory, s: &Selector) -> Result<Vec<&'a str>> {
             bail!("no host `{h}` in {file}{hint}");
         }
     }
-    if let Some(role) = &s.role
-        && playbooks::roles::find(role).is_none()
-    {
-        bail!(
-            "unknown role `{role}` (expected one of: {})",
-            playbooks::roles::names().join(", ")
-        );
-    }
+    let role = match &s.role {
+        Some(name) => Some(playbooks::roles::RoleRef::named(name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "unknown role `{name}` (expected one of: {})",
+                playbooks::roles::names().join(", ")
+            )
+        })?),
+        None => None,
+    };
     if s.is_empty() {
         bail!(
             "no hosts selected: name some with --host NAME, --role ROLE, --zone ZONE, --limit PATTERN or --all"
@@ -93,7 +94,7 @@ pub fn select<'a>(inv: &'a Inventory, s: &Selector) -> Result<Vec<&'a str>> {
             let named = s.all
                 || only_limit
                 || s.hosts.iter().any(|x| x == *name)
-                || s.role.as_ref().is_some_and(|r| *r == h.role)
+                || role.is_some_and(|r| r == h.role)
                 || s.zone.as_ref().is_some_and(|z| Some(z) == h.zone.as_ref());
             named && limit.as_ref().is_none_or(|m| m.is_match(name.as_str()))
         })

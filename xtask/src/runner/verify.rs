@@ -4,14 +4,13 @@
 //! reason, then `fix:` and the hint), `skipped` (why). Exit code 2 when a check failed, 3 when
 //! a host was unreachable.
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
-use playbooks::{HostEntry, Inventory, Role, Target};
+use playbooks::Role;
 use tasks::verify::{self, Identity};
-use tasks::{Event, Outcome, Plan, Record};
+use tasks::{Event, Outcome, Record};
 
 use super::fanout;
 use super::job::{Job, Targets, load_inventory, targets};
@@ -20,26 +19,8 @@ use super::report::exit_code;
 
 /// Every check name a role's hosts can get, for `--only` / `--skip`: the role's checks (as
 /// its spec declares them, ingress frontends included), then the checks across hosts.
-fn check_names(role: &dyn Role) -> Vec<String> {
-    let inv = Inventory::parse("[haproxy]\ningress = true\n", Path::new("inventory.toml"))
-        .expect("a valid inventory");
-    let host = HostEntry {
-        role: role.name().into(),
-        address: "127.0.0.1".into(),
-        management_address: false,
-        port: None,
-        user: None,
-        zone: None,
-        network: None,
-    };
-    let t = Target {
-        name: "localhost",
-        host: &host,
-        inventory: &inv,
-    };
-    let mut p = Plan::new();
-    verify::declare(role.verify(t), &mut p);
-    let mut names = p.names();
+fn check_names(role: &'static dyn Role) -> Vec<String> {
+    let mut names = playbooks::roles::check_names(role);
     names.extend(verify::FLEET_CHECKS.map(String::from));
     names
 }
