@@ -555,6 +555,15 @@ impl Inventory {
         })
     }
 
+    /// Every host, in name order.
+    pub fn targets(&self) -> impl Iterator<Item = Target<'_>> {
+        self.hosts.iter().map(|(name, host)| Target {
+            name,
+            host,
+            inventory: self,
+        })
+    }
+
     /// A path from the inventory, relative to the inventory's folder.
     pub fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use globset::Glob;
-use playbooks::Inventory;
 use playbooks::inventory::Problems;
+use playbooks::{Inventory, Target};
 
 /// Which hosts of the inventory: by name, role, zone, all, narrowed by a name pattern.
 #[derive(Debug, Clone, Default)]
@@ -46,7 +46,7 @@ pub fn load(path: &Path) -> Result<Inventory, Problems> {
 }
 
 /// The hosts a selection names, in inventory order. Errors name what did not match.
-pub fn select<'a>(inv: &'a Inventory, s: &Selector) -> Result<Vec<&'a str>> {
+pub fn select<'a>(inv: &'a Inventory, s: &Selector) -> Result<Vec<Target<'a>>> {
     let file = inv.path.display();
     for h in &s.hosts {
         if !inv.hosts.contains_key(h) {
@@ -87,7 +87,7 @@ pub fn select<'a>(inv: &'a Inventory, s: &Selector) -> Result<Vec<&'a str>> {
         None => None,
     };
     let only_limit = s.hosts.is_empty() && s.role.is_none() && s.zone.is_none();
-    let picked: Vec<&str> = inv
+    let picked: Vec<Target> = inv
         .hosts
         .iter()
         .filter(|(name, h)| {
@@ -98,7 +98,11 @@ pub fn select<'a>(inv: &'a Inventory, s: &Selector) -> Result<Vec<&'a str>> {
                 || s.zone.as_ref().is_some_and(|z| Some(z) == h.zone.as_ref());
             named && limit.as_ref().is_none_or(|m| m.is_match(name.as_str()))
         })
-        .map(|(name, _)| name.as_str())
+        .map(|(name, host)| Target {
+            name,
+            host,
+            inventory: inv,
+        })
         .collect();
     if picked.is_empty() {
         bail!("the selection matches no host of {file}");
@@ -120,7 +124,7 @@ mod tests {
         select(&inv, &s)
             .unwrap()
             .into_iter()
-            .map(String::from)
+            .map(|t| t.name.to_string())
             .collect()
     }
 

@@ -43,7 +43,7 @@ pub fn verify(job: &Job) -> Result<u8> {
         return Err(anyhow!("verify checks hosts of the inventory (no --local)"));
     };
     let inv = load_inventory(job.inventory.as_deref())?;
-    let names = targets(&inv, job, selector, &|hosts| {
+    let selected = targets(&inv, job, selector, &|hosts| {
         format!("{hosts} of another role (verify them with their own playbook)")
     })?;
     let printer = Printer::new(job.json, false);
@@ -60,8 +60,7 @@ pub fn verify(job: &Job) -> Result<u8> {
         Ok(())
     });
     let mut reports = fanout::over_ssh(
-        &inv,
-        &names,
+        &selected,
         &planner,
         None,
         &job.options,
@@ -71,7 +70,7 @@ pub fn verify(job: &Job) -> Result<u8> {
 
     // Across the hosts that answered, in inventory order.
     let mut ids = std::mem::take(&mut *identities.lock().unwrap());
-    ids.sort_by_key(|id| names.iter().position(|n| *n == id.host));
+    ids.sort_by_key(|id| selected.iter().position(|t| t.name == id.host));
     let sink = printer.sink();
     for (host, check) in verify::fleet_checks(&ids) {
         let Some(report) = reports.iter_mut().find(|r| r.host == host) else {
