@@ -8,9 +8,9 @@ use std::net::Ipv4Addr;
 use serde::Deserialize;
 use tasks::firewall::{Net, Ports, Proto, Rule};
 
+use super::Inventory;
 use super::problems::Problem;
 use super::validate::take;
-use super::{Inventory, parse_cidr};
 use crate::roles::pod_network;
 
 /// One more incoming rule for every Kubernetes node (`kubernetes.extra_rules`), e.g.
@@ -196,8 +196,8 @@ fn host_addresses(inv: &Inventory) -> Vec<(&str, Ipv4Addr)> {
         if let Ok(ip) = h.address.parse::<Ipv4Addr>() {
             out.push((name.as_str(), ip));
         }
-        if let Some(Ok((std::net::IpAddr::V4(ip), _))) =
-            h.network.as_ref().map(|n| parse_cidr(&n.address))
+        if let Some(std::net::IpAddr::V4(ip)) =
+            h.network.as_ref().and_then(|n| n.parsed).map(|c| c.addr)
         {
             out.push((name.as_str(), ip));
         }

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tasks::Secret;
 use tasks::firewall::Net;
+use tasks::network::Cidr;
 
 use crate::roles::{self, Cni, RoleRef};
 
@@ -211,6 +212,18 @@ impl RawInventory {
                 });
                 roles::STAND_IN.into()
             });
+            let mut network = h.network;
+            if let Some(n) = &mut network {
+                match validate::read_cidr(n) {
+                    Ok(cidr) => n.parsed = Some(cidr),
+                    Err((field, message)) => unresolved.push(Problem {
+                        host: Some(name.clone()),
+                        field: field.into(),
+                        line: None,
+                        message,
+                    }),
+                }
+            }
             let entry = HostEntry {
                 role,
                 address: h.address,
@@ -218,7 +231,7 @@ impl RawInventory {
                 port: h.port,
                 user: h.user,
                 zone: h.zone,
-                network: h.network,
+                network,
             };
             hosts.insert(name, entry);
         }
@@ -458,6 +471,10 @@ pub struct Network {
     /// The prefix length, when `address` is written without it.
     #[serde(default, deserialize_with = "marked")]
     pub prefix: Option<u8>,
+    /// `address` and `prefix` read at load. `None` only in an inventory that validation
+    /// refuses (it says why), never in one handed out.
+    #[serde(skip)]
+    pub parsed: Option<Cidr>,
     #[serde(default, deserialize_with = "marked")]
     pub gateway: Option<String>,
     /// Name servers (else the shared `system.dns`).

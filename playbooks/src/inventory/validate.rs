@@ -197,7 +197,10 @@ fn network<'a>(
             "apply = true applies the static network file, which nodeprep writes only with network.write = true".into(),
         );
     }
-    let cidr = cidr(name, n, out);
+    // Read at load; what did not read is reported here.
+    out.unresolved(host, "network.prefix");
+    out.unresolved(host, "network.address");
+    let cidr = n.parsed;
     if let Some(cidr) = cidr {
         same_host(name, h, cidr.addr, seen, out);
     }
@@ -264,51 +267,43 @@ fn same_host<'a>(
 }
 
 /// The address and prefix of a host's network, from `address` (`a/p`) or `address` and
-/// `prefix`; `None` after reporting why not.
-fn cidr(name: &str, n: &Network, out: &mut Found) -> Option<Cidr> {
-    let host = Some(name);
+/// `prefix`; else the field at fault and why.
+pub(super) fn read_cidr(n: &Network) -> Result<Cidr, (&'static str, String)> {
     let written = n.address.escape_debug();
     if n.address.contains('/') {
         if n.prefix.is_some() {
-            out.push(
-                host,
+            return Err((
                 "network.prefix",
-                format!("the prefix is given twice, in network.address (`{written}`) and in network.prefix: keep one"),
-            );
-            return None;
+                format!(
+                    "the prefix is given twice, in network.address (`{written}`) and in network.prefix: keep one"
+                ),
+            ));
         }
         return Cidr::parse(&n.address)
-            .map_err(|why| out.push(host, "network.address", format!("`{written}`: {why}")))
-            .ok();
+            .map_err(|why| ("network.address", format!("`{written}`: {why}")));
     }
     let Ok(ip) = n.address.parse::<IpAddr>() else {
-        out.push(
-            host,
+        return Err((
             "network.address",
             format!("`{written}` is not an IPv4 or IPv6 address"),
-        );
-        return None;
+        ));
     };
     let Some(prefix) = n.prefix else {
-        out.push(
-            host,
+        return Err((
             "network.address",
-            format!("`{written}`: expected address/prefix, like 192.168.10.57/24, or the prefix in network.prefix"),
-        );
-        return None;
+            format!(
+                "`{written}`: expected address/prefix, like 192.168.10.57/24, or the prefix in network.prefix"
+            ),
+        ));
     };
     let max = if ip.is_ipv4() { 32 } else { 128 };
     if !(1..=max).contains(&prefix) {
-        out.push(
-            host,
+        return Err((
             "network.prefix",
             format!("prefix `{prefix}` is not in 1..={max}"),
-        );
-        return None;
+        ));
     }
-    Cidr::new(ip, prefix)
-        .map_err(|why| out.push(host, "network.address", format!("`{written}`: {why}")))
-        .ok()
+    Cidr::new(ip, prefix).map_err(|why| ("network.address", format!("`{written}`: {why}")))
 }
 
 fn ssh(s: &SshDefaults, out: &mut Found) {
