@@ -131,15 +131,7 @@ pub fn steps(pb: &dyn Playbook, t: Target) -> Result<Vec<String>> {
 /// A host of `pb`'s role with no settings of its own (this machine, `--local`, when the
 /// inventory does not name it).
 pub fn stand_in(pb: &dyn Playbook) -> HostEntry {
-    HostEntry {
-        role: pb.role().map(|r| r.name()).unwrap_or("k8s-worker").into(),
-        address: "127.0.0.1".into(),
-        management_address: false,
-        port: None,
-        user: None,
-        zone: None,
-        network: None,
-    }
+    HostEntry::stand_in(pb.role().unwrap_or(roles::STAND_IN).into())
 }
 
 /// The steps of `pb` for a listing: planned for the first host of its role in `inv` (any
@@ -153,7 +145,7 @@ pub fn listed_steps(pb: &dyn Playbook, inv: &Inventory) -> Result<Vec<String>> {
     let host = inv
         .hosts
         .iter()
-        .find(|(_, h)| pb.role().is_none_or(|r| r.name() == h.role));
+        .find(|(_, h)| pb.role().is_none_or(|r| h.role.is(r)));
     match host {
         Some((name, _)) => steps(pb, inv.target(name).expect("a host of the inventory")),
         None => {

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use expect_test::{Expect, expect};
+use playbooks::inventory::Source;
 use playbooks::testing::converge_answering;
 use playbooks::{Inventory, Registry};
 use tasks::testing::Fixture;
@@ -230,7 +231,7 @@ fn photon_haproxy() {
 #[test]
 fn rhel_k8s_worker() {
     let mut inv = inventory("");
-    inv.kubernetes.source = "upstream".into();
+    inv.kubernetes.source = Source::Upstream;
     inv.kubernetes.version = "1.30".into();
     check(
         "k8s-worker",
@@ -312,7 +313,7 @@ fn rhel_haproxy() {
 #[test]
 fn debian_k8s_worker() {
     let mut inv = inventory("");
-    inv.kubernetes.source = "upstream".into();
+    inv.kubernetes.source = Source::Upstream;
     inv.kubernetes.version = "1.30".into();
     check(
         "k8s-worker",
@@ -377,7 +378,7 @@ fn debian_k8s_worker() {
 #[test]
 fn rhel_k8s_worker_firewalld() {
     let mut inv = inventory("");
-    inv.kubernetes.source = "upstream".into();
+    inv.kubernetes.source = Source::Upstream;
     let plan = plan(
         "k8s-worker",
         "prdk8swok501",
@@ -465,7 +466,7 @@ fn placeholders_refuse_the_plan() {
     let registry = Registry::default();
     let refusal = |inv: &Inventory, host: &str| {
         let t = inv.target(host).unwrap();
-        let pb = registry.find(&t.host.role).unwrap();
+        let pb = registry.find(t.host.role.name()).unwrap();
         let mut p = tasks::Plan::new();
         pb.plan(t, &mut p).err().map(|e| e.to_string())
     };
@@ -610,7 +611,7 @@ fn network_written_only_when_asked() {
 #[test]
 fn debian_k8s_worker_taken_over() {
     let mut inv = inventory("");
-    inv.kubernetes.source = "present".into();
+    inv.kubernetes.source = Source::Present;
     inv.kubernetes.docker = true;
     let fixture = Fixture::debian()
         .file(
@@ -678,7 +679,7 @@ fn debian_k8s_worker_taken_over() {
 #[test]
 fn debian_k8s_worker_fresh_lists() {
     let mut inv = inventory("");
-    inv.kubernetes.source = "upstream".into();
+    inv.kubernetes.source = Source::Upstream;
     inv.kubernetes.version = "1.30".into();
     let mut fixture = Fixture::debian();
     fixture.state.package_lists = Some(tasks::state::PackageLists {
@@ -739,7 +740,7 @@ fn first_run_installs_in_one_transaction() {
         ),
     ] {
         let mut inv = inventory("");
-        inv.kubernetes.source = "present".into();
+        inv.kubernetes.source = Source::Present;
         let pb = registry.find(role).unwrap();
         let t = inv.target(host).unwrap();
         let install = format!("{} ", tasks::pkg::install_argv(os).join(" "));

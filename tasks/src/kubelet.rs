@@ -162,11 +162,12 @@ pub const APT_KEY_TOOLS: [&str; 3] = ["ca-certificates", "curl", "gpg"];
 /// for, installed (pinned to it when the repositories offer a newer minor) after the full
 /// update and held at once, where an install before the update would let it move them.
 pub fn batched_packages(cx: &mut Ctx, source: Source<'_>) -> Result<Vec<String>> {
-    Ok(match (source, cx.facts().os) {
-        (Source::Upstream { .. }, OsFamily::Debian) => {
-            APT_KEY_TOOLS.iter().map(|n| n.to_string()).collect()
-        }
-        _ => Vec::new(),
+    Ok(match source {
+        Source::Upstream { .. } => match cx.facts().os {
+            OsFamily::Debian => APT_KEY_TOOLS.iter().map(|n| n.to_string()).collect(),
+            OsFamily::Photon | OsFamily::Rhel => Vec::new(),
+        },
+        Source::Distro { .. } | Source::Present => Vec::new(),
     })
 }
 
@@ -234,15 +235,21 @@ pub fn held(cx: &mut Ctx, names: &[&str]) -> Result<Change> {
 fn upstream_rpm(cx: &mut Ctx, minor: &str) -> Result<Change> {
     let os = cx.facts().os;
     let mut change = upstream_rpm_installed(cx, minor)?;
-    if os == OsFamily::Photon {
-        change |= tdnf_held(cx, &UPSTREAM_PACKAGES)?;
+    match os {
+        OsFamily::Photon => change |= tdnf_held(cx, &UPSTREAM_PACKAGES)?,
+        // dnf: excluded in the repository file itself (see upstream_rpm_installed).
+        OsFamily::Rhel | OsFamily::Debian => {}
     }
     Ok(change)
 }
 
 fn upstream_rpm_installed(cx: &mut Ctx, minor: &str) -> Result<Change> {
     let os = cx.facts().os;
-    let exclude = os == OsFamily::Rhel;
+    // dnf honours `exclude=` in the repository file; tdnf is held in tdnf.conf instead.
+    let exclude = match os {
+        OsFamily::Rhel => true,
+        OsFamily::Photon | OsFamily::Debian => false,
+    };
     let mut change = file::content(cx, YUM_REPO, &render_yum_repo(minor, exclude), Perm::CONFIG)?;
     // tdnf: the packages are held in tdnf.conf (see tdnf_held), which an install must lift.
     let flags: &[&str] = if exclude {

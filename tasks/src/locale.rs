@@ -159,7 +159,10 @@ pub fn locale_packages(cx: &mut Ctx, locale: &str) -> Result<Change> {
     let wanted = packages(cx, locale)?;
     let names: Vec<&str> = wanted.iter().map(String::as_str).collect();
     let os = cx.facts().os;
-    let locales_new = os == OsFamily::Debian && !pkg::is_installed(cx, "locales")?;
+    let locales_new = match os {
+        OsFamily::Debian => !pkg::is_installed(cx, "locales")?,
+        OsFamily::Photon | OsFamily::Rhel => false,
+    };
     let c = pkg::installed(cx, &names)?;
     if locales_new && !cx.check_mode() {
         // The package's postinst writes /etc/locale.gen (and may write /etc/default/locale):
@@ -231,13 +234,17 @@ pub fn locale_generated(cx: &mut Ctx, locale: &str) -> Result<Change> {
 pub fn localedef_argv(cx: &mut Ctx, locale: &Locale) -> Result<Vec<String>> {
     let name = canonical_name(&locale.name);
     let stem = source_stem(&name);
-    let debian = cx.facts().os == OsFamily::Debian;
+    // Only Debian's locale-gen looks under /usr/local/share/i18n/locales.
+    let user_sources = match cx.facts().os {
+        OsFamily::Debian => true,
+        OsFamily::Photon | OsFamily::Rhel => false,
+    };
     let exists = |cx: &mut Ctx, path: String| -> Result<bool> { Ok(cx.file(&path)?.is_some()) };
-    let input = if debian && exists(cx, format!("{USER_LOCALE_SOURCES}/{name}"))? {
+    let input = if user_sources && exists(cx, format!("{USER_LOCALE_SOURCES}/{name}"))? {
         format!("{USER_LOCALE_SOURCES}/{name}")
     } else if exists(cx, format!("{LOCALE_SOURCES}/{name}"))? {
         name.clone()
-    } else if debian && exists(cx, format!("{USER_LOCALE_SOURCES}/{stem}"))? {
+    } else if user_sources && exists(cx, format!("{USER_LOCALE_SOURCES}/{stem}"))? {
         format!("{USER_LOCALE_SOURCES}/{stem}")
     } else {
         stem
@@ -402,7 +409,12 @@ pub fn keymap_set(cx: &mut Ctx, keymap: &str) -> Result<Change> {
     let mut c = file::edit(cx, VCONSOLE_CONF, None, |old| {
         Ok(with_var(old.unwrap_or(""), "KEYMAP", keymap))
     })?;
-    if cx.facts().os == OsFamily::Debian && cx.file(DEFAULT_KEYBOARD)?.is_some() {
+    // console-setup, Debian's: the other families have no /etc/default/keyboard to follow.
+    let console_setup = match cx.facts().os {
+        OsFamily::Debian => cx.file(DEFAULT_KEYBOARD)?.is_some(),
+        OsFamily::Photon | OsFamily::Rhel => false,
+    };
+    if console_setup {
         let layout = keymap.split('-').next().unwrap_or(keymap);
         let quoted = format!("\"{layout}\"");
         let layout_set = |old: Option<&str>| {

@@ -291,7 +291,11 @@ pub fn network_applied(
             "systemd-networkd is not installed on this host (RHEL-like hosts use NetworkManager): configure the address with nmcli, or set network.apply = false",
         ));
     }
-    if cx.facts().os == OsFamily::Debian {
+    let ifupdown = match cx.facts().os {
+        OsFamily::Debian => true,
+        OsFamily::Photon | OsFamily::Rhel => false,
+    };
+    if ifupdown {
         let interfaces = cx.file(IFUPDOWN)?.map(|f| f.text()).unwrap_or_default();
         if let Some(stanza) = ifupdown_stanza(&interfaces, net.interface) {
             return Err(Error::invalid(format!(

@@ -198,7 +198,7 @@ fn install_together(cx: &mut Ctx, names: &[String]) -> Result<()> {
 /// more (see the module's notes).
 fn install(cx: &mut Ctx, names: &[&str], flags: &[&str]) -> Result<()> {
     let os = cx.facts().os;
-    if os == OsFamily::Debian {
+    if os.uses_apt() {
         refresh_apt_lists(cx)?;
     }
     let mut argv = install_argv(os);

@@ -53,7 +53,7 @@ pub fn full_update(cx: &mut Ctx) -> Result<Change> {
     let before = cx.packages()?.clone();
     let os = cx.facts().os;
     cx.progress("updating every package (this can take minutes)");
-    if os == OsFamily::Debian {
+    if os.uses_apt() {
         pkg::refresh_apt_lists(cx)?;
     }
     for argv in update_commands(os) {
@@ -128,23 +128,29 @@ pub fn newer_kernel(os: OsFamily, text: &str) -> Option<(String, String)> {
     let installed: Vec<String> = lines
         .filter_map(|l| {
             let w: Vec<&str> = l.split_whitespace().collect();
-            match (os, w.as_slice()) {
-                (OsFamily::Rhel, [name, vr, arch]) if name.starts_with("kernel") => {
-                    Some(format!("{vr}.{arch}"))
-                }
-                (OsFamily::Photon, ["linux", vr, _]) => Some(vr.to_string()),
-                (OsFamily::Photon, [name, vr, _]) => name
-                    .strip_prefix("linux-")
-                    .filter(|f| PHOTON_FLAVORS.contains(f))
-                    .map(|f| format!("{vr}-{f}")),
-                (OsFamily::Debian, [status, name]) if status.starts_with("ii") => {
-                    let release = name.strip_prefix("linux-image-")?;
-                    let release = release.strip_suffix("-unsigned").unwrap_or(release);
-                    release
-                        .starts_with(|c: char| c.is_ascii_digit())
-                        .then(|| release.to_string())
-                }
-                _ => None,
+            match os {
+                OsFamily::Rhel => match w.as_slice() {
+                    [name, vr, arch] if name.starts_with("kernel") => Some(format!("{vr}.{arch}")),
+                    _ => None,
+                },
+                OsFamily::Photon => match w.as_slice() {
+                    ["linux", vr, _] => Some(vr.to_string()),
+                    [name, vr, _] => name
+                        .strip_prefix("linux-")
+                        .filter(|f| PHOTON_FLAVORS.contains(f))
+                        .map(|f| format!("{vr}-{f}")),
+                    _ => None,
+                },
+                OsFamily::Debian => match w.as_slice() {
+                    [status, name] if status.starts_with("ii") => {
+                        let release = name.strip_prefix("linux-image-")?;
+                        let release = release.strip_suffix("-unsigned").unwrap_or(release);
+                        release
+                            .starts_with(|c: char| c.is_ascii_digit())
+                            .then(|| release.to_string())
+                    }
+                    _ => None,
+                },
             }
         })
         .collect();
@@ -216,16 +222,24 @@ fn pending(cx: &mut Ctx) -> Result<Change> {
 /// The number of pending updates in a query's answer; `Err(None)`: the query failed.
 fn pending_count(os: OsFamily, out: &Output) -> Result<usize, Option<Error>> {
     let text = out.stdout_str();
-    match (os, out.status) {
-        (OsFamily::Debian, Some(0)) => Ok(text.lines().filter(|l| l.starts_with("Inst ")).count()),
-        // dnf, and tdnf with dnf_check_update_compat: 100 means updates are listed.
-        (OsFamily::Rhel | OsFamily::Photon, Some(100)) => {
-            Ok(text.lines().filter(|l| is_update_line(l)).count().max(1))
-        }
-        (OsFamily::Rhel, Some(0)) => Ok(0),
-        // tdnf's default: 0 whatever it found; the list tells.
-        (OsFamily::Photon, Some(0)) => Ok(text.lines().filter(|l| is_update_line(l)).count()),
-        _ => Err(None),
+    // dnf, and tdnf with dnf_check_update_compat: 100 means updates are listed.
+    let listed = || Ok(text.lines().filter(|l| is_update_line(l)).count().max(1));
+    match os {
+        OsFamily::Debian => match out.status {
+            Some(0) => Ok(text.lines().filter(|l| l.starts_with("Inst ")).count()),
+            _ => Err(None),
+        },
+        OsFamily::Rhel => match out.status {
+            Some(100) => listed(),
+            Some(0) => Ok(0),
+            _ => Err(None),
+        },
+        OsFamily::Photon => match out.status {
+            Some(100) => listed(),
+            // tdnf's default: 0 whatever it found; the list tells.
+            Some(0) => Ok(text.lines().filter(|l| is_update_line(l)).count()),
+            _ => Err(None),
+        },
     }
 }
 

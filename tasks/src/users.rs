@@ -118,10 +118,9 @@ fn predict_new_user(
     if let Some(sudo) = sudo {
         group = with_member(&group, sudo, name);
     }
-    let max = if cx.facts().os == OsFamily::Photon {
-        90
-    } else {
-        99999
+    let max = match cx.facts().os {
+        OsFamily::Photon => 90,
+        OsFamily::Debian | OsFamily::Rhel => 99999,
     };
     cx.known(
         PASSWD,

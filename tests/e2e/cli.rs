@@ -366,6 +366,19 @@ fn run_errors_before_any_connection() {
             &["run", "k8s-worker", "--all", "--bogus"],
             "unexpected argument '--bogus'",
         ),
+        (
+            &[
+                "run",
+                "k8s-worker",
+                "--local",
+                "--check",
+                "--host",
+                "prdk8swok501",
+                "--host",
+                "prdk8swok511",
+            ],
+            "--local runs on this machine alone: give at most one --host",
+        ),
     ];
     for (args, expected) in cases {
         runner(&inv)

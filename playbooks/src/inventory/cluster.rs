@@ -9,8 +9,9 @@ use std::net::Ipv4Addr;
 use serde::Deserialize;
 use tasks::firewall::{Net, Ports, Proto, Rule};
 
+use super::Inventory;
 use super::problems::Problem;
-use super::{Inventory, parse_cidr};
+use super::validate::take;
 
 /// A pod network add-on: what its nodes exchange with each other (from its documented
 /// network requirements), and the pods' network it uses unless told otherwise.
@@ -64,18 +65,15 @@ pub static CNIS: &[Cni] = &[
 ];
 
 /// The pods' network of the inventory: `kubernetes.pod_cidr`, else the CNI's default; `None`
-/// when there is neither (or the value is invalid: validation says so).
+/// when there is neither.
 pub fn pod_network(inv: &Inventory) -> Option<Net> {
     let k = &inv.kubernetes;
-    match &k.pod_cidr {
-        Some(text) => Net::parse(text).ok(),
-        None => cni(&k.cni).and_then(|c| c.pod_cidr),
-    }
+    k.pod_cidr.or(k.cni.pod_cidr)
 }
 
 /// The services' network of the inventory (`kubernetes.service_cidr`).
-pub fn service_network(inv: &Inventory) -> Option<Net> {
-    Net::parse(&inv.kubernetes.service_cidr).ok()
+pub fn service_network(inv: &Inventory) -> Net {
+    inv.kubernetes.service_cidr
 }
 
 /// The CNI named `name`.
@@ -159,9 +157,15 @@ impl ExtraRule {
     }
 }
 
-/// Every problem of these settings, as shared settings (no host).
-pub(super) fn problems(inv: &Inventory) -> Vec<Problem> {
-    let mut out = Vec::new();
+/// Every problem of these settings, as shared settings (no host); those of `unresolved` (the
+/// CNI and networks that did not resolve at load) in their place.
+pub(super) fn problems(inv: &Inventory, unresolved: &mut Vec<Problem>) -> Vec<Problem> {
+    let mut out = take(unresolved, None, "kubernetes.cni");
+    let pod_invalid = take(unresolved, None, "kubernetes.pod_cidr");
+    let service_invalid = take(unresolved, None, "kubernetes.service_cidr");
+    let (pod_valid, service_valid) = (pod_invalid.is_empty(), service_invalid.is_empty());
+    out.extend(pod_invalid);
+    out.extend(service_invalid);
     let mut push = |field: &str, message: String| {
         out.push(Problem {
             host: None,
@@ -171,35 +175,19 @@ pub(super) fn problems(inv: &Inventory) -> Vec<Problem> {
         })
     };
     let k = &inv.kubernetes;
-    if cni(&k.cni).is_none() {
-        push(
-            "kubernetes.cni",
-            format!(
-                "unknown CNI `{}` (expected one of: {}; for another, `none` and its rules in kubernetes.extra_rules)",
-                k.cni.escape_debug(),
-                CNIS.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
-            ),
-        );
-    }
     let mut networks: Vec<(&str, Net, String)> = Vec::new();
-    match &k.pod_cidr {
-        Some(text) => match Net::parse(text) {
-            Ok(net) => networks.push(("kubernetes.pod_cidr", net, String::new())),
-            Err(why) => push("kubernetes.pod_cidr", ipv4_network(text, &why)),
-        },
-        None => {
+    match k.pod_cidr {
+        Some(net) => networks.push(("kubernetes.pod_cidr", net, String::new())),
+        None if pod_valid => {
             if let Some(net) = pod_network(inv) {
-                let why = format!(" ({}'s default; set kubernetes.pod_cidr)", k.cni);
+                let why = format!(" ({}'s default; set kubernetes.pod_cidr)", k.cni.name);
                 networks.push(("kubernetes.pod_cidr", net, why));
             }
         }
+        None => {}
     }
-    match Net::parse(&k.service_cidr) {
-        Ok(net) => networks.push(("kubernetes.service_cidr", net, String::new())),
-        Err(why) => push(
-            "kubernetes.service_cidr",
-            ipv4_network(&k.service_cidr, &why),
-        ),
+    if service_valid {
+        networks.push(("kubernetes.service_cidr", k.service_cidr, String::new()));
     }
     if let [(_, pods, _), (_, services, _)] = networks.as_slice()
         && k.pod_cidr.is_some()
@@ -262,7 +250,7 @@ pub(super) fn problems(inv: &Inventory) -> Vec<Problem> {
 }
 
 /// The message for a network that does not parse.
-fn ipv4_network(text: &str, why: &str) -> String {
+pub(super) fn ipv4_network(text: &str, why: &str) -> String {
     format!(
         "`{}`: {why} (expected an IPv4 network like 10.244.0.0/16)",
         text.escape_debug()
@@ -276,8 +264,8 @@ fn host_addresses(inv: &Inventory) -> Vec<(&str, Ipv4Addr)> {
         if let Ok(ip) = h.address.parse::<Ipv4Addr>() {
             out.push((name.as_str(), ip));
         }
-        if let Some(Ok((std::net::IpAddr::V4(ip), _))) =
-            h.network.as_ref().map(|n| parse_cidr(&n.address))
+        if let Some(std::net::IpAddr::V4(ip)) =
+            h.network.as_ref().and_then(|n| n.parsed).map(|c| c.addr)
         {
             out.push((name.as_str(), ip));
         }
@@ -310,9 +298,9 @@ network = { address = "192.168.10.57/24" }
     #[test]
     fn defaults() {
         let inv = parse("").unwrap();
-        assert_eq!(inv.kubernetes.cni, "none");
+        assert_eq!(inv.kubernetes.cni.name, "none");
         assert_eq!(pod_network(&inv), None, "no CNI, no pod network");
-        assert_eq!(service_network(&inv), Some(Net::new(10, 96, 0, 0, 12)));
+        assert_eq!(service_network(&inv), Net::new(10, 96, 0, 0, 12));
         assert_eq!(inv.haproxy.ingress_http_nodeport, 30080);
         assert_eq!(inv.haproxy.ingress_https_nodeport, 30443);
         let inv = parse("[kubernetes]\ncni = \"flannel\"").unwrap();

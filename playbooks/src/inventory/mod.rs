@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use tasks::Secret;
+use tasks::firewall::Net;
+use tasks::network::Cidr;
+
 
 pub mod cluster;
 pub mod placeholders;
@@ -36,10 +39,39 @@ pub use validate::{is_rfc1123_label, is_sha512_crypt, parse_cidr};
 pub use vars::VarsError;
 
 use placeholders::marked;
+
+/// A host's role, as the inventory's `role` field names it, checked against the roles the
+/// inventory was loaded for (see [`Inventory::parse_for`]). Two are equal when they name the
+/// same role; shown by its name. `crate::roles` gives it the role's behaviour.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RoleRef(pub(crate) &'static str);
+
+impl RoleRef {
+    /// The role of `roles` named `name`.
+    pub fn named(name: &str, roles: &[&'static str]) -> Option<RoleRef> {
+        roles.iter().find(|r| **r == name).map(|r| RoleRef(r))
+    }
+
+    /// The role's name.
+    pub fn name(self) -> &'static str {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for RoleRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RoleRef({:?})", self.0)
+    }
+}
+
+impl std::fmt::Display for RoleRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.0)
+    }
+}
 use problems::{line_at, locate};
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(from = "RawInventory")]
+#[derive(Debug, Clone)]
 pub struct Inventory {
     pub ssh: SshDefaults,
     pub admin: Option<Admin>,
@@ -69,7 +101,7 @@ struct RawInventory {
     #[serde(default)]
     system: System,
     #[serde(default)]
-    kubernetes: Kubernetes,
+    kubernetes: RawKubernetes,
     #[serde(default)]
     haproxy: Haproxy,
     #[serde(default)]
@@ -95,37 +127,158 @@ struct RawHost {
     vars: Option<toml::Table>,
 }
 
-impl From<RawInventory> for Inventory {
-    fn from(raw: RawInventory) -> Inventory {
+/// `[kubernetes]` as written: [`Kubernetes`] with its names and networks as text.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawKubernetes {
+    source: String,
+    version: String,
+    docker: bool,
+    cni: String,
+    pod_cidr: Option<String>,
+    service_cidr: String,
+    extra_rules: Vec<ExtraRule>,
+}
+
+impl Default for RawKubernetes {
+    fn default() -> Self {
+        RawKubernetes {
+            source: "distro".into(),
+            version: "1.30".into(),
+            docker: false,
+            cni: "none".into(),
+            pod_cidr: None,
+            // kubeadm's default serviceSubnet.
+            service_cidr: "10.96.0.0/12".into(),
+            extra_rules: Vec::new(),
+        }
+    }
+}
+
+/// What did not resolve when the file's names and networks were read into types: problems
+/// that validation reports in their place among the others. Meanwhile the model holds a
+/// stand-in value there; an inventory with problems is never handed out.
+type Unresolved = Vec<Problem>;
+
+impl RawKubernetes {
+    fn resolve(self, unresolved: &mut Unresolved) -> Kubernetes {
+        let mut problem = |field: &str, message: String| {
+            unresolved.push(Problem {
+                host: None,
+                field: field.into(),
+                line: None,
+                message,
+            })
+        };
+        let source = Source::named(&self.source).unwrap_or_else(|| {
+            problem(
+                "kubernetes.source",
+                format!(
+                    "unknown source `{}` (expected distro, upstream or present)",
+                    self.source.escape_debug()
+                ),
+            );
+            Source::Distro
+        });
+        let cni = cluster::cni(&self.cni).unwrap_or_else(|| {
+            problem(
+                "kubernetes.cni",
+                format!(
+                    "unknown CNI `{}` (expected one of: {}; for another, `none` and its rules in kubernetes.extra_rules)",
+                    self.cni.escape_debug(),
+                    cluster::CNIS
+                        .iter()
+                        .map(|c| c.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            cluster::cni("none").expect("the CNI `none`")
+        });
+        let mut network = |field: &str, text: &str| match Net::parse(text) {
+            Ok(net) => Some(net),
+            Err(why) => {
+                problem(field, cluster::ipv4_network(text, &why));
+                None
+            }
+        };
+        let pod_cidr = self
+            .pod_cidr
+            .and_then(|text| network("kubernetes.pod_cidr", &text));
+        let service_cidr = network("kubernetes.service_cidr", &self.service_cidr)
+            .unwrap_or(Net::new(10, 96, 0, 0, 12));
+        Kubernetes {
+            source,
+            version: self.version,
+            docker: self.docker,
+            cni,
+            pod_cidr,
+            service_cidr,
+            extra_rules: self.extra_rules,
+        }
+    }
+}
+
+impl RawInventory {
+    /// The model, names resolved to types and networks parsed, and what did not resolve.
+    fn resolve(self, roles: &[&'static str]) -> (Inventory, Unresolved) {
+        let mut unresolved = Vec::new();
         let mut hosts = BTreeMap::new();
         let mut host_vars = BTreeMap::new();
-        for (name, h) in raw.hosts {
+        for (name, h) in self.hosts {
             if let Some(vars) = h.vars {
                 host_vars.insert(name.clone(), vars);
             }
+            let role = RoleRef::named(&h.role, roles).unwrap_or_else(|| {
+                unresolved.push(Problem {
+                    host: Some(name.clone()),
+                    field: "role".into(),
+                    line: None,
+                    message: format!(
+                        "unknown role `{}` (expected one of: {})",
+                        h.role.escape_debug(),
+                        roles.join(", ")
+                    ),
+                });
+                RoleRef(roles.first().copied().unwrap_or_default())
+            });
+            let mut network = h.network;
+            if let Some(n) = &mut network {
+                match validate::read_cidr(n) {
+                    Ok(cidr) => n.parsed = Some(cidr),
+                    Err((field, message)) => unresolved.push(Problem {
+                        host: Some(name.clone()),
+                        field: field.into(),
+                        line: None,
+                        message,
+                    }),
+                }
+            }
             let entry = HostEntry {
-                role: h.role,
+                role,
                 address: h.address,
                 management_address: h.management_address,
                 port: h.port,
                 user: h.user,
                 zone: h.zone,
-                network: h.network,
+                network,
             };
             hosts.insert(name, entry);
         }
-        Inventory {
-            ssh: raw.ssh,
-            admin: raw.admin,
-            system: raw.system,
-            kubernetes: raw.kubernetes,
-            haproxy: raw.haproxy,
+        let kubernetes = self.kubernetes.resolve(&mut unresolved);
+        let inv = Inventory {
+            ssh: self.ssh,
+            admin: self.admin,
+            system: self.system,
+            kubernetes,
+            haproxy: self.haproxy,
             hosts,
-            vars: raw.vars,
+            vars: self.vars,
             host_vars,
             placeholders: Vec::new(),
             path: PathBuf::new(),
-        }
+        };
+        (inv, unresolved)
     }
 }
 
@@ -221,41 +374,49 @@ impl Default for System {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone)]
 pub struct Kubernetes {
-    /// Where kubelet/kubeadm come from: `distro` (Photon's packages), `upstream` (pkgs.k8s.io
-    /// repository), `present` (already installed, not managed).
-    pub source: String,
+    /// Where kubelet/kubeadm come from.
+    pub source: Source,
     /// Minor version (e.g. "1.30"): of the upstream repository, or of the distribution's
     /// packages, which its repositories must offer (Photon OS 5.0: "1.27").
     pub version: String,
     /// Manage docker's daemon.json even where docker is not installed yet.
     pub docker: bool,
-    /// The pod network add-on: `calico`, `flannel`, `cilium` (the ports and protocols its
-    /// nodes exchange are opened on every node) or `none` (only `extra_rules`).
-    pub cni: String,
+    /// The pod network add-on, one of [`cluster::CNIS`]: `calico`, `flannel`, `cilium` (the
+    /// ports and protocols its nodes exchange are opened on every node) or `none` (only
+    /// `extra_rules`).
+    pub cni: &'static Cni,
     /// The pods' network, as given to `kubeadm init --pod-network-cidr` (forwarded to and from
     /// on every node). Default: the CNI's own (calico 192.168.0.0/16, flannel 10.244.0.0/16,
     /// cilium 10.0.0.0/8; none: no pod network rule).
-    pub pod_cidr: Option<String>,
-    /// The services' network (kubeadm's `serviceSubnet`), forwarded to and from on every node.
-    pub service_cidr: String,
+    pub pod_cidr: Option<Net>,
+    /// The services' network (kubeadm's `serviceSubnet`, default 10.96.0.0/12), forwarded to
+    /// and from on every node.
+    pub service_cidr: Net,
     /// More incoming rules for every node, for what the CNI setting does not cover.
     pub extra_rules: Vec<ExtraRule>,
 }
 
-impl Default for Kubernetes {
-    fn default() -> Self {
-        Kubernetes {
-            source: "distro".into(),
-            version: "1.30".into(),
-            docker: false,
-            cni: "none".into(),
-            pod_cidr: None,
-            // kubeadm's default serviceSubnet.
-            service_cidr: "10.96.0.0/12".into(),
-            extra_rules: Vec::new(),
+/// Where kubelet and kubeadm come from (`kubernetes.source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `distro`: the distribution's own packages (Photon OS).
+    Distro,
+    /// `upstream`: the Kubernetes project's repository, pkgs.k8s.io.
+    Upstream,
+    /// `present`: already installed, not managed.
+    Present,
+}
+
+impl Source {
+    /// The source the inventory names `name`.
+    pub fn named(name: &str) -> Option<Source> {
+        match name {
+            "distro" => Some(Source::Distro),
+            "upstream" => Some(Source::Upstream),
+            "present" => Some(Source::Present),
+            _ => None,
         }
     }
 }
@@ -282,11 +443,11 @@ impl Default for Haproxy {
     }
 }
 
-/// A host as written under `[hosts.NAME]`; its `vars` are kept in [`Inventory::host_vars`].
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A host as written under `[hosts.NAME]`, its role resolved; its `vars` are kept in
+/// [`Inventory::host_vars`].
+#[derive(Debug, Clone)]
 pub struct HostEntry {
-    pub role: String,
+    pub role: RoleRef,
     /// Where ssh connects: an IPv4 or IPv6 address, or a DNS name. It is also the host's own
     /// address, which `network.address` must then be, unless `management_address` says
     /// otherwise.
@@ -294,12 +455,27 @@ pub struct HostEntry {
     /// `address` is a management address, apart from the host's cluster address
     /// (`network.address`, which the static file gives the host and the balancers reach):
     /// ssh connects to the one, the network file holds the other.
-    #[serde(default)]
     pub management_address: bool,
     pub port: Option<u16>,
     pub user: Option<String>,
     pub zone: Option<String>,
     pub network: Option<Network>,
+}
+
+impl HostEntry {
+    /// A host of `role` with no settings of its own, at 127.0.0.1: this machine, or a host
+    /// that plans stand for.
+    pub fn stand_in(role: RoleRef) -> HostEntry {
+        HostEntry {
+            role,
+            address: "127.0.0.1".into(),
+            management_address: false,
+            port: None,
+            user: None,
+            zone: None,
+            network: None,
+        }
+    }
 }
 
 /// The network of a host: its cluster address and, when nodeprep writes it, its static
@@ -325,6 +501,10 @@ pub struct Network {
     /// The prefix length, when `address` is written without it.
     #[serde(default, deserialize_with = "marked")]
     pub prefix: Option<u8>,
+    /// `address` and `prefix` read at load. `None` only in an inventory that validation
+    /// refuses (it says why), never in one handed out.
+    #[serde(skip)]
+    pub parsed: Option<Cidr>,
     #[serde(default, deserialize_with = "marked")]
     pub gateway: Option<String>,
     /// Name servers (else the shared `system.dns`).
@@ -383,7 +563,7 @@ impl Inventory {
     /// Reads and validates a file whose hosts may have the roles named `roles`.
     /// [`Inventory::load`] gives it the built-in roles' names (in `crate::roles`, which
     /// depends on the inventory, not the other way round).
-    pub fn load_for(path: &Path, roles: &[&str]) -> Result<Inventory, Problems> {
+    pub fn load_for(path: &Path, roles: &[&'static str]) -> Result<Inventory, Problems> {
         let text = std::fs::read_to_string(path).map_err(|e| Problems {
             file: path.to_path_buf(),
             list: vec![Problem {
@@ -398,8 +578,12 @@ impl Inventory {
 
     /// Parses and validates `text`, read from `path`, whose hosts may have the roles named
     /// `roles` ([`Inventory::parse`]: the built-in ones).
-    pub fn parse_for(text: &str, path: &Path, roles: &[&str]) -> Result<Inventory, Problems> {
-        let mut inv: Inventory = toml::from_str(text).map_err(|e| Problems {
+    pub fn parse_for(
+        text: &str,
+        path: &Path,
+        roles: &[&'static str],
+    ) -> Result<Inventory, Problems> {
+        let raw: RawInventory = toml::from_str(text).map_err(|e| Problems {
             file: path.to_path_buf(),
             list: vec![Problem {
                 host: None,
@@ -408,6 +592,7 @@ impl Inventory {
                 message: e.message().to_string(),
             }],
         })?;
+        let (mut inv, unresolved) = raw.resolve(roles);
         inv.path = path.to_path_buf();
         if let Ok(doc) = text.parse::<toml::Table>() {
             inv.placeholders = placeholders::collect(&doc);
@@ -415,7 +600,7 @@ impl Inventory {
                 p.line = locate(text, p.host.as_deref(), &p.field);
             }
         }
-        let mut list = inv.problems(roles);
+        let mut list = inv.problems(unresolved);
         for p in &mut list {
             p.line = locate(text, p.host.as_deref(), &p.field);
         }
@@ -440,6 +625,15 @@ impl Inventory {
         self.hosts.get_key_value(name).map(|(n, h)| Target {
             name: n,
             host: h,
+            inventory: self,
+        })
+    }
+
+    /// Every host, in name order.
+    pub fn targets(&self) -> impl Iterator<Item = Target<'_>> {
+        self.hosts.iter().map(|(name, host)| Target {
+            name,
+            host,
             inventory: self,
         })
     }

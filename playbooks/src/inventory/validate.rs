@@ -12,29 +12,49 @@ use super::{Admin, HostEntry, Inventory, Kubernetes, Network, SshDefaults, Syste
 
 impl Inventory {
     /// Every problem of the inventory, hosts first (in name order), then the shared settings;
-    /// `roles`: the names a host's role may have. Lines are left to the caller, who has the
-    /// text.
-    pub(super) fn problems(&self, roles: &[&str]) -> Vec<Problem> {
-        let mut out = Found::default();
-        hosts(self, roles, &mut out);
+    /// `unresolved`, what did not resolve at load, each in its place among them. Lines are
+    /// left to the caller, who has the text.
+    pub(super) fn problems(&self, unresolved: Vec<Problem>) -> Vec<Problem> {
+        let mut out = Found {
+            list: Vec::new(),
+            unresolved,
+        };
+        hosts(self, &mut out);
         ssh(&self.ssh, &mut out);
         if let Some(a) = &self.admin {
             admin(a, &mut out);
         }
         system(self, &self.system, &mut out);
         kubernetes(&self.kubernetes, &mut out);
-        out.list.extend(super::cluster::problems(self));
+        out.list
+            .extend(super::cluster::problems(self, &mut out.unresolved));
+        out.list.append(&mut out.unresolved);
         out.list
     }
 }
 
-/// The problems found so far.
-#[derive(Default)]
+/// The problems found so far, and those of the loading not reported yet.
 struct Found {
     list: Vec<Problem>,
+    unresolved: Vec<Problem>,
+}
+
+/// The problems of `unresolved` at `field` of `host`, taken out of it.
+pub(super) fn take(unresolved: &mut Vec<Problem>, host: Option<&str>, field: &str) -> Vec<Problem> {
+    let (taken, kept) = std::mem::take(unresolved)
+        .into_iter()
+        .partition(|p| p.host.as_deref() == host && p.field == field);
+    *unresolved = kept;
+    taken
 }
 
 impl Found {
+    /// The value at `field` of `host` did not resolve at load: its problem goes here.
+    fn unresolved(&mut self, host: Option<&str>, field: &str) {
+        let taken = take(&mut self.unresolved, host, field);
+        self.list.extend(taken);
+    }
+
     fn push(&mut self, host: Option<&str>, field: &str, message: String) {
         self.list.push(Problem {
             host: host.map(str::to_string),
@@ -51,11 +71,11 @@ impl Found {
 }
 
 /// Each host on its own, and addresses shared by two hosts.
-fn hosts(inv: &Inventory, roles: &[&str], out: &mut Found) {
+fn hosts(inv: &Inventory, out: &mut Found) {
     let mut seen_addr: HashMap<(String, u16), &str> = HashMap::new();
     let mut seen_net: HashMap<String, &str> = HashMap::new();
     for (name, h) in &inv.hosts {
-        host(name, h, roles, inv.ssh.port, &mut seen_addr, out);
+        host(name, h, inv.ssh.port, &mut seen_addr, out);
         match &h.network {
             Some(n) => network(name, h, n, &mut seen_net, out),
             None if h.management_address => out.push(
@@ -68,12 +88,11 @@ fn hosts(inv: &Inventory, roles: &[&str], out: &mut Found) {
     }
 }
 
-/// A host's name, role (one of `roles`), address, ssh port and user, zone. `ssh_port` is the
+/// A host's name, role, address, ssh port and user, zone. `ssh_port` is the
 /// shared port; `seen` maps the ssh address and port of the hosts before it to their names.
 fn host<'a>(
     name: &'a str,
     h: &HostEntry,
-    roles: &[&str],
     ssh_port: u16,
     seen: &mut HashMap<(String, u16), &'a str>,
     out: &mut Found,
@@ -89,17 +108,7 @@ fn host<'a>(
             ),
         );
     }
-    if !roles.contains(&h.role.as_str()) {
-        out.push(
-            host,
-            "role",
-            format!(
-                "unknown role `{}` (expected one of: {})",
-                h.role.escape_debug(),
-                roles.join(", ")
-            ),
-        );
-    }
+    out.unresolved(host, "role");
     if h.address.starts_with('[') && h.address.ends_with(']') {
         out.push(
             host,
@@ -188,7 +197,10 @@ fn network<'a>(
             "apply = true applies the static network file, which nodeprep writes only with network.write = true".into(),
         );
     }
-    let cidr = cidr(name, n, out);
+    // Read at load; what did not read is reported here.
+    out.unresolved(host, "network.prefix");
+    out.unresolved(host, "network.address");
+    let cidr = n.parsed;
     if let Some(cidr) = cidr {
         same_host(name, h, cidr.addr, seen, out);
     }
@@ -255,51 +267,43 @@ fn same_host<'a>(
 }
 
 /// The address and prefix of a host's network, from `address` (`a/p`) or `address` and
-/// `prefix`; `None` after reporting why not.
-fn cidr(name: &str, n: &Network, out: &mut Found) -> Option<Cidr> {
-    let host = Some(name);
+/// `prefix`; else the field at fault and why.
+pub(super) fn read_cidr(n: &Network) -> Result<Cidr, (&'static str, String)> {
     let written = n.address.escape_debug();
     if n.address.contains('/') {
         if n.prefix.is_some() {
-            out.push(
-                host,
+            return Err((
                 "network.prefix",
-                format!("the prefix is given twice, in network.address (`{written}`) and in network.prefix: keep one"),
-            );
-            return None;
+                format!(
+                    "the prefix is given twice, in network.address (`{written}`) and in network.prefix: keep one"
+                ),
+            ));
         }
         return Cidr::parse(&n.address)
-            .map_err(|why| out.push(host, "network.address", format!("`{written}`: {why}")))
-            .ok();
+            .map_err(|why| ("network.address", format!("`{written}`: {why}")));
     }
     let Ok(ip) = n.address.parse::<IpAddr>() else {
-        out.push(
-            host,
+        return Err((
             "network.address",
             format!("`{written}` is not an IPv4 or IPv6 address"),
-        );
-        return None;
+        ));
     };
     let Some(prefix) = n.prefix else {
-        out.push(
-            host,
+        return Err((
             "network.address",
-            format!("`{written}`: expected address/prefix, like 192.168.10.57/24, or the prefix in network.prefix"),
-        );
-        return None;
+            format!(
+                "`{written}`: expected address/prefix, like 192.168.10.57/24, or the prefix in network.prefix"
+            ),
+        ));
     };
     let max = if ip.is_ipv4() { 32 } else { 128 };
     if !(1..=max).contains(&prefix) {
-        out.push(
-            host,
+        return Err((
             "network.prefix",
             format!("prefix `{prefix}` is not in 1..={max}"),
-        );
-        return None;
+        ));
     }
-    Cidr::new(ip, prefix)
-        .map_err(|why| out.push(host, "network.address", format!("`{written}`: {why}")))
-        .ok()
+    Cidr::new(ip, prefix).map_err(|why| ("network.address", format!("`{written}`: {why}")))
 }
 
 fn ssh(s: &SshDefaults, out: &mut Found) {
@@ -445,15 +449,7 @@ fn ca_file(inv: &Inventory, f: &std::path::Path, out: &mut Found) {
 }
 
 fn kubernetes(k: &Kubernetes, out: &mut Found) {
-    if !["distro", "upstream", "present"].contains(&k.source.as_str()) {
-        out.shared(
-            "kubernetes.source",
-            format!(
-                "unknown source `{}` (expected distro, upstream or present)",
-                k.source.escape_debug()
-            ),
-        );
-    }
+    out.unresolved(None, "kubernetes.source");
     if !is_minor_version(&k.version) {
         out.shared(
             "kubernetes.version",

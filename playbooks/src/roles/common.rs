@@ -174,11 +174,7 @@ fn ca_files(t: Target) -> Probe {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         if let Ok(stem) = ca::stem(&name) {
-            for os in [
-                tasks::OsFamily::Photon,
-                tasks::OsFamily::Debian,
-                tasks::OsFamily::Rhel,
-            ] {
+            for os in tasks::OsFamily::ALL {
                 let l = ca::layout(os);
                 files.push(format!("{}/{stem}.{}", l.dir, l.ext));
             }

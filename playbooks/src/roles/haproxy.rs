@@ -4,7 +4,7 @@
 use tasks::firewall::{self, Ports};
 use tasks::{Plan, Result, haproxy, verify};
 
-use super::{Role, common, name_resolves, network};
+use super::{K8sNode, NodeKind, Role, common, name_resolves, network};
 use crate::inventory::{Inventory, Target};
 
 /// A load balancer.
@@ -17,18 +17,18 @@ pub const BALANCER_PORTS: &[Ports] = &[Ports::one(6443)];
 pub const INGRESS_PORTS: &[Ports] = &[Ports::one(80), Ports::one(443)];
 
 /// The backends: masters, and the workers of the balancer's zone.
-fn backends(t: &Target, role: &str, same_zone: bool) -> Vec<(String, String)> {
+fn backends(t: &Target, role: &dyn Role, same_zone: bool) -> Vec<(String, String)> {
     t.inventory
         .hosts
         .iter()
-        .filter(|(_, h)| h.role == role && (!same_zone || h.zone == t.host.zone))
+        .filter(|(_, h)| h.role.is(role) && (!same_zone || h.zone == t.host.zone))
         .map(|(n, h)| (n.clone(), h.cluster_address().to_string()))
         .collect()
 }
 
 /// Ingress frontends are served when the inventory asks and the zone has workers.
 pub fn ingress(t: &Target) -> bool {
-    t.inventory.haproxy.ingress && !backends(t, "k8s-worker", true).is_empty()
+    t.inventory.haproxy.ingress && !backends(t, &K8sNode(NodeKind::Worker), true).is_empty()
 }
 
 /// The workers' ports the ingress frontends send to (the ingress controller's NodePorts,
@@ -49,8 +49,8 @@ pub fn ingress_nodeports(inv: &Inventory) -> Vec<Ports> {
 /// The balancer's haproxy.cfg: the API over every master, ingress over the ingress NodePorts
 /// of the workers of its zone.
 pub fn config(t: &Target) -> String {
-    let masters = backends(t, "k8s-master", false);
-    let workers = backends(t, "k8s-worker", true);
+    let masters = backends(t, &K8sNode(NodeKind::Master), false);
+    let workers = backends(t, &K8sNode(NodeKind::Worker), true);
     let m: Vec<(&str, &str)> = masters
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))

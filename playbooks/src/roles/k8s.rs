@@ -5,7 +5,7 @@ use tasks::{Change, Plan, Reads, Result, StepReads, verify};
 use tasks::{containerd, disks, docker, hostname, kernel, kubelet};
 
 use super::{Role, common, ingress_nodeports, name_resolves, network};
-use crate::inventory::{Target, cni, pod_network, service_network};
+use crate::inventory::{Source, Target, pod_network, service_network};
 
 /// A master or a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,9 +76,9 @@ impl Role for K8sNode {
             rules.push(Rule::udp(NODEPORTS));
             rules.extend(ingress_nodeports(inv).into_iter().map(Rule::tcp));
         }
-        rules.extend(cni(&k.cni).map_or(&[][..], |c| c.rules));
+        rules.extend(k.cni.rules);
         rules.extend(k.extra_rules.iter().filter_map(|r| r.rule().ok()));
-        for net in pod_network(inv).into_iter().chain(service_network(inv)) {
+        for net in pod_network(inv).into_iter().chain([service_network(inv)]) {
             rules.extend([Rule::forward_from(net), Rule::forward_to(net)]);
         }
         rules
@@ -119,10 +119,10 @@ impl Role for K8sNode {
         p.check("stable disk ids", disks::READS, disks::stable_disk_ids);
         kernel_prep(p, self.modules(), self.sysctls());
         let k = &t.inventory.kubernetes;
-        let source = match k.source.as_str() {
-            "upstream" => kubelet::Source::Upstream { minor: &k.version },
-            "present" => kubelet::Source::Present,
-            _ => kubelet::Source::Distro { minor: &k.version },
+        let source = match k.source {
+            Source::Upstream => kubelet::Source::Upstream { minor: &k.version },
+            Source::Present => kubelet::Source::Present,
+            Source::Distro => kubelet::Source::Distro { minor: &k.version },
         };
         let kube = p.step("kubernetes packages", kubelet::READS, move |cx| {
             kubelet::packages(cx, source)

@@ -17,9 +17,9 @@ use tasks::{Plan, Result};
 
 use std::path::Path;
 
-use crate::inventory::{Inventory, Problems, Target};
+use crate::inventory::{HostEntry, Inventory, Problems, Target};
 
-pub use crate::inventory::{CNIS, Cni, cni, pod_network, service_network};
+pub use crate::inventory::{CNIS, Cni, RoleRef, cni, pod_network, service_network};
 pub use common::{common, full_update, name_resolves, network};
 pub use haproxy::{Haproxy, ingress_nodeports};
 pub use k8s::{K8sNode, NODEPORTS, NodeKind};
@@ -62,6 +62,55 @@ pub fn find(name: &str) -> Option<&'static dyn Role> {
     ALL.iter().copied().find(|r| r.name() == name)
 }
 
+/// The role of a host that nothing gives one: the stand-in host of a playbook meant for no
+/// role (`--local`, a listing with no such host in the inventory) is a worker, the plainest
+/// node.
+pub static STAND_IN: &dyn Role = &K8sNode(NodeKind::Worker);
+
+/// A host's role is one of [`ALL`] once the inventory is loaded ([`Inventory::load`]): its
+/// behaviour is that role's.
+impl RoleRef {
+    /// Whether this is `role`.
+    pub fn is(self, role: &dyn Role) -> bool {
+        self.name() == role.name()
+    }
+
+    /// The built-in role this names.
+    pub fn role(self) -> &'static dyn Role {
+        find(self.name()).unwrap_or(STAND_IN)
+    }
+}
+
+impl From<&'static dyn Role> for RoleRef {
+    fn from(role: &'static dyn Role) -> RoleRef {
+        RoleRef(role.name())
+    }
+}
+
+impl std::ops::Deref for RoleRef {
+    type Target = dyn Role;
+    fn deref(&self) -> &(dyn Role + 'static) {
+        self.role()
+    }
+}
+
+/// Every check name `role`'s hosts can get, as its spec declares them: planned for a stand-in
+/// host of an inventory that asks for everything optional (the balancers' ingress frontends).
+pub fn check_names(role: &'static dyn Role) -> Vec<String> {
+    let mut inv = Inventory::parse("", std::path::Path::new("inventory.toml"))
+        .expect("an empty inventory is valid");
+    inv.haproxy.ingress = true;
+    let host = HostEntry::stand_in(role.into());
+    let t = Target {
+        name: "localhost",
+        host: &host,
+        inventory: &inv,
+    };
+    let mut p = Plan::new();
+    verify::declare(role.verify(t), &mut p);
+    p.names()
+}
+
 /// The names of the roles, for messages.
 pub fn names() -> Vec<&'static str> {
     ALL.iter().map(|r| r.name()).collect()
@@ -85,7 +134,6 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::inventory::Inventory;
 
     #[test]
     fn ports_by_role() {
@@ -193,7 +241,7 @@ mod tests {
                     let (name, addr) = (words[1], words[2]);
                     let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
                     let t = inv.target(name).unwrap();
-                    let opened = find(&t.host.role).unwrap().firewall(&t);
+                    let opened = t.host.role.firewall(&t);
                     assert!(
                         opened
                             .iter()

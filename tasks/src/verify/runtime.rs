@@ -118,18 +118,29 @@ pub fn kubelet_config_driver(text: &str) -> Option<String> {
 
 /// The package that provides `binary` on `os`.
 pub fn package_of(os: OsFamily, binary: &str) -> &'static str {
-    match (os, binary) {
-        (OsFamily::Debian, "conntrack") => "conntrack",
-        (_, "conntrack") => "conntrack-tools",
-        (_, "socat") => "socat",
-        (OsFamily::Rhel, "ebtables") => "iptables-nft",
-        (_, "ebtables") => "ebtables",
-        (_, "ethtool") => "ethtool",
-        (OsFamily::Rhel, "ip") => "iproute",
-        (_, "ip") => "iproute2",
-        (OsFamily::Rhel, "iptables") => "iptables-nft",
-        (_, "iptables") => "iptables",
-        (OsFamily::Debian, "mount") => "mount",
+    match binary {
+        "conntrack" => match os {
+            OsFamily::Debian => "conntrack",
+            OsFamily::Photon | OsFamily::Rhel => "conntrack-tools",
+        },
+        "socat" => "socat",
+        "ebtables" => match os {
+            OsFamily::Rhel => "iptables-nft",
+            OsFamily::Photon | OsFamily::Debian => "ebtables",
+        },
+        "ethtool" => "ethtool",
+        "ip" => match os {
+            OsFamily::Rhel => "iproute",
+            OsFamily::Photon | OsFamily::Debian => "iproute2",
+        },
+        "iptables" => match os {
+            OsFamily::Rhel => "iptables-nft",
+            OsFamily::Photon | OsFamily::Debian => "iptables",
+        },
+        "mount" => match os {
+            OsFamily::Debian => "mount",
+            OsFamily::Photon | OsFamily::Rhel => "util-linux",
+        },
         _ => "util-linux",
     }
 }

@@ -20,7 +20,7 @@ pub fn demo(args: &DemoArgs) -> Result<u8> {
     let hosts: Vec<(&str, &str)> = example
         .hosts
         .iter()
-        .map(|(n, h)| (n.as_str(), h.role.as_str()))
+        .map(|(n, h)| (n.as_str(), h.role.name()))
         .collect();
     let sh = Shell::new()?;
     super::prereq::ensure(&sh)?;
@@ -59,18 +59,14 @@ pub fn demo(args: &DemoArgs) -> Result<u8> {
                 .map(|(playbook, role)| {
                     let (inv, printer, opts) = (&inv, &printer, &opts);
                     s.spawn(move || {
-                        let names: Vec<&str> = inv
-                            .hosts
-                            .iter()
-                            .filter(|(_, h)| h.role == role.name())
-                            .map(|(n, _)| n.as_str())
-                            .collect();
-                        if names.is_empty() {
+                        let targets: Vec<_> =
+                            inv.targets().filter(|t| t.host.role.is(role)).collect();
+                        if targets.is_empty() {
                             return Vec::new();
                         }
                         let planner = fanout::planner(|t, p| playbook.plan(t, p));
                         let done = |r: &HostReport| printer.host_done(r);
-                        fanout::over_ssh(inv, &names, &planner, None, opts, &printer.sink(), &done)
+                        fanout::over_ssh(&targets, &planner, None, opts, &printer.sink(), &done)
                     })
                 })
                 .collect();

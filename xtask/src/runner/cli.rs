@@ -169,9 +169,17 @@ impl RunArgs {
     pub fn job<'r>(&self, registry: &'r Registry) -> Result<Job<'r>> {
         let playbook = job::find_playbook(registry, &self.playbook)?;
         let targets = if self.local {
-            Targets::Local {
-                name: self.select.hosts.first().cloned(),
-            }
+            // This machine is one host: the name it goes by in the inventory, if any.
+            let name = match self.select.hosts.as_slice() {
+                [] => None,
+                [name] => Some(name.clone()),
+                more => bail!(
+                    "--local runs on this machine alone: give at most one --host (the name it has in the inventory), not {} ({})",
+                    more.len(),
+                    more.join(", ")
+                ),
+            };
+            Targets::Local { name }
         } else {
             Targets::Inventory(self.select.selector())
         };
@@ -234,12 +242,12 @@ pub fn dispatch(command: Command, registry: &Registry) -> Result<u8> {
         Command::Hosts(args) => {
             let inv = job::load_inventory(args.inv.inventory.as_deref())?;
             let sel = args.selector();
-            let names: Vec<&str> = if sel.is_empty() {
-                inv.hosts.keys().map(String::as_str).collect()
+            let targets = if sel.is_empty() {
+                inv.targets().collect()
             } else {
                 select::select(&inv, &sel)?
             };
-            print::hosts(&inv, &names);
+            print::hosts(&inv, &targets);
             Ok(EXIT_OK)
         }
         Command::Inventory {
@@ -308,4 +316,54 @@ pub fn usage_error(e: clap::Error) -> ExitCode {
     };
     let _ = e.print();
     ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Run {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn job_of(args: &[&str]) -> Result<Targets> {
+        let registry = Registry::default();
+        let run = Run::try_parse_from(std::iter::once("run").chain(args.iter().copied()))
+            .unwrap()
+            .run;
+        run.job(&registry).map(|j| j.targets)
+    }
+
+    /// `--local` is this machine: one `--host` names it in the inventory, two are refused
+    /// (bad input, exit code 1) before anything runs.
+    #[test]
+    fn local_takes_at_most_one_host() {
+        assert!(matches!(
+            job_of(&["k8s-worker", "--local"]),
+            Ok(Targets::Local { name: None })
+        ));
+        assert!(matches!(
+            job_of(&["k8s-worker", "--local", "--host", "prdk8swok501"]),
+            Ok(Targets::Local { name: Some(n) }) if n == "prdk8swok501"
+        ));
+        let e = job_of(&[
+            "k8s-worker",
+            "--local",
+            "--host",
+            "prdk8swok501",
+            "-H",
+            "prdk8swok511",
+        ])
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--local runs on this machine alone: give at most one --host (the name it has in the inventory), not 2 (prdk8swok501, prdk8swok511)"
+        );
+        assert_eq!(error_code(&e), EXIT_BAD_INPUT);
+        assert_eq!(EXIT_BAD_INPUT, 1);
+    }
 }

@@ -67,14 +67,13 @@ where
     f
 }
 
-/// Runs each named host's plan on every named host of `inv` over ssh (or simulated hosts, see
+/// Runs each target's plan on it over ssh (or on simulated hosts, see
 /// [`RunOptions::simulate`]), `forks` at a time, telling `sink` every event and `done` every
-/// finished host. The plans are `made` already (one a name, in the names' order: the run
+/// finished host. The plans are `made` already (one a target, in the targets' order: the run
 /// checked every one before the fan-out), or `planner`'s, made as the fan-out reaches each
-/// host. Reports come back in `names`' order.
+/// host. Reports come back in `targets`' order.
 pub fn over_ssh<'i>(
-    inv: &'i Inventory,
-    names: &[&str],
+    targets: &[Target<'i>],
     planner: &Planner,
     made: Option<Vec<Plan<'i>>>,
     opts: &RunOptions,
@@ -83,17 +82,15 @@ pub fn over_ssh<'i>(
 ) -> Vec<HostReport> {
     let mut made = made.map(Vec::into_iter);
     let queue = Mutex::new(
-        names
+        targets
             .iter()
             .copied()
             .enumerate()
-            .map(move |(i, name)| (i, name, made.as_mut().and_then(Iterator::next))),
+            .map(move |(i, target)| (i, target, made.as_mut().and_then(Iterator::next))),
     );
     let results: Mutex<Vec<(usize, HostReport)>> = Mutex::new(Vec::new());
-    let workers = opts.forks.min(names.len()).max(1);
-    let simulated = opts
-        .simulate
-        .map(|rtt| (rtt, converged(inv, names, planner)));
+    let workers = opts.forks.min(targets.len()).max(1);
+    let simulated = opts.simulate.map(|rtt| (rtt, converged(targets, planner)));
     // One holder for the whole run: the hosts' locks name this runner and when it started.
     let lock_holder = holder();
     // Most hosts' plans read alike: their probe is gathered once.
@@ -103,12 +100,11 @@ pub fn over_ssh<'i>(
             s.spawn(|| {
                 loop {
                     let next = queue.lock().unwrap().next();
-                    let Some((i, name, plan)) = next else { break };
-                    let target = inv.target(name).expect("selected from the inventory");
+                    let Some((i, target, plan)) = next else { break };
                     let plan = plan.map_or_else(|| plan_of(planner, target), Ok);
                     let host = match &simulated {
-                        None => ssh_host(inv, &target, &opts.credentials, opts.fresh),
-                        Some((rtt, state)) => simulated_host(name, *rtt, state),
+                        None => ssh_host(target.inventory, &target, &opts.credentials, opts.fresh),
+                        Some((rtt, state)) => simulated_host(target.name, *rtt, state),
                     };
                     let report = run_one(host, target, plan, opts, sink, &lock_holder, &probes);
                     done(&report);
@@ -129,17 +125,12 @@ pub fn plan_of<'a>(planner: &Planner, target: Target<'a>) -> tasks::Result<Plan<
     Ok(plan)
 }
 
-/// The state `planner`'s plan for the first of `names` leaves a recorded Debian host in
+/// The state `planner`'s plan for the first of `targets` leaves a recorded Debian host in
 /// (systemd, not a container): what every simulated host answers with, under its own name.
 #[cfg(feature = "simulate")]
-fn converged(
-    inv: &Inventory,
-    names: &[&str],
-    planner: &Planner,
-) -> tasks::Result<Arc<tasks::state::State>> {
-    let target = names
+fn converged(targets: &[Target], planner: &Planner) -> tasks::Result<Arc<tasks::state::State>> {
+    let target = *targets
         .first()
-        .and_then(|n| inv.target(n))
         .ok_or_else(|| tasks::Error::other("no host to simulate"))?;
     let plan = plan_of(planner, target)?;
     let fixture = tasks::testing::Fixture::debian();

@@ -88,13 +88,13 @@ pub(crate) fn targets<'i>(
     job: &Job,
     sel: &Selector,
     refused: &dyn Fn(&str) -> String,
-) -> Result<Vec<&'i str>> {
-    let names = select::select(inv, sel)?;
+) -> Result<Vec<Target<'i>>> {
+    let selected = select::select(inv, sel)?;
     if let Some(role) = job.playbook.role() {
-        let wrong: Vec<String> = names
+        let wrong: Vec<String> = selected
             .iter()
-            .filter(|n| inv.hosts[**n].role != role.name())
-            .map(|n| format!("{n} ({})", inv.hosts[*n].role))
+            .filter(|t| !t.host.role.is(role))
+            .map(|t| format!("{} ({})", t.name, t.host.role))
             .collect();
         if !wrong.is_empty() && !job.force {
             bail!(
@@ -105,7 +105,7 @@ pub(crate) fn targets<'i>(
             );
         }
     }
-    Ok(names)
+    Ok(selected)
 }
 
 /// Every host's plan is made before any host is touched: a bad `[vars]` value is bad input,
@@ -177,13 +177,9 @@ pub fn run(job: &Job) -> Result<u8> {
         }
         Targets::Inventory(sel) => {
             let inv = load_inventory(job.inventory.as_deref())?;
-            let names = targets(&inv, job, sel, &|hosts| {
+            let selected = targets(&inv, job, sel, &|hosts| {
                 format!("refusing {hosts} (use --force to run it anyway)")
             })?;
-            let selected: Vec<Target> = names
-                .iter()
-                .map(|n| inv.target(n).expect("selected"))
-                .collect();
             let plans = check_plans(job, &selected)?;
             let mut users: Vec<&str> = selected
                 .iter()
@@ -196,8 +192,7 @@ pub fn run(job: &Job) -> Result<u8> {
             opts.credentials = credentials(job, &inv, &users, sudo)?;
             let done = |r: &HostReport| printer.host_done(r);
             fanout::over_ssh(
-                &inv,
-                &names,
+                &selected,
                 &planner,
                 Some(plans),
                 &opts,

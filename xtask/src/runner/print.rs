@@ -10,7 +10,7 @@ use serde_json::json;
 use tasks::ctx::Sink;
 use tasks::{Event, Outcome};
 
-use playbooks::{Inventory, Registry};
+use playbooks::{Inventory, Registry, Target};
 
 use super::report::HostReport;
 
@@ -524,13 +524,12 @@ fn json_escaped(out: &mut String, s: &str) {
 }
 
 /// `cargo xtask hosts`: one line per host.
-pub fn hosts(inv: &Inventory, names: &[&str]) {
+pub fn hosts(inv: &Inventory, targets: &[Target]) {
     let mut out = format!(
         "{:<16} {:<11} {:<6} {:<22} NETWORK",
         "HOST", "ROLE", "ZONE", "SSH"
     );
-    for name in names {
-        let h = &inv.hosts[*name];
+    for &Target { name, host: h, .. } in targets {
         let ssh = format!(
             "{}@{}:{}",
             h.user.as_deref().unwrap_or(&inv.ssh.user),

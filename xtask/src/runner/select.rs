@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use globset::Glob;
-use playbooks::Inventory;
+use playbooks::{Inventory, Target};
 
 /// Which hosts of the inventory: by name, role, zone, all, narrowed by a name pattern.
 #[derive(Debug, Clone, Default)]
@@ -40,7 +40,7 @@ pub fn inventory_path(given: Option<&Path>) -> PathBuf {
 }
 
 /// The hosts a selection names, in inventory order. Errors name what did not match.
-pub fn select<'a>(inv: &'a Inventory, s: &Selector) -> Result<Vec<&'a str>> {
+pub fn select<'a>(inv: &'a Inventory, s: &Selector) -> Result<Vec<Target<'a>>> {
     let file = inv.path.display();
     for h in &s.hosts {
         if !inv.hosts.contains_key(h) {
@@ -58,14 +58,15 @@ pub fn select<'a>(inv: &'a Inventory, s: &Selector) -> Result<Vec<&'a str>> {
             bail!("no host `{h}` in {file}{hint}");
         }
     }
-    if let Some(role) = &s.role
-        && playbooks::roles::find(role).is_none()
-    {
-        bail!(
-            "unknown role `{role}` (expected one of: {})",
-            playbooks::roles::names().join(", ")
-        );
-    }
+    let role = match &s.role {
+        Some(name) => Some(playbooks::roles::find(name).map(playbooks::inventory::RoleRef::from).ok_or_else(|| {
+            anyhow::anyhow!(
+                "unknown role `{name}` (expected one of: {})",
+                playbooks::roles::names().join(", ")
+            )
+        })?),
+        None => None,
+    };
     if s.is_empty() {
         bail!(
             "no hosts selected: name some with --host NAME, --role ROLE, --zone ZONE, --limit PATTERN or --all"
@@ -80,18 +81,22 @@ pub fn select<'a>(inv: &'a Inventory, s: &Selector) -> Result<Vec<&'a str>> {
         None => None,
     };
     let only_limit = s.hosts.is_empty() && s.role.is_none() && s.zone.is_none();
-    let picked: Vec<&str> = inv
+    let picked: Vec<Target> = inv
         .hosts
         .iter()
         .filter(|(name, h)| {
             let named = s.all
                 || only_limit
                 || s.hosts.iter().any(|x| x == *name)
-                || s.role.as_ref().is_some_and(|r| *r == h.role)
+                || role.is_some_and(|r| r == h.role)
                 || s.zone.as_ref().is_some_and(|z| Some(z) == h.zone.as_ref());
             named && limit.as_ref().is_none_or(|m| m.is_match(name.as_str()))
         })
-        .map(|(name, _)| name.as_str())
+        .map(|(name, host)| Target {
+            name,
+            host,
+            inventory: inv,
+        })
         .collect();
     if picked.is_empty() {
         bail!("the selection matches no host of {file}");
@@ -113,7 +118,7 @@ mod tests {
         select(&inv, &s)
             .unwrap()
             .into_iter()
-            .map(String::from)
+            .map(|t| t.name.to_string())
             .collect()
     }
 

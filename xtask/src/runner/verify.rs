@@ -4,14 +4,13 @@
 //! reason, then `fix:` and the hint), `skipped` (why). Exit code 2 when a check failed, 3 when
 //! a host was unreachable.
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
-use playbooks::{HostEntry, Inventory, Role, Target};
+use playbooks::Role;
 use tasks::verify::{self, Identity};
-use tasks::{Event, Outcome, Plan, Record};
+use tasks::{Event, Outcome, Record};
 
 use super::fanout;
 use super::job::{Job, Targets, load_inventory, targets};
@@ -20,26 +19,8 @@ use super::report::exit_code;
 
 /// Every check name a role's hosts can get, for `--only` / `--skip`: the role's checks (as
 /// its spec declares them, ingress frontends included), then the checks across hosts.
-fn check_names(role: &dyn Role) -> Vec<String> {
-    let inv = Inventory::parse("[haproxy]\ningress = true\n", Path::new("inventory.toml"))
-        .expect("a valid inventory");
-    let host = HostEntry {
-        role: role.name().into(),
-        address: "127.0.0.1".into(),
-        management_address: false,
-        port: None,
-        user: None,
-        zone: None,
-        network: None,
-    };
-    let t = Target {
-        name: "localhost",
-        host: &host,
-        inventory: &inv,
-    };
-    let mut p = Plan::new();
-    verify::declare(role.verify(t), &mut p);
-    let mut names = p.names();
+fn check_names(role: &'static dyn Role) -> Vec<String> {
+    let mut names = playbooks::roles::check_names(role);
     names.extend(verify::FLEET_CHECKS.map(String::from));
     names
 }
@@ -62,7 +43,7 @@ pub fn verify(job: &Job) -> Result<u8> {
         return Err(anyhow!("verify checks hosts of the inventory (no --local)"));
     };
     let inv = load_inventory(job.inventory.as_deref())?;
-    let names = targets(&inv, job, selector, &|hosts| {
+    let selected = targets(&inv, job, selector, &|hosts| {
         format!("{hosts} of another role (verify them with their own playbook)")
     })?;
     let printer = Printer::new(job.json, false);
@@ -79,8 +60,7 @@ pub fn verify(job: &Job) -> Result<u8> {
         Ok(())
     });
     let mut reports = fanout::over_ssh(
-        &inv,
-        &names,
+        &selected,
         &planner,
         None,
         &job.options,
@@ -90,7 +70,7 @@ pub fn verify(job: &Job) -> Result<u8> {
 
     // Across the hosts that answered, in inventory order.
     let mut ids = std::mem::take(&mut *identities.lock().unwrap());
-    ids.sort_by_key(|id| names.iter().position(|n| *n == id.host));
+    ids.sort_by_key(|id| selected.iter().position(|t| t.name == id.host));
     let sink = printer.sink();
     for (host, check) in verify::fleet_checks(&ids) {
         let Some(report) = reports.iter_mut().find(|r| r.host == host) else {
