@@ -15,7 +15,6 @@
 //! to locate package", "has no installation candidate"), `--refresh` (tdnf's "No matching
 //! packages", dnf's "No match for argument"), unless they were refreshed in this run already.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::ctx::{Change, Ctx};
@@ -25,39 +24,7 @@ use crate::host::Output;
 use crate::shell::shell_join;
 use crate::state::PackageLists;
 
-/// How old apt's package lists may be before an install refreshes them, unless the plan says
-/// otherwise (the inventory's `system.package_lists_max_age`).
-pub const PACKAGE_LISTS_MAX_AGE: Duration = Duration::from_secs(3600);
-
-/// What a run knows of the host's packages beyond the state cache: how fresh the package lists
-/// are, and what the run's one transaction installed. The [`Ctx`] keeps it for the run; the
-/// functions of this module read and change it.
-#[derive(Debug, Clone)]
-pub(crate) struct RunPackages {
-    /// apt's package lists are refreshed before an install when older than this.
-    lists_max_age: Duration,
-    /// The package lists were refreshed in this run (`apt-get update`, or a tdnf/dnf command
-    /// with `--refresh`), after the last repository change.
-    lists_refreshed: bool,
-    /// A repository was added in this run: apt's lists are refreshed before the next install,
-    /// whatever their age.
-    sources_changed: bool,
-    /// Packages the run's one transaction installed before the first step (see
-    /// [`crate::plan::Plan::installs`]) that no step has reported yet: the step that asks for
-    /// one reports it installed, without installing it again.
-    batched: BTreeSet<String>,
-}
-
-impl Default for RunPackages {
-    fn default() -> RunPackages {
-        RunPackages {
-            lists_max_age: PACKAGE_LISTS_MAX_AGE,
-            lists_refreshed: false,
-            sources_changed: false,
-            batched: BTreeSet::new(),
-        }
-    }
-}
+pub use crate::ctx::packages::{PACKAGE_LISTS_MAX_AGE, RunPackages};
 
 impl RunPackages {
     /// Whether apt's package lists must be refreshed before an install: a repository was

@@ -11,7 +11,7 @@ use tasks::firewall::{Net, Ports, Proto, Rule};
 
 use super::Inventory;
 use super::problems::Problem;
-use super::validate::take;
+use super::problems::take;
 
 /// A pod network add-on: what its nodes exchange with each other (from its documented
 /// network requirements), and the pods' network it uses unless told otherwise.

@@ -66,3 +66,12 @@ pub(super) fn locate(text: &str, host: Option<&str>, field: &str) -> Option<usiz
     keys.extend(field.split('.').filter(|s| !s.is_empty()));
     doc.span(&keys).map(|off| line_at(text, off))
 }
+
+/// The problems of `unresolved` at `field` of `host`, taken out of it.
+pub(super) fn take(unresolved: &mut Vec<Problem>, host: Option<&str>, field: &str) -> Vec<Problem> {
+    let (taken, kept) = std::mem::take(unresolved)
+        .into_iter()
+        .partition(|p| p.host.as_deref() == host && p.field == field);
+    *unresolved = kept;
+    taken
+}

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use tasks::network::Cidr;
 
-use super::problems::Problem;
+use super::problems::{Problem, take};
 use super::{Admin, HostEntry, Inventory, Kubernetes, Network, SshDefaults, System};
 
 impl Inventory {
@@ -37,15 +37,6 @@ impl Inventory {
 struct Found {
     list: Vec<Problem>,
     unresolved: Vec<Problem>,
-}
-
-/// The problems of `unresolved` at `field` of `host`, taken out of it.
-pub(super) fn take(unresolved: &mut Vec<Problem>, host: Option<&str>, field: &str) -> Vec<Problem> {
-    let (taken, kept) = std::mem::take(unresolved)
-        .into_iter()
-        .partition(|p| p.host.as_deref() == host && p.field == field);
-    *unresolved = kept;
-    taken
 }
 
 impl Found {

@@ -3,6 +3,7 @@
 mod cache;
 mod hostname;
 mod lock;
+pub(crate) mod packages;
 mod record;
 mod write;
 
@@ -74,7 +75,7 @@ pub struct Ctx {
     reboot: Option<String>,
     /// What the run knows of the host's packages beyond the cache (the package lists'
     /// freshness, the one transaction's packages), for the package tasks ([`crate::pkg`]).
-    packages_run: crate::pkg::RunPackages,
+    packages_run: packages::RunPackages,
     /// The run lock as the probe saw it.
     lock_seen: LockSeen,
 }
@@ -285,7 +286,7 @@ impl Ctx {
     }
 
     /// The run's package knowledge beyond the cache, for the package tasks ([`crate::pkg`]).
-    pub(crate) fn packages_run(&mut self) -> &mut crate::pkg::RunPackages {
+    pub(crate) fn packages_run(&mut self) -> &mut packages::RunPackages {
         &mut self.packages_run
     }
 }
