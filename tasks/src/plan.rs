@@ -844,7 +844,7 @@ mod tests {
             (
                 "locale packages".into(),
                 "changed",
-                vec!["installed: locales\n".to_string()]
+                vec!["would install: locales\n".to_string()]
             )
         );
     }
