@@ -32,7 +32,7 @@ pub use cluster::ExtraRule;
 pub use placeholders::Placeholder;
 pub use problems::{Problem, Problems};
 pub use validate::{is_rfc1123_label, is_sha512_crypt, parse_cidr};
-pub use vars::VarsError;
+pub use vars::{VarsCheck, VarsError, VarsType, check_vars};
 
 use placeholders::marked;
 use problems::{line_at, locate};
