@@ -279,20 +279,21 @@ mod tests {
             ..crate::ctx::Options::default()
         };
         let mut cx = Ctx::with_state(Box::new(rec.clone()), f.facts, f.state, opts);
-        cx.step("containerd running", |cx| {
-            enabled_and_running(cx, "containerd", false)
-        })
-        .unwrap();
-        cx.step("kubelet restarted", |cx| restarted(cx, "kubelet"))
-            .unwrap();
-        cx.step("kubelet running", |cx| {
-            enabled_and_running(cx, "kubelet", true)
-        })
-        .unwrap();
-        cx.step("reload", |cx| reloaded(cx, "kubelet")).unwrap();
-        cx.step("units", daemon_reload).unwrap();
-        cx.step("packages", |cx| crate::pkg::installed(cx, &["glibc-i18n"]))
-            .unwrap();
+        let changes = [
+            cx.step("containerd running", |cx| {
+                enabled_and_running(cx, "containerd", false)
+            }),
+            cx.step("kubelet restarted", |cx| restarted(cx, "kubelet")),
+            cx.step("kubelet running", |cx| {
+                enabled_and_running(cx, "kubelet", true)
+            }),
+            cx.step("reload", |cx| reloaded(cx, "kubelet")),
+            cx.step("units", daemon_reload),
+            cx.step("packages", |cx| crate::pkg::installed(cx, &["glibc-i18n"])),
+        ];
+        for c in changes {
+            assert_eq!(c.unwrap(), Change::Changed);
+        }
         let said: Vec<&str> = cx
             .records()
             .iter()
