@@ -290,6 +290,7 @@ pub fn error_code(e: &anyhow::Error) -> u8 {
 /// ```
 ///
 /// Everything the command printed is written out before the process exits.
+#[allow(clippy::needless_doctest_main)] // the example is a crate's whole `main`
 pub fn main(registry: Registry) -> ! {
     let code = command_line(&registry);
     drop(registry);
