@@ -12,12 +12,16 @@ use tasks::{Plan, Reads, Result};
 use crate::{FnPlaybook, Registry, Target};
 
 pub fn register(r: &mut Registry) {
-    r.add(FnPlaybook {
-        name: "motd",
-        about: "example of a custom playbook: /etc/motd names the host, its role and zone",
-        role: None,
-        plan,
-    });
+    r.add(
+        FnPlaybook {
+            name: "motd",
+            about: "example of a custom playbook: /etc/motd names the host, its role and zone",
+            role: None,
+            plan,
+        }
+        // `inventory check` reads every host's vars into `Vars`.
+        .reads_vars::<Vars>(),
+    );
 }
 
 const MOTD: &str = "/etc/motd";

@@ -14,5 +14,5 @@ pub mod site {
 }
 
 pub use inventory::{HostEntry, Inventory, Target};
-pub use registry::{FnPlaybook, Playbook, Registry, listed_steps, steps};
+pub use registry::{FnPlaybook, Playbook, Registry, WithVars, listed_steps, steps};
 pub use roles::Role;

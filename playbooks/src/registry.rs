@@ -3,9 +3,10 @@
 //! here; `cargo xtask playbooks`, `--only`/`--skip` and the plans tests read a playbook's
 //! steps from its plan, the one place they are declared.
 
+use serde::de::DeserializeOwned;
 use tasks::{Plan, Result};
 
-use crate::inventory::{HostEntry, Inventory, Target};
+use crate::inventory::{HostEntry, Inventory, Target, VarsType};
 use crate::roles::{self, Role};
 
 /// A named playbook: for one host of the inventory, the plan of its steps.
@@ -21,6 +22,12 @@ pub trait Playbook: Send + Sync {
     /// Declares the steps for `t`. An error here (a bad `[vars]` value, say) is bad input:
     /// the run stops before any host is touched.
     fn plan<'a>(&self, t: Target<'a>, p: &mut Plan<'a>) -> Result<()>;
+    /// The type its plan reads the host's vars into ([`Target::vars`]): `inventory check`
+    /// reads every host's vars into it, and counts its fields as used keys of `[vars]`.
+    /// `None` (the default): the playbook's vars are not checked before a run.
+    fn vars_type(&self) -> Option<VarsType> {
+        None
+    }
 }
 
 /// A playbook made of a plain function: what operators' playbooks usually are.
@@ -43,6 +50,41 @@ impl Playbook for FnPlaybook {
     }
     fn plan<'a>(&self, t: Target<'a>, p: &mut Plan<'a>) -> Result<()> {
         (self.plan)(t, p)
+    }
+}
+
+impl FnPlaybook {
+    /// This playbook, declaring that its plan reads the host's vars into `T`
+    /// ([`Playbook::vars_type`]): `inventory check` then checks every host's vars against it.
+    pub fn reads_vars<T: DeserializeOwned>(self) -> WithVars<FnPlaybook> {
+        WithVars {
+            playbook: self,
+            vars: VarsType::of::<T>(),
+        }
+    }
+}
+
+/// A playbook with the type its plan reads the host's vars into ([`FnPlaybook::reads_vars`]).
+pub struct WithVars<P> {
+    pub playbook: P,
+    pub vars: VarsType,
+}
+
+impl<P: Playbook> Playbook for WithVars<P> {
+    fn name(&self) -> &str {
+        self.playbook.name()
+    }
+    fn about(&self) -> &str {
+        self.playbook.about()
+    }
+    fn role(&self) -> Option<&'static dyn Role> {
+        self.playbook.role()
+    }
+    fn plan<'a>(&self, t: Target<'a>, p: &mut Plan<'a>) -> Result<()> {
+        self.playbook.plan(t, p)
+    }
+    fn vars_type(&self) -> Option<VarsType> {
+        Some(self.vars)
     }
 }
 

@@ -855,7 +855,7 @@ fn photon_node_named_at_its_cluster_address_with_runc_shim() {
         +192.168.5.57   prdk8swok511
          # End /etc/hosts (network card version)
         changed containerd installed
-        installed: containerd-extras
+        would install: containerd-extras
         changed kubelet extra args
         --- /dev/null
         +++ /etc/sysconfig/kubelet (after)

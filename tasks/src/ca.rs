@@ -145,7 +145,10 @@ pub fn ca_trust_updated(cx: &mut Ctx, changed: bool) -> Result<Change> {
     }
     let update = layout(cx.facts().os).update;
     cx.apply(update)?;
-    cx.note_change(format!("trust store rebuilt ({})", update.join(" ")));
+    cx.note_done_or_would(
+        format!("trust store rebuilt ({})", update.join(" ")),
+        format!("would rebuild the trust store ({})", update.join(" ")),
+    );
     Ok(Change::Changed)
 }
 

@@ -61,9 +61,13 @@ pub fn network_file_removed(cx: &mut Ctx, interface: &str) -> Result<Change> {
     let path = network_file(interface);
     let c = file::absent(cx, &path)?;
     if c.changed() {
-        cx.progress(format!(
-            "{path}, written by cloud-init, sorts before {NETWORK_FILE} and would configure {interface} instead of it: removed (backed up under /var/backups/nodeprep)"
-        ));
+        let why = format!(
+            "{path}, written by cloud-init, sorts before {NETWORK_FILE} and would configure {interface} instead of it"
+        );
+        cx.progress_doing_or_would(
+            format!("{why}: removed (backed up under /var/backups/nodeprep)"),
+            format!("{why}: would be removed (backed up under /var/backups/nodeprep)"),
+        );
     }
     Ok(c)
 }

@@ -61,7 +61,10 @@ pub fn swap_off(cx: &mut Ctx) -> Result<Change> {
         cx.apply(&["swapoff", area])?;
     }
     cx.known(SWAPS, "Filename\tType\tSize\tUsed\tPriority\n");
-    cx.note_change(format!("swap turned off: {}", active.join(", ")));
+    cx.note_done_or_would(
+        format!("swap turned off: {}", active.join(", ")),
+        format!("would turn swap off: {}", active.join(", ")),
+    );
     Ok(Change::Changed)
 }
 
@@ -144,7 +147,10 @@ pub fn sysctl_applied(cx: &mut Ctx, settings: &[(&str, &str)], force: bool) -> R
         cx.known(&sysctl_path(k), &format!("{v}\n"));
     }
     if moves.is_empty() {
-        cx.note_change("sysctl --system: the settings applied again (a sysctl file changed)");
+        cx.note_done_or_would(
+            "sysctl --system: the settings applied again (a sysctl file changed)",
+            "sysctl --system: the settings would be applied again (a sysctl file changed)",
+        );
     } else {
         cx.note_change(format!(
             "live sysctl (sysctl --system): {}",
@@ -411,7 +417,10 @@ pub fn modules_loaded(cx: &mut Ctx, modules: &[&str]) -> Result<Change> {
         cx.apply(&["modprobe", m])?;
         cx.known_dir(&format!("/sys/module/{m}"), 0o755, "root", "root");
     }
-    cx.note_change(format!("loaded (modprobe): {}", missing.join(" ")));
+    cx.note_done_or_would(
+        format!("loaded (modprobe): {}", missing.join(" ")),
+        format!("would load (modprobe): {}", missing.join(" ")),
+    );
     Ok(Change::Changed)
 }
 
@@ -618,7 +627,8 @@ mod tests {
         assert!(active_swaps("Filename Type Size Used Priority\n").is_empty());
     }
 
-    /// Live kernel changes say what they did: the modules loaded, the values moved.
+    /// Live kernel changes say what they did (in check mode, what they would do): the modules
+    /// loaded, the values moved.
     #[test]
     fn live_changes_are_said() {
         use crate::ctx::Mode;
@@ -630,7 +640,10 @@ mod tests {
             })
             .unwrap();
         assert_eq!(c, Change::Changed);
-        assert_eq!(cx.records()[0].diffs, ["loaded (modprobe): br_netfilter\n"]);
+        assert_eq!(
+            cx.records()[0].diffs,
+            ["would load (modprobe): br_netfilter\n"]
+        );
         let c = cx
             .step("sysctl applied", |cx| {
                 sysctl_applied(cx, &[("net.ipv4.ip_forward", "1")], false)

@@ -175,10 +175,10 @@ fn upstream_apt(cx: &mut Ctx, minor: &str) -> Result<Change> {
     let mut change = pkg::installed(cx, &APT_KEY_TOOLS)?;
     let mut sources_changed = false;
     if cx.file(APT_KEYRING)?.is_none() {
-        cx.progress(format!(
-            "fetching the signing key of {}",
-            repo_url(minor, "deb")
-        ));
+        cx.progress_doing_or_would(
+            format!("fetching the signing key of {}", repo_url(minor, "deb")),
+            format!("would fetch the signing key of {}", repo_url(minor, "deb")),
+        );
         let key_url = format!("{}Release.key", repo_url(minor, "deb"));
         cx.apply_creating(
             &[
@@ -191,7 +191,10 @@ fn upstream_apt(cx: &mut Ctx, minor: &str) -> Result<Change> {
             ],
             APT_KEYRING,
         )?;
-        cx.note_change(format!("signing key fetched into {APT_KEYRING}"));
+        cx.note_done_or_would(
+            format!("signing key fetched into {APT_KEYRING}"),
+            format!("would fetch the signing key into {APT_KEYRING}"),
+        );
         sources_changed = true;
         change = Change::Changed;
     }
@@ -228,7 +231,10 @@ pub fn held(cx: &mut Ctx, names: &[&str]) -> Result<Change> {
     let mut argv = vec!["apt-mark", "hold"];
     argv.extend(&missing);
     cx.apply(&argv)?;
-    cx.note_change(format!("held (apt-mark hold): {}", missing.join(" ")));
+    cx.note_done_or_would(
+        format!("held (apt-mark hold): {}", missing.join(" ")),
+        format!("would hold (apt-mark hold): {}", missing.join(" ")),
+    );
     Ok(Change::Changed)
 }
 
@@ -316,7 +322,10 @@ fn photon_distro(cx: &mut Ctx, minor: &str) -> Result<Change> {
                 }
             })
             .collect();
-        cx.progress(format!("installing {}", specs.join(" ")));
+        cx.progress_doing_or_would(
+            format!("installing {}", specs.join(" ")),
+            format!("would install {}", specs.join(" ")),
+        );
         let mut argv = pkg::install_argv(OsFamily::Photon);
         argv.push("--disableexcludes");
         argv.extend(specs.iter().map(String::as_str));

@@ -194,7 +194,10 @@ pub fn locale_generated(cx: &mut Ctx, locale: &str) -> Result<Change> {
     // now. When `locale -a` cannot tell, only a changed list is a reason.
     let missing = !c.changed() && locale_available(cx, &locale)? == Some(false);
     if c.changed() || missing {
-        cx.progress(format!("generating locale {}", locale.name));
+        cx.progress_doing_or_would(
+            format!("generating locale {}", locale.name),
+            format!("would generate locale {}", locale.name),
+        );
         let argv = localedef_argv(cx, &locale)?;
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         // 1: built, with warnings (`-c` writes it all the same); locale-gen goes on too.
@@ -206,7 +209,10 @@ pub fn locale_generated(cx: &mut Ctx, locale: &str) -> Result<Change> {
                 &out,
             ));
         }
-        cx.note_change(format!("locale {} generated (localedef)", locale.name));
+        cx.note_done_or_would(
+            format!("locale {} generated (localedef)", locale.name),
+            format!("would generate locale {} (localedef)", locale.name),
+        );
         // What `locale -a` lists from now on (in check mode: would list): the listing read
         // earlier in the run with this locale added, or, when none was read, this locale
         // (all a later step of the run asks it about).

@@ -312,7 +312,10 @@ pub fn network_applied(
     let mut c = systemd::enabled(cx, NETWORKD)?;
     if running {
         cx.apply(&["networkctl", "reload"])?;
-        cx.note_change("systemd-networkd reloaded its configuration (networkctl reload)");
+        cx.note_done_or_would(
+            "systemd-networkd reloaded its configuration (networkctl reload)",
+            "systemd-networkd would reload its configuration (networkctl reload)",
+        );
         c = Change::Changed;
     } else {
         c |= systemd::started(cx, NETWORKD)?;

@@ -92,7 +92,10 @@ pub fn installed_with(cx: &mut Ctx, names: &[&str], flags: &[&str]) -> Result<Ch
         return Ok(Change::Unchanged);
     }
     if !missing.is_empty() {
-        cx.progress(format!("installing {}", missing.join(" ")));
+        cx.progress_doing_or_would(
+            format!("installing {}", missing.join(" ")),
+            format!("would install {}", missing.join(" ")),
+        );
         install(cx, &missing, flags)?;
         cx.after_install(&missing)?;
     }
@@ -101,7 +104,10 @@ pub fn installed_with(cx: &mut Ctx, names: &[&str], flags: &[&str]) -> Result<Ch
         .copied()
         .filter(|n| missing.contains(n) || batched.iter().any(|b| b == n))
         .collect();
-    cx.note_change(format!("installed: {}", shown.join(" ")));
+    cx.note_done_or_would(
+        format!("installed: {}", shown.join(" ")),
+        format!("would install: {}", shown.join(" ")),
+    );
     Ok(Change::Changed)
 }
 
@@ -446,7 +452,8 @@ mod tests {
     use crate::ctx::{Mode, Outcome};
     use crate::testing::{Fixture, plan};
 
-    /// An install says which packages it installed; packages already there are not named.
+    /// An install says which packages it installed (in check mode, which it would install:
+    /// nothing is); packages already there are not named.
     #[test]
     fn install_diff_names_the_packages() {
         for mode in [Mode::Apply, Mode::Check] {
@@ -462,7 +469,11 @@ mod tests {
             assert_eq!(plan(&cx), "run tdnf install -y --quiet glibc-i18n tar\n");
             let r = &cx.records()[0];
             assert_eq!(r.outcome, Outcome::Changed);
-            assert_eq!(r.diffs, ["installed: glibc-i18n tar\n"], "{mode:?}");
+            let said = match mode {
+                Mode::Apply => "installed: glibc-i18n tar\n",
+                Mode::Check => "would install: glibc-i18n tar\n",
+            };
+            assert_eq!(r.diffs, [said], "{mode:?}");
         }
         let (mut cx, _rec) = Fixture::photon()
             .packages(&[("kbd", "2.6.4-1.ph5")])

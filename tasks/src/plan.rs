@@ -803,7 +803,7 @@ mod tests {
             (
                 "locale packages".into(),
                 "changed",
-                vec!["installed: locales\n".to_string()]
+                vec!["would install: locales\n".to_string()]
             )
         );
     }

@@ -55,7 +55,10 @@ pub fn enabled(cx: &mut Ctx, name: &str) -> Result<Change> {
     let unit_name = unit_name(name);
     let done = enable(cx, &unit_name)?;
     if done {
-        cx.note_change(format!("enabled {unit_name}"));
+        cx.note_done_or_would(
+            format!("enabled {unit_name}"),
+            format!("would enable {unit_name}"),
+        );
     }
     Ok(Change::from_bool(done))
 }
@@ -89,7 +92,10 @@ pub fn started(cx: &mut Ctx, name: &str) -> Result<Change> {
     let unit_name = unit_name(name);
     let done = start(cx, &unit_name)?;
     if done {
-        cx.note_change(format!("started {unit_name}"));
+        cx.note_done_or_would(
+            format!("started {unit_name}"),
+            format!("would start {unit_name}"),
+        );
     }
     Ok(Change::from_bool(done))
 }
@@ -120,21 +126,27 @@ pub fn enabled_and_running(cx: &mut Ctx, name: &str, config_changed: bool) -> Re
     let enabled = enable(cx, &unit_name)?;
     let running = unit(cx, &unit_name)?.active == "active";
     let started = if !running {
-        start(cx, &unit_name).map(|done| done.then_some("started"))
+        start(cx, &unit_name).map(|done| done.then_some(("started", "start")))
     } else if config_changed {
-        restart(cx, &unit_name).map(|()| Some("restarted"))
+        restart(cx, &unit_name).map(|()| Some(("restarted", "restart")))
     } else {
         Ok(None)
     };
-    let mut done: Vec<&str> = Vec::new();
+    // What was done, and what a check run would do.
+    let mut done: Vec<(&str, &str)> = Vec::new();
     if enabled {
-        done.push("enabled");
+        done.push(("enabled", "enable"));
     }
     if let Ok(Some(what)) = &started {
-        done.push(what);
+        done.push(*what);
     }
     if !done.is_empty() {
-        cx.note_change(format!("{} {unit_name}", done.join(" and ")));
+        let did: Vec<&str> = done.iter().map(|(did, _)| *did).collect();
+        let would: Vec<&str> = done.iter().map(|(_, would)| *would).collect();
+        cx.note_done_or_would(
+            format!("{} {unit_name}", did.join(" and ")),
+            format!("would {} {unit_name}", would.join(" and ")),
+        );
     }
     match started {
         Ok(s) => Ok(Change::from_bool(enabled || s.is_some())),
@@ -153,7 +165,10 @@ pub fn enabled_and_running(cx: &mut Ctx, name: &str, config_changed: bool) -> Re
 pub fn restarted(cx: &mut Ctx, name: &str) -> Result<Change> {
     let unit_name = unit_name(name);
     restart(cx, &unit_name)?;
-    cx.note_change(format!("restarted {unit_name}"));
+    cx.note_done_or_would(
+        format!("restarted {unit_name}"),
+        format!("would restart {unit_name}"),
+    );
     Ok(Change::Changed)
 }
 
@@ -170,7 +185,10 @@ pub fn reloaded(cx: &mut Ctx, name: &str) -> Result<Change> {
     let unit_name = unit_name(name);
     cx.apply(&["systemctl", "reload-or-restart", &unit_name])?;
     set_active(cx, &unit_name, "active");
-    cx.note_change(format!("reloaded {unit_name}"));
+    cx.note_done_or_would(
+        format!("reloaded {unit_name}"),
+        format!("would reload {unit_name}"),
+    );
     Ok(Change::Changed)
 }
 
@@ -226,6 +244,59 @@ mod tests {
              run systemctl start containerd.service\n\
              run systemctl restart containerd.service\n"
         );
+    }
+
+    /// In check mode nothing is enabled, started or restarted: each line says what would be,
+    /// and what a progress line says of an install is what would be installed.
+    #[test]
+    fn check_mode_says_what_would_happen() {
+        let f = Fixture::photon()
+            .unit("containerd.service", "disabled", "inactive")
+            .unit("kubelet.service", "enabled", "active");
+        let progress = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = progress.clone();
+        let rec = std::sync::Arc::new(crate::testing::Recorder::new("fixture"));
+        let opts = crate::ctx::Options {
+            mode: Mode::Check,
+            sink: Some(std::sync::Arc::new(move |e: &crate::ctx::Event| {
+                if let crate::ctx::Event::Progress { message, .. } = e {
+                    seen.lock().unwrap().push(message.clone());
+                }
+            })),
+            ..crate::ctx::Options::default()
+        };
+        let mut cx = Ctx::with_state(Box::new(rec.clone()), f.facts, f.state, opts);
+        let changes = [
+            cx.step("containerd running", |cx| {
+                enabled_and_running(cx, "containerd", false)
+            }),
+            cx.step("kubelet restarted", |cx| restarted(cx, "kubelet")),
+            cx.step("kubelet running", |cx| {
+                enabled_and_running(cx, "kubelet", true)
+            }),
+            cx.step("reload", |cx| reloaded(cx, "kubelet")),
+            cx.step("packages", |cx| crate::pkg::installed(cx, &["glibc-i18n"])),
+        ];
+        for c in changes {
+            assert_eq!(c.unwrap(), Change::Changed);
+        }
+        let said: Vec<&str> = cx
+            .records()
+            .iter()
+            .flat_map(|r| r.diffs.iter().map(String::as_str))
+            .collect();
+        assert_eq!(
+            said,
+            [
+                "would enable and start containerd.service\n",
+                "would restart kubelet.service\n",
+                "would restart kubelet.service\n",
+                "would reload kubelet.service\n",
+                "would install: glibc-i18n\n",
+            ]
+        );
+        assert_eq!(*progress.lock().unwrap(), ["would install glibc-i18n"]);
+        assert!(rec.commands().is_empty(), "{:?}", rec.commands());
     }
 
     #[test]

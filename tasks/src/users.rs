@@ -82,9 +82,10 @@ pub fn user_present(cx: &mut Ctx, name: &str) -> Result<Change> {
     } else {
         String::new()
     };
-    cx.note_change(format!(
-        "user {name}: created (useradd -m -s /bin/bash){groups}"
-    ));
+    cx.note_done_or_would(
+        format!("user {name}: created (useradd -m -s /bin/bash){groups}"),
+        format!("user {name}: would be created (useradd -m -s /bin/bash){groups}"),
+    );
     Ok(Change::Changed)
 }
 
@@ -168,7 +169,10 @@ pub fn group_member(cx: &mut Ctx, name: &str, group_name: &str) -> Result<Change
     }
     cx.apply(&["usermod", "-aG", group_name, name])?;
     cx.known(GROUP, &with_member(&group, group_name, name));
-    cx.note_change(format!("user {name}: added to group {group_name}"));
+    cx.note_done_or_would(
+        format!("user {name}: added to group {group_name}"),
+        format!("user {name}: would be added to group {group_name}"),
+    );
     Ok(Change::Changed)
 }
 
@@ -190,7 +194,10 @@ pub fn password(cx: &mut Ctx, name: &str, hash: &Secret) -> Result<Change> {
         SHADOW,
         &with_shadow_fields(&shadow, name, &[(1, hash.expose())]),
     );
-    cx.note_change(format!("user {name}: password set (hash not shown)"));
+    cx.note_done_or_would(
+        format!("user {name}: password set (hash not shown)"),
+        format!("user {name}: password would be set (hash not shown)"),
+    );
     Ok(Change::Changed)
 }
 
@@ -216,9 +223,12 @@ pub fn no_password_expiry(cx: &mut Ctx, name: &str) -> Result<Change> {
         "chage", "-I", "-1", "-m", "0", "-M", "99999", "-E", "-1", name,
     ])?;
     cx.known(SHADOW, &with_shadow_fields(&shadow, name, &NO_EXPIRY));
-    cx.note_change(format!(
-        "user {name}: password never expires (chage -I -1 -m 0 -M 99999 -E -1)"
-    ));
+    cx.note_done_or_would(
+        format!("user {name}: password never expires (chage -I -1 -m 0 -M 99999 -E -1)"),
+        format!(
+            "user {name}: password would be set never to expire (chage -I -1 -m 0 -M 99999 -E -1)"
+        ),
+    );
     Ok(Change::Changed)
 }
 
@@ -524,9 +534,10 @@ fn owned_dir(cx: &mut Ctx, path: &str, mode: u32, owner: &str, group: &str) -> R
             cx.apply(&[
                 "install", "-d", "-m", &mode_s, "-o", owner, "-g", group, path,
             ])?;
-            cx.note_change(format!(
-                "{path}: directory created, {mode_s} {owner}:{group}"
-            ));
+            cx.note_done_or_would(
+                format!("{path}: directory created, {mode_s} {owner}:{group}"),
+                format!("{path}: directory would be created, {mode_s} {owner}:{group}"),
+            );
         }
         Some(d) if !d.is_dir => {
             return Err(Error::invalid(format!(
@@ -1028,12 +1039,12 @@ mod tests {
             .step("admin", |cx| admin_user(cx, &admin(&h, &[])))
             .unwrap();
         let r = &cx.records()[0];
-        // The step says what it did, in lines that hold nothing of the hash or of
-        // /etc/shadow: no file diff at all.
+        // The step says what it would do (check mode), in lines that hold nothing of the hash
+        // or of /etc/shadow: no file diff at all.
         let diffs = r.diffs.concat();
         expect![[r#"
-            user admin: created (useradd -m -s /bin/bash), in group wheel
-            user admin: password set (hash not shown)
+            user admin: would be created (useradd -m -s /bin/bash), in group wheel
+            user admin: password would be set (hash not shown)
         "#]]
         .assert_eq(&diffs);
         assert!(

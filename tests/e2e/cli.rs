@@ -441,3 +441,107 @@ fn run_refuses_placeholders_before_any_connection() {
     }
     assert!(!stdout.contains("UNREACHABLE"), "{stdout}");
 }
+
+/// The line (1-based) of the `n`th line of `text` that is exactly `line`.
+fn line_of(text: &str, line: &str, n: usize) -> usize {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| *l == line)
+        .nth(n)
+        .unwrap_or_else(|| panic!("{line:?} not in the inventory"))
+        .0
+        + 1
+}
+
+/// `inventory check` reads every host's vars into the type each playbook meant for it declares
+/// (motd declares its own): values of the wrong type are refused with exit 1, every one at
+/// once, each naming the file, the line, the host and the field; a key no playbook declares is
+/// a warning.
+#[test]
+fn inventory_check_refuses_vars_of_the_wrong_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = example()
+        + "\n[hosts.prdk8swok511.vars.motd]\nnotice = 42\n\
+           \n[hosts.prdk8swok512.vars]\nnode_exporter = { listen = 42 }\nmotd = { notice = [\"a\"] }\n";
+    let path = write(dir.path(), &text);
+    let out = runner(&path)
+        .args(["inventory", "check"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let file = path.display();
+    assert!(stderr.contains("2 problems"), "{stderr}");
+    let expected = [
+        format!(
+            "{file}:{}: host prdk8swok511: vars.motd.notice: invalid type: integer `42`, expected a string (playbook motd reads it)",
+            line_of(&text, "notice = 42", 0)
+        ),
+        format!(
+            "{file}:{}: host prdk8swok512: vars.motd.notice: invalid type: sequence, expected a string (playbook motd reads it)",
+            line_of(&text, "motd = { notice = [\"a\"] }", 0)
+        ),
+    ];
+    for e in &expected {
+        assert!(stderr.contains(e.as_str()), "{e:?} not in:\n{stderr}");
+    }
+    // The hosts whose vars fit are not named.
+    assert!(!stderr.contains("prdk8swok501"), "{stderr}");
+    let unused = format!(
+        "warning: {file}:{}: host prdk8swok512: vars.node_exporter: no registered playbook declares it",
+        line_of(&text, "node_exporter = { listen = 42 }", 0)
+    );
+    assert!(stdout.contains(&unused), "{unused:?} not in:\n{stdout}");
+    assert!(!stdout.contains(": ok,"), "{stdout}");
+
+    // A shared value of the wrong type: every host that reads it, at the shared line.
+    let text = example().replace(
+        "notice = \"Authorised use only.\"",
+        "notice = { text = \"Authorised use only.\" }",
+    );
+    let path = write(dir.path(), &text);
+    let out = runner(&path)
+        .args(["inventory", "check"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = line_of(&text, "notice = { text = \"Authorised use only.\" }", 0);
+    assert!(stderr.contains("7 problems"), "{stderr}");
+    for host in ["prdk8swok511", "prdinfhap501"] {
+        let e = format!("{file}:{line}: host {host}: vars.motd.notice: invalid type: map");
+        assert!(stderr.contains(&e), "{e:?} not in:\n{stderr}");
+    }
+}
+
+/// Keys no playbook declares are warnings, not errors: the inventory is valid.
+#[test]
+fn inventory_check_lists_unused_vars_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = example() + "\n[vars.node_exporter]\nlisten = \":9100\"\n";
+    let path = write(dir.path(), &text);
+    let out = runner(&path)
+        .args(["inventory", "check"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("ok, 7 hosts"))
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let unused: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("no registered playbook declares it"))
+        .collect();
+    assert_eq!(
+        unused,
+        [format!(
+            "warning: {}:{}: vars.node_exporter: no registered playbook declares it in its vars type: unused (a playbook that reads it declares its type with FnPlaybook::reads_vars or Playbook::vars_type)",
+            path.display(),
+            line_of(&text, "[vars.node_exporter]", 0)
+        )],
+        "{stdout}"
+    );
+}

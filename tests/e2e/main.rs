@@ -10,6 +10,7 @@ mod haproxy;
 mod hardened;
 mod lab_smoke;
 mod os;
+mod own_crate;
 mod persist;
 mod security;
 mod takeover;

@@ -36,7 +36,7 @@ pub use cluster::{CNIS, Cni, ExtraRule, cni, pod_network, service_network};
 pub use placeholders::Placeholder;
 pub use problems::{Problem, Problems};
 pub use validate::{is_rfc1123_label, is_sha512_crypt, parse_cidr};
-pub use vars::VarsError;
+pub use vars::{VarsCheck, VarsError, VarsType, check_vars};
 
 use placeholders::marked;
 

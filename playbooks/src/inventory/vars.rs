@@ -34,7 +34,8 @@ use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
 
-use super::Target;
+use super::problems::{Problem, locate};
+use super::{Inventory, Target};
 
 impl Target<'_> {
     /// The host's vars: the inventory's `[vars]` with the host's `[hosts.NAME.vars]` merged
@@ -66,6 +67,57 @@ impl Target<'_> {
                 message: e.into_inner().message().to_string(),
             }
         })
+    }
+}
+
+impl Target<'_> {
+    /// A value of the host's vars that the playbook itself refuses (a port out of range, two
+    /// settings that exclude each other): an error naming the file, the host and `field` (its
+    /// path under `[vars]`, `syslog.server`), as a value of the wrong type is named. A plan
+    /// returns it with `?` or `.into()`:
+    ///
+    /// ```
+    /// # use std::path::Path;
+    /// # use playbooks::Inventory;
+    /// let inv = Inventory::parse(
+    ///     "[vars.syslog]\nserver = \"\"\n\n[hosts.web1]\nrole = \"haproxy\"\naddress = \"10.0.0.1\"\n",
+    ///     Path::new("inventory.toml"),
+    /// )
+    /// .unwrap();
+    /// let t = inv.target("web1").unwrap();
+    /// let e: tasks::Error = t.invalid_var("syslog.server", "empty: name the log server").into();
+    /// assert_eq!(
+    ///     e.to_string(),
+    ///     "inventory.toml: host web1: vars.syslog.server: empty: name the log server"
+    /// );
+    /// ```
+    pub fn invalid_var(&self, field: &str, message: impl std::fmt::Display) -> VarsError {
+        VarsError {
+            file: self.inventory.path.clone(),
+            host: self.name.to_string(),
+            field: if field.is_empty() {
+                "vars".into()
+            } else {
+                format!("vars.{field}")
+            },
+            message: message.to_string(),
+        }
+    }
+
+    /// `e`, an error out of a playbook's plan for this host, naming the inventory file and the
+    /// host as [`Target::vars`]'s errors do, unless it names them already.
+    pub fn plan_error(&self, e: tasks::Error) -> tasks::Error {
+        let file = self.inventory.path.display();
+        let host = format!("host {}: ", self.name);
+        let message = e.message();
+        if message.starts_with(&format!("{file}: {host}")) {
+            return e;
+        }
+        let message = match message.strip_prefix(host.as_str()) {
+            Some(rest) => format!("{file}: {host}{rest}"),
+            None => format!("{file}: {host}{message}"),
+        };
+        tasks::Error::new(e.kind(), message)
     }
 }
 
@@ -117,6 +169,195 @@ impl std::error::Error for VarsError {}
 impl From<VarsError> for tasks::Error {
     fn from(e: VarsError) -> tasks::Error {
         tasks::Error::invalid(e.to_string())
+    }
+}
+
+/// The type a playbook reads its hosts' vars into, declared to the registry
+/// ([`crate::Playbook::vars_type`], [`crate::FnPlaybook::reads_vars`]) so that `inventory
+/// check` reads every host's vars into it before any run: a value the playbook would refuse at
+/// `run` is refused there, with the file, the host and the field.
+#[derive(Clone, Copy)]
+pub struct VarsType {
+    /// The Rust type's name, for messages.
+    pub name: &'static str,
+    /// The top-level keys of `[vars]` the type reads (a struct's fields); `None`: it may read
+    /// any key (a map, a struct with a flattened field).
+    pub keys: Option<&'static [&'static str]>,
+    check: for<'t> fn(&Target<'t>) -> Result<(), VarsError>,
+}
+
+impl std::fmt::Debug for VarsType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VarsType")
+            .field("name", &self.name)
+            .field("keys", &self.keys)
+            .finish()
+    }
+}
+
+impl VarsType {
+    /// The declaration of `T`: reading a host's vars into it is what [`Target::vars`] does.
+    pub fn of<T: DeserializeOwned>() -> VarsType {
+        fn check<T: DeserializeOwned>(t: &Target) -> Result<(), VarsError> {
+            t.vars::<T>().map(drop)
+        }
+        VarsType {
+            name: std::any::type_name::<T>(),
+            keys: fields::<T>(),
+            check: check::<T>,
+        }
+    }
+
+    /// Reads `t`'s vars into the type; the error names the file, the host and the field.
+    pub fn check(&self, t: &Target) -> Result<(), VarsError> {
+        (self.check)(t)
+    }
+}
+
+/// The fields of `T` when it is deserialized as a struct (what `#[derive(Deserialize)]` gives a
+/// struct without flattened fields), found by asking it to deserialize itself from a
+/// deserializer that only notes the field list it is handed and stops.
+fn fields<T: DeserializeOwned>() -> Option<&'static [&'static str]> {
+    use serde::de::{Deserializer, Visitor};
+
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("field list read")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl serde::de::Error for Stop {
+        fn custom<M: std::fmt::Display>(_: M) -> Stop {
+            Stop
+        }
+    }
+
+    struct Fields<'a>(&'a mut Option<&'static [&'static str]>);
+    impl<'de> Deserializer<'de> for Fields<'_> {
+        type Error = Stop;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            *self.0 = Some(fields);
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+
+    let mut found = None;
+    let _ = T::deserialize(Fields(&mut found));
+    found
+}
+
+/// What `inventory check` finds in the vars: the values some playbook's declared type refuses
+/// (errors), and the keys no declared type reads (warnings).
+#[derive(Debug, Default)]
+pub struct VarsCheck {
+    pub problems: Vec<Problem>,
+    pub unused: Vec<Problem>,
+}
+
+/// Reads every host's vars into the declared type of every playbook meant for it (a playbook of
+/// no role: every host; of a role: the hosts of that role), and lists the top-level keys of
+/// `[vars]` and `[hosts.NAME.vars]` that no declared type reads. Playbooks that declare no
+/// type are not checked. `text` is the inventory's text, for line numbers.
+pub fn check_vars<'p>(
+    inv: &Inventory,
+    text: &str,
+    playbooks: impl IntoIterator<Item = &'p dyn crate::Playbook>,
+) -> VarsCheck {
+    let declared: Vec<(&dyn crate::Playbook, VarsType)> = playbooks
+        .into_iter()
+        .filter_map(|p| p.vars_type().map(|v| (p, v)))
+        .collect();
+    let mut found = VarsCheck::default();
+    for (name, host) in &inv.hosts {
+        let t = inv.target(name).expect("a host of the inventory");
+        let mut seen: Vec<String> = Vec::new();
+        for (pb, vars) in &declared {
+            if pb.role().is_some_and(|r| r.name() != host.role.name()) {
+                continue;
+            }
+            if let Err(e) = vars.check(&t) {
+                // Two playbooks reading the same table the same way refuse it once.
+                let key = format!("{}: {}", e.field, e.message);
+                if seen.contains(&key) {
+                    continue;
+                }
+                seen.push(key);
+                let own = inv.host_vars.get(name.as_str());
+                let keys = field_keys(&e.field);
+                let at_host = own.is_some_and(|own| defined(own, &keys[1..]))
+                    || !defined(&inv.vars, &keys[1..]);
+                let line = if at_host {
+                    locate(text, Some(name), &keys.join("."))
+                } else {
+                    locate(text, None, &keys.join("."))
+                };
+                found.problems.push(Problem {
+                    host: Some(name.clone()),
+                    field: e.field.clone(),
+                    line,
+                    message: format!("{} (playbook {} reads it)", e.message, pb.name()),
+                });
+            }
+        }
+    }
+    let reads_any = declared.iter().any(|(_, v)| v.keys.is_none());
+    let read = |key: &str| {
+        reads_any
+            || declared
+                .iter()
+                .any(|(_, v)| v.keys.is_some_and(|k| k.contains(&key)))
+    };
+    let unused = |host: Option<&str>, table: &toml::Table, out: &mut Vec<Problem>| {
+        for key in table.keys().filter(|k| !read(k)) {
+            let field = format!("vars.{key}");
+            out.push(Problem {
+                host: host.map(str::to_string),
+                line: locate(text, host, &field),
+                field,
+                message: "no registered playbook declares it in its vars type: unused (a playbook that reads it declares its type with FnPlaybook::reads_vars or Playbook::vars_type)".into(),
+            });
+        }
+    };
+    unused(None, &inv.vars, &mut found.unused);
+    for (name, own) in &inv.host_vars {
+        unused(Some(name), own, &mut found.unused);
+    }
+    found
+}
+
+/// `vars.motd.lines[1]` → `["vars", "motd", "lines"]` (an array item is located at its array).
+fn field_keys(field: &str) -> Vec<&str> {
+    field
+        .split('.')
+        .map(|k| k.split('[').next().unwrap_or(k))
+        .filter(|k| !k.is_empty())
+        .collect()
+}
+
+/// Whether `table` defines the dotted path `keys`.
+fn defined(table: &toml::Table, keys: &[&str]) -> bool {
+    let Some((first, rest)) = keys.split_first() else {
+        return true;
+    };
+    match table.get(*first) {
+        Some(toml::Value::Table(t)) => defined(t, rest),
+        Some(_) => rest.is_empty(),
+        None => false,
     }
 }
 
@@ -336,5 +577,169 @@ mod tests {
                 "{text:?}: no line in:\n{err}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod check_tests {
+    use std::path::Path;
+
+    use indoc::indoc;
+    use serde::Deserialize;
+    use tasks::{Plan, Result};
+
+    use super::super::{Inventory, Target};
+    use super::{VarsType, check_vars};
+    use crate::{FnPlaybook, Playbook, Registry};
+
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct Exporter {
+        node_exporter: Listen,
+    }
+
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct Listen {
+        listen: String,
+    }
+
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct Anything {
+        #[serde(flatten)]
+        rest: toml::Table,
+    }
+
+    fn nothing<'a>(_: Target<'a>, _: &mut Plan<'a>) -> Result<()> {
+        Ok(())
+    }
+
+    fn playbook(name: &'static str, role: Option<&'static str>) -> FnPlaybook {
+        FnPlaybook {
+            name,
+            about: "",
+            role: role.map(|r| crate::roles::find(r).unwrap()),
+            plan: nothing,
+        }
+    }
+
+    const TEXT: &str = indoc! {r#"
+        [vars.node_exporter]
+        listen = ":9100"
+
+        [vars.team]
+        name = "ops"
+
+        [hosts.prdk8swok511]
+        role = "k8s-worker"
+        address = "192.168.5.57"
+
+        [hosts.prdk8swok511.vars.node_exporter]
+        listen = 42
+
+        [hosts.prdinfhap501]
+        role = "haproxy"
+        address = "192.168.5.41"
+        vars = { node_exporter = { listen = 9100 }, extra = 1 }
+    "#};
+
+    #[test]
+    fn a_declared_type_knows_its_keys() {
+        assert_eq!(
+            VarsType::of::<Exporter>().keys,
+            Some(&["node_exporter"][..])
+        );
+        assert_eq!(VarsType::of::<Anything>().keys, None);
+        assert_eq!(VarsType::of::<toml::Table>().keys, None);
+    }
+
+    /// Each host's vars are read into the types of the playbooks meant for it, every problem
+    /// named with the host, the field and the line; keys no type reads are listed apart.
+    #[test]
+    fn every_host_is_checked_against_the_playbooks_meant_for_it() {
+        let inv = Inventory::parse(TEXT, Path::new("inventory.toml")).unwrap();
+        let mut r = Registry::empty();
+        r.add(playbook("exporter", Some("k8s-worker")).reads_vars::<Exporter>());
+        r.add(playbook("undeclared", None));
+        let found = check_vars(&inv, TEXT, r.all());
+        let problems: Vec<String> = found
+            .problems
+            .iter()
+            .map(|p| format!("{:?} {} {:?} {}", p.host, p.field, p.line, p.message))
+            .collect();
+        // The haproxy host's 9100 is not the k8s-worker playbook's business.
+        assert_eq!(
+            problems,
+            [
+                "Some(\"prdk8swok511\") vars.node_exporter.listen Some(12) invalid type: integer `42`, expected a string (playbook exporter reads it)"
+            ]
+        );
+        let unused: Vec<String> = found
+            .unused
+            .iter()
+            .map(|p| format!("{:?} {} {:?}", p.host, p.field, p.line))
+            .collect();
+        assert_eq!(
+            unused,
+            [
+                "None vars.team Some(4)",
+                "Some(\"prdinfhap501\") vars.extra Some(17)",
+            ]
+        );
+
+        // The same playbook for any role reads the haproxy host's vars too.
+        let mut r = Registry::empty();
+        r.add(playbook("exporter", None).reads_vars::<Exporter>());
+        let found = check_vars(&inv, TEXT, r.all());
+        let hosts: Vec<_> = found.problems.iter().map(|p| p.host.clone()).collect();
+        assert_eq!(
+            hosts,
+            [Some("prdinfhap501".into()), Some("prdk8swok511".into())]
+        );
+        assert_eq!(found.problems[0].line, Some(17));
+
+        // A type that reads any key leaves none unused; no declared type checks nothing.
+        let mut r = Registry::empty();
+        r.add(playbook("anything", None).reads_vars::<Anything>());
+        let found = check_vars(&inv, TEXT, r.all());
+        assert!(found.problems.is_empty() && found.unused.is_empty());
+        let r = Registry::empty();
+        let found = check_vars(&inv, TEXT, r.all());
+        assert!(found.problems.is_empty());
+        assert_eq!(found.unused.len(), 5);
+        // The declaration is the playbook's.
+        let p = playbook("exporter", None).reads_vars::<Exporter>();
+        assert_eq!(p.name(), "exporter");
+        assert!(p.vars_type().unwrap().name.ends_with("Exporter"));
+    }
+
+    /// A playbook's own refusal names the file, the host and the field as serde's do; an error
+    /// out of a plan gets the file and host unless it names them.
+    #[test]
+    fn a_playbooks_own_errors_name_file_host_and_field() {
+        let inv = Inventory::parse(TEXT, Path::new("inventory.toml")).unwrap();
+        let t = inv.target("prdk8swok511").unwrap();
+        let own: tasks::Error = t
+            .invalid_var("node_exporter.listen", "not host:port")
+            .into();
+        assert_eq!(own.kind(), tasks::ErrorKind::Invalid);
+        let said = "inventory.toml: host prdk8swok511: vars.node_exporter.listen: not host:port";
+        assert_eq!(own.to_string(), said);
+        assert_eq!(t.plan_error(own).to_string(), said);
+        let serde: tasks::Error = t.vars::<Exporter>().err().unwrap().into();
+        let said = serde.to_string();
+        assert_eq!(t.plan_error(serde).to_string(), said);
+        let bare = t.plan_error(tasks::Error::invalid("no NTP server given"));
+        assert_eq!(
+            bare.to_string(),
+            "inventory.toml: host prdk8swok511: no NTP server given"
+        );
+        assert_eq!(bare.kind(), tasks::ErrorKind::Invalid);
+        let named = t.plan_error(tasks::Error::invalid("host prdk8swok511: refusing"));
+        assert_eq!(
+            named.to_string(),
+            "inventory.toml: host prdk8swok511: refusing"
+        );
     }
 }

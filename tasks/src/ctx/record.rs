@@ -216,6 +216,16 @@ impl Ctx {
         });
     }
 
+    /// Reports progress of a long operation that changes the host: `doing` when it does
+    /// (`installing kbd`), `would` in check mode, where nothing is done (`would install kbd`).
+    pub fn progress_doing_or_would(&self, doing: impl Into<String>, would: impl Into<String>) {
+        self.progress(if self.check_mode() {
+            would.into()
+        } else {
+            doing.into()
+        });
+    }
+
     fn emit(&self, event: Event) {
         self.emit_ref(&event);
     }
@@ -237,6 +247,18 @@ impl Ctx {
             }
             self.record_diff(line);
         }
+    }
+
+    /// [`Ctx::note_change`] for a change made by commands: `done` when the run made it
+    /// (`restarted containerd.service`), `would` in check mode, where the commands are only
+    /// recorded (`would restart containerd.service`): a check never says it did what it did not.
+    pub fn note_done_or_would(&mut self, done: impl Into<String>, would: impl Into<String>) {
+        let line = if self.check_mode() {
+            would.into()
+        } else {
+            done.into()
+        };
+        self.note_change(line);
     }
 
     pub(super) fn record_action(&mut self, action: Action) {

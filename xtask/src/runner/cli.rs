@@ -254,7 +254,20 @@ pub fn dispatch(command: Command, registry: &Registry) -> Result<u8> {
             command: InventoryCommand::Check(args),
         } => {
             let inv = job::load_inventory(args.inventory.as_deref())?;
+            // Every host's vars read into the types the playbooks meant for it declare.
+            let text = std::fs::read_to_string(&inv.path).unwrap_or_default();
+            let vars = playbooks::inventory::check_vars(&inv, &text, registry.all());
+            if !vars.problems.is_empty() {
+                let problems = playbooks::inventory::Problems {
+                    file: inv.path.clone(),
+                    list: vars.problems,
+                };
+                eprint!("error: invalid inventory {problems}");
+                print::vars_unused(&inv, &vars.unused);
+                return Err(Reported(EXIT_BAD_INPUT).into());
+            }
             print::inventory_ok(&inv);
+            print::vars_unused(&inv, &vars.unused);
             Ok(EXIT_OK)
         }
     }
@@ -271,16 +284,29 @@ pub fn error_code(e: &anyhow::Error) -> u8 {
     }
 }
 
-/// The runner's command line, for a crate of the operator's own:
+/// The runner's command line, for a crate of the operator's own: parses the arguments, runs
+/// the command over `registry` and **exits the process** with the command's exit code (see the
+/// README's exit codes), so that the code cannot be lost, whether `main` returns `()` or
+/// `ExitCode`:
 ///
 /// ```no_run
-/// fn main() -> std::process::ExitCode {
+/// fn main() {
 ///     let mut registry = playbooks::Registry::default();
 ///     // registry.add(my_playbook);
 ///     xtask::runner::main(registry)
 /// }
 /// ```
-pub fn main(registry: Registry) -> ExitCode {
+///
+/// Everything the command printed is written out before the process exits.
+#[allow(clippy::needless_doctest_main)] // the example is a crate's whole `main`
+pub fn main(registry: Registry) -> ! {
+    let code = command_line(&registry);
+    drop(registry);
+    std::process::exit(i32::from(code))
+}
+
+/// [`main`] without the exit: the exit code the command line over `registry` calls for.
+fn command_line(registry: &Registry) -> u8 {
     use clap::Parser;
     #[derive(Parser)]
     #[command(
@@ -297,25 +323,29 @@ pub fn main(registry: Registry) -> ExitCode {
     }
     // Started by ssh as the askpass program of a run (see tasks::host::askpass).
     if let Some(code) = tasks::host::askpass::answer_if_asked() {
-        return ExitCode::from(code);
+        return code;
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => return usage_error(e),
+        Err(e) => return usage_code(e),
     };
     print::init_logging(cli.verbose);
-    ExitCode::from(dispatch(cli.command, &registry).unwrap_or_else(|e| error_code(&e)))
+    dispatch(cli.command, registry).unwrap_or_else(|e| error_code(&e))
 }
 
 /// clap's own error: usage problems are bad input, `--help` and `--version` are not.
 pub fn usage_error(e: clap::Error) -> ExitCode {
+    ExitCode::from(usage_code(e))
+}
+
+fn usage_code(e: clap::Error) -> u8 {
     let code = if e.use_stderr() {
         EXIT_BAD_INPUT
     } else {
         EXIT_OK
     };
     let _ = e.print();
-    ExitCode::from(code)
+    code
 }
 
 #[cfg(test)]

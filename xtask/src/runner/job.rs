@@ -118,7 +118,7 @@ fn check_plans<'i>(job: &Job, targets: &[Target<'i>]) -> Result<Vec<tasks::Plan<
         let mut plan = tasks::Plan::new();
         job.playbook
             .plan(*t, &mut plan)
-            .map_err(|e| anyhow!("{e}"))?;
+            .map_err(|e| anyhow!("{}", t.plan_error(e)))?;
         // A host with the steps of the hosts before it (as most are) has nothing new.
         if !plan.step_names().eq(steps.iter().map(String::as_str)) {
             for s in plan.step_names() {

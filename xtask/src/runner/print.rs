@@ -588,6 +588,21 @@ pub fn inventory_ok(inv: &Inventory) {
     }
 }
 
+/// The keys of `[vars]` and `[hosts.NAME.vars]` that no playbook's declared vars type reads:
+/// warnings, like placeholders.
+pub fn vars_unused(inv: &Inventory, unused: &[playbooks::inventory::Problem]) {
+    for p in unused {
+        let mut at = inv.path.display().to_string();
+        if let Some(l) = p.line {
+            at.push_str(&format!(":{l}"));
+        }
+        if let Some(h) = &p.host {
+            at.push_str(&format!(": host {h}"));
+        }
+        println!("warning: {at}: {}: {}", p.field, p.message);
+    }
+}
+
 fn indent(text: &str, prefix: &str) -> String {
     text.lines()
         .map(|l| format!("{prefix}{l}"))
