@@ -637,6 +637,10 @@ fn inventory_before(host: &str) -> String {
     text[..at + 1].to_string()
 }
 
+/// The environment a drift setup script gets in `dir` for the given secrets (the CI's secret
+/// names to their values).
+type SecretsEnv = fn(&Path, &[(&str, &str)]) -> Vec<(String, String)>;
+
 /// The scripts of the drift job: the one that writes the inventory from the CI's secrets, and
 /// the one that checks each role.
 struct Drift {
@@ -644,7 +648,7 @@ struct Drift {
     setup: String,
     check: String,
     /// Environment of the setup script for `secrets` (the CI's secret names to their values).
-    secrets: fn(&Path, &[(&str, &str)]) -> Vec<(String, String)>,
+    secrets: SecretsEnv,
 }
 
 fn github_drift(text: &str) -> Drift {

@@ -144,11 +144,7 @@ fn which(program: &str) -> Option<PathBuf> {
 
 /// The major version of `node` (`v20.20.2` is 20).
 fn node_major(node: &Path) -> Option<u32> {
-    let out = std::process::Command::new(node)
-        .arg("--version")
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = duct::cmd(node, ["--version"]).stderr_null().read().ok()?;
     text.trim()
         .strip_prefix('v')?
         .split('.')
@@ -159,12 +155,12 @@ fn node_major(node: &Path) -> Option<u32> {
 
 /// npm's global bin folder (`npm prefix -g`/bin), where `npm install --global` puts commands.
 fn npm_global_bin() -> Option<PathBuf> {
-    let out = std::process::Command::new(which("npm")?)
-        .args(["prefix", "--global"])
-        .output()
+    let prefix = duct::cmd(which("npm")?, ["prefix", "--global"])
+        .stderr_null()
+        .read()
         .ok()?;
-    let prefix = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (out.status.success() && !prefix.is_empty()).then(|| Path::new(&prefix).join("bin"))
+    let prefix = prefix.trim();
+    (!prefix.is_empty()).then(|| Path::new(prefix).join("bin"))
 }
 
 /// How to run actionlint on this machine.

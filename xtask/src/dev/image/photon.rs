@@ -282,9 +282,11 @@ mod tests {
         assert!(before.iter().any(|(_, t)| t.contains(RETIRED_REPO_HOST)));
         let script =
             migrate_repo_host().replace("/etc/yum.repos.d/", &format!("{}/", dir.path().display()));
-        let out = std::process::Command::new("sh")
-            .args(["-c", &script])
-            .output()
+        let out = duct::cmd("sh", ["-c", &script])
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked()
+            .run()
             .unwrap();
         assert!(out.status.success(), "{script}: {out:?}");
         for (name, text) in &before {
