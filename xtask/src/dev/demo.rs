@@ -23,7 +23,7 @@ pub fn demo(args: &DemoArgs) -> Result<u8> {
         .map(|(n, h)| (n.as_str(), h.role.name()))
         .collect();
     let sh = Shell::new()?;
-    super::prereq::ensure(&sh)?;
+    super::prereq::ensure(&sh, super::prereq::Need::Lab)?;
     let base = super::image::Base::or_env(args.base)?;
     eprintln!("demo: building (or reusing) the {base} lab image");
     let image = super::image::ensure_base(&sh, base)?;

@@ -8,7 +8,7 @@ use crate::runner::{EXIT_FAILED, EXIT_OK};
 
 pub fn image(args: &super::ImageArgs) -> Result<u8> {
     let sh = Shell::new()?;
-    super::prereq::ensure(&sh)?;
+    super::prereq::ensure(&sh, super::prereq::Need::Lab)?;
     let tag = if args.hardened {
         super::image::hardened::ensure(&sh)?
     } else {
@@ -25,7 +25,7 @@ pub fn test(args: &super::TestArgs) -> Result<u8> {
     let base = Base::or_env(args.base)?;
     let sh = Shell::new()?;
     sh.change_dir(project_root());
-    super::prereq::ensure(&sh)?;
+    super::prereq::ensure(&sh, super::prereq::Need::Tests)?;
     let tag = match std::env::var("NODEPREP_TEST_IMAGE")
         .ok()
         .filter(|s| !s.is_empty())

@@ -1,7 +1,7 @@
 //! The VM test tier: a Debian bookworm disk image with Debian's kernel, systemd,
-//! systemd-networkd and sshd, booted under QEMU with software emulation (TCG), so the kernel
-//! steps (swapoff, modprobe, sysctl, a networkd address) and their persistence across a reboot
-//! run on a real kernel.
+//! systemd-networkd and sshd, booted under QEMU (with KVM where `/dev/kvm` is usable, else
+//! software emulation, TCG), so the kernel steps (swapoff, modprobe, sysctl, a networkd address)
+//! and their persistence across a reboot run on a real kernel.
 //!
 //! The image is built like the container image ([`super::image`]): an `mmdebstrap` rootfs, then
 //! `mkfs.ext4 -d` into a raw disk without a partition table (`root=/dev/vda`), with the kernel
@@ -311,12 +311,26 @@ impl std::fmt::Debug for Vm {
     }
 }
 
-/// `NODEPREP_VM_ACCEL` (e.g. `kvm` where KVM works), else `tcg`.
+/// `NODEPREP_VM_ACCEL` when set (`kvm`, `tcg`), else [`default_accel`] of this machine.
 fn accel() -> String {
     std::env::var("NODEPREP_VM_ACCEL")
         .ok()
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "tcg".into())
+        .unwrap_or_else(|| default_accel(Path::new(KVM)).into())
+}
+
+/// KVM's device.
+const KVM: &str = "/dev/kvm";
+
+/// `kvm` where `dev` (KVM's device) opens for reading and writing, as QEMU opens it (GitHub's
+/// Linux runners have it, usable by root); else `tcg`, QEMU's software emulation.
+fn default_accel(dev: &Path) -> &'static str {
+    let usable = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dev)
+        .is_ok();
+    if usable { "kvm" } else { "tcg" }
 }
 
 impl Vm {
@@ -620,6 +634,14 @@ mod tests {
         assert_eq!(h.len(), 16);
         assert!(h.bytes().all(|b| b.is_ascii_hexdigit()));
         assert_eq!(h, recipe_hash());
+    }
+
+    #[test]
+    fn kvm_where_its_device_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(default_accel(&dir.path().join("kvm")), "tcg");
+        // A device node that opens for reading and writing stands in for /dev/kvm.
+        assert_eq!(default_accel(Path::new("/dev/null")), "kvm");
     }
 
     #[test]

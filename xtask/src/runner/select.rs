@@ -59,12 +59,16 @@ pub fn select<'a>(inv: &'a Inventory, s: &Selector) -> Result<Vec<Target<'a>>> {
         }
     }
     let role = match &s.role {
-        Some(name) => Some(playbooks::roles::find(name).map(playbooks::inventory::RoleRef::from).ok_or_else(|| {
-            anyhow::anyhow!(
-                "unknown role `{name}` (expected one of: {})",
-                playbooks::roles::names().join(", ")
-            )
-        })?),
+        Some(name) => Some(
+            playbooks::roles::find(name)
+                .map(playbooks::inventory::RoleRef::from)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "unknown role `{name}` (expected one of: {})",
+                        playbooks::roles::names().join(", ")
+                    )
+                })?,
+        ),
         None => None,
     };
     if s.is_empty() {
