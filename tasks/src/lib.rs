@@ -24,6 +24,8 @@ pub mod locale;
 pub mod network;
 pub mod pkg;
 pub mod plan;
+pub mod proxy;
+pub mod repos;
 pub mod secret;
 pub mod state;
 pub mod sudoers;

@@ -23,6 +23,7 @@ use tasks::Secret;
 pub mod cluster;
 pub mod placeholders;
 mod problems;
+pub mod sources;
 pub mod spans;
 mod validate;
 mod vars;
@@ -30,6 +31,7 @@ mod vars;
 pub use cluster::ExtraRule;
 
 pub use placeholders::Placeholder;
+pub use sources::{HostMirrors, HostProxy, PackagesTable, ProxyTable, Sources};
 pub use problems::{Problem, Problems};
 pub use validate::{is_rfc1123_label, is_sha512_crypt, parse_cidr};
 pub use vars::VarsError;
@@ -51,6 +53,12 @@ pub struct Inventory {
     /// Each host's own settings (`[hosts.NAME.vars]`), as written, for the hosts that have
     /// some. [`Target::var_table`] merges them over [`Inventory::vars`].
     pub host_vars: BTreeMap<String, toml::Table>,
+    /// The top-level `[proxy]` and `[packages]` (see [`sources`]).
+    pub sources: Sources,
+    /// `[zones.NAME]`: a zone's `proxy` and `packages`.
+    pub zones: BTreeMap<String, Sources>,
+    /// Each host's own `proxy` and `packages`, for the hosts that have some.
+    pub host_sources: BTreeMap<String, Sources>,
     /// The values written as placeholders: hosts in name order, then the shared settings.
     pub placeholders: Vec<Placeholder>,
     /// Where it was read from (for messages and relative paths).
@@ -74,6 +82,12 @@ struct RawInventory {
     #[serde(default)]
     vars: toml::Table,
     #[serde(default)]
+    proxy: Option<ProxyTable>,
+    #[serde(default)]
+    packages: Option<PackagesTable>,
+    #[serde(default)]
+    zones: BTreeMap<String, Sources>,
+    #[serde(default)]
     hosts: BTreeMap<String, RawHost>,
 }
 
@@ -92,13 +106,27 @@ struct RawHost {
     network: Option<Network>,
     #[serde(default)]
     vars: Option<toml::Table>,
+    #[serde(default)]
+    proxy: Option<ProxyTable>,
+    #[serde(default)]
+    packages: Option<PackagesTable>,
 }
 
 impl From<RawInventory> for Inventory {
     fn from(raw: RawInventory) -> Inventory {
         let mut hosts = BTreeMap::new();
         let mut host_vars = BTreeMap::new();
+        let mut host_sources = BTreeMap::new();
         for (name, h) in raw.hosts {
+            if h.proxy.is_some() || h.packages.is_some() {
+                host_sources.insert(
+                    name.clone(),
+                    Sources {
+                        proxy: h.proxy,
+                        packages: h.packages,
+                    },
+                );
+            }
             if let Some(vars) = h.vars {
                 host_vars.insert(name.clone(), vars);
             }
@@ -122,6 +150,12 @@ impl From<RawInventory> for Inventory {
             hosts,
             vars: raw.vars,
             host_vars,
+            sources: Sources {
+                proxy: raw.proxy,
+                packages: raw.packages,
+            },
+            zones: raw.zones,
+            host_sources,
             placeholders: Vec::new(),
             path: PathBuf::new(),
         }
