@@ -58,6 +58,12 @@ fn photon_k8s_worker() {
         Fixture::photon(),
         &inv,
         expect![[r#"
+        write /etc/yum.repos.d/photon.repo 0644 root:root
+        write /etc/yum.repos.d/photon-updates.repo 0644 root:root
+        write /etc/yum.repos.d/photon-release.repo 0644 root:root
+        write /etc/yum.repos.d/photon-extras.repo 0644 root:root
+        write /etc/yum.repos.d/photon-debuginfo.repo 0644 root:root
+        write /etc/yum.repos.d/photon-srpms.repo 0644 root:root
         run useradd -m -s /bin/bash -U -G wheel kubeadmin
         run chpasswd -e
         run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
@@ -123,6 +129,12 @@ fn photon_k8s_master() {
         Fixture::photon(),
         &inv,
         expect![[r#"
+        write /etc/yum.repos.d/photon.repo 0644 root:root
+        write /etc/yum.repos.d/photon-updates.repo 0644 root:root
+        write /etc/yum.repos.d/photon-release.repo 0644 root:root
+        write /etc/yum.repos.d/photon-extras.repo 0644 root:root
+        write /etc/yum.repos.d/photon-debuginfo.repo 0644 root:root
+        write /etc/yum.repos.d/photon-srpms.repo 0644 root:root
         run useradd -m -s /bin/bash -U -G wheel kubeadmin
         run chpasswd -e
         run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
@@ -190,6 +202,12 @@ fn photon_haproxy() {
         Fixture::photon(),
         &inv,
         expect![[r#"
+        write /etc/yum.repos.d/photon.repo 0644 root:root
+        write /etc/yum.repos.d/photon-updates.repo 0644 root:root
+        write /etc/yum.repos.d/photon-release.repo 0644 root:root
+        write /etc/yum.repos.d/photon-extras.repo 0644 root:root
+        write /etc/yum.repos.d/photon-debuginfo.repo 0644 root:root
+        write /etc/yum.repos.d/photon-srpms.repo 0644 root:root
         run useradd -m -s /bin/bash -U -G wheel kubeadmin
         run chpasswd -e
         run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
@@ -410,6 +428,12 @@ fn photon_haproxy_admin_passwordless_sudo() {
         Fixture::photon(),
         &inv,
         expect![[r#"
+            write /etc/yum.repos.d/photon.repo 0644 root:root
+            write /etc/yum.repos.d/photon-updates.repo 0644 root:root
+            write /etc/yum.repos.d/photon-release.repo 0644 root:root
+            write /etc/yum.repos.d/photon-extras.repo 0644 root:root
+            write /etc/yum.repos.d/photon-debuginfo.repo 0644 root:root
+            write /etc/yum.repos.d/photon-srpms.repo 0644 root:root
             run useradd -m -s /bin/bash -U -G wheel kubeadmin
             run chpasswd -e
             run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh

@@ -325,7 +325,9 @@ mod tests {
         assert_eq!(text, shown);
         assert!(text.contains("Environment=\"HTTPS_PROXY=http://proxy.lan:3128\"\n"));
         assert!(text.ends_with("Environment=\"NO_PROXY=a,b\"\n"));
-        let (mut cx, _rec) = Fixture::debian().ctx(Mode::Apply);
+        let (mut cx, _rec) = Fixture::debian()
+            .absent(CONTAINERD_DROP_IN)
+            .ctx(Mode::Apply);
         assert!(runtime_proxy(&mut cx, CONTAINERD_DROP_IN, Some(&p)).unwrap().changed());
         let sent = cx.actions().len();
         assert_eq!(

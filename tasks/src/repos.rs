@@ -166,6 +166,11 @@ pub fn rebased(url: &str, mirror: &str) -> Option<String> {
     if scheme != "http" && scheme != "https" {
         return None;
     }
+    let mirror = mirror.trim_end_matches('/');
+    // Already at the mirror (which may have a path of its own): as it is.
+    if url.strip_prefix(mirror).is_some_and(|r| r.is_empty() || r.starts_with('/')) {
+        return Some(url.to_string());
+    }
     let path = rest.find('/').map_or("", |i| &rest[i..]);
     Some(format!("{}{path}", mirror.trim_end_matches('/')))
 }
@@ -410,6 +415,7 @@ mod tests {
         assert!(mirrored.contains("baseurl=https://mirror.lan/photon-remote/photon/$releasever/photon_updates_$releasever_$basearch\n"), "{mirrored}");
         assert!(mirrored.contains("gpgcheck=0\n"), "{mirrored}");
         assert_eq!(photon_repo(UPDATES, m.photon, &m), mirrored);
+        assert_eq!(photon_repo(&mirrored, m.photon, &m), mirrored);
         // The ISO's file:// baseurl is no remote one.
         let iso = "[photon-iso]\nbaseurl=file:///mnt/cdrom/RPMS\n";
         assert_eq!(photon_repo(iso, m.photon, &Mirrors::default()), iso);

@@ -292,8 +292,16 @@ fn is_host_name(s: &str) -> bool {
 
 /// A `no_proxy` entry: a host name, a domain (`.corp.lan`), an IP address or a network (CIDR).
 pub fn is_no_proxy_entry(s: &str) -> bool {
-    if s.parse::<IpAddr>().is_ok() || tasks::network::Cidr::parse(s).is_ok() {
+    if s.parse::<IpAddr>().is_ok() {
         return true;
+    }
+    if let Some((addr, prefix)) = s.split_once('/') {
+        let max = match addr.parse::<IpAddr>() {
+            Ok(IpAddr::V4(_)) => 32,
+            Ok(IpAddr::V6(_)) => 128,
+            Err(_) => return false,
+        };
+        return prefix.parse::<u8>().is_ok_and(|p| p <= max);
     }
     is_host_name(s.strip_prefix('.').unwrap_or(s))
 }
