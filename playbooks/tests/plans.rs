@@ -862,7 +862,13 @@ fn photon_k8s_worker_through_proxy_and_mirror() {
     );
     assert_eq!(p.no_proxy, [".corp.lan", "10.20.0.0/16"]);
     assert_eq!(
-        inv.target("prdk8swok501").unwrap().proxy().unwrap().http.unwrap().expose(),
+        inv.target("prdk8swok501")
+            .unwrap()
+            .proxy()
+            .unwrap()
+            .http
+            .unwrap()
+            .expose(),
         "http://ops:s3cret@proxy.corp.lan:3128"
     );
     let plan = plan("k8s-worker", "prdk8swok511", Fixture::photon(), &inv);
@@ -894,8 +900,16 @@ fn photon_k8s_worker_through_proxy_and_mirror() {
     "#]]
     .assert_debug_eq(&added);
     // The whole plan, as without the tables but for those lines.
-    let without = self::plan("k8s-worker", "prdk8swok511", Fixture::photon(), &inventory(""));
-    let rest: Vec<&str> = plan.lines().filter(|l| !added.contains(&l.trim())).collect();
+    let without = self::plan(
+        "k8s-worker",
+        "prdk8swok511",
+        Fixture::photon(),
+        &inventory(""),
+    );
+    let rest: Vec<&str> = plan
+        .lines()
+        .filter(|l| !added.contains(&l.trim()))
+        .collect();
     let before: Vec<&str> = without
         .lines()
         .filter(|l| !l.contains("yum.repos.d") && !l.contains("tdnf.conf"))
@@ -988,7 +1002,10 @@ fn rhel_k8s_worker_through_proxy_and_mirror() {
             ..Default::default()
         },
     );
-    assert!(repo.contains("\n#mirrorlist=https://mirrors.rockylinux.org/"), "{repo}");
+    assert!(
+        repo.contains("\n#mirrorlist=https://mirrors.rockylinux.org/"),
+        "{repo}"
+    );
     assert!(repo.contains("\nbaseurl=https://mirror.corp.lan/rocky-remote/$contentdir/$releasever/BaseOS/$basearch/os/\n"), "{repo}");
     // Without the tables, the repo file is left alone.
     let plain = self::plan("k8s-worker", "prdk8swok501", fixture(), &{
@@ -996,7 +1013,10 @@ fn rhel_k8s_worker_through_proxy_and_mirror() {
         i.kubernetes.source = "upstream".into();
         i
     });
-    assert!(!plain.contains("rocky.repo") && !plain.contains("dnf.conf"), "{plain}");
+    assert!(
+        !plain.contains("rocky.repo") && !plain.contains("dnf.conf"),
+        "{plain}"
+    );
 }
 
 /// A Photon host without the tables whose repositories already moved (photon-repos' own

@@ -339,7 +339,11 @@ fn apt_get_update(cx: &mut Ctx) -> Result<()> {
         // a proxy, that is the proxy failing, and every install after it would fail as a
         // missing package.
         Some(out) if crate::proxy::package_proxy_in_use(cx).is_some() => {
-            let text = format!("{}{}", out.stdout_str(), String::from_utf8_lossy(&out.stderr));
+            let text = format!(
+                "{}{}",
+                out.stdout_str(),
+                String::from_utf8_lossy(&out.stderr)
+            );
             let failed: Vec<&str> = text
                 .lines()
                 .filter(|l| l.contains("Failed to fetch") || l.contains("Could not connect"))

@@ -105,16 +105,12 @@ fn secret_content(
         return Ok(Change::Unchanged);
     }
     if cx.diff_wanted() {
-        let old = current.as_ref().map(|c| redact_all(&String::from_utf8_lossy(&c.content)));
+        let old = current
+            .as_ref()
+            .map(|c| redact_all(&String::from_utf8_lossy(&c.content)));
         cx.record_diff(file::unified_diff(path, old.as_deref(), shown));
     }
-    cx.write_file(
-        path,
-        content.as_bytes(),
-        perm.mode,
-        perm.owner,
-        perm.group,
-    )?;
+    cx.write_file(path, content.as_bytes(), perm.mode, perm.owner, perm.group)?;
     Ok(Change::Changed)
 }
 
@@ -188,10 +184,16 @@ pub fn apt_conf(p: &Proxy) -> (String, String) {
 pub fn drop_in(p: &Proxy) -> (String, String) {
     let head = "# Written by nodeprep from the inventory's [proxy] (README: \"Hosts without the internet\").\n[Service]\n";
     let (mut text, mut shown) = (head.to_string(), head.to_string());
-    for (var, url) in [("HTTP_PROXY", p.http.or(p.https)), ("HTTPS_PROXY", p.https.or(p.http))] {
+    for (var, url) in [
+        ("HTTP_PROXY", p.http.or(p.https)),
+        ("HTTPS_PROXY", p.https.or(p.http)),
+    ] {
         if let Some(url) = url {
             text.push_str(&format!("Environment=\"{var}={}\"\n", url.expose()));
-            shown.push_str(&format!("Environment=\"{var}={}\"\n", redacted(url.expose())));
+            shown.push_str(&format!(
+                "Environment=\"{var}={}\"\n",
+                redacted(url.expose())
+            ));
         }
     }
     let no = format!("Environment=\"NO_PROXY={}\"\n", p.no_proxy);
@@ -295,11 +297,7 @@ mod tests {
         let diff = r.diffs.join("");
         assert!(!diff.contains("s3cret"), "{diff}");
         assert!(diff.contains("http://<redacted>@proxy.lan:3128"), "{diff}");
-        assert!(
-            r.actions
-                .iter()
-                .all(|a| !a.to_string().contains("s3cret"))
-        );
+        assert!(r.actions.iter().all(|a| !a.to_string().contains("s3cret")));
         assert!(
             r.actions
                 .iter()
@@ -310,7 +308,10 @@ mod tests {
             Some("http://<redacted>@proxy.lan:3128")
         );
         let e = through_proxy(&mut cx, Error::other("apt failed")).to_string();
-        assert!(e.contains("proxy http://<redacted>@proxy.lan:3128") && !e.contains("s3cret"), "{e}");
+        assert!(
+            e.contains("proxy http://<redacted>@proxy.lan:3128") && !e.contains("s3cret"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -328,7 +329,11 @@ mod tests {
         let (mut cx, _rec) = Fixture::debian()
             .absent(CONTAINERD_DROP_IN)
             .ctx(Mode::Apply);
-        assert!(runtime_proxy(&mut cx, CONTAINERD_DROP_IN, Some(&p)).unwrap().changed());
+        assert!(
+            runtime_proxy(&mut cx, CONTAINERD_DROP_IN, Some(&p))
+                .unwrap()
+                .changed()
+        );
         let sent = cx.actions().len();
         assert_eq!(
             runtime_proxy(&mut cx, CONTAINERD_DROP_IN, Some(&p)).unwrap(),
@@ -336,7 +341,11 @@ mod tests {
         );
         assert_eq!(cx.actions().len(), sent);
         // Taken away from the inventory: nodeprep's drop-in goes.
-        assert!(runtime_proxy(&mut cx, CONTAINERD_DROP_IN, None).unwrap().changed());
+        assert!(
+            runtime_proxy(&mut cx, CONTAINERD_DROP_IN, None)
+                .unwrap()
+                .changed()
+        );
         assert!(matches!(
             runtime_proxy(&mut cx, CONTAINERD_DROP_IN, None).unwrap(),
             Change::Skipped(_)
@@ -345,7 +354,10 @@ mod tests {
 
     #[test]
     fn redaction() {
-        assert_eq!(redact_all("proxy=http://a:b@h:1\n"), "proxy=http://<redacted>@h:1\n");
+        assert_eq!(
+            redact_all("proxy=http://a:b@h:1\n"),
+            "proxy=http://<redacted>@h:1\n"
+        );
         assert_eq!(redact_all("x \"http://h:1\";"), "x \"http://h:1\";");
     }
 }

@@ -168,7 +168,10 @@ pub fn rebased(url: &str, mirror: &str) -> Option<String> {
     }
     let mirror = mirror.trim_end_matches('/');
     // Already at the mirror (which may have a path of its own): as it is.
-    if url.strip_prefix(mirror).is_some_and(|r| r.is_empty() || r.starts_with('/')) {
+    if url
+        .strip_prefix(mirror)
+        .is_some_and(|r| r.is_empty() || r.starts_with('/'))
+    {
         return Some(url.to_string());
     }
     let path = rest.find('/').map_or("", |i| &rest[i..]);
@@ -324,7 +327,11 @@ pub fn skipped_repositories(cx: &mut Ctx, out: &Output) -> Option<Error> {
         crate::error::ErrorKind::Command,
         format!(
             "tdnf could not reach {} and skipped {} (skip_if_unavailable=1), so its packages look missing:\n  {}\nfix: point [packages] photon at a mirror this host reaches, or give the host a [proxy]; a repo file still naming {PHOTON_RETIRED} is moved to {PHOTON_HOST} by the `package repositories` step",
-            if names.len() == 1 { "a repository" } else { "repositories" },
+            if names.len() == 1 {
+                "a repository"
+            } else {
+                "repositories"
+            },
             if names.len() == 1 { "it" } else { "them" },
             lines.join("\n  ")
         ),
@@ -465,7 +472,13 @@ mod tests {
         let e = skipped_repositories(&mut cx, &out).unwrap().to_string();
         assert!(e.contains("repository `VMware Photon Linux 5.0 (x86_64) Updates` at https://packages.vmware.com/photon/$releasever/photon_updates_$releasever_$basearch"), "{e}");
         assert!(e.contains("fix:"), "{e}");
-        assert!(template_matches("A $releasever ($basearch) B", "A 5.0 (x86_64) B"));
-        assert!(!template_matches("A $releasever ($basearch) B", "A 5.0 (x86_64) C"));
+        assert!(template_matches(
+            "A $releasever ($basearch) B",
+            "A 5.0 (x86_64) B"
+        ));
+        assert!(!template_matches(
+            "A $releasever ($basearch) B",
+            "A 5.0 (x86_64) C"
+        ));
     }
 }

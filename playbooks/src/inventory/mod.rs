@@ -31,8 +31,8 @@ mod vars;
 pub use cluster::ExtraRule;
 
 pub use placeholders::Placeholder;
-pub use sources::{HostMirrors, HostProxy, PackagesTable, ProxyTable, Sources};
 pub use problems::{Problem, Problems};
+pub use sources::{HostMirrors, HostProxy, PackagesTable, ProxyTable, Sources};
 pub use validate::{is_rfc1123_label, is_sha512_crypt, parse_cidr};
 pub use vars::VarsError;
 

@@ -404,8 +404,15 @@ mod tests {
             (u.scheme, u.userinfo, u.host, u.port, u.path),
             ("http", Some("u:p"), "proxy.lan", Some(3128), "")
         );
-        assert_eq!(parse_url("https://[fd00::1]:8080/x").unwrap().host, "fd00::1");
-        assert!(parse_url("proxy.lan:3128").unwrap_err().contains("no scheme"));
+        assert_eq!(
+            parse_url("https://[fd00::1]:8080/x").unwrap().host,
+            "fd00::1"
+        );
+        assert!(
+            parse_url("proxy.lan:3128")
+                .unwrap_err()
+                .contains("no scheme")
+        );
         assert!(parse_url("ftp://p").unwrap_err().contains("not http"));
         assert!(parse_url("http://p:0").unwrap_err().contains("not a port"));
         assert!(parse_url("http://:8080").unwrap_err().contains("no host"));

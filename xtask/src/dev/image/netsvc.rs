@@ -34,7 +34,10 @@ chroot "$root" systemctl enable tinyproxy.service apt-cacher-ng.service
 
 /// This recipe as text, after the Debian one in what the tag's hash covers.
 pub fn recipe() -> String {
-    format!("netsvc\npackages {}\ncustomize\n{CUSTOMIZE}", PACKAGES.join(","))
+    format!(
+        "netsvc\npackages {}\ncustomize\n{CUSTOMIZE}",
+        PACKAGES.join(",")
+    )
 }
 
 /// `nodeprep-test:debian-netsvc-<first 12 hex digits of the hash of both recipes>`.
