@@ -437,3 +437,46 @@ fn package_lists_max_age_in_seconds() {
         "{out}"
     );
 }
+
+/// `[proxy]` and `[packages]` at every level: each problem with the file, the line, the host
+/// and the field; credentials never shown.
+#[test]
+fn proxy_and_packages_problems_name_host_and_field() {
+    let text = r#"[proxy]
+http = "proxy.lan:3128"
+no_proxy = ["ok.lan", "not a host"]
+
+[packages]
+debian = "ftp://mirror.lan/debian"
+mirrorr = "x"
+
+[zones.dmz.proxy]
+https = "http://ops:s3cret@:8080"
+
+[zones.nowhere.packages]
+photon = "https://mirror.lan"
+
+[hosts.h]
+role = "k8s-worker"
+address = "192.168.10.57"
+zone = "dmz"
+
+[hosts.h.proxy]
+htp = "http://p:1"
+http = "http://ops:s3cret@p:0"
+"#;
+    let out = problems(text);
+    expect![[r#"
+        inventory.toml: 8 problems
+          inventory.toml:21: host h: proxy.htp: unknown key `htp` (expected http, https or no_proxy)
+          inventory.toml:22: host h: proxy.http: `http://<redacted>@p:0` port `0` is not a port
+          inventory.toml:10: zones.dmz.proxy.https: `http://<redacted>@:8080` has no host
+          inventory.toml: zones.nowhere: no host is in zone `nowhere`
+          inventory.toml:2: proxy.http: `proxy.lan:3128` has no scheme: write it as http://HOST:PORT
+          inventory.toml:3: proxy.no_proxy: `not a host` is not a host name, a domain (.corp.lan), an IP address or a network (CIDR)
+          inventory.toml:7: packages.mirrorr: unknown key `mirrorr` (expected photon, debian, debian_security, rhel, gpgcheck or gpgkey)
+          inventory.toml:6: packages.debian: `ftp://mirror.lan/debian` scheme `ftp` is not http or https
+    "#]]
+    .assert_eq(&out);
+    assert!(!out.contains("s3cret"), "{out}");
+}

@@ -59,6 +59,12 @@ fn photon_k8s_worker() {
         Fixture::photon(),
         &inv,
         expect![[r#"
+        write /etc/yum.repos.d/photon.repo 0644 root:root
+        write /etc/yum.repos.d/photon-updates.repo 0644 root:root
+        write /etc/yum.repos.d/photon-release.repo 0644 root:root
+        write /etc/yum.repos.d/photon-extras.repo 0644 root:root
+        write /etc/yum.repos.d/photon-debuginfo.repo 0644 root:root
+        write /etc/yum.repos.d/photon-srpms.repo 0644 root:root
         run useradd -m -s /bin/bash -U -G wheel kubeadmin
         run chpasswd -e
         run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
@@ -125,6 +131,12 @@ fn photon_k8s_master() {
         Fixture::photon(),
         &inv,
         expect![[r#"
+        write /etc/yum.repos.d/photon.repo 0644 root:root
+        write /etc/yum.repos.d/photon-updates.repo 0644 root:root
+        write /etc/yum.repos.d/photon-release.repo 0644 root:root
+        write /etc/yum.repos.d/photon-extras.repo 0644 root:root
+        write /etc/yum.repos.d/photon-debuginfo.repo 0644 root:root
+        write /etc/yum.repos.d/photon-srpms.repo 0644 root:root
         run useradd -m -s /bin/bash -U -G wheel kubeadmin
         run chpasswd -e
         run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
@@ -193,6 +205,12 @@ fn photon_haproxy() {
         Fixture::photon(),
         &inv,
         expect![[r#"
+        write /etc/yum.repos.d/photon.repo 0644 root:root
+        write /etc/yum.repos.d/photon-updates.repo 0644 root:root
+        write /etc/yum.repos.d/photon-release.repo 0644 root:root
+        write /etc/yum.repos.d/photon-extras.repo 0644 root:root
+        write /etc/yum.repos.d/photon-debuginfo.repo 0644 root:root
+        write /etc/yum.repos.d/photon-srpms.repo 0644 root:root
         run useradd -m -s /bin/bash -U -G wheel kubeadmin
         run chpasswd -e
         run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
@@ -417,6 +435,12 @@ fn photon_haproxy_admin_passwordless_sudo() {
         Fixture::photon(),
         &inv,
         expect![[r#"
+            write /etc/yum.repos.d/photon.repo 0644 root:root
+            write /etc/yum.repos.d/photon-updates.repo 0644 root:root
+            write /etc/yum.repos.d/photon-release.repo 0644 root:root
+            write /etc/yum.repos.d/photon-extras.repo 0644 root:root
+            write /etc/yum.repos.d/photon-debuginfo.repo 0644 root:root
+            write /etc/yum.repos.d/photon-srpms.repo 0644 root:root
             run useradd -m -s /bin/bash -U -G wheel kubeadmin
             run chpasswd -e
             run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
@@ -863,4 +887,225 @@ fn photon_node_named_at_its_cluster_address_with_runc_shim() {
         +KUBELET_EXTRA_ARGS="--cgroup-driver=systemd --node-ip=192.168.5.57"
     "#]]
     .assert_eq(&out);
+}
+
+/// `[proxy]` and `[packages]` at every level: the top level for every host, the DMZ zone's
+/// proxy for its hosts, a host's own `no_proxy`.
+const SOURCES: &str = r#"
+[proxy]
+http = "http://ops:s3cret@proxy.corp.lan:3128"
+no_proxy = [".corp.lan"]
+
+[packages]
+photon = "https://mirror.corp.lan/photon-remote"
+rhel = "https://mirror.corp.lan/rocky-remote"
+gpgcheck = true
+
+[zones.dmz.proxy]
+http = "http://ops:s3cret@dmzproxy.corp.lan:3128"
+
+[hosts.prdk8swok511.proxy]
+no_proxy = [".corp.lan", "10.20.0.0/16"]
+"#;
+
+/// The lines the tables add to the Photon worker's plan: the repo files at the mirror, tdnf's
+/// proxy (0600: the URL holds credentials), containerd's and docker's drop-ins with systemd
+/// reloaded; each file's content, credentials never in a diff.
+#[test]
+fn photon_k8s_worker_through_proxy_and_mirror() {
+    let inv = inventory(SOURCES);
+    let t = inv.target("prdk8swok511").unwrap();
+    // Host beats zone beats top level, key by key.
+    let p = t.proxy().unwrap();
+    assert_eq!(
+        p.http.unwrap().expose(),
+        "http://ops:s3cret@dmzproxy.corp.lan:3128"
+    );
+    assert_eq!(p.no_proxy, [".corp.lan", "10.20.0.0/16"]);
+    assert_eq!(
+        inv.target("prdk8swok501")
+            .unwrap()
+            .proxy()
+            .unwrap()
+            .http
+            .unwrap()
+            .expose(),
+        "http://ops:s3cret@proxy.corp.lan:3128"
+    );
+    let plan = plan("k8s-worker", "prdk8swok511", Fixture::photon(), &inv);
+    let added: Vec<&str> = plan
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            l.contains("yum.repos.d")
+                || l.contains("tdnf.conf")
+                || l.contains("http-proxy.conf")
+                || l.contains("daemon-reload")
+        })
+        .collect();
+    expect![[r#"
+        [
+            "write /etc/yum.repos.d/photon.repo 0644 root:root",
+            "write /etc/yum.repos.d/photon-updates.repo 0644 root:root",
+            "write /etc/yum.repos.d/photon-release.repo 0644 root:root",
+            "write /etc/yum.repos.d/photon-extras.repo 0644 root:root",
+            "write /etc/yum.repos.d/photon-debuginfo.repo 0644 root:root",
+            "write /etc/yum.repos.d/photon-srpms.repo 0644 root:root",
+            "write /etc/tdnf/tdnf.conf 0600 root:root",
+            "write /etc/tdnf/tdnf.conf 0600 root:root",
+            "write /etc/systemd/system/containerd.service.d/http-proxy.conf 0600 root:root",
+            "run systemctl daemon-reload",
+            "write /etc/systemd/system/docker.service.d/http-proxy.conf 0600 root:root",
+            "run systemctl daemon-reload",
+        ]
+    "#]]
+    .assert_debug_eq(&added);
+    // The whole plan, as without the tables but for those lines.
+    let without = self::plan(
+        "k8s-worker",
+        "prdk8swok511",
+        Fixture::photon(),
+        &inventory(""),
+    );
+    let rest: Vec<&str> = plan
+        .lines()
+        .filter(|l| !added.contains(&l.trim()))
+        .collect();
+    let before: Vec<&str> = without
+        .lines()
+        .filter(|l| !l.contains("yum.repos.d") && !l.contains("tdnf.conf"))
+        .collect();
+    assert_eq!(rest, before);
+}
+
+/// NO_PROXY: every host's name, address and cluster address, the pods' and services'
+/// networks, the fixed names, then the host's extras.
+#[test]
+fn no_proxy_is_computed_from_the_inventory() {
+    let inv = inventory(SOURCES);
+    let t = inv.target("prdk8swok511").unwrap();
+    let list = playbooks::inventory::sources::no_proxy(
+        &t,
+        Some("10.244.0.0/16".into()),
+        "10.96.0.0/12".into(),
+    );
+    let mut want: Vec<String> = Vec::new();
+    for (name, h) in &inv.hosts {
+        let ht = inv.target(name).unwrap();
+        for s in [name.as_str(), h.address.as_str(), ht.cluster_address()] {
+            if !want.iter().any(|w| w == s) {
+                want.push(s.into());
+            }
+        }
+    }
+    want.extend(
+        [
+            "10.244.0.0/16",
+            "10.96.0.0/12",
+            "localhost",
+            "127.0.0.1",
+            ".svc",
+            ".cluster.local",
+            ".corp.lan",
+            "10.20.0.0/16",
+        ]
+        .map(String::from),
+    );
+    assert_eq!(list, want.join(","));
+    assert!(list.starts_with("prdinfhap501,"), "{list}");
+}
+
+/// Rocky 9's BaseOS repository, as rocky-release ships it (abridged to one section).
+const ROCKY_REPO: &str = "[baseos]
+name=Rocky Linux $releasever - BaseOS
+mirrorlist=https://mirrors.rockylinux.org/mirrorlist?arch=$basearch&repo=BaseOS-$releasever$rltype
+#baseurl=http://dl.rockylinux.org/$contentdir/$releasever/BaseOS/$basearch/os/
+gpgcheck=1
+enabled=1
+countme=1
+metadata_expire=6h
+gpgkey=file:///etc/pki/rpm-gpg/RPM-GPG-KEY-Rocky-9
+";
+
+/// The lines the tables add to the RHEL-like worker's plan: the distribution's repo file at
+/// the mirror (before the first package transaction), dnf's proxy, containerd's drop-in.
+#[test]
+fn rhel_k8s_worker_through_proxy_and_mirror() {
+    let mut inv = inventory(SOURCES);
+    inv.kubernetes.source = playbooks::inventory::Source::Upstream;
+    inv.kubernetes.version = "1.30".into();
+    let fixture = || Fixture::rhel().file("/etc/yum.repos.d/rocky.repo", ROCKY_REPO, 0o644);
+    let plan = plan("k8s-worker", "prdk8swok501", fixture(), &inv);
+    let first: Vec<&str> = plan.lines().map(str::trim).take(3).collect();
+    assert_eq!(
+        first,
+        [
+            "write /etc/yum.repos.d/rocky.repo 0644 root:root",
+            "write /etc/dnf/dnf.conf 0600 root:root",
+            "run useradd -m -s /bin/bash -U -G wheel kubeadmin",
+        ],
+        "{plan}"
+    );
+    let lines: Vec<&str> = plan.lines().map(str::trim).collect();
+    let at = lines
+        .iter()
+        .position(|l| {
+            *l == "write /etc/systemd/system/containerd.service.d/http-proxy.conf 0600 root:root"
+        })
+        .unwrap_or_else(|| panic!("{plan}"));
+    assert_eq!(lines[at + 1], "run systemctl daemon-reload", "{plan}");
+    // The file itself.
+    let repo = tasks::repos::rhel_repo(
+        ROCKY_REPO,
+        "https://mirror.corp.lan/rocky-remote",
+        &tasks::repos::Mirrors {
+            gpgcheck: Some(true),
+            ..Default::default()
+        },
+    );
+    assert!(
+        repo.contains("\n#mirrorlist=https://mirrors.rockylinux.org/"),
+        "{repo}"
+    );
+    assert!(repo.contains("\nbaseurl=https://mirror.corp.lan/rocky-remote/$contentdir/$releasever/BaseOS/$basearch/os/\n"), "{repo}");
+    // Without the tables, the repo file is left alone.
+    let plain = self::plan("k8s-worker", "prdk8swok501", fixture(), &{
+        let mut i = inventory("");
+        i.kubernetes.source = playbooks::inventory::Source::Upstream;
+        i
+    });
+    assert!(
+        !plain.contains("rocky.repo") && !plain.contains("dnf.conf"),
+        "{plain}"
+    );
+}
+
+/// A Photon host without the tables whose repositories already moved (photon-repos' own
+/// scriptlet ran): exactly the plan of a fresh host without the repository step's lines.
+#[test]
+fn photon_without_tables_changes_only_by_the_repository_step() {
+    let inv = inventory("");
+    let mut migrated = Fixture::photon();
+    for (name, text) in tasks::testing::photon_files::REPOS {
+        migrated = migrated.file(
+            &format!("/etc/yum.repos.d/{name}"),
+            &text.replace(
+                "baseurl=https://packages.vmware.com/",
+                "baseurl=https://packages-prod.broadcom.com/",
+            ),
+            0o644,
+        );
+    }
+    let fresh = plan("k8s-worker", "prdk8swok511", Fixture::photon(), &inv);
+    let moved = plan("k8s-worker", "prdk8swok511", migrated, &inv);
+    let repo_lines: Vec<&str> = fresh
+        .lines()
+        .filter(|l| l.contains("/etc/yum.repos.d/"))
+        .collect();
+    assert_eq!(repo_lines.len(), 6, "{fresh}");
+    let rest: Vec<&str> = fresh
+        .lines()
+        .filter(|l| !l.contains("/etc/yum.repos.d/"))
+        .collect();
+    assert_eq!(moved.lines().collect::<Vec<_>>(), rest);
 }

@@ -33,6 +33,14 @@ impl OsFamily {
         }
     }
 
+    /// tdnf, Photon's package manager: its repositories are Photon's (`/etc/yum.repos.d/photon*.repo`).
+    pub fn uses_tdnf(self) -> bool {
+        match self {
+            OsFamily::Photon => true,
+            OsFamily::Debian | OsFamily::Rhel => false,
+        }
+    }
+
     /// The package manager's command.
     pub fn package_manager(self) -> &'static str {
         match self {

@@ -26,6 +26,8 @@ pub mod locale;
 pub mod network;
 pub mod pkg;
 pub mod plan;
+pub mod proxy;
+pub mod repos;
 pub mod secret;
 pub mod shell;
 pub mod state;

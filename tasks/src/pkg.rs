@@ -181,8 +181,15 @@ fn install(cx: &mut Ctx, names: &[&str], flags: &[&str]) -> Result<()> {
         Some(out) if !out.success() => out,
         _ => return Ok(()),
     };
+    // tdnf skipped a repository it could not reach: the package only looks missing.
+    if os.uses_tdnf()
+        && let Some(e) = crate::repos::skipped_repositories(cx, &out)
+    {
+        return Err(crate::proxy::through_proxy(cx, e));
+    }
     if !not_found(&out) || cx.packages_run().lists_refreshed {
-        return Err(failure(&argv, &out));
+        let e = failure(&argv, &out);
+        return Err(crate::proxy::through_proxy(cx, e));
     }
     tracing::debug!(
         host = cx.host_name(),
@@ -191,7 +198,7 @@ fn install(cx: &mut Ctx, names: &[&str], flags: &[&str]) -> Result<()> {
     match os {
         OsFamily::Debian => {
             apt_get_update(cx)?;
-            run(cx, &argv)
+            run(cx, &argv).map_err(|e| crate::proxy::through_proxy(cx, e))
         }
         OsFamily::Photon | OsFamily::Rhel => {
             // `tdnf install --refresh`, `dnf install --refresh`: metadata read anew first.
@@ -416,10 +423,39 @@ pub fn refresh_apt_lists(cx: &mut Ctx) -> Result<()> {
 }
 
 fn apt_get_update(cx: &mut Ctx) -> Result<()> {
-    run(
-        cx,
-        &["apt-get", "update", "-q", "-o", "DPkg::Lock::Timeout=120"],
-    )?;
+    let argv = ["apt-get", "update", "-q", "-o", "DPkg::Lock::Timeout=120"];
+    match cx.apply_unchecked(&argv)? {
+        Some(out) if !out.success() => {
+            let e = failure(&argv, &out);
+            return Err(crate::proxy::through_proxy(cx, e));
+        }
+        // apt leaves lists it could not fetch as they were, and says so in a warning: through
+        // a proxy, that is the proxy failing, and every install after it would fail as a
+        // missing package.
+        Some(out) if crate::proxy::package_proxy_in_use(cx).is_some() => {
+            let text = format!(
+                "{}{}",
+                out.stdout_str(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let failed: Vec<&str> = text
+                .lines()
+                .filter(|l| l.contains("Failed to fetch") || l.contains("Could not connect"))
+                .collect();
+            if !failed.is_empty() {
+                let e = Error::new(
+                    ErrorKind::Command,
+                    format!(
+                        "`{}` could not fetch the package lists:\n  {}",
+                        shell_join(&argv),
+                        failed.join("\n  ")
+                    ),
+                );
+                return Err(crate::proxy::through_proxy(cx, e));
+            }
+        }
+        _ => {}
+    }
     cx.packages_run().mark_lists_refreshed();
     Ok(())
 }

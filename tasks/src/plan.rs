@@ -291,6 +291,9 @@ pub struct Plan<'a> {
     /// How old apt's package lists may be before an install refreshes them (default
     /// [`crate::pkg::PACKAGE_LISTS_MAX_AGE`]).
     lists_max_age: Option<std::time::Duration>,
+    /// The run's one package transaction comes before the step of this index (default 0:
+    /// before the first step; see [`Plan::packages_after`]).
+    batch_at: usize,
 }
 
 impl std::fmt::Debug for Plan<'_> {
@@ -433,6 +436,14 @@ impl<'a> Plan<'a> {
         s.installs = Some(Box::new(packages));
     }
 
+    /// The run's one package transaction comes after `step` (and after every step declared
+    /// before it), not before the first step: the steps that say where packages come from
+    /// (repositories, proxy, the CA a mirror's certificate needs) run first. Those steps
+    /// install their own packages, if any; their declared packages are not batched.
+    pub fn packages_after(&mut self, step: StepRef) {
+        self.batch_at = step.0 + 1;
+    }
+
     /// apt's package lists are refreshed before an install only when older than `max` (or
     /// absent, or a repository was added in the run); default
     /// [`crate::pkg::PACKAGE_LISTS_MAX_AGE`].
@@ -545,15 +556,22 @@ impl<'a> Plan<'a> {
         if let Some(max) = self.lists_max_age {
             crate::pkg::set_package_lists_max_age(cx, max);
         }
-        if !cx.check_mode() {
-            install_batch(cx, &mut self.steps, sel);
+        // Steps before the transaction install their own packages.
+        let batch_at = self.batch_at.min(self.steps.len());
+        for s in &mut self.steps[..batch_at] {
+            s.installs = None;
         }
-        for (i, step) in self.steps.into_iter().enumerate() {
+        for i in 0..self.steps.len() {
+            if i == batch_at && !cx.check_mode() {
+                install_batch(cx, &mut self.steps[i..], sel);
+            }
+            let step = &mut self.steps[i];
             if !sel.selects(&step.name) {
                 not_selected += 1;
                 continue;
             }
-            match cx.step(&step.name, step.run) {
+            let run: StepFn = std::mem::replace(&mut step.run, Box::new(|_| Ok(Change::Unchanged)));
+            match cx.step(&step.name, run) {
                 Ok(change) => {
                     if change.changed() {
                         cx.mark_changed(StepRef(i));

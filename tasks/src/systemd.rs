@@ -203,6 +203,19 @@ pub fn active_now(cx: &mut Ctx, name: &str) -> Result<String> {
     Ok(state)
 }
 
+/// `systemctl daemon-reload` (a handler: call it when a unit file changed); unit states are
+/// read again afterwards.
+pub fn daemon_reload(cx: &mut Ctx) -> Result<Change> {
+    require_systemd(cx)?;
+    cx.apply(&["systemctl", "daemon-reload"])?;
+    cx.units_changed();
+    cx.note_done_or_would(
+        "systemd reloaded its unit files (daemon-reload)",
+        "systemd would reload its unit files (daemon-reload)",
+    );
+    Ok(Change::Changed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

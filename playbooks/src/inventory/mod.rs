@@ -26,6 +26,7 @@ use tasks::network::Cidr;
 pub mod cluster;
 pub mod placeholders;
 mod problems;
+pub mod sources;
 pub mod spans;
 mod validate;
 mod vars;
@@ -34,6 +35,7 @@ pub use cluster::{CNIS, Cni, ExtraRule, cni, pod_network, service_network};
 
 pub use placeholders::Placeholder;
 pub use problems::{Problem, Problems};
+pub use sources::{HostMirrors, HostProxy, PackagesTable, ProxyTable, Sources};
 pub use validate::{is_rfc1123_label, is_sha512_crypt, parse_cidr};
 pub use vars::{VarsCheck, VarsError, VarsType, check_vars};
 
@@ -83,6 +85,12 @@ pub struct Inventory {
     /// Each host's own settings (`[hosts.NAME.vars]`), as written, for the hosts that have
     /// some. [`Target::var_table`] merges them over [`Inventory::vars`].
     pub host_vars: BTreeMap<String, toml::Table>,
+    /// The top-level `[proxy]` and `[packages]` (see [`sources`]).
+    pub sources: Sources,
+    /// `[zones.NAME]`: a zone's `proxy` and `packages`.
+    pub zones: BTreeMap<String, Sources>,
+    /// Each host's own `proxy` and `packages`, for the hosts that have some.
+    pub host_sources: BTreeMap<String, Sources>,
     /// The values written as placeholders: hosts in name order, then the shared settings.
     pub placeholders: Vec<Placeholder>,
     /// Where it was read from (for messages and relative paths).
@@ -106,6 +114,12 @@ struct RawInventory {
     #[serde(default)]
     vars: toml::Table,
     #[serde(default)]
+    proxy: Option<ProxyTable>,
+    #[serde(default)]
+    packages: Option<PackagesTable>,
+    #[serde(default)]
+    zones: BTreeMap<String, Sources>,
+    #[serde(default)]
     hosts: BTreeMap<String, RawHost>,
 }
 
@@ -124,6 +138,10 @@ struct RawHost {
     network: Option<Network>,
     #[serde(default)]
     vars: Option<toml::Table>,
+    #[serde(default)]
+    proxy: Option<ProxyTable>,
+    #[serde(default)]
+    packages: Option<PackagesTable>,
 }
 
 /// `[kubernetes]` as written: [`Kubernetes`] with its names and networks as text.
@@ -224,7 +242,17 @@ impl RawInventory {
         let mut unresolved = Vec::new();
         let mut hosts = BTreeMap::new();
         let mut host_vars = BTreeMap::new();
+        let mut host_sources = BTreeMap::new();
         for (name, h) in self.hosts {
+            if h.proxy.is_some() || h.packages.is_some() {
+                host_sources.insert(
+                    name.clone(),
+                    Sources {
+                        proxy: h.proxy,
+                        packages: h.packages,
+                    },
+                );
+            }
             if let Some(vars) = h.vars {
                 host_vars.insert(name.clone(), vars);
             }
@@ -274,6 +302,12 @@ impl RawInventory {
             hosts,
             vars: self.vars,
             host_vars,
+            sources: Sources {
+                proxy: self.proxy,
+                packages: self.packages,
+            },
+            zones: self.zones,
+            host_sources,
             placeholders: Vec::new(),
             path: PathBuf::new(),
         };

@@ -26,6 +26,7 @@ impl Inventory {
         }
         system(self, &self.system, &mut out);
         kubernetes(&self.kubernetes, &mut out);
+        sources(self, &mut out);
         out.list
             .extend(super::cluster::problems(self, &mut out.unresolved));
         out.list.append(&mut out.unresolved);
@@ -450,6 +451,25 @@ fn kubernetes(k: &Kubernetes, out: &mut Found) {
             ),
         );
     }
+}
+
+/// `[proxy]` and `[packages]` at every level (see [`super::sources`]); a zone table no host
+/// is in.
+fn sources(inv: &Inventory, out: &mut Found) {
+    for (name, s) in &inv.host_sources {
+        super::sources::problems(inv, s, "", |field, m| out.push(Some(name), &field, m));
+    }
+    for (zone, s) in &inv.zones {
+        let prefix = format!("zones.{zone}.");
+        super::sources::problems(inv, s, &prefix, |field, m| out.shared(&field, m));
+        if !inv.hosts.values().any(|h| h.zone.as_deref() == Some(zone)) {
+            out.shared(
+                &format!("zones.{zone}"),
+                format!("no host is in zone `{}`", zone.escape_debug()),
+            );
+        }
+    }
+    super::sources::problems(inv, &inv.sources, "", |field, m| out.shared(&field, m));
 }
 
 pub fn is_rfc1123_label(s: &str) -> bool {

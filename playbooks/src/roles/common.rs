@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tasks::network::{self, StaticNetwork};
 use tasks::state::Probe;
-use tasks::{Change, Error, ErrorKind, Plan, Reads, Result};
-use tasks::{ca, cloudinit, hosts, locale, pkg, sudoers, timesync, update, users};
+use tasks::{Change, Error, ErrorKind, Plan, Reads, Result, StepRef};
+use tasks::{ca, cloudinit, hosts, locale, pkg, proxy, repos, sudoers, timesync, update, users};
 
 use crate::inventory::{Network, Placeholder, Target};
 
@@ -24,6 +24,17 @@ pub fn common<'a>(t: Target<'a>, p: &mut Plan<'a>) {
     let sys = &inv.system;
     let admin = inv.admin.as_ref();
     p.package_lists_max_age(Duration::from_secs(sys.package_lists_max_age));
+    // Where packages come from, before the run's one package transaction; with a proxy or a
+    // mirror, the CA certificates too (the mirror's or the proxy's certificate may be signed
+    // by the operator's CA).
+    let sources = package_sources(t, p);
+    let early_ca = (t.proxy().is_some() || t.mirrors().any()) && !sys.ca_files.is_empty();
+    if early_ca {
+        let ca = ca_certificates(t, p);
+        p.packages_after(ca);
+    } else {
+        p.packages_after(sources);
+    }
     p.reads(admin_files(t));
     p.step("admin user", users::READS, move |cx| match admin {
         Some(a) => users::admin_user(
@@ -104,8 +115,26 @@ pub fn common<'a>(t: Target<'a>, p: &mut Plan<'a>) {
         let changed = cx.changed(servers);
         timesync::timesync_restarted(cx, changed)
     });
+    if !early_ca {
+        let certificates = ca_certificates(t, p);
+        p.installs(certificates, move |cx| {
+            if sys.ca_files.is_empty() {
+                return Ok(Vec::new());
+            }
+            ca::packages(cx)
+        });
+    }
+    let nfs = p.step("nfs client", Reads::NONE, pkg::nfs_client);
+    p.installs(nfs, |cx| {
+        Ok(vec![pkg::nfs_client_package(cx.facts().os).to_string()])
+    });
+    full_update(t, p);
+}
+
+/// The CA certificates of the inventory installed and trusted.
+fn ca_certificates<'a>(t: Target<'a>, p: &mut Plan<'a>) -> StepRef {
     p.reads(ca_files(t));
-    let certificates = p.step("ca certificates", ca::READS, move |cx| {
+    p.step("ca certificates", ca::READS, move |cx| {
         let certs = read_ca_files(t)?;
         if certs.is_empty() {
             return skip("no system.ca_files in the inventory");
@@ -114,18 +143,47 @@ pub fn common<'a>(t: Target<'a>, p: &mut Plan<'a>) {
         let files = ca::ca_files(cx, &certs)?;
         c |= ca::ca_trust_updated(cx, files.changed())?;
         Ok(c | files)
+    })
+}
+
+/// The package repositories (Photon's moved off the vendor's retired host, or every
+/// family's at the mirror `[packages]` names) and the package manager's proxy (`[proxy]`).
+/// Returns the last of these steps.
+pub fn package_sources<'a>(t: Target<'a>, p: &mut Plan<'a>) -> StepRef {
+    p.step("package repositories", repos::READS, move |cx| {
+        let m = t.mirrors();
+        let key = match m.gpgkey {
+            Some(k) => {
+                let path = t.inventory.resolve(k);
+                Some(std::fs::read_to_string(&path).map_err(|e| {
+                    Error::invalid(format!(
+                        "{}: packages.gpgkey: {}: {e}",
+                        t.inventory.path.display(),
+                        path.display()
+                    ))
+                })?)
+            }
+            None => None,
+        };
+        let mirrors = repos::Mirrors {
+            photon: m.photon,
+            debian: m.debian,
+            debian_security: m.debian_security,
+            rhel: m.rhel,
+            gpgcheck: m.gpgcheck,
+            gpgkey: key.as_deref(),
+        };
+        repos::repositories(cx, &mirrors)
     });
-    p.installs(certificates, move |cx| {
-        if sys.ca_files.is_empty() {
-            return Ok(Vec::new());
-        }
-        ca::packages(cx)
-    });
-    let nfs = p.step("nfs client", Reads::NONE, pkg::nfs_client);
-    p.installs(nfs, |cx| {
-        Ok(vec![pkg::nfs_client_package(cx.facts().os).to_string()])
-    });
-    full_update(t, p);
+    p.step("package proxy", proxy::READS, move |cx| {
+        let hp = t.proxy();
+        let given = hp.as_ref().map(|hp| proxy::Proxy {
+            http: hp.http,
+            https: hp.https,
+            no_proxy: "",
+        });
+        proxy::package_proxy(cx, given.as_ref())
+    })
 }
 
 /// A probe of these files (taken, not copied).

@@ -2,9 +2,10 @@
 
 use tasks::firewall::{self, Chain, Ports, Rule};
 use tasks::{Change, Plan, Reads, Result, StepReads, verify};
-use tasks::{containerd, disks, docker, hostname, kernel, kubelet};
+use tasks::{containerd, disks, docker, hostname, kernel, kubelet, proxy};
 
 use super::{Role, common, ingress_nodeports, name_resolves, network};
+use crate::inventory::sources::no_proxy;
 use crate::inventory::{Source, Target, pod_network, service_network};
 
 /// A master or a worker.
@@ -135,8 +136,31 @@ impl Role for K8sNode {
         );
         p.installs(runtime, containerd::packages);
         let config = p.step("containerd config", containerd::READS, containerd::config);
+        // The proxy's NO_PROXY: the inventory's hosts, the cluster's networks, the operator's
+        // extras (see `inventory::sources::no_proxy`).
+        let no_proxy = move || {
+            let inv = t.inventory;
+            no_proxy(
+                &t,
+                pod_network(inv).map(|n| n.to_string()),
+                service_network(inv).to_string(),
+            )
+        };
+        let runtime_proxy = move |cx: &mut tasks::Ctx, drop_in: &str| {
+            let hp = t.proxy();
+            let list = no_proxy();
+            let given = hp.as_ref().map(|hp| proxy::Proxy {
+                http: hp.http,
+                https: hp.https,
+                no_proxy: &list,
+            });
+            proxy::runtime_proxy(cx, drop_in, given.as_ref())
+        };
+        let containerd_proxy = p.step("containerd proxy", proxy::READS, move |cx| {
+            runtime_proxy(cx, proxy::CONTAINERD_DROP_IN)
+        });
         p.step("containerd running", containerd::READS, move |cx| {
-            let changed = cx.changed(config);
+            let changed = cx.changed(config) || cx.changed(containerd_proxy);
             containerd::enabled_and_running(cx, changed)
         });
         p.step(
@@ -151,8 +175,15 @@ impl Role for K8sNode {
                 Ok(Change::Skipped("docker is not installed".into()))
             }
         });
+        let docker_proxy = p.step("docker proxy", proxy::READS, move |cx| {
+            if k.docker || docker::is_installed(cx)? {
+                runtime_proxy(cx, proxy::DOCKER_DROP_IN)
+            } else {
+                Ok(Change::Skipped("docker is not installed".into()))
+            }
+        });
         p.step("docker running", docker::READS, move |cx| {
-            let changed = cx.changed(daemon);
+            let changed = cx.changed(daemon) || cx.changed(docker_proxy);
             docker::enable_and_start(cx, changed)
         });
         p.step("kubelet extra args", kubelet::READS, move |cx| {

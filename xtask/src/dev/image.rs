@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use xshell::{Shell, cmd};
 
 pub mod hardened;
+pub mod netsvc;
 pub mod photon;
 
 /// Bumped whenever the build steps change in a way the recipe text below does not show.

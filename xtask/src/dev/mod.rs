@@ -44,6 +44,10 @@ pub struct ImageArgs {
     /// cloud-init traits: see xtask/src/dev/image/hardened.rs).
     #[arg(long, conflicts_with = "base")]
     pub hardened: bool,
+    /// The network services image instead (tinyproxy and apt-cacher-ng for labs without a
+    /// way out: see xtask/src/dev/image/netsvc.rs).
+    #[arg(long, conflicts_with = "hardened")]
+    pub netsvc: bool,
 }
 
 #[derive(Args, Clone, Debug)]

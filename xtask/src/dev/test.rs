@@ -11,6 +11,8 @@ pub fn image(args: &super::ImageArgs) -> Result<u8> {
     super::prereq::ensure(&sh, super::prereq::Need::Lab)?;
     let tag = if args.hardened {
         super::image::hardened::ensure(&sh)?
+    } else if args.netsvc {
+        super::image::netsvc::ensure(&sh)?
     } else {
         super::image::ensure_base(&sh, Base::or_env(args.base)?)?
     };
