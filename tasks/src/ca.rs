@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::facts::OsFamily;
 use crate::file::{self, Perm};
 use crate::pkg;
-use crate::plan::Reads;
+use crate::reads::Reads;
 
 /// What these tasks read (see [`crate::plan::Reads`]).
 pub const READS: Reads = Reads::NONE;

@@ -19,7 +19,7 @@ use crate::ctx::{Change, Ctx};
 use crate::error::{Error, Result};
 use crate::file::{self, Perm};
 use crate::network::NETWORK_FILE;
-use crate::plan::Reads;
+use crate::reads::Reads;
 
 /// cloud-init's main configuration (present where it is installed).
 pub const CLOUD_CFG: &str = "/etc/cloud/cloud.cfg";

@@ -12,7 +12,7 @@ use toml_edit::{DocumentMut, Item, Table, TableLike, Value};
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
 use crate::file::{self, Perm};
-use crate::plan::Reads;
+use crate::reads::Reads;
 use crate::{pkg, systemd};
 
 pub const CONFIG: &str = "/etc/containerd/config.toml";

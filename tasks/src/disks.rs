@@ -5,7 +5,7 @@
 
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
-use crate::plan::Reads;
+use crate::reads::Reads;
 
 pub const SYS_VENDOR: &str = "/sys/class/dmi/id/sys_vendor";
 

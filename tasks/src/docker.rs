@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::ctx::{Change, Ctx};
 use crate::error::Result;
-use crate::plan::Reads;
+use crate::reads::Reads;
 use crate::{file, pkg, systemd};
 
 pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";

@@ -7,7 +7,7 @@
 use crate::ctx::{Change, Ctx};
 use crate::error::Result;
 use crate::file::{self, Perm};
-use crate::plan::Reads;
+use crate::reads::Reads;
 use crate::{pkg, systemd};
 
 pub const CONFIG: &str = "/etc/haproxy/haproxy.cfg";

@@ -11,7 +11,7 @@
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, Result};
 use crate::file::{self, Perm};
-use crate::plan::Reads;
+use crate::reads::Reads;
 
 pub const HOSTNAME_FILE: &str = "/etc/hostname";
 

@@ -15,7 +15,7 @@ use crate::ctx::{Change, Ctx};
 use crate::error::Result;
 use crate::file;
 use crate::host::Cmd;
-use crate::plan::Reads;
+use crate::reads::Reads;
 
 pub const HOSTS: &str = "/etc/hosts";
 /// The mounts of the probe's process: tells whether `/etc/hosts` is a mount point.

@@ -5,7 +5,7 @@
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
 use crate::file::{self, Perm};
-use crate::plan::Reads;
+use crate::reads::Reads;
 
 pub const FSTAB: &str = "/etc/fstab";
 pub const SWAPS: &str = "/proc/swaps";

@@ -7,7 +7,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::facts::OsFamily;
 use crate::file::{self, Perm};
 use crate::host::Cmd;
-use crate::plan::Reads;
+use crate::reads::Reads;
 use crate::{pkg, systemd};
 
 pub const SERVICE: &str = "kubelet.service";

@@ -27,6 +27,7 @@ pub mod network;
 pub mod pkg;
 pub mod plan;
 pub mod proxy;
+pub mod reads;
 pub mod repos;
 pub mod secret;
 pub mod shell;

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::facts::OsFamily;
 use crate::file::{self, Perm};
 use crate::pkg;
-use crate::plan::Reads;
+use crate::reads::Reads;
 
 /// Photon's locale-gen.sh configuration.
 pub const LOCALE_GEN_CONF: &str = "/etc/locale-gen.conf";

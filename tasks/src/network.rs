@@ -29,7 +29,7 @@ use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
 use crate::facts::OsFamily;
 use crate::file::{self, Perm};
-use crate::plan::Reads;
+use crate::reads::Reads;
 use crate::systemd;
 
 pub const NETWORK_FILE: &str = "/etc/systemd/network/10-static-en.network";

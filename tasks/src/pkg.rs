@@ -55,9 +55,7 @@ pub(crate) fn set_package_lists_max_age(cx: &mut Ctx, max: Duration) {
 
 /// A repository was added: apt's lists must be refreshed before the next install.
 pub(crate) fn apt_lists_changed(cx: &mut Ctx) {
-    let run = cx.packages_run();
-    run.lists_refreshed = false;
-    run.sources_changed = true;
+    cx.packages_run().sources_changed();
 }
 
 /// Those of `names` the run's one transaction installed and no step reported yet, in the

@@ -15,7 +15,7 @@ use crate::ctx::{Change, Ctx};
 use crate::error::{Error, Result};
 use crate::facts::OsFamily;
 use crate::file::{self, Perm};
-use crate::plan::Reads;
+use crate::reads::Reads;
 use crate::secret::Secret;
 use crate::systemd;
 
@@ -237,7 +237,7 @@ pub fn package_proxy_in_use(cx: &Ctx) -> Option<String> {
                 .trim()
                 .trim_end_matches(';')
                 .trim_matches('"'),
-            _ => {
+            OsFamily::Photon | OsFamily::Rhel => {
                 let (k, v) = l.split_once('=')?;
                 if k.trim() != "proxy" {
                     return None;

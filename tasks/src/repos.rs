@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::facts::OsFamily;
 use crate::file::{self, Perm};
 use crate::host::Output;
-use crate::plan::Reads;
+use crate::reads::Reads;
 
 /// The vendor's retired host, as Photon's older repo files name it.
 pub const PHOTON_RETIRED: &str = "https://packages.vmware.com";
@@ -147,7 +147,7 @@ pub fn repositories(cx: &mut Ctx, m: &Mirrors) -> Result<Change> {
         })?;
     }
     if change.changed() && os.uses_apt() {
-        crate::pkg::apt_lists_changed(cx);
+        cx.packages_run().sources_changed();
     }
     if none && !change.changed() {
         return Ok(Change::Unchanged);

@@ -13,7 +13,7 @@
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
 use crate::file::{self, Perm};
-use crate::plan::Reads;
+use crate::reads::Reads;
 use crate::users;
 
 pub const SUDOERS: &str = "/etc/sudoers";

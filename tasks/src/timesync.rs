@@ -17,7 +17,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::facts::OsFamily;
 use crate::file;
 use crate::pkg;
-use crate::plan::Reads;
+use crate::reads::Reads;
 use crate::systemd;
 
 pub const TIMESYNCD_CONF: &str = "/etc/systemd/timesyncd.conf";

@@ -11,7 +11,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::facts::OsFamily;
 use crate::host::{Cmd, Output};
 use crate::pkg;
-use crate::plan::Reads;
+use crate::reads::Reads;
 
 /// What these tasks read (see [`crate::plan::Reads`]).
 pub const READS: Reads = Reads::NONE;

@@ -16,7 +16,7 @@ use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
 use crate::facts::OsFamily;
 use crate::file;
-use crate::plan::Reads;
+use crate::reads::Reads;
 use crate::secret::Secret;
 use crate::state::FileState;
 

@@ -37,3 +37,12 @@ impl Default for RunPackages {
         }
     }
 }
+
+impl RunPackages {
+    /// A repository was added or changed: apt's lists must be refreshed before the next
+    /// install, whatever their age.
+    pub(crate) fn sources_changed(&mut self) {
+        self.lists_refreshed = false;
+        self.sources_changed = true;
+    }
+}

@@ -45,7 +45,7 @@ use firewalld::{firewalld_can, firewalld_no_forward};
 
 use crate::ctx::{Change, Ctx};
 use crate::error::Result;
-use crate::plan::Reads;
+use crate::reads::Reads;
 
 /// What these tasks read (see [`crate::plan::Reads`]).
 pub const READS: Reads = Reads::files(&[IP4SAVE, RULES_V4]).units(&[

@@ -29,7 +29,8 @@ mod runtime;
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
 use crate::firewall::Ports;
-use crate::plan::{Plan, Reads};
+use crate::plan::Plan;
+use crate::reads::Reads;
 use crate::state::Probe;
 
 pub use identity::{
