@@ -25,6 +25,9 @@ pub enum ErrorKind {
     /// vSphere's `disk.EnableUUID`): reported as a warning with its fix, counted apart, and no
     /// failure of the run (nor drift); `verify` still fails on it.
     Operator,
+    /// A command passed a limit of the run: its time limit, or the most output kept. The
+    /// host's run ends there (a check step that meets it does not go on either).
+    Limit,
     /// Anything else (I/O on the controller, malformed replies).
     Other,
 }

@@ -41,7 +41,7 @@ pub mod update;
 pub mod users;
 pub mod verify;
 
-pub use ctx::{Action, Change, Ctx, Event, Mode, Options, Outcome, Record};
+pub use ctx::{Action, Change, Ctx, Event, Mode, Options, Outcome, Record, Timeouts};
 pub use error::{Error, ErrorKind, Result};
 pub use facts::{Facts, OsFamily};
 pub use host::{Cmd, Host, Output};

@@ -489,7 +489,7 @@ impl<'a> Plan<'a> {
                         cx.mark_changed(StepRef(i));
                     }
                 }
-                Err(_) if step.keep_going => {}
+                Err(e) if step.keep_going && e.kind() != crate::error::ErrorKind::Limit => {}
                 Err(e) => {
                     return Ran {
                         not_selected,

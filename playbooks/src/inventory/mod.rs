@@ -333,6 +333,12 @@ pub struct SshDefaults {
     /// (skipping the login); 0 closes it at the end of every run. A reused connection was
     /// checked against the host key when it was made, not again.
     pub persist: u32,
+    /// Seconds a command sent to a host may run before it is stopped and the host's run ends
+    /// there (the probe included); package transactions have `package_timeout`.
+    pub command_timeout: u32,
+    /// Seconds a package transaction or package list refresh may run (downloads, maybe
+    /// through a proxy).
+    pub package_timeout: u32,
 }
 
 /// How long a connection is kept by default: a re-run within a minute (the usual check, fix,
@@ -351,6 +357,8 @@ impl Default for SshDefaults {
             accept_new_host_keys: false,
             fast_kex: true,
             persist: DEFAULT_PERSIST_SECS,
+            command_timeout: 5 * 60,
+            package_timeout: 30 * 60,
         }
     }
 }

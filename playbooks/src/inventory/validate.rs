@@ -318,6 +318,17 @@ fn ssh(s: &SshDefaults, out: &mut Found) {
             ),
         );
     }
+    for (field, secs) in [
+        ("ssh.command_timeout", s.command_timeout),
+        ("ssh.package_timeout", s.package_timeout),
+    ] {
+        if secs == 0 || secs > 86_400 {
+            out.shared(
+                field,
+                format!("{secs} seconds: a time limit is 1 second to a day (86400)"),
+            );
+        }
+    }
 }
 
 fn admin(a: &Admin, out: &mut Found) {

@@ -53,6 +53,44 @@ pub struct Options {
     /// Tells whether a lock holder is gone (its runner died), given the holder's description;
     /// such a lock is broken and taken.
     pub lock_is_stale: Option<fn(&str) -> bool>,
+    /// How long a command sent to the host may run before it is stopped (and the host's run
+    /// ends there).
+    pub timeouts: Timeouts,
+}
+
+/// The time limits of the commands sent to a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Package transactions and package list refreshes (apt-get, dnf, tdnf, yum, dpkg, rpm),
+    /// which download, maybe through a proxy.
+    pub package: Duration,
+    /// Every other command, the probe included.
+    pub command: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            package: crate::host::DEFAULT_PACKAGE_TIMEOUT,
+            command: crate::host::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+impl Timeouts {
+    /// The limit of `cmd`: its own, else the package one for a package manager, else the
+    /// command one.
+    pub fn of(&self, cmd: &Cmd) -> Duration {
+        if let Some(own) = cmd.timeout {
+            return own;
+        }
+        let program = cmd.argv.first().map(String::as_str).unwrap_or("");
+        let program = program.rsplit('/').next().unwrap_or(program);
+        match program {
+            "apt-get" | "apt" | "dpkg" | "dnf" | "tdnf" | "yum" | "rpm" => self.package,
+            _ => self.command,
+        }
+    }
 }
 
 pub struct Ctx {
@@ -97,7 +135,7 @@ impl Ctx {
         let mut probe = opts.probe.clone();
         probe.lock = opts.lock.clone();
         let start = Instant::now();
-        let mut state = run_probe(host.as_ref(), &probe)?;
+        let mut state = run_probe(host.as_ref(), &probe, opts.timeouts.command)?;
         let lock = LockSeen::from_probe(&mut state, &opts).map_err(|e| e.on_host(host.name()))?;
         let remote = start.elapsed();
         tracing::debug!(
@@ -208,6 +246,13 @@ impl Ctx {
     fn send(&mut self, cmd: &Cmd, check: bool) -> Result<Output> {
         self.commands += 1;
         let start = Instant::now();
+        let timed;
+        let cmd = if cmd.timeout.is_none() {
+            timed = cmd.clone().timeout(self.opts.timeouts.of(cmd));
+            &timed
+        } else {
+            cmd
+        };
         let out = if check {
             self.host.run(cmd)
         } else {
@@ -304,8 +349,12 @@ fn short_display(cmd: &Cmd) -> String {
     }
 }
 
-fn run_probe(host: &dyn Host, probe: &Probe) -> Result<State> {
-    let out = host.run(&Cmd::new(&["sh", "-s"]).stdin(state::probe_script(probe)))?;
+fn run_probe(host: &dyn Host, probe: &Probe, timeout: Duration) -> Result<State> {
+    let out = host.run(
+        &Cmd::new(&["sh", "-s"])
+            .stdin(state::probe_script(probe))
+            .timeout(timeout),
+    )?;
     state::parse_probe(&out.stdout_str(), probe).map_err(|e| e.on_host(host.name()))
 }
 

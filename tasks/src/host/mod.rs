@@ -18,6 +18,8 @@ pub use docker::Docker;
 pub use local::{Local, current_uid};
 pub use ssh::{Ssh, SshConfig};
 
+use std::time::Duration;
+
 use crate::error::{Error, ErrorKind, Result};
 use crate::shell::shell_join;
 
@@ -26,14 +28,40 @@ use crate::shell::shell_join;
 pub struct Cmd {
     pub argv: Vec<String>,
     pub stdin: Option<Vec<u8>>,
+    /// How long the command may run before it is stopped ([`DEFAULT_TIMEOUT`] when `None`).
+    pub timeout: Option<Duration>,
 }
+
+/// The time limit of a command that names none (the engine gives every command the run's:
+/// `[timeouts]` in the inventory).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// The time limit of a package transaction (downloads, maybe through a proxy).
+pub const DEFAULT_PACKAGE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// The most of a command's stdout, and of its stderr, kept: past it the command is stopped
+/// and fails (the probe's reply is far smaller: each file it reads is at most
+/// `state::FILE_CAP`).
+pub const OUTPUT_CAP: usize = 32 << 20;
 
 impl Cmd {
     pub fn new<S: AsRef<str>>(argv: &[S]) -> Cmd {
         Cmd {
             argv: argv.iter().map(|s| s.as_ref().to_string()).collect(),
             stdin: None,
+            timeout: None,
         }
+    }
+
+    /// With this time limit.
+    pub fn timeout(mut self, limit: Duration) -> Cmd {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// The command's time limit.
+    pub fn time_limit(&self) -> Duration {
+        self.timeout.unwrap_or(DEFAULT_TIMEOUT)
     }
 
     pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Cmd {

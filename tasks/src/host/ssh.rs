@@ -195,7 +195,7 @@ impl Ssh {
         let dest = argv.pop().unwrap_or_default();
         argv.extend(["-O".into(), "exit".into(), dest]);
         let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let _ = spawn_env(&refs, None, &[]);
+        let _ = spawn_env(&refs, None, &[], std::time::Duration::from_secs(30));
     }
 
     /// Whether this run leaves its connection open for the next one.
@@ -302,14 +302,19 @@ impl Ssh {
     }
 
     /// Runs `argv` on the host as the login user, `stdin` on its stdin.
-    fn send(&self, argv: &[String], stdin: Option<&[u8]>) -> Result<Output> {
+    fn send(
+        &self,
+        argv: &[String],
+        stdin: Option<&[u8]>,
+        timeout: std::time::Duration,
+    ) -> Result<Output> {
         self.invocations.fetch_add(1, Ordering::Relaxed);
         let mut args = self.base_args();
         args.push("--".into());
         args.push(shell_join(argv));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let (env, file) = self.askpass_env()?;
-        let out = spawn_env(&refs, stdin, &env);
+        let out = spawn_env(&refs, stdin, &env, timeout);
         // The connection is open (or failed): the password file goes now.
         drop(file);
         let out = out?;
@@ -327,14 +332,16 @@ impl Host for Ssh {
 
     fn exec(&self, cmd: &Cmd) -> Result<Output> {
         let result = if self.cfg.user == "root" {
-            self.send(&cmd.argv, cmd.stdin.as_deref())
+            self.send(&cmd.argv, cmd.stdin.as_deref(), cmd.time_limit())
         } else {
             let who = Who {
                 user: &self.cfg.user,
                 place: &self.cfg.address,
             };
             self.sudo
-                .exec(cmd, &who, &|argv, stdin| self.send(argv, stdin))
+                .exec(cmd, &who, &|argv, stdin| {
+                    self.send(argv, stdin, cmd.time_limit())
+                })
         };
         result.map_err(|e| e.on_host(&self.cfg.name))
     }

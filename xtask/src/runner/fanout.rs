@@ -283,6 +283,10 @@ fn run_one<'a>(
         // Apply runs take the host's lock; a check run reads only.
         lock: (!check).then(|| lock_holder.to_string()),
         lock_is_stale: Some(holder_is_gone),
+        timeouts: tasks::Timeouts {
+            command: Duration::from_secs(target.inventory.ssh.command_timeout.into()),
+            package: Duration::from_secs(target.inventory.ssh.package_timeout.into()),
+        },
     };
     let mut cx = match Ctx::connect(host, ctx_opts) {
         Ok(cx) => cx,
