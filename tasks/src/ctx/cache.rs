@@ -76,7 +76,12 @@ impl Ctx {
     }
 
     /// A file as the host has it (`None`: absent), through the cache.
+    /// A path the probe found but did not read (a link, a device, a pipe, a file past
+    /// [`state::FILE_CAP`]) is an error naming it.
     pub fn file(&mut self, path: &str) -> Result<Option<FileState>> {
+        if let Some(unread) = self.state.unread.get(path) {
+            return Err(unread.error(path).on_host(self.host.name()));
+        }
         if let Some(known) = self.state.files.get(path) {
             return Ok(known.clone());
         }
@@ -84,6 +89,9 @@ impl Ctx {
             return Ok(None);
         }
         self.prefetch(&[path])?;
+        if let Some(unread) = self.state.unread.get(path) {
+            return Err(unread.error(path).on_host(self.host.name()));
+        }
         Ok(self.state.files.get(path).cloned().flatten())
     }
 
@@ -114,6 +122,9 @@ impl Ctx {
             self.state
                 .files
                 .insert(path.to_string(), read.files.get(path).cloned().flatten());
+            if let Some(unread) = read.unread.get(path) {
+                self.state.unread.insert(path.to_string(), unread.clone());
+            }
         }
         Ok(())
     }
@@ -266,6 +277,7 @@ impl Ctx {
     pub fn forget(&mut self, paths: &[&str]) {
         for p in paths {
             self.state.files.remove(*p);
+            self.state.unread.remove(*p);
         }
     }
 

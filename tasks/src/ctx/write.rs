@@ -83,6 +83,7 @@ impl Ctx {
             self.lock_before_change()?;
             self.send(&cmd, true)?;
         }
+        self.state.unread.remove(path);
         self.state.files.insert(
             path.to_string(),
             Some(FileState {

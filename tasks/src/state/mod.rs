@@ -20,7 +20,7 @@ pub use parse::{
     base64_decode, parse_addresses, parse_package_lists, parse_probe, parse_units_show,
 };
 pub use script::{
-    LAST_RUN, LOCK_DIR, LOCK_STALE_SECS, busy_error, dirs_script, files_script, lock_script,
+    FILE_CAP, LAST_RUN, LOCK_DIR, LOCK_STALE_SECS, busy_error, dirs_script, files_script, lock_script,
     moved_error, probe_script, units_show_command, unlock_script,
 };
 #[cfg(any(test, feature = "testing"))]
@@ -54,6 +54,32 @@ impl std::fmt::Debug for FileState {
             self.group,
             self.content.len()
         )
+    }
+}
+
+/// A path the probe found but did not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unread {
+    /// Not a regular file nor a directory: `stat`'s word for what it is (`symbolic link`,
+    /// `fifo`, `character special file`, `socket`...). The probe follows no link it is asked
+    /// about: a step that expects a file there fails, naming the path.
+    NotRegular(String),
+    /// A regular file larger than the probe reads ([`FILE_CAP`]): its size.
+    TooLarge(u64),
+}
+
+impl Unread {
+    /// The error of a step that needs `path` as a file or a directory.
+    pub fn error(&self, path: &str) -> crate::error::Error {
+        match self {
+            Unread::NotRegular(what) => crate::error::Error::invalid(format!(
+                "{path} is a {what}, not a regular file or directory: refusing to read or replace it (nodeprep follows no link and reads no device or pipe there)"
+            )),
+            Unread::TooLarge(size) => crate::error::Error::invalid(format!(
+                "{path} is {size} bytes, more than the {} MiB nodeprep reads of a file",
+                FILE_CAP >> 20
+            )),
+        }
     }
 }
 
@@ -179,6 +205,9 @@ pub struct State {
     /// Entries of listed directories that are symlinks → the path they resolve to
     /// (`readlink -f`).
     pub links: HashMap<String, String>,
+    /// Paths the probe was asked to read and found, but did not read: links, devices, pipes,
+    /// sockets, files past [`FILE_CAP`]. Absent from `files`.
+    pub unread: HashMap<String, Unread>,
 }
 
 impl Default for State {
@@ -196,6 +225,7 @@ impl Default for State {
             files_complete: false,
             dirs: HashMap::new(),
             links: HashMap::new(),
+            unread: HashMap::new(),
         }
     }
 }
@@ -223,6 +253,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// What proves a host's identity, read by the probe on a real shell: its addresses
     /// (loopback at least) and its machine-id.
@@ -285,7 +316,7 @@ mod tests {
     #[test]
     fn the_probe_reads_the_age_of_apt_lists() {
         use crate::host::{Cmd, Host, Local};
-        use std::time::{Duration, SystemTime};
+        use std::time::SystemTime;
         let tmp = tempfile::tempdir().unwrap();
         let apt = tmp.path().display().to_string();
         let lists = tmp.path().join("lists");
@@ -339,6 +370,20 @@ mod tests {
         let long = format!("{d}/{}", "x".repeat(120));
         std::fs::write(&long, "long").unwrap();
         std::os::unix::fs::symlink(format!("{d}/plain"), format!("{d}/link")).unwrap();
+        // What a user may leave where a file is expected: a pipe (a read would wait for ever),
+        // a device (endless), a file past the cap (sparse: no disk used).
+        Local::new("t")
+            .run(&Cmd::new(&["mkfifo", &format!("{d}/fifo")]))
+            .unwrap();
+        std::os::unix::fs::symlink("/dev/zero", format!("{d}/zero")).unwrap();
+        std::fs::File::create(format!("{d}/big"))
+            .unwrap()
+            .set_len(FILE_CAP + 1)
+            .unwrap();
+        std::fs::File::create(format!("{d}/at-cap"))
+            .unwrap()
+            .set_len(FILE_CAP)
+            .unwrap();
         let paths = [
             format!("{d}/plain"),
             format!("{d}/with space"),
@@ -347,12 +392,23 @@ mod tests {
             format!("{d}/link"),
             long.clone(),
             "/proc/self/status".to_string(),
+            format!("{d}/fifo"),
+            format!("{d}/zero"),
+            "/dev/zero".to_string(),
+            format!("{d}/big"),
+            format!("{d}/at-cap"),
         ];
         let script = files_script(&paths);
         assert!(!script.contains("tar"), "no tar needed: {script}");
+        let start = std::time::Instant::now();
         let out = Local::new("t")
-            .run(&Cmd::new(&["sh", "-s"]).stdin(script))
+            .run(
+                &Cmd::new(&["sh", "-s"])
+                    .stdin(script)
+                    .timeout(Duration::from_secs(60)),
+            )
             .unwrap();
+        assert!(start.elapsed() < Duration::from_secs(30));
         let probe = Probe::default().files(&paths);
         let s = parse_probe(&out.stdout_str(), &probe).unwrap();
         let get = |p: &str| {
@@ -365,10 +421,35 @@ mod tests {
         assert_eq!(get(&paths[1]).unwrap().content, [0u8, 1, 2, 255]);
         assert!(get(&paths[2]).unwrap().is_dir);
         assert_eq!(get(&paths[3]), None);
+        // Links, pipes and devices are reported as what they are, never read; a file past the
+        // cap by its size.
+        assert_eq!(get(&paths[4]), None, "a link named is not followed");
+        let unread = |p: &str| s.unread.get(p).cloned();
         assert_eq!(
-            get(&paths[4]).unwrap().content,
-            b"a\nb\n",
-            "symlinks are followed"
+            unread(&paths[4]),
+            Some(Unread::NotRegular("symbolic link".into()))
+        );
+        assert_eq!(unread(&paths[7]), Some(Unread::NotRegular("fifo".into())));
+        assert_eq!(
+            unread(&paths[8]),
+            Some(Unread::NotRegular("symbolic link".into()))
+        );
+        assert_eq!(
+            unread("/dev/zero"),
+            Some(Unread::NotRegular("character special file".into()))
+        );
+        assert_eq!(unread(&paths[10]), Some(Unread::TooLarge(FILE_CAP + 1)));
+        assert_eq!(
+            get(&paths[11]).unwrap().content.len() as u64,
+            FILE_CAP,
+            "a file of the cap's size is read"
+        );
+        assert!(
+            unread(&paths[7])
+                .unwrap()
+                .error(&paths[7])
+                .to_string()
+                .contains(&format!("{} is a fifo", paths[7]))
         );
         assert_eq!(get(&long).unwrap().content, b"long");
         assert!(

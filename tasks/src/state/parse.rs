@@ -9,7 +9,7 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
 use super::script::MARK;
-use super::{FileState, PackageLists, Probe, State, UnitState};
+use super::{FileState, PackageLists, Probe, State, UnitState, Unread};
 use crate::error::{Error, Result};
 
 /// Parses `systemctl show -p Id -p LoadState -p UnitFileState -p ActiveState` output (blocks
@@ -168,11 +168,21 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
     }
     let mut at = 0usize;
     for (path, st) in stats {
+        let kernel_file = super::script::is_kernel_path(&path);
         let content = match st.kind {
             Kind::Dir => Vec::new(),
-            Kind::Other => continue,
-            Kind::File if super::script::is_kernel_path(&path) => {
-                kernel.remove(path.as_str()).unwrap_or_default()
+            Kind::Link | Kind::Other(_) => {
+                let what = match st.kind {
+                    Kind::Other(what) => what,
+                    _ => "symbolic link".to_string(),
+                };
+                state.unread.insert(path, Unread::NotRegular(what));
+                continue;
+            }
+            Kind::File if kernel_file => kernel.remove(path.as_str()).unwrap_or_default(),
+            Kind::File if st.size as u64 > super::script::FILE_CAP => {
+                state.unread.insert(path, Unread::TooLarge(st.size as u64));
+                continue;
             }
             Kind::File => {
                 let end = at
@@ -212,7 +222,7 @@ fn files_moved(what: &str) -> Error {
     ))
 }
 
-/// A file as `stat -L -c '%s %a %U %G %F|%n'` describes it.
+/// A file as `stat -c '%s %a %U %G %F|%n'` describes it.
 pub(crate) struct Stat {
     pub(crate) size: usize,
     mode: u32,
@@ -225,8 +235,10 @@ pub(crate) struct Stat {
 pub(crate) enum Kind {
     File,
     Dir,
-    /// A device, a socket, a pipe: not a managed file, read as absent.
-    Other,
+    /// A symbolic link (the probe does not follow the links it is asked about).
+    Link,
+    /// A device, a socket, a pipe (`stat`'s word for it): not read.
+    Other(String),
 }
 
 /// `SIZE MODE OWNER GROUP KIND|PATH` (KIND in words: `regular file`, `regular empty file`,
@@ -244,8 +256,9 @@ pub(crate) fn parse_stat_line(line: &str) -> Result<(Stat, &str)> {
     let group = w.next().ok_or_else(bad)?.to_string();
     let kind = match w.next().ok_or_else(bad)? {
         "directory" => Kind::Dir,
+        "symbolic link" => Kind::Link,
         k if k.starts_with("regular") => Kind::File,
-        _ => Kind::Other,
+        k => Kind::Other(k.to_string()),
     };
     Ok((
         Stat {

@@ -150,11 +150,24 @@ fn push_dirs<S: AsRef<str>>(s: &mut String, dirs: &[S]) {
     }
 }
 
+/// The most of one file the probe reads (4 MiB: CA bundles and /etc/protocols fit); a larger
+/// one is reported with its size, unread ([`super::Unread::TooLarge`]).
+pub const FILE_CAP: u64 = 4 << 20;
+
+/// The `stat` format the probe reads (`parse::parse_stat_line`).
+const STAT_FORMAT: &str = "'%s %a %U %G %F|%n'";
+
 /// The shell that reads `paths` and the files in the positional parameters (a listed
 /// directory's), in four processes whatever their number: one `stat` for mode, owner, kind
 /// and size, one `cat` of the plain files piped to one `base64` (the sizes split it), one
 /// `grep` for the files of /proc and /sys (whose size is not their content), each line
 /// after its path and a NUL. Needs no `tar` (Photon's minimal install has none).
+///
+/// `stat` does not follow a link named in `paths` (lstat): a link, a device, a pipe or a
+/// socket is reported as what it is, and only regular files of at most [`FILE_CAP`] bytes are
+/// read (the shell picks them from `stat`'s own lines, with its builtins). The files of a
+/// listed directory (system configuration directories, root's own) are its regular files,
+/// links to them included, as the listing found them.
 fn push_files<S: AsRef<str>>(s: &mut String, paths: &[S]) {
     let (kernel, plain): (Vec<&str>, Vec<&str>) = paths
         .iter()
@@ -167,18 +180,20 @@ fn push_files<S: AsRef<str>>(s: &mut String, paths: &[S]) {
     };
     let (plain, kernel) = (join(&plain), join(&kernel));
     s.push_str(&format!(
-        "m stat -\nstat -L -c '%s %a %U %G %F|%n' --{plain} \"$@\"{kernel} 2>/dev/null </dev/null\n"
+        "m stat -\nS=$( {{ if [ $# -gt 0 ]; then stat -L -c {STAT_FORMAT} -- \"$@\"; fi; stat -c {STAT_FORMAT} --{plain} ; }} 2>/dev/null </dev/null); [ -z \"$S\" ] || printf '%s\\n' \"$S\"\n"
     ));
-    s.push_str("m data -\n");
-    if plain.is_empty() {
-        s.push_str(
-            "if [ $# -gt 0 ]; then cat -- \"$@\" 2>/dev/null </dev/null | base64 -w0; fi; echo\n",
-        );
-    } else {
+    if !kernel.is_empty() {
         s.push_str(&format!(
-            "cat --{plain} \"$@\" 2>/dev/null </dev/null | base64 -w0; echo\n"
+            "stat -L -c {STAT_FORMAT} --{kernel} 2>/dev/null </dev/null\n"
         ));
     }
+    s.push_str(&format!(
+        "set --\nwhile IFS= read -r l; do k=${{l%%|*}}; k=${{k#* }}; k=${{k#* }}; k=${{k#* }}; k=${{k#* }}\n  case $k in regular*) if [ \"${{l%% *}}\" -le {FILE_CAP} ]; then set -- \"$@\" \"${{l#*|}}\"; fi;; esac\ndone <<NP_EOF\n$S\nNP_EOF\n"
+    ));
+    s.push_str("m data -\n");
+    s.push_str(
+        "if [ $# -gt 0 ]; then cat -- \"$@\" 2>/dev/null </dev/null | base64 -w0; fi; echo\n",
+    );
     if !kernel.is_empty() {
         s.push_str(&format!(
             "m kdata -\ngrep -aHZ '' --{kernel} 2>/dev/null </dev/null\n"

@@ -59,13 +59,17 @@ pub fn asked(script: &str) -> Option<Asked> {
         } else if line == "m end -" {
             ended = true;
         } else if line == "m stat -" {
-            // `stat -L -c FORMAT -- PATHS "$@" KERNEL_PATHS 2>/dev/null </dev/null`
+            // `S=$( { if ...; then stat -L -c FORMAT -- "$@"; fi; stat -c FORMAT -- PATHS ; } ...`
             let w = words(lines.next()?);
+            let from = w.iter().rposition(|w| w == "--")? + 1;
+            let to = from + w[from..].iter().position(|w| w == "}")?;
+            a.probe.files.extend(w[from..to].iter().cloned());
+        } else if line.starts_with("stat -L -c ") {
+            // The kernel's files: `stat -L -c FORMAT -- PATHS 2>/dev/null </dev/null`.
+            let w = words(line);
             let from = w.iter().position(|w| w == "--")? + 1;
             let to = w.iter().position(|w| w == "2>/dev/null")?;
-            a.probe
-                .files
-                .extend(w[from..to].iter().filter(|w| *w != "\"$@\"").cloned());
+            a.probe.files.extend(w[from..to].iter().cloned());
         } else if let Some(rest) = line.strip_prefix(units_prefix) {
             let units = words(rest);
             let end = units.iter().position(|w| w == "2>/dev/null")?;

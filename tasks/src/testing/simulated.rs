@@ -233,7 +233,10 @@ fn data_content(reply: &str, path: &str, content: &str) -> Option<(usize, Vec<u8
             found = Some(at);
             break;
         }
-        if st.kind == state::Kind::File && !state::is_kernel_path(name) {
+        if st.kind == state::Kind::File
+            && !state::is_kernel_path(name)
+            && st.size as u64 <= state::FILE_CAP
+        {
             at += st.size;
         }
     }
