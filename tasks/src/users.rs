@@ -259,9 +259,12 @@ pub fn authorized_keys(cx: &mut Ctx, name: &str, keys: &[String]) -> Result<Chan
     let home = user.home.trim_end_matches('/').to_string();
     let dir = format!("{home}/.ssh");
     let path = format!("{dir}/authorized_keys");
-    cx.prefetch(&[&dir, &path])?;
-    let mut c = owned_dir(cx, &dir, 0o700, name, &group_name)?;
+    // The user's own directory: read and written as the user (see `ctx/owned.rs`).
+    cx.prefetch_as(name, &[&dir, &path])?;
+    // Both looked at before anything is done: a link or a pipe in either is refused first.
+    cx.file(&dir)?;
     let current = cx.file(&path)?.map(|f| f.text()).unwrap_or_default();
+    let mut c = owned_dir(cx, &dir, 0o700, name, &group_name)?;
     let wanted = with_keys(&current, keys);
     c |= owned_file(cx, &path, &wanted, 0o600, name, &group_name)?;
     Ok(c)
@@ -526,14 +529,14 @@ fn no_shadow(name: &str) -> Error {
 
 // ---- files owned by a user ---------------------------------------------------------------
 
-/// A directory with this mode and owner: `install -d` when absent, chown/chmod when it differs.
+/// A directory of `owner`'s, with this mode, in a directory of theirs: created by the user
+/// (`mkdir -m`) when absent; given to them with `chown -h` (which follows no link) when
+/// another owns it, its mode then set by the user. A link there is refused (`cx.file`).
 fn owned_dir(cx: &mut Ctx, path: &str, mode: u32, owner: &str, group: &str) -> Result<Change> {
     let mode_s = format!("{mode:04o}");
     match cx.file(path)? {
         None => {
-            cx.apply(&[
-                "install", "-d", "-m", &mode_s, "-o", owner, "-g", group, path,
-            ])?;
+            cx.apply_as(owner, &["mkdir", "-m", &mode_s, "--", path])?;
             cx.note_done_or_would(
                 format!("{path}: directory created, {mode_s} {owner}:{group}"),
                 format!("{path}: directory would be created, {mode_s} {owner}:{group}"),
@@ -549,10 +552,10 @@ fn owned_dir(cx: &mut Ctx, path: &str, mode: u32, owner: &str, group: &str) -> R
                 return Ok(Change::Unchanged);
             }
             if d.owner != owner || d.group != group {
-                cx.apply(&["chown", &format!("{owner}:{group}"), path])?;
+                cx.apply(&["chown", "-h", &format!("{owner}:{group}"), "--", path])?;
             }
             if d.mode != mode {
-                cx.apply(&["chmod", &mode_s, path])?;
+                cx.apply_as(owner, &["chmod", &mode_s, "--", path])?;
             }
             cx.note_change(format!(
                 "{path}: mode/owner {:04o} {}:{} -> {mode_s} {owner}:{group}",
@@ -564,7 +567,10 @@ fn owned_dir(cx: &mut Ctx, path: &str, mode: u32, owner: &str, group: &str) -> R
     Ok(Change::Changed)
 }
 
-/// As [`file::content`], for an owner known only at run time.
+/// As [`file::content`], for a file of `owner`'s in a directory of theirs: written by the
+/// user ([`Ctx::write_file_as`]); a file of the right content that another owns is given to
+/// them with `chown -h`, its mode set by the user. A link, a device or a pipe there is
+/// refused (`cx.file`).
 fn owned_file(
     cx: &mut Ctx,
     path: &str,
@@ -583,10 +589,10 @@ fn owned_file(
                 return Ok(Change::Unchanged);
             }
             if c.owner != owner || c.group != group {
-                cx.apply(&["chown", &format!("{owner}:{group}"), path])?;
+                cx.apply(&["chown", "-h", &format!("{owner}:{group}"), "--", path])?;
             }
             if c.mode != mode {
-                cx.apply(&["chmod", &format!("{mode:04o}"), path])?;
+                cx.apply_as(owner, &["chmod", &format!("{mode:04o}"), "--", path])?;
             }
             cx.known_mode(path, mode, owner, group);
             cx.note_change(format!(
@@ -600,7 +606,7 @@ fn owned_file(
                 let old = current.as_ref().map(FileState::text);
                 cx.record_diff(file::unified_diff(path, old.as_deref(), content));
             }
-            cx.write_file(path, content.as_bytes(), mode, owner, group)?;
+            cx.write_file_as(owner, path, content.as_bytes(), mode, group)?;
             Ok(Change::Changed)
         }
     }
@@ -816,6 +822,8 @@ mod tests {
                 (SHADOW, "root:*:19000:0:90:7:::\nadmin:!:20000:0:90:7:::\n"),
             ]),
         );
+        // The admin's own files are read as the admin: none yet.
+        rec.reply("runuser -u admin -- sh -s", files_reply(&[]));
         let c = admin_user(&mut cx, &admin(&h, &keys)).unwrap();
         assert_eq!(c, Change::Changed);
         let c = authorized_keys(&mut cx, "admin", &keys).unwrap();
@@ -832,7 +840,7 @@ mod tests {
             [
                 "run useradd -m -s /bin/bash -U -G wheel admin",
                 "run chpasswd -e",
-                "run install -d -m 0700 -o admin -g admin /home/admin/.ssh",
+                "run runuser -u admin -- mkdir -m 0700 -- /home/admin/.ssh",
                 "write /home/admin/.ssh/authorized_keys 0600 admin:admin",
                 "run chage -I -1 -m 0 -M 99999 -E -1 admin",
                 "run chage -I -1 -m 0 -M 99999 -E -1 root",
@@ -898,7 +906,7 @@ mod tests {
             [
                 "run useradd -m -s /bin/bash -U -G sudo admin",
                 "run chpasswd -e",
-                "run install -d -m 0700 -o admin -g admin /home/admin/.ssh",
+                "run runuser -u admin -- mkdir -m 0700 -- /home/admin/.ssh",
                 "write /home/admin/.ssh/authorized_keys 0600 admin:admin",
             ]
         "#]]
@@ -915,6 +923,53 @@ mod tests {
                 .contains("admin:x:1001:1001::/home/admin:/bin/bash\n")
         );
         assert!(text(&mut cx, GROUP).unwrap().contains("sudo:x:27:admin\n"));
+    }
+
+    /// A link (or a pipe, a device) the user left in their own `.ssh` is refused, naming the
+    /// path, before anything is run; the keys are read and written as the user.
+    #[test]
+    fn links_in_the_users_directory_refused() {
+        use crate::state::Unread;
+        let keys = [KEY.to_string()];
+        for (path, what) in [
+            ("/home/admin/.ssh", "symbolic link"),
+            ("/home/admin/.ssh/authorized_keys", "symbolic link"),
+            ("/home/admin/.ssh/authorized_keys", "fifo"),
+        ] {
+            let h = hash();
+            let (mut cx, rec) = photon_done(&h)
+                .dir("/home/admin/.ssh")
+                .absent("/home/admin/.ssh/authorized_keys")
+                .ctx(Mode::Apply);
+            cx.state_mut().files.remove(path);
+            cx.state_mut()
+                .unread
+                .insert(path.into(), Unread::NotRegular(what.into()));
+            let e = authorized_keys(&mut cx, "admin", &keys).unwrap_err();
+            assert!(
+                e.to_string().contains(&format!("{path} is a {what}")),
+                "{e}"
+            );
+            assert!(rec.commands().is_empty(), "{:?}", rec.commands());
+        }
+        let h = hash();
+        let (mut cx, rec) = photon_done(&h)
+            .dir("/home/admin/.ssh")
+            .absent("/home/admin/.ssh/authorized_keys")
+            .ctx(Mode::Apply);
+        let Some(Some(st)) = cx.state_mut().files.get_mut("/home/admin/.ssh") else {
+            unreachable!()
+        };
+        (st.owner, st.group, st.mode) = ("admin".into(), "admin".into(), 0o700);
+        authorized_keys(&mut cx, "admin", &keys).unwrap();
+        let cmds = rec.commands();
+        assert_eq!(cmds.len(), 1, "{cmds:?}");
+        assert_eq!(cmds[0].argv[..5], ["runuser", "-u", "admin", "--", "sh"]);
+        assert!(
+            cmds[0].argv.contains(&"/home/admin/.ssh/authorized_keys".to_string())
+                && !cmds[0].argv.iter().any(|a| a.starts_with("chown")),
+            "{cmds:?}"
+        );
     }
 
     #[test]
@@ -988,8 +1043,8 @@ mod tests {
             [
                 "run usermod -aG wheel admin",
                 "run chpasswd -e",
-                "run chown admin:admin /home/admin/.ssh",
-                "run chmod 0700 /home/admin/.ssh",
+                "run chown -h admin:admin -- /home/admin/.ssh",
+                "run runuser -u admin -- chmod 0700 -- /home/admin/.ssh",
                 "write /home/admin/.ssh/authorized_keys 0600 admin:admin",
             ]
         "#]]

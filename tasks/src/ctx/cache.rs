@@ -20,7 +20,7 @@ impl Ctx {
 
     /// What one more round trip reads because no step declared it: logged at `-vv` (with the
     /// step) and counted.
-    fn note_misses(&mut self, what: Vec<String>) {
+    pub(super) fn note_misses(&mut self, what: Vec<String>) {
         let step = self
             .current
             .as_ref()
@@ -231,6 +231,13 @@ impl Ctx {
         }
         let mut probe = self.opts.probe.clone();
         probe.lock = None;
+        // A user's own files are read as that user only (`owned.rs`): forgotten here, read
+        // again as the user when next needed.
+        let users: Vec<String> = self.as_user.keys().cloned().collect();
+        for p in &users {
+            self.state.files.remove(p);
+            self.state.unread.remove(p);
+        }
         probe.files.extend(self.state.files.keys().cloned());
         probe.units.extend(self.state.units.keys().cloned());
         probe.programs.extend(self.state.programs.keys().cloned());
@@ -251,6 +258,10 @@ impl Ctx {
         for path in &probe.files {
             let f = read.files.get(path).cloned().flatten();
             self.state.files.insert(path.clone(), f);
+            match read.unread.get(path) {
+                Some(u) => self.state.unread.insert(path.clone(), u.clone()),
+                None => self.state.unread.remove(path),
+            };
         }
         self.state.units = read.units.clone();
         self.state.programs = read.programs.clone();

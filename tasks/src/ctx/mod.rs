@@ -3,10 +3,12 @@
 mod cache;
 mod hostname;
 mod lock;
+mod owned;
 pub(crate) mod packages;
 mod record;
 mod write;
 
+pub use owned::as_user;
 pub use record::{Action, Change, Event, Outcome, Record, Sink};
 
 use std::time::{Duration, Instant};
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 use crate::error::Result;
 use crate::facts::Facts;
 use crate::host::{Cmd, Host, Output};
+
 use crate::state::{self, Probe, State};
 use hostname::probed_hostname;
 use lock::LockSeen;
@@ -116,6 +119,9 @@ pub struct Ctx {
     packages_run: packages::RunPackages,
     /// The run lock as the probe saw it.
     lock_seen: LockSeen,
+    /// Paths in a user's own directories → that user: read and written as the user
+    /// (`owned.rs`), never read again as root.
+    as_user: std::collections::BTreeMap<String, String>,
 }
 
 /// What a run has done to a host so far that changes how it reads it. Kept by the engine,
@@ -179,6 +185,7 @@ impl Ctx {
             reboot: None,
             packages_run: Default::default(),
             lock_seen: LockSeen::default(),
+            as_user: Default::default(),
         }
     }
 

@@ -119,7 +119,7 @@ impl Ctx {
 }
 
 /// Paths tasks write must be absolute and plain.
-fn check_path(path: &str) -> Result<()> {
+pub(super) fn check_path(path: &str) -> Result<()> {
     if !path.starts_with('/') || path.contains('\n') || path.contains("/../") || path.ends_with('/')
     {
         return Err(Error::new(
@@ -132,18 +132,22 @@ fn check_path(path: &str) -> Result<()> {
 
 /// `sh -c WRITE_SCRIPT nodeprep-write PATH MODE OWNER GROUP BACKUP SIZE`, contents on stdin.
 /// The byte count guards against a connection cut mid-stream: stdin then ends early, and a
-/// short file must never replace the real one.
-const WRITE_SCRIPT: &str = r#"set -eu
+/// short file must never replace the real one. The directory must be the writer's own (root's,
+/// or the user's for a file written as its user, OWNER and GROUP then empty: no chown), not a
+/// link: no one else can then swap the temporary file between its creation and the `chown -h`
+/// and `chmod` by name (created 0600 by mktemp, it is never readable by others meanwhile).
+pub(super) const WRITE_SCRIPT: &str = r#"set -eu
 umask 022
 p=$1; d=$(dirname -- "$p")
 mkdir -p -- "$d"
+if [ -L "$d" ] || [ ! -O "$d" ]; then echo "nodeprep: $d is not a directory of the writing user ($(id -un)): refusing to write $p there" >&2; exit 1; fi
 t=$(mktemp -- "$d/.nodeprep.XXXXXX")
 trap 'rm -f -- "$t"' EXIT INT TERM HUP
 cat > "$t"
 n=$(wc -c < "$t")
 if [ "$n" -ne "$6" ]; then echo "nodeprep: got $n of $6 bytes for $p; the file is left as it was" >&2; exit 1; fi
 sync -- "$t" 2>/dev/null || true
-chown -- "$3:$4" "$t"
+if [ -n "$3" ]; then chown -h -- "$3:$4" "$t"; fi
 chmod -- "$2" "$t"
 if [ -n "$5" ] && [ -f "$p" ]; then mkdir -p -- "$(dirname -- "$5")"; cp -p -- "$p" "$5"; fi
 mv -f -- "$t" "$p"
@@ -213,6 +217,48 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["conf"], "temporary files left behind");
+    }
+
+    /// Root writes only in a directory of its own: in one another user owns (where that user
+    /// could swap the temporary file for a link), or through a link, the script refuses.
+    #[test]
+    fn write_script_refuses_a_directory_not_its_own() {
+        use crate::host::Local;
+        if crate::host::current_uid() != 0 {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&theirs, &link).unwrap();
+        for d in [&theirs, &link] {
+            let path = d.join("authorized_keys").display().to_string();
+            let out = Local::new("t")
+                .exec(
+                    &Cmd::new(&[
+                        "sh",
+                        "-c",
+                        WRITE_SCRIPT,
+                        "w",
+                        &path,
+                        "0600",
+                        "root",
+                        "root",
+                        "",
+                        "2",
+                    ])
+                    .stdin(b"k\n".to_vec()),
+                )
+                .unwrap();
+            assert!(!out.success(), "{out:?}");
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("refusing to write"),
+                "{out:?}"
+            );
+        }
+        assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 0);
     }
 
     /// A scratch file is never backed up; removing it leaves it known absent.
