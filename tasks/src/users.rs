@@ -961,7 +961,10 @@ mod tests {
             unreachable!()
         };
         (st.owner, st.group, st.mode) = ("admin".into(), "admin".into(), 0o700);
-        authorized_keys(&mut cx, "admin", &keys).unwrap();
+        assert_eq!(
+            authorized_keys(&mut cx, "admin", &keys).unwrap(),
+            Change::Changed
+        );
         let cmds = rec.commands();
         assert_eq!(cmds.len(), 1, "{cmds:?}");
         assert_eq!(cmds[0].argv[..5], ["runuser", "-u", "admin", "--", "sh"]);

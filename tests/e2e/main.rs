@@ -7,6 +7,7 @@ mod custom;
 mod faults;
 mod fleet;
 mod haproxy;
+mod hostile;
 mod hardened;
 mod lab_smoke;
 mod os;

@@ -265,6 +265,7 @@ impl Ctx {
         } else {
             self.host.exec(cmd)
         };
+        let out = out.map_err(|e| limit_named(e, cmd));
         self.remote += start.elapsed();
         // The command line only: stdin (where secrets travel) is never logged.
         tracing::debug!(
@@ -356,12 +357,27 @@ fn short_display(cmd: &Cmd) -> String {
     }
 }
 
+/// A limit met (time, output) names the command that met it.
+fn limit_named(e: crate::error::Error, cmd: &Cmd) -> crate::error::Error {
+    if e.kind() != crate::error::ErrorKind::Limit {
+        return e;
+    }
+    let what = match cmd.argv.as_slice() {
+        [sh, s] if sh == "sh" && s == "-s" => "the state probe".to_string(),
+        _ => format!("`{}`", short_display(cmd)),
+    };
+    let mut named = crate::error::Error::new(e.kind(), format!("{what}: {}", e.message()));
+    if let Some(host) = e.host() {
+        named = named.on_host(host);
+    }
+    named
+}
+
 fn run_probe(host: &dyn Host, probe: &Probe, timeout: Duration) -> Result<State> {
-    let out = host.run(
-        &Cmd::new(&["sh", "-s"])
-            .stdin(state::probe_script(probe))
-            .timeout(timeout),
-    )?;
+    let cmd = Cmd::new(&["sh", "-s"])
+        .stdin(state::probe_script(probe))
+        .timeout(timeout);
+    let out = host.run(&cmd).map_err(|e| limit_named(e, &cmd))?;
     state::parse_probe(&out.stdout_str(), probe).map_err(|e| e.on_host(host.name()))
 }
 

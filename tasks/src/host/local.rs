@@ -176,7 +176,7 @@ pub(super) fn spawn_capped(
                 return Err(stop(
                     &mut child,
                     format!(
-                        "`{program}`: its {which} passed {} MiB: stopped (a host does not answer that much; a file where a device or a pipe was expected?)",
+                        "its {which} passed {} MiB: stopped (a host does not answer that much; a device or a pipe where a file was expected?)",
                         cap >> 20
                     ),
                 ));
@@ -184,7 +184,7 @@ pub(super) fn spawn_capped(
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 return Err(stop(
                     &mut child,
-                    format!("`{program}`: no answer within {secs} s (the command time limit): stopped"),
+                    format!("no answer within {secs} s (the command time limit): stopped"),
                 ));
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -197,7 +197,7 @@ pub(super) fn spawn_capped(
         if Instant::now() >= deadline {
             return Err(stop(
                 &mut child,
-                format!("`{program}`: not done within {secs} s (the command time limit): stopped"),
+                format!("no answer within {secs} s (the command time limit): stopped"),
             ));
         }
         std::thread::sleep(Duration::from_millis(5));
