@@ -282,7 +282,7 @@ fn a_command_that_never_returns_meets_the_time_limit() {
     let inv = inventory(&lab, "command_timeout = 5\n");
     let ran = run_bounded(
         &inv,
-        &["run", "k8s-worker", "--check", "--only", "sysctl persisted", "--json"],
+        &["run", "k8s-worker", "--all", "--check", "--only", "sysctl persisted", "--json"],
         Duration::from_secs(90),
     );
     assert_eq!(ran.code, Some(2), "{}", ran.output);
