@@ -969,7 +969,9 @@ mod tests {
         assert_eq!(cmds.len(), 1, "{cmds:?}");
         assert_eq!(cmds[0].argv[..5], ["runuser", "-u", "admin", "--", "sh"]);
         assert!(
-            cmds[0].argv.contains(&"/home/admin/.ssh/authorized_keys".to_string())
+            cmds[0]
+                .argv
+                .contains(&"/home/admin/.ssh/authorized_keys".to_string())
                 && !cmds[0].argv.iter().any(|a| a.starts_with("chown")),
             "{cmds:?}"
         );

@@ -14,8 +14,7 @@ const HOST: &str = "prdk8swok521";
 const OTHER: &str = "prdk8swok522";
 const ADMIN: &str = "kubeadmin";
 const HASH: &str = "$6$nodeprepdemo$wk44XuU7o9MhcvILKmVk55VnCYVIH.At4AbdPsvCzM6R6zZGO6xjQv0aPOQDJVwWGFwJ9hh32qddZeWox1cQx/";
-const KEY: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOyiXo8ZDrrZ8ngq0ORx3MAF5HnbFe9Q/89EcrI9vvO0 ops@example.lan";
+const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOyiXo8ZDrrZ8ngq0ORx3MAF5HnbFe9Q/89EcrI9vvO0 ops@example.lan";
 
 /// A marker in /etc/shadow (a locked account's "hash"): no output may ever hold it.
 const SHADOW_MARK: &str = "SHADOWTEXTNEVERSHOWN";
@@ -117,7 +116,14 @@ const KEYS_RUNS: &[&[&str]] = &[
 ];
 
 fn keys_run(inventory: &Path, extra: &[&str]) -> Ran {
-    let mut args = vec!["run", "k8s-worker", "--host", HOST, "--only", "admin ssh keys"];
+    let mut args = vec![
+        "run",
+        "k8s-worker",
+        "--host",
+        HOST,
+        "--only",
+        "admin ssh keys",
+    ];
     args.extend(extra);
     run_bounded(inventory, &args, Duration::from_secs(120))
 }
@@ -178,7 +184,11 @@ fn authorized_keys_linked_to_shadow() {
     )
     .unwrap();
     let before = snapshot(&lab, "/etc/shadow");
-    assert!(lab.sh(HOST, "cat /etc/shadow").unwrap().contains(SHADOW_MARK));
+    assert!(
+        lab.sh(HOST, "cat /etc/shadow")
+            .unwrap()
+            .contains(SHADOW_MARK)
+    );
     let inv = inventory(&lab, "");
     for extra in KEYS_RUNS {
         let ran = keys_run(&inv, extra);
@@ -260,7 +270,15 @@ fn a_reply_without_end_is_refused_with_bounded_memory() {
     let inv = inventory(&lab, "");
     let ran = run_bounded(
         &inv,
-        &["run", "k8s-worker", "--host", HOST, "--check", "--only", "sysctl persisted"],
+        &[
+            "run",
+            "k8s-worker",
+            "--host",
+            HOST,
+            "--check",
+            "--only",
+            "sysctl persisted",
+        ],
         Duration::from_secs(180),
     );
     assert_eq!(ran.code, Some(2), "{}", ran.output);
@@ -282,7 +300,15 @@ fn a_command_that_never_returns_meets_the_time_limit() {
     let inv = inventory(&lab, "command_timeout = 5\n");
     let ran = run_bounded(
         &inv,
-        &["run", "k8s-worker", "--all", "--check", "--only", "sysctl persisted", "--json"],
+        &[
+            "run",
+            "k8s-worker",
+            "--all",
+            "--check",
+            "--only",
+            "sysctl persisted",
+            "--json",
+        ],
         Duration::from_secs(90),
     );
     assert_eq!(ran.code, Some(2), "{}", ran.output);

@@ -25,7 +25,8 @@ impl Host for Docker {
     fn exec(&self, cmd: &Cmd) -> Result<Output> {
         let mut argv = vec!["docker", "exec", "-i", self.container.as_str()];
         argv.extend(cmd.argv.iter().map(String::as_str));
-        let out = spawn(&argv, cmd.stdin.as_deref(), cmd.time_limit()).map_err(|e| e.on_host(&self.name))?;
+        let out = spawn(&argv, cmd.stdin.as_deref(), cmd.time_limit())
+            .map_err(|e| e.on_host(&self.name))?;
         // docker exec itself failing (no such container, not running) exits 125-127 with its
         // own message on stderr.
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -338,10 +338,9 @@ impl Host for Ssh {
                 user: &self.cfg.user,
                 place: &self.cfg.address,
             };
-            self.sudo
-                .exec(cmd, &who, &|argv, stdin| {
-                    self.send(argv, stdin, cmd.time_limit())
-                })
+            self.sudo.exec(cmd, &who, &|argv, stdin| {
+                self.send(argv, stdin, cmd.time_limit())
+            })
         };
         result.map_err(|e| e.on_host(&self.cfg.name))
     }
