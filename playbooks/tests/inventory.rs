@@ -34,6 +34,29 @@ fn an_empty_inventory_is_valid() {
     assert_eq!(inv.ssh.port, 22);
 }
 
+/// Every command has a time limit: 5 minutes, 30 for package transactions, by default; a
+/// limit of 0 or of more than a day is refused.
+#[test]
+fn command_time_limits_have_defaults_and_bounds() {
+    let inv = Inventory::parse("", Path::new("inventory.toml")).unwrap();
+    assert_eq!(
+        (inv.ssh.command_timeout, inv.ssh.package_timeout),
+        (300, 1800)
+    );
+    let inv = Inventory::parse(
+        "[ssh]\ncommand_timeout = 5\npackage_timeout = 60\n",
+        Path::new("inventory.toml"),
+    )
+    .unwrap();
+    assert_eq!((inv.ssh.command_timeout, inv.ssh.package_timeout), (5, 60));
+    let out = problems("[ssh]\ncommand_timeout = 0\npackage_timeout = 86401\n");
+    assert!(
+        out.contains("ssh.command_timeout: 0 seconds: a time limit is 1 second to a day")
+            && out.contains("ssh.package_timeout: 86401 seconds"),
+        "{out}"
+    );
+}
+
 #[test]
 fn every_problem_is_reported_in_order() {
     let text = indoc! {r#"

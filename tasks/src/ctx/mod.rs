@@ -428,6 +428,33 @@ mod tests {
         }
     }
 
+    /// Package managers get the package time limit, everything else the command one; a
+    /// command's own limit wins; every command the engine sends carries one.
+    #[test]
+    fn every_command_has_a_time_limit() {
+        let t = Timeouts {
+            package: Duration::from_secs(1800),
+            command: Duration::from_secs(7),
+        };
+        assert_eq!(
+            t.of(&Cmd::new(&["apt-get", "install", "-y", "x"])),
+            t.package
+        );
+        assert_eq!(
+            t.of(&Cmd::new(&["/usr/bin/tdnf", "install", "x"])),
+            t.package
+        );
+        assert_eq!(t.of(&Cmd::new(&["sh", "-s"])), t.command);
+        let own = Cmd::new(&["dnf", "x"]).timeout(Duration::from_secs(3));
+        assert_eq!(t.of(&own), Duration::from_secs(3));
+        let (mut cx, rec) = crate::testing::Fixture::photon().ctx(Mode::Apply);
+        cx.opts.timeouts = t;
+        cx.apply(&["true"]).unwrap();
+        cx.apply_unchecked(&["tdnf", "makecache"]).unwrap();
+        let limits: Vec<_> = rec.commands().iter().map(|c| c.timeout).collect();
+        assert_eq!(limits, [Some(t.command), Some(t.package)]);
+    }
+
     #[test]
     fn logged_commands_whole_scripts_cut() {
         let names: Vec<String> = (0..40).map(|i| format!("package-{i}")).collect();
