@@ -1,4 +1,4 @@
-//! This machine, through duct.
+//! This machine: processes spawned with their output and time bounded ([`spawn_env`]).
 
 use std::ffi::OsString;
 use std::time::{Duration, Instant};

@@ -1,8 +1,9 @@
 //! The `Host` layer: the only place in nodeprep that spawns processes for a target. A command is
 //! an argv vector (never a shell string); transports quote it for the remote shell.
 //!
-//! Transports: [`Local`] (this machine, through duct), [`Ssh`] (the system OpenSSH client with
-//! one ControlMaster socket per host), [`Docker`] (`docker exec`). The test doubles (a host
+//! Transports: [`Local`] (this machine), [`Ssh`] (the system OpenSSH client with one
+//! ControlMaster socket per host), [`Docker`] (`docker exec`); each bounds a command's time
+//! ([`Cmd::time_limit`]) and the output it keeps ([`OUTPUT_CAP`]). The test doubles (a host
 //! that records, a simulated one) live apart, in `crate::testing`.
 //!
 //! A login user other than root runs commands through sudo ([`sudo`]); a login password reaches
