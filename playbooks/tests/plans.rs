@@ -67,7 +67,7 @@ fn photon_k8s_worker() {
         write /etc/yum.repos.d/photon-srpms.repo 0644 root:root
         run useradd -m -s /bin/bash -U -G wheel kubeadmin
         run chpasswd -e
-        run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
+        run runuser -u kubeadmin -- mkdir -m 0700 -- /home/kubeadmin/.ssh
         write /home/kubeadmin/.ssh/authorized_keys 0600 kubeadmin:kubeadmin
         run chage -I -1 -m 0 -M 99999 -E -1 kubeadmin
         run chage -I -1 -m 0 -M 99999 -E -1 root
@@ -139,7 +139,7 @@ fn photon_k8s_master() {
         write /etc/yum.repos.d/photon-srpms.repo 0644 root:root
         run useradd -m -s /bin/bash -U -G wheel kubeadmin
         run chpasswd -e
-        run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
+        run runuser -u kubeadmin -- mkdir -m 0700 -- /home/kubeadmin/.ssh
         write /home/kubeadmin/.ssh/authorized_keys 0600 kubeadmin:kubeadmin
         run chage -I -1 -m 0 -M 99999 -E -1 kubeadmin
         run chage -I -1 -m 0 -M 99999 -E -1 root
@@ -213,7 +213,7 @@ fn photon_haproxy() {
         write /etc/yum.repos.d/photon-srpms.repo 0644 root:root
         run useradd -m -s /bin/bash -U -G wheel kubeadmin
         run chpasswd -e
-        run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
+        run runuser -u kubeadmin -- mkdir -m 0700 -- /home/kubeadmin/.ssh
         write /home/kubeadmin/.ssh/authorized_keys 0600 kubeadmin:kubeadmin
         run chage -I -1 -m 0 -M 99999 -E -1 kubeadmin
         run chage -I -1 -m 0 -M 99999 -E -1 root
@@ -259,7 +259,7 @@ fn rhel_k8s_worker() {
         expect![[r#"
         run useradd -m -s /bin/bash -U -G wheel kubeadmin
         run chpasswd -e
-        run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
+        run runuser -u kubeadmin -- mkdir -m 0700 -- /home/kubeadmin/.ssh
         write /home/kubeadmin/.ssh/authorized_keys 0600 kubeadmin:kubeadmin
         run chage -I -1 -m 0 -M 99999 -E -1 root
         run dnf install -y --quiet glibc-langpack-fr kbd
@@ -303,7 +303,7 @@ fn rhel_haproxy() {
         expect![[r#"
         run useradd -m -s /bin/bash -U -G wheel kubeadmin
         run chpasswd -e
-        run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
+        run runuser -u kubeadmin -- mkdir -m 0700 -- /home/kubeadmin/.ssh
         write /home/kubeadmin/.ssh/authorized_keys 0600 kubeadmin:kubeadmin
         run chage -I -1 -m 0 -M 99999 -E -1 root
         run dnf install -y --quiet glibc-langpack-fr kbd
@@ -341,7 +341,7 @@ fn debian_k8s_worker() {
         expect![[r#"
         run useradd -m -s /bin/bash -U -G sudo kubeadmin
         run chpasswd -e
-        run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
+        run runuser -u kubeadmin -- mkdir -m 0700 -- /home/kubeadmin/.ssh
         write /home/kubeadmin/.ssh/authorized_keys 0600 kubeadmin:kubeadmin
         run chage -I -1 -m 0 -M 99999 -E -1 root
         run apt-get update -q -o DPkg::Lock::Timeout=120
@@ -443,7 +443,7 @@ fn photon_haproxy_admin_passwordless_sudo() {
             write /etc/yum.repos.d/photon-srpms.repo 0644 root:root
             run useradd -m -s /bin/bash -U -G wheel kubeadmin
             run chpasswd -e
-            run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
+            run runuser -u kubeadmin -- mkdir -m 0700 -- /home/kubeadmin/.ssh
             write /home/kubeadmin/.ssh/authorized_keys 0600 kubeadmin:kubeadmin
             run chage -I -1 -m 0 -M 99999 -E -1 kubeadmin
             run chage -I -1 -m 0 -M 99999 -E -1 root
@@ -662,7 +662,7 @@ fn debian_k8s_worker_taken_over() {
         expect![[r#"
         run useradd -m -s /bin/bash -U -G sudo kubeadmin
         run chpasswd -e
-        run install -d -m 0700 -o kubeadmin -g kubeadmin /home/kubeadmin/.ssh
+        run runuser -u kubeadmin -- mkdir -m 0700 -- /home/kubeadmin/.ssh
         write /home/kubeadmin/.ssh/authorized_keys 0600 kubeadmin:kubeadmin
         run chage -I -1 -m 0 -M 99999 -E -1 root
         run apt-get update -q -o DPkg::Lock::Timeout=120
