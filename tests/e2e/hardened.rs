@@ -203,11 +203,16 @@ fn first_contact_by_password_converges_then_keys_only_changes_nothing() {
         "{}",
         String::from_utf8_lossy(&direct.stderr)
     );
+    let before = nodeprep_tests::snapshot(&lab, &inv, "k8s-worker", HOST);
     let (code, out, err) = run(&inv, &[&base[..], &["--fresh"]].concat(), &[]);
     assert_eq!(code, 0, "{out}\n{err}");
     let again = events(&out);
     assert_eq!(recap(&again, HOST)["changed"], 0, "{again:#?}");
     assert_eq!(recap(&again, HOST)["failed"], 0, "{again:#?}");
+    before.assert_same(
+        &nodeprep_tests::snapshot(&lab, &inv, "k8s-worker", HOST),
+        "second run",
+    );
     assert!(!out.contains(PASSWORD) && !err.contains(PASSWORD));
 }
 

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
 
+mod snapshot;
+
+pub use snapshot::{Snapshot, declared_reads, os_family, package_list, snapshot, snapshot_of};
 pub use xtask::dev::lab::{Lab, RootLogin};
 pub use xtask::dev::testbed::{Host, Testbed};
 pub use xtask::dev::vm::Vm;
