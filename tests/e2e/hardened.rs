@@ -136,8 +136,16 @@ fn first_contact_by_password_converges_then_keys_only_changes_nothing() {
 
     // First contact: the password, for ssh and sudo.
     let pw = password_file(&lab);
-    let (code, out, err) = run(&inv, &[&base[..], &["--password-file", &pw]].concat(), &[]);
+    let (code, out, err) = run(
+        &inv,
+        &[&base[..], &["--password-file", &pw, "-vv"]].concat(),
+        &[],
+    );
     assert_eq!(code, 0, "{out}\n{err}");
+    // The run that had the password (for ssh and sudo) holds it nowhere in its output or its
+    // command log.
+    assert!(err.contains("DEBUG sent"), "no command log: {err}");
+    assert!(!out.contains(PASSWORD) && !err.contains(PASSWORD));
     let first = events(&out);
     assert_eq!(recap(&first, HOST)["failed"], 0, "{first:#?}");
     for step in [
