@@ -269,11 +269,13 @@ enum Landed {
 /// which the temporary file stands beside its target. The product runs as it always does.
 const SLOW_SYNC: &str = "printf '#!/bin/sh\\nsleep 1\\nexec /bin/sync \"$@\"\\n' > /usr/local/bin/sync && chmod 755 /usr/local/bin/sync";
 
-/// The host's write scripts still running (a killed runner's last command finishing there).
+/// The host's write scripts still running (a killed runner's last command finishing there):
+/// a process with an argument `nodeprep-write` (the pattern written so that it does not match
+/// this command itself).
 fn writes_running(lab: &Lab, host: &str) -> bool {
     lab.sh(
         host,
-        "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -c '^sh -c .*nodeprep-write' || true",
+        "for p in /proc/[0-9]*; do tr '\\0\\n' '  ' < $p/cmdline 2>/dev/null; echo; done | grep -c 'nodeprep[-]write' || true",
     )
     .unwrap()
     .trim()

@@ -241,7 +241,11 @@ fn haproxy_balances_the_api_and_ingress() {
     let recap = events.iter().find(|e| e["event"] == "recap").unwrap();
     assert_eq!(recap["changed"], 0, "{events:#?}");
     before.assert_same(&snapshot(&lab, &inv, "haproxy", LB), "second run");
-    assert_eq!(haproxy_pids(&lab), pids, "haproxy was reloaded or restarted");
+    assert_eq!(
+        haproxy_pids(&lab),
+        pids,
+        "haproxy was reloaded or restarted"
+    );
 }
 
 /// The pids of haproxy's processes on the balancer (master and workers), sorted.
@@ -307,5 +311,9 @@ fn a_rejected_config_never_goes_live() {
     let recap = events.iter().find(|e| e["event"] == "recap").unwrap();
     assert_eq!(recap["changed"], 0, "{events:#?}");
     before.assert_same(&snapshot(&lab, &inv, "haproxy", LB), "second run");
-    assert_eq!(haproxy_pids(&lab), pids, "haproxy was reloaded or restarted");
+    assert_eq!(
+        haproxy_pids(&lab),
+        pids,
+        "haproxy was reloaded or restarted"
+    );
 }

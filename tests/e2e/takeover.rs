@@ -145,7 +145,11 @@ fn hand_written_files_taken_over() {
             HOST,
             &format!(
                 "cd /var/backups/nodeprep && ls etc/containerd etc/docker {}",
-                kubelet_file.trim_start_matches('/').rsplit_once('/').unwrap().0
+                kubelet_file
+                    .trim_start_matches('/')
+                    .rsplit_once('/')
+                    .unwrap()
+                    .0
             ),
         )
         .unwrap();
