@@ -2,7 +2,8 @@
 //! nothing: every file and directory the playbook's plan declares it reads (hash, mode, owner;
 //! the files the steps write are among them, since a step reads what it writes), each unit it
 //! reads (its `InvocationID`, `ActiveEnterTimestamp` and `MainPID`: a restart or a reload that
-//! re-executes changes them), the installed packages, and the firewall's live rules. The list of
+//! re-executes changes them; of a unit not active, which systemd itself may be restarting in a
+//! loop, only its state), the installed packages, and the firewall's live rules. The list of
 //! files and units comes from the product's own declaration (`Plan::probe`), not a list kept
 //! here.
 
@@ -189,6 +190,11 @@ pub fn snapshot_of(
         for (i, unit) in probe.units.iter().enumerate() {
             let mut props: Vec<&str> = blocks.get(i).map_or(Vec::new(), |b| b.lines().collect());
             props.sort_unstable();
+            // A unit not steadily active (failing and restarted by systemd itself, or
+            // stopped) gets new invocations of its own: only its state is compared.
+            if !props.contains(&"ActiveState=active") {
+                props.retain(|p| p.starts_with("ActiveState="));
+            }
             entries.insert(format!("unit {unit}"), props.join(" "));
         }
     }
