@@ -187,6 +187,13 @@ fn faults_are_reported_per_host_and_a_rerun_converges() {
     lab.sh(BAD_PKG, fix_pkg).unwrap();
     let (code, events) = run_json_at(&inv, &args());
     assert_eq!(code, 0, "after the fixes: {events:#?}");
+    let taken = || -> Vec<nodeprep_tests::Snapshot> {
+        hosts
+            .iter()
+            .map(|(h, _)| nodeprep_tests::snapshot(&lab, &inv, "k8s-worker", h))
+            .collect()
+    };
+    let before = taken();
     let (code, events) = run_json_at(&inv, &args());
     assert_eq!(code, 0);
     for (h, _) in &hosts {
@@ -195,6 +202,9 @@ fn faults_are_reported_per_host_and_a_rerun_converges() {
             0,
             "{h} still changes: {events:#?}"
         );
+    }
+    for (b, a) in before.iter().zip(taken()) {
+        b.assert_same(&a, "second run");
     }
 }
 
@@ -319,20 +329,23 @@ fn a_runner_killed_at_any_moment_leaves_no_partial_file() {
         // Start from scratch each time so that there is something to write.
         lab.sh("killhost", &format!("rm -f {sysctl} {modules}"))
             .unwrap();
-        let mut child = std::process::Command::new(runner_bin())
-            .args(&argv)
-            .env("NO_COLOR", "1")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
+        let child = std::sync::Arc::new(
+            duct::cmd(runner_bin(), &argv)
+                .env("NO_COLOR", "1")
+                .stderr_null()
+                .unchecked()
+                .reader()
+                .unwrap(),
+        );
         let (tx, rx) = mpsc::channel::<Value>();
-        let reader = std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(v) = serde_json::from_str(&line) {
-                    let _ = tx.send(v);
+        let reader = std::thread::spawn({
+            let child = child.clone();
+            move || {
+                for line in std::io::BufReader::new(&*child).lines() {
+                    let Ok(line) = line else { break };
+                    if let Ok(v) = serde_json::from_str(&line) {
+                        let _ = tx.send(v);
+                    }
                 }
             }
         });
@@ -349,7 +362,6 @@ fn a_runner_killed_at_any_moment_leaves_no_partial_file() {
         std::thread::sleep(Duration::from_millis(delay_ms));
         let finished = child.try_wait().unwrap().is_some();
         child.kill().unwrap();
-        let status = child.wait().unwrap();
         // The host as the kill left it, read at once.
         let temps = lab.sh("killhost", "ls -a /etc/sysctl.d /etc/modules-load.d 2>/dev/null | grep -c '^.nodeprep' || true").unwrap();
         let written = [modules, sysctl].map(|p| {
@@ -368,7 +380,7 @@ fn a_runner_killed_at_any_moment_leaves_no_partial_file() {
             Landed::BetweenWrites
         };
         eprintln!(
-            "round {i}: killed {delay_ms} ms after {} (runner {}, {status}): {where_:?}, written {modules} {}, {sysctl} {}",
+            "round {i}: killed {delay_ms} ms after {} (runner {}): {where_:?}, written {modules} {}, {sysctl} {}",
             after_step.unwrap_or("the start"),
             if finished { "had finished" } else { "running" },
             written[0],
