@@ -88,15 +88,17 @@ systemctl reload ssh.service",
     hash
 }
 
-/// The admin made on the console of a fresh install: in the sudo group (Debian's name for
-/// wheel, same rule: `%sudo ALL=(ALL:ALL) ALL`, its own password asked) with a password and no
-/// key; no sudoers rule says NOPASSWD. Returns the admin's hash, as /etc/shadow holds it.
+/// The admin made on the console of a fresh install: in the OS's sudo group (`sudo` on Debian,
+/// `wheel` on Photon, by the host's os-release; the same rule: its own password asked) with a
+/// password and no key; no sudoers rule says NOPASSWD. Returns the admin's hash, as
+/// /etc/shadow holds it.
 pub(crate) fn console_admin(lab: &Lab, host: &str) -> String {
+    let group = nodeprep_tests::os_family(lab, host).sudo_group();
     lab.sh(
         host,
         &format!(
             "set -e
-useradd -m -s /bin/bash -G sudo {ADMIN}
+useradd -m -s /bin/bash -G {group} {ADMIN}
 echo '{ADMIN}:{PASSWORD}' | chpasswd -c SHA512
 ! grep -rs NOPASSWD /etc/sudoers /etc/sudoers.d"
         ),
