@@ -73,15 +73,17 @@ systemctl reload ssh.service",
     hash
 }
 
-/// The admin made on the console of a fresh install: in the sudo group (Debian's name for
-/// wheel, same rule: `%sudo ALL=(ALL:ALL) ALL`, its own password asked) with a password and no
-/// key; no sudoers rule says NOPASSWD. Returns the admin's hash, as /etc/shadow holds it.
+/// The admin made on the console of a fresh install: in the OS's sudo group (`sudo` on Debian,
+/// `wheel` on Photon, by the host's os-release; the same rule: its own password asked) with a
+/// password and no key; no sudoers rule says NOPASSWD. Returns the admin's hash, as
+/// /etc/shadow holds it.
 pub(crate) fn console_admin(lab: &Lab, host: &str) -> String {
+    let group = nodeprep_tests::os_family(lab, host).sudo_group();
     lab.sh(
         host,
         &format!(
             "set -e
-useradd -m -s /bin/bash -G sudo {ADMIN}
+useradd -m -s /bin/bash -G {group} {ADMIN}
 echo '{ADMIN}:{PASSWORD}' | chpasswd -c SHA512
 ! grep -rs NOPASSWD /etc/sudoers /etc/sudoers.d"
         ),
@@ -248,6 +250,7 @@ fn first_contact_with_a_password_then_keys_only() {
         String::from_utf8_lossy(&direct.stderr)
     );
     // --fresh: a new login, by key (the password run's connection is not reused).
+    let before = nodeprep_tests::snapshot(&lab, &inv, "k8s-worker", ADMIN_HOST);
     let (code, out, err) = run(
         &inv,
         &[&base[..], &only(STEPS), &["--json", "--fresh"]].concat(),
@@ -259,6 +262,10 @@ fn first_contact_with_a_password_then_keys_only() {
     let again = events(&out);
     assert_eq!(recap(&again, ADMIN_HOST)["changed"], 0, "{again:#?}");
     assert_eq!(recap(&again, ADMIN_HOST)["failed"], 0);
+    before.assert_same(
+        &nodeprep_tests::snapshot(&lab, &inv, "k8s-worker", ADMIN_HOST),
+        "second run",
+    );
 
     // A password still given once sudo asks none: taken in stride (sudo -n), in text and -vv.
     let (code, out, err) = run(
@@ -446,9 +453,14 @@ fn a_host_that_is_not_the_inventorys_is_refused_until_accepted() {
     );
 
     // Recognised by its machine-id from now on.
+    let before = nodeprep_tests::snapshot_of(&lab, REACHED, &inv, "k8s-worker", NAMED);
     let (code, events) = run_json_at(&inv, &args);
     assert_eq!(code, 0, "{events:#?}");
     assert_eq!(recap(&events, NAMED)["changed"], 0);
+    before.assert_same(
+        &nodeprep_tests::snapshot_of(&lab, REACHED, &inv, "k8s-worker", NAMED),
+        "second run",
+    );
 
     // Another name for the same machine is still refused.
     let other = inventory_naming(&lab, REACHED, "prdk8swok544", "other.toml", None);

@@ -135,8 +135,16 @@ fn first_contact_by_password_converges_then_keys_only_changes_nothing() {
 
     // First contact: the password, for ssh and sudo.
     let pw = password_file(&lab);
-    let (code, out, err) = run(&inv, &[&base[..], &["--password-file", &pw]].concat(), &[]);
+    let (code, out, err) = run(
+        &inv,
+        &[&base[..], &["--password-file", &pw, "-vv"]].concat(),
+        &[],
+    );
     assert_eq!(code, 0, "{out}\n{err}");
+    // The run that had the password (for ssh and sudo) holds it nowhere in its output or its
+    // command log.
+    assert!(err.contains("DEBUG sent"), "no command log: {err}");
+    assert!(!out.contains(PASSWORD) && !err.contains(PASSWORD));
     let first = events(&out);
     assert_eq!(recap(&first, HOST)["failed"], 0, "{first:#?}");
     for step in [
@@ -202,11 +210,16 @@ fn first_contact_by_password_converges_then_keys_only_changes_nothing() {
         "{}",
         String::from_utf8_lossy(&direct.stderr)
     );
+    let before = nodeprep_tests::snapshot(&lab, &inv, "k8s-worker", HOST);
     let (code, out, err) = run(&inv, &[&base[..], &["--fresh"]].concat(), &[]);
     assert_eq!(code, 0, "{out}\n{err}");
     let again = events(&out);
     assert_eq!(recap(&again, HOST)["changed"], 0, "{again:#?}");
     assert_eq!(recap(&again, HOST)["failed"], 0, "{again:#?}");
+    before.assert_same(
+        &nodeprep_tests::snapshot(&lab, &inv, "k8s-worker", HOST),
+        "second run",
+    );
     assert!(!out.contains(PASSWORD) && !err.contains(PASSWORD));
 }
 

@@ -12,6 +12,9 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+mod snapshot;
+
+pub use snapshot::{Snapshot, declared_reads, os_family, package_list, snapshot, snapshot_of};
 pub use xtask::dev::lab::{Lab, RootLogin};
 pub use xtask::dev::testbed::{Host, Testbed};
 pub use xtask::dev::vm::Vm;
