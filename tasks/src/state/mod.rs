@@ -152,6 +152,42 @@ impl Probe {
     }
 }
 
+/// What the probe read of the host itself, each answer in its type (`None`: not reported, or
+/// not in a form the field holds).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProbedFacts {
+    /// /etc/os-release's text; `Some` (perhaps empty) whenever the reply was a probe's, `None`
+    /// for a lock or file read.
+    pub os_release: Option<String>,
+    /// systemd is PID 1 (/run/systemd/system exists).
+    pub systemd: bool,
+    /// The container technology when the host is a container (docker, podman, lxc...).
+    pub container: Option<String>,
+    /// The kernel's host name.
+    pub hostname: Option<String>,
+    /// /etc/machine-id's text.
+    pub machine_id: Option<String>,
+    /// The host's addresses (loopback included).
+    pub addresses: Vec<std::net::IpAddr>,
+    /// The user the probe runs as.
+    pub uid: Option<u32>,
+    /// The CPUs the probe may run on.
+    pub nproc: Option<u32>,
+}
+
+/// The run lock's state as a probe (asked with a holder) or the lock script answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LockAnswer {
+    /// The lock script took the lock.
+    pub locked: bool,
+    /// Another run holds it: its holder, then a `since ...` line.
+    pub busy: Option<String>,
+    /// Another run released it since the probe: that run.
+    pub moved: Option<String>,
+    /// The last run to release the lock (empty when none did); `None` when not asked.
+    pub last_run: Option<String>,
+}
+
 /// Everything known about a host during a run.
 #[derive(Debug, Clone)]
 pub struct State {
@@ -165,9 +201,10 @@ pub struct State {
     pub units: HashMap<String, UnitState>,
     /// Program → present on PATH.
     pub programs: HashMap<String, bool>,
-    /// Raw facts answers (os-release text, virtualization, hostname...), as the probe
-    /// reported them.
-    pub facts: BTreeMap<String, String>,
+    /// What the probe read of the host itself (os-release text, systemd, container, hostname...).
+    pub facts: ProbedFacts,
+    /// The run lock as the probe or the lock script found it.
+    pub lock: LockAnswer,
     /// Answers of read-only commands asked once per run (`iptables -S INPUT`), by argv, as
     /// the run's own changes left them (see `Ctx::query_once`).
     pub answers: HashMap<Vec<String>, String>,
@@ -191,7 +228,8 @@ impl Default for State {
             package_lists: None,
             units: HashMap::with_capacity(28),
             programs: HashMap::with_capacity(7),
-            facts: BTreeMap::new(),
+            facts: ProbedFacts::default(),
+            lock: LockAnswer::default(),
             answers: HashMap::new(),
             files_complete: false,
             dirs: HashMap::new(),
@@ -270,13 +308,13 @@ mod tests {
             .run(&Cmd::new(&["sh", "-s"]).stdin(probe_script(&Probe::default())))
             .unwrap();
         let s = parse_probe(&out.stdout_str(), &Probe::default()).unwrap();
-        let addresses = parse_addresses(&s.facts["addresses"]);
+        let addresses = &s.facts.addresses;
         assert!(
             addresses.contains(&"127.0.0.1".parse().unwrap()),
             "{addresses:?}"
         );
         let id = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
-        assert_eq!(s.facts["machine-id"], id.trim());
+        assert_eq!(s.facts.machine_id.as_deref().unwrap_or(""), id.trim());
     }
 
     /// apt's lists read by the probe on a real shell, /var/lib/apt pointed elsewhere: their

@@ -362,7 +362,7 @@ impl Fixture {
             state: State::default(),
         };
         f.state.packages = Some(Default::default());
-        f.state.facts.insert("os-release".into(), os_release.into());
+        f.state.facts.os_release = Some(os_release.into());
         f = f
             .file("/etc/os-release", os_release, 0o644)
             .file("/proc/swaps", SWAPS_NONE, 0o444)
