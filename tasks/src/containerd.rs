@@ -587,8 +587,8 @@ version = 2
         cx.state_mut().units.insert(
             SERVICE.into(),
             crate::state::UnitState {
-                enablement: "enabled".into(),
-                active: "active".into(),
+                enablement: crate::state::Enablement::Enabled,
+                active: crate::state::ActiveState::Active,
             },
         );
         let _ = cx.take_units_stale();

@@ -743,8 +743,8 @@ mod tests {
         cx.state_mut().units.insert(
             SERVICE.into(),
             crate::state::UnitState {
-                enablement: "enabled".into(),
-                active: "inactive".into(),
+                enablement: crate::state::Enablement::Enabled,
+                active: crate::state::ActiveState::Inactive,
             },
         );
         let _ = cx.take_units_stale();

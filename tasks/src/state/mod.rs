@@ -60,10 +60,87 @@ impl std::fmt::Debug for FileState {
 /// A systemd unit as `systemctl list-unit-files` / `list-units` show it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UnitState {
-    /// enabled, disabled, static, masked, ... (empty when the unit file is unknown).
-    pub enablement: String,
-    /// active, inactive, failed, ... (empty when not loaded).
-    pub active: String,
+    /// enabled, disabled, static, masked, ... ([`Enablement::NotFound`] when the unit file is
+    /// unknown).
+    pub enablement: Enablement,
+    /// active, inactive, failed, ... ([`ActiveState::Unknown`] when not loaded).
+    pub active: ActiveState,
+}
+
+/// Names systemd's words for a state, each variant to its word and back, any other word kept
+/// in `Other` (nothing systemd says is lost; `Display` gives the word back).
+macro_rules! systemd_words {
+    ($(#[$doc:meta])* $name:ident, $empty:ident, { $($(#[$vdoc:meta])* $variant:ident = $word:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+        pub enum $name {
+            /// No word (an empty answer).
+            #[default]
+            $empty,
+            $($(#[$vdoc])* $variant,)*
+            /// A word not named here, as systemd said it.
+            Other(String),
+        }
+
+        impl $name {
+            /// The state systemd names `word` (surrounding space ignored).
+            pub fn parse(word: &str) -> $name {
+                match word.trim() {
+                    "" => $name::$empty,
+                    $($word => $name::$variant,)*
+                    other => $name::Other(other.to_string()),
+                }
+            }
+
+            /// systemd's word (empty for none).
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $name::$empty => "",
+                    $($name::$variant => $word,)*
+                    $name::Other(word) => word,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+systemd_words!(
+    /// A unit's `UnitFileState`: whether it starts at boot.
+    Enablement, NotFound, {
+        Enabled = "enabled",
+        EnabledRuntime = "enabled-runtime",
+        Static = "static",
+        Alias = "alias",
+        Indirect = "indirect",
+        Generated = "generated",
+        Disabled = "disabled",
+        Masked = "masked",
+    }
+);
+
+systemd_words!(
+    /// A unit's `ActiveState` (or `systemctl is-active`'s answer): whether it runs.
+    ActiveState, Unknown, {
+        Active = "active",
+        Inactive = "inactive",
+        Failed = "failed",
+        Activating = "activating",
+        Deactivating = "deactivating",
+        Reloading = "reloading",
+    }
+);
+
+impl Enablement {
+    /// A unit file is known (LoadState was not `not-found`).
+    pub fn is_found(&self) -> bool {
+        *self != Enablement::NotFound
+    }
 }
 
 /// apt's package lists as the probe saw them: how long ago they were last refreshed, and how
@@ -261,6 +338,44 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// systemd's words read into the states and given back as they were, an unknown word
+    /// kept whole, none read as none.
+    #[test]
+    fn unit_states_keep_systemds_words() {
+        for word in [
+            "enabled",
+            "enabled-runtime",
+            "static",
+            "masked",
+            "linked-runtime",
+            "",
+        ] {
+            assert_eq!(Enablement::parse(word).to_string(), word);
+        }
+        for word in [
+            "active",
+            "inactive",
+            "failed",
+            "activating",
+            "maintenance",
+            "",
+        ] {
+            assert_eq!(ActiveState::parse(word).to_string(), word);
+        }
+        assert_eq!(Enablement::parse(" masked\n"), Enablement::Masked);
+        assert_eq!(
+            Enablement::parse("linked"),
+            Enablement::Other("linked".into())
+        );
+        assert!(!Enablement::parse("").is_found() && Enablement::parse("bad").is_found());
+        assert_eq!(ActiveState::parse("active\n"), ActiveState::Active);
+        assert_eq!(ActiveState::parse(""), ActiveState::Unknown);
+        assert_eq!(
+            ActiveState::parse("maintenance"),
+            ActiveState::Other("maintenance".into())
+        );
+    }
 
     /// What proves a host's identity, read by the probe on a real shell: its addresses
     /// (loopback at least) and its machine-id.

@@ -9,7 +9,9 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
 use super::script::MARK;
-use super::{FileState, PackageLists, Probe, ProbedFacts, State, UnitState};
+use super::{
+    ActiveState, Enablement, FileState, PackageLists, Probe, ProbedFacts, State, UnitState,
+};
 use crate::error::{Error, Result};
 
 /// Parses `systemctl show -p Id -p LoadState -p UnitFileState -p ActiveState` output (blocks
@@ -25,8 +27,8 @@ pub fn parse_units_show(text: &str) -> Vec<(String, UnitState)> {
             match line.split_once('=') {
                 Some(("Id", v)) => id = v.to_string(),
                 Some(("LoadState", v)) => load = v.to_string(),
-                Some(("UnitFileState", v)) => st.enablement = v.to_string(),
-                Some(("ActiveState", v)) => st.active = v.to_string(),
+                Some(("UnitFileState", v)) => st.enablement = Enablement::parse(v),
+                Some(("ActiveState", v)) => st.active = ActiveState::parse(v),
                 _ => {}
             }
         }
@@ -34,7 +36,7 @@ pub fn parse_units_show(text: &str) -> Vec<(String, UnitState)> {
             continue;
         }
         if load == "not-found" {
-            st.enablement.clear();
+            st.enablement = Enablement::NotFound;
         }
         out.push((id, st));
     }
@@ -524,15 +526,15 @@ fe800000000000000250568fffe01203 02 40 20 80     eth0
         assert_eq!(
             s.units["ssh.service"],
             UnitState {
-                enablement: "enabled".into(),
-                active: "active".into()
+                enablement: Enablement::Enabled,
+                active: ActiveState::Active
             }
         );
         assert_eq!(
             s.units["nope.service"],
             UnitState {
-                enablement: "".into(),
-                active: "inactive".into()
+                enablement: Enablement::NotFound,
+                active: ActiveState::Inactive
             }
         );
         assert!(s.programs["ip"]);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::Recorder;
 use crate::ctx::{Ctx, Mode, Options};
 use crate::facts::Facts;
-use crate::state::{FileState, State, UnitState};
+use crate::state::{ActiveState, Enablement, FileState, State, UnitState};
 
 /// A host's recorded state, built up fluently.
 #[derive(Debug, Clone)]
@@ -541,8 +541,8 @@ impl Fixture {
         self.state.units.insert(
             name.into(),
             UnitState {
-                enablement: enablement.into(),
-                active: active.into(),
+                enablement: Enablement::parse(enablement),
+                active: ActiveState::parse(active),
             },
         );
         self

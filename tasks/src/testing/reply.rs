@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use base64::Engine;
 
-use crate::state::{LOCK_DIR, MARK, Probe, ProbedFacts, State, UnitState};
+use crate::state::{ActiveState, LOCK_DIR, MARK, Probe, ProbedFacts, State, UnitState};
 
 /// The facts a probe asks for, in the order its script asks, as the probe prints them
 /// (`None`: nothing printed).
@@ -293,15 +293,14 @@ fn mark(s: &mut String, kind: &str, name: &str) {
 /// One unit as `systemctl show -p Id -p LoadState -p UnitFileState -p ActiveState` prints it.
 fn unit_block(name: &str, unit: Option<&UnitState>) -> String {
     let unit = unit.cloned().unwrap_or_default();
-    let load = if unit.enablement.is_empty() {
-        "not-found"
-    } else {
+    let load = if unit.enablement.is_found() {
         "loaded"
-    };
-    let active = if unit.active.is_empty() {
-        "inactive"
     } else {
-        &unit.active
+        "not-found"
+    };
+    let active = match &unit.active {
+        ActiveState::Unknown => "inactive",
+        known => known.as_str(),
     };
     format!(
         "Id={name}\nLoadState={load}\nUnitFileState={}\nActiveState={active}\n",
@@ -328,8 +327,8 @@ mod tests {
 
     fn unit(enablement: &str, active: &str) -> UnitState {
         UnitState {
-            enablement: enablement.into(),
-            active: active.into(),
+            enablement: crate::state::Enablement::parse(enablement),
+            active: ActiveState::parse(active),
         }
     }
 
