@@ -54,7 +54,7 @@ pub fn shim_binary(runtime_type: &str) -> Option<String> {
 fn runtime_packages(os: crate::facts::OsFamily) -> &'static [&'static str] {
     match os {
         crate::facts::OsFamily::Photon => &["containerd", "containerd-extras"],
-        _ => &["containerd"],
+        crate::facts::OsFamily::Debian | crate::facts::OsFamily::Rhel => &["containerd"],
     }
 }
 
