@@ -8,6 +8,7 @@ use crate::ctx::{Change, Ctx};
 use crate::error::Result;
 use crate::file::{self, Perm};
 use crate::reads::Reads;
+use crate::state::ActiveState;
 use crate::{pkg, systemd};
 
 pub const CONFIG: &str = "/etc/haproxy/haproxy.cfg";
@@ -35,7 +36,7 @@ pub fn enabled(cx: &mut Ctx) -> Result<Change> {
 /// haproxy is running; reloaded (no connection dropped) when `config_changed` and it already
 /// runs.
 pub fn running(cx: &mut Ctx, config_changed: bool) -> Result<Change> {
-    if systemd::unit(cx, SERVICE)?.active != "active" {
+    if systemd::unit(cx, SERVICE)?.active != ActiveState::Active {
         systemd::started(cx, SERVICE)
     } else if config_changed {
         systemd::reloaded(cx, SERVICE)

@@ -121,7 +121,7 @@ pub fn repositories(cx: &mut Ctx, m: &Mirrors) -> Result<Change> {
     };
     let none = match os {
         OsFamily::Debian => m.debian.is_none() && m.debian_security.is_none(),
-        _ => mirror.is_none(),
+        OsFamily::Photon | OsFamily::Rhel => mirror.is_none(),
     };
     if none && !os.uses_tdnf() {
         return Ok(Change::Skipped(

@@ -21,7 +21,7 @@ impl LockSeen {
     /// [`Options::lock_is_stale`]): then it is to be broken when this run takes it.
     pub(super) fn from_probe(state: &mut State, opts: &Options) -> Result<LockSeen> {
         let mut lock = LockSeen::default();
-        if let Some(busy) = state.facts.remove("lock-busy") {
+        if let Some(busy) = state.lock.busy.take() {
             let holder = busy.lines().next().unwrap_or("").to_string();
             match opts.lock_is_stale {
                 Some(stale) if !holder.is_empty() && stale(&holder) => {
@@ -30,7 +30,7 @@ impl LockSeen {
                 _ => return Err(state::busy_error(&busy)),
             }
         }
-        lock.last = state.facts.remove("last-run").unwrap_or_default();
+        lock.last = state.lock.last_run.take().unwrap_or_default();
         Ok(lock)
     }
 }
@@ -53,11 +53,11 @@ impl Ctx {
         let out = self.send(&Cmd::new(&["sh", "-s"]).stdin(script), true)?;
         let got = state::parse_probe(&out.stdout_str(), &Probe::default())
             .map_err(|e| e.on_host(self.host.name()))?;
-        if got.facts.contains_key("locked") {
+        if got.lock.locked {
             self.flags.locked = true;
             return Ok(());
         }
-        let err = match (got.facts.get("lock-busy"), got.facts.get("lock-moved")) {
+        let err = match (&got.lock.busy, &got.lock.moved) {
             (Some(busy), _) => state::busy_error(busy),
             (None, Some(last)) => state::moved_error(last),
             (None, None) => Error::other("the run lock's answer is missing"),
@@ -113,16 +113,16 @@ mod tests {
                 lock: Some(holder.to_string()),
                 ..Probe::default()
             };
-            run(state::probe_script(&p)).facts
+            run(state::probe_script(&p)).lock
         };
         let take = |holder: &str, seen: &str| {
             let s = run(state::lock_script(holder, None, seen));
-            if s.facts.contains_key("locked") {
+            if s.lock.locked {
                 Ok(())
-            } else if let Some(busy) = s.facts.get("lock-busy") {
+            } else if let Some(busy) = &s.lock.busy {
                 Err(state::busy_error(busy))
             } else {
-                Err(state::moved_error(&s.facts["lock-moved"]))
+                Err(state::moved_error(s.lock.moved.as_ref().unwrap()))
             }
         };
         let unlock = |holder: &str| {
@@ -139,9 +139,9 @@ mod tests {
             !std::path::Path::new(&lock).exists(),
             "a probe takes nothing"
         );
-        assert_eq!(seen.get("last-run").map(String::as_str), Some(""));
+        assert_eq!(seen.last_run.as_deref(), Some(""));
         take("first run", "").unwrap();
-        assert!(probe("second run").contains_key("lock-busy"));
+        assert!(probe("second run").busy.is_some());
         let err = take("second run", "").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Busy);
         assert!(err.to_string().contains("first run"), "{err}");
@@ -152,7 +152,7 @@ mod tests {
         );
         unlock("first run");
         assert!(!std::path::Path::new(&lock).exists());
-        assert_eq!(probe("third run")["last-run"], "first run");
+        assert_eq!(probe("third run").last_run.unwrap(), "first run");
         // Seen before the first run changed the host: refused, the lock left free.
         let err = take("second run", "").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Busy);
@@ -168,9 +168,8 @@ mod tests {
     fn the_lock_is_taken_before_the_first_change_only() {
         use crate::testing::simulated::Simulated;
         let mut s = State::default();
-        s.facts
-            .insert("os-release".into(), "ID=debian\nVERSION_ID=\"12\"\n".into());
-        s.facts.insert("systemd".into(), "yes".into());
+        s.facts.os_release = Some("ID=debian\nVERSION_ID=\"12\"\n".into());
+        s.facts.systemd = true;
         let s = Arc::new(s);
         let opts = || Options {
             probe: Probe::default().files(&["/etc/motd"]),

@@ -15,7 +15,6 @@ use crate::error::Result;
 use crate::facts::Facts;
 use crate::host::{Cmd, Host, Output};
 use crate::state::{self, Probe, State};
-use hostname::probed_hostname;
 use lock::LockSeen;
 use record::Current;
 
@@ -117,7 +116,7 @@ impl Ctx {
     /// A context over a known state: what tests use to feed recorded facts. A host name the
     /// state holds (the probe's answer, as an earlier run left it) is the host's name.
     pub fn with_state(host: Box<dyn Host>, mut facts: Facts, state: State, opts: Options) -> Ctx {
-        if let Some(name) = probed_hostname(&state) {
+        if let Some(name) = state.facts.hostname.clone() {
             facts.hostname = name;
         }
         let stamp = std::time::SystemTime::now()
@@ -310,22 +309,11 @@ fn run_probe(host: &dyn Host, probe: &Probe) -> Result<State> {
 }
 
 fn facts_from_state(state: &State) -> Result<Facts> {
-    let os_release = state
-        .facts
-        .get("os-release")
-        .map(String::as_str)
-        .unwrap_or("");
+    let os_release = state.facts.os_release.as_deref().unwrap_or("");
     let mut facts = Facts::from_os_release(os_release)?;
-    facts.systemd = state
-        .facts
-        .get("systemd")
-        .is_some_and(|v| v.trim() == "yes");
-    facts.container = state
-        .facts
-        .get("container")
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty() && v != "none");
-    facts.hostname = probed_hostname(state).unwrap_or_default();
+    facts.systemd = state.facts.systemd;
+    facts.container = state.facts.container.clone();
+    facts.hostname = state.facts.hostname.clone().unwrap_or_default();
     Ok(facts)
 }
 

@@ -6,6 +6,7 @@ use super::{Chain, Net, Ports, Proto, Rule, missing_rules};
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
 use crate::file;
+use crate::state::ActiveState;
 use crate::systemd;
 
 /// Photon OS: the IPv4 rules `iptables.service` restores at start.
@@ -261,7 +262,7 @@ pub fn iptables_live(cx: &mut Ctx, service: &str, rules: &[Rule]) -> Result<Chan
     if want.is_empty() {
         return Ok(Change::Unchanged);
     }
-    if systemd::unit(cx, service)?.active != "active" {
+    if systemd::unit(cx, service)?.active != ActiveState::Active {
         return Ok(Change::Skipped(format!(
             "{service} is not running: the saved rules apply when it starts"
         )));
@@ -302,7 +303,7 @@ pub fn iptables_live_forward(cx: &mut Ctx, service: &str, rules: &[Rule]) -> Res
     if want.is_empty() {
         return Ok(Change::Unchanged);
     }
-    if systemd::unit(cx, service)?.active != "active" {
+    if systemd::unit(cx, service)?.active != ActiveState::Active {
         return Ok(Change::Skipped(format!(
             "{service} is not running: the saved rules apply when it starts"
         )));

@@ -333,7 +333,7 @@ pub(crate) mod fixtures {
 
     pub(crate) fn ready_ctx(mode: Mode) -> (Ctx, std::sync::Arc<Recorder>) {
         let mut f = ready_photon();
-        f.state.facts.insert("nproc".into(), "4".into());
+        f.state.facts.nproc = Some(4);
         let (cx, rec) = f.ctx(mode);
         rec.reply("timedatectl", ok("yes\n"));
         (cx, rec)
