@@ -9,7 +9,7 @@
 
 use nodeprep_tests::{Testbed, lab, outcome, snapshot};
 use serde_json::Value;
-use tasks::{OsFamily, kubelet};
+use tasks::kubelet;
 
 use crate::os;
 use crate::worker::run_json_with;
@@ -89,7 +89,7 @@ fn hand_written_files_taken_over() {
     // Installed and configured. On Debian dpkg kept the hand-written file, the package's copy
     // beside it (rpm's `.rpmnew` is the package's own choice: not asked of Photon's).
     assert!(os::installed(&lab, HOST, "containerd"), "containerd");
-    if os == OsFamily::Debian {
+    if os.uses_apt() {
         assert_eq!(
             lab.sh(HOST, "dpkg-query -W -f '${db:Status-Abbrev}' containerd")
                 .unwrap(),
@@ -235,7 +235,7 @@ fn sysctl_conf_written_by_hand_gives_way() {
         "{conf}"
     );
     assert_eq!(lab.sh(HOST, link).unwrap(), link_before);
-    if os::family(&lab, HOST) == OsFamily::Debian {
+    if os::family(&lab, HOST).uses_apt() {
         assert_eq!(link_before, "../sysctl.conf\n");
     }
     assert!(
