@@ -335,15 +335,17 @@ mod tests {
     /// A host as a probe can report it: every fact, packages, units, programs, plain and
     /// kernel files, a directory, binary contents, a long name, an absent file.
     fn host() -> State {
-        let mut s = State::default();
-        s.facts = ProbedFacts {
-            os_release: Some("ID=debian\nVERSION_ID=\"12\"".into()),
-            systemd: true,
-            container: None,
-            hostname: Some("wok01".into()),
-            uid: Some(0),
-            nproc: Some(2),
-            ..ProbedFacts::default()
+        let mut s = State {
+            facts: ProbedFacts {
+                os_release: Some("ID=debian\nVERSION_ID=\"12\"".into()),
+                systemd: true,
+                container: None,
+                hostname: Some("wok01".into()),
+                uid: Some(0),
+                nproc: Some(2),
+                ..ProbedFacts::default()
+            },
+            ..State::default()
         };
         s.packages = Some(
             [("kbd", "2.5.1-1+b1"), ("locales", "2.36-9+deb12u9")]
