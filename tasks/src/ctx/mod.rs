@@ -11,7 +11,7 @@ pub use record::{Action, Change, Event, Outcome, Record, Sink};
 
 use std::time::{Duration, Instant};
 
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::facts::Facts;
 use crate::host::{Cmd, Host, Output};
 use crate::state::{self, Probe, State};
@@ -53,7 +53,17 @@ pub struct Options {
     /// Tells whether a lock holder is gone (its runner died), given the holder's description;
     /// such a lock is broken and taken.
     pub lock_is_stale: Option<fn(&str) -> bool>,
+    /// Whether the machine reached is the host meant, from its identity facts (`hostname`,
+    /// `addresses`, `machine-id` in the state's facts): `Err` is the refusal, for the
+    /// operator. Asked before anything is changed, and before any secret goes to the host:
+    /// a host whose first command as root would carry sudo's password
+    /// ([`Host::sends_secret`]) is first asked for those facts alone, as the login user.
+    pub identity: Option<IdentityCheck>,
 }
+
+/// See [`Options::identity`].
+pub type IdentityCheck =
+    std::sync::Arc<dyn Fn(&State) -> std::result::Result<(), String> + Send + Sync>;
 
 pub struct Ctx {
     host: Box<dyn Host>,
@@ -97,7 +107,27 @@ impl Ctx {
         let mut probe = opts.probe.clone();
         probe.lock = opts.lock.clone();
         let start = Instant::now();
+        let mut commands = 1;
+        let mut identity = opts.identity.as_ref();
+        if let Some(check) = identity.filter(|_| host.sends_secret()) {
+            // Who the host is, asked as the login user: the secret waits for the answer.
+            let cmd = Cmd::new(&["sh", "-s"]).stdin(state::identity_script());
+            let out = host.exec_unprivileged(&cmd)?;
+            if !out.success() {
+                return Err(crate::host::command_failed(&cmd, &out).on_host(host.name()));
+            }
+            let seen = state::parse_probe(&out.stdout_str(), &Probe::default())
+                .map_err(|e| e.on_host(host.name()))?;
+            check(&seen)
+                .map_err(|why| Error::new(ErrorKind::Identity, why).on_host(host.name()))?;
+            identity = None;
+            commands += 1;
+        }
         let mut state = run_probe(host.as_ref(), &probe)?;
+        if let Some(check) = identity {
+            check(&state)
+                .map_err(|why| Error::new(ErrorKind::Identity, why).on_host(host.name()))?;
+        }
         let lock = LockSeen::from_probe(&mut state, &opts).map_err(|e| e.on_host(host.name()))?;
         let remote = start.elapsed();
         tracing::debug!(
@@ -108,7 +138,7 @@ impl Ctx {
         );
         let facts = facts_from_state(&state).map_err(|e| e.on_host(host.name()))?;
         let mut cx = Ctx::with_state(host, facts, state, opts);
-        cx.commands = 1;
+        cx.commands = commands;
         cx.remote = remote;
         cx.lock_seen = lock;
         Ok(cx)
@@ -353,6 +383,85 @@ mod tests {
             assert_eq!(!cx.state().files.contains_key("/etc/group"), forgotten);
             assert!(cx.state().files.contains_key("/etc/shadow"));
             assert_eq!(cx.actions().len(), 1);
+        }
+    }
+
+    /// A host whose first command as root would carry sudo's password: it is asked who it is
+    /// as the login user first, and a refused one gets no command as root at all; an
+    /// accepted one gets the probe. Without a secret, the probe alone answers (one command).
+    #[test]
+    fn a_secret_goes_only_to_a_host_that_proved_who_it_is() {
+        use crate::host::Local;
+        use std::sync::{Arc, Mutex};
+        struct Guarded {
+            secret: bool,
+            inner: Local,
+            as_root: Mutex<Vec<String>>,
+            as_login: Mutex<u32>,
+        }
+        impl Host for Guarded {
+            fn name(&self) -> &str {
+                "h"
+            }
+            fn exec(&self, cmd: &Cmd) -> Result<Output> {
+                self.as_root.lock().unwrap().push(cmd.display());
+                self.inner.exec(cmd)
+            }
+            fn sends_secret(&self) -> bool {
+                self.secret
+            }
+            fn exec_unprivileged(&self, cmd: &Cmd) -> Result<Output> {
+                *self.as_login.lock().unwrap() += 1;
+                self.inner.exec(cmd)
+            }
+        }
+        let here = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        let here = here.trim().to_string();
+        for (secret, accept) in [(true, false), (true, true), (false, false), (false, true)] {
+            let host = Arc::new(Guarded {
+                secret,
+                inner: Local::new("h"),
+                as_root: Mutex::default(),
+                as_login: Mutex::default(),
+            });
+            let want = if accept { here.clone() } else { "elsewhere".into() };
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let seen_by_check = seen.clone();
+            let opts = Options {
+                identity: Some(Arc::new(move |s: &State| {
+                    let name = s.facts.get("hostname").map(|h| h.trim().to_string());
+                    seen_by_check.lock().unwrap().push(name.clone());
+                    if name.as_deref() == Some(want.as_str()) {
+                        Ok(())
+                    } else {
+                        Err(format!("not {want}"))
+                    }
+                })),
+                ..Options::default()
+            };
+            let got = Ctx::connect(Box::new(host.clone()), opts);
+            let case = format!("secret {secret}, accepted {accept}");
+            assert_eq!(
+                *seen.lock().unwrap(),
+                [Some(here.clone())],
+                "{case}: checked once, on the host's own answer"
+            );
+            assert_eq!(*host.as_login.lock().unwrap(), u32::from(secret), "{case}");
+            let as_root = host.as_root.lock().unwrap().len();
+            match got {
+                Ok(cx) => {
+                    assert!(accept, "{case}");
+                    assert_eq!(as_root, 1, "{case}: the probe");
+                    assert_eq!(cx.commands_sent(), 1 + u32::from(secret), "{case}");
+                }
+                Err(e) => {
+                    assert!(!accept, "{case}: {e}");
+                    assert_eq!(e.kind(), ErrorKind::Identity, "{case}");
+                    assert!(e.to_string().contains("not elsewhere"), "{case}: {e}");
+                    let expected = if secret { 0 } else { 1 };
+                    assert_eq!(as_root, expected, "{case}: commands as root");
+                }
+            }
         }
     }
 

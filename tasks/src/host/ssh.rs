@@ -339,6 +339,15 @@ impl Host for Ssh {
         result.map_err(|e| e.on_host(&self.cfg.name))
     }
 
+    fn sends_secret(&self) -> bool {
+        self.cfg.user != "root" && self.sudo.sends_password()
+    }
+
+    fn exec_unprivileged(&self, cmd: &Cmd) -> Result<Output> {
+        self.send(&cmd.argv, cmd.stdin.as_deref())
+            .map_err(|e| e.on_host(&self.cfg.name))
+    }
+
     /// Ends the master connection, unless it is kept for the next run.
     fn close(&self) {
         if !self.keeps_connection() {

@@ -109,6 +109,16 @@ impl Credentials {
     }
 }
 
+/// The warning for a run that logs in with a password to hosts whose key may be new
+/// (`ssh.accept_new_host_keys`): sshd receives the login password during the login, before
+/// nodeprep can ask the host who it is, so only a known host key protects it.
+pub fn unverified_key_warning(inv: &Inventory, creds: &Credentials) -> Option<String> {
+    (creds.ssh.is_some() && inv.ssh.accept_new_host_keys).then(|| {
+        "the ssh login password goes to whatever machine answers at each address:          ssh.accept_new_host_keys accepts a host key never seen before, and sshd receives the          password during the login, before any identity check. Add the hosts' keys to known_hosts          and set ssh.accept_new_host_keys = false to keep it from a wrong machine"
+            .to_string()
+    })
+}
+
 /// One password from its source. `what` names the flag family in errors (`password`,
 /// `become password`).
 fn read_one(source: &Source, prompt: &str, what: &str) -> Result<Secret> {

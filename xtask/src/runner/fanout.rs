@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use playbooks::{Inventory, Target};
 use tasks::ctx::Sink;
 use tasks::host::{Local, Ssh, SshConfig};
-use tasks::{Ctx, Error, ErrorKind, Event, Host, Mode, Options, Plan, Selection};
+use tasks::{Ctx, Event, Host, Mode, Options, Plan, Selection};
 
 use super::access::Credentials;
 use super::identity::{self, Book};
@@ -274,6 +274,25 @@ fn run_one<'a>(
         Err(e) => return HostReport::early(name, e.kind(), e.to_string(), start.elapsed()),
     };
     let check = opts.mode == Mode::Check;
+    // The identity check, asked by the engine before anything changes and before any secret
+    // goes to the host; a note (a new identity recorded) is told as progress.
+    let identity = opts.identity.clone().map(|book| {
+        let sink = sink.clone();
+        let claim_host = target.host.clone();
+        let name = name.to_string();
+        let check: tasks::ctx::IdentityCheck = Arc::new(move |state: &tasks::state::State| {
+            let seen = identity::Seen::from_state(state);
+            let accepted = book.check(identity::Claim::of(&name, &claim_host), &seen)?;
+            if let Some(note) = accepted.note {
+                sink(&Event::Progress {
+                    host: name.clone(),
+                    message: note,
+                });
+            }
+            Ok(())
+        });
+        check
+    });
     let ctx_opts = Options {
         mode: opts.mode,
         diff: opts.diff,
@@ -283,6 +302,7 @@ fn run_one<'a>(
         // Apply runs take the host's lock; a check run reads only.
         lock: (!check).then(|| lock_holder.to_string()),
         lock_is_stale: Some(holder_is_gone),
+        identity,
     };
     let mut cx = match Ctx::connect(host, ctx_opts) {
         Ok(cx) => cx,
@@ -293,28 +313,6 @@ fn run_one<'a>(
             return r;
         }
     };
-    if let Some(book) = &opts.identity {
-        let seen = identity::Seen::from_state(cx.state());
-        match book.check(identity::Claim::of(name, target.host), &seen) {
-            Ok(accepted) => {
-                if let Some(note) = accepted.note {
-                    sink(&Event::Progress {
-                        host: name.to_string(),
-                        message: note,
-                    });
-                }
-            }
-            Err(reason) => {
-                // Nothing ran: the lock the probe took is released, the connection closed.
-                cx.close();
-                let e = Error::new(ErrorKind::Identity, reason).on_host(name);
-                let mut r = HostReport::early(name, e.kind(), e.to_string(), start.elapsed());
-                r.commands = cx.commands_sent();
-                r.remote = cx.remote_time();
-                return r;
-            }
-        }
-    }
     // Connected with the plan's probe of this selection (above).
     let ran = plan.run_connected(&mut cx, &opts.selection);
     cx.close();
