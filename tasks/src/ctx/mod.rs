@@ -7,6 +7,7 @@ pub(crate) mod packages;
 mod record;
 mod write;
 
+pub use lock::{LockHolder, this_pid_space};
 pub use record::{Action, Change, Event, Outcome, Record, Sink};
 
 use std::time::{Duration, Instant};
@@ -49,10 +50,10 @@ pub struct Options {
     /// this holder: a second runner on the same host then fails with "busy", and so does a
     /// run that finds the host changed by another one since its probe. A run that changes
     /// nothing never takes it. Released when the Ctx is dropped.
-    pub lock: Option<String>,
-    /// Tells whether a lock holder is gone (its runner died), given the holder's description;
-    /// such a lock is broken and taken.
-    pub lock_is_stale: Option<fn(&str) -> bool>,
+    pub lock: Option<LockHolder>,
+    /// Tells whether a lock holder is gone (its runner died), e.g. [`LockHolder::is_gone`];
+    /// such a lock is broken and taken (so is one this very run holds).
+    pub lock_is_stale: Option<fn(&LockHolder) -> bool>,
     /// Whether the machine reached is the host meant, from its identity facts (`hostname`,
     /// `addresses`, `machine-id` in the state's facts): `Err` is the refusal, for the
     /// operator. Asked before anything is changed, and before any secret goes to the host:
@@ -105,7 +106,7 @@ impl Ctx {
     /// run holds is an error then, unless its holder is gone (broken when this run takes it).
     pub fn connect(host: Box<dyn Host>, opts: Options) -> Result<Ctx> {
         let mut probe = opts.probe.clone();
-        probe.lock = opts.lock.clone();
+        probe.lock = opts.lock.as_ref().map(LockHolder::line);
         let start = Instant::now();
         let mut commands = 1;
         let mut identity = opts.identity.as_ref();
@@ -424,7 +425,11 @@ mod tests {
                 as_root: Mutex::default(),
                 as_login: Mutex::default(),
             });
-            let want = if accept { here.clone() } else { "elsewhere".into() };
+            let want = if accept {
+                here.clone()
+            } else {
+                "elsewhere".into()
+            };
             let seen = Arc::new(Mutex::new(Vec::new()));
             let seen_by_check = seen.clone();
             let opts = Options {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use playbooks::{Inventory, Target};
-use tasks::ctx::Sink;
+use tasks::ctx::{LockHolder, Sink};
 use tasks::host::{Local, Ssh, SshConfig};
 use tasks::{Ctx, Event, Host, Mode, Options, Plan, Selection};
 
@@ -92,7 +92,7 @@ pub fn over_ssh<'i>(
     let workers = opts.forks.min(targets.len()).max(1);
     let simulated = opts.simulate.map(|rtt| (rtt, converged(targets, planner)));
     // One holder for the whole run: the hosts' locks name this runner and when it started.
-    let lock_holder = holder();
+    let lock_holder = LockHolder::this_run();
     // Most hosts' plans read alike: their probe is gathered once.
     let probes = tasks::ProbeCache::default();
     std::thread::scope(|s| {
@@ -194,7 +194,7 @@ pub fn local<'a>(
         plan,
         opts,
         sink,
-        &holder(),
+        &LockHolder::this_run(),
         &probes,
     )
 }
@@ -260,7 +260,7 @@ fn run_one<'a>(
     plan: tasks::Result<Plan<'a>>,
     opts: &RunOptions,
     sink: &Sink,
-    lock_holder: &str,
+    lock_holder: &LockHolder,
     probes: &tasks::ProbeCache,
 ) -> HostReport {
     let start = Instant::now();
@@ -300,8 +300,8 @@ fn run_one<'a>(
         sink: Some(sink.clone()),
         backup: opts.backup,
         // Apply runs take the host's lock; a check run reads only.
-        lock: (!check).then(|| lock_holder.to_string()),
-        lock_is_stale: Some(holder_is_gone),
+        lock: (!check).then(|| lock_holder.clone()),
+        lock_is_stale: Some(LockHolder::is_gone),
         identity,
     };
     let mut cx = match Ctx::connect(host, ctx_opts) {
@@ -330,41 +330,4 @@ fn run_one<'a>(
         misses: cx.misses().to_vec(),
         reboot_required: cx.reboot_required().map(str::to_string),
     }
-}
-
-/// Who holds a host's lock during a run, as a second runner is told (the run's start).
-fn holder() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "?".into());
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format!(
-        "nodeprep run by {user}@{} (pid {}, started at unix time {since})",
-        this_hostname(),
-        std::process::id()
-    )
-}
-
-/// A lock taken by a runner of this machine whose process is gone (killed) is stale; one
-/// from another machine is never judged from here.
-fn holder_is_gone(holder: &str) -> bool {
-    let Some(rest) = holder.strip_prefix("nodeprep run by ") else {
-        return false;
-    };
-    let Some((who, after)) = rest.split_once(" (pid ") else {
-        return false;
-    };
-    let host = who.rsplit_once('@').map(|(_, h)| h).unwrap_or("");
-    let pid: u32 = after
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    host == this_hostname()
-        && pid != 0
-        && pid != std::process::id()
-        && !Path::new(&format!("/proc/{pid}")).exists()
 }
