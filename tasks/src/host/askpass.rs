@@ -206,17 +206,20 @@ mod tests {
         use std::os::unix::process::ExitStatusExt;
         for (signal, number) in [("TERM", 15), ("INT", 2), ("HUP", 1)] {
             let dir = tempfile::tempdir().unwrap();
-            let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-                .args([
+            let child = duct::cmd(
+                std::env::current_exe().unwrap(),
+                [
                     "host::askpass::tests::holder_of_a_password_file",
                     "--exact",
                     "--nocapture",
-                ])
-                .env("NODEPREP_TEST_ASKPASS_DIR", dir.path())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
+                ],
+            )
+            .env("NODEPREP_TEST_ASKPASS_DIR", dir.path())
+            .stdout_null()
+            .stderr_null()
+            .unchecked()
+            .start()
+            .unwrap();
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
             while !dir.path().join("ready").exists() {
                 assert!(
@@ -227,12 +230,12 @@ mod tests {
             }
             let file = dir.path().join("askpass");
             assert_eq!(std::fs::read_to_string(&file).unwrap(), "s3cret");
-            let killed = std::process::Command::new("kill")
-                .args([format!("-{signal}"), child.id().to_string()])
-                .status()
+            let pid = child.pids()[0].to_string();
+            let killed = duct::cmd("kill", [format!("-{signal}"), pid])
+                .run()
                 .unwrap();
-            assert!(killed.success());
-            let status = child.wait().unwrap();
+            assert!(killed.status.success());
+            let status = child.wait().unwrap().status;
             assert_eq!(status.signal(), Some(number), "SIG{signal}: {status:?}");
             assert!(!file.exists(), "SIG{signal} left the password file");
         }

@@ -237,6 +237,34 @@ mod tests {
         assert_eq!(c.sudo.unwrap().expose(), std::env::var("PATH").unwrap());
     }
 
+    /// A login password with new host keys accepted: warned (the password reaches whatever
+    /// sshd answers); a sudo password alone, or known keys only: no warning.
+    #[test]
+    fn a_login_password_with_new_host_keys_is_warned() {
+        let inv = |accept: bool| {
+            Inventory::parse(
+                &format!("[ssh]\naccept_new_host_keys = {accept}\n"),
+                Path::new("inventory.toml"),
+            )
+            .unwrap()
+        };
+        let login = Credentials {
+            ssh: Some(Secret::new("pw")),
+            sudo: Some(Secret::new("pw")),
+        };
+        let sudo_only = Credentials {
+            ssh: None,
+            sudo: Some(Secret::new("pw")),
+        };
+        let w = unverified_key_warning(&inv(true), &login).unwrap();
+        assert!(
+            w.contains("accept_new_host_keys") && !w.contains("pw,"),
+            "{w}"
+        );
+        assert!(unverified_key_warning(&inv(false), &login).is_none());
+        assert!(unverified_key_warning(&inv(true), &sudo_only).is_none());
+    }
+
     #[test]
     fn errors_name_the_source_never_the_value() {
         let dir = tempfile::tempdir().unwrap();
