@@ -170,3 +170,53 @@ fn arguments_reaching_a_host_are_quoted() {
         .unwrap();
     assert_eq!(ran.trim(), "0", "an injected command ran");
 }
+
+/// A file on the host holding terminal escape sequences (clear the screen, retitle the
+/// window, ring the bell, rewrite the line): its diff reaches the text output escaped
+/// (`\x1b[2J` as text, no raw ESC, BEL or CR anywhere in stdout), line breaks kept; the JSON
+/// output carries the same bytes, escaped by JSON.
+#[test]
+fn escape_sequences_in_a_file_diff_are_printed_harmlessly() {
+    let lab = lab(&[(HOST, "k8s-worker")]);
+    let inv = lab.write_inventory("").unwrap();
+    let path = "/etc/sysctl.d/99-kubernetes-cri.conf";
+    lab.sh(
+        HOST,
+        &format!("printf 'net.ipv4.ip_forward = 0\\033[2J\\033]0;pwned\\007\\n# \\033[31mred\\rover\\n' > {path}"),
+    )
+    .unwrap();
+    let args = [
+        "run",
+        "k8s-worker",
+        "--host",
+        HOST,
+        "--only",
+        "sysctl persisted",
+        "--check",
+        "--diff",
+    ];
+    let out = runner(&inv).args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(xtask::runner::EXIT_CHANGES_PENDING)),
+        "{stdout}"
+    );
+    for raw in ['\x1b', '\x07', '\r'] {
+        assert!(
+            !stdout.contains(raw),
+            "a raw {raw:?} reached the terminal: {stdout:?}"
+        );
+    }
+    assert!(
+        stdout.contains("-net.ipv4.ip_forward = 0\\x1b[2J\\x1b]0;pwned\\x07")
+            && stdout.contains("-# \\x1b[31mred\\r"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("+net."), "{stdout}");
+
+    let out = runner(&inv).args(args).arg("--json").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains('\x1b'), "{stdout:?}");
+    assert!(stdout.contains("\\u001b[2J"), "{stdout}");
+}

@@ -20,8 +20,8 @@ pub use parse::{
     base64_decode, parse_addresses, parse_package_lists, parse_probe, parse_units_show,
 };
 pub use script::{
-    LAST_RUN, LOCK_DIR, LOCK_STALE_SECS, busy_error, dirs_script, files_script, lock_script,
-    moved_error, probe_script, units_show_command, unlock_script,
+    LAST_RUN, LOCK_DIR, LOCK_STALE_SECS, busy_error, dirs_script, files_script, identity_script,
+    lock_script, moved_error, probe_script, units_show_command, unlock_script,
 };
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use script::{MARK, is_kernel_path};

@@ -338,7 +338,7 @@ mod tests {
     fn connect(host: Simulated, probe: Probe) -> Ctx {
         let opts = Options {
             probe,
-            lock: Some("bench".into()),
+            lock: Some(crate::ctx::LockHolder::this_run()),
             ..Options::default()
         };
         Ctx::connect(Box::new(host), opts).unwrap()
