@@ -16,7 +16,7 @@ use xshell::{Shell, cmd};
 use super::testbed::{Host, Testbed, keygen, known_hosts_line, ssh_command};
 
 /// How long a container may take from `docker run` to answering ssh.
-const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Containers started at once (see [`Lab::start`]).
 const START_BATCH: usize = 8;
@@ -27,7 +27,7 @@ const INOTIFY_INSTANCES: u64 = 8192;
 const INOTIFY_LIMIT: &str = "/proc/sys/fs/inotify/max_user_instances";
 
 /// Flags that let systemd boot in a container on this kind of host, without `--privileged`.
-const RUN_FLAGS: &[&str] = &[
+pub(super) const RUN_FLAGS: &[&str] = &[
     "--cap-add=SYS_ADMIN",
     "--cap-add=NET_ADMIN",
     "--security-opt=seccomp=unconfined",
@@ -427,7 +427,7 @@ fn start_node(spec: &NodeSpec<'_>, key: &Path, pubkey: &str) -> Result<Started> 
 
 /// Raises the per-user limit of inotify instances to [`INOTIFY_INSTANCES`] where it is lower
 /// and this process may (root); says so, or what to run.
-fn ensure_inotify_instances() {
+pub(super) fn ensure_inotify_instances() {
     let Some(current) = std::fs::read_to_string(INOTIFY_LIMIT)
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
@@ -449,7 +449,7 @@ fn ensure_inotify_instances() {
 }
 
 /// Polls `ready` every 250ms until it holds or [`BOOT_TIMEOUT`] since `started` has passed.
-fn wait_until(started: Instant, mut ready: impl FnMut() -> bool) -> Result<(), ()> {
+pub(super) fn wait_until(started: Instant, mut ready: impl FnMut() -> bool) -> Result<(), ()> {
     loop {
         if ready() {
             return Ok(());
@@ -462,7 +462,7 @@ fn wait_until(started: Instant, mut ready: impl FnMut() -> bool) -> Result<(), (
 }
 
 /// Unique per process, per lab and over time, so parallel test processes never clash.
-fn unique_suffix() -> String {
+pub(super) fn unique_suffix() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now()

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod demo;
 pub mod image;
 pub mod lab;
+pub mod offline;
 pub mod prereq;
 pub mod test;
 pub mod testbed;

@@ -1,8 +1,8 @@
 //! The network services image for labs without a way out: the Debian image (same suite,
 //! packages and customization) with a real HTTP proxy (tinyproxy) and a real caching mirror
 //! (apt-cacher-ng) from Debian's packages, and `socat`, which forwards the lab's ssh port to a
-//! host that has no other way in. One container of it runs the proxy, another the mirror
-//! (`super::super::offline`).
+//! host that has no other way in. One container of it runs both for
+//! the hosts of an offline lab (`super::super::offline`).
 //!
 //! Its tag is `nodeprep-test:debian-netsvc-<hash>`, the hash covering the Debian recipe and
 //! this one.
