@@ -385,3 +385,96 @@ fn logs(sh: &Shell, container: &str) -> String {
         .unwrap_or_default();
     format!("--- docker logs --tail 30 {container} ---\n{out}")
 }
+
+/// Names the running apt cache container ([`ensure_apt_cache`]) lab containers get their
+/// Debian packages through; unset or empty: straight from Debian's archive.
+pub const APT_CACHE_ENV: &str = "NODEPREP_LAB_APT_CACHE";
+
+/// The apt cache container's name, and its volume's (the cache outlives the container).
+pub const APT_CACHE: &str = "nodeprep-test-apt-cache";
+
+/// Lab hosts' apt configuration for the cache (apt-cacher-ng as apt's HTTP proxy): a file of
+/// the lab's, not nodeprep's (whose own proxy file, `90nodeprep-proxy`, comes later and wins).
+pub const APT_CACHE_CONF: &str = "/etc/apt/apt.conf.d/00nodeprep-lab-cache";
+
+/// The apt cache container of `netsvc_image` (apt-cacher-ng, on docker's default network,
+/// its cache in the volume [`APT_CACHE`]): reused when it runs, else started. Repeated first
+/// runs of the tests then fetch each package from Debian once. Returns its name.
+pub fn ensure_apt_cache(sh: &Shell, netsvc_image: &str) -> Result<String> {
+    let format = "{{.State.Running}}|{{.Config.Image}}";
+    let running = cmd!(sh, "docker inspect --format {format} {APT_CACHE}")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .unwrap_or_default();
+    if running.trim() == format!("true|{netsvc_image}") {
+        eprintln!("apt cache {APT_CACHE}: running");
+        return Ok(APT_CACHE.to_string());
+    }
+    let _ = cmd!(sh, "docker rm -f {APT_CACHE}")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run();
+    let volume = format!("--volume={APT_CACHE}:/var/cache/apt-cacher-ng");
+    cmd!(
+        sh,
+        "docker run -d --name {APT_CACHE} --hostname apt-cache --label nodeprep-lab=apt-cache
+            {volume} {RUN_FLAGS...} {netsvc_image} /sbin/init"
+    )
+    .quiet()
+    .ignore_stdout()
+    .run()
+    .with_context(|| format!("starting the apt cache {APT_CACHE}"))?;
+    // The volume starts out root's: apt-cacher-ng writes as its own user.
+    let started = Instant::now();
+    let ready = "chown apt-cacher-ng:apt-cacher-ng /var/cache/apt-cacher-ng && systemctl is-active -q apt-cacher-ng.service";
+    wait_until(started, || {
+        cmd!(sh, "docker exec {APT_CACHE} sh -c {ready}")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run()
+            .is_ok()
+    })
+    .map_err(|()| {
+        anyhow!(
+            "apt cache {APT_CACHE}: apt-cacher-ng not active after {BOOT_TIMEOUT:?}\n{}",
+            logs(sh, APT_CACHE)
+        )
+    })?;
+    eprintln!("apt cache {APT_CACHE}: started ({:.1?})", started.elapsed());
+    Ok(APT_CACHE.to_string())
+}
+
+/// The apt cache [`APT_CACHE_ENV`] names, if any, joined to the lab's `network`: its address
+/// there (the caller disconnects it with [`leave_apt_cache`] before removing the network).
+pub fn join_apt_cache(sh: &Shell, network: &str) -> Result<Option<(String, String)>> {
+    let Some(cache) = std::env::var(APT_CACHE_ENV).ok().filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    cmd!(sh, "docker network connect {network} {cache}")
+        .quiet()
+        .run()
+        .with_context(|| {
+            format!("connecting the apt cache {cache} to {network} ({APT_CACHE_ENV})")
+        })?;
+    let ip = address_on(sh, &cache, network)?;
+    Ok(Some((cache, ip)))
+}
+
+/// Disconnects the apt cache `cache` from the lab's `network`.
+pub fn leave_apt_cache(sh: &Shell, network: &str, cache: &str) {
+    let _ = cmd!(sh, "docker network disconnect -f {network} {cache}")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run();
+}
+
+/// The shell that points a lab host's apt at the cache at `ip` (nothing on hosts without apt).
+pub fn apt_cache_script(ip: &str) -> String {
+    format!(
+        "if [ -d /etc/apt/apt.conf.d ]; then printf 'Acquire::http::Proxy \"http://{ip}:{MIRROR_PORT}\";\\n' > {APT_CACHE_CONF}; fi"
+    )
+}

@@ -51,6 +51,14 @@ pub fn test(args: &super::TestArgs) -> Result<u8> {
         Some(given) => given,
         None => super::image::netsvc::ensure(&sh)?,
     };
+    // Lab containers fetch Debian's packages through one apt-cacher-ng kept between runs, so
+    // that repeated first runs download each package once (`--no-apt-cache`: straight from
+    // the archive).
+    let apt_cache = if args.no_apt_cache {
+        String::new()
+    } else {
+        super::offline::ensure_apt_cache(&sh, &netsvc)?
+    };
     let bin = std::env::current_exe().context("locating the runner binary")?;
     let extra = &args.nextest_args;
     let status = cmd!(
@@ -60,6 +68,7 @@ pub fn test(args: &super::TestArgs) -> Result<u8> {
     .env("NODEPREP_TEST_IMAGE", &tag)
     .env("NODEPREP_TEST_HARDENED_IMAGE", &hardened)
     .env("NODEPREP_TEST_NETSVC_IMAGE", &netsvc)
+    .env(super::offline::APT_CACHE_ENV, &apt_cache)
     .env(BASE_ENV, base.name())
     .env("NODEPREP_BIN", &bin)
     .quiet()
