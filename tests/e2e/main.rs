@@ -12,6 +12,7 @@ mod lab_smoke;
 mod os;
 mod own_crate;
 mod persist;
+mod proxy;
 mod security;
 mod takeover;
 mod verify;

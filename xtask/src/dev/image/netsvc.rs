@@ -1,8 +1,8 @@
 //! The network services image for labs without a way out: the Debian image (same suite,
 //! packages and customization) with a real HTTP proxy (tinyproxy) and a real caching mirror
 //! (apt-cacher-ng) from Debian's packages, and `socat`, which forwards the lab's ssh port to a
-//! host that has no other way in. One container of it runs the proxy, another the mirror
-//! (`super::super::offline`).
+//! host that has no other way in. One container of it runs both for
+//! the hosts of an offline lab (`super::super::offline`).
 //!
 //! Its tag is `nodeprep-test:debian-netsvc-<hash>`, the hash covering the Debian recipe and
 //! this one.
@@ -22,13 +22,15 @@ pub const PROXY_LOG: &str = "/var/log/tinyproxy/tinyproxy.log";
 
 /// Run by mmdebstrap after the Debian image's customization, with the rootfs as `$1`:
 /// tinyproxy takes clients from any address (Debian's file allows only loopback) and logs each
-/// request; both services enabled (each container stops the one it does not run).
+/// request (its log directory its own: the package leaves it root's, so tinyproxy, which runs
+/// as its own user, would log nothing); both services enabled (each container stops the one it does not run).
 pub const CUSTOMIZE: &str = r#"set -eu
 root="$1"
 conf="$root/etc/tinyproxy/tinyproxy.conf"
 sed -i -e '/^Allow /d' -e 's/^#\?LogLevel .*/LogLevel Info/' "$conf"
 grep -q '^LogLevel Info' "$conf"
 grep -q '^Port 8888' "$conf"
+chroot "$root" chown tinyproxy:tinyproxy /var/log/tinyproxy
 chroot "$root" systemctl enable tinyproxy.service apt-cacher-ng.service
 "#;
 
