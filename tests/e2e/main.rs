@@ -1,5 +1,6 @@
 //! End-to-end tests.
 mod access;
+mod ca;
 mod cli;
 mod cli_lab;
 mod cluster;

@@ -141,7 +141,7 @@ fn ca_certificates<'a>(t: Target<'a>, p: &mut Plan<'a>) -> StepRef {
         }
         let mut c = ca::ca_packages(cx)?;
         let files = ca::ca_files(cx, &certs)?;
-        c |= ca::ca_trust_updated(cx, files.changed())?;
+        c |= ca::ca_bundle_rebuilt(cx, &certs, files.changed())?;
         Ok(c | files)
     })
 }
@@ -223,9 +223,17 @@ fn sudoers_files(t: Target) -> Probe {
 }
 
 /// The CA certificates of the inventory, in each OS family's layout (the family is not known
-/// before the probe).
+/// before the probe), and the bundles that must hold them.
 fn ca_files(t: Target) -> Probe {
     let mut files = Vec::new();
+    if !t.inventory.system.ca_files.is_empty() {
+        for os in tasks::OsFamily::ALL {
+            let bundle = ca::layout(os).bundle.to_string();
+            if !files.contains(&bundle) {
+                files.push(bundle);
+            }
+        }
+    }
     for f in &t.inventory.system.ca_files {
         let name = f
             .file_name()
