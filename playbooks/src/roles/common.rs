@@ -249,7 +249,7 @@ fn ca_files(t: Target) -> Probe {
     files_read(files)
 }
 
-fn read_ca_files(t: Target) -> Result<Vec<(String, String)>> {
+pub(crate) fn read_ca_files(t: Target) -> Result<Vec<(String, String)>> {
     let inv = t.inventory;
     inv.system
         .ca_files
@@ -292,6 +292,12 @@ pub fn full_update<'a>(t: Target<'a>, p: &mut Plan<'a>) {
 /// preflight and kubelet on a node, vCenter and the operator on every host). `renamed`: the
 /// plan sets the host name, so the line naming the old one (Photon's installer line) is
 /// the one replaced.
+/// The CA certificates `verify` finds in the host's bundle (none when a file cannot be read:
+/// `inventory check` and every run report that already).
+pub(crate) fn verify_ca_certs(t: Target) -> Vec<(String, String)> {
+    read_ca_files(t).unwrap_or_default()
+}
+
 pub fn name_resolves<'a>(t: Target<'a>, p: &mut Plan<'a>, renamed: bool) {
     p.step("name resolves", hosts::READS, move |cx| {
         hosts::name_resolves(cx, t.name, t.cluster_address(), renamed)
