@@ -12,8 +12,8 @@ pub const SYS_VENDOR: &str = "/sys/class/dmi/id/sys_vendor";
 /// What these tasks read (see [`crate::plan::Reads`]).
 pub const READS: Reads = Reads::files(&[SYS_VENDOR]).queries(&[&LIST]);
 
-/// The disk listing, asked in the probe.
-pub(crate) const LIST: [&str; 3] = ["sh", "-c", LIST_SCRIPT];
+/// The disk listing, asked in the probe (recorded hosts answer it in `State::answers`).
+pub const LIST: [&str; 3] = ["sh", "-c", LIST_SCRIPT];
 
 /// Lists the physical disks (`disk NAME`) and the by-id links (`id LINK TARGET`).
 const LIST_SCRIPT: &str = r#"export LC_ALL=C
