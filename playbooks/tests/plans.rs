@@ -1116,7 +1116,8 @@ fn photon_without_tables_changes_only_by_the_repository_step() {
 /// the rebuild alone, with the reason in the diff.
 #[test]
 fn photon_ca_bundle_holds_the_operators_ca() {
-    const PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ0FSb290\n-----END CERTIFICATE-----\n";
+    const PEM: &str =
+        "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ0FSb290\n-----END CERTIFICATE-----\n";
     const OTHER: &str = "-----BEGIN CERTIFICATE-----\nMIIDdzCCAl+gAwIBAgIEAgAAuTANBgkqhkiG9w0B\n-----END CERTIFICATE-----\n";
     let dir = std::env::temp_dir().join(format!("nodeprep-plans-ca-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -51,7 +51,11 @@ fn bundle_rebuilt_without_the_ca_is_repaired() {
 
     let (code, events) = run_json_at(&inv, &args);
     assert_eq!(code, 0, "{events:#?}");
-    assert_eq!(outcome(&events, "ca certificates"), "changed", "{events:#?}");
+    assert_eq!(
+        outcome(&events, "ca certificates"),
+        "changed",
+        "{events:#?}"
+    );
     assert!(bundle_holds(&lab.read_file(HOST, BUNDLE).unwrap(), &pem));
 
     // The bundle rebuilt without it: its block removed, its file and link still in place.
@@ -80,10 +84,18 @@ fn bundle_rebuilt_without_the_ca_is_repaired() {
     // Drift: `run --check` says so (exit 5), the next run repairs it.
     let (code, events) = run_json_at(&inv, &[&args[..], &["--check"]].concat());
     assert_eq!(code, 5, "{events:#?}");
-    assert_eq!(outcome(&events, "ca certificates"), "changed", "{events:#?}");
+    assert_eq!(
+        outcome(&events, "ca certificates"),
+        "changed",
+        "{events:#?}"
+    );
     let (code, events) = run_json_at(&inv, &args);
     assert_eq!(code, 0, "{events:#?}");
-    assert_eq!(outcome(&events, "ca certificates"), "changed", "{events:#?}");
+    assert_eq!(
+        outcome(&events, "ca certificates"),
+        "changed",
+        "{events:#?}"
+    );
     assert!(bundle_holds(&lab.read_file(HOST, BUNDLE).unwrap(), &pem));
     let (code, events) = run_json_at(&inv, &args);
     assert_eq!(code, 0, "{events:#?}");

@@ -455,7 +455,9 @@ fn calico_converges_where_protocol_4_is_named_ipv4() {
         live.lines().any(|l| l == "-A INPUT -p ipv4 -j ACCEPT"),
         "{live}"
     );
-    let saved = lab.read_file(CALICO_NODE, "/etc/iptables/rules.v4").unwrap();
+    let saved = lab
+        .read_file(CALICO_NODE, "/etc/iptables/rules.v4")
+        .unwrap();
     assert!(
         saved.lines().any(|l| l == "-A INPUT -p 4 -j ACCEPT"),
         "{saved}"

@@ -10,6 +10,7 @@ mod fleet;
 mod haproxy;
 mod hardened;
 mod lab_smoke;
+mod names;
 mod os;
 mod own_crate;
 mod persist;

@@ -62,7 +62,10 @@ pub fn runc_shim(cx: &mut Ctx) -> Result<Check> {
         .filter_map(|t| containerd::shim_binary(t))
         .collect();
     if shims.is_empty() {
-        return Ok(Check::skip(NAME, "containerd's config names no shim runtime"));
+        return Ok(Check::skip(
+            NAME,
+            "containerd's config names no shim runtime",
+        ));
     }
     let script = format!(
         "PATH=\"$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"; for b in {}; do command -v \"$b\" >/dev/null 2>&1 || echo \"$b\"; done",
@@ -121,7 +124,9 @@ pub fn name_resolves(cx: &mut Ctx, name: &str, address: &str) -> Result<Check> {
         )),
         None => Ok(Check::fail(
             NAME,
-            format!("{name} resolves to nothing: kubeadm's preflight warns and kubelet guesses its node IP"),
+            format!(
+                "{name} resolves to nothing: kubeadm's preflight warns and kubelet guesses its node IP"
+            ),
             hint,
         )),
     }
@@ -132,7 +137,8 @@ pub fn node_ip(cx: &mut Ctx) -> Result<Check> {
     const NAME: &str = name::NODE_IP;
     let path = kubelet::extra_args_file(cx.facts().os);
     let text = cx.file(path)?.map(|f| f.text()).unwrap_or_default();
-    let hint = format!("--node-ip=<the host's cluster address> in {path} (step \"kubelet extra args\")");
+    let hint =
+        format!("--node-ip=<the host's cluster address> in {path} (step \"kubelet extra args\")");
     let Some(ip) = kubelet::node_ip_of(&text) else {
         return Ok(Check::fail(
             NAME,
@@ -238,16 +244,22 @@ mod tests {
         );
         // Photon as installed: the installer's line names the old host; nothing in DNS.
         let (mut cx, rec) = Fixture::photon().complete().ctx(Mode::Check);
-        rec.reply("getent hosts", crate::host::Output {
-            status: Some(2),
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-        });
+        rec.reply(
+            "getent hosts",
+            crate::host::Output {
+                status: Some(2),
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            },
+        );
         let c = name_resolves(&mut cx, "prdk8smst501", "10.1.2.11").unwrap();
         assert!(reason(&c).contains("resolves to nothing"), "{c:?}");
         // DNS answers when /etc/hosts does not name it.
         let (mut cx, rec) = Fixture::photon().complete().ctx(Mode::Check);
-        rec.reply("getent hosts", ok("10.1.2.11       prdk8smst501.corp.lan\n"));
+        rec.reply(
+            "getent hosts",
+            ok("10.1.2.11       prdk8smst501.corp.lan\n"),
+        );
         assert!(
             name_resolves(&mut cx, "prdk8smst501", "10.1.2.11")
                 .unwrap()
