@@ -1,5 +1,6 @@
 //! End-to-end tests.
 mod access;
+mod ca;
 mod cli;
 mod cli_lab;
 mod cluster;
@@ -9,6 +10,7 @@ mod fleet;
 mod haproxy;
 mod hardened;
 mod lab_smoke;
+mod names;
 mod os;
 mod own_crate;
 mod persist;
