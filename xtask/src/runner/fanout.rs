@@ -31,7 +31,8 @@ pub struct RunOptions {
     /// The ssh and sudo passwords of the run (none: keys and passwordless sudo).
     pub credentials: Credentials,
     /// Each host proves it is the inventory's host before any step ([`identity`]); `None`
-    /// checks nothing (`verify`, whose own "hostname" check reports a wrong host).
+    /// checks nothing (`verify`, whose own "hostname" check reports a wrong host, and which
+    /// takes no password: nothing secret goes to a host it has not checked).
     pub identity: Option<Arc<Book>>,
     /// Connect to nothing: every host is simulated (`tasks::testing::simulated`, with the
     /// `simulate` feature, on by default), in the state the plan converges a recorded Debian
