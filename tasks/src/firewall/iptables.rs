@@ -640,30 +640,15 @@ mod tests {
     /// rules here (it needs no change to the live rules, but root); `None` otherwise. In CI
     /// (`CI=true`), which installs iptables, a missing iptables-restore fails the test.
     fn restore_test(text: &str) -> Option<Output> {
-        use crate::host::{Cmd, Host, Local};
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("ip4save");
         std::fs::write(&file, text).unwrap();
         let path = file.display().to_string();
-        let out = Local::new("t")
-            .exec(&Cmd::new(&[
-                "iptables-restore",
-                "-w",
-                "10",
-                "--test",
-                &path,
-            ]))
-            .ok()
-            .filter(|o| o.status != Some(127));
-        let Some(out) = out else {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-            assert!(
-                !ci,
-                "iptables-restore is not installed: CI must install it (apt-get install -y iptables) to check the rules"
-            );
-            eprintln!("iptables-restore --test not run here: iptables-restore is not installed");
-            return None;
-        };
+        let out = crate::testing::run_checker(
+            &["iptables-restore", "-w", "10", "--test", &path],
+            "iptables",
+            "the rules",
+        )?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         if stderr.contains("ermission denied") || stderr.contains("not permitted") {
             eprintln!("iptables-restore --test not run here: {}", stderr.trim());

@@ -35,7 +35,7 @@
 //! Its tag is `nodeprep-test:debian-hardened-<hash>`, the hash covering the Debian recipe and
 //! this one.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use xshell::Shell;
 
 /// Packages on top of the Debian image's.
@@ -161,18 +161,12 @@ pub fn tag() -> String {
 /// The tag of the hardened image built from the current recipes: reused when docker has it,
 /// otherwise built now with mmdebstrap (a few minutes).
 pub fn ensure(sh: &Shell) -> Result<String> {
-    let tag = tag();
-    if super::exists(sh, &tag) {
-        eprintln!("test image {tag}: up to date");
-        return Ok(tag);
-    }
     let variant = super::Variant {
         packages: PACKAGES,
         essential_hook: Some(ESSENTIAL),
         customize: Some(customize()),
     };
-    super::build(sh, &tag, &variant).with_context(|| format!("building test image {tag}"))?;
-    Ok(tag)
+    super::ensure_variant(sh, tag(), &variant)
 }
 
 #[cfg(test)]

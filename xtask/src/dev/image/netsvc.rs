@@ -7,7 +7,7 @@
 //! Its tag is `nodeprep-test:debian-netsvc-<hash>`, the hash covering the Debian recipe and
 //! this one.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use xshell::Shell;
 
 /// Packages on top of the Debian image's.
@@ -50,18 +50,12 @@ pub fn tag() -> String {
 /// The tag of the image built from the current recipes: reused when docker has it, otherwise
 /// built now with mmdebstrap (a few minutes).
 pub fn ensure(sh: &Shell) -> Result<String> {
-    let tag = tag();
-    if super::exists(sh, &tag) {
-        eprintln!("test image {tag}: up to date");
-        return Ok(tag);
-    }
     let variant = super::Variant {
         packages: PACKAGES,
         essential_hook: None,
         customize: Some(CUSTOMIZE.to_string()),
     };
-    super::build(sh, &tag, &variant).with_context(|| format!("building test image {tag}"))?;
-    Ok(tag)
+    super::ensure_variant(sh, tag(), &variant)
 }
 
 #[cfg(test)]
