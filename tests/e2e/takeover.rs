@@ -44,7 +44,11 @@ SystemdCgroup = true
 "#;
 const DAEMON_JSON: &str =
     "{\"log-driver\": \"journald\", \"registry-mirrors\": [\"https://mirror.example.lan\"]}\n";
-const KUBELET: &str = "KUBELET_EXTRA_ARGS=\"--node-ip=10.0.5.58\"\n";
+/// The operator's kubelet flags: a node IP that is an address of the host (its address on the
+/// lab's network, a second interface as far as the inventory knows), which nodeprep keeps.
+fn kubelet_args(node_ip: &str) -> String {
+    format!("KUBELET_EXTRA_ARGS=\"--node-ip={node_ip}\"\n")
+}
 
 fn run(lab: &nodeprep_tests::Lab) -> (i32, Vec<Value>) {
     let mut args = vec!["run", "k8s-worker", "--host", HOST];
@@ -59,10 +63,12 @@ fn hand_written_files_taken_over() {
     let lab = lab(&[(HOST, "k8s-worker")]);
     let os = os::family(&lab, HOST);
     let kubelet_file = kubelet::extra_args_file(os);
+    let node_ip = lab.ip(HOST).to_string();
+    let kubelet_text = kubelet_args(&node_ip);
     for (path, text) in [
         ("/etc/containerd/config.toml", CONTAINERD),
         ("/etc/docker/daemon.json", DAEMON_JSON),
-        (kubelet_file, KUBELET),
+        (kubelet_file, kubelet_text.as_str()),
     ] {
         let dir = path.rsplit_once('/').unwrap().0;
         lab.sh(
@@ -129,7 +135,7 @@ fn hand_written_files_taken_over() {
     );
     assert_eq!(
         lab.read_file(HOST, kubelet_file).unwrap(),
-        "KUBELET_EXTRA_ARGS=\"--node-ip=10.0.5.58 --cgroup-driver=systemd\"\n"
+        format!("KUBELET_EXTRA_ARGS=\"--node-ip={node_ip} --cgroup-driver=systemd\"\n")
     );
     // The hand-written versions were kept as backups.
     let backups = lab
