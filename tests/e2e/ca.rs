@@ -3,7 +3,7 @@
 //! without it (its block removed, the file still in place) is drift the next run repairs with
 //! `update-ca-certificates`, and `run --check` reports before that.
 
-use nodeprep_tests::{Testbed, lab, outcome};
+use nodeprep_tests::{Testbed, lab, outcome, worker_only};
 
 use crate::worker::run_json_at;
 
@@ -15,6 +15,13 @@ fn body(pem: &str) -> String {
     pem.lines()
         .filter(|l| !l.starts_with("-----"))
         .collect::<String>()
+}
+
+/// Runs `args` and checks its exit code and the outcome of the "ca certificates" step.
+fn run_expect(inv: &std::path::Path, args: &[&str], code: i32, step: &str) {
+    let (got, events) = run_json_at(inv, args);
+    assert_eq!(got, code, "{events:#?}");
+    assert_eq!(outcome(&events, "ca certificates"), step, "{events:#?}");
 }
 
 fn bundle_holds(bundle: &str, pem: &str) -> bool {
@@ -40,22 +47,9 @@ fn bundle_rebuilt_without_the_ca_is_repaired() {
     let inv = lab
         .write_inventory(&format!("[system]\nca_files = [\"{}\"]\n", cert.display()))
         .unwrap();
-    let args = [
-        "run",
-        "k8s-worker",
-        "--host",
-        HOST,
-        "--only",
-        "ca certificates",
-    ];
+    let args = worker_only("run", HOST, &["ca certificates"]);
 
-    let (code, events) = run_json_at(&inv, &args);
-    assert_eq!(code, 0, "{events:#?}");
-    assert_eq!(
-        outcome(&events, "ca certificates"),
-        "changed",
-        "{events:#?}"
-    );
+    run_expect(&inv, &args, 0, "changed");
     assert!(bundle_holds(&lab.read_file(HOST, BUNDLE).unwrap(), &pem));
 
     // The bundle rebuilt without it: its block removed, its file and link still in place.
@@ -82,22 +76,8 @@ fn bundle_rebuilt_without_the_ca_is_repaired() {
     );
 
     // Drift: `run --check` says so (exit 5), the next run repairs it.
-    let (code, events) = run_json_at(&inv, &[&args[..], &["--check"]].concat());
-    assert_eq!(code, 5, "{events:#?}");
-    assert_eq!(
-        outcome(&events, "ca certificates"),
-        "changed",
-        "{events:#?}"
-    );
-    let (code, events) = run_json_at(&inv, &args);
-    assert_eq!(code, 0, "{events:#?}");
-    assert_eq!(
-        outcome(&events, "ca certificates"),
-        "changed",
-        "{events:#?}"
-    );
+    run_expect(&inv, &[&args[..], &["--check"]].concat(), 5, "changed");
+    run_expect(&inv, &args, 0, "changed");
     assert!(bundle_holds(&lab.read_file(HOST, BUNDLE).unwrap(), &pem));
-    let (code, events) = run_json_at(&inv, &args);
-    assert_eq!(code, 0, "{events:#?}");
-    assert_eq!(outcome(&events, "ca certificates"), "ok", "{events:#?}");
+    run_expect(&inv, &args, 0, "ok");
 }

@@ -20,7 +20,7 @@
 //! kubelet's `--node-ip` to that address; `getent hosts` resolves the name to it, `verify`'s
 //! "node name resolves" and "kubelet node ip" pass, and a second run changes nothing.
 
-use nodeprep_tests::{Testbed, lab, outcome, recap, runner};
+use nodeprep_tests::{Testbed, lab, outcome, recap, runner, worker_only};
 
 use crate::worker::run_json_at;
 
@@ -79,18 +79,11 @@ fn node_name_resolves_to_its_cluster_address_and_kubelet_uses_it() {
         1,
     );
     std::fs::write(&inv, text).unwrap();
-    let args = [
+    let args = worker_only(
         "run",
-        "k8s-worker",
-        "--host",
         HOST,
-        "--only",
-        "hostname",
-        "--only",
-        "name resolves",
-        "--only",
-        "kubelet extra args",
-    ];
+        &["hostname", "name resolves", "kubelet extra args"],
+    );
     let (code, events) = run_json_at(&inv, &args);
     assert_eq!(code, 0, "{events:#?}");
     // In a container the host name is the runtime's: the step says so and the old name stays
@@ -123,16 +116,11 @@ fn node_name_resolves_to_its_cluster_address_and_kubelet_uses_it() {
     );
 
     let out = runner(&inv)
-        .args([
+        .args(worker_only(
             "verify",
-            "k8s-worker",
-            "--host",
             HOST,
-            "--only",
-            "node name resolves",
-            "--only",
-            "kubelet node ip",
-        ])
+            &["node name resolves", "kubelet node ip"],
+        ))
         .output()
         .unwrap();
     assert_eq!(

@@ -2,7 +2,7 @@
 //! through a real proxy (tinyproxy) or a real caching mirror (apt-cacher-ng) that one container
 //! on that network and on the outside runs (`xtask::dev::offline`).
 
-use nodeprep_tests::{Offline, Testbed, offline_lab, outcome, recap};
+use nodeprep_tests::{Offline, Testbed, offline_lab, outcome, recap, worker_only};
 use serde_json::Value;
 
 use crate::worker::run_json_with;
@@ -30,11 +30,19 @@ service_cidr = "10.96.0.0/12"
 const EXTRAS: [&str; 2] = ["registry.example.lan", ".corp.example.lan"];
 
 fn run(lab: &Offline, settings: &str) -> (i32, Vec<Value>) {
-    let mut args = vec!["run", "k8s-worker", "--host", HOST];
-    for s in STEPS {
-        args.extend(["--only", s]);
-    }
+    let args = worker_only("run", HOST, &STEPS);
     run_json_with(lab, &format!("{CLUSTER}\n{settings}"), &args)
+}
+
+/// A second run with the same settings succeeds and changes nothing.
+fn assert_converged(lab: &Offline, settings: &str) {
+    let (code, events) = run(lab, settings);
+    assert_eq!(code, 0, "{events:#?}");
+    assert_eq!(
+        recap(&events, HOST)["changed"],
+        0,
+        "second run changed something: {events:#?}"
+    );
 }
 
 fn proxy_table(url: &str) -> String {
@@ -164,13 +172,7 @@ fn through_the_proxy_converges_and_is_idempotent() {
         .unwrap();
     assert!(shown.contains(&format!("HTTP_PROXY={proxy}")), "{shown}");
 
-    let (code, events) = run(&lab, &settings);
-    assert_eq!(code, 0, "{events:#?}");
-    assert_eq!(
-        recap(&events, HOST)["changed"],
-        0,
-        "second run changed something: {events:#?}"
-    );
+    assert_converged(&lab, &settings);
 }
 
 #[test]
@@ -218,13 +220,7 @@ fn through_the_mirror_converges() {
         "containerd's package not in the mirror's log:\n{log}"
     );
 
-    let (code, events) = run(&lab, &settings);
-    assert_eq!(code, 0, "{events:#?}");
-    assert_eq!(
-        recap(&events, HOST)["changed"],
-        0,
-        "second run changed something: {events:#?}"
-    );
+    assert_converged(&lab, &settings);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! log their arguments). Inventory values carrying shell syntax are refused; arguments that
 //! do reach a host are quoted so that no unintended command runs.
 
-use nodeprep_tests::{Testbed, lab, runner, workspace_dir};
+use nodeprep_tests::{Testbed, lab, runner, worker_only, workspace_dir};
 
 const HOST: &str = "prdk8swok512";
 const HASH: &str = "$6$nodeprepdemo$wk44XuU7o9MhcvILKmVk55VnCYVIH.At4AbdPsvCzM6R6zZGO6xjQv0aPOQDJVwWGFwJ9hh32qddZeWox1cQx/";
@@ -185,17 +185,9 @@ fn escape_sequences_in_a_file_diff_are_printed_harmlessly() {
         &format!("printf 'net.ipv4.ip_forward = 0\\033[2J\\033]0;pwned\\007\\n# \\033[31mred\\rover\\n' > {path}"),
     )
     .unwrap();
-    let args = [
-        "run",
-        "k8s-worker",
-        "--host",
-        HOST,
-        "--only",
-        "sysctl persisted",
-        "--check",
-        "--diff",
-    ];
-    let out = runner(&inv).args(args).output().unwrap();
+    let mut args = worker_only("run", HOST, &["sysctl persisted"]);
+    args.extend(["--check", "--diff"]);
+    let out = runner(&inv).args(&args).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -215,7 +207,7 @@ fn escape_sequences_in_a_file_diff_are_printed_harmlessly() {
     );
     assert!(stdout.contains("+net."), "{stdout}");
 
-    let out = runner(&inv).args(args).arg("--json").output().unwrap();
+    let out = runner(&inv).args(&args).arg("--json").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.contains('\x1b'), "{stdout:?}");
     assert!(stdout.contains("\\u001b[2J"), "{stdout}");

@@ -7,7 +7,7 @@
 //! sysctl file. The package database and kubelet's file are the host's OS's (dpkg and
 //! /etc/default/kubelet on Debian, rpm and /etc/sysconfig/kubelet on Photon).
 
-use nodeprep_tests::{Testbed, lab, outcome, snapshot};
+use nodeprep_tests::{Testbed, lab, outcome, snapshot, worker_only};
 use serde_json::Value;
 use tasks::kubelet;
 
@@ -216,19 +216,8 @@ fn sysctl_conf_written_by_hand_gives_way() {
         "{events:#?}"
     );
 
-    let persisted = || {
-        crate::worker::run_json_at(
-            &inv,
-            &[
-                "run",
-                "k8s-worker",
-                "--host",
-                HOST,
-                "--only",
-                "sysctl persisted",
-            ],
-        )
-    };
+    let persisted =
+        || crate::worker::run_json_at(&inv, &worker_only("run", HOST, &["sysctl persisted"]));
     let (code, events) = persisted();
     assert_eq!(code, 0, "{events:#?}");
     assert_eq!(outcome(&events, "sysctl persisted"), "changed");

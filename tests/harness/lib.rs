@@ -183,3 +183,14 @@ pub fn recap<'a>(events: &'a [Value], host: &str) -> &'a Value {
         .find(|e| e["event"] == "recap" && e["host"] == host)
         .unwrap_or_else(|| panic!("no recap for {host} in {events:#?}"))
 }
+
+/// The arguments of `<command> k8s-worker --host <host>` limited to `steps`, each after its own
+/// `--only`: `worker_only("run", HOST, &["hostname"])` is
+/// `run k8s-worker --host HOST --only hostname`.
+pub fn worker_only<'a>(command: &'a str, host: &'a str, steps: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![command, "k8s-worker", "--host", host];
+    for step in steps {
+        args.extend(["--only", step]);
+    }
+    args
+}
