@@ -237,12 +237,7 @@ impl Testbed for Lab {
 
     /// `docker exec` of `argv` in the host's container.
     fn exec(&self, host: &str, argv: &[&str]) -> Result<Output> {
-        let sh = Shell::new()?;
-        let container = self.container(host);
-        Ok(cmd!(sh, "docker exec {container} {argv...}")
-            .quiet()
-            .ignore_status()
-            .output()?)
+        docker_exec(self.container(host), argv)
     }
 }
 
@@ -377,26 +372,13 @@ fn start_node(spec: &NodeSpec<'_>, key: &Path, pubkey: &str) -> Result<Started> 
     }
 
     // sshd up (Debian calls the unit ssh, Photon and others sshd)...
-    let active = "systemctl is-active -q ssh.service || systemctl is-active -q sshd.service";
-    wait_until(started, || {
-        cmd!(sh, "docker exec {container} sh -c {active}")
-            .quiet()
-            .ignore_stdout()
-            .ignore_stderr()
-            .run()
-            .is_ok()
-    })
-    .map_err(|()| fail(format!("sshd not active after {BOOT_TIMEOUT:?}")))?;
+    wait_for_script(&sh, started, container, SSHD_ACTIVE)
+        .map_err(|()| fail(format!("sshd not active after {BOOT_TIMEOUT:?}")))?;
 
     // ...then its host key pinned and a real login through the published port (or, where root
     // is refused, the refusal: it comes after the host key was checked).
-    let host_key = cmd!(
-        sh,
-        "docker exec {container} cat /etc/ssh/ssh_host_ed25519_key.pub"
-    )
-    .quiet()
-    .read()
-    .map_err(|e| fail(format!("reading the ed25519 host key: {e}")))?;
+    let host_key = read_host_key(&sh, container)
+        .map_err(|e| fail(format!("reading the ed25519 host key: {e}")))?;
     let known_line = known_hosts_line(ssh_port, &host_key);
     let node_known = key.with_file_name(format!("known_hosts.{name}"));
     std::fs::write(&node_known, &known_line)?;
@@ -466,6 +448,47 @@ pub(super) fn ensure_inotify_instances() {
             current / 6
         ),
     }
+}
+
+/// Succeeds in a container once its sshd runs (Debian calls the unit ssh, Photon and others
+/// sshd).
+pub(super) const SSHD_ACTIVE: &str =
+    "systemctl is-active -q ssh.service || systemctl is-active -q sshd.service";
+
+/// `docker exec` of `argv` in `container`; its exit status is the caller's to read.
+pub(super) fn docker_exec(container: &str, argv: &[&str]) -> Result<Output> {
+    let sh = Shell::new()?;
+    Ok(cmd!(sh, "docker exec {container} {argv...}")
+        .quiet()
+        .ignore_status()
+        .output()?)
+}
+
+/// Polls `script` (`sh -c` in `container`) with [`wait_until`] until it succeeds.
+pub(super) fn wait_for_script(
+    sh: &Shell,
+    started: Instant,
+    container: &str,
+    script: &str,
+) -> Result<(), ()> {
+    wait_until(started, || {
+        cmd!(sh, "docker exec {container} sh -c {script}")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run()
+            .is_ok()
+    })
+}
+
+/// The container's ed25519 ssh host key (public half).
+pub(super) fn read_host_key(sh: &Shell, container: &str) -> xshell::Result<String> {
+    cmd!(
+        sh,
+        "docker exec {container} cat /etc/ssh/ssh_host_ed25519_key.pub"
+    )
+    .quiet()
+    .read()
 }
 
 /// Polls `ready` every 250ms until it holds or [`BOOT_TIMEOUT`] since `started` has passed.

@@ -18,7 +18,10 @@ use tempfile::TempDir;
 use xshell::{Shell, cmd};
 
 use super::image::netsvc;
-use super::lab::{BOOT_TIMEOUT, RUN_FLAGS, ensure_inotify_instances, unique_suffix, wait_until};
+use super::lab::{
+    BOOT_TIMEOUT, RUN_FLAGS, SSHD_ACTIVE, docker_exec, ensure_inotify_instances, read_host_key,
+    unique_suffix, wait_for_script, wait_until,
+};
 use super::testbed::{Host, Testbed, keygen, known_hosts_line, ssh_command};
 
 pub use netsvc::{MIRROR_PORT, PROXY_LOG, PROXY_PORT};
@@ -137,15 +140,7 @@ impl Offline {
         let started = Instant::now();
         let svc = &lab.netsvc;
         let services = "systemctl is-active -q tinyproxy.service apt-cacher-ng.service";
-        wait_until(started, || {
-            cmd!(sh, "docker exec {svc} sh -c {services}")
-                .quiet()
-                .ignore_stdout()
-                .ignore_stderr()
-                .run()
-                .is_ok()
-        })
-        .map_err(|()| {
+        wait_for_script(sh, started, svc, services).map_err(|()| {
             anyhow!(
                 "{svc}: tinyproxy and apt-cacher-ng not active after {BOOT_TIMEOUT:?}\n{}",
                 logs(sh, svc)
@@ -188,16 +183,8 @@ impl Offline {
         .stdin(pubkey)
         .run()
         .context("installing authorized_keys")?;
-        let active = "systemctl is-active -q ssh.service || systemctl is-active -q sshd.service";
-        wait_until(started, || {
-            cmd!(sh, "docker exec {container} sh -c {active}")
-                .quiet()
-                .ignore_stdout()
-                .ignore_stderr()
-                .run()
-                .is_ok()
-        })
-        .map_err(|()| anyhow!("{name}: sshd not active after {BOOT_TIMEOUT:?}"))?;
+        wait_for_script(sh, started, container, SSHD_ACTIVE)
+            .map_err(|()| anyhow!("{name}: sshd not active after {BOOT_TIMEOUT:?}"))?;
 
         let port = forward_port(i);
         let listen = format!("TCP-LISTEN:{port},fork,reuseaddr");
@@ -214,13 +201,7 @@ impl Offline {
             .and_then(|p| p.trim().parse().ok())
             .ok_or_else(|| anyhow!("unexpected `docker port` output {port_line:?}"))?;
 
-        let host_key = cmd!(
-            sh,
-            "docker exec {container} cat /etc/ssh/ssh_host_ed25519_key.pub"
-        )
-        .quiet()
-        .read()
-        .context("reading the ed25519 host key")?;
+        let host_key = read_host_key(sh, container).context("reading the ed25519 host key")?;
         let line = known_hosts_line(ssh_port, &host_key);
         let node_known = self.dir.path().join(format!("known_hosts.{name}"));
         std::fs::write(&node_known, &line)?;
@@ -317,12 +298,7 @@ impl Testbed for Offline {
 
     /// `docker exec` of `argv` in the host's container.
     fn exec(&self, host: &str, argv: &[&str]) -> Result<Output> {
-        let sh = Shell::new()?;
-        let container = &self.containers[self.index(host)];
-        Ok(cmd!(sh, "docker exec {container} {argv...}")
-            .quiet()
-            .ignore_status()
-            .output()?)
+        docker_exec(&self.containers[self.index(host)], argv)
     }
 }
 
@@ -429,15 +405,7 @@ pub fn ensure_apt_cache(sh: &Shell, netsvc_image: &str) -> Result<String> {
     // The volume starts out root's: apt-cacher-ng writes as its own user.
     let started = Instant::now();
     let ready = "chown apt-cacher-ng:apt-cacher-ng /var/cache/apt-cacher-ng && systemctl is-active -q apt-cacher-ng.service";
-    wait_until(started, || {
-        cmd!(sh, "docker exec {APT_CACHE} sh -c {ready}")
-            .quiet()
-            .ignore_stdout()
-            .ignore_stderr()
-            .run()
-            .is_ok()
-    })
-    .map_err(|()| {
+    wait_for_script(sh, started, APT_CACHE, ready).map_err(|()| {
         anyhow!(
             "apt cache {APT_CACHE}: apt-cacher-ng not active after {BOOT_TIMEOUT:?}\n{}",
             logs(sh, APT_CACHE)
