@@ -327,20 +327,9 @@ fn start_node(spec: &NodeSpec<'_>, key: &Path, pubkey: &str) -> Result<Started> 
     .with_context(|| format!("docker run of {container} failed"))?;
 
     let fail = |what: String| -> anyhow::Error {
-        let logs = cmd!(sh, "docker logs --tail 30 {container}")
-            .quiet()
-            .ignore_status()
-            .output()
-            .map(|o| {
-                format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&o.stdout),
-                    String::from_utf8_lossy(&o.stderr)
-                )
-            })
-            .unwrap_or_default();
         anyhow!(
-            "node {name} ({container}): {what}\n--- docker logs --tail 30 {container} ---\n{logs}"
+            "node {name} ({container}): {what}\n{}",
+            logs(&sh, container)
         )
     };
 
@@ -489,6 +478,23 @@ pub(super) fn read_host_key(sh: &Shell, container: &str) -> xshell::Result<Strin
     )
     .quiet()
     .read()
+}
+
+/// The last lines of `container`'s log, for an error.
+pub(super) fn logs(sh: &Shell, container: &str) -> String {
+    let out = cmd!(sh, "docker logs --tail 30 {container}")
+        .quiet()
+        .ignore_status()
+        .output()
+        .map(|o| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+        .unwrap_or_default();
+    format!("--- docker logs --tail 30 {container} ---\n{out}")
 }
 
 /// Polls `ready` every 250ms until it holds or [`BOOT_TIMEOUT`] since `started` has passed.

@@ -19,8 +19,8 @@ use xshell::{Shell, cmd};
 
 use super::image::netsvc;
 use super::lab::{
-    BOOT_TIMEOUT, RUN_FLAGS, SSHD_ACTIVE, docker_exec, ensure_inotify_instances, read_host_key,
-    unique_suffix, wait_for_script, wait_until,
+    BOOT_TIMEOUT, RUN_FLAGS, SSHD_ACTIVE, docker_exec, ensure_inotify_instances, logs,
+    read_host_key, unique_suffix, wait_for_script, wait_until,
 };
 use super::testbed::{Host, Testbed, keygen, known_hosts_line, ssh_command};
 
@@ -343,23 +343,6 @@ fn address_on(sh: &Shell, container: &str, network: &str) -> Result<String> {
         bail!("{container} has no address on {network}");
     }
     Ok(ip)
-}
-
-/// The last lines of `container`'s log, for an error.
-fn logs(sh: &Shell, container: &str) -> String {
-    let out = cmd!(sh, "docker logs --tail 30 {container}")
-        .quiet()
-        .ignore_status()
-        .output()
-        .map(|o| {
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            )
-        })
-        .unwrap_or_default();
-    format!("--- docker logs --tail 30 {container} ---\n{out}")
 }
 
 /// Names the running apt cache container ([`ensure_apt_cache`]) lab containers get their
