@@ -385,13 +385,8 @@ mod tests {
     #[test]
     fn the_probe_answers_its_questions() {
         use crate::host::{Cmd, Host, Local};
-        let script = "printf 'a b\\n'\nprintf 'it'\\''s\\n'";
-        let probe = Probe::default().queries(&[
-            &["echo", "one", "two"][..],
-            &["sh", "-c", script][..],
-            &["false"][..],
-            &["printf", "no newline"][..],
-        ]);
+        use crate::testing::reply::{QUOTED_SCRIPT, questions_probe};
+        let probe = questions_probe();
         let out = Local::new("t")
             .run(&Cmd::new(&["sh", "-s"]).stdin(probe_script(&probe)))
             .unwrap();
@@ -406,7 +401,7 @@ mod tests {
             Some("one two\n")
         );
         assert_eq!(
-            answer(&["sh", "-c", script]).as_deref(),
+            answer(&["sh", "-c", QUOTED_SCRIPT]).as_deref(),
             Some("a b\nit's\n")
         );
         assert_eq!(answer(&["false"]), None);

@@ -308,6 +308,21 @@ fn unit_block(name: &str, unit: Option<&UnitState>) -> String {
     )
 }
 
+/// A quoted, multi-line script, asked by [`questions_probe`].
+pub const QUOTED_SCRIPT: &str = "printf 'a b\\n'\nprintf 'it'\\''s\\n'";
+
+/// A probe asking read-only questions that try its quoting and its answers: a quoted,
+/// multi-line script ([`QUOTED_SCRIPT`]), a command that fails, an answer without a final
+/// newline.
+pub fn questions_probe() -> Probe {
+    Probe::default().queries(&[
+        &["echo", "one", "two"][..],
+        &["sh", "-c", QUOTED_SCRIPT][..],
+        &["false"][..],
+        &["printf", "no newline"][..],
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,13 +442,7 @@ mod tests {
     /// from its script as it asks them.
     #[test]
     fn the_probes_questions_are_read_back() {
-        let script = "printf 'a b\\n'\nprintf 'it'\\''s\\n'";
-        let probe = Probe::default().queries(&[
-            &["echo", "one", "two"][..],
-            &["sh", "-c", script][..],
-            &["false"][..],
-            &["printf", "no newline"][..],
-        ]);
+        let probe = questions_probe();
         let asked = asked(&probe_script(&probe)).unwrap();
         assert_eq!(asked.probe.queries, probe.queries);
     }
