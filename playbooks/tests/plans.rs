@@ -1109,3 +1109,72 @@ fn photon_without_tables_changes_only_by_the_repository_step() {
         .collect();
     assert_eq!(moved.lines().collect::<Vec<_>>(), rest);
 }
+
+/// `system.ca_files` on Photon: the certificate in /etc/ssl/certs and the bundle applications
+/// read (`/etc/pki/tls/certs/ca-bundle.crt`, ca-certificates-pki) rebuilt by
+/// `rehash_ca_certificates.sh`; on a host whose file is in place but whose bundle lacks it,
+/// the rebuild alone, with the reason in the diff.
+#[test]
+fn photon_ca_bundle_holds_the_operators_ca() {
+    const PEM: &str =
+        "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ0FSb290\n-----END CERTIFICATE-----\n";
+    const OTHER: &str = "-----BEGIN CERTIFICATE-----\nMIIDdzCCAl+gAwIBAgIEAgAAuTANBgkqhkiG9w0B\n-----END CERTIFICATE-----\n";
+    let dir = std::env::temp_dir().join(format!("nodeprep-plans-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pem = dir.join("corp-root.pem");
+    std::fs::write(&pem, PEM).unwrap();
+    let text = include_str!("../../inventory.toml").replacen(
+        "ca_files = []",
+        &format!("ca_files = [\"{}\"]", pem.display()),
+        1,
+    );
+    assert_ne!(text, include_str!("../../inventory.toml"));
+    let mut inv = Inventory::parse(&text, Path::new("inventory.toml")).unwrap();
+    inv.placeholders.clear();
+    let ca_lines = |plan: &str| -> Vec<String> {
+        plan.lines()
+            .filter(|l| l.contains("/etc/ssl/certs") || l.contains("ca_certificates"))
+            .map(str::to_string)
+            .collect()
+    };
+    let fresh = plan(
+        "k8s-worker",
+        "prdk8swok511",
+        Fixture::photon().file(tasks::ca::PKI_BUNDLE, OTHER, 0o644),
+        &inv,
+    );
+    expect![[r#"
+        [
+            "write /etc/ssl/certs/corp-root.pem 0644 root:root",
+            "run rehash_ca_certificates.sh",
+        ]
+    "#]]
+    .assert_debug_eq(&ca_lines(&fresh));
+
+    // The file in place, the bundle rebuilt without it: the rebuild, and why.
+    let registry = Registry::default();
+    let pb = registry.find("k8s-worker").unwrap();
+    let t = inv.target("prdk8swok511").unwrap();
+    let (mut cx, _rec) = Fixture::photon()
+        .file("/etc/ssl/certs/corp-root.pem", PEM, 0o644)
+        .file(tasks::ca::PKI_BUNDLE, OTHER, 0o644)
+        .complete()
+        .ctx(tasks::Mode::Check);
+    let mut p = tasks::Plan::new();
+    pb.plan(t, &mut p).unwrap();
+    let ran = p.run(&mut cx, &tasks::Selection::new(&["ca certificates"], &[]));
+    assert!(ran.error.is_none(), "{:?}", ran.error);
+    let r = &cx.records()[0];
+    assert_eq!(r.outcome.label(), "changed");
+    expect![[r#"
+        /etc/pki/tls/certs/ca-bundle.crt lacks corp-root.pem
+        would rebuild the trust store (rehash_ca_certificates.sh)
+    "#]]
+    .assert_eq(&r.diffs.concat());
+    assert!(
+        cx.actions()
+            .iter()
+            .any(|a| a.to_string() == "run rehash_ca_certificates.sh")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,10 +1,19 @@
 //! Local CA certificates added to the system trust store.
 //!
-//! | | package | files (mode 0644) | then, only when a file changed |
-//! |---|---|---|---|
-//! | Photon | `openssl-c_rehash` | /etc/ssl/certs/STEM.pem (must end in `.pem`) | `rehash_ca_certificates.sh` |
-//! | Debian | `ca-certificates` | /usr/local/share/ca-certificates/STEM.crt (must end in `.crt`) | `update-ca-certificates` |
-//! | RHEL | `ca-certificates` | /etc/pki/ca-trust/source/anchors/STEM.pem | `update-ca-trust extract` |
+//! | | package | files (mode 0644) | the bundle applications read | then, when a file changed or the bundle lacks one |
+//! |---|---|---|---|---|
+//! | Photon | `openssl-c_rehash` | /etc/ssl/certs/STEM.pem (must end in `.pem`) | /etc/pki/tls/certs/ca-bundle.crt | `rehash_ca_certificates.sh` |
+//! | Debian | `ca-certificates` | /usr/local/share/ca-certificates/STEM.crt (must end in `.crt`) | /etc/ssl/certs/ca-certificates.crt | `update-ca-certificates` |
+//! | RHEL | `ca-certificates` | /etc/pki/ca-trust/source/anchors/STEM.pem | /etc/pki/tls/certs/ca-bundle.crt | `update-ca-trust extract` |
+//!
+//! The bundle is what TLS clients read (curl, tdnf, apt, containerd's registries): a
+//! certificate file in the source directory that the bundle does not hold (a bundle rebuilt
+//! without it by an update or a manual rehash gone wrong) trusts nothing, so the step also
+//! checks that the bundle holds each certificate (PEM blocks compared without their line
+//! breaks) and rebuilds it the distribution's way when it does not. On Photon OS the bundle is
+//! `ca-certificates-pki`'s, rebuilt from `/etc/ssl/certs/*.pem` by `rehash_ca_certificates.sh`
+//! (openssl-c_rehash; vmware/photon `SPECS/ca-certificates/ca-certificates.spec` and
+//! `SPECS/openssl/openssl.spec`, see tests/data/photon/README.md).
 //!
 //! STEM is the given file name without its extension (`corp-root.crt` → `corp-root`). A
 //! certificate file is public; a private key is refused (these files are world-readable).
@@ -31,7 +40,14 @@ pub struct Layout {
     pub dir: &'static str,
     pub ext: &'static str,
     pub update: &'static [&'static str],
+    /// The one bundle applications read, which `update` rebuilds.
+    pub bundle: &'static str,
 }
+
+/// Photon OS's and RHEL's bundle (`ca-certificates-pki` on Photon).
+pub const PKI_BUNDLE: &str = "/etc/pki/tls/certs/ca-bundle.crt";
+/// Debian's and Ubuntu's bundle (`update-ca-certificates`).
+pub const DEBIAN_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 pub fn layout(os: OsFamily) -> Layout {
     match os {
@@ -40,18 +56,21 @@ pub fn layout(os: OsFamily) -> Layout {
             dir: "/etc/ssl/certs",
             ext: "pem",
             update: &["rehash_ca_certificates.sh"],
+            bundle: PKI_BUNDLE,
         },
         OsFamily::Debian => Layout {
             package: "ca-certificates",
             dir: "/usr/local/share/ca-certificates",
             ext: "crt",
             update: &["update-ca-certificates"],
+            bundle: DEBIAN_BUNDLE,
         },
         OsFamily::Rhel => Layout {
             package: "ca-certificates",
             dir: "/etc/pki/ca-trust/source/anchors",
             ext: "pem",
             update: &["update-ca-trust", "extract"],
+            bundle: PKI_BUNDLE,
         },
     }
 }
@@ -98,6 +117,47 @@ pub fn normalized_pem(name: &str, pem: &str) -> Result<String> {
     Ok(out)
 }
 
+/// The certificates of a PEM text, each as its base64 body without whitespace (how a bundle
+/// and a source file may differ: line ends, line lengths, text around the blocks).
+pub fn pem_blocks(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut body: Option<String> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line == "-----BEGIN CERTIFICATE-----" {
+            body = Some(String::new());
+        } else if line == "-----END CERTIFICATE-----" {
+            if let Some(b) = body.take() {
+                out.push(b);
+            }
+        } else if let Some(b) = body.as_mut() {
+            b.extend(line.chars().filter(|c| !c.is_whitespace()));
+        }
+    }
+    out
+}
+
+/// The names of `certs` (name, PEM) whose certificates are not all in `bundle`.
+pub fn missing_from_bundle<'c>(bundle: &str, certs: &'c [(String, String)]) -> Vec<&'c str> {
+    let have: std::collections::HashSet<String> = pem_blocks(bundle).into_iter().collect();
+    certs
+        .iter()
+        .filter(|(_, pem)| pem_blocks(pem).iter().any(|b| !have.contains(b)))
+        .map(|(name, _)| name.as_str())
+        .collect()
+}
+
+/// The certificates of `certs` this host's bundle lacks (all of them when there is no bundle),
+/// read through the cache.
+pub fn bundle_lacks<'c>(cx: &mut Ctx, certs: &'c [(String, String)]) -> Result<Vec<&'c str>> {
+    let bundle = layout(cx.facts().os).bundle;
+    let text = match cx.file(bundle)? {
+        Some(f) if !f.is_dir => String::from_utf8_lossy(&f.content).into_owned(),
+        _ => String::new(),
+    };
+    Ok(missing_from_bundle(&text, certs))
+}
+
 /// The target path of each certificate on this OS family, with its normalised contents.
 pub fn planned(os: OsFamily, certs: &[(String, String)]) -> Result<Vec<(String, String)>> {
     let l = layout(os);
@@ -129,7 +189,9 @@ pub fn ca_packages(cx: &mut Ctx) -> Result<Change> {
 /// 0644 root:root. Changed when any file changed: run [`ca_trust_updated`] then.
 pub fn ca_files(cx: &mut Ctx, certs: &[(String, String)]) -> Result<Change> {
     let plan = planned(cx.facts().os, certs)?;
-    let paths: Vec<&str> = plan.iter().map(|(p, _)| p.as_str()).collect();
+    let mut paths: Vec<&str> = plan.iter().map(|(p, _)| p.as_str()).collect();
+    // The bundle too: [`ca_bundle_rebuilt`] reads it next.
+    paths.push(layout(cx.facts().os).bundle);
     cx.prefetch(&paths)?;
     let mut c = Change::Unchanged;
     for (path, pem) in &plan {
@@ -143,13 +205,47 @@ pub fn ca_trust_updated(cx: &mut Ctx, changed: bool) -> Result<Change> {
     if !changed {
         return Ok(Change::Unchanged);
     }
-    let update = layout(cx.facts().os).update;
-    cx.apply(update)?;
+    let l = layout(cx.facts().os);
+    cx.apply_touching(l.update, &[l.bundle])?;
     cx.note_done_or_would(
-        format!("trust store rebuilt ({})", update.join(" ")),
-        format!("would rebuild the trust store ({})", update.join(" ")),
+        format!("trust store rebuilt ({})", l.update.join(" ")),
+        format!("would rebuild the trust store ({})", l.update.join(" ")),
     );
     Ok(Change::Changed)
+}
+
+/// The bundle applications read holds each of `certs`: rebuilt when a certificate file
+/// `changed` (as [`ca_trust_updated`]) or, when none did, when the bundle lacks one of them
+/// (read from the probe; named in the diff). After a rebuild the bundle is read again when
+/// next needed (`verify`'s check "ca bundle"); in check mode the cache holds what the rebuild
+/// would leave (the bundle and the certificates it lacked), for the steps after.
+pub fn ca_bundle_rebuilt(
+    cx: &mut Ctx,
+    certs: &[(String, String)],
+    changed: bool,
+) -> Result<Change> {
+    let bundle = layout(cx.facts().os).bundle;
+    let lacking = bundle_lacks(cx, certs)?;
+    if !changed {
+        if lacking.is_empty() {
+            return Ok(Change::Unchanged);
+        }
+        cx.note_change(format!("{bundle} lacks {}", lacking.join(", ")));
+    }
+    let mut after = match cx.file(bundle)? {
+        Some(f) if !f.is_dir => String::from_utf8_lossy(&f.content).into_owned(),
+        _ => String::new(),
+    };
+    let c = ca_trust_updated(cx, true)?;
+    if cx.check_mode() {
+        for (name, pem) in certs {
+            if lacking.contains(&name.as_str()) {
+                after.push_str(&normalized_pem(name, pem)?);
+            }
+        }
+        cx.known(bundle, &after);
+    }
+    Ok(c)
 }
 
 /// The three in one step: packages, files, and the trust store rebuilt when a file changed.
@@ -160,7 +256,7 @@ pub fn ca_certificates(cx: &mut Ctx, certs: &[(String, String)]) -> Result<Chang
     planned(cx.facts().os, certs)?;
     let mut c = ca_packages(cx)?;
     let files = ca_files(cx, certs)?;
-    c |= ca_trust_updated(cx, files.changed())?;
+    c |= ca_bundle_rebuilt(cx, certs, files.changed())?;
     Ok(c | files)
 }
 
@@ -215,6 +311,7 @@ mod tests {
         let (mut cx, rec) = Fixture::photon()
             .absent("/etc/ssl/certs/corp-root.pem")
             .file("/etc/ssl/certs/corp-issuing.pem", "old\n", 0o640)
+            .file(PKI_BUNDLE, OTHER, 0o644)
             .ctx(Mode::Apply);
         assert_eq!(ca_certificates(&mut cx, &certs()).unwrap(), Change::Changed);
         expect![[r#"
@@ -231,6 +328,14 @@ mod tests {
         );
     }
 
+    /// A bundle as `rehash_ca_certificates.sh` leaves it: another CA, then the operator's (its
+    /// lines wrapped differently: compared without line breaks).
+    const OTHER: &str = "-----BEGIN CERTIFICATE-----\nMIIDdzCCAl+gAwIBAgIEAgAAuTANBgkqhkiG9w0B\n-----END CERTIFICATE-----\n";
+
+    fn bundle_with(pem: &str) -> String {
+        format!("{OTHER}{}", pem.replace("MIIBszCCAVmg", "MIIBszCC\nAVmg"))
+    }
+
     #[test]
     fn photon_no_change() {
         let pem = normalized_pem("x", PEM).unwrap();
@@ -238,6 +343,7 @@ mod tests {
             .packages(&[("openssl-c_rehash", "3.0.16-2.ph5")])
             .file("/etc/ssl/certs/corp-root.pem", &pem, 0o644)
             .file("/etc/ssl/certs/corp-issuing.pem", &pem, 0o644)
+            .file(PKI_BUNDLE, &bundle_with(&pem), 0o644)
             .ctx(Mode::Apply);
         assert_eq!(
             ca_certificates(&mut cx, &certs()).unwrap(),
@@ -254,6 +360,7 @@ mod tests {
         let (mut cx, _rec) = Fixture::photon()
             .packages(&[("openssl-c_rehash", "3.0.16-2.ph5")])
             .file("/etc/ssl/certs/corp-root.pem", &pem, 0o640)
+            .file(PKI_BUNDLE, &bundle_with(&pem), 0o644)
             .ctx(Mode::Apply);
         assert_eq!(
             ca_certificates(&mut cx, &certs()[..1]).unwrap(),
@@ -273,7 +380,7 @@ mod tests {
         let (mut cx, rec) = Fixture::debian()
             .packages(&[("ca-certificates", "20230311")])
             .ctx(Mode::Check);
-        let reply = "\n@@np:none /usr/local/share/ca-certificates/corp-root.crt\n\n@@np:none /usr/local/share/ca-certificates/corp-issuing.crt\n\n@@np:end -\n";
+        let reply = "\n@@np:none /usr/local/share/ca-certificates/corp-root.crt\n\n@@np:none /usr/local/share/ca-certificates/corp-issuing.crt\n\n@@np:none /etc/ssl/certs/ca-certificates.crt\n\n@@np:end -\n";
         rec.reply(
             "sh -s",
             Output {
@@ -302,6 +409,7 @@ mod tests {
         let (mut cx, _rec) = Fixture::rhel()
             .packages(&[("ca-certificates", "2024.2.69_v8.0.303-91.4.el9_4")])
             .absent("/etc/pki/ca-trust/source/anchors/corp-root.pem")
+            .absent(PKI_BUNDLE)
             .ctx(Mode::Apply);
         assert_eq!(
             ca_certificates(&mut cx, &certs()[..1]).unwrap(),
@@ -328,5 +436,56 @@ mod tests {
             cx.actions().is_empty(),
             "validated before the package install"
         );
+    }
+
+    #[test]
+    fn pem_blocks_compared_without_line_breaks() {
+        let pem = normalized_pem("x", PEM).unwrap();
+        let certs = certs();
+        assert!(missing_from_bundle(&bundle_with(&pem), &certs).is_empty());
+        assert_eq!(
+            missing_from_bundle(OTHER, &certs),
+            ["corp-root.crt", "corp-issuing"]
+        );
+        assert_eq!(missing_from_bundle("", &certs[..1]), ["corp-root.crt"]);
+        assert_eq!(pem_blocks(&format!("{OTHER}\r\n{PEM}")).len(), 2);
+    }
+
+    /// A bundle rebuilt without the operator's CA (its file still there): rebuilt the
+    /// distribution's way, on each family.
+    #[test]
+    fn bundle_without_the_ca_rebuilt() {
+        let pem = normalized_pem("x", PEM).unwrap();
+        let one = &certs()[..1];
+        for (fixture, file, want) in [
+            (
+                Fixture::photon().packages(&[("openssl-c_rehash", "3.0.16-2.ph5")]),
+                "/etc/ssl/certs/corp-root.pem",
+                "run rehash_ca_certificates.sh",
+            ),
+            (
+                Fixture::debian().packages(&[("ca-certificates", "20230311")]),
+                "/usr/local/share/ca-certificates/corp-root.crt",
+                "run update-ca-certificates",
+            ),
+            (
+                Fixture::rhel().packages(&[("ca-certificates", "2024.2.69_v8.0.303-91.4.el9_4")]),
+                "/etc/pki/ca-trust/source/anchors/corp-root.pem",
+                "run update-ca-trust extract",
+            ),
+        ] {
+            let os = file;
+            let bundle = match file {
+                f if f.starts_with("/usr/local") => DEBIAN_BUNDLE,
+                _ => PKI_BUNDLE,
+            };
+            let (mut cx, _rec) = fixture
+                .file(file, &pem, 0o644)
+                .file(bundle, OTHER, 0o644)
+                .ctx(Mode::Apply);
+            assert_eq!(layout(cx.facts().os).bundle, bundle, "{os:?}");
+            assert_eq!(ca_certificates(&mut cx, one).unwrap(), Change::Changed);
+            assert_eq!(strings(&cx), [want], "{os:?}");
+        }
     }
 }

@@ -54,7 +54,7 @@ pub fn shim_binary(runtime_type: &str) -> Option<String> {
 fn runtime_packages(os: crate::facts::OsFamily) -> &'static [&'static str] {
     match os {
         crate::facts::OsFamily::Photon => &["containerd", "containerd-extras"],
-        _ => &["containerd"],
+        crate::facts::OsFamily::Debian | crate::facts::OsFamily::Rhel => &["containerd"],
     }
 }
 
@@ -587,8 +587,8 @@ version = 2
         cx.state_mut().units.insert(
             SERVICE.into(),
             crate::state::UnitState {
-                enablement: "enabled".into(),
-                active: "active".into(),
+                enablement: crate::state::Enablement::Enabled,
+                active: crate::state::ActiveState::Active,
             },
         );
         let _ = cx.take_units_stale();

@@ -12,8 +12,8 @@ pub const SYS_VENDOR: &str = "/sys/class/dmi/id/sys_vendor";
 /// What these tasks read (see [`crate::plan::Reads`]).
 pub const READS: Reads = Reads::files(&[SYS_VENDOR]).queries(&[&LIST]);
 
-/// The disk listing, asked in the probe.
-const LIST: [&str; 3] = ["sh", "-c", LIST_SCRIPT];
+/// The disk listing, asked in the probe (recorded hosts answer it in `State::answers`).
+pub const LIST: [&str; 3] = ["sh", "-c", LIST_SCRIPT];
 
 /// Lists the physical disks (`disk NAME`) and the by-id links (`id LINK TARGET`).
 const LIST_SCRIPT: &str = r#"export LC_ALL=C
@@ -73,14 +73,37 @@ pub fn missing_ids(d: &Disks, vmware: bool) -> Vec<String> {
         .collect()
 }
 
-/// Every disk has a stable id in `/dev/disk/by-id`. When one does not, fails with the fix:
-/// in a VMware VM with kind [`ErrorKind::Operator`] (only vCenter can set `disk.EnableUUID`,
-/// with the VM powered off: a warning the run goes on after, not a failure of the host),
-/// elsewhere with kind Invalid. Skipped inside a container (its disks belong to the
-/// container's host).
-pub fn stable_disk_ids(cx: &mut Ctx) -> Result<Change> {
+/// What [`disk_ids`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskIds {
+    /// Every disk has its id.
+    Stable,
+    /// Cannot be told here, and why.
+    Skipped(String),
+    /// Disks without an id: their names, the fix, and whether only someone outside the host
+    /// can apply it (a VMware VM's `disk.EnableUUID`).
+    Missing {
+        disks: Vec<String>,
+        fix: String,
+        operator: bool,
+    },
+}
+
+impl DiskIds {
+    /// What is wrong, without the fix.
+    pub fn reason(disks: &[String]) -> String {
+        format!(
+            "no stable id in /dev/disk/by-id for {} (Kubernetes storage needs them)",
+            disks.join(", ")
+        )
+    }
+}
+
+/// Whether every disk has a stable id in `/dev/disk/by-id` (read-only; shared by the step
+/// and `verify`). Skipped inside a container (its disks belong to the container's host).
+pub fn disk_ids(cx: &mut Ctx) -> Result<DiskIds> {
     if let Some(c) = &cx.facts().container {
-        return Ok(Change::Skipped(format!(
+        return Ok(DiskIds::Skipped(format!(
             "inside a container ({c}) the disks belong to the container's host"
         )));
     }
@@ -91,11 +114,11 @@ pub fn stable_disk_ids(cx: &mut Ctx) -> Result<Change> {
     let vmware = vendor.starts_with("VMware");
     let disks = parse_listing(&cx.query_once(&LIST)?);
     if disks.disks.is_empty() {
-        return Ok(Change::Skipped("no physical disk under /sys/block".into()));
+        return Ok(DiskIds::Skipped("no physical disk under /sys/block".into()));
     }
     let missing = missing_ids(&disks, vmware);
     if missing.is_empty() {
-        return Ok(Change::Unchanged);
+        return Ok(DiskIds::Stable);
     }
     let fix = if vmware {
         format!(
@@ -109,18 +132,38 @@ pub fn stable_disk_ids(cx: &mut Ctx) -> Result<Change> {
          disks) so that udev creates its /dev/disk/by-id link"
             .to_string()
     };
-    let kind = if vmware {
-        ErrorKind::Operator
-    } else {
-        ErrorKind::Invalid
-    };
-    Err(Error::new(
-        kind,
-        format!(
-            "no stable id in /dev/disk/by-id for {} (Kubernetes storage needs them): {fix}",
-            missing.join(", ")
-        ),
-    ))
+    Ok(DiskIds::Missing {
+        disks: missing,
+        fix,
+        operator: vmware,
+    })
+}
+
+/// Every disk has a stable id in `/dev/disk/by-id`. When one does not, fails with the fix:
+/// in a VMware VM with kind [`ErrorKind::Operator`] (only vCenter can set `disk.EnableUUID`,
+/// with the VM powered off: a warning the run goes on after, not a failure of the host),
+/// elsewhere with kind Invalid. Skipped inside a container (its disks belong to the
+/// container's host).
+pub fn stable_disk_ids(cx: &mut Ctx) -> Result<Change> {
+    match disk_ids(cx)? {
+        DiskIds::Stable => Ok(Change::Unchanged),
+        DiskIds::Skipped(why) => Ok(Change::Skipped(why)),
+        DiskIds::Missing {
+            disks,
+            fix,
+            operator,
+        } => {
+            let kind = if operator {
+                ErrorKind::Operator
+            } else {
+                ErrorKind::Invalid
+            };
+            Err(Error::new(
+                kind,
+                format!("{}: {fix}", DiskIds::reason(&disks)),
+            ))
+        }
+    }
 }
 
 #[cfg(test)]

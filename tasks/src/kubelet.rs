@@ -533,11 +533,7 @@ pub fn extra_args(cx: &mut Ctx, node_ip: &str) -> Result<Change> {
 
 /// The host's addresses, as the probe read them (none when it did not).
 pub fn host_addresses(cx: &Ctx) -> Vec<std::net::IpAddr> {
-    cx.state()
-        .facts
-        .get("addresses")
-        .map(|t| crate::state::parse_addresses(t))
-        .unwrap_or_default()
+    cx.state().facts.addresses.clone()
 }
 
 const NODE_IP_FLAG: &str = "--node-ip";
@@ -747,8 +743,8 @@ mod tests {
         cx.state_mut().units.insert(
             SERVICE.into(),
             crate::state::UnitState {
-                enablement: "enabled".into(),
-                active: "inactive".into(),
+                enablement: crate::state::Enablement::Enabled,
+                active: crate::state::ActiveState::Inactive,
             },
         );
         let _ = cx.take_units_stale();

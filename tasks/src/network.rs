@@ -30,6 +30,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::facts::OsFamily;
 use crate::file::{self, Perm};
 use crate::reads::Reads;
+use crate::state::{ActiveState, Enablement};
 use crate::systemd;
 
 pub const NETWORK_FILE: &str = "/etc/systemd/network/10-static-en.network";
@@ -272,10 +273,14 @@ pub fn network_applied(
     }
     net.validate()?;
     let unit = systemd::unit(cx, NETWORKD)?;
-    let running = unit.active == "active";
+    let running = unit.active == ActiveState::Active;
     let enabled = matches!(
-        unit.enablement.as_str(),
-        "enabled" | "enabled-runtime" | "static" | "alias" | "indirect"
+        unit.enablement,
+        Enablement::Enabled
+            | Enablement::EnabledRuntime
+            | Enablement::Static
+            | Enablement::Alias
+            | Enablement::Indirect
     );
     if !changed && running && enabled {
         return Ok(Change::Unchanged);
@@ -285,7 +290,7 @@ pub fn network_applied(
             "inside a container ({c}) the network belongs to the container runtime: {NETWORK_FILE} left for a real host"
         )));
     }
-    if unit.enablement.is_empty() {
+    if !unit.enablement.is_found() {
         return Err(Error::new(
             ErrorKind::Unsupported,
             "systemd-networkd is not installed on this host (RHEL-like hosts use NetworkManager): configure the address with nmcli, or set network.apply = false",
@@ -304,7 +309,7 @@ pub fn network_applied(
             )));
         }
     }
-    if systemd::unit(cx, "NetworkManager.service")?.active == "active" {
+    if systemd::unit(cx, "NetworkManager.service")?.active == ActiveState::Active {
         return Err(Error::invalid(
             "NetworkManager is running on this host: it and systemd-networkd would both manage the interface; configure it with nmcli, or set network.apply = false",
         ));

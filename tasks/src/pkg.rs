@@ -114,9 +114,9 @@ pub fn installed_with(cx: &mut Ctx, names: &[&str], flags: &[&str]) -> Result<Ch
 /// said (a progress line, a warning in the log) and leaves each step to install its own
 /// packages, the one that cannot be installed failing its step with the package manager's
 /// words.
-pub(crate) fn install_batch(cx: &mut Ctx, wanted: Vec<String>) {
+pub(crate) fn install_batch(cx: &mut Ctx, wanted: Vec<String>) -> Result<()> {
     if wanted.is_empty() {
-        return;
+        return Ok(());
     }
     let missing: Vec<String> = match cx.packages() {
         Ok(have) => wanted
@@ -128,25 +128,36 @@ pub(crate) fn install_batch(cx: &mut Ctx, wanted: Vec<String>) {
                 host = cx.host_name(),
                 "installed packages unknown ({e}): each step installs its own"
             );
-            return;
+            return Ok(());
         }
     };
     if missing.is_empty() {
-        return;
+        return Ok(());
     }
-    if let Err(e) = install_together(cx, &missing) {
-        tracing::warn!(
-            host = cx.host_name(),
-            "installing {} in one transaction failed; each step installs its own: {e}",
-            missing.join(" ")
-        );
-        cx.progress(format!(
-            "installing {} in one transaction failed; each step installs its own",
-            missing.join(" ")
-        ));
-        // What the failed transaction left is read again when next needed.
-        cx.packages_changed();
+    match install_together(cx, &missing) {
+        Ok(()) => Ok(()),
+        // Another run holds the host: no step would do better, the run ends here.
+        Err(e) if e.kind() == ErrorKind::Busy => Err(e),
+        Err(e) => {
+            fall_back(cx, &missing, &e);
+            Ok(())
+        }
     }
+}
+
+/// The one transaction failed: each step installs its own packages.
+fn fall_back(cx: &mut Ctx, missing: &[String], e: &Error) {
+    tracing::warn!(
+        host = cx.host_name(),
+        "installing {} in one transaction failed; each step installs its own: {e}",
+        missing.join(" ")
+    );
+    cx.progress(format!(
+        "installing {} in one transaction failed; each step installs its own",
+        missing.join(" ")
+    ));
+    // What the failed transaction left is read again when next needed.
+    cx.packages_changed();
 }
 
 /// `names` installed in one command, remembered for the steps that ask for them
@@ -154,6 +165,8 @@ pub(crate) fn install_batch(cx: &mut Ctx, wanted: Vec<String>) {
 /// each step then installs its own packages.
 fn install_together(cx: &mut Ctx, names: &[String]) -> Result<()> {
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    // The host's lock first: a host another run holds is said busy before anything else.
+    cx.take_lock()?;
     cx.progress(format!(
         "installing {} (the packages of every step, in one transaction)",
         names.join(" ")

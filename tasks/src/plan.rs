@@ -474,8 +474,16 @@ impl<'a> Plan<'a> {
             s.installs = None;
         }
         for i in 0..self.steps.len() {
-            if i == batch_at && !cx.check_mode() {
-                install_batch(cx, &mut self.steps[i..], sel);
+            if i == batch_at
+                && !cx.check_mode()
+                && let Err(e) = install_batch(cx, &mut self.steps[i..], sel)
+            {
+                // The host is busy (another run holds it): no step runs.
+                let left = self.steps[i..].iter().filter(|s| !sel.selects(&s.name));
+                return Ran {
+                    not_selected: not_selected + left.count(),
+                    error: Some(e),
+                };
             }
             let step = &mut self.steps[i];
             if !sel.selects(&step.name) {
@@ -527,7 +535,7 @@ fn name_key(name: &str) -> u64 {
 
 /// The packages the selected steps declare, in step order, installed in one transaction
 /// ([`crate::pkg::install_batch`]: those the host lacks).
-fn install_batch(cx: &mut Ctx, steps: &mut [Step], sel: &Selection) {
+fn install_batch(cx: &mut Ctx, steps: &mut [Step], sel: &Selection) -> Result<()> {
     let mut wanted: Vec<String> = Vec::new();
     for step in steps.iter_mut().filter(|s| sel.selects(&s.name)) {
         let Some(declared) = step.installs.take() else {
@@ -548,7 +556,7 @@ fn install_batch(cx: &mut Ctx, steps: &mut [Step], sel: &Selection) {
             ),
         }
     }
-    crate::pkg::install_batch(cx, wanted);
+    crate::pkg::install_batch(cx, wanted)
 }
 
 #[cfg(test)]
@@ -635,6 +643,42 @@ mod tests {
         );
         p.installs(runtime, crate::containerd::packages);
         p
+    }
+
+    /// Another run holds the host when the one transaction would install: busy at once,
+    /// before anything is said to be installing, no fallback to each step's own install, and
+    /// no step runs.
+    #[test]
+    fn a_busy_host_is_busy_at_once() {
+        use crate::ctx::{LockHolder, Options};
+        use crate::testing::Recorder;
+        use std::sync::{Arc, Mutex};
+        let f = Fixture::debian().packages(&[("kbd", "2.5.1-1")]);
+        let rec = Arc::new(Recorder::new("h"));
+        rec.reply(
+            "sh -s",
+            ok("\n@@np:lock busy\nnodeprep run by ops@elsewhere (pid 7, run x, started at unix time 1)\nsince today\n@@np:end -\n"),
+        );
+        let said = Arc::new(Mutex::new(Vec::new()));
+        let heard = said.clone();
+        let opts = Options {
+            lock: Some(LockHolder::this_run()),
+            sink: Some(Arc::new(move |e: &crate::Event| {
+                if let crate::Event::Progress { message, .. } = e {
+                    heard.lock().unwrap().push(message.clone());
+                }
+            })),
+            ..Options::default()
+        };
+        let mut cx = Ctx::with_state(Box::new(rec.clone()), f.facts, f.state, opts);
+        let ran = installing_plan().run(&mut cx, &Selection::default());
+        let e = ran.error.expect("busy");
+        assert_eq!(e.kind(), crate::error::ErrorKind::Busy, "{e}");
+        assert!(e.to_string().contains("ops@elsewhere"), "{e}");
+        let sent: Vec<String> = rec.commands().iter().map(|c| c.display()).collect();
+        assert_eq!(sent, ["sh -s"], "the lock asked for, nothing else");
+        assert_eq!(*said.lock().unwrap(), Vec::<String>::new());
+        assert!(cx.records().is_empty(), "a step ran");
     }
 
     fn outcomes(cx: &Ctx) -> Vec<(String, &'static str, Vec<String>)> {

@@ -70,30 +70,30 @@ pub const APT_SOURCES: [&str; 3] = [
 pub const RPM_KEY: &str = "/etc/pki/rpm-gpg/nodeprep-mirror.asc";
 pub const APT_KEY: &str = "/etc/apt/trusted.gpg.d/nodeprep-mirror.asc";
 
+/// Every file these tasks read: each family's repository files, then the mirror's keys.
+const FILES: [&str; PHOTON_REPO_FILES.len() + RHEL_REPO_FILES.len() + APT_SOURCES.len() + 2] = {
+    let parts: [&[&str]; 4] = [
+        &PHOTON_REPO_FILES,
+        &RHEL_REPO_FILES,
+        &APT_SOURCES,
+        &[RPM_KEY, APT_KEY],
+    ];
+    let mut out = [""; PHOTON_REPO_FILES.len() + RHEL_REPO_FILES.len() + APT_SOURCES.len() + 2];
+    let (mut at, mut part) = (0, 0);
+    while part < parts.len() {
+        let mut i = 0;
+        while i < parts[part].len() {
+            out[at] = parts[part][i];
+            at += 1;
+            i += 1;
+        }
+        part += 1;
+    }
+    out
+};
+
 /// What these tasks read (see [`crate::plan::Reads`]).
-pub const READS: Reads = Reads::files(&[
-    "/etc/yum.repos.d/photon.repo",
-    "/etc/yum.repos.d/photon-updates.repo",
-    "/etc/yum.repos.d/photon-release.repo",
-    "/etc/yum.repos.d/photon-extras.repo",
-    "/etc/yum.repos.d/photon-debuginfo.repo",
-    "/etc/yum.repos.d/photon-srpms.repo",
-    "/etc/yum.repos.d/rocky.repo",
-    "/etc/yum.repos.d/rocky-addons.repo",
-    "/etc/yum.repos.d/rocky-extras.repo",
-    "/etc/yum.repos.d/almalinux-baseos.repo",
-    "/etc/yum.repos.d/almalinux-appstream.repo",
-    "/etc/yum.repos.d/almalinux-extras.repo",
-    "/etc/yum.repos.d/almalinux-crb.repo",
-    "/etc/yum.repos.d/centos.repo",
-    "/etc/yum.repos.d/centos-addons.repo",
-    "/etc/yum.repos.d/oracle-linux-ol9.repo",
-    "/etc/apt/sources.list",
-    "/etc/apt/sources.list.d/debian.sources",
-    "/etc/apt/sources.list.d/ubuntu.sources",
-    RPM_KEY,
-    APT_KEY,
-]);
+pub const READS: Reads = Reads::files(&FILES);
 
 /// The mirrors of a host (`[packages]`, resolved for it).
 #[derive(Debug, Clone, Copy, Default)]
@@ -121,7 +121,7 @@ pub fn repositories(cx: &mut Ctx, m: &Mirrors) -> Result<Change> {
     };
     let none = match os {
         OsFamily::Debian => m.debian.is_none() && m.debian_security.is_none(),
-        _ => mirror.is_none(),
+        OsFamily::Photon | OsFamily::Rhel => mirror.is_none(),
     };
     if none && !os.uses_tdnf() {
         return Ok(Change::Skipped(
@@ -392,6 +392,20 @@ fn template_matches(template: &str, text: &str) -> bool {
 mod tests {
     use super::*;
     use crate::testing::Fixture;
+
+    /// The files read are every family's repository files and the keys, each once.
+    #[test]
+    fn reads_every_repository_file_and_key() {
+        let want: Vec<&str> = PHOTON_REPO_FILES
+            .iter()
+            .chain(&RHEL_REPO_FILES)
+            .chain(&APT_SOURCES)
+            .chain(&[RPM_KEY, APT_KEY])
+            .copied()
+            .collect();
+        assert_eq!(FILES.to_vec(), want);
+        assert_eq!(READS.files, &FILES[..]);
+    }
 
     const UPDATES: &str = include_str!("../tests/data/photon/photon-updates.repo");
 

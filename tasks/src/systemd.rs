@@ -3,7 +3,7 @@
 
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
-use crate::state::{self, UnitState};
+use crate::state::{self, ActiveState, Enablement, UnitState};
 
 /// `name` with `.service` appended when it has no unit suffix.
 pub fn unit_name(name: &str) -> String {
@@ -68,12 +68,17 @@ fn enable(cx: &mut Ctx, unit_name: &str) -> Result<bool> {
     require_systemd(cx)?;
     let u = unit(cx, unit_name)?;
     if matches!(
-        u.enablement.as_str(),
-        "enabled" | "enabled-runtime" | "static" | "alias" | "indirect" | "generated"
+        u.enablement,
+        Enablement::Enabled
+            | Enablement::EnabledRuntime
+            | Enablement::Static
+            | Enablement::Alias
+            | Enablement::Indirect
+            | Enablement::Generated
     ) {
         return Ok(false);
     }
-    if u.enablement == "masked" {
+    if u.enablement == Enablement::Masked {
         return Err(Error::new(
             ErrorKind::Invalid,
             format!("{unit_name} is masked; unmask it first (systemctl unmask {unit_name})"),
@@ -83,7 +88,7 @@ fn enable(cx: &mut Ctx, unit_name: &str) -> Result<bool> {
     cx.units_mut()
         .entry(unit_name.to_string())
         .or_default()
-        .enablement = "enabled".into();
+        .enablement = Enablement::Enabled;
     Ok(true)
 }
 
@@ -103,19 +108,19 @@ pub fn started(cx: &mut Ctx, name: &str) -> Result<Change> {
 /// `systemctl start` unless the unit is active; whether it ran.
 fn start(cx: &mut Ctx, unit_name: &str) -> Result<bool> {
     require_systemd(cx)?;
-    if unit(cx, unit_name)?.active == "active" {
+    if unit(cx, unit_name)?.active == ActiveState::Active {
         return Ok(false);
     }
     cx.apply(&["systemctl", "start", unit_name])?;
-    set_active(cx, unit_name, "active");
+    set_active(cx, unit_name, ActiveState::Active);
     Ok(true)
 }
 
-fn set_active(cx: &mut Ctx, unit_name: &str, state: &str) {
+fn set_active(cx: &mut Ctx, unit_name: &str, state: ActiveState) {
     cx.units_mut()
         .entry(unit_name.to_string())
         .or_default()
-        .active = state.into();
+        .active = state;
 }
 
 /// The service is enabled at boot and running; a running one is restarted when
@@ -124,7 +129,7 @@ fn set_active(cx: &mut Ctx, unit_name: &str, state: &str) {
 pub fn enabled_and_running(cx: &mut Ctx, name: &str, config_changed: bool) -> Result<Change> {
     let unit_name = unit_name(name);
     let enabled = enable(cx, &unit_name)?;
-    let running = unit(cx, &unit_name)?.active == "active";
+    let running = unit(cx, &unit_name)?.active == ActiveState::Active;
     let started = if !running {
         start(cx, &unit_name).map(|done| done.then_some(("started", "start")))
     } else if config_changed {
@@ -175,7 +180,7 @@ pub fn restarted(cx: &mut Ctx, name: &str) -> Result<Change> {
 fn restart(cx: &mut Ctx, unit_name: &str) -> Result<()> {
     require_systemd(cx)?;
     cx.apply(&["systemctl", "restart", unit_name])?;
-    set_active(cx, unit_name, "active");
+    set_active(cx, unit_name, ActiveState::Active);
     Ok(())
 }
 
@@ -184,7 +189,7 @@ pub fn reloaded(cx: &mut Ctx, name: &str) -> Result<Change> {
     require_systemd(cx)?;
     let unit_name = unit_name(name);
     cx.apply(&["systemctl", "reload-or-restart", &unit_name])?;
-    set_active(cx, &unit_name, "active");
+    set_active(cx, &unit_name, ActiveState::Active);
     cx.note_done_or_would(
         format!("reloaded {unit_name}"),
         format!("would reload {unit_name}"),
@@ -195,11 +200,11 @@ pub fn reloaded(cx: &mut Ctx, name: &str) -> Result<Change> {
 /// Whether the unit runs, asked now (`systemctl is-active`, one round trip): after a restart
 /// whose start condition is unmet, systemd exits 0 and leaves the unit inactive. The answer
 /// (`active`, `inactive`, `failed`...) is kept as the unit's state.
-pub fn active_now(cx: &mut Ctx, name: &str) -> Result<String> {
+pub fn active_now(cx: &mut Ctx, name: &str) -> Result<ActiveState> {
     let unit_name = unit_name(name);
     let out = cx.query(&["systemctl", "is-active", &unit_name])?;
-    let state = out.stdout_str().trim().to_string();
-    set_active(cx, &unit_name, &state);
+    let state = ActiveState::parse(&out.stdout_str());
+    set_active(cx, &unit_name, state.clone());
     Ok(state)
 }
 

@@ -18,6 +18,7 @@ use crate::facts::OsFamily;
 use crate::file;
 use crate::pkg;
 use crate::reads::Reads;
+use crate::state::ActiveState;
 use crate::systemd;
 
 pub const TIMESYNCD_CONF: &str = "/etc/systemd/timesyncd.conf";
@@ -199,7 +200,7 @@ fn container_reason(cx: &Ctx) -> Option<String> {
 /// is only enabled (it cannot run there: reported skipped when it is not running).
 pub fn timesync_enabled(cx: &mut Ctx) -> Result<Change> {
     let unit = service(cx.facts().os);
-    if systemd::unit(cx, unit)?.enablement.is_empty() && !cx.check_mode() {
+    if !systemd::unit(cx, unit)?.enablement.is_found() && !cx.check_mode() {
         // (In check mode the install planned by "time service installed" did not happen.)
         return Err(Error::new(
             ErrorKind::Unsupported,
@@ -210,7 +211,7 @@ pub fn timesync_enabled(cx: &mut Ctx) -> Result<Change> {
     }
     let enabled = systemd::enabled(cx, unit)?;
     if let Some(reason) = container_reason(cx) {
-        if systemd::unit(cx, unit)?.active == "active" {
+        if systemd::unit(cx, unit)?.active == ActiveState::Active {
             return Ok(enabled);
         }
         return Ok(enabled | Change::Skipped(reason));
@@ -234,15 +235,15 @@ pub fn timesync_restarted(cx: &mut Ctx, changed: bool) -> Result<Change> {
         return Ok(c);
     }
     let state = systemd::active_now(cx, unit)?;
-    if state == "active" {
+    if state == ActiveState::Active {
         return Ok(c);
     }
     Ok(Change::Skipped(format!(
         "{unit} is {} after its restart: a start condition of the unit is not met (see `systemctl status {unit}`)",
-        if state.is_empty() {
+        if state == ActiveState::Unknown {
             "not running"
         } else {
-            &state
+            state.as_str()
         }
     )))
 }

@@ -323,13 +323,21 @@ mod tests {
             cx.reboot_required(),
             Some("kernel 6.1.128-1.ph5-esx is installed, 6.1.10-11.ph5-esx is running")
         );
-        // Running the newest: nothing to say.
+        // Running the newest: nothing to say (the update itself went through, the kernels
+        // were read).
         let (mut cx, rec) = Fixture::photon().ctx(Mode::Apply);
+        rec.reply(PKGS_QUERY, reply(&after, 0));
         rec.reply(
             "sh -c 'uname -r",
             reply("6.1.128-1.ph5-esx\nlinux-esx 6.1.128-1.ph5 x86_64\n", 0),
         );
-        let _ = full_update(&mut cx);
+        assert!(full_update(&mut cx).unwrap().changed());
+        assert!(
+            rec.commands()
+                .iter()
+                .any(|c| c.display().contains("uname -r")),
+            "the kernels were not read"
+        );
         assert_eq!(cx.reboot_required(), None);
         // Check mode installs nothing and asks nothing of the kernels.
         let (mut cx, rec) = Fixture::photon().ctx(Mode::Check);

@@ -73,15 +73,17 @@ systemctl reload ssh.service",
     hash
 }
 
-/// The admin made on the console of a fresh install: in the sudo group (Debian's name for
-/// wheel, same rule: `%sudo ALL=(ALL:ALL) ALL`, its own password asked) with a password and no
-/// key; no sudoers rule says NOPASSWD. Returns the admin's hash, as /etc/shadow holds it.
+/// The admin made on the console of a fresh install: in the OS's sudo group (`sudo` on Debian,
+/// `wheel` on Photon, by the host's os-release; the same rule: its own password asked) with a
+/// password and no key; no sudoers rule says NOPASSWD. Returns the admin's hash, as
+/// /etc/shadow holds it.
 pub(crate) fn console_admin(lab: &Lab, host: &str) -> String {
+    let group = nodeprep_tests::os_family(lab, host).sudo_group();
     lab.sh(
         host,
         &format!(
             "set -e
-useradd -m -s /bin/bash -G sudo {ADMIN}
+useradd -m -s /bin/bash -G {group} {ADMIN}
 echo '{ADMIN}:{PASSWORD}' | chpasswd -c SHA512
 ! grep -rs NOPASSWD /etc/sudoers /etc/sudoers.d"
         ),
@@ -248,6 +250,7 @@ fn first_contact_with_a_password_then_keys_only() {
         String::from_utf8_lossy(&direct.stderr)
     );
     // --fresh: a new login, by key (the password run's connection is not reused).
+    let before = nodeprep_tests::snapshot(&lab, &inv, "k8s-worker", ADMIN_HOST);
     let (code, out, err) = run(
         &inv,
         &[&base[..], &only(STEPS), &["--json", "--fresh"]].concat(),
@@ -259,6 +262,10 @@ fn first_contact_with_a_password_then_keys_only() {
     let again = events(&out);
     assert_eq!(recap(&again, ADMIN_HOST)["changed"], 0, "{again:#?}");
     assert_eq!(recap(&again, ADMIN_HOST)["failed"], 0);
+    before.assert_same(
+        &nodeprep_tests::snapshot(&lab, &inv, "k8s-worker", ADMIN_HOST),
+        "second run",
+    );
 
     // A password still given once sudo asks none: taken in stride (sudo -n), in text and -vv.
     let (code, out, err) = run(
@@ -446,9 +453,14 @@ fn a_host_that_is_not_the_inventorys_is_refused_until_accepted() {
     );
 
     // Recognised by its machine-id from now on.
+    let before = nodeprep_tests::snapshot_of(&lab, REACHED, &inv, "k8s-worker", NAMED);
     let (code, events) = run_json_at(&inv, &args);
     assert_eq!(code, 0, "{events:#?}");
     assert_eq!(recap(&events, NAMED)["changed"], 0);
+    before.assert_same(
+        &nodeprep_tests::snapshot_of(&lab, REACHED, &inv, "k8s-worker", NAMED),
+        "second run",
+    );
 
     // Another name for the same machine is still refused.
     let other = inventory_naming(&lab, REACHED, "prdk8swok544", "other.toml", None);
@@ -513,4 +525,91 @@ fn local_mode_checks_this_machine_is_the_host_named() {
         lab.read_file(REACHED, "/etc/sysctl.d/99-kubernetes-cri.conf")
             .is_some()
     );
+}
+
+/// A machine refused by identity never receives sudo's password: the admin logs in by key,
+/// sudo asks its password, and a wrapper in front of sudo logs every call and what sudo is
+/// given on stdin. The refused run calls sudo not once (its identity was read as the login
+/// user); once the machine is accepted, the wrapper sees the password go to sudo (it would
+/// have seen it before the identity check, had the probe carried it).
+#[test]
+fn a_host_refused_by_identity_never_receives_the_sudo_password() {
+    let lab = lab(&[(REACHED, "k8s-worker")]);
+    console_admin(&lab, REACHED);
+    let pubkey = std::fs::read_to_string(lab.dir().join("id_ed25519.pub")).unwrap();
+    lab.sh(
+        REACHED,
+        &format!(
+            "set -e
+install -d -m 700 -o {ADMIN} -g {ADMIN} /home/{ADMIN}/.ssh
+echo '{}' > /home/{ADMIN}/.ssh/authorized_keys
+chown {ADMIN}: /home/{ADMIN}/.ssh/authorized_keys
+install -m 600 -o {ADMIN} /dev/null /var/log/sudo-calls.log
+cat > /usr/local/bin/sudo <<'W'
+#!/bin/sh
+log=/var/log/sudo-calls.log
+printf 'sudo %s\\n' \"$*\" >> $log
+case \" $* \" in *' -S '*) tee -a $log | /usr/bin/sudo \"$@\"; exit $? ;; esac
+exec /usr/bin/sudo \"$@\"
+W
+chmod 755 /usr/local/bin/sudo",
+            pubkey.trim()
+        ),
+    )
+    .unwrap();
+    let direct = ssh(&lab, REACHED, ADMIN, "command -v sudo; sudo -n true");
+    assert_eq!(
+        String::from_utf8_lossy(&direct.stdout).trim(),
+        "/usr/local/bin/sudo",
+        "the wrapper comes first on the admin's PATH"
+    );
+    assert!(!direct.status.success(), "sudo asks the admin's password");
+    lab.sh(REACHED, ": > /var/log/sudo-calls.log").unwrap();
+
+    let inv = inventory_naming(&lab, REACHED, NAMED, "sudo-identity.toml", None);
+    let text = std::fs::read_to_string(&inv).unwrap();
+    std::fs::write(
+        &inv,
+        text.replace("user = \"root\"", &format!("user = \"{ADMIN}\"")),
+    )
+    .unwrap();
+    let password_file = lab.dir().join("sudo-identity.password");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+    let pw = password_file.display().to_string();
+    let mut args = vec![
+        "run",
+        "k8s-worker",
+        "--host",
+        NAMED,
+        "--become-password-file",
+        &pw,
+    ];
+    args.extend(only(WORKER_STEPS));
+
+    let before = snapshot(&lab, REACHED);
+    for extra in [&[][..], &["--check"]] {
+        let (code, events) = run_json_at(&inv, &[&args[..], extra].concat());
+        assert_eq!(code, 6, "{events:#?}");
+        assert_eq!(host_error(&events, NAMED)["kind"], "identity");
+        let log = lab.read_file(REACHED, "/var/log/sudo-calls.log").unwrap();
+        assert!(
+            !log.contains(PASSWORD),
+            "the refused host received sudo's password: {log}"
+        );
+        assert_eq!(log, "", "sudo ran on the refused host");
+    }
+    assert_eq!(
+        snapshot(&lab, REACHED),
+        before,
+        "the refused host was touched"
+    );
+
+    // Accepted: now, and only now, sudo gets the password (the wrapper sees it).
+    let (code, events) = run_json_at(
+        &inv,
+        &[&args[..], &["--check", "--accept-new-identity"]].concat(),
+    );
+    assert_eq!(code, 5, "changes pending: {events:#?}");
+    let log = lab.read_file(REACHED, "/var/log/sudo-calls.log").unwrap();
+    assert!(log.contains(PASSWORD), "the wrapper saw no password: {log}");
 }

@@ -273,13 +273,7 @@ fn invalid_inventories_are_reported_with_file_host_field_and_line() {
             "{what}: the example no longer holds {from:?}"
         );
         let path = write(dir.path(), &text.replacen(from, to, 1));
-        let out = runner(&path)
-            .args(["inventory", "check"])
-            .assert()
-            .code(1)
-            .get_output()
-            .clone();
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let (_, stderr) = inventory_check(&path, 1);
         assert!(
             stderr.contains(&path.display().to_string()),
             "{what}: file not named:\n{stderr}"
@@ -443,6 +437,19 @@ fn run_refuses_placeholders_before_any_connection() {
 }
 
 /// The line (1-based) of the `n`th line of `text` that is exactly `line`.
+/// `inventory check` of the inventory at `path`, which must exit with `code`: its stdout and
+/// stderr.
+fn inventory_check(path: &Path, code: i32) -> (String, String) {
+    let out = runner(path)
+        .args(["inventory", "check"])
+        .assert()
+        .code(code)
+        .get_output()
+        .clone();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (text(&out.stdout), text(&out.stderr))
+}
+
 fn line_of(text: &str, line: &str, n: usize) -> usize {
     text.lines()
         .enumerate()
@@ -464,14 +471,7 @@ fn inventory_check_refuses_vars_of_the_wrong_type() {
         + "\n[hosts.prdk8swok511.vars.motd]\nnotice = 42\n\
            \n[hosts.prdk8swok512.vars]\nnode_exporter = { listen = 42 }\nmotd = { notice = [\"a\"] }\n";
     let path = write(dir.path(), &text);
-    let out = runner(&path)
-        .args(["inventory", "check"])
-        .assert()
-        .code(1)
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (stdout, stderr) = inventory_check(&path, 1);
     let file = path.display();
     assert!(stderr.contains("2 problems"), "{stderr}");
     let expected = [
@@ -502,13 +502,7 @@ fn inventory_check_refuses_vars_of_the_wrong_type() {
         "notice = { text = \"Authorised use only.\" }",
     );
     let path = write(dir.path(), &text);
-    let out = runner(&path)
-        .args(["inventory", "check"])
-        .assert()
-        .code(1)
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (_, stderr) = inventory_check(&path, 1);
     let line = line_of(&text, "notice = { text = \"Authorised use only.\" }", 0);
     assert!(stderr.contains("7 problems"), "{stderr}");
     for host in ["prdk8swok511", "prdinfhap501"] {
@@ -523,14 +517,8 @@ fn inventory_check_lists_unused_vars_keys() {
     let dir = tempfile::tempdir().unwrap();
     let text = example() + "\n[vars.node_exporter]\nlisten = \":9100\"\n";
     let path = write(dir.path(), &text);
-    let out = runner(&path)
-        .args(["inventory", "check"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("ok, 7 hosts"))
-        .get_output()
-        .clone();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (stdout, _) = inventory_check(&path, 0);
+    assert!(stdout.contains("ok, 7 hosts"), "{stdout}");
     let unused: Vec<&str> = stdout
         .lines()
         .filter(|l| l.contains("no registered playbook declares it"))

@@ -5,7 +5,7 @@
 //! host, and a second run that changes nothing. Where the state is the OS's own (package
 //! names, file layout, the sudo group), the host's facts say which.
 
-use nodeprep_tests::{Lab, Testbed, lab};
+use nodeprep_tests::{Lab, Snapshot, Testbed, lab};
 use serde_json::Value;
 use tasks::{OsFamily, kubelet, locale};
 use xtask::runner::EXIT_CHANGES_PENDING;
@@ -147,7 +147,15 @@ fn mini_cluster_converges_and_is_idempotent() {
         }
     }
 
-    // Second run: nothing changes anywhere.
+    // Second run: nothing changes anywhere, by the recap and on the hosts.
+    let inv = lab.write_inventory(xtask::dev::lab::LAB_SETTINGS).unwrap();
+    let taken = || -> Vec<Snapshot> {
+        HOSTS
+            .iter()
+            .map(|(n, role)| nodeprep_tests::snapshot(&lab, &inv, role, n))
+            .collect()
+    };
+    let before = taken();
     for (code, events) in run_roles(&lab, &[]) {
         assert_eq!(code, 0, "{events:#?}");
         for recap in events.iter().filter(|e| e["event"] == "recap") {
@@ -156,5 +164,8 @@ fn mini_cluster_converges_and_is_idempotent() {
                 "second run changed something: {events:#?}"
             );
         }
+    }
+    for (b, a) in before.iter().zip(taken()) {
+        b.assert_same(&a, "second run");
     }
 }

@@ -153,6 +153,26 @@ fn faults_are_reported_per_host_and_a_rerun_converges() {
     // The password never reached the output.
     let all = serde_json::to_string(&events).unwrap();
     assert!(!all.contains("not-a-secret") && !all.contains("nodeprepfaults"));
+    // Nor does it when the run is given it and sudo takes it: deploy's run goes through, and
+    // neither its output nor its command log (-vv) holds it.
+    let out = nodeprep_tests::runner(&inv)
+        .args(["run", "k8s-worker", "--host", SUDO_PASSWORD])
+        .args(STEPS.iter().flat_map(|s| ["--only", s]))
+        .args(["--password-env", "NP_TEST_DEPLOY_PW", "-vv"])
+        .env("NP_TEST_DEPLOY_PW", "not-a-secret")
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stderr.contains("DEBUG sent"), "no command log: {stderr}");
+    assert!(
+        !stdout.contains("not-a-secret") && !stderr.contains("not-a-secret"),
+        "the password leaked into the output"
+    );
 
     // Fix everything, the way the messages say.
     std::fs::write(lab.known_hosts(), &known).unwrap();
@@ -167,6 +187,13 @@ fn faults_are_reported_per_host_and_a_rerun_converges() {
     lab.sh(BAD_PKG, fix_pkg).unwrap();
     let (code, events) = run_json_at(&inv, &args());
     assert_eq!(code, 0, "after the fixes: {events:#?}");
+    let taken = || -> Vec<nodeprep_tests::Snapshot> {
+        hosts
+            .iter()
+            .map(|(h, _)| nodeprep_tests::snapshot(&lab, &inv, "k8s-worker", h))
+            .collect()
+    };
+    let before = taken();
     let (code, events) = run_json_at(&inv, &args());
     assert_eq!(code, 0);
     for (h, _) in &hosts {
@@ -175,6 +202,9 @@ fn faults_are_reported_per_host_and_a_rerun_converges() {
             0,
             "{h} still changes: {events:#?}"
         );
+    }
+    for (b, a) in before.iter().zip(taken()) {
+        b.assert_same(&a, "second run");
     }
 }
 
@@ -233,8 +263,40 @@ fn a_full_disk_leaves_the_old_file_whole() {
     );
 }
 
+/// Where a kill left the host, read at once after it (before the host side settles): a
+/// temporary file beside a target (a write under way), part of the run's files written and part
+/// not, none, or all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Landed {
+    MidWrite,
+    BetweenWrites,
+    BeforeAnyWrite,
+    AfterTheWrites,
+}
+
+/// A command on the host made slow by a wrapper earlier on PATH (`/usr/local/bin`): the write
+/// script's `sync` of its temporary file (see `tasks::ctx::write`) then takes a second, during
+/// which the temporary file stands beside its target. The product runs as it always does.
+const SLOW_SYNC: &str = "printf '#!/bin/sh\\nsleep 1\\nexec /bin/sync \"$@\"\\n' > /usr/local/bin/sync && chmod 755 /usr/local/bin/sync";
+
+/// The host's write scripts still running (a killed runner's last command finishing there):
+/// a process with an argument `nodeprep-write` (the pattern written so that it does not match
+/// this command itself).
+fn writes_running(lab: &Lab, host: &str) -> bool {
+    lab.sh(
+        host,
+        "for p in /proc/[0-9]*; do tr '\\0\\n' '  ' < $p/cmdline 2>/dev/null; echo; done | grep -c 'nodeprep[-]write' || true",
+    )
+    .unwrap()
+    .trim()
+        != "0"
+}
+
 #[test]
 fn a_runner_killed_at_any_moment_leaves_no_partial_file() {
+    use std::io::BufRead;
+    use std::sync::mpsc;
+
     let lab = lab(&[("killhost", "k8s-worker")]);
     let inv = lab.write_inventory("").unwrap();
     let kernel = [
@@ -249,24 +311,94 @@ fn a_runner_killed_at_any_moment_leaves_no_partial_file() {
     for s in kernel {
         argv.extend(["--only".into(), s.into()]);
     }
+    argv.push("--json".into());
     let sysctl = "/etc/sysctl.d/99-kubernetes-cri.conf";
     let modules = "/etc/modules-load.d/containerd.conf";
-    for (i, delay_ms) in [0u64, 40, 80, 120, 160, 200, 260, 320]
-        .into_iter()
-        .enumerate()
-    {
+    lab.sh("killhost", SLOW_SYNC).unwrap();
+    // Kills timed from the run's start, and from the event of a step that wrote (the next
+    // step's write then under way): the moment after it, and a few later.
+    let mut rounds: Vec<(Option<&str>, u64)> =
+        [0u64, 150, 400].into_iter().map(|ms| (None, ms)).collect();
+    for step in ["swap disabled in fstab", "kernel modules persisted"] {
+        for ms in [0u64, 100, 300, 700] {
+            rounds.push((Some(step), ms));
+        }
+    }
+    let mut landed = Vec::new();
+    for (i, (after_step, delay_ms)) in rounds.into_iter().enumerate() {
         // Start from scratch each time so that there is something to write.
         lab.sh("killhost", &format!("rm -f {sysctl} {modules}"))
             .unwrap();
-        let handle = duct::cmd(runner_bin(), &argv)
-            .stdout_null()
-            .stderr_null()
-            .unchecked()
-            .start()
-            .unwrap();
+        let child = std::sync::Arc::new(
+            duct::cmd(runner_bin(), &argv)
+                .env("NO_COLOR", "1")
+                .stderr_null()
+                .unchecked()
+                .reader()
+                .unwrap(),
+        );
+        let (tx, rx) = mpsc::channel::<Value>();
+        let reader = std::thread::spawn({
+            let child = child.clone();
+            move || {
+                for line in std::io::BufReader::new(&*child).lines() {
+                    let Ok(line) = line else { break };
+                    if let Ok(v) = serde_json::from_str(&line) {
+                        let _ = tx.send(v);
+                    }
+                }
+            }
+        });
+        if let Some(step) = after_step {
+            let seen = loop {
+                match rx.recv_timeout(Duration::from_secs(120)) {
+                    Ok(e) if e["event"] == "step" && e["step"] == step => break true,
+                    Ok(_) => {}
+                    Err(_) => break false,
+                }
+            };
+            assert!(seen, "round {i}: no event of step {step:?}");
+        }
         std::thread::sleep(Duration::from_millis(delay_ms));
-        handle.kill().unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        let finished = child.try_wait().unwrap().is_some();
+        child.kill().unwrap();
+        // The host as the kill left it, read at once.
+        let temps = lab.sh("killhost", "ls -a /etc/sysctl.d /etc/modules-load.d 2>/dev/null | grep -c '^.nodeprep' || true").unwrap();
+        let written = [modules, sysctl].map(|p| {
+            lab.sh("killhost", &format!("test -e {p} && echo yes || true"))
+                .unwrap()
+                .trim()
+                == "yes"
+        });
+        let where_ = if temps.trim() != "0" {
+            Landed::MidWrite
+        } else if written == [true, true] {
+            Landed::AfterTheWrites
+        } else if written == [false, false] {
+            Landed::BeforeAnyWrite
+        } else {
+            Landed::BetweenWrites
+        };
+        eprintln!(
+            "round {i}: killed {delay_ms} ms after {} (runner {}): {where_:?}, written {modules} {}, {sysctl} {}",
+            after_step.unwrap_or("the start"),
+            if finished { "had finished" } else { "running" },
+            written[0],
+            written[1],
+        );
+        landed.push(where_);
+        drop(rx);
+        reader.join().unwrap();
+        // Once the host's side of the killed run is over: whole files or none, and no
+        // temporary file.
+        let start = std::time::Instant::now();
+        while writes_running(&lab, "killhost") {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "round {i}: a write still running"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
         for (path, must_hold) in [
             (sysctl, "net.bridge.bridge-nf-call-ip6tables = 1\n"),
             (modules, "br_netfilter\n"),
@@ -281,11 +413,22 @@ fn a_runner_killed_at_any_moment_leaves_no_partial_file() {
         let temps = lab.sh("killhost", "ls -a /etc /etc/sysctl.d /etc/modules-load.d 2>/dev/null | grep -c '^.nodeprep' || true").unwrap();
         assert_eq!(temps.trim(), "0", "round {i}: temporary file left");
     }
+    // Some kills landed in the middle of the run's changes, not only before or after them.
+    let mid_write = landed.iter().filter(|l| **l == Landed::MidWrite).count();
+    eprintln!("kills: {landed:?}; {mid_write} mid-write");
+    assert!(mid_write >= 2, "no kill landed mid-write: {landed:?}");
+
     // Whatever the kills left, a run converges and the next changes nothing.
-    let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+    lab.sh("killhost", "rm /usr/local/bin/sync").unwrap();
+    let args: Vec<&str> = argv
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "--json")
+        .collect();
     let (code, events) = run_json_at(&inv, &args);
     assert_eq!(code, 0, "{events:#?}");
-    let (_, events) = run_json_at(&inv, &args);
+    let (code, events) = run_json_at(&inv, &args);
+    assert_eq!(code, 0, "{events:#?}");
     let r = events.iter().find(|e| e["event"] == "recap").unwrap();
     assert_eq!(r["changed"], 0, "{events:#?}");
 }

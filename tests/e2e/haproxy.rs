@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use nodeprep_tests::{Lab, Testbed, lab};
+use nodeprep_tests::{Lab, Testbed, lab, snapshot};
 use serde_json::Value;
 use tasks::host::Docker;
 use tasks::{Ctx, ErrorKind, Options, haproxy};
@@ -217,11 +217,56 @@ fn haproxy_balances_the_api_and_ingress() {
         );
     }
 
-    // Second run: nothing changes, haproxy is not reloaded.
+    // Second run: nothing changes, haproxy is not reloaded (a reload keeps the master's pid and
+    // the unit's invocation but replaces the workers: their pids say, as a reload by hand
+    // shows first).
+    let pids = haproxy_pids(&lab);
+    lab.sh(LB, "systemctl reload haproxy").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || haproxy_pids(&lab) != pids),
+        "a reload left haproxy's processes as they were: {pids}"
+    );
+    let pids = haproxy_pids(&lab);
+    let before = snapshot(&lab, &inv, "haproxy", LB);
+    assert!(
+        before
+            .entry("unit haproxy")
+            .or(before.entry("unit haproxy.service"))
+            .is_some_and(|u| u.contains("ActiveState=active")),
+        "haproxy's unit not in the snapshot: {:?}",
+        before.keys().collect::<Vec<_>>()
+    );
     let (code, events) = run_haproxy(&inv);
     assert_eq!(code, 0, "{events:#?}");
     let recap = events.iter().find(|e| e["event"] == "recap").unwrap();
     assert_eq!(recap["changed"], 0, "{events:#?}");
+    before.assert_same(&snapshot(&lab, &inv, "haproxy", LB), "second run");
+    assert_eq!(
+        haproxy_pids(&lab),
+        pids,
+        "haproxy was reloaded or restarted"
+    );
+}
+
+/// The pids of haproxy's processes on the balancer (master and workers), sorted.
+fn haproxy_pids(lab: &Lab) -> String {
+    lab.sh(
+        LB,
+        "for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = haproxy ] && echo ${p#/proc/}; done | sort -n",
+    )
+    .unwrap()
+}
+
+/// Polls `done` every 200 ms until it holds or `limit` passes.
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
 }
 
 #[test]
@@ -259,8 +304,16 @@ fn a_rejected_config_never_goes_live() {
     assert_eq!(https_who(&lab, LB), want);
 
     // The runner afterwards finds the live file as it wants it: nothing changes.
+    let before = snapshot(&lab, &inv, "haproxy", LB);
+    let pids = haproxy_pids(&lab);
     let (code, events) = run_haproxy(&inv);
     assert_eq!(code, 0, "{events:#?}");
     let recap = events.iter().find(|e| e["event"] == "recap").unwrap();
     assert_eq!(recap["changed"], 0, "{events:#?}");
+    before.assert_same(&snapshot(&lab, &inv, "haproxy", LB), "second run");
+    assert_eq!(
+        haproxy_pids(&lab),
+        pids,
+        "haproxy was reloaded or restarted"
+    );
 }

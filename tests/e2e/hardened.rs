@@ -135,8 +135,16 @@ fn first_contact_by_password_converges_then_keys_only_changes_nothing() {
 
     // First contact: the password, for ssh and sudo.
     let pw = password_file(&lab);
-    let (code, out, err) = run(&inv, &[&base[..], &["--password-file", &pw]].concat(), &[]);
+    let (code, out, err) = run(
+        &inv,
+        &[&base[..], &["--password-file", &pw, "-vv"]].concat(),
+        &[],
+    );
     assert_eq!(code, 0, "{out}\n{err}");
+    // The run that had the password (for ssh and sudo) holds it nowhere in its output or its
+    // command log.
+    assert!(err.contains("DEBUG sent"), "no command log: {err}");
+    assert!(!out.contains(PASSWORD) && !err.contains(PASSWORD));
     let first = events(&out);
     assert_eq!(recap(&first, HOST)["failed"], 0, "{first:#?}");
     for step in [
@@ -202,11 +210,16 @@ fn first_contact_by_password_converges_then_keys_only_changes_nothing() {
         "{}",
         String::from_utf8_lossy(&direct.stderr)
     );
+    let before = nodeprep_tests::snapshot(&lab, &inv, "k8s-worker", HOST);
     let (code, out, err) = run(&inv, &[&base[..], &["--fresh"]].concat(), &[]);
     assert_eq!(code, 0, "{out}\n{err}");
     let again = events(&out);
     assert_eq!(recap(&again, HOST)["changed"], 0, "{again:#?}");
     assert_eq!(recap(&again, HOST)["failed"], 0, "{again:#?}");
+    before.assert_same(
+        &nodeprep_tests::snapshot(&lab, &inv, "k8s-worker", HOST),
+        "second run",
+    );
     assert!(!out.contains(PASSWORD) && !err.contains(PASSWORD));
 }
 
@@ -408,4 +421,68 @@ fn a_container_reached_under_another_hosts_name_is_refused() {
         before,
         "the refused host was touched"
     );
+}
+
+const CALICO_NODE: &str = "prdk8swok556";
+
+/// Calico on a host whose `/etc/protocols` names protocol 4 as IANA does (`ipv4`, as Photon's
+/// iana-etc file; the image's, see `xtask::dev::image::hardened::PROTOCOL_4`): iptables lists
+/// the IP-in-IP rule by that name, the firewall reads it back as protocol 4, so the second run
+/// changes nothing and `run --check` finds no drift.
+#[test]
+fn calico_converges_where_protocol_4_is_named_ipv4() {
+    let lab = hardened_lab(&[(CALICO_NODE, "k8s-worker")]);
+    xtask::dev::lab::install_kube_standins(&lab).unwrap();
+    let protocols = lab.read_file(CALICO_NODE, "/etc/protocols").unwrap();
+    assert!(
+        protocols.lines().any(|l| l.starts_with("ipv4\t4\t"))
+            && !protocols.lines().any(|l| l.starts_with("ipencap")),
+        "the image's /etc/protocols:\n{protocols}"
+    );
+    let hash = console_admin(&lab, CALICO_NODE);
+    let inv = admin_inventory(
+        &lab,
+        &format!(
+            "[admin]\nname = \"{ADMIN}\"\npassword_hash = \"{hash}\"\n\n\
+             [kubernetes]\nsource = \"present\"\ncni = \"calico\"\n"
+        ),
+    );
+    let pw = password_file(&lab);
+    let base = [
+        "run",
+        "k8s-worker",
+        "--host",
+        CALICO_NODE,
+        "--json",
+        "--password-file",
+        &pw,
+    ];
+
+    let (code, out, err) = run(&inv, &base, &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let first = events(&out);
+    assert_eq!(outcome(&first, "firewall ports"), "changed", "{first:#?}");
+    // iptables names protocol 4 through the host's file: the rule it lists is `-p ipv4`.
+    let live = lab.sh(CALICO_NODE, "iptables -S INPUT").unwrap();
+    assert!(
+        live.lines().any(|l| l == "-A INPUT -p ipv4 -j ACCEPT"),
+        "{live}"
+    );
+    let saved = lab
+        .read_file(CALICO_NODE, "/etc/iptables/rules.v4")
+        .unwrap();
+    assert!(
+        saved.lines().any(|l| l == "-A INPUT -p 4 -j ACCEPT"),
+        "{saved}"
+    );
+
+    let (code, out, err) = run(&inv, &base, &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let again = events(&out);
+    assert_eq!(recap(&again, CALICO_NODE)["changed"], 0, "{again:#?}");
+    let live_again = lab.sh(CALICO_NODE, "iptables -S INPUT").unwrap();
+    assert_eq!(live_again, live, "a rule was added again");
+
+    let (code, out, err) = run(&inv, &[&base[..], &["--check"]].concat(), &[]);
+    assert_eq!(code, 0, "run --check: {out}\n{err}");
 }

@@ -341,7 +341,6 @@ fn a_command_that_never_returns_meets_the_time_limit() {
 /// Escape sequences in a file's text reach the terminal escaped in a text `--diff`: a user's
 /// `authorized_keys` holding a terminal title sequence and a screen clear.
 #[test]
-#[ignore = "needs control characters escaped in the text printer (runner/print.rs), done apart"]
 fn escape_sequences_in_a_diff_are_printed_harmlessly() {
     let lab = lab(&[(HOST, "k8s-worker")]);
     admin_with_home(&lab, HOST);

@@ -1,5 +1,6 @@
 //! End-to-end tests.
 mod access;
+mod ca;
 mod cli;
 mod cli_lab;
 mod cluster;
@@ -10,9 +11,11 @@ mod haproxy;
 mod hardened;
 mod hostile;
 mod lab_smoke;
+mod names;
 mod os;
 mod own_crate;
 mod persist;
+mod proxy;
 mod security;
 mod takeover;
 mod verify;

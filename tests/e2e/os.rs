@@ -3,16 +3,11 @@
 //! answer depends on the OS asks this rather than assuming one.
 
 use nodeprep_tests::{Lab, Testbed};
-use tasks::{Facts, OsFamily};
+use tasks::OsFamily;
 
 /// The OS family of lab host `host`.
 pub fn family(lab: &Lab, host: &str) -> OsFamily {
-    let text = lab
-        .read_file(host, "/etc/os-release")
-        .unwrap_or_else(|| panic!("{host}: no /etc/os-release"));
-    Facts::from_os_release(&text)
-        .unwrap_or_else(|e| panic!("{host}: {e}"))
-        .os
+    nodeprep_tests::os_family(lab, host)
 }
 
 /// Package `name` is installed on `host`, by its package database (dpkg on Debian, rpm on
@@ -31,12 +26,7 @@ pub fn installed(lab: &Lab, host: &str, name: &str) -> bool {
 }
 
 /// A shell command listing every installed package with its version, sorted (for snapshots).
-pub fn package_list(os: OsFamily) -> &'static str {
-    match os {
-        OsFamily::Debian => "dpkg-query -W | sort",
-        OsFamily::Photon | OsFamily::Rhel => "rpm -qa | sort",
-    }
-}
+pub use nodeprep_tests::package_list;
 
 /// The command that installs `packages`, quietly, with the host's package manager (for a test
 /// putting a host in shape by hand).

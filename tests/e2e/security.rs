@@ -3,7 +3,7 @@
 //! log their arguments). Inventory values carrying shell syntax are refused; arguments that
 //! do reach a host are quoted so that no unintended command runs.
 
-use nodeprep_tests::{Testbed, lab, runner, workspace_dir};
+use nodeprep_tests::{Testbed, lab, runner, worker_only, workspace_dir};
 
 const HOST: &str = "prdk8swok512";
 const HASH: &str = "$6$nodeprepdemo$wk44XuU7o9MhcvILKmVk55VnCYVIH.At4AbdPsvCzM6R6zZGO6xjQv0aPOQDJVwWGFwJ9hh32qddZeWox1cQx/";
@@ -169,4 +169,46 @@ fn arguments_reaching_a_host_are_quoted() {
         .sh(HOST, "ls /tmp /root | grep -c '^p[0-9]$' || true")
         .unwrap();
     assert_eq!(ran.trim(), "0", "an injected command ran");
+}
+
+/// A file on the host holding terminal escape sequences (clear the screen, retitle the
+/// window, ring the bell, rewrite the line): its diff reaches the text output escaped
+/// (`\x1b[2J` as text, no raw ESC, BEL or CR anywhere in stdout), line breaks kept; the JSON
+/// output carries the same bytes, escaped by JSON.
+#[test]
+fn escape_sequences_in_a_file_diff_are_printed_harmlessly() {
+    let lab = lab(&[(HOST, "k8s-worker")]);
+    let inv = lab.write_inventory("").unwrap();
+    let path = "/etc/sysctl.d/99-kubernetes-cri.conf";
+    lab.sh(
+        HOST,
+        &format!("printf 'net.ipv4.ip_forward = 0\\033[2J\\033]0;pwned\\007\\n# \\033[31mred\\rover\\n' > {path}"),
+    )
+    .unwrap();
+    let mut args = worker_only("run", HOST, &["sysctl persisted"]);
+    args.extend(["--check", "--diff"]);
+    let out = runner(&inv).args(&args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(xtask::runner::EXIT_CHANGES_PENDING)),
+        "{stdout}"
+    );
+    for raw in ['\x1b', '\x07', '\r'] {
+        assert!(
+            !stdout.contains(raw),
+            "a raw {raw:?} reached the terminal: {stdout:?}"
+        );
+    }
+    assert!(
+        stdout.contains("-net.ipv4.ip_forward = 0\\x1b[2J\\x1b]0;pwned\\x07")
+            && stdout.contains("-# \\x1b[31mred\\r"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("+net."), "{stdout}");
+
+    let out = runner(&inv).args(&args).arg("--json").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains('\x1b'), "{stdout:?}");
+    assert!(stdout.contains("\\u001b[2J"), "{stdout}");
 }

@@ -4,11 +4,14 @@
 //! runner, over ssh, on a fresh lab container: the install goes through, each file is edited
 //! (a key nodeprep does not manage survives, and the old file is backed up), and a second run
 //! changes nothing. Also Debian's /etc/sysctl.conf edited by hand: it gives way to nodeprep's
-//! sysctl file.
+//! sysctl file. The package database and kubelet's file are the host's OS's (dpkg and
+//! /etc/default/kubelet on Debian, rpm and /etc/sysconfig/kubelet on Photon).
 
-use nodeprep_tests::{Testbed, lab, outcome};
+use nodeprep_tests::{Testbed, lab, outcome, snapshot, worker_only};
 use serde_json::Value;
+use tasks::kubelet;
 
+use crate::os;
 use crate::worker::run_json_with;
 
 const HOST: &str = "prdk8swok512";
@@ -41,7 +44,11 @@ SystemdCgroup = true
 "#;
 const DAEMON_JSON: &str =
     "{\"log-driver\": \"journald\", \"registry-mirrors\": [\"https://mirror.example.lan\"]}\n";
-const KUBELET: &str = "KUBELET_EXTRA_ARGS=\"--node-ip=10.0.5.58\"\n";
+/// The operator's kubelet flags: a node IP that is an address of the host (its address on the
+/// lab's network, a second interface as far as the inventory knows), which nodeprep keeps.
+fn kubelet_args(node_ip: &str) -> String {
+    format!("KUBELET_EXTRA_ARGS=\"--node-ip={node_ip}\"\n")
+}
 
 fn run(lab: &nodeprep_tests::Lab) -> (i32, Vec<Value>) {
     let mut args = vec!["run", "k8s-worker", "--host", HOST];
@@ -54,10 +61,14 @@ fn run(lab: &nodeprep_tests::Lab) -> (i32, Vec<Value>) {
 #[test]
 fn hand_written_files_taken_over() {
     let lab = lab(&[(HOST, "k8s-worker")]);
+    let os = os::family(&lab, HOST);
+    let kubelet_file = kubelet::extra_args_file(os);
+    let node_ip = lab.ip(HOST).to_string();
+    let kubelet_text = kubelet_args(&node_ip);
     for (path, text) in [
         ("/etc/containerd/config.toml", CONTAINERD),
         ("/etc/docker/daemon.json", DAEMON_JSON),
-        ("/etc/default/kubelet", KUBELET),
+        (kubelet_file, kubelet_text.as_str()),
     ] {
         let dir = path.rsplit_once('/').unwrap().0;
         lab.sh(
@@ -67,9 +78,7 @@ fn hand_written_files_taken_over() {
         .unwrap();
     }
     assert!(
-        lab.sh(HOST, "dpkg-query -W containerd 2>/dev/null || true")
-            .unwrap()
-            .is_empty(),
+        !os::installed(&lab, HOST, "containerd"),
         "containerd must not be installed before the run"
     );
 
@@ -83,17 +92,21 @@ fn hand_written_files_taken_over() {
     ] {
         assert_eq!(outcome(&events, step), "changed", "{step}: {events:#?}");
     }
-    // Installed and configured: dpkg kept the hand-written file, the package's copy beside it.
-    assert_eq!(
-        lab.sh(HOST, "dpkg-query -W -f '${db:Status-Abbrev}' containerd")
-            .unwrap(),
-        "ii "
-    );
-    assert!(
-        lab.read_file(HOST, "/etc/containerd/config.toml.dpkg-dist")
-            .is_some(),
-        "the package's config.toml was not set aside"
-    );
+    // Installed and configured. On Debian dpkg kept the hand-written file, the package's copy
+    // beside it (rpm's `.rpmnew` is the package's own choice: not asked of Photon's).
+    assert!(os::installed(&lab, HOST, "containerd"), "containerd");
+    if os.uses_apt() {
+        assert_eq!(
+            lab.sh(HOST, "dpkg-query -W -f '${db:Status-Abbrev}' containerd")
+                .unwrap(),
+            "ii "
+        );
+        assert!(
+            lab.read_file(HOST, "/etc/containerd/config.toml.dpkg-dist")
+                .is_some(),
+            "the package's config.toml was not set aside"
+        );
+    }
 
     // Edited, not replaced: the operator's settings are there, nodeprep's too.
     let config = lab.read_file(HOST, "/etc/containerd/config.toml").unwrap();
@@ -121,14 +134,21 @@ fn hand_written_files_taken_over() {
         serde_json::json!(["native.cgroupdriver=systemd"])
     );
     assert_eq!(
-        lab.read_file(HOST, "/etc/default/kubelet").unwrap(),
-        "KUBELET_EXTRA_ARGS=\"--node-ip=10.0.5.58 --cgroup-driver=systemd\"\n"
+        lab.read_file(HOST, kubelet_file).unwrap(),
+        format!("KUBELET_EXTRA_ARGS=\"--node-ip={node_ip} --cgroup-driver=systemd\"\n")
     );
     // The hand-written versions were kept as backups.
     let backups = lab
         .sh(
             HOST,
-            "cd /var/backups/nodeprep && ls etc/containerd etc/docker etc/default",
+            &format!(
+                "cd /var/backups/nodeprep && ls etc/containerd etc/docker {}",
+                kubelet_file
+                    .trim_start_matches('/')
+                    .rsplit_once('/')
+                    .unwrap()
+                    .0
+            ),
         )
         .unwrap();
     for name in ["config.toml.", "daemon.json.", "kubelet."] {
@@ -142,7 +162,9 @@ fn hand_written_files_taken_over() {
         .unwrap();
     assert_eq!(kept, CONTAINERD);
 
-    // A second run changes nothing.
+    // A second run changes nothing, by the recap and on the host.
+    let inv = lab.write_inventory(SETTINGS).unwrap();
+    let before = snapshot(&lab, &inv, "k8s-worker", HOST);
     let (code, events) = run(&lab);
     assert_eq!(code, 0, "{events:#?}");
     let recap = events
@@ -154,6 +176,7 @@ fn hand_written_files_taken_over() {
         "second run changed something: {events:#?}"
     );
     assert_eq!(recap["failed"], 0);
+    before.assert_same(&snapshot(&lab, &inv, "k8s-worker", HOST), "second run");
 }
 
 /// The detail of step or check `name` in a run's events (its error, or the reason of a skip).
@@ -176,6 +199,10 @@ fn sysctl_conf_written_by_hand_gives_way() {
     lab.sh(HOST, "echo 'net.ipv4.ip_forward=0' >> /etc/sysctl.conf")
         .unwrap();
     let inv = lab.write_inventory(SETTINGS).unwrap();
+    // Debian reads /etc/sysctl.conf at boot through a link in /etc/sysctl.d; whatever the OS
+    // has there is left as it was.
+    let link = "readlink /etc/sysctl.d/99-sysctl.conf || true";
+    let link_before = lab.sh(HOST, link).unwrap();
     let check = "sysctl net.ipv4.ip_forward";
     let verify = || {
         crate::worker::run_json_at(
@@ -189,19 +216,8 @@ fn sysctl_conf_written_by_hand_gives_way() {
         "{events:#?}"
     );
 
-    let persisted = || {
-        crate::worker::run_json_at(
-            &inv,
-            &[
-                "run",
-                "k8s-worker",
-                "--host",
-                HOST,
-                "--only",
-                "sysctl persisted",
-            ],
-        )
-    };
+    let persisted =
+        || crate::worker::run_json_at(&inv, &worker_only("run", HOST, &["sysctl persisted"]));
     let (code, events) = persisted();
     assert_eq!(code, 0, "{events:#?}");
     assert_eq!(outcome(&events, "sysctl persisted"), "changed");
@@ -213,11 +229,10 @@ fn sysctl_conf_written_by_hand_gives_way() {
         ),
         "{conf}"
     );
-    assert_eq!(
-        lab.sh(HOST, "readlink /etc/sysctl.d/99-sysctl.conf")
-            .unwrap(),
-        "../sysctl.conf\n"
-    );
+    assert_eq!(lab.sh(HOST, link).unwrap(), link_before);
+    if os::family(&lab, HOST).uses_apt() {
+        assert_eq!(link_before, "../sysctl.conf\n");
+    }
     assert!(
         lab.sh(HOST, "ls /var/backups/nodeprep/etc/")
             .unwrap()

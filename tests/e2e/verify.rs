@@ -19,7 +19,7 @@ const W2: &str = "prdk8swok502";
 const MASTER: &str = "prdk8smst501";
 
 /// A worker's checks, in the order they run.
-const WORKER_CHECKS: [&str; 12] = [
+const WORKER_CHECKS: [&str; 16] = [
     "swap off",
     "module overlay",
     "module br_netfilter",
@@ -28,8 +28,12 @@ const WORKER_CHECKS: [&str; 12] = [
     "sysctl net.bridge.bridge-nf-call-ip6tables",
     "cgroup driver",
     "binaries",
+    "runc shim",
+    "kubelet node ip",
+    "disk ids",
     "ports free",
     "hostname",
+    "node name resolves",
     "clock synchronized",
     "clock skew",
 ];
@@ -127,7 +131,7 @@ fn verify_fails_what_is_wrong_and_passes_once_fixed() {
             .iter()
             .filter(|e| e["event"] == "step" && e["host"] == host)
             .count();
-        assert_eq!(steps, 16, "{host}: {events:#?}");
+        assert_eq!(steps, 20, "{host}: {events:#?}");
         // What a fresh lab container lacks: kubeadm's binaries, containerd's systemd driver.
         assert_failed(
             &events,
@@ -147,6 +151,20 @@ fn verify_fails_what_is_wrong_and_passes_once_fixed() {
             "unique machine-id",
             &format!("/etc/machine-id {} is also", id.trim()),
         );
+        // Nor the runc shim, kubelet's node IP, the name at the cluster address (docker's
+        // /etc/hosts names the container at its address on the lab's network; the inventory
+        // reaches it at 127.0.0.1).
+        assert_failed(&events, host, "runc shim", "containerd-shim-runc-v2");
+        assert_failed(&events, host, "kubelet node ip", "sets no --node-ip");
+        assert_failed(
+            &events,
+            host,
+            "node name resolves",
+            "not to its cluster address 127.0.0.1",
+        );
+        // The disks belong to the machine running the containers.
+        let (outcome, why) = result(&events, host, "disk ids");
+        assert_eq!(outcome, "skipped", "{why}");
         assert_ok(&events, host, "unique hostname");
         assert_ok(&events, host, "unique address");
         assert_ok(&events, host, "clock skew");
@@ -194,8 +212,8 @@ fn verify_fails_what_is_wrong_and_passes_once_fixed() {
         "{text}"
     );
 
-    // Fix it all: nodeprep's own steps for containerd's config and kubelet's flags, the rest
-    // by hand.
+    // Fix it all: nodeprep's own steps for containerd (its package holds the shim), its
+    // config, kubelet's flags and the name, the rest by hand.
     lab.sh(
         W1,
         "sed -i 's|^/swapfile|# /swapfile|' /etc/fstab && hostname prdk8swok501",
@@ -235,9 +253,13 @@ fn verify_fails_what_is_wrong_and_passes_once_fixed() {
             "--role",
             "k8s-worker",
             "--only",
+            "containerd installed",
+            "--only",
             "containerd config",
             "--only",
             "kubelet extra args",
+            "--only",
+            "name resolves",
         ],
     );
     assert_eq!(code, 0, "{events:#?}");
@@ -251,7 +273,9 @@ fn verify_fails_what_is_wrong_and_passes_once_fixed() {
         for check in WORKER_CHECKS
             .iter()
             .chain(&tasks::verify::FLEET_CHECKS)
-            .filter(|c| !HOST_MACHINE_CHECKS.contains(c) && **c != "unique product_uuid")
+            .filter(|c| {
+                !HOST_MACHINE_CHECKS.contains(c) && !["unique product_uuid", "disk ids"].contains(c)
+            })
         {
             assert_ok(&events, host, check);
         }

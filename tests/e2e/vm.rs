@@ -240,11 +240,22 @@ fn k8s_worker_kernel_and_network_survive_a_reboot() {
         format!("failed units after the reboot:\n{failed}"),
     );
 
+    let inv = vm.write_inventory(NETWORK).unwrap();
+    let before = nodeprep_tests::snapshot(&vm, &inv, "k8s-worker", HOST);
     let events = run(&vm);
     check(
         &vm,
         recap(&events, HOST)["changed"] == 0 && recap(&events, HOST)["failed"] == 0,
         format!("second run after the reboot changed something: {events:#?}"),
+    );
+    let changes = before.changes(&nodeprep_tests::snapshot(&vm, &inv, "k8s-worker", HOST));
+    check(
+        &vm,
+        changes.is_empty(),
+        format!(
+            "second run after the reboot changed the host:\n{}",
+            changes.join("\n")
+        ),
     );
     assert_live(&vm, "after the second run");
     eprintln!("vm test done after {:.1?}", started.elapsed());

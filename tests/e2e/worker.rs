@@ -1,6 +1,6 @@
 //! k8s-worker end to end: the real runner over ssh against a systemd container.
 
-use nodeprep_tests::{Lab, Testbed, lab, outcome, recap, runner};
+use nodeprep_tests::{Lab, Testbed, lab, outcome, recap, runner, snapshot};
 use serde_json::Value;
 
 const HOST: &str = "prdk8swok511";
@@ -111,6 +111,8 @@ fn k8s_worker_converges_and_is_idempotent() {
     let backups = lab.sh(HOST, "ls /var/backups/nodeprep/etc/").unwrap();
     assert!(backups.starts_with("fstab."), "{backups}");
 
+    let inv = lab.write_inventory("").unwrap();
+    let before = snapshot(&lab, &inv, "k8s-worker", HOST);
     let (code, events) = kernel_run(&lab, &[]);
     assert_eq!(code, 0, "{events:#?}");
     assert_eq!(
@@ -119,6 +121,7 @@ fn k8s_worker_converges_and_is_idempotent() {
         "second run changed something: {events:#?}"
     );
     assert_eq!(recap(&events, HOST)["failed"], 0);
+    before.assert_same(&snapshot(&lab, &inv, "k8s-worker", HOST), "second run");
 
     // Changed behind nodeprep's back between two runs: seen (the probe reads the files each
     // run, nothing is remembered across runs) and put back.
@@ -228,6 +231,7 @@ fn k8s_worker_first_run_installs_in_one_transaction() {
     let available = lab.sh(HOST, "locale -a").unwrap();
     assert!(available.lines().any(|l| l == "fr_FR.utf8"), "{available}");
 
+    let before = snapshot(&lab, &inv, "k8s-worker", HOST);
     let (code, events) = run_json_at(&inv, &["run", "k8s-worker", "--host", HOST]);
     assert_eq!(code, 0, "{events:#?}");
     assert_eq!(
@@ -235,6 +239,7 @@ fn k8s_worker_first_run_installs_in_one_transaction() {
         0,
         "second run changed something: {events:#?}"
     );
+    before.assert_same(&snapshot(&lab, &inv, "k8s-worker", HOST), "second run");
 
     // The NFS client removed by hand: put back by the next run, in one install, without an
     // `apt-get update` on Debian (the first run refreshed the lists minutes ago, under the

@@ -12,7 +12,11 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+mod snapshot;
+
+pub use snapshot::{Snapshot, declared_reads, os_family, package_list, snapshot, snapshot_of};
 pub use xtask::dev::lab::{Lab, RootLogin};
+pub use xtask::dev::offline::Offline;
 pub use xtask::dev::testbed::{Host, Testbed};
 pub use xtask::dev::vm::Vm;
 
@@ -57,6 +61,22 @@ pub fn hardened_image() -> String {
                 "NODEPREP_TEST_HARDENED_IMAGE",
                 "nodeprep-test-hardened-image.lock",
                 xtask::dev::image::hardened::ensure,
+            )
+        })
+        .clone()
+}
+
+/// The network services image (tinyproxy, apt-cacher-ng and socat on Debian:
+/// `xtask::dev::image::netsvc`): `NODEPREP_TEST_NETSVC_IMAGE` as is when set, else built once
+/// from its recipe.
+pub fn netsvc_image() -> String {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| {
+            given_or_built(
+                "NODEPREP_TEST_NETSVC_IMAGE",
+                "nodeprep-test-netsvc-image.lock",
+                xtask::dev::image::netsvc::ensure,
             )
         })
         .clone()
@@ -125,6 +145,15 @@ pub fn hardened_lab(hosts: &[(&str, &str)]) -> Lab {
         .unwrap_or_else(|e| panic!("starting hardened lab {hosts:?} on {image}: {e:#}"))
 }
 
+/// Starts `(name, role)` hosts of [`image`] on a network with no route out, reached (ssh) and
+/// served (proxy, mirror) by one container of [`netsvc_image`] (see [`Offline`]).
+pub fn offline_lab(hosts: &[(&str, &str)]) -> Offline {
+    let (image, netsvc) = (image(), netsvc_image());
+    let sh = xshell::Shell::new().expect("xshell");
+    Offline::start(&sh, &image, &netsvc, PREFIX, hosts)
+        .unwrap_or_else(|e| panic!("starting offline lab {hosts:?} on {image} and {netsvc}: {e:#}"))
+}
+
 /// Boots a VM of the VM image (built first if needed) as host `name` of `role`; panics with the
 /// reason if it can't.
 pub fn vm(name: &str, role: &str) -> Vm {
@@ -153,4 +182,15 @@ pub fn recap<'a>(events: &'a [Value], host: &str) -> &'a Value {
         .iter()
         .find(|e| e["event"] == "recap" && e["host"] == host)
         .unwrap_or_else(|| panic!("no recap for {host} in {events:#?}"))
+}
+
+/// The arguments of `<command> k8s-worker --host <host>` limited to `steps`, each after its own
+/// `--only`: `worker_only("run", HOST, &["hostname"])` is
+/// `run k8s-worker --host HOST --only hostname`.
+pub fn worker_only<'a>(command: &'a str, host: &'a str, steps: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![command, "k8s-worker", "--host", host];
+    for step in steps {
+        args.extend(["--only", step]);
+    }
+    args
 }

@@ -141,7 +141,7 @@ fn ca_certificates<'a>(t: Target<'a>, p: &mut Plan<'a>) -> StepRef {
         }
         let mut c = ca::ca_packages(cx)?;
         let files = ca::ca_files(cx, &certs)?;
-        c |= ca::ca_trust_updated(cx, files.changed())?;
+        c |= ca::ca_bundle_rebuilt(cx, &certs, files.changed())?;
         Ok(c | files)
     })
 }
@@ -223,9 +223,17 @@ fn sudoers_files(t: Target) -> Probe {
 }
 
 /// The CA certificates of the inventory, in each OS family's layout (the family is not known
-/// before the probe).
+/// before the probe), and the bundles that must hold them.
 fn ca_files(t: Target) -> Probe {
     let mut files = Vec::new();
+    if !t.inventory.system.ca_files.is_empty() {
+        for os in tasks::OsFamily::ALL {
+            let bundle = ca::layout(os).bundle.to_string();
+            if !files.contains(&bundle) {
+                files.push(bundle);
+            }
+        }
+    }
     for f in &t.inventory.system.ca_files {
         let name = f
             .file_name()
@@ -241,7 +249,7 @@ fn ca_files(t: Target) -> Probe {
     files_read(files)
 }
 
-fn read_ca_files(t: Target) -> Result<Vec<(String, String)>> {
+pub(crate) fn read_ca_files(t: Target) -> Result<Vec<(String, String)>> {
     let inv = t.inventory;
     inv.system
         .ca_files
@@ -284,6 +292,12 @@ pub fn full_update<'a>(t: Target<'a>, p: &mut Plan<'a>) {
 /// preflight and kubelet on a node, vCenter and the operator on every host). `renamed`: the
 /// plan sets the host name, so the line naming the old one (Photon's installer line) is
 /// the one replaced.
+/// The CA certificates `verify` finds in the host's bundle (none when a file cannot be read:
+/// `inventory check` and every run report that already).
+pub(crate) fn verify_ca_certs(t: Target) -> Vec<(String, String)> {
+    read_ca_files(t).unwrap_or_default()
+}
+
 pub fn name_resolves<'a>(t: Target<'a>, p: &mut Plan<'a>, renamed: bool) {
     p.step("name resolves", hosts::READS, move |cx| {
         hosts::name_resolves(cx, t.name, t.cluster_address(), renamed)

@@ -92,6 +92,8 @@ impl Role for Haproxy {
             // haproxy itself may hold its frontends already.
             allowed_holders: &["haproxy"],
             resources: None,
+            cluster_address: Some(t.cluster_address()),
+            ca_certs: super::common::verify_ca_certs(t),
         }
     }
 

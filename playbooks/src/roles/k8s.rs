@@ -107,6 +107,8 @@ impl Role for K8sNode {
                 cpus: verify::MIN_CPUS,
                 memory_mib: verify::MIN_MEMORY_MIB,
             }),
+            cluster_address: Some(t.cluster_address()),
+            ca_certs: super::common::verify_ca_certs(t),
         }
     }
 

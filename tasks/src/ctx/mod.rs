@@ -8,17 +8,17 @@ pub(crate) mod packages;
 mod record;
 mod write;
 
+pub use lock::{LockHolder, this_pid_space};
 pub use owned::as_user;
 pub use record::{Action, Change, Event, Outcome, Record, Sink};
 
 use std::time::{Duration, Instant};
 
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::facts::Facts;
 use crate::host::{Cmd, Host, Output};
 
 use crate::state::{self, Probe, State};
-use hostname::probed_hostname;
 use lock::LockSeen;
 use record::Current;
 
@@ -52,10 +52,16 @@ pub struct Options {
     /// this holder: a second runner on the same host then fails with "busy", and so does a
     /// run that finds the host changed by another one since its probe. A run that changes
     /// nothing never takes it. Released when the Ctx is dropped.
-    pub lock: Option<String>,
-    /// Tells whether a lock holder is gone (its runner died), given the holder's description;
-    /// such a lock is broken and taken.
-    pub lock_is_stale: Option<fn(&str) -> bool>,
+    pub lock: Option<LockHolder>,
+    /// Tells whether a lock holder is gone (its runner died), e.g. [`LockHolder::is_gone`];
+    /// such a lock is broken and taken (so is one this very run holds).
+    pub lock_is_stale: Option<fn(&LockHolder) -> bool>,
+    /// Whether the machine reached is the host meant, from its identity facts (`hostname`,
+    /// `addresses`, `machine-id` in the state's facts): `Err` is the refusal, for the
+    /// operator. Asked before anything is changed, and before any secret goes to the host:
+    /// a host whose first command as root would carry sudo's password
+    /// ([`Host::sends_secret`]) is first asked for those facts alone, as the login user.
+    pub identity: Option<IdentityCheck>,
     /// How long a command sent to the host may run before it is stopped (and the host's run
     /// ends there).
     pub timeouts: Timeouts,
@@ -95,6 +101,10 @@ impl Timeouts {
         }
     }
 }
+
+/// See [`Options::identity`].
+pub type IdentityCheck =
+    std::sync::Arc<dyn Fn(&State) -> std::result::Result<(), String> + Send + Sync>;
 
 pub struct Ctx {
     host: Box<dyn Host>,
@@ -139,9 +149,31 @@ impl Ctx {
     /// run holds is an error then, unless its holder is gone (broken when this run takes it).
     pub fn connect(host: Box<dyn Host>, opts: Options) -> Result<Ctx> {
         let mut probe = opts.probe.clone();
-        probe.lock = opts.lock.clone();
+        probe.lock = opts.lock.as_ref().map(LockHolder::line);
         let start = Instant::now();
+        let mut commands = 1;
+        let mut identity = opts.identity.as_ref();
+        if let Some(check) = identity.filter(|_| host.sends_secret()) {
+            // Who the host is, asked as the login user: the secret waits for the answer.
+            let cmd = Cmd::new(&["sh", "-s"])
+                .stdin(state::identity_script())
+                .timeout(opts.timeouts.command);
+            let out = host.exec_unprivileged(&cmd)?;
+            if !out.success() {
+                return Err(crate::host::command_failed(&cmd, &out).on_host(host.name()));
+            }
+            let seen = state::parse_probe(&out.stdout_str(), &Probe::default())
+                .map_err(|e| e.on_host(host.name()))?;
+            check(&seen)
+                .map_err(|why| Error::new(ErrorKind::Identity, why).on_host(host.name()))?;
+            identity = None;
+            commands += 1;
+        }
         let mut state = run_probe(host.as_ref(), &probe, opts.timeouts.command)?;
+        if let Some(check) = identity {
+            check(&state)
+                .map_err(|why| Error::new(ErrorKind::Identity, why).on_host(host.name()))?;
+        }
         let lock = LockSeen::from_probe(&mut state, &opts).map_err(|e| e.on_host(host.name()))?;
         let remote = start.elapsed();
         tracing::debug!(
@@ -152,7 +184,7 @@ impl Ctx {
         );
         let facts = facts_from_state(&state).map_err(|e| e.on_host(host.name()))?;
         let mut cx = Ctx::with_state(host, facts, state, opts);
-        cx.commands = 1;
+        cx.commands = commands;
         cx.remote = remote;
         cx.lock_seen = lock;
         Ok(cx)
@@ -161,7 +193,7 @@ impl Ctx {
     /// A context over a known state: what tests use to feed recorded facts. A host name the
     /// state holds (the probe's answer, as an earlier run left it) is the host's name.
     pub fn with_state(host: Box<dyn Host>, mut facts: Facts, state: State, opts: Options) -> Ctx {
-        if let Some(name) = probed_hostname(&state) {
+        if let Some(name) = state.facts.hostname.clone() {
             facts.hostname = name;
         }
         let stamp = std::time::SystemTime::now()
@@ -382,22 +414,11 @@ fn run_probe(host: &dyn Host, probe: &Probe, timeout: Duration) -> Result<State>
 }
 
 fn facts_from_state(state: &State) -> Result<Facts> {
-    let os_release = state
-        .facts
-        .get("os-release")
-        .map(String::as_str)
-        .unwrap_or("");
+    let os_release = state.facts.os_release.as_deref().unwrap_or("");
     let mut facts = Facts::from_os_release(os_release)?;
-    facts.systemd = state
-        .facts
-        .get("systemd")
-        .is_some_and(|v| v.trim() == "yes");
-    facts.container = state
-        .facts
-        .get("container")
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty() && v != "none");
-    facts.hostname = probed_hostname(state).unwrap_or_default();
+    facts.systemd = state.facts.systemd;
+    facts.container = state.facts.container.clone();
+    facts.hostname = state.facts.hostname.clone().unwrap_or_default();
     Ok(facts)
 }
 
@@ -453,6 +474,89 @@ mod tests {
         cx.apply_unchecked(&["tdnf", "makecache"]).unwrap();
         let limits: Vec<_> = rec.commands().iter().map(|c| c.timeout).collect();
         assert_eq!(limits, [Some(t.command), Some(t.package)]);
+    }
+
+    /// A host whose first command as root would carry sudo's password: it is asked who it is
+    /// as the login user first, and a refused one gets no command as root at all; an
+    /// accepted one gets the probe. Without a secret, the probe alone answers (one command).
+    #[test]
+    fn a_secret_goes_only_to_a_host_that_proved_who_it_is() {
+        use crate::host::Local;
+        use std::sync::{Arc, Mutex};
+        struct Guarded {
+            secret: bool,
+            inner: Local,
+            as_root: Mutex<Vec<String>>,
+            as_login: Mutex<u32>,
+        }
+        impl Host for Guarded {
+            fn name(&self) -> &str {
+                "h"
+            }
+            fn exec(&self, cmd: &Cmd) -> Result<Output> {
+                self.as_root.lock().unwrap().push(cmd.display());
+                self.inner.exec(cmd)
+            }
+            fn sends_secret(&self) -> bool {
+                self.secret
+            }
+            fn exec_unprivileged(&self, cmd: &Cmd) -> Result<Output> {
+                *self.as_login.lock().unwrap() += 1;
+                self.inner.exec(cmd)
+            }
+        }
+        let here = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        let here = here.trim().to_string();
+        for (secret, accept) in [(true, false), (true, true), (false, false), (false, true)] {
+            let host = Arc::new(Guarded {
+                secret,
+                inner: Local::new("h"),
+                as_root: Mutex::default(),
+                as_login: Mutex::default(),
+            });
+            let want = if accept {
+                here.clone()
+            } else {
+                "elsewhere".into()
+            };
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let seen_by_check = seen.clone();
+            let opts = Options {
+                identity: Some(Arc::new(move |s: &State| {
+                    let name = s.facts.hostname.as_ref().map(|h| h.trim().to_string());
+                    seen_by_check.lock().unwrap().push(name.clone());
+                    if name.as_deref() == Some(want.as_str()) {
+                        Ok(())
+                    } else {
+                        Err(format!("not {want}"))
+                    }
+                })),
+                ..Options::default()
+            };
+            let got = Ctx::connect(Box::new(host.clone()), opts);
+            let case = format!("secret {secret}, accepted {accept}");
+            assert_eq!(
+                *seen.lock().unwrap(),
+                [Some(here.clone())],
+                "{case}: checked once, on the host's own answer"
+            );
+            assert_eq!(*host.as_login.lock().unwrap(), u32::from(secret), "{case}");
+            let as_root = host.as_root.lock().unwrap().len();
+            match got {
+                Ok(cx) => {
+                    assert!(accept, "{case}");
+                    assert_eq!(as_root, 1, "{case}: the probe");
+                    assert_eq!(cx.commands_sent(), 1 + u32::from(secret), "{case}");
+                }
+                Err(e) => {
+                    assert!(!accept, "{case}: {e}");
+                    assert_eq!(e.kind(), ErrorKind::Identity, "{case}");
+                    assert!(e.to_string().contains("not elsewhere"), "{case}: {e}");
+                    let expected = if secret { 0 } else { 1 };
+                    assert_eq!(as_root, expected, "{case}: commands as root");
+                }
+            }
+        }
     }
 
     #[test]

@@ -120,7 +120,10 @@ impl Ctx {
 
 /// Paths tasks write must be absolute and plain.
 pub(super) fn check_path(path: &str) -> Result<()> {
-    if !path.starts_with('/') || path.contains('\n') || path.contains("/../") || path.ends_with('/')
+    if !path.starts_with('/')
+        || path.contains('\n')
+        || path.split('/').any(|c| c == "..")
+        || path.ends_with('/')
     {
         return Err(Error::new(
             ErrorKind::Invalid,
@@ -329,6 +332,11 @@ mod tests {
     fn write_path_checked() {
         assert!(check_path("etc/x").is_err());
         assert!(check_path("/etc/../x").is_err());
+        // `..` is refused wherever it stands, at the end too.
+        for p in ["/etc/..", "/..", "/../etc/x", "/etc/kubernetes/.."] {
+            assert!(check_path(p).is_err(), "{p}");
+        }
+        assert!(check_path("/etc/..hidden/x..y").is_ok());
         assert!(check_path("/etc/x\ny").is_err());
         assert!(check_path("/etc/sysctl.d/99-kubernetes-cri.conf").is_ok());
     }

@@ -3,6 +3,7 @@
 use super::{IP4SAVE, RULES_V4};
 use crate::ctx::Ctx;
 use crate::error::Result;
+use crate::state::ActiveState;
 use crate::systemd;
 
 /// Which firewall filters this host's incoming traffic.
@@ -21,7 +22,7 @@ pub enum Firewall {
 
 /// The firewall of this host, from the probe's units and files.
 pub fn detect(cx: &mut Ctx) -> Result<Firewall> {
-    if systemd::unit(cx, "firewalld.service")?.active == "active" {
+    if systemd::unit(cx, "firewalld.service")?.active == ActiveState::Active {
         return Ok(Firewall::Firewalld);
     }
     if cx.file(IP4SAVE)?.is_some() {
@@ -36,7 +37,7 @@ pub fn detect(cx: &mut Ctx) -> Result<Firewall> {
             service: "netfilter-persistent.service",
         });
     }
-    if systemd::unit(cx, "nftables.service")?.active == "active" {
+    if systemd::unit(cx, "nftables.service")?.active == ActiveState::Active {
         return Ok(Firewall::Nftables);
     }
     Ok(Firewall::None(

@@ -1,5 +1,6 @@
 //! firewalld: what the default zone accepts, and adding the missing ports and protocols.
 
+use super::protocols::{Protocols, host_protocols};
 use super::rule::rule_list;
 use super::{Chain, Ports, Proto, Rule, missing_rules};
 use crate::ctx::{Change, Ctx};
@@ -8,6 +9,12 @@ use crate::error::Result;
 /// What a zone accepts, from `firewall-cmd --list-ports` (`6443/tcp 8472/udp`) and
 /// `firewall-cmd --list-protocols` (`ipencap 112`).
 pub fn firewalld_listed(ports: &str, protocols: &str) -> Vec<Rule> {
+    firewalld_listed_in(ports, protocols, &Protocols::builtin())
+}
+
+/// [`firewalld_listed`], the protocol names read through `names` (the host's
+/// `/etc/protocols`, which firewalld checks them against).
+pub fn firewalld_listed_in(ports: &str, protocols: &str, names: &Protocols) -> Vec<Rule> {
     let ports = ports.split_whitespace().filter_map(|w| {
         let (ports, proto) = w.split_once('/')?;
         let ports = Ports::parse(ports)?;
@@ -19,7 +26,7 @@ pub fn firewalld_listed(ports: &str, protocols: &str) -> Vec<Rule> {
     });
     let protocols = protocols
         .split_whitespace()
-        .filter_map(Proto::parse)
+        .filter_map(|p| names.proto(p))
         .map(Rule::proto);
     ports.chain(protocols).collect()
 }
@@ -29,11 +36,19 @@ pub(super) fn firewalld_can(r: &Rule) -> bool {
     r.chain == Chain::Input && r.proto.is_some() && r.source.is_none() && r.destination.is_none()
 }
 
+/// The protocol as `firewall-cmd --add-protocol` takes it: the host's name for it (firewalld
+/// checks names against the host's `/etc/protocols`), else the number.
+fn firewalld_proto(p: Proto, names: &Protocols) -> String {
+    names
+        .name(p.number())
+        .unwrap_or_else(|| p.number().to_string())
+}
+
 /// The `firewall-cmd` option that adds `r` to a zone.
-fn firewalld_flag(r: &Rule) -> String {
+fn firewalld_flag(r: &Rule, names: &Protocols) -> String {
     match (r.proto, r.ports) {
         (Some(p), Some(ports)) if p.has_ports() => format!("--add-port={ports}/{p}"),
-        (Some(p), _) => format!("--add-protocol={}", p.firewalld()),
+        (Some(p), _) => format!("--add-protocol={}", firewalld_proto(p, names)),
         (None, _) => unreachable!("firewalld_can keeps rules with a protocol"),
     }
 }
@@ -66,6 +81,7 @@ pub(super) fn firewalld_no_forward(rules: &[Rule]) -> String {
 pub fn firewalld_ports(cx: &mut Ctx, rules: &[Rule]) -> Result<Change> {
     let want: Vec<Rule> = rules.iter().copied().filter(firewalld_can).collect();
     let protocols_wanted = want.iter().any(|r| r.ports.is_none());
+    let names = host_protocols(cx)?;
     let mut change = Change::Unchanged;
     for permanent in [false, true] {
         let list: &[&str] = if permanent {
@@ -84,13 +100,13 @@ pub fn firewalld_ports(cx: &mut Ctx, rules: &[Rule]) -> Result<Change> {
         } else {
             String::new()
         };
-        let add = missing_rules(&firewalld_listed(&listing, &protocols), &want);
+        let add = missing_rules(&firewalld_listed_in(&listing, &protocols, &names), &want);
         if add.is_empty() {
             continue;
         }
         let mut listing = listing;
         let mut protocols = protocols;
-        let flags: Vec<String> = add.iter().map(firewalld_flag).collect();
+        let flags: Vec<String> = add.iter().map(|r| firewalld_flag(r, &names)).collect();
         let mut argv = vec!["firewall-cmd"];
         if permanent {
             argv.push("--permanent");
@@ -100,7 +116,7 @@ pub fn firewalld_ports(cx: &mut Ctx, rules: &[Rule]) -> Result<Change> {
         for r in &add {
             let (list, item) = match (r.proto, r.ports) {
                 (Some(p), Some(ports)) => (&mut listing, format!("{ports}/{p}")),
-                (Some(p), None) => (&mut protocols, p.firewalld()),
+                (Some(p), None) => (&mut protocols, firewalld_proto(p, &names)),
                 (None, _) => continue,
             };
             if !list.is_empty() {

@@ -1,11 +1,13 @@
 //! iptables: reading `iptables -S` and iptables-save lines, editing the save file (checked
 //! with `iptables-restore --test`) and adding the missing rules live.
 
+use super::protocols::{Protocols, host_protocols};
 use super::rule::rule_list;
 use super::{Chain, Net, Ports, Proto, Rule, missing_rules};
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
 use crate::file;
+use crate::state::ActiveState;
 use crate::systemd;
 
 /// Photon OS: the IPv4 rules `iptables.service` restores at start.
@@ -32,8 +34,15 @@ pub fn accepted_ports(line: &str) -> Vec<Ports> {
 /// What an `-A INPUT` or `-A FORWARD` rule (iptables-save format) accepts: a protocol (`-p`,
 /// by name or number), its `--dport`/multiport `--dports`, a source (`-s`) and a destination
 /// (`-d`) network, jump to ACCEPT; one [`Rule`] per port set. Anything that narrows it
-/// further (an interface, a negation, another match) makes it accept nothing here.
+/// further (an interface, a negation, another match) makes it accept nothing here. Protocol
+/// names are the built-in ones; [`accepted_in`] reads them through a host's own table.
 pub fn accepted(line: &str) -> Vec<Rule> {
+    accepted_in(line, &Protocols::builtin())
+}
+
+/// [`accepted`], a `-p NAME` read through `protocols` (the host's `/etc/protocols`, through
+/// which iptables printed it): whatever the host calls protocol 4, it is 4.
+pub fn accepted_in(line: &str, protocols: &Protocols) -> Vec<Rule> {
     let words: Vec<&str> = line.split_whitespace().collect();
     let chain = match words.get(..2) {
         Some(["-A", "INPUT"]) => Chain::Input,
@@ -54,7 +63,7 @@ pub fn accepted(line: &str) -> Vec<Rule> {
         let value = words.get(i + 1).copied().unwrap_or("");
         match words[i] {
             "-p" | "--protocol" if value == "all" => {}
-            "-p" | "--protocol" => match Proto::parse(value) {
+            "-p" | "--protocol" => match protocols.proto(value) {
                 Some(p) => rule.proto = Some(p),
                 None => return Vec::new(),
             },
@@ -139,6 +148,11 @@ pub fn with_input_rules(text: &str, ports: &[Ports]) -> Result<String> {
 /// it. A file without a `*filter` table gets one, starting with [`BASE_INPUT`] (ssh stays
 /// open). Every other line is kept as it was.
 pub fn with_rules(text: &str, rules: &[Rule]) -> Result<String> {
+    with_rules_in(text, rules, &Protocols::builtin())
+}
+
+/// [`with_rules`], the file's protocol names read through `protocols` (the host's).
+pub fn with_rules_in(text: &str, rules: &[Rule], protocols: &Protocols) -> Result<String> {
     let line = |r: &Rule| format!("-A {} {}", r.chain.iptables(), r.iptables().join(" "));
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     let Some(start) = lines.iter().position(|l| l.trim() == "*filter") else {
@@ -168,7 +182,10 @@ pub fn with_rules(text: &str, rules: &[Rule]) -> Result<String> {
         .ok_or_else(|| {
             Error::invalid("the *filter table has no COMMIT line: not an iptables-save file")
         })?;
-    let have: Vec<Rule> = lines[start..end].iter().flat_map(|l| accepted(l)).collect();
+    let have: Vec<Rule> = lines[start..end]
+        .iter()
+        .flat_map(|l| accepted_in(l, protocols))
+        .collect();
     let add = missing_rules(&have, rules);
     if add.is_empty() {
         return Ok(text.to_string());
@@ -220,7 +237,8 @@ pub fn iptables_persisted(cx: &mut Ctx, save: &str, rules: &[Rule]) -> Result<Ch
         })?),
         _ => None,
     };
-    let new = with_rules(old.as_deref().unwrap_or(""), rules)
+    let protocols = host_protocols(cx)?;
+    let new = with_rules_in(old.as_deref().unwrap_or(""), rules, &protocols)
         .map_err(|e| Error::new(e.kind(), format!("{save}: {}", e.message())))?;
     if old.as_deref() == Some(new.as_str()) {
         return Ok(Change::Unchanged);
@@ -261,13 +279,17 @@ pub fn iptables_live(cx: &mut Ctx, service: &str, rules: &[Rule]) -> Result<Chan
     if want.is_empty() {
         return Ok(Change::Unchanged);
     }
-    if systemd::unit(cx, service)?.active != "active" {
+    if systemd::unit(cx, service)?.active != ActiveState::Active {
         return Ok(Change::Skipped(format!(
             "{service} is not running: the saved rules apply when it starts"
         )));
     }
+    let protocols = host_protocols(cx)?;
     let mut listing = cx.query_once(&LIVE_RULES)?;
-    let have: Vec<Rule> = listing.lines().flat_map(accepted).collect();
+    let have: Vec<Rule> = listing
+        .lines()
+        .flat_map(|l| accepted_in(l, &protocols))
+        .collect();
     let add = missing_rules(&have, &want);
     if add.is_empty() {
         return Ok(Change::Unchanged);
@@ -302,13 +324,17 @@ pub fn iptables_live_forward(cx: &mut Ctx, service: &str, rules: &[Rule]) -> Res
     if want.is_empty() {
         return Ok(Change::Unchanged);
     }
-    if systemd::unit(cx, service)?.active != "active" {
+    if systemd::unit(cx, service)?.active != ActiveState::Active {
         return Ok(Change::Skipped(format!(
             "{service} is not running: the saved rules apply when it starts"
         )));
     }
+    let protocols = host_protocols(cx)?;
     let mut listing = cx.query_once(&LIVE_FORWARD)?;
-    let have: Vec<Rule> = listing.lines().flat_map(accepted).collect();
+    let have: Vec<Rule> = listing
+        .lines()
+        .flat_map(|l| accepted_in(l, &protocols))
+        .collect();
     let add = missing_rules(&have, &want);
     if add.is_empty() {
         return Ok(Change::Unchanged);
@@ -614,30 +640,15 @@ mod tests {
     /// rules here (it needs no change to the live rules, but root); `None` otherwise. In CI
     /// (`CI=true`), which installs iptables, a missing iptables-restore fails the test.
     fn restore_test(text: &str) -> Option<Output> {
-        use crate::host::{Cmd, Host, Local};
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("ip4save");
         std::fs::write(&file, text).unwrap();
         let path = file.display().to_string();
-        let out = Local::new("t")
-            .exec(&Cmd::new(&[
-                "iptables-restore",
-                "-w",
-                "10",
-                "--test",
-                &path,
-            ]))
-            .ok()
-            .filter(|o| o.status != Some(127));
-        let Some(out) = out else {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-            assert!(
-                !ci,
-                "iptables-restore is not installed: CI must install it (apt-get install -y iptables) to check the rules"
-            );
-            eprintln!("iptables-restore --test not run here: iptables-restore is not installed");
-            return None;
-        };
+        let out = crate::testing::run_checker(
+            &["iptables-restore", "-w", "10", "--test", &path],
+            "iptables",
+            "the rules",
+        )?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         if stderr.contains("ermission denied") || stderr.contains("not permitted") {
             eprintln!("iptables-restore --test not run here: {}", stderr.trim());
@@ -859,5 +870,60 @@ mod tests {
             run iptables -w 10 -I FORWARD 5 -d 10.244.0.0/16 -j ACCEPT
         "#]]
         .assert_eq(&plan(&cx));
+    }
+
+    #[test]
+    fn protocol_names_read_through_the_hosts_file() {
+        use crate::firewall::protocols::{IANA, NETBASE};
+        let netbase = Protocols::parse(NETBASE);
+        let iana = Protocols::parse(IANA);
+        assert_eq!(
+            accepted_in("-A INPUT -p ipencap -j ACCEPT", &netbase),
+            [Rule::ip(4)]
+        );
+        assert_eq!(
+            accepted_in("-A INPUT -p ipv4 -j ACCEPT", &iana),
+            [Rule::ip(4)]
+        );
+        // ipip is 94 in both files, never Linux's IPIP.
+        assert_eq!(
+            accepted_in("-A INPUT -p ipip -j ACCEPT", &iana),
+            [Rule::ip(94)]
+        );
+        // A name only this host's file knows.
+        let odd = Protocols::parse("ip-in-ip 4 IP-in-IP\n");
+        assert_eq!(
+            accepted_in("-A INPUT -p ip-in-ip -j ACCEPT", &odd),
+            [Rule::ip(4)]
+        );
+        assert!(accepted("-A INPUT -p ip-in-ip -j ACCEPT").is_empty());
+    }
+
+    #[test]
+    fn calico_converged_on_a_host_naming_protocol_4_its_own_way() {
+        // iptables -S and a saved file name protocol 4 as the host's /etc/protocols does:
+        // the rules hold, nothing is sent.
+        let protocols = "ip-in-ip\t4\tIP-in-IP\t# as named by this host\n";
+        let rules = [Rule::ip(4), Rule::udp(Ports::one(4789))];
+        let saved = photon_files::IP4SAVE.replace(
+            "COMMIT",
+            "-A INPUT -p ip-in-ip -j ACCEPT\n-A INPUT -p udp -m udp --dport 4789 -j ACCEPT\nCOMMIT",
+        );
+        let live = format!(
+            "{PHOTON_LIVE}-A INPUT -p ip-in-ip -j ACCEPT\n-A INPUT -p udp -m udp --dport 4789 -j ACCEPT\n"
+        );
+        let host = || {
+            photon()
+                .file(IP4SAVE, &saved, 0o644)
+                .file(ETC_PROTOCOLS, protocols, 0o644)
+        };
+        let (mut cx, rec) = host().ctx(Mode::Apply);
+        rec.reply("iptables -w 10 -S INPUT", ok(&live));
+        assert_eq!(open(&mut cx, &rules).unwrap(), Change::Unchanged);
+        assert_eq!(plan(&cx), "", "nothing changed");
+        // Without the host's file the name is unknown: the rule would be added again.
+        let (mut cx, rec) = photon().file(IP4SAVE, &saved, 0o644).ctx(Mode::Apply);
+        rec.reply("iptables -w 10 -S INPUT", ok(&live));
+        assert!(open(&mut cx, &rules).unwrap().changed());
     }
 }

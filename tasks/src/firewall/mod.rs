@@ -28,15 +28,17 @@ mod detect;
 mod firewalld;
 mod iptables;
 mod nftables;
+mod protocols;
 mod rule;
 
 pub use detect::{Firewall, detect};
 pub use firewalld::{firewalld_listed, firewalld_ports};
 pub use iptables::{
-    BASE_INPUT, IP4SAVE, RULES_V4, accepted, accepted_ports, iptables_live, iptables_live_forward,
-    iptables_persisted, with_input_rules, with_rules,
+    BASE_INPUT, IP4SAVE, RULES_V4, accepted, accepted_in, accepted_ports, iptables_live,
+    iptables_live_forward, iptables_persisted, with_input_rules, with_rules, with_rules_in,
 };
 pub use nftables::{NftFilter, NftInput, nft_filter, nft_input, nftables_checked};
+pub use protocols::{ETC_PROTOCOLS, Protocols, host_protocols};
 #[cfg(test)]
 pub(crate) use rule::sample;
 pub use rule::{Chain, Net, Ports, Proto, Rule, minimal, missing_rules};
@@ -48,7 +50,8 @@ use crate::error::Result;
 use crate::reads::Reads;
 
 /// What these tasks read (see [`crate::plan::Reads`]).
-pub const READS: Reads = Reads::files(&[IP4SAVE, RULES_V4]).units(&[
+/// `/etc/protocols`: the names the host's iptables, nft and firewall-cmd print protocols by.
+pub const READS: Reads = Reads::files(&[IP4SAVE, RULES_V4, ETC_PROTOCOLS]).units(&[
     "iptables.service",
     "nftables.service",
     "firewalld.service",

@@ -1,5 +1,6 @@
 //! nftables: reading `nft list ruleset`, and checking a hand-written ruleset (never edited).
 
+use super::protocols::{Protocols, host_protocols};
 use super::{Chain, Net, Ports, Proto, Rule, missing_rules};
 use crate::ctx::{Change, Ctx};
 use crate::error::{Error, ErrorKind, Result};
@@ -44,6 +45,12 @@ pub struct NftFilter {
 /// `ip protocol`), `ip saddr NET accept`, `ip daddr NET accept` rules. Anything narrower
 /// (an interface, a second match) does not count.
 pub fn nft_filter(ruleset: &str) -> NftFilter {
+    nft_filter_in(ruleset, &Protocols::builtin())
+}
+
+/// [`nft_filter`], protocol names read through `protocols` (the host's `/etc/protocols`,
+/// through which nft printed them).
+pub fn nft_filter_in(ruleset: &str, protocols: &Protocols) -> NftFilter {
     let mut out = NftFilter::default();
     let mut rules: Vec<&str> = Vec::new();
     let mut chain: Option<Chain> = None;
@@ -61,7 +68,7 @@ pub fn nft_filter(ruleset: &str) -> NftFilter {
                     Chain::Forward => out.forward_drops = true,
                 }
                 out.accepted
-                    .extend(rules.iter().flat_map(|r| nft_rule(c, r)));
+                    .extend(rules.iter().flat_map(|r| nft_rule(c, r, protocols)));
             }
             rules.clear();
             in_chain = false;
@@ -90,7 +97,7 @@ fn nft_set(spec: &str) -> Vec<&str> {
 }
 
 /// What one nft rule of `chain` accepts (see [`nft_filter`]).
-fn nft_rule(chain: Chain, rule: &str) -> Vec<Rule> {
+fn nft_rule(chain: Chain, rule: &str, protocols: &Protocols) -> Vec<Rule> {
     let Some(spec) = rule.strip_suffix("accept").map(str::trim) else {
         return Vec::new();
     };
@@ -125,7 +132,10 @@ fn nft_rule(chain: Chain, rule: &str) -> Vec<Rule> {
         .strip_prefix("meta l4proto ")
         .or_else(|| spec.strip_prefix("ip protocol "))
     {
-        let parsed: Option<Vec<Proto>> = nft_set(set).into_iter().map(Proto::parse).collect();
+        let parsed: Option<Vec<Proto>> = nft_set(set)
+            .into_iter()
+            .map(|p| protocols.proto(p))
+            .collect();
         parsed
             .unwrap_or_default()
             .into_iter()
@@ -158,7 +168,8 @@ pub fn nftables_checked(cx: &mut Ctx, rules: &[Rule]) -> Result<Change> {
     if !out.success() {
         return Err(crate::host::command_failed(&Cmd::new(&argv), &out));
     }
-    let filter = nft_filter(&out.stdout_str());
+    let protocols = host_protocols(cx)?;
+    let filter = nft_filter_in(&out.stdout_str(), &protocols);
     let drops = |c: Chain| match c {
         Chain::Input => filter.input_drops,
         Chain::Forward => filter.forward_drops,

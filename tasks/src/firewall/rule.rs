@@ -63,11 +63,16 @@ impl std::fmt::Display for Ports {
 
 /// IP protocols by name, as `/etc/protocols` (IANA's assigned numbers) and iptables write
 /// them: what a rule, a `-p` option or a firewalld listing may name.
-const PROTOCOLS: &[(&str, u8)] = &[
+/// A host's own `/etc/protocols` comes first ([`super::Protocols`]); these are the names
+/// when the host does not hold one.
+pub(super) const PROTOCOLS: &[(&str, u8)] = &[
     ("icmp", 1),
     ("igmp", 2),
     // IP in IP (RFC 2003): what Linux calls IPPROTO_IPIP and Calico's IP-in-IP mode sends.
+    // Debian's netbase names it `ipencap`; IANA's keyword is `IPv4`, which iana-etc (Photon OS)
+    // writes `ipv4` (see tests/data/photon/README.md). The first name is the one shown.
     ("ipencap", 4),
+    ("ipv4", 4),
     ("tcp", 6),
     ("udp", 17),
     ("gre", 47),
@@ -81,6 +86,11 @@ const PROTOCOLS: &[(&str, u8)] = &[
     ("sctp", 132),
 ];
 
+/// The number of a built-in name (lowercase).
+pub(super) fn builtin_number(name: &str) -> Option<u8> {
+    PROTOCOLS.iter().find(|(n, _)| *n == name).map(|(_, n)| *n)
+}
+
 /// The IP protocol a rule accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Proto {
@@ -93,16 +103,18 @@ pub enum Proto {
 impl Proto {
     /// `tcp`, `udp`, a name of `PROTOCOLS` or a number 1-255 (`6` is `tcp`, `17` is `udp`);
     /// `None` for anything else (`0` and `all` mean every protocol, not one).
+    /// The names of a host's own `/etc/protocols` are [`super::Protocols::proto`]'s.
     pub fn parse(text: &str) -> Option<Proto> {
         let text = text.trim().to_ascii_lowercase();
         let number = match text.parse::<u8>() {
             Ok(n) => n,
-            Err(_) => PROTOCOLS.iter().find(|(name, _)| *name == text)?.1,
+            Err(_) => builtin_number(&text)?,
         };
-        Proto::number_to(number)
+        Proto::from_number(number)
     }
 
-    const fn number_to(n: u8) -> Option<Proto> {
+    /// `None` for 0 (every protocol).
+    pub const fn from_number(n: u8) -> Option<Proto> {
         match n {
             0 => None,
             6 => Some(Proto::Tcp),

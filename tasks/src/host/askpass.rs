@@ -15,7 +15,9 @@
 //! mode 0600, into the transport's private 0700 directory (the one that holds the
 //! ControlMaster socket) only for the ssh invocation that opens the connection, and removed as
 //! soon as that invocation returns (`AskpassFile` removes it on drop; the directory goes when
-//! the transport does).
+//! the transport does). An interrupted run (SIGINT, SIGTERM, SIGHUP) removes the files it
+//! holds before it ends ([`AskpassFile`] registers each with a signal thread, installed with
+//! the first file).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -69,18 +71,53 @@ pub(crate) struct AskpassFile {
     path: PathBuf,
 }
 
+/// The password files that exist now, for the signal thread to remove.
+static LIVE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn live() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Once per process: a thread that, on SIGINT, SIGTERM or SIGHUP, removes the live password
+/// files, then ends the process as the signal would have.
+fn remove_on_signal() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot watch for interruptions (the askpass file would stay): {e}");
+                return;
+            }
+        };
+        std::thread::spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                for path in live().drain(..) {
+                    let _ = std::fs::remove_file(path);
+                }
+                let _ = signal_hook::low_level::emulate_default_handler(signal);
+                std::process::exit(128 + signal);
+            }
+        });
+    });
+}
+
 impl AskpassFile {
     /// Writes `password` to `dir/askpass`, created with mode 0600 (`dir` is private).
     pub fn write(dir: &Path, password: &Secret) -> Result<AskpassFile> {
         use std::os::unix::fs::OpenOptionsExt;
+        remove_on_signal();
         let path = dir.join("askpass");
         let _ = std::fs::remove_file(&path);
+        live().push(path.clone());
+        // From here on, dropped (an error below included) means removed.
+        let file = AskpassFile { path };
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&path)?;
-        let file = AskpassFile { path };
+            .open(&file.path)?;
         f.write_all(password.expose().as_bytes())?;
         Ok(file)
     }
@@ -93,6 +130,10 @@ impl AskpassFile {
 impl Drop for AskpassFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        let mut live = live();
+        if let Some(i) = live.iter().position(|p| *p == self.path) {
+            live.swap_remove(i);
+        }
     }
 }
 
@@ -142,5 +183,61 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(answer(&path, "x's password: ", &mut out), 1);
         assert!(out.is_empty());
+    }
+
+    /// Stands for a run holding a password file when it is interrupted: started by
+    /// [`an_interrupted_run_leaves_no_password_file`] (its environment names the folder), it
+    /// writes one, says so, and waits to be killed. Does nothing otherwise.
+    #[test]
+    fn holder_of_a_password_file() {
+        let Some(dir) = std::env::var_os("NODEPREP_TEST_ASKPASS_DIR") else {
+            return;
+        };
+        let dir = std::path::PathBuf::from(dir);
+        let _f = AskpassFile::write(&dir, &Secret::new("s3cret")).unwrap();
+        std::fs::write(dir.join("ready"), "").unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(30));
+    }
+
+    /// SIGINT, SIGTERM or SIGHUP while the password file exists: it is removed, and the
+    /// process still ends by that signal.
+    #[test]
+    fn an_interrupted_run_leaves_no_password_file() {
+        use std::os::unix::process::ExitStatusExt;
+        for (signal, number) in [("TERM", 15), ("INT", 2), ("HUP", 1)] {
+            let dir = tempfile::tempdir().unwrap();
+            let child = duct::cmd(
+                std::env::current_exe().unwrap(),
+                [
+                    "host::askpass::tests::holder_of_a_password_file",
+                    "--exact",
+                    "--nocapture",
+                ],
+            )
+            .env("NODEPREP_TEST_ASKPASS_DIR", dir.path())
+            .stdout_null()
+            .stderr_null()
+            .unchecked()
+            .start()
+            .unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while !dir.path().join("ready").exists() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the holder never wrote"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let file = dir.path().join("askpass");
+            assert_eq!(std::fs::read_to_string(&file).unwrap(), "s3cret");
+            let pid = child.pids()[0].to_string();
+            let killed = duct::cmd("kill", [format!("-{signal}"), pid])
+                .run()
+                .unwrap();
+            assert!(killed.status.success());
+            let status = child.wait().unwrap().status;
+            assert_eq!(status.signal(), Some(number), "SIG{signal}: {status:?}");
+            assert!(!file.exists(), "SIG{signal} left the password file");
+        }
     }
 }

@@ -73,12 +73,35 @@ impl Host for Local {
         };
         result.map_err(|e| e.on_host(&self.name))
     }
+
+    fn sends_secret(&self) -> bool {
+        self.sudo.as_ref().is_some_and(Sudo::sends_password)
+    }
+
+    fn exec_unprivileged(&self, cmd: &Cmd) -> Result<Output> {
+        let argv: Vec<&str> = cmd.argv.iter().map(String::as_str).collect();
+        spawn(&argv, cmd.stdin.as_deref(), cmd.time_limit()).map_err(|e| e.on_host(&self.name))
+    }
 }
 
 /// Runs argv on this machine, capturing its output up to [`OUTPUT_CAP`] per stream, for at
 /// most `timeout`. Shared by the transports that drive a local client program (ssh, docker).
 pub(super) fn spawn(argv: &[&str], stdin: Option<&[u8]>, timeout: Duration) -> Result<Output> {
     spawn_env(argv, stdin, &[], timeout)
+}
+
+/// Variables of this process that no child inherits (see [`withhold_env`]).
+static WITHHELD: std::sync::RwLock<Vec<OsString>> = std::sync::RwLock::new(Vec::new());
+
+/// Keeps the variable `name` of this process out of the environment of every command
+/// nodeprep starts from now on (every ssh, the kept master included; sudo, docker): the
+/// variable a password was read from (`--password-env`), which a process started from this
+/// one would otherwise carry, readable in its /proc/PID/environ for as long as it lives.
+pub fn withhold_env(name: &str) {
+    let mut list = WITHHELD.write().unwrap_or_else(|e| e.into_inner());
+    if !list.iter().any(|n| n == name) {
+        list.push(name.into());
+    }
 }
 
 /// As [`spawn`], with these variables added to the environment.
@@ -93,13 +116,15 @@ pub(super) fn spawn_env(
     env: &[(&str, OsString)],
     timeout: Duration,
 ) -> Result<Output> {
-    spawn_capped(argv, stdin, env, timeout, OUTPUT_CAP)
+    let withheld = WITHHELD.read().unwrap_or_else(|e| e.into_inner()).clone();
+    spawn_capped(argv, stdin, env, &withheld, timeout, OUTPUT_CAP)
 }
 
 pub(super) fn spawn_capped(
     argv: &[&str],
     stdin: Option<&[u8]>,
     env: &[(&str, OsString)],
+    withheld: &[OsString],
     timeout: Duration,
     cap: usize,
 ) -> Result<Output> {
@@ -120,6 +145,9 @@ pub(super) fn spawn_capped(
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    for name in withheld {
+        command.env_remove(name);
+    }
     for (key, value) in env {
         command.env(key, value);
     }
@@ -243,6 +271,7 @@ mod tests {
             &["sh", "-c", "cat /dev/zero"],
             None,
             &[],
+            &[],
             Duration::from_secs(60),
             1 << 20,
         )
@@ -252,6 +281,7 @@ mod tests {
         let err = spawn_capped(
             &["sh", "-c", "cat /dev/zero >&2"],
             None,
+            &[],
             &[],
             Duration::from_secs(60),
             1 << 20,
@@ -274,5 +304,38 @@ mod tests {
         assert_eq!(out.stdout, b"ok\n");
         assert_eq!(out.stderr, b"err\n");
         assert!(out.success());
+    }
+
+    /// A withheld variable reaches no child; the others do. (HOME stands for the password's
+    /// variable: setting one in a test is unsafe code.)
+    #[test]
+    fn withheld_variables_reach_no_child() {
+        let home = std::env::var_os("HOME").expect("HOME is set");
+        let show = [
+            "sh",
+            "-c",
+            "printf '%s|%s' \"${HOME-unset}\" \"${PATH:+path}\"",
+        ];
+        let out = spawn_capped(&show, None, &[], &[], Duration::from_secs(30), OUTPUT_CAP).unwrap();
+        assert_eq!(out.stdout_str(), format!("{}|path", home.to_string_lossy()));
+        let out = spawn_capped(
+            &show,
+            None,
+            &[],
+            &["HOME".into()],
+            Duration::from_secs(30),
+            OUTPUT_CAP,
+        )
+        .unwrap();
+        assert_eq!(out.stdout_str(), "unset|path");
+        withhold_env("NODEPREP_TEST_WITHHELD");
+        withhold_env("NODEPREP_TEST_WITHHELD");
+        let list = WITHHELD.read().unwrap().clone();
+        assert_eq!(
+            list.iter()
+                .filter(|n| *n == "NODEPREP_TEST_WITHHELD")
+                .count(),
+            1
+        );
     }
 }

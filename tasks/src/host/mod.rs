@@ -16,7 +16,7 @@ mod ssh;
 pub mod sudo;
 
 pub use docker::Docker;
-pub use local::{Local, current_uid};
+pub use local::{Local, current_uid, withhold_env};
 pub use ssh::{Ssh, SshConfig};
 
 use std::time::Duration;
@@ -129,6 +129,20 @@ pub trait Host: Send + Sync {
         }
     }
 
+    /// Whether the first command run as root would carry a secret of the run (sudo's password):
+    /// then the host proves who it is first, by a command run as the login user
+    /// ([`Host::exec_unprivileged`]), and the secret goes only to a host that did.
+    fn sends_secret(&self) -> bool {
+        false
+    }
+
+    /// Runs `cmd` as the login user, without sudo (what reading a host's identity needs: its
+    /// name, addresses and machine-id are no secret). The same as [`Host::exec`] when the login
+    /// user is root.
+    fn exec_unprivileged(&self, cmd: &Cmd) -> Result<Output> {
+        self.exec(cmd)
+    }
+
     /// Releases connections (ssh ControlMaster). Called by the runner at the end of a run.
     fn close(&self) {}
 
@@ -169,6 +183,14 @@ impl<H: Host + ?Sized> Host for std::sync::Arc<H> {
 
     fn exec(&self, cmd: &Cmd) -> Result<Output> {
         (**self).exec(cmd)
+    }
+
+    fn sends_secret(&self) -> bool {
+        (**self).sends_secret()
+    }
+
+    fn exec_unprivileged(&self, cmd: &Cmd) -> Result<Output> {
+        (**self).exec_unprivileged(cmd)
     }
 
     fn close(&self) {

@@ -93,16 +93,27 @@ impl SshConfig {
     }
 }
 
-/// The directory of kept connections: `$XDG_RUNTIME_DIR/nodeprep` when the session has one,
-/// else `/tmp/nodeprep-UID`; created 0700, and refused unless it is this user's own and
-/// private (a socket there is a logged-in shell on every host).
+/// The directory of kept connections: `$XDG_RUNTIME_DIR/nodeprep` when the session has one
+/// of its own ([`is_runtime_dir`]), else `/tmp/nodeprep-UID`; created 0700, and refused unless
+/// it is this user's own and private (a socket there is a logged-in shell on every host).
 pub fn persist_dir() -> Result<PathBuf> {
     let uid = current_uid();
     let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        Some(d) if std::path::Path::new(&d).is_dir() => PathBuf::from(d).join("nodeprep"),
+        Some(d) if is_runtime_dir(std::path::Path::new(&d), uid) => {
+            PathBuf::from(d).join("nodeprep")
+        }
         _ => PathBuf::from(format!("/tmp/nodeprep-{uid}")),
     };
     private_dir(dir, uid)
+}
+
+/// `XDG_RUNTIME_DIR` as the session's own: a directory (not a link to one) of user `uid`,
+/// mode 0700. Anything else (a variable inherited from another user's session, a shared
+/// directory) is not used.
+fn is_runtime_dir(dir: &std::path::Path, uid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(dir)
+        .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o7777 == 0o700)
 }
 
 /// `dir`, created 0700 when missing; refused unless it is a directory of user `uid` that no
@@ -345,6 +356,15 @@ impl Host for Ssh {
         result.map_err(|e| e.on_host(&self.cfg.name))
     }
 
+    fn sends_secret(&self) -> bool {
+        self.cfg.user != "root" && self.sudo.sends_password()
+    }
+
+    fn exec_unprivileged(&self, cmd: &Cmd) -> Result<Output> {
+        self.send(&cmd.argv, cmd.stdin.as_deref(), cmd.time_limit())
+            .map_err(|e| e.on_host(&self.cfg.name))
+    }
+
     /// Ends the master connection, unless it is kept for the next run.
     fn close(&self) {
         if !self.keeps_connection() {
@@ -568,6 +588,30 @@ mod persist_tests {
         let link = base.path().join("link");
         std::os::unix::fs::symlink(&dir, &link).unwrap();
         assert!(private_dir(link, uid).is_err());
+    }
+
+    /// `XDG_RUNTIME_DIR` is used only when it is this user's own, mode 0700: not when open to
+    /// others, another user's, or a link.
+    #[test]
+    fn the_runtime_dir_must_be_the_users_own() {
+        let base = tempfile::tempdir().unwrap();
+        let uid = current_uid();
+        let dir = base.path().join("run");
+        std::fs::create_dir(&dir).unwrap();
+        for (mode, ok) in [
+            (0o700, true),
+            (0o755, false),
+            (0o1777, false),
+            (0o711, false),
+        ] {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(is_runtime_dir(&dir, uid), ok, "mode {mode:o}");
+        }
+        assert!(!is_runtime_dir(&dir, uid.wrapping_add(1)), "another user's");
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        assert!(!is_runtime_dir(&link, uid), "a link");
+        assert!(!is_runtime_dir(&base.path().join("absent"), uid));
     }
 
     /// A kept connection is named by who logs in where, with which key and which known hosts:

@@ -75,6 +75,11 @@ impl Sudo {
         }
     }
 
+    /// Whether the next command would send sudo's password (its first check included).
+    pub fn sends_password(&self) -> bool {
+        self.password.is_some() && self.state.load(Ordering::Relaxed) != NONE
+    }
+
     /// Runs `cmd` as root; `send` runs an argv with stdin as the login user.
     pub fn exec(&self, cmd: &Cmd, who: &Who, send: &Send) -> Result<Output> {
         if let Some(password) = &self.password {

@@ -21,7 +21,7 @@ pub use parse::{
 };
 pub use script::{
     FILE_CAP, LAST_RUN, LOCK_DIR, LOCK_STALE_SECS, busy_error, dirs_script, files_script,
-    lock_script, moved_error, probe_script, units_show_command, unlock_script,
+    identity_script, lock_script, moved_error, probe_script, units_show_command, unlock_script,
 };
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use script::{MARK, is_kernel_path};
@@ -86,10 +86,87 @@ impl Unread {
 /// A systemd unit as `systemctl list-unit-files` / `list-units` show it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UnitState {
-    /// enabled, disabled, static, masked, ... (empty when the unit file is unknown).
-    pub enablement: String,
-    /// active, inactive, failed, ... (empty when not loaded).
-    pub active: String,
+    /// enabled, disabled, static, masked, ... ([`Enablement::NotFound`] when the unit file is
+    /// unknown).
+    pub enablement: Enablement,
+    /// active, inactive, failed, ... ([`ActiveState::Unknown`] when not loaded).
+    pub active: ActiveState,
+}
+
+/// Names systemd's words for a state, each variant to its word and back, any other word kept
+/// in `Other` (nothing systemd says is lost; `Display` gives the word back).
+macro_rules! systemd_words {
+    ($(#[$doc:meta])* $name:ident, $empty:ident, { $($(#[$vdoc:meta])* $variant:ident = $word:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+        pub enum $name {
+            /// No word (an empty answer).
+            #[default]
+            $empty,
+            $($(#[$vdoc])* $variant,)*
+            /// A word not named here, as systemd said it.
+            Other(String),
+        }
+
+        impl $name {
+            /// The state systemd names `word` (surrounding space ignored).
+            pub fn parse(word: &str) -> $name {
+                match word.trim() {
+                    "" => $name::$empty,
+                    $($word => $name::$variant,)*
+                    other => $name::Other(other.to_string()),
+                }
+            }
+
+            /// systemd's word (empty for none).
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $name::$empty => "",
+                    $($name::$variant => $word,)*
+                    $name::Other(word) => word,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+systemd_words!(
+    /// A unit's `UnitFileState`: whether it starts at boot.
+    Enablement, NotFound, {
+        Enabled = "enabled",
+        EnabledRuntime = "enabled-runtime",
+        Static = "static",
+        Alias = "alias",
+        Indirect = "indirect",
+        Generated = "generated",
+        Disabled = "disabled",
+        Masked = "masked",
+    }
+);
+
+systemd_words!(
+    /// A unit's `ActiveState` (or `systemctl is-active`'s answer): whether it runs.
+    ActiveState, Unknown, {
+        Active = "active",
+        Inactive = "inactive",
+        Failed = "failed",
+        Activating = "activating",
+        Deactivating = "deactivating",
+        Reloading = "reloading",
+    }
+);
+
+impl Enablement {
+    /// A unit file is known (LoadState was not `not-found`).
+    pub fn is_found(&self) -> bool {
+        *self != Enablement::NotFound
+    }
 }
 
 /// apt's package lists as the probe saw them: how long ago they were last refreshed, and how
@@ -178,6 +255,42 @@ impl Probe {
     }
 }
 
+/// What the probe read of the host itself, each answer in its type (`None`: not reported, or
+/// not in a form the field holds).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProbedFacts {
+    /// /etc/os-release's text; `Some` (perhaps empty) whenever the reply was a probe's, `None`
+    /// for a lock or file read.
+    pub os_release: Option<String>,
+    /// systemd is PID 1 (/run/systemd/system exists).
+    pub systemd: bool,
+    /// The container technology when the host is a container (docker, podman, lxc...).
+    pub container: Option<String>,
+    /// The kernel's host name.
+    pub hostname: Option<String>,
+    /// /etc/machine-id's text.
+    pub machine_id: Option<String>,
+    /// The host's addresses (loopback included).
+    pub addresses: Vec<std::net::IpAddr>,
+    /// The user the probe runs as.
+    pub uid: Option<u32>,
+    /// The CPUs the probe may run on.
+    pub nproc: Option<u32>,
+}
+
+/// The run lock's state as a probe (asked with a holder) or the lock script answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LockAnswer {
+    /// The lock script took the lock.
+    pub locked: bool,
+    /// Another run holds it: its holder, then a `since ...` line.
+    pub busy: Option<String>,
+    /// Another run released it since the probe: that run.
+    pub moved: Option<String>,
+    /// The last run to release the lock (empty when none did); `None` when not asked.
+    pub last_run: Option<String>,
+}
+
 /// Everything known about a host during a run.
 #[derive(Debug, Clone)]
 pub struct State {
@@ -191,9 +304,10 @@ pub struct State {
     pub units: HashMap<String, UnitState>,
     /// Program → present on PATH.
     pub programs: HashMap<String, bool>,
-    /// Raw facts answers (os-release text, virtualization, hostname...), as the probe
-    /// reported them.
-    pub facts: BTreeMap<String, String>,
+    /// What the probe read of the host itself (os-release text, systemd, container, hostname...).
+    pub facts: ProbedFacts,
+    /// The run lock as the probe or the lock script found it.
+    pub lock: LockAnswer,
     /// Answers of read-only commands asked once per run (`iptables -S INPUT`), by argv, as
     /// the run's own changes left them (see `Ctx::query_once`).
     pub answers: HashMap<Vec<String>, String>,
@@ -220,7 +334,8 @@ impl Default for State {
             package_lists: None,
             units: HashMap::with_capacity(28),
             programs: HashMap::with_capacity(7),
-            facts: BTreeMap::new(),
+            facts: ProbedFacts::default(),
+            lock: LockAnswer::default(),
             answers: HashMap::new(),
             files_complete: false,
             dirs: HashMap::new(),
@@ -255,6 +370,44 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// systemd's words read into the states and given back as they were, an unknown word
+    /// kept whole, none read as none.
+    #[test]
+    fn unit_states_keep_systemds_words() {
+        for word in [
+            "enabled",
+            "enabled-runtime",
+            "static",
+            "masked",
+            "linked-runtime",
+            "",
+        ] {
+            assert_eq!(Enablement::parse(word).to_string(), word);
+        }
+        for word in [
+            "active",
+            "inactive",
+            "failed",
+            "activating",
+            "maintenance",
+            "",
+        ] {
+            assert_eq!(ActiveState::parse(word).to_string(), word);
+        }
+        assert_eq!(Enablement::parse(" masked\n"), Enablement::Masked);
+        assert_eq!(
+            Enablement::parse("linked"),
+            Enablement::Other("linked".into())
+        );
+        assert!(!Enablement::parse("").is_found() && Enablement::parse("bad").is_found());
+        assert_eq!(ActiveState::parse("active\n"), ActiveState::Active);
+        assert_eq!(ActiveState::parse(""), ActiveState::Unknown);
+        assert_eq!(
+            ActiveState::parse("maintenance"),
+            ActiveState::Other("maintenance".into())
+        );
+    }
+
     /// What proves a host's identity, read by the probe on a real shell: its addresses
     /// (loopback at least) and its machine-id.
     /// The probe's own read-only questions, on a real shell: an answer kept as the command
@@ -263,13 +416,8 @@ mod tests {
     #[test]
     fn the_probe_answers_its_questions() {
         use crate::host::{Cmd, Host, Local};
-        let script = "printf 'a b\\n'\nprintf 'it'\\''s\\n'";
-        let probe = Probe::default().queries(&[
-            &["echo", "one", "two"][..],
-            &["sh", "-c", script][..],
-            &["false"][..],
-            &["printf", "no newline"][..],
-        ]);
+        use crate::testing::reply::{QUOTED_SCRIPT, questions_probe};
+        let probe = questions_probe();
         let out = Local::new("t")
             .run(&Cmd::new(&["sh", "-s"]).stdin(probe_script(&probe)))
             .unwrap();
@@ -284,7 +432,7 @@ mod tests {
             Some("one two\n")
         );
         assert_eq!(
-            answer(&["sh", "-c", script]).as_deref(),
+            answer(&["sh", "-c", QUOTED_SCRIPT]).as_deref(),
             Some("a b\nit's\n")
         );
         assert_eq!(answer(&["false"]), None);
@@ -301,13 +449,13 @@ mod tests {
             .run(&Cmd::new(&["sh", "-s"]).stdin(probe_script(&Probe::default())))
             .unwrap();
         let s = parse_probe(&out.stdout_str(), &Probe::default()).unwrap();
-        let addresses = parse_addresses(&s.facts["addresses"]);
+        let addresses = &s.facts.addresses;
         assert!(
             addresses.contains(&"127.0.0.1".parse().unwrap()),
             "{addresses:?}"
         );
         let id = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
-        assert_eq!(s.facts["machine-id"], id.trim());
+        assert_eq!(s.facts.machine_id.as_deref().unwrap_or(""), id.trim());
     }
 
     /// apt's lists read by the probe on a real shell, /var/lib/apt pointed elsewhere: their

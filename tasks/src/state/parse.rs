@@ -9,7 +9,9 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
 use super::script::MARK;
-use super::{FileState, PackageLists, Probe, State, UnitState, Unread};
+use super::{
+    ActiveState, Enablement, FileState, PackageLists, Probe, ProbedFacts, State, UnitState, Unread,
+};
 use crate::error::{Error, Result};
 
 /// Parses `systemctl show -p Id -p LoadState -p UnitFileState -p ActiveState` output (blocks
@@ -25,8 +27,8 @@ pub fn parse_units_show(text: &str) -> Vec<(String, UnitState)> {
             match line.split_once('=') {
                 Some(("Id", v)) => id = v.to_string(),
                 Some(("LoadState", v)) => load = v.to_string(),
-                Some(("UnitFileState", v)) => st.enablement = v.to_string(),
-                Some(("ActiveState", v)) => st.active = v.to_string(),
+                Some(("UnitFileState", v)) => st.enablement = Enablement::parse(v),
+                Some(("ActiveState", v)) => st.active = ActiveState::parse(v),
                 _ => {}
             }
         }
@@ -34,7 +36,7 @@ pub fn parse_units_show(text: &str) -> Vec<(String, UnitState)> {
             continue;
         }
         if load == "not-found" {
-            st.enablement.clear();
+            st.enablement = Enablement::NotFound;
         }
         out.push((id, st));
     }
@@ -60,11 +62,7 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
         let (head, body) = chunk.split_once('\n').unwrap_or((chunk, ""));
         let (kind, name) = head.split_once(' ').unwrap_or((head, ""));
         match kind {
-            "fact" => {
-                state
-                    .facts
-                    .insert(name.to_string(), body.trim_end().to_string());
-            }
+            "fact" => read_fact(&mut state.facts, name, body.trim_end()),
             "pkgs" => {
                 for line in body.lines() {
                     let mut it = line.split_whitespace();
@@ -83,26 +81,12 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
             }
             "lists" => state.package_lists = parse_package_lists(body),
             "lock" => match name {
-                "ok" => {
-                    state.facts.insert("locked".into(), "yes".into());
-                }
-                "moved" => {
-                    state
-                        .facts
-                        .insert("lock-moved".into(), body.trim().to_string());
-                }
-                _ => {
-                    // The holder, then when it took the lock: Ctx decides.
-                    state
-                        .facts
-                        .insert("lock-busy".into(), body.trim().to_string());
-                }
+                "ok" => state.lock.locked = true,
+                "moved" => state.lock.moved = Some(body.trim().to_string()),
+                // The holder, then when it took the lock: Ctx decides.
+                _ => state.lock.busy = Some(body.trim().to_string()),
             },
-            "last" => {
-                state
-                    .facts
-                    .insert("last-run".into(), body.trim().to_string());
-            }
+            "last" => state.lock.last_run = Some(body.trim().to_string()),
             "prog" => {
                 state.programs.insert(name.to_string(), true);
             }
@@ -208,10 +192,27 @@ pub fn parse_probe(reply: &str, probe: &Probe) -> Result<State> {
     if at != data.len() {
         return Err(files_moved("a file"));
     }
-    if state.facts.contains_key("os-release") {
+    if state.facts.os_release.is_some() {
         state.packages = Some(packages);
     }
     Ok(state)
+}
+
+/// One `fact NAME` answer of the probe, into its field: text trimmed, an empty one or one not
+/// of the field's type left out (`systemd` is `yes` or not; a `container` of `none` is none).
+fn read_fact(facts: &mut ProbedFacts, name: &str, text: &str) {
+    let word = || Some(text.trim().to_string()).filter(|v| !v.is_empty());
+    match name {
+        "os-release" => facts.os_release = Some(text.to_string()),
+        "systemd" => facts.systemd = text.trim() == "yes",
+        "container" => facts.container = word().filter(|v| v != "none"),
+        "hostname" => facts.hostname = word(),
+        "machine-id" => facts.machine_id = word(),
+        "addresses" => facts.addresses = parse_addresses(text),
+        "uid" => facts.uid = text.trim().parse().ok(),
+        "nproc" => facts.nproc = text.trim().parse().ok(),
+        _ => {}
+    }
 }
 
 /// Contents and sizes that do not add up: a file changed between `stat` and `cat`, or could
@@ -533,20 +534,20 @@ fe800000000000000250568fffe01203 02 40 20 80     eth0
             .programs(&["ip", "socat"]);
         let reply = "\n@@np:fact os-release\nID=debian\n\n@@np:fact systemd\nyes\n\n@@np:pkgs -\nbash 5.2\nkmod 30\n\n@@np:units -\nId=ssh.service\nLoadState=loaded\nUnitFileState=enabled\nActiveState=active\n\nId=nope.service\nLoadState=not-found\nUnitFileState=\nActiveState=inactive\n\n@@np:prog ip\n\n@@np:stat -\n1 644 root root regular file|/etc/fstab\n\n@@np:data -\nYQ==\n\n@@np:end -\n";
         let s = parse_probe(reply, &probe).unwrap();
-        assert_eq!(s.facts["systemd"], "yes");
+        assert!(s.facts.systemd);
         assert_eq!(s.packages.as_ref().unwrap()["kmod"], "30");
         assert_eq!(
             s.units["ssh.service"],
             UnitState {
-                enablement: "enabled".into(),
-                active: "active".into()
+                enablement: Enablement::Enabled,
+                active: ActiveState::Active
             }
         );
         assert_eq!(
             s.units["nope.service"],
             UnitState {
-                enablement: "".into(),
-                active: "inactive".into()
+                enablement: Enablement::NotFound,
+                active: ActiveState::Inactive
             }
         );
         assert!(s.programs["ip"]);

@@ -108,6 +108,19 @@ NL='
 TAB='\t'
 ";
 
+/// What tells one machine from another (`hostname`, `machine-id`, `addresses` facts): none
+/// needs root to read.
+const IDENTITY_FACTS: &str = r#"m fact hostname; c /proc/sys/kernel/hostname
+m fact machine-id; c /etc/machine-id 2>/dev/null
+m fact addresses; ip -o addr show 2>/dev/null || { echo '# fib_trie'; c /proc/net/fib_trie 2>/dev/null; echo '# if_inet6'; c /proc/net/if_inet6 2>/dev/null; }
+"#;
+
+/// The identity facts alone, run as the login user before any secret goes to the host (see
+/// [`crate::host::Host::sends_secret`]); parsed as a probe reply.
+pub fn identity_script() -> String {
+    format!("{PROBE_PRELUDE}{IDENTITY_FACTS}m end -\n")
+}
+
 /// A script that reads only files (a cache miss).
 pub fn files_script<S: AsRef<str>>(paths: &[S]) -> String {
     let mut s = String::from(PROBE_PRELUDE);
@@ -234,10 +247,11 @@ elif [ -f /run/.containerenv ]; then echo podman
 elif [ -d /run/systemd/system ]; then echo none
 else systemd-detect-virt --container 2>/dev/null || true
 fi
-m fact hostname; c /proc/sys/kernel/hostname
-m fact machine-id; c /etc/machine-id 2>/dev/null
-m fact addresses; ip -o addr show 2>/dev/null || { echo '# fib_trie'; c /proc/net/fib_trie 2>/dev/null; echo '# if_inet6'; c /proc/net/if_inet6 2>/dev/null; }
-u=; n=; while read -r k v r; do case $k in Uid:) u=${r%%[ 	]*};; Cpus_allowed_list:) n=$v;; esac; done < /proc/self/status
+"#,
+    );
+    s.push_str(IDENTITY_FACTS);
+    s.push_str(
+        r#"u=; n=; while read -r k v r; do case $k in Uid:) u=${r%%[ 	]*};; Cpus_allowed_list:) n=$v;; esac; done < /proc/self/status
 o=$IFS; IFS=,; cpus=0; for x in $n; do case $x in *-*) cpus=$((cpus + ${x#*-} - ${x%-*} + 1));; ?*) cpus=$((cpus + 1));; esac; done; IFS=$o
 m fact uid; if [ -n "$u" ]; then echo "$u"; else id -u; fi
 m fact nproc; if [ "$cpus" -gt 0 ]; then echo "$cpus"; else nproc 2>/dev/null; fi

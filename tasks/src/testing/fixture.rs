@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::Recorder;
 use crate::ctx::{Ctx, Mode, Options};
 use crate::facts::Facts;
-use crate::state::{FileState, State, UnitState};
+use crate::state::{ActiveState, Enablement, FileState, State, UnitState};
 
 /// A host's recorded state, built up fluently.
 #[derive(Debug, Clone)]
@@ -362,7 +362,7 @@ impl Fixture {
             state: State::default(),
         };
         f.state.packages = Some(Default::default());
-        f.state.facts.insert("os-release".into(), os_release.into());
+        f.state.facts.os_release = Some(os_release.into());
         f = f
             .file("/etc/os-release", os_release, 0o644)
             .file("/proc/swaps", SWAPS_NONE, 0o444)
@@ -541,8 +541,8 @@ impl Fixture {
         self.state.units.insert(
             name.into(),
             UnitState {
-                enablement: enablement.into(),
-                active: active.into(),
+                enablement: Enablement::parse(enablement),
+                active: ActiveState::parse(active),
             },
         );
         self

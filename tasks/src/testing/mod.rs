@@ -71,3 +71,25 @@ pub fn assert_sent_nothing(rec: &Recorder) {
     let sent = rec.commands();
     assert!(sent.is_empty(), "the host was sent {sent:?}");
 }
+
+/// `argv` run on this machine: a real tool checking what a test wrote (`haproxy -c`,
+/// `iptables-restore --test`). `None` when the tool is not installed here, said on stderr;
+/// except in CI (`CI=true`), which installs it (`apt-get install -y PACKAGE`): there a missing
+/// tool fails the test. `what` is what the tool was to check.
+pub fn run_checker(argv: &[&str], package: &str, what: &str) -> Option<Output> {
+    use crate::host::{Cmd, Host, Local};
+    let out = Local::new("t")
+        .exec(&Cmd::new(argv))
+        .ok()
+        .filter(|o| o.status != Some(127));
+    if out.is_none() {
+        let tool = argv[0];
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(
+            !ci,
+            "{tool} is not installed: CI must install it (apt-get install -y {package}) to check {what}"
+        );
+        eprintln!("{tool} is not installed here: {what} not checked");
+    }
+    out
+}

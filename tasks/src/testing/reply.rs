@@ -9,17 +9,20 @@ use std::fmt::Write as _;
 
 use base64::Engine;
 
-use crate::state::{LOCK_DIR, MARK, Probe, State, UnitState};
+use crate::state::{ActiveState, LOCK_DIR, MARK, Probe, ProbedFacts, State, UnitState};
 
-/// The facts a probe asks for, in the order its script asks.
-const FACTS: [&str; 6] = [
-    "os-release",
-    "systemd",
-    "container",
-    "hostname",
-    "uid",
-    "nproc",
-];
+/// The facts a probe asks for, in the order its script asks, as the probe prints them
+/// (`None`: nothing printed).
+fn facts(f: &ProbedFacts) -> [(&'static str, Option<String>); 6] {
+    [
+        ("os-release", f.os_release.clone()),
+        ("systemd", f.systemd.then(|| "yes".to_string())),
+        ("container", f.container.clone()),
+        ("hostname", f.hostname.clone()),
+        ("uid", f.uid.map(|n| n.to_string())),
+        ("nproc", f.nproc.map(|n| n.to_string())),
+    ]
+}
 
 /// What a script of [`crate::state::probe_script`] or [`crate::state::files_script`] asks a host.
 #[derive(Debug, Clone, Default)]
@@ -142,7 +145,7 @@ fn words(line: &str) -> Vec<String> {
 pub fn reply(state: &State, asked: &Asked) -> String {
     let probe = &asked.probe;
     let mut s = String::new();
-    let busy = state.facts.get("lock-busy");
+    let busy = state.lock.busy.as_ref();
     if asked.take_lock {
         match busy {
             Some(holder) => {
@@ -162,16 +165,16 @@ pub fn reply(state: &State, asked: &Asked) -> String {
             s.push('\n');
         }
         mark(&mut s, "last", "-");
-        if let Some(last) = state.facts.get("last-run") {
+        if let Some(last) = &state.lock.last_run {
             s.push_str(last);
             s.push('\n');
         }
     }
     if asked.facts {
-        for fact in FACTS {
+        for (fact, value) in facts(&state.facts) {
             mark(&mut s, "fact", fact);
-            if let Some(v) = state.facts.get(fact).filter(|v| !v.is_empty()) {
-                s.push_str(v);
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                s.push_str(&v);
                 s.push('\n');
             }
         }
@@ -294,15 +297,14 @@ fn mark(s: &mut String, kind: &str, name: &str) {
 /// One unit as `systemctl show -p Id -p LoadState -p UnitFileState -p ActiveState` prints it.
 fn unit_block(name: &str, unit: Option<&UnitState>) -> String {
     let unit = unit.cloned().unwrap_or_default();
-    let load = if unit.enablement.is_empty() {
-        "not-found"
-    } else {
+    let load = if unit.enablement.is_found() {
         "loaded"
-    };
-    let active = if unit.active.is_empty() {
-        "inactive"
     } else {
-        &unit.active
+        "not-found"
+    };
+    let active = match &unit.active {
+        ActiveState::Unknown => "inactive",
+        known => known.as_str(),
     };
     format!(
         "Id={name}\nLoadState={load}\nUnitFileState={}\nActiveState={active}\n",
@@ -310,11 +312,26 @@ fn unit_block(name: &str, unit: Option<&UnitState>) -> String {
     )
 }
 
+/// A quoted, multi-line script, asked by [`questions_probe`].
+pub const QUOTED_SCRIPT: &str = "printf 'a b\\n'\nprintf 'it'\\''s\\n'";
+
+/// A probe asking read-only questions that try its quoting and its answers: a quoted,
+/// multi-line script ([`QUOTED_SCRIPT`]), a command that fails, an answer without a final
+/// newline.
+pub fn questions_probe() -> Probe {
+    Probe::default().queries(&[
+        &["echo", "one", "two"][..],
+        &["sh", "-c", QUOTED_SCRIPT][..],
+        &["false"][..],
+        &["printf", "no newline"][..],
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::host::Host as _;
-    use crate::state::FileState;
+    use crate::state::{FileState, LockAnswer};
     use crate::state::{files_script, parse_probe, probe_script};
 
     fn file(mode: u32, owner: &str, content: &[u8]) -> Option<FileState> {
@@ -329,26 +346,26 @@ mod tests {
 
     fn unit(enablement: &str, active: &str) -> UnitState {
         UnitState {
-            enablement: enablement.into(),
-            active: active.into(),
+            enablement: crate::state::Enablement::parse(enablement),
+            active: ActiveState::parse(active),
         }
     }
 
     /// A host as a probe can report it: every fact, packages, units, programs, plain and
     /// kernel files, a directory, binary contents, a long name, an absent file.
     fn host() -> State {
-        let mut s = State::default();
-        let facts = [
-            ("os-release", "ID=debian\nVERSION_ID=\"12\""),
-            ("systemd", "yes"),
-            ("container", ""),
-            ("hostname", "wok01"),
-            ("uid", "0"),
-            ("nproc", "2"),
-        ];
-        for (k, v) in facts {
-            s.facts.insert(k.into(), v.into());
-        }
+        let mut s = State {
+            facts: ProbedFacts {
+                os_release: Some("ID=debian\nVERSION_ID=\"12\"".into()),
+                systemd: true,
+                container: None,
+                hostname: Some("wok01".into()),
+                uid: Some(0),
+                nproc: Some(2),
+                ..ProbedFacts::default()
+            },
+            ..State::default()
+        };
         s.packages = Some(
             [("kbd", "2.5.1-1+b1"), ("locales", "2.36-9+deb12u9")]
                 .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -429,13 +446,7 @@ mod tests {
     /// from its script as it asks them.
     #[test]
     fn the_probes_questions_are_read_back() {
-        let script = "printf 'a b\\n'\nprintf 'it'\\''s\\n'";
-        let probe = Probe::default().queries(&[
-            &["echo", "one", "two"][..],
-            &["sh", "-c", script][..],
-            &["false"][..],
-            &["printf", "no newline"][..],
-        ]);
+        let probe = questions_probe();
         let asked = asked(&probe_script(&probe)).unwrap();
         assert_eq!(asked.probe.queries, probe.queries);
     }
@@ -446,11 +457,7 @@ mod tests {
         let p = probe();
         let asked = asked(&probe_script(&p)).unwrap();
         let back = parse_probe(&reply(&s, &asked), &p).unwrap();
-        let mut facts = s.facts.clone();
-        facts.retain(|_, v| !v.is_empty());
-        let mut got = back.facts.clone();
-        got.retain(|_, v| !v.is_empty());
-        assert_eq!(got, facts);
+        assert_eq!(back.facts, s.facts);
         assert_eq!(back.packages, s.packages);
         for path in &p.files {
             assert_eq!(
@@ -466,7 +473,7 @@ mod tests {
         assert_eq!(back.units.len(), 3);
         assert!(back.programs["iptables"]);
         assert!(!back.programs["nft"] && !back.programs["ip"]);
-        assert!(!back.facts.contains_key("locked"), "no lock was asked for");
+        assert_eq!(back.lock, LockAnswer::default(), "no lock was asked for");
     }
 
     /// The lock: the probe reports it busy (naming the holder) and the last run that released
@@ -481,21 +488,20 @@ mod tests {
         assert_eq!(a.probe.lock, p.lock);
         assert!(!a.take_lock, "the probe only looks at the lock");
         let mut s = host();
-        s.facts.insert("last-run".into(), "an earlier run".into());
+        s.lock.last_run = Some("an earlier run".into());
         let back = parse_probe(&reply(&s, &a), &p).unwrap();
-        assert!(!back.facts.contains_key("lock-busy"));
-        assert_eq!(back.facts["last-run"], "an earlier run");
+        assert_eq!(back.lock.busy, None);
+        assert_eq!(back.lock.last_run.as_deref(), Some("an earlier run"));
         let take = asked(&crate::state::lock_script("me", None, "an earlier run")).unwrap();
         assert!(take.take_lock);
         let got = parse_probe(&reply(&s, &take), &Probe::default()).unwrap();
-        assert_eq!(got.facts["locked"], "yes");
-        s.facts
-            .insert("lock-busy".into(), "someone else\nsince today".into());
+        assert!(got.lock.locked);
+        s.lock.busy = Some("someone else\nsince today".into());
         let back = parse_probe(&reply(&s, &a), &p).unwrap();
-        assert_eq!(back.facts["lock-busy"], "someone else\nsince today");
+        assert_eq!(back.lock.busy.as_deref(), Some("someone else\nsince today"));
         let got = parse_probe(&reply(&s, &take), &Probe::default()).unwrap();
-        assert!(!got.facts.contains_key("locked"));
-        assert_eq!(got.facts["lock-busy"], "someone else\nsince today");
+        assert!(!got.lock.locked);
+        assert_eq!(got.lock.busy.as_deref(), Some("someone else\nsince today"));
     }
 
     /// What a script asks, read back from the scripts `script` writes: a probe with a lock

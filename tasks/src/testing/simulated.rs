@@ -61,7 +61,7 @@ impl Simulated {
 /// The state `state` is as host `name`: its host name fact and /etc/hostname say `name`.
 fn named(state: &State, name: &str) -> State {
     let mut mine = state.clone();
-    mine.facts.insert("hostname".into(), name.to_string());
+    mine.facts.hostname = Some(name.to_string());
     if let Some(Some(f)) = mine.files.get_mut(HOSTNAME_FILE) {
         f.content = format!("{name}\n").into_bytes();
     }
@@ -127,7 +127,7 @@ impl Answer {
     /// a file read. `first` is the name of the host that asks first.
     fn new(state: &State, script: &str, first: &str) -> Option<Answer> {
         let asked = reply::asked(script)?;
-        let own_name = state.facts.get("hostname");
+        let own_name = state.facts.hostname.as_ref();
         let own = own_name.map(|_| reply::reply(state, &asked));
         let name = own_name.map_or(first, |n| n.as_str());
         let template = Template::new(state, &asked, name);
@@ -140,7 +140,7 @@ impl Answer {
 
     /// What host `name` of `state` answers.
     fn for_host(&self, state: &State, name: &str) -> String {
-        if state.facts.get("hostname").is_some_and(|n| n == name)
+        if state.facts.hostname.as_deref() == Some(name)
             && let Some(own) = &self.own
         {
             return own.clone();
@@ -296,14 +296,10 @@ pub fn converged(plan: Plan<'_>, fixture: Fixture) -> Result<State> {
     let facts = cx.facts().clone();
     let mut s = cx.state().clone();
     s.files_complete = false;
-    s.facts.insert("hostname".into(), facts.hostname.clone());
-    s.facts.insert(
-        "systemd".into(),
-        if facts.systemd { "yes" } else { "" }.into(),
-    );
-    s.facts
-        .insert("container".into(), facts.container.unwrap_or_default());
-    s.facts.insert("uid".into(), "0".into());
+    s.facts.hostname = Some(facts.hostname.clone());
+    s.facts.systemd = facts.systemd;
+    s.facts.container = facts.container;
+    s.facts.uid = Some(0);
     Ok(s)
 }
 
@@ -345,7 +341,7 @@ mod tests {
     fn connect(host: Simulated, probe: Probe) -> Ctx {
         let opts = Options {
             probe,
-            lock: Some("bench".into()),
+            lock: Some(crate::ctx::LockHolder::this_run()),
             ..Options::default()
         };
         Ctx::connect(Box::new(host), opts).unwrap()
@@ -356,7 +352,7 @@ mod tests {
     #[test]
     fn a_simulated_host_is_converged() {
         let state = Arc::new(converged(plan(), Fixture::debian()).unwrap());
-        assert_eq!(state.facts["hostname"], "wok01");
+        assert_eq!(state.facts.hostname.as_deref(), Some("wok01"));
         for program in PROGRAMS_ON_PATH {
             assert_eq!(state.programs.get(program), Some(&true), "{program}");
         }
@@ -414,13 +410,13 @@ mod tests {
             };
             assert_eq!(got, whole, "{name}");
             let back = state::parse_probe(&got, &probe).unwrap();
-            assert_eq!(back.facts["hostname"], name);
+            assert_eq!(back.facts.hostname.as_deref().unwrap_or(""), name);
             let file = back.files[HOSTNAME_FILE].as_ref().unwrap();
             assert_eq!(file.text(), format!("{name}\n"));
         }
         // Another fleet's state, at another address: its own answer.
         let mut other = (*state).clone();
-        other.facts.insert("nproc".into(), "64".into());
+        other.facts.nproc = Some(64);
         let other = Arc::new(other);
         let got = Simulated::new("wok02", Duration::ZERO, other.clone())
             .probe_reply(&script)

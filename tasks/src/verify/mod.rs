@@ -22,6 +22,7 @@
 
 mod identity;
 mod kernel;
+mod node;
 mod ports;
 mod resources;
 mod runtime;
@@ -38,6 +39,7 @@ pub use identity::{
     clock_skew, clock_synchronized, fleet_checks, global_addresses, hostname_matches, identity,
 };
 pub use kernel::{module_builtin, module_listed, module_loaded, swap_at_boot, swap_off, sysctl};
+pub use node::{ca_bundle, disk_ids, name_resolves, node_ip, runc_shim, runtime_types};
 pub use ports::{KUBERNETES_HOLDERS, TCP, TCP6, holders, listening_ports, ports_free};
 pub use resources::{MEMINFO, MIN_CPUS, MIN_MEMORY_MIB, cpus, mem_total_mib, memory};
 pub use runtime::{
@@ -50,14 +52,17 @@ pub const FILES: &[&str] = &[MACHINE_ID, PRODUCT_UUID, MEMINFO, TCP, TCP6, KUBEL
 
 /// What the checks read: their own files, and those of the tasks whose results they judge
 /// (fstab and swaps, every sysctl file, containerd's and kubelet's configuration, the host
-/// name).
-pub const READS: [Reads; 6] = [
+/// name, /etc/hosts, the disks). The CA bundles are read only when there are CAs to find in
+/// them ([`declare`]).
+pub const READS: [Reads; 8] = [
     Reads::files(FILES),
     crate::kernel::READS,
     crate::kernel::SYSCTL_READS,
     crate::containerd::READS,
     crate::kubelet::READS,
     crate::hostname::READS,
+    crate::hosts::READS,
+    crate::disks::READS,
 ];
 
 /// Declares the checks `spec` describes as steps of `p`, in order: each is a check (a failure
@@ -67,6 +72,14 @@ pub fn declare<'a>(spec: Spec<'a>, p: &mut Plan<'a>) {
     let mut reads = Probe::from(READS);
     if let Some(node) = &spec.node {
         reads = reads.merge(&crate::kernel::live_reads(node.modules, node.sysctls));
+    }
+    if !spec.ca_certs.is_empty() {
+        let mut bundles: Vec<&str> = crate::facts::OsFamily::ALL
+            .into_iter()
+            .map(|os| crate::ca::layout(os).bundle)
+            .collect();
+        bundles.dedup();
+        reads = reads.merge(&Probe::default().files(&bundles));
     }
     // One probe shared by every check.
     let reads = crate::plan::StepReads::from(reads);
@@ -162,6 +175,10 @@ pub struct Spec<'a> {
     pub allowed_holders: &'a [&'a str],
     /// The CPUs and memory the host needs, if checked (a control-plane node).
     pub resources: Option<Resources>,
+    /// The address the host's name must resolve to (its cluster address), if checked.
+    pub cluster_address: Option<&'a str>,
+    /// The CA certificates (name, PEM) the bundle applications read must hold.
+    pub ca_certs: Vec<(String, String)>,
 }
 
 /// What a Kubernetes node's kernel must have.
@@ -188,10 +205,15 @@ enum HostCheck<'s> {
     Sysctl(&'s str, &'s str),
     CgroupDriver,
     Binaries,
+    RuncShim,
+    NodeIp,
+    DiskIds,
     PortsFree(&'s [Ports], &'s [&'s str]),
     Cpus(u32),
     Memory(u64),
     Hostname(&'s str),
+    NameResolves(&'s str, &'s str),
+    CaBundle(&'s [(String, String)]),
     ClockSynchronized,
     ClockSkew,
 }
@@ -204,10 +226,15 @@ impl HostCheck<'_> {
             HostCheck::Sysctl(key, _) => kernel::name::sysctl(key),
             HostCheck::CgroupDriver => runtime::name::CGROUP_DRIVER.into(),
             HostCheck::Binaries => runtime::name::BINARIES.into(),
+            HostCheck::RuncShim => node::name::RUNC_SHIM.into(),
+            HostCheck::NodeIp => node::name::NODE_IP.into(),
+            HostCheck::DiskIds => node::name::DISK_IDS.into(),
             HostCheck::PortsFree(..) => ports::name::PORTS_FREE.into(),
             HostCheck::Cpus(_) => resources::name::CPUS.into(),
             HostCheck::Memory(_) => resources::name::MEMORY.into(),
             HostCheck::Hostname(_) => identity::name::HOSTNAME.into(),
+            HostCheck::NameResolves(..) => node::name::NAME_RESOLVES.into(),
+            HostCheck::CaBundle(_) => node::name::CA_BUNDLE.into(),
             HostCheck::ClockSynchronized => identity::name::CLOCK_SYNCHRONIZED.into(),
             HostCheck::ClockSkew => identity::name::CLOCK_SKEW.into(),
         }
@@ -220,18 +247,24 @@ impl HostCheck<'_> {
             HostCheck::Sysctl(key, want) => sysctl(cx, key, want),
             HostCheck::CgroupDriver => cgroup_driver(cx),
             HostCheck::Binaries => binaries(cx),
+            HostCheck::RuncShim => runc_shim(cx),
+            HostCheck::NodeIp => node_ip(cx),
+            HostCheck::DiskIds => disk_ids(cx),
             HostCheck::PortsFree(ports, allowed) => ports_free(cx, ports, allowed),
             HostCheck::Cpus(min) => cpus(cx, min),
             HostCheck::Memory(min_mib) => memory(cx, min_mib),
             HostCheck::Hostname(name) => hostname_matches(cx, name),
+            HostCheck::NameResolves(name, address) => name_resolves(cx, name, address),
+            HostCheck::CaBundle(certs) => ca_bundle(cx, certs),
             HostCheck::ClockSynchronized => clock_synchronized(cx),
             HostCheck::ClockSkew => Ok(clock_skew(clock_sample(cx)?, MAX_SKEW_SECS)),
         }
     }
 }
 
-/// The checks `spec` describes, in the order they run: a node's kernel and runtime, the ports,
-/// the resources, a node's host name, the clock.
+/// The checks `spec` describes, in the order they run: a node's kernel and runtime (the runc
+/// shim, kubelet's node IP, the disks' ids), the ports, the resources, a node's host name, the
+/// name resolving to the cluster address, the CA bundle, the clock.
 fn plan<'s>(spec: &'s Spec<'_>) -> Vec<HostCheck<'s>> {
     let mut out = Vec::new();
     if let Some(node) = &spec.node {
@@ -240,6 +273,9 @@ fn plan<'s>(spec: &'s Spec<'_>) -> Vec<HostCheck<'s>> {
         out.extend(node.sysctls.iter().map(|(k, v)| HostCheck::Sysctl(k, v)));
         out.push(HostCheck::CgroupDriver);
         out.push(HostCheck::Binaries);
+        out.push(HostCheck::RuncShim);
+        out.push(HostCheck::NodeIp);
+        out.push(HostCheck::DiskIds);
     }
     out.push(HostCheck::PortsFree(&spec.ports, spec.allowed_holders));
     if let Some(r) = spec.resources {
@@ -248,6 +284,12 @@ fn plan<'s>(spec: &'s Spec<'_>) -> Vec<HostCheck<'s>> {
     }
     if spec.node.is_some() {
         out.push(HostCheck::Hostname(spec.name));
+    }
+    if let Some(address) = spec.cluster_address {
+        out.push(HostCheck::NameResolves(spec.name, address));
+    }
+    if !spec.ca_certs.is_empty() {
+        out.push(HostCheck::CaBundle(&spec.ca_certs));
     }
     out.push(HostCheck::ClockSynchronized);
     out.push(HostCheck::ClockSkew);
@@ -302,11 +344,18 @@ pub(crate) mod fixtures {
         }
     }
 
-    /// A Photon worker nodeprep prepared: every node check passes on it.
+    /// The cluster address of [`ready_photon`], and the CA its bundle holds.
+    pub(crate) const ADDRESS: &str = "10.1.2.11";
+    pub(crate) const CA_PEM: &str =
+        "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ0FSb290\n-----END CERTIFICATE-----\n";
+
+    /// A Photon worker nodeprep prepared: every node check passes on it (its name resolves to
+    /// its cluster address [`ADDRESS`], kubelet's node IP is that address, its one disk has a
+    /// stable id, its bundle holds [`CA_PEM`]).
     pub(crate) fn ready_photon() -> Fixture {
         let containerd =
             containerd::edited_config(Some(photon_files::CONTAINERD_CONFIG), Some(1)).unwrap();
-        Fixture::photon()
+        let mut f = Fixture::photon()
             .hostname("prdk8smst501")
             .file(containerd::CONFIG, &containerd, 0o644)
             .file(
@@ -316,9 +365,20 @@ pub(crate) mod fixtures {
             )
             .file(
                 kubelet::SYSCONFIG,
-                "KUBELET_EXTRA_ARGS=--cgroup-driver=systemd\n",
+                &format!("KUBELET_EXTRA_ARGS=--cgroup-driver=systemd --node-ip={ADDRESS}\n"),
                 0o644,
             )
+            .file(
+                crate::hosts::HOSTS,
+                &crate::hosts::with_host(
+                    photon_files::HOSTS,
+                    "prdk8smst501",
+                    ADDRESS,
+                    "",
+                ),
+                0o644,
+            )
+            .file(crate::ca::PKI_BUNDLE, CA_PEM, 0o644)
             .dir("/sys/module/br_netfilter")
             .file("/proc/sys/net/ipv4/ip_forward", "1\n", 0o644)
             .file("/proc/sys/net/bridge/bridge-nf-call-iptables", "1\n", 0o644)
@@ -328,12 +388,18 @@ pub(crate) mod fixtures {
             .file(TCP6, "  sl  local_address rem_address   st\n", 0o444)
             .file(MACHINE_ID, "0123456789abcdef0123456789abcdef\n", 0o444)
             .file(PRODUCT_UUID, "4231A2B3-0000-0000-0000-000000000001\n", 0o400)
-            .complete()
+            .complete();
+        f.state.facts.addresses = vec![ADDRESS.parse().unwrap()];
+        f.state.answers.insert(
+            crate::disks::LIST.iter().map(|s| s.to_string()).collect(),
+            "disk sda\nid scsi-36000c29a1b2c3d4e5f sda\nid wwn-0x6000c29a1b2c3d4e5f sda\n".into(),
+        );
+        f
     }
 
     pub(crate) fn ready_ctx(mode: Mode) -> (Ctx, std::sync::Arc<Recorder>) {
         let mut f = ready_photon();
-        f.state.facts.insert("nproc".into(), "4".into());
+        f.state.facts.nproc = Some(4);
         let (cx, rec) = f.ctx(mode);
         rec.reply("timedatectl", ok("yes\n"));
         (cx, rec)
@@ -342,7 +408,7 @@ pub(crate) mod fixtures {
 
 #[cfg(test)]
 mod tests {
-    use super::fixtures::{NODE, ok, ready_ctx};
+    use super::fixtures::{ADDRESS, CA_PEM, NODE, ok, ready_ctx};
     use super::identity::now;
     use super::*;
     use crate::ctx::Mode;
@@ -350,7 +416,7 @@ mod tests {
 
     /// Check names, in the order they run: a node's, a master's own (before "hostname"), a
     /// load balancer's.
-    const NODE_CHECKS: [&str; 12] = [
+    const NODE_CHECKS: [&str; 17] = [
         "swap off",
         "module overlay",
         "module br_netfilter",
@@ -359,13 +425,23 @@ mod tests {
         "sysctl net.bridge.bridge-nf-call-ip6tables",
         "cgroup driver",
         "binaries",
+        "runc shim",
+        "kubelet node ip",
+        "disk ids",
         "ports free",
         "hostname",
+        "node name resolves",
+        "ca bundle",
         "clock synchronized",
         "clock skew",
     ];
     const MASTER_CHECKS: [&str; 2] = ["cpus", "memory"];
-    const BALANCER_CHECKS: [&str; 3] = ["ports free", "clock synchronized", "clock skew"];
+    const BALANCER_CHECKS: [&str; 4] = [
+        "ports free",
+        "node name resolves",
+        "clock synchronized",
+        "clock skew",
+    ];
 
     /// A control-plane node, as the k8s-master role describes it.
     fn master() -> Spec<'static> {
@@ -378,6 +454,8 @@ mod tests {
                 cpus: MIN_CPUS,
                 memory_mib: MIN_MEMORY_MIB,
             }),
+            cluster_address: Some(ADDRESS),
+            ca_certs: vec![("corp-root.crt".into(), CA_PEM.into())],
         }
     }
 
@@ -389,6 +467,8 @@ mod tests {
             ports: firewall::sample::WORKER_PORTS.to_vec(),
             allowed_holders: KUBERNETES_HOLDERS,
             resources: None,
+            cluster_address: Some(ADDRESS),
+            ca_certs: vec![("corp-root.crt".into(), CA_PEM.into())],
         }
     }
 
@@ -404,6 +484,8 @@ mod tests {
             .concat(),
             allowed_holders: &["haproxy"],
             resources: None,
+            cluster_address: Some(ADDRESS),
+            ca_certs: Vec::new(),
         }
     }
 
@@ -415,14 +497,18 @@ mod tests {
         let checks = host_checks(&mut cx, &master()).unwrap();
         let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
         let mut want: Vec<&str> = NODE_CHECKS.to_vec();
-        want.splice(9..9, MASTER_CHECKS);
+        want.splice(12..12, MASTER_CHECKS);
         assert_eq!(names, want);
         for c in &checks {
             assert!(c.passed(), "{c:?}");
         }
         assert!(cx.actions().is_empty(), "verify modifies nothing");
         let sent: Vec<String> = rec.commands().iter().map(|c| c.display()).collect();
-        assert_eq!(sent.len(), 3, "binaries, timedatectl, date: {sent:#?}");
+        assert_eq!(
+            sent.len(),
+            4,
+            "binaries, runc shim, timedatectl, date: {sent:#?}"
+        );
     }
 
     #[test]
@@ -461,7 +547,7 @@ mod tests {
             assert_eq!(check_names(&spec), run);
         }
         let mut want: Vec<&str> = NODE_CHECKS.to_vec();
-        want.splice(9..9, MASTER_CHECKS);
+        want.splice(12..12, MASTER_CHECKS);
         assert_eq!(check_names(&master()), want);
         assert_eq!(check_names(&worker()), NODE_CHECKS);
         assert_eq!(check_names(&balancer("prdinfhap501")), BALANCER_CHECKS);
@@ -474,7 +560,7 @@ mod tests {
         };
         let checks = host_checks(&mut cx, &spec).unwrap();
         assert_eq!(
-            checks[8],
+            checks[11],
             Check::skip("ports free", "no ports for this role")
         );
     }

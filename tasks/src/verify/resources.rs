@@ -34,11 +34,7 @@ pub fn mem_total_mib(meminfo: &str) -> Option<u64> {
 /// At least `min` CPUs.
 pub fn cpus(cx: &mut Ctx, min: u32) -> Result<Check> {
     const NAME: &str = name::CPUS;
-    let known = cx
-        .state()
-        .facts
-        .get("nproc")
-        .and_then(|v| v.trim().parse::<u32>().ok());
+    let known = cx.state().facts.nproc;
     let n = match known {
         Some(n) => n,
         None => match cx.query(&["nproc"])?.stdout_str().trim().parse::<u32>() {
@@ -86,7 +82,7 @@ mod tests {
         assert!(cpus(&mut cx, MIN_CPUS).unwrap().passed());
         assert!(memory(&mut cx, MIN_MEMORY_MIB).unwrap().passed());
         let mut f = ready_photon().file(MEMINFO, "MemTotal:        1015808 kB\n", 0o444);
-        f.state.facts.insert("nproc".into(), "1".into());
+        f.state.facts.nproc = Some(1);
         let (mut cx, _) = f.ctx(Mode::Check);
         assert_eq!(
             reason(&cpus(&mut cx, MIN_CPUS).unwrap()),

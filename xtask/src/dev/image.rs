@@ -209,15 +209,27 @@ pub fn ensure(sh: &Shell) -> Result<String> {
 /// had (Photon's image not pullable) the error is an [`Unavailable`].
 pub fn ensure_base(sh: &Shell, base: Base) -> Result<String> {
     let tag = recipe_tag(base);
+    match base {
+        Base::Debian => ensure_variant(sh, tag, &Variant::PLAIN),
+        Base::Photon => {
+            if exists(sh, &tag) {
+                eprintln!("test image {tag}: up to date");
+            } else {
+                photon::build(sh, &tag)?;
+            }
+            Ok(tag)
+        }
+    }
+}
+
+/// The tag of the Debian image `variant` of the current recipes, tagged `tag`: reused when
+/// docker has it, otherwise built now with mmdebstrap (a few minutes).
+pub(crate) fn ensure_variant(sh: &Shell, tag: String, variant: &Variant) -> Result<String> {
     if exists(sh, &tag) {
         eprintln!("test image {tag}: up to date");
         return Ok(tag);
     }
-    match base {
-        Base::Debian => build(sh, &tag, &Variant::PLAIN)
-            .with_context(|| format!("building test image {tag}"))?,
-        Base::Photon => photon::build(sh, &tag)?,
-    }
+    build(sh, &tag, variant).with_context(|| format!("building test image {tag}"))?;
     Ok(tag)
 }
 

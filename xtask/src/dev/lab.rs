@@ -16,7 +16,7 @@ use xshell::{Shell, cmd};
 use super::testbed::{Host, Testbed, keygen, known_hosts_line, ssh_command};
 
 /// How long a container may take from `docker run` to answering ssh.
-const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Containers started at once (see [`Lab::start`]).
 const START_BATCH: usize = 8;
@@ -27,7 +27,7 @@ const INOTIFY_INSTANCES: u64 = 8192;
 const INOTIFY_LIMIT: &str = "/proc/sys/fs/inotify/max_user_instances";
 
 /// Flags that let systemd boot in a container on this kind of host, without `--privileged`.
-const RUN_FLAGS: &[&str] = &[
+pub(super) const RUN_FLAGS: &[&str] = &[
     "--cap-add=SYS_ADMIN",
     "--cap-add=NET_ADMIN",
     "--security-opt=seccomp=unconfined",
@@ -64,6 +64,9 @@ pub struct Lab {
     dir: TempDir,
     identity_file: std::path::PathBuf,
     keep: bool,
+    /// The apt cache joined to the lab's network (`super::offline::APT_CACHE_ENV`), and its
+    /// address there.
+    apt_cache: Option<(String, String)>,
 }
 
 impl std::fmt::Debug for Lab {
@@ -112,6 +115,7 @@ impl Lab {
             dir,
             identity_file,
             keep: false,
+            apt_cache: None,
         };
         cmd!(
             sh,
@@ -121,6 +125,8 @@ impl Lab {
         .ignore_stdout()
         .run()
         .context("docker network create failed")?;
+        lab.apt_cache = super::offline::join_apt_cache(sh, &network)?;
+        let apt_cache = lab.apt_cache.as_ref().map(|(_, ip)| ip.as_str());
 
         // Systemd containers boot in batches: 32 booting at once on two cores would each take
         // longer than BOOT_TIMEOUT. A batch waits for the one before it to answer ssh.
@@ -140,6 +146,7 @@ impl Lab {
                             prefix,
                             network: &network,
                             root,
+                            apt_cache,
                         };
                         let (key, pubkey) = (&key, &pubkey);
                         s.spawn(move || start_node(&spec, key, pubkey))
@@ -230,12 +237,7 @@ impl Testbed for Lab {
 
     /// `docker exec` of `argv` in the host's container.
     fn exec(&self, host: &str, argv: &[&str]) -> Result<Output> {
-        let sh = Shell::new()?;
-        let container = self.container(host);
-        Ok(cmd!(sh, "docker exec {container} {argv...}")
-            .quiet()
-            .ignore_status()
-            .output()?)
+        docker_exec(self.container(host), argv)
     }
 }
 
@@ -267,6 +269,9 @@ impl Drop for Lab {
         {
             eprintln!("lab cleanup: docker rm failed: {e}");
         }
+        if let Some((cache, _)) = &self.apt_cache {
+            super::offline::leave_apt_cache(&sh, network, cache);
+        }
         if let Err(e) = cmd!(sh, "docker network rm {network}")
             .quiet()
             .ignore_stdout()
@@ -286,6 +291,8 @@ struct NodeSpec<'a> {
     prefix: &'a str,
     network: &'a str,
     root: RootLogin,
+    /// The apt cache's address on the lab's network, if any.
+    apt_cache: Option<&'a str>,
 }
 
 /// A container that answers ssh.
@@ -307,6 +314,7 @@ fn start_node(spec: &NodeSpec<'_>, key: &Path, pubkey: &str) -> Result<Started> 
         prefix,
         network,
         root,
+        apt_cache,
     } = *spec;
     cmd!(
         sh,
@@ -319,20 +327,9 @@ fn start_node(spec: &NodeSpec<'_>, key: &Path, pubkey: &str) -> Result<Started> 
     .with_context(|| format!("docker run of {container} failed"))?;
 
     let fail = |what: String| -> anyhow::Error {
-        let logs = cmd!(sh, "docker logs --tail 30 {container}")
-            .quiet()
-            .ignore_status()
-            .output()
-            .map(|o| {
-                format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&o.stdout),
-                    String::from_utf8_lossy(&o.stderr)
-                )
-            })
-            .unwrap_or_default();
         anyhow!(
-            "node {name} ({container}): {what}\n--- docker logs --tail 30 {container} ---\n{logs}"
+            "node {name} ({container}): {what}\n{}",
+            logs(&sh, container)
         )
     };
 
@@ -355,28 +352,22 @@ fn start_node(spec: &NodeSpec<'_>, key: &Path, pubkey: &str) -> Result<Started> 
     .stdin(pubkey)
     .run()
     .map_err(|e| fail(format!("installing authorized_keys: {e}")))?;
+    if let Some(ip) = apt_cache {
+        let script = super::offline::apt_cache_script(ip);
+        cmd!(sh, "docker exec {container} sh -c {script}")
+            .quiet()
+            .run()
+            .map_err(|e| fail(format!("pointing apt at the cache: {e}")))?;
+    }
 
     // sshd up (Debian calls the unit ssh, Photon and others sshd)...
-    let active = "systemctl is-active -q ssh.service || systemctl is-active -q sshd.service";
-    wait_until(started, || {
-        cmd!(sh, "docker exec {container} sh -c {active}")
-            .quiet()
-            .ignore_stdout()
-            .ignore_stderr()
-            .run()
-            .is_ok()
-    })
-    .map_err(|()| fail(format!("sshd not active after {BOOT_TIMEOUT:?}")))?;
+    wait_for_script(&sh, started, container, SSHD_ACTIVE)
+        .map_err(|()| fail(format!("sshd not active after {BOOT_TIMEOUT:?}")))?;
 
     // ...then its host key pinned and a real login through the published port (or, where root
     // is refused, the refusal: it comes after the host key was checked).
-    let host_key = cmd!(
-        sh,
-        "docker exec {container} cat /etc/ssh/ssh_host_ed25519_key.pub"
-    )
-    .quiet()
-    .read()
-    .map_err(|e| fail(format!("reading the ed25519 host key: {e}")))?;
+    let host_key = read_host_key(&sh, container)
+        .map_err(|e| fail(format!("reading the ed25519 host key: {e}")))?;
     let known_line = known_hosts_line(ssh_port, &host_key);
     let node_known = key.with_file_name(format!("known_hosts.{name}"));
     std::fs::write(&node_known, &known_line)?;
@@ -427,7 +418,7 @@ fn start_node(spec: &NodeSpec<'_>, key: &Path, pubkey: &str) -> Result<Started> 
 
 /// Raises the per-user limit of inotify instances to [`INOTIFY_INSTANCES`] where it is lower
 /// and this process may (root); says so, or what to run.
-fn ensure_inotify_instances() {
+pub(super) fn ensure_inotify_instances() {
     let Some(current) = std::fs::read_to_string(INOTIFY_LIMIT)
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
@@ -448,8 +439,66 @@ fn ensure_inotify_instances() {
     }
 }
 
+/// Succeeds in a container once its sshd runs (Debian calls the unit ssh, Photon and others
+/// sshd).
+pub(super) const SSHD_ACTIVE: &str =
+    "systemctl is-active -q ssh.service || systemctl is-active -q sshd.service";
+
+/// `docker exec` of `argv` in `container`; its exit status is the caller's to read.
+pub(super) fn docker_exec(container: &str, argv: &[&str]) -> Result<Output> {
+    let sh = Shell::new()?;
+    Ok(cmd!(sh, "docker exec {container} {argv...}")
+        .quiet()
+        .ignore_status()
+        .output()?)
+}
+
+/// Polls `script` (`sh -c` in `container`) with [`wait_until`] until it succeeds.
+pub(super) fn wait_for_script(
+    sh: &Shell,
+    started: Instant,
+    container: &str,
+    script: &str,
+) -> Result<(), ()> {
+    wait_until(started, || {
+        cmd!(sh, "docker exec {container} sh -c {script}")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run()
+            .is_ok()
+    })
+}
+
+/// The container's ed25519 ssh host key (public half).
+pub(super) fn read_host_key(sh: &Shell, container: &str) -> xshell::Result<String> {
+    cmd!(
+        sh,
+        "docker exec {container} cat /etc/ssh/ssh_host_ed25519_key.pub"
+    )
+    .quiet()
+    .read()
+}
+
+/// The last lines of `container`'s log, for an error.
+pub(super) fn logs(sh: &Shell, container: &str) -> String {
+    let out = cmd!(sh, "docker logs --tail 30 {container}")
+        .quiet()
+        .ignore_status()
+        .output()
+        .map(|o| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+        .unwrap_or_default();
+    format!("--- docker logs --tail 30 {container} ---\n{out}")
+}
+
 /// Polls `ready` every 250ms until it holds or [`BOOT_TIMEOUT`] since `started` has passed.
-fn wait_until(started: Instant, mut ready: impl FnMut() -> bool) -> Result<(), ()> {
+pub(super) fn wait_until(started: Instant, mut ready: impl FnMut() -> bool) -> Result<(), ()> {
     loop {
         if ready() {
             return Ok(());
@@ -462,7 +511,7 @@ fn wait_until(started: Instant, mut ready: impl FnMut() -> bool) -> Result<(), (
 }
 
 /// Unique per process, per lab and over time, so parallel test processes never clash.
-fn unique_suffix() -> String {
+pub(super) fn unique_suffix() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now()

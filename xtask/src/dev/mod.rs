@@ -6,6 +6,7 @@ pub mod bench;
 pub mod demo;
 pub mod image;
 pub mod lab;
+pub mod offline;
 pub mod prereq;
 pub mod test;
 pub mod testbed;
@@ -55,6 +56,10 @@ pub struct TestArgs {
     /// The OS of the lab containers the tests start [env: NODEPREP_BASE; default: debian]
     #[arg(long, value_enum)]
     pub base: Option<Base>,
+    /// Lab containers fetch Debian's packages straight from the archive, not through the
+    /// apt cache container (`nodeprep-test-apt-cache`, apt-cacher-ng, kept between runs).
+    #[arg(long)]
+    pub no_apt_cache: bool,
     /// Extra arguments for cargo nextest (e.g. a filter).
     #[arg(last = true)]
     pub nextest_args: Vec<String>,

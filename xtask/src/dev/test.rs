@@ -20,9 +20,9 @@ pub fn image(args: &super::ImageArgs) -> Result<u8> {
     Ok(EXIT_OK)
 }
 
-/// Builds the image of the chosen base and the hardened image, then runs every test of the
-/// workspace with nextest (profile `ci`), the integration tests using this very binary as the
-/// runner and those images for their lab containers.
+/// Builds the image of the chosen base, the hardened image and the network services image,
+/// then runs every test of the workspace with nextest (profile `ci`), the integration tests
+/// using this very binary as the runner and those images for their lab containers.
 pub fn test(args: &super::TestArgs) -> Result<u8> {
     let base = Base::or_env(args.base)?;
     let sh = Shell::new()?;
@@ -43,6 +43,22 @@ pub fn test(args: &super::TestArgs) -> Result<u8> {
         Some(given) => given,
         None => super::image::hardened::ensure(&sh)?,
     };
+    // The offline lab's proxy and mirror (tests/e2e/proxy.rs), on Debian whatever the base.
+    let netsvc = match std::env::var("NODEPREP_TEST_NETSVC_IMAGE")
+        .ok()
+        .filter(|s| !s.is_empty())
+    {
+        Some(given) => given,
+        None => super::image::netsvc::ensure(&sh)?,
+    };
+    // Lab containers fetch Debian's packages through one apt-cacher-ng kept between runs, so
+    // that repeated first runs download each package once (`--no-apt-cache`: straight from
+    // the archive).
+    let apt_cache = if args.no_apt_cache {
+        String::new()
+    } else {
+        super::offline::ensure_apt_cache(&sh, &netsvc)?
+    };
     let bin = std::env::current_exe().context("locating the runner binary")?;
     let extra = &args.nextest_args;
     let status = cmd!(
@@ -51,6 +67,8 @@ pub fn test(args: &super::TestArgs) -> Result<u8> {
     )
     .env("NODEPREP_TEST_IMAGE", &tag)
     .env("NODEPREP_TEST_HARDENED_IMAGE", &hardened)
+    .env("NODEPREP_TEST_NETSVC_IMAGE", &netsvc)
+    .env(super::offline::APT_CACHE_ENV, &apt_cache)
     .env(BASE_ENV, base.name())
     .env("NODEPREP_BIN", &bin)
     .quiet()

@@ -311,12 +311,21 @@ impl std::fmt::Debug for Vm {
     }
 }
 
-/// `NODEPREP_VM_ACCEL` when set (`kvm`, `tcg`), else [`default_accel`] of this machine.
-fn accel() -> String {
-    std::env::var("NODEPREP_VM_ACCEL")
+/// `NODEPREP_VM_ACCEL` when set (`kvm`, `tcg`), else KVM where it opens ([`default_accel`])
+/// and runs a guest ([`kvm_runs`], tried once per process with `image`'s kernel), else `tcg`.
+fn accel(image: &Image) -> String {
+    if let Some(given) = std::env::var("NODEPREP_VM_ACCEL")
         .ok()
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| default_accel(Path::new(KVM)).into())
+    {
+        return given;
+    }
+    static KVM_RUNS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if default_accel(Path::new(KVM)) == "kvm" && *KVM_RUNS.get_or_init(|| kvm_runs(image)) {
+        "kvm".into()
+    } else {
+        "tcg".into()
+    }
 }
 
 /// KVM's device.
@@ -331,6 +340,64 @@ fn default_accel(dev: &Path) -> &'static str {
         .open(dev)
         .is_ok();
     if usable { "kvm" } else { "tcg" }
+}
+
+/// Whether a guest runs under KVM here: a device that opens is not enough (under some nested
+/// hypervisors a KVM guest stalls in the kernel's real-mode setup, before it prints anything).
+/// `image`'s kernel is booted with no root file system: under a working KVM it prints its
+/// banner within a second or two, then panics and QEMU exits (`-no-reboot`).
+fn kvm_runs(image: &Image) -> bool {
+    let Ok(dir) = tempfile::tempdir() else {
+        return false;
+    };
+    let console = dir.path().join("console.log");
+    let serial = format!("file:{}", console.display());
+    let args: Vec<std::ffi::OsString> = vec![
+        "-machine".into(),
+        "q35".into(),
+        "-accel".into(),
+        "kvm".into(),
+        "-m".into(),
+        "256".into(),
+        "-nographic".into(),
+        "-monitor".into(),
+        "none".into(),
+        "-no-reboot".into(),
+        "-serial".into(),
+        serial.into(),
+        "-kernel".into(),
+        image.kernel.clone().into(),
+        "-append".into(),
+        "console=ttyS0 panic=-1".into(),
+    ];
+    let Ok(qemu) = duct::cmd("qemu-system-x86_64", args)
+        .stdin_null()
+        .stdout_null()
+        .stderr_null()
+        .unchecked()
+        .start()
+    else {
+        return false;
+    };
+    let started = Instant::now();
+    let mut runs = false;
+    while started.elapsed() < Duration::from_secs(20) {
+        if std::fs::read_to_string(&console).is_ok_and(|t| t.contains("Linux version")) {
+            runs = true;
+            break;
+        }
+        if qemu.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    let _ = qemu.kill();
+    if !runs {
+        eprintln!(
+            "vm: {KVM} opens but a guest does not run under KVM here (no kernel banner in 20 s): software emulation (tcg)"
+        );
+    }
+    runs
 }
 
 impl Vm {
@@ -550,7 +617,7 @@ fn spawn_qemu(image: &Image, overlay: &Path, dir: &Path, port: u16) -> Result<du
     let drive = format!("file={},if=virtio,format=qcow2", overlay.display());
     let netdev = format!("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22");
     let serial = format!("file:{}", console.display());
-    let accel = accel();
+    let accel = accel(image);
     let args: Vec<std::ffi::OsString> = vec![
         "-machine".into(),
         "q35".into(),

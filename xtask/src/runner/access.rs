@@ -109,6 +109,16 @@ impl Credentials {
     }
 }
 
+/// The warning for a run that logs in with a password to hosts whose key may be new
+/// (`ssh.accept_new_host_keys`): sshd receives the login password during the login, before
+/// nodeprep can ask the host who it is, so only a known host key protects it.
+pub fn unverified_key_warning(inv: &Inventory, creds: &Credentials) -> Option<String> {
+    (creds.ssh.is_some() && inv.ssh.accept_new_host_keys).then(|| {
+        "the ssh login password goes to whatever machine answers at each address:          ssh.accept_new_host_keys accepts a host key never seen before, and sshd receives the          password during the login, before any identity check. Add the hosts' keys to known_hosts          and set ssh.accept_new_host_keys = false to keep it from a wrong machine"
+            .to_string()
+    })
+}
+
 /// One password from its source. `what` names the flag family in errors (`password`,
 /// `become password`).
 fn read_one(source: &Source, prompt: &str, what: &str) -> Result<Secret> {
@@ -225,6 +235,34 @@ mod tests {
         let c = Credentials::read(None, Some(&Source::Env("PATH".into())), "kubeadmin").unwrap();
         assert!(c.ssh.is_none());
         assert_eq!(c.sudo.unwrap().expose(), std::env::var("PATH").unwrap());
+    }
+
+    /// A login password with new host keys accepted: warned (the password reaches whatever
+    /// sshd answers); a sudo password alone, or known keys only: no warning.
+    #[test]
+    fn a_login_password_with_new_host_keys_is_warned() {
+        let inv = |accept: bool| {
+            Inventory::parse(
+                &format!("[ssh]\naccept_new_host_keys = {accept}\n"),
+                Path::new("inventory.toml"),
+            )
+            .unwrap()
+        };
+        let login = Credentials {
+            ssh: Some(Secret::new("pw")),
+            sudo: Some(Secret::new("pw")),
+        };
+        let sudo_only = Credentials {
+            ssh: None,
+            sudo: Some(Secret::new("pw")),
+        };
+        let w = unverified_key_warning(&inv(true), &login).unwrap();
+        assert!(
+            w.contains("accept_new_host_keys") && !w.contains("pw,"),
+            "{w}"
+        );
+        assert!(unverified_key_warning(&inv(false), &login).is_none());
+        assert!(unverified_key_warning(&inv(true), &sudo_only).is_none());
     }
 
     #[test]

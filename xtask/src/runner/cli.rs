@@ -396,4 +396,46 @@ mod tests {
         assert_eq!(error_code(&e), EXIT_BAD_INPUT);
         assert_eq!(EXIT_BAD_INPUT, 1);
     }
+
+    #[derive(Parser)]
+    struct Verify {
+        #[command(flatten)]
+        verify: VerifyArgs,
+    }
+
+    /// `verify` checks hosts with no identity check before its probe (a wrong host is its
+    /// `hostname` check's failure), which is safe only because it has no secret to give: no
+    /// password flag is taken, and its job carries none. A password added to `verify` must
+    /// come with `run`'s identity check first (see `fanout::RunOptions::identity`).
+    #[test]
+    fn verify_sends_no_password_to_any_host() {
+        let parse = |extra: &[&str]| {
+            Verify::try_parse_from(["verify", "k8s-worker", "--all"].iter().chain(extra))
+                .map(|v| v.verify)
+        };
+        for flags in [
+            &["--ask-pass"][..],
+            &["--password-file", "pw"],
+            &["--password-env", "PW"],
+            &["--ask-become-pass"],
+            &["--become-password-file", "pw"],
+            &["--become-password-env", "PW"],
+        ] {
+            let e = parse(flags)
+                .err()
+                .unwrap_or_else(|| panic!("{flags:?} taken"));
+            assert_eq!(
+                e.kind(),
+                clap::error::ErrorKind::UnknownArgument,
+                "{flags:?}"
+            );
+        }
+        let registry = Registry::default();
+        let job = parse(&[]).unwrap().job(&registry).unwrap();
+        assert!(job.access.ssh().is_none() && job.access.sudo().is_none());
+        let creds = &job.options.credentials;
+        assert!(creds.ssh.is_none() && creds.sudo.is_none());
+        assert_eq!(job.options.mode, Mode::Check);
+        assert!(!job.accept_new_identity);
+    }
 }

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use playbooks::{Inventory, Target};
-use tasks::ctx::Sink;
+use tasks::ctx::{LockHolder, Sink};
 use tasks::host::{Local, Ssh, SshConfig};
-use tasks::{Ctx, Error, ErrorKind, Event, Host, Mode, Options, Plan, Selection};
+use tasks::{Ctx, Event, Host, Mode, Options, Plan, Selection};
 
 use super::access::Credentials;
 use super::identity::{self, Book};
@@ -31,7 +31,8 @@ pub struct RunOptions {
     /// The ssh and sudo passwords of the run (none: keys and passwordless sudo).
     pub credentials: Credentials,
     /// Each host proves it is the inventory's host before any step ([`identity`]); `None`
-    /// checks nothing (`verify`, whose own "hostname" check reports a wrong host).
+    /// checks nothing (`verify`, whose own "hostname" check reports a wrong host, and which
+    /// takes no password: nothing secret goes to a host it has not checked).
     pub identity: Option<Arc<Book>>,
     /// Connect to nothing: every host is simulated (`tasks::testing::simulated`, with the
     /// `simulate` feature, on by default), in the state the plan converges a recorded Debian
@@ -92,7 +93,7 @@ pub fn over_ssh<'i>(
     let workers = opts.forks.min(targets.len()).max(1);
     let simulated = opts.simulate.map(|rtt| (rtt, converged(targets, planner)));
     // One holder for the whole run: the hosts' locks name this runner and when it started.
-    let lock_holder = holder();
+    let lock_holder = LockHolder::this_run();
     // Most hosts' plans read alike: their probe is gathered once.
     let probes = tasks::ProbeCache::default();
     std::thread::scope(|s| {
@@ -194,7 +195,7 @@ pub fn local<'a>(
         plan,
         opts,
         sink,
-        &holder(),
+        &LockHolder::this_run(),
         &probes,
     )
 }
@@ -260,7 +261,7 @@ fn run_one<'a>(
     plan: tasks::Result<Plan<'a>>,
     opts: &RunOptions,
     sink: &Sink,
-    lock_holder: &str,
+    lock_holder: &LockHolder,
     probes: &tasks::ProbeCache,
 ) -> HostReport {
     let start = Instant::now();
@@ -274,6 +275,25 @@ fn run_one<'a>(
         Err(e) => return HostReport::early(name, e.kind(), e.to_string(), start.elapsed()),
     };
     let check = opts.mode == Mode::Check;
+    // The identity check, asked by the engine before anything changes and before any secret
+    // goes to the host; a note (a new identity recorded) is told as progress.
+    let identity = opts.identity.clone().map(|book| {
+        let sink = sink.clone();
+        let claim_host = target.host.clone();
+        let name = name.to_string();
+        let check: tasks::ctx::IdentityCheck = Arc::new(move |state: &tasks::state::State| {
+            let seen = identity::Seen::from_state(state);
+            let accepted = book.check(identity::Claim::of(&name, &claim_host), &seen)?;
+            if let Some(note) = accepted.note {
+                sink(&Event::Progress {
+                    host: name.clone(),
+                    message: note,
+                });
+            }
+            Ok(())
+        });
+        check
+    });
     let ctx_opts = Options {
         mode: opts.mode,
         diff: opts.diff,
@@ -281,8 +301,9 @@ fn run_one<'a>(
         sink: Some(sink.clone()),
         backup: opts.backup,
         // Apply runs take the host's lock; a check run reads only.
-        lock: (!check).then(|| lock_holder.to_string()),
-        lock_is_stale: Some(holder_is_gone),
+        lock: (!check).then(|| lock_holder.clone()),
+        lock_is_stale: Some(LockHolder::is_gone),
+        identity,
         timeouts: tasks::Timeouts {
             command: Duration::from_secs(target.inventory.ssh.command_timeout.into()),
             package: Duration::from_secs(target.inventory.ssh.package_timeout.into()),
@@ -297,28 +318,6 @@ fn run_one<'a>(
             return r;
         }
     };
-    if let Some(book) = &opts.identity {
-        let seen = identity::Seen::from_state(cx.state());
-        match book.check(identity::Claim::of(name, target.host), &seen) {
-            Ok(accepted) => {
-                if let Some(note) = accepted.note {
-                    sink(&Event::Progress {
-                        host: name.to_string(),
-                        message: note,
-                    });
-                }
-            }
-            Err(reason) => {
-                // Nothing ran: the lock the probe took is released, the connection closed.
-                cx.close();
-                let e = Error::new(ErrorKind::Identity, reason).on_host(name);
-                let mut r = HostReport::early(name, e.kind(), e.to_string(), start.elapsed());
-                r.commands = cx.commands_sent();
-                r.remote = cx.remote_time();
-                return r;
-            }
-        }
-    }
     // Connected with the plan's probe of this selection (above).
     let ran = plan.run_connected(&mut cx, &opts.selection);
     cx.close();
@@ -336,41 +335,4 @@ fn run_one<'a>(
         misses: cx.misses().to_vec(),
         reboot_required: cx.reboot_required().map(str::to_string),
     }
-}
-
-/// Who holds a host's lock during a run, as a second runner is told (the run's start).
-fn holder() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "?".into());
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format!(
-        "nodeprep run by {user}@{} (pid {}, started at unix time {since})",
-        this_hostname(),
-        std::process::id()
-    )
-}
-
-/// A lock taken by a runner of this machine whose process is gone (killed) is stale; one
-/// from another machine is never judged from here.
-fn holder_is_gone(holder: &str) -> bool {
-    let Some(rest) = holder.strip_prefix("nodeprep run by ") else {
-        return false;
-    };
-    let Some((who, after)) = rest.split_once(" (pid ") else {
-        return false;
-    };
-    let host = who.rsplit_once('@').map(|(_, h)| h).unwrap_or("");
-    let pid: u32 = after
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    host == this_hostname()
-        && pid != 0
-        && pid != std::process::id()
-        && !Path::new(&format!("/proc/{pid}")).exists()
 }

@@ -45,12 +45,11 @@ pub struct Seen {
 impl Seen {
     /// From the probe's facts (`hostname`, `addresses`, `machine-id`).
     pub fn from_state(state: &tasks::state::State) -> Seen {
-        let fact = |k: &str| state.facts.get(k).map(|v| v.trim()).unwrap_or("");
-        let id = fact("machine-id");
+        let facts = &state.facts;
         Seen {
-            hostname: fact("hostname").to_string(),
-            addresses: tasks::state::parse_addresses(fact("addresses")),
-            machine_id: is_machine_id(id).then(|| id.to_string()),
+            hostname: facts.hostname.clone().unwrap_or_default(),
+            addresses: facts.addresses.clone(),
+            machine_id: facts.machine_id.clone().filter(|id| is_machine_id(id)),
         }
     }
 }

@@ -224,7 +224,16 @@ fn credentials(
         bail!("sudo's password was given, but every login user is root: nothing asks for it");
     }
     let creds = access::Credentials::read(ssh.as_ref(), become_pw.as_ref(), &users.join(", "))?;
+    // A password read from the environment goes no further than this process.
+    for source in [&ssh, &become_pw].into_iter().flatten() {
+        if let access::Source::Env(var) = source {
+            tasks::host::withhold_env(var);
+        }
+    }
     access::check_admin_password(inv, users, &creds)?;
+    if let Some(warning) = access::unverified_key_warning(inv, &creds) {
+        tracing::warn!("{warning}");
+    }
     Ok(creds)
 }
 

@@ -169,7 +169,7 @@ impl Printer {
                         &json!({"event": "progress", "host": host, "message": message}).to_string(),
                     );
                 } else {
-                    self.line(&format!("{host} | ... {message}"));
+                    self.line(&format!("{host} | ... {}", visible(message)));
                 }
             }
             Event::StepFinished { host, record } => {
@@ -181,7 +181,7 @@ impl Printer {
                     return;
                 }
                 let detail = match &record.outcome {
-                    Outcome::Skipped(why) => format!(" ({why})"),
+                    Outcome::Skipped(why) => format!(" ({})", visible(why)),
                     Outcome::Failed(e) | Outcome::Operator(e) => format!("\n{}", indent(e, "    ")),
                     _ => String::new(),
                 };
@@ -269,7 +269,7 @@ impl Printer {
         }
         for r in reports {
             if let Some(why) = &r.reboot_required {
-                text.push_str(&format!("\n{}: reboot needed ({why})", r.host));
+                text.push_str(&format!("\n{}: reboot needed ({})", r.host, visible(why)));
             }
         }
         // Left out by --only/--skip: one line, not one per step.
@@ -603,16 +603,60 @@ pub fn vars_unused(inv: &Inventory, unused: &[playbooks::inventory::Problem]) {
     }
 }
 
+/// `text`'s lines, each after `prefix`, control characters shown ([`visible`]): what a host
+/// sent (an error's stderr, a file's diff) reaches the terminal as text.
 fn indent(text: &str, prefix: &str) -> String {
     text.lines()
-        .map(|l| format!("{prefix}{l}"))
+        .map(|l| format!("{prefix}{}", visible(l)))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// `text` with its control characters escaped (`\x1b`, `\r`, `\u{9b}`), line breaks and tabs
+/// kept: text that came from a host (a file's contents, a command's stderr, the lock's holder)
+/// cannot move the cursor, recolour, retitle or rewrite the operator's terminal. JSON escapes
+/// them itself.
+pub fn visible(text: &str) -> std::borrow::Cow<'_, str> {
+    let shown = |c: char| c == '\n' || c == '\t' || !c.is_control();
+    if text.chars().all(shown) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            _ if shown(c) => out.push(c),
+            '\r' => out.push_str("\\r"),
+            '\0'..='\x7f' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            _ => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Host text reaches the terminal as text: ESC, CR, BEL, DEL and C1 controls shown
+    /// escaped; line breaks and tabs (a diff's layout) and other characters kept.
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert!(matches!(
+            visible("plain\ttext, é\n"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            visible("\x1b[2J\x1b]0;pwned\x07ok\rover\x7f\u{9b}31m\0"),
+            "\\x1b[2J\\x1b]0;pwned\\x07ok\\rover\\x7f\\u{9b}31m\\x00"
+        );
+        let diff = "--- /etc/motd\n+++ /etc/motd\n-old\n+\x1b[31mred\x1b[0m\tx\n";
+        let shown = indent(diff, "h |   ");
+        assert!(!shown.contains('\x1b'), "{shown}");
+        assert_eq!(
+            shown,
+            "h |   --- /etc/motd\nh |   +++ /etc/motd\nh |   -old\nh |   +\\x1b[31mred\\x1b[0m\tx"
+        );
+    }
 
     fn report(host: &str, reboot: Option<&str>) -> HostReport {
         let mut r = HostReport::early(

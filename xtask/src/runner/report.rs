@@ -199,4 +199,70 @@ mod tests {
         assert_eq!(exit_code(std::slice::from_ref(&waiting), false), EXIT_OK);
         assert_eq!(exit_code(std::slice::from_ref(&waiting), true), EXIT_OK);
     }
+
+    /// A Kubernetes worker on a VMware VM without `disk.EnableUUID` (a recorded Photon OS host
+    /// whose SCSI disk has no `scsi-36000c29…`/`wwn-0x6000c29…` id; a lab container cannot
+    /// show one: its disks are the machine's, and the step skips them): the run's step ends as
+    /// a warning with the govc fix and the run exits 0, a check run too (no drift); `verify`
+    /// fails on it (exit 2).
+    #[cfg(feature = "simulate")]
+    #[test]
+    fn a_node_without_disk_enable_uuid_warns_then_fails_verify() {
+        use playbooks::{Inventory, Registry};
+        use tasks::testing::Fixture;
+        use tasks::{Mode, Plan, Selection, disks, verify};
+
+        let mut inv = Inventory::parse(
+            include_str!("../../../inventory.toml"),
+            std::path::Path::new("inventory.toml"),
+        )
+        .unwrap();
+        inv.placeholders.clear();
+        let t = inv.target("prdk8swok511").unwrap();
+        let registry = Registry::default();
+        let pb = registry.find("k8s-worker").unwrap();
+        let vmware = || {
+            let mut f = Fixture::photon()
+                .file(disks::SYS_VENDOR, "VMware, Inc.\n", 0o444)
+                .complete();
+            f.state.answers.insert(
+                disks::LIST.iter().map(|s| s.to_string()).collect(),
+                "disk sda\nid wwn-0x5000c500a1b2c3d4 sda\n".into(),
+            );
+            f
+        };
+        let report = |cx: &tasks::Ctx| {
+            let mut r = HostReport::early(t.name, ErrorKind::Other, String::new(), Duration::ZERO);
+            r.error = None;
+            r.records = cx.records().to_vec();
+            r
+        };
+
+        for (mode, check) in [(Mode::Apply, false), (Mode::Check, true)] {
+            let (mut cx, _rec) = vmware().ctx(mode);
+            let mut p = Plan::new();
+            pb.plan(t, &mut p).unwrap();
+            let ran = p.run(&mut cx, &Selection::new(&["stable disk ids"], &[]));
+            assert!(ran.error.is_none(), "{:?}", ran.error);
+            let r = report(&cx);
+            assert_eq!(r.count("operator"), 1, "{:?}", r.records);
+            match &r.records[0].outcome {
+                Outcome::Operator(e) => assert!(
+                    e.contains("disk.EnableUUID") && e.contains("govc vm.change"),
+                    "{e}"
+                ),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(exit_code(std::slice::from_ref(&r), check), EXIT_OK);
+        }
+
+        let (mut cx, _rec) = vmware().ctx(Mode::Check);
+        let mut p = Plan::new();
+        verify::declare(pb.role().unwrap().verify(t), &mut p);
+        let ran = p.run(&mut cx, &Selection::new(&["disk ids"], &[]));
+        assert!(ran.error.is_none(), "{:?}", ran.error);
+        let r = report(&cx);
+        assert_eq!(r.count("failed"), 1, "{:?}", r.records);
+        assert_eq!(exit_code(std::slice::from_ref(&r), false), EXIT_FAILED);
+    }
 }

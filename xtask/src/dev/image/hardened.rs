@@ -23,12 +23,19 @@
 //!   lab's pinned ones and take the container's hostname and users as a first boot does.
 //!   Neither does systemd-networkd (not enabled on Debian): the file is there to be found.
 //!
+//! - **`/etc/protocols` not netbase's**: Photon's comes from iana-etc, generated from IANA's
+//!   registry (vmware/photon `SPECS/iana-etc/iana-etc.spec`; tasks/tests/data/photon/README.md),
+//!   whose keyword for protocol 4 is IANA's `IPv4`, lowercased: `ipv4`, where Debian's netbase
+//!   says `ipencap`. The image takes Debian's file with that one line replaced
+//!   ([`PROTOCOL_4`]), so that `iptables -S` lists an IP-in-IP rule as `-p ipv4` as on Photon
+//!   (Photon's exact file is built from a tarball outside vmware/photon and cannot be copied).
+//!
 //! Plus `socat`, which the tests use to listen and send across the lab's network.
 //!
 //! Its tag is `nodeprep-test:debian-hardened-<hash>`, the hash covering the Debian recipe and
 //! this one.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use xshell::Shell;
 
 /// Packages on top of the Debian image's.
@@ -38,6 +45,10 @@ pub const PACKAGES: &[&str] = &["iptables", "iptables-persistent", "cloud-init",
 pub const IP4SAVE: &str = include_str!("../../../../tasks/tests/data/photon/ip4save");
 /// Photon OS 5.0's IPv6 rules (`/etc/systemd/scripts/ip6save`).
 pub const IP6SAVE: &str = include_str!("../../../../tasks/tests/data/photon/ip6save");
+
+/// Protocol 4's line in the image's `/etc/protocols`, as an IANA-generated file has it (in place
+/// of netbase's `ipencap\t4\tIP-ENCAP\t# IP encapsulated in IP (officially ``IP'')`).
+pub const PROTOCOL_4: &str = "ipv4\t4\tIPv4\t\t# IPv4 encapsulation";
 
 /// The file cloud-init's networkd renderer writes for eth0 from `DATASOURCE_NETWORK`:
 /// sections and keys sorted, as `CfgParser.get_final_conf` writes them.
@@ -106,6 +117,19 @@ cat > "$root/etc/iptables/rules.v6" <<'EOF'
 chmod 0640 "$root/etc/iptables/rules.v4" "$root/etc/iptables/rules.v6"
 chroot "$root" systemctl enable netfilter-persistent.service
 
+# /etc/protocols naming protocol 4 as IANA does (Photon's iana-etc), not as netbase does.
+protocols="$root/etc/protocols"
+grep -q '^ipencap[[:space:]]\+4[[:space:]]' "$protocols"
+awk -v line='{PROTOCOL_4}' '$1 == "ipencap" && $2 == "4" {{ print line; next }} {{ print }}' \
+    "$protocols" > "$protocols.new"
+mv "$protocols.new" "$protocols"
+chmod 0644 "$protocols"
+grep -q '^ipv4[[:space:]]\+4[[:space:]]' "$protocols"
+if grep -q '^ipencap[[:space:]]' "$protocols"; then
+    echo "/etc/protocols still names protocol 4 ipencap" >&2
+    exit 1
+fi
+
 # cloud-init: a datasource's network configuration and the file rendered from it, which sorts
 # before nodeprep's static file; cloud-init kept from running in the containers.
 test -f "$root/etc/cloud/cloud.cfg"
@@ -137,18 +161,12 @@ pub fn tag() -> String {
 /// The tag of the hardened image built from the current recipes: reused when docker has it,
 /// otherwise built now with mmdebstrap (a few minutes).
 pub fn ensure(sh: &Shell) -> Result<String> {
-    let tag = tag();
-    if super::exists(sh, &tag) {
-        eprintln!("test image {tag}: up to date");
-        return Ok(tag);
-    }
     let variant = super::Variant {
         packages: PACKAGES,
         essential_hook: Some(ESSENTIAL),
         customize: Some(customize()),
     };
-    super::build(sh, &tag, &variant).with_context(|| format!("building test image {tag}"))?;
-    Ok(tag)
+    super::ensure_variant(sh, tag(), &variant)
 }
 
 #[cfg(test)]
@@ -176,5 +194,27 @@ mod tests {
         let script = customize();
         assert!(script.contains(IP4SAVE) && script.contains(IP6SAVE));
         assert!(script.contains("PermitRootLogin no\n"));
+        assert!(script.contains(&format!("-v line='{PROTOCOL_4}'")));
+    }
+
+    #[test]
+    fn protocols_line_replaces_netbases_protocol_4() {
+        // The image's edit, run on Debian's netbase file (tasks/tests/data/debian/protocols).
+        let netbase = include_str!("../../../../tasks/tests/data/debian/protocols");
+        assert!(netbase.lines().any(|l| l.starts_with("ipencap\t4\t")));
+        let dir = std::env::temp_dir().join(format!("nodeprep-protocols-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("etc")).unwrap();
+        std::fs::write(dir.join("etc/protocols"), netbase).unwrap();
+        let script = customize();
+        let start = script.find("protocols=").unwrap();
+        let end = script[start..].find("\nfi\n").unwrap() + start + 4;
+        let edit = format!("root=\"$1\"\n{}", &script[start..end]);
+        let sh = Shell::new().unwrap();
+        xshell::cmd!(sh, "sh -euc {edit} sh {dir}").run().unwrap();
+        let edited = std::fs::read_to_string(dir.join("etc/protocols")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(edited.lines().count(), netbase.lines().count());
+        assert!(edited.lines().any(|l| l == PROTOCOL_4));
+        assert!(!edited.contains("ipencap"));
     }
 }

@@ -1,13 +1,13 @@
 //! The network services image for labs without a way out: the Debian image (same suite,
 //! packages and customization) with a real HTTP proxy (tinyproxy) and a real caching mirror
 //! (apt-cacher-ng) from Debian's packages, and `socat`, which forwards the lab's ssh port to a
-//! host that has no other way in. One container of it runs the proxy, another the mirror
-//! (`super::super::offline`).
+//! host that has no other way in. One container of it runs both for
+//! the hosts of an offline lab (`super::super::offline`).
 //!
 //! Its tag is `nodeprep-test:debian-netsvc-<hash>`, the hash covering the Debian recipe and
 //! this one.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use xshell::Shell;
 
 /// Packages on top of the Debian image's.
@@ -22,13 +22,15 @@ pub const PROXY_LOG: &str = "/var/log/tinyproxy/tinyproxy.log";
 
 /// Run by mmdebstrap after the Debian image's customization, with the rootfs as `$1`:
 /// tinyproxy takes clients from any address (Debian's file allows only loopback) and logs each
-/// request; both services enabled (each container stops the one it does not run).
+/// request (its log directory its own: the package leaves it root's, so tinyproxy, which runs
+/// as its own user, would log nothing); both services enabled (each container stops the one it does not run).
 pub const CUSTOMIZE: &str = r#"set -eu
 root="$1"
 conf="$root/etc/tinyproxy/tinyproxy.conf"
 sed -i -e '/^Allow /d' -e 's/^#\?LogLevel .*/LogLevel Info/' "$conf"
 grep -q '^LogLevel Info' "$conf"
 grep -q '^Port 8888' "$conf"
+chroot "$root" chown tinyproxy:tinyproxy /var/log/tinyproxy
 chroot "$root" systemctl enable tinyproxy.service apt-cacher-ng.service
 "#;
 
@@ -48,18 +50,12 @@ pub fn tag() -> String {
 /// The tag of the image built from the current recipes: reused when docker has it, otherwise
 /// built now with mmdebstrap (a few minutes).
 pub fn ensure(sh: &Shell) -> Result<String> {
-    let tag = tag();
-    if super::exists(sh, &tag) {
-        eprintln!("test image {tag}: up to date");
-        return Ok(tag);
-    }
     let variant = super::Variant {
         packages: PACKAGES,
         essential_hook: None,
         customize: Some(CUSTOMIZE.to_string()),
     };
-    super::build(sh, &tag, &variant).with_context(|| format!("building test image {tag}"))?;
-    Ok(tag)
+    super::ensure_variant(sh, tag(), &variant)
 }
 
 #[cfg(test)]
