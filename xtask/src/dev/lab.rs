@@ -64,7 +64,7 @@ pub struct Lab {
     dir: TempDir,
     identity_file: std::path::PathBuf,
     keep: bool,
-    /// The apt cache joined to the lab's network (`super::offline::APT_CACHE_ENV`), and its
+    /// The apt cache joined to the lab's network (`super::apt_cache::APT_CACHE_ENV`), and its
     /// address there.
     apt_cache: Option<(String, String)>,
 }
@@ -125,7 +125,7 @@ impl Lab {
         .ignore_stdout()
         .run()
         .context("docker network create failed")?;
-        lab.apt_cache = super::offline::join_apt_cache(sh, &network)?;
+        lab.apt_cache = super::apt_cache::join_apt_cache(sh, &network)?;
         let apt_cache = lab.apt_cache.as_ref().map(|(_, ip)| ip.as_str());
 
         // Systemd containers boot in batches: 32 booting at once on two cores would each take
@@ -270,7 +270,7 @@ impl Drop for Lab {
             eprintln!("lab cleanup: docker rm failed: {e}");
         }
         if let Some((cache, _)) = &self.apt_cache {
-            super::offline::leave_apt_cache(&sh, network, cache);
+            super::apt_cache::leave_apt_cache(&sh, network, cache);
         }
         if let Err(e) = cmd!(sh, "docker network rm {network}")
             .quiet()
@@ -353,7 +353,7 @@ fn start_node(spec: &NodeSpec<'_>, key: &Path, pubkey: &str) -> Result<Started> 
     .run()
     .map_err(|e| fail(format!("installing authorized_keys: {e}")))?;
     if let Some(ip) = apt_cache {
-        let script = super::offline::apt_cache_script(ip);
+        let script = super::apt_cache::apt_cache_script(ip);
         cmd!(sh, "docker exec {container} sh -c {script}")
             .quiet()
             .run()

@@ -2,6 +2,7 @@
 //! `test-image`, `test`, `demo` and `bench` commands. They drive the runner like a user does
 //! (the runner binary, or [`crate::runner`]'s jobs); the runner never imports them.
 
+pub mod apt_cache;
 pub mod bench;
 pub mod demo;
 pub mod image;

@@ -17,6 +17,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use tempfile::TempDir;
 use xshell::{Shell, cmd};
 
+use super::apt_cache::{APT_CACHE, address_on};
 use super::image::netsvc;
 use super::lab::{
     BOOT_TIMEOUT, RUN_FLAGS, SSHD_ACTIVE, docker_exec, ensure_inotify_instances, logs,
@@ -332,30 +333,6 @@ fn forward_port(i: usize) -> u16 {
     FORWARD_BASE + u16::try_from(i).expect("a handful of hosts")
 }
 
-/// `container`'s address on `network`.
-fn address_on(sh: &Shell, container: &str, network: &str) -> Result<String> {
-    let format = format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}");
-    let ip = cmd!(sh, "docker inspect --format {format} {container}")
-        .quiet()
-        .read()?;
-    let ip = ip.trim().to_owned();
-    if ip.is_empty() {
-        bail!("{container} has no address on {network}");
-    }
-    Ok(ip)
-}
-
-/// Names the running apt cache container ([`ensure_apt_cache`]) lab containers get their
-/// Debian packages through; unset or empty: straight from Debian's archive.
-pub const APT_CACHE_ENV: &str = "NODEPREP_LAB_APT_CACHE";
-
-/// The apt cache container's name, and its volume's (the cache outlives the container).
-pub const APT_CACHE: &str = "nodeprep-test-apt-cache";
-
-/// Lab hosts' apt configuration for the cache (apt-cacher-ng as apt's HTTP proxy): a file of
-/// the lab's, not nodeprep's (whose own proxy file, `90nodeprep-proxy`, comes later and wins).
-pub const APT_CACHE_CONF: &str = "/etc/apt/apt.conf.d/00nodeprep-lab-cache";
-
 /// The apt cache container of `netsvc_image` (apt-cacher-ng, on docker's default network,
 /// its cache in the volume [`APT_CACHE`]): reused when it runs, else started. Repeated first
 /// runs of the tests then fetch each package from Debian once. Returns its name.
@@ -396,36 +373,4 @@ pub fn ensure_apt_cache(sh: &Shell, netsvc_image: &str) -> Result<String> {
     })?;
     eprintln!("apt cache {APT_CACHE}: started ({:.1?})", started.elapsed());
     Ok(APT_CACHE.to_string())
-}
-
-/// The apt cache [`APT_CACHE_ENV`] names, if any, joined to the lab's `network`: its address
-/// there (the caller disconnects it with [`leave_apt_cache`] before removing the network).
-pub fn join_apt_cache(sh: &Shell, network: &str) -> Result<Option<(String, String)>> {
-    let Some(cache) = std::env::var(APT_CACHE_ENV).ok().filter(|s| !s.is_empty()) else {
-        return Ok(None);
-    };
-    cmd!(sh, "docker network connect {network} {cache}")
-        .quiet()
-        .run()
-        .with_context(|| {
-            format!("connecting the apt cache {cache} to {network} ({APT_CACHE_ENV})")
-        })?;
-    let ip = address_on(sh, &cache, network)?;
-    Ok(Some((cache, ip)))
-}
-
-/// Disconnects the apt cache `cache` from the lab's `network`.
-pub fn leave_apt_cache(sh: &Shell, network: &str, cache: &str) {
-    let _ = cmd!(sh, "docker network disconnect -f {network} {cache}")
-        .quiet()
-        .ignore_stdout()
-        .ignore_stderr()
-        .run();
-}
-
-/// The shell that points a lab host's apt at the cache at `ip` (nothing on hosts without apt).
-pub fn apt_cache_script(ip: &str) -> String {
-    format!(
-        "if [ -d /etc/apt/apt.conf.d ]; then printf 'Acquire::http::Proxy \"http://{ip}:{MIRROR_PORT}\";\\n' > {APT_CACHE_CONF}; fi"
-    )
 }

@@ -68,7 +68,7 @@ pub fn test(args: &super::TestArgs) -> Result<u8> {
     .env("NODEPREP_TEST_IMAGE", &tag)
     .env("NODEPREP_TEST_HARDENED_IMAGE", &hardened)
     .env("NODEPREP_TEST_NETSVC_IMAGE", &netsvc)
-    .env(super::offline::APT_CACHE_ENV, &apt_cache)
+    .env(super::apt_cache::APT_CACHE_ENV, &apt_cache)
     .env(BASE_ENV, base.name())
     .env("NODEPREP_BIN", &bin)
     .quiet()
