@@ -532,6 +532,20 @@ mod tests {
             .unwrap()
             .set_len(FILE_CAP)
             .unwrap();
+        // A directory of root's that only root may write: a link there is the system's own
+        // (Debian's /etc/sysctl.d/99-sysctl.conf) and is followed. The others above are in a
+        // directory another user owns, where a link stays a link.
+        std::fs::create_dir(format!("{d}/sys")).unwrap();
+        std::fs::set_permissions(
+            format!("{d}/sys"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("../plain", format!("{d}/sys/99-link.conf")).unwrap();
+        let root = crate::host::current_uid() == 0;
+        if root {
+            std::os::unix::fs::chown(dir.path(), Some(65534), None).unwrap();
+        }
         let paths = [
             format!("{d}/plain"),
             format!("{d}/with space"),
@@ -545,6 +559,7 @@ mod tests {
             "/dev/zero".to_string(),
             format!("{d}/big"),
             format!("{d}/at-cap"),
+            format!("{d}/sys/99-link.conf"),
         ];
         let script = files_script(&paths);
         assert!(!script.contains("tar"), "no tar needed: {script}");
@@ -592,6 +607,13 @@ mod tests {
             FILE_CAP,
             "a file of the cap's size is read"
         );
+        if root {
+            assert_eq!(
+                get(&paths[12]).unwrap().content,
+                b"a\nb\n",
+                "a link in a directory only root writes is followed"
+            );
+        }
         assert!(
             unread(&paths[7])
                 .unwrap()

@@ -178,7 +178,10 @@ const STAT_FORMAT: &str = "'%s %a %U %G %F|%n'";
 ///
 /// `stat` does not follow a link named in `paths` (lstat): a link, a device, a pipe or a
 /// socket is reported as what it is, and only regular files of at most [`FILE_CAP`] bytes are
-/// read (the shell picks them from `stat`'s own lines, with its builtins). The files of a
+/// read (the shell picks them from `stat`'s own lines, with its builtins). A link is followed
+/// only where its directory is root's and writable by root alone (Debian's
+/// `/etc/sysctl.d/99-sysctl.conf -> ../sysctl.conf`): only root put it there, so it is the
+/// system's own; one in a directory another user owns or may write to stays a link. The files of a
 /// listed directory (system configuration directories, root's own) are its regular files,
 /// links to them included, as the listing found them.
 fn push_files<S: AsRef<str>>(s: &mut String, paths: &[S]) {
@@ -193,7 +196,11 @@ fn push_files<S: AsRef<str>>(s: &mut String, paths: &[S]) {
     };
     let (plain, kernel) = (join(&plain), join(&kernel));
     s.push_str(&format!(
-        "m stat -\nS=$( {{ if [ $# -gt 0 ]; then stat -L -c {STAT_FORMAT} -- \"$@\"; fi; stat -c {STAT_FORMAT} --{plain} ; }} 2>/dev/null </dev/null); [ -z \"$S\" ] || printf '%s\\n' \"$S\"\n"
+        "m stat -\nS=$( {{ if [ $# -gt 0 ]; then stat -L -c {STAT_FORMAT} -- \"$@\"; fi; stat -c {STAT_FORMAT} --{plain} ; }} 2>/dev/null </dev/null)\n"
+    ));
+    // A link named in a directory of root's that only root may write: followed.
+    s.push_str(&format!(
+        "case $S in *' symbolic link|'*) T=\nwhile IFS= read -r l; do k=${{l%%|*}}; k=${{k#* }}; k=${{k#* }}; k=${{k#* }}; k=${{k#* }}\n  if [ \"$k\" = 'symbolic link' ]; then p=${{l#*|}}; d=${{p%/*}}; o=$(stat -c '%u %a' -- \"${{d:-/}}\" 2>/dev/null); a=${{o#* }}\n    if [ \"${{o%% *}}\" = 0 ] && [ $(( 0$a & 022 )) -eq 0 ]; then n=$(stat -L -c {STAT_FORMAT} -- \"$p\" 2>/dev/null </dev/null) && [ -n \"$n\" ] && l=$n; fi\n  fi\n  T=\"$T$l$NL\"\ndone <<NP_EOF\n$S\nNP_EOF\nS=${{T%\"$NL\"}};; esac\n[ -z \"$S\" ] || printf '%s\\n' \"$S\"\n"
     ));
     if !kernel.is_empty() {
         s.push_str(&format!(
