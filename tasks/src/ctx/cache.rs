@@ -98,31 +98,52 @@ impl Ctx {
     /// Reads into the cache, in one round trip, those of `paths` it does not know yet (for
     /// files known only at run time: a home directory, names from the inventory).
     pub fn prefetch(&mut self, paths: &[&str]) -> Result<()> {
-        let missing: Vec<&str> = paths
-            .iter()
-            .copied()
-            .filter(|p| !self.state.files.contains_key(*p))
-            .collect();
+        let missing = self.unknown_files(paths);
         if missing.is_empty() {
             return Ok(());
         }
+        let probe = Probe::default().files(&missing);
+        let script = state::files_script(&missing);
+        let out = self.send(&Cmd::new(&["sh", "-s"]).stdin(script), true)?;
+        self.files_read(&missing, &probe, &out)
+    }
+
+    /// Those of `paths` the cache knows nothing of, none when the probe read every file the
+    /// run reads (they are then absent, and known so); the others are to be read in one round
+    /// trip, a miss each.
+    pub(super) fn unknown_files<'p>(&mut self, paths: &[&'p str]) -> Vec<&'p str> {
+        let missing: Vec<&str> = paths
+            .iter()
+            .copied()
+            .filter(|p| !self.state.files.contains_key(*p) && !self.state.unread.contains_key(*p))
+            .collect();
         if self.state.files_complete {
             for path in missing {
                 self.state.files.insert(path.to_string(), None);
             }
-            return Ok(());
+            return Vec::new();
         }
-        self.note_misses(missing.iter().map(|p| p.to_string()).collect());
-        let probe = Probe::default().files(&missing);
-        let script = state::files_script(&missing);
-        let out = self.send(&Cmd::new(&["sh", "-s"]).stdin(script), true)?;
-        let read = state::parse_probe(&out.stdout_str(), &probe)
+        if !missing.is_empty() {
+            self.note_misses(missing.iter().map(|p| p.to_string()).collect());
+        }
+        missing
+    }
+
+    /// The answer `out` to [`state::files_script`] of `paths` (asked as `probe`), into the
+    /// cache: each file's contents, or what it is when it was not read.
+    pub(super) fn files_read(
+        &mut self,
+        paths: &[&str],
+        probe: &Probe,
+        out: &crate::host::Output,
+    ) -> Result<()> {
+        let read = state::parse_probe(&out.stdout_str(), probe)
             .map_err(|e| e.on_host(self.host.name()))?;
-        for path in missing {
+        for path in paths {
             self.state
                 .files
-                .insert(path.to_string(), read.files.get(path).cloned().flatten());
-            if let Some(unread) = read.unread.get(path) {
+                .insert(path.to_string(), read.files.get(*path).cloned().flatten());
+            if let Some(unread) = read.unread.get(*path) {
                 self.state.unread.insert(path.to_string(), unread.clone());
             }
         }

@@ -11,7 +11,7 @@
 use super::{Action, Ctx};
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::Cmd;
-use crate::state::{self, FileState, Probe};
+use crate::state::{self, Probe};
 
 /// `argv` run as `user` (util-linux's `runuser`, on every supported OS, Photon's minimal
 /// install included).
@@ -30,21 +30,10 @@ impl Ctx {
         for p in paths {
             self.as_user.insert(p.to_string(), user.to_string());
         }
-        let missing: Vec<&str> = paths
-            .iter()
-            .copied()
-            .filter(|p| !self.state.files.contains_key(*p) && !self.state.unread.contains_key(*p))
-            .collect();
+        let missing = self.unknown_files(paths);
         if missing.is_empty() {
             return Ok(());
         }
-        if self.state.files_complete {
-            for path in missing {
-                self.state.files.insert(path.to_string(), None);
-            }
-            return Ok(());
-        }
-        self.note_misses(missing.iter().map(|p| p.to_string()).collect());
         let probe = Probe::default().files(&missing);
         let script = state::files_script(&missing);
         let argv = as_user(user, &["sh", "-s"]);
@@ -62,17 +51,7 @@ impl Ctx {
             }
             return Err(crate::host::command_failed(&cmd, &out).on_host(self.host.name()));
         }
-        let read = state::parse_probe(&out.stdout_str(), &probe)
-            .map_err(|e| e.on_host(self.host.name()))?;
-        for path in missing {
-            self.state
-                .files
-                .insert(path.to_string(), read.files.get(path).cloned().flatten());
-            if let Some(unread) = read.unread.get(path) {
-                self.state.unread.insert(path.to_string(), unread.clone());
-            }
-        }
-        Ok(())
+        self.files_read(&missing, &probe, &out)
     }
 
     /// As [`Ctx::apply`], run as `user`.
@@ -126,18 +105,7 @@ impl Ctx {
             self.lock_before_change()?;
             self.send(&cmd, true)?;
         }
-        self.state.unread.remove(path);
-        self.state.files.insert(
-            path.to_string(),
-            Some(FileState {
-                mode,
-                owner: user.into(),
-                group: group.into(),
-                is_dir: false,
-                content: content.to_vec(),
-            }),
-        );
-        self.listed(path);
+        self.written(path, content, mode, user, group);
         Ok(())
     }
 }

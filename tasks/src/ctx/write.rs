@@ -83,6 +83,19 @@ impl Ctx {
             self.lock_before_change()?;
             self.send(&cmd, true)?;
         }
+        self.written(path, content, mode, owner, group);
+        Ok(())
+    }
+
+    /// `path` as a write left it, into the cache (and the listing of its directory).
+    pub(super) fn written(
+        &mut self,
+        path: &str,
+        content: &[u8],
+        mode: u32,
+        owner: &str,
+        group: &str,
+    ) {
         self.state.unread.remove(path);
         self.state.files.insert(
             path.to_string(),
@@ -95,7 +108,6 @@ impl Ctx {
             }),
         );
         self.listed(path);
-        Ok(())
     }
 
     /// Removes a file, backed up first as [`Ctx::write_file`] backs up a file it replaces. An
